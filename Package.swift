@@ -1,0 +1,60 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Dependencies are chosen deliberately (each adds CI build time); see docs/architecture.md#dependencies.
+let package = Package(
+    name: "laser",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "laser", targets: ["laser"]),
+        .library(name: "LaserCore", targets: ["LaserCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // C libraries named by the mission, through pkg-config.
+        .systemLibrary(
+            name: "CZeroMQ", path: "Sources/CZeroMQ", pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(
+            name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]),
+        // protoc-c output for proto/laser.proto (regenerate with scripts/generate-proto.sh).
+        .target(name: "LaserProtoC", dependencies: ["CProtobufC"], path: "Sources/LaserProtoC"),
+
+        // A small Swift face for libzmq: context, sockets, multipart frames, poll.
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        // Wire messages as Swift value types; the only module that touches protobuf-c structs.
+        .target(name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC"]),
+        // The functional core: bandit, pairs, rewards, contexts, the coordinator state machine. No I/O.
+        .target(name: "LaserCore", dependencies: ["LaserWire"]),
+        // Built-in deterministic rule-based reward models.
+        .target(name: "LaserRewardModels"),
+        // The embedded demo dataset, generated from a seed.
+        .target(name: "LaserDemo"),
+        // The imperative shell: config, files, sockets, processes.
+        .target(
+            name: "LaserRuntime",
+            dependencies: [
+                "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
+        .executableTarget(
+            name: "laser",
+            dependencies: [
+                "LaserRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore"]),
+        .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ"]),
+        .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
+        .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LaserRuntime"]),
+    ]
+)

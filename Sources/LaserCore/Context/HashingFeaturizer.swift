@@ -1,0 +1,65 @@
+/// The built-in context featurizer for prompts that come without a `context` vector:
+/// signed feature hashing of lower-cased word unigrams and bigrams into `dimension - 1` buckets,
+/// L2-normalised, plus a constant bias component; the whole vector has unit length, half of its
+/// weight in the bias (1/sqrt 2) and half in the hashed words. Stable across processes and machines
+/// (FNV-1a, not Swift's Hasher).
+///
+/// Why the bias: LinUCB's exploration bonus scales with |x|, and the mean of a mini-batch of diverse
+/// unit vectors can be short; the bias keeps |mean| >= 1/sqrt 2 and lets each arm learn its average
+/// reward, while the hashed part tells task families apart.
+public struct HashingFeaturizer: Equatable, Sendable {
+    public let dimension: Int
+    public let ngrams: Int
+
+    public init(dimension: Int, ngrams: Int = 2) {
+        precondition(dimension >= 2 && ngrams >= 1)
+        self.dimension = dimension
+        self.ngrams = ngrams
+    }
+
+    public func features(_ text: String) -> [Double] {
+        var hashed = [Double](repeating: 0, count: dimension - 1)
+        let tokens = Self.tokens(text)
+        for n in 1...ngrams where tokens.count >= n {
+            for start in 0...(tokens.count - n) {
+                let gram = tokens[start..<(start + n)].joined(separator: " ")
+                let h = FNV1a.hash(gram)
+                let bucket = Int(h % UInt64(dimension - 1))
+                hashed[bucket] += (h >> 63) == 0 ? 1 : -1
+            }
+        }
+        let half = 0.5.squareRoot()
+        let words = Self.normalized(hashed)
+        let hasWords = words.contains { $0 != 0 }
+        return [hasWords ? half : 1] + words.map { $0 * half }
+    }
+
+    static func tokens(_ text: String) -> [String] {
+        var out: [String] = []
+        var current = ""
+        for scalar in text.lowercased().unicodeScalars {
+            if scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) {
+                current.unicodeScalars.append(scalar)
+            } else if !current.isEmpty {
+                out.append(current)
+                current = ""
+            }
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
+    }
+
+    /// x / |x|, or x unchanged when it is all zeros.
+    public static func normalized(_ v: [Double]) -> [Double] {
+        let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return norm > 0 ? v.map { $0 / norm } : v
+    }
+
+    /// The element-wise mean of equally long vectors (a mini-batch's context).
+    public static func mean(_ vectors: [[Double]]) -> [Double] {
+        precondition(!vectors.isEmpty)
+        var out = [Double](repeating: 0, count: vectors[0].count)
+        for v in vectors { for i in 0..<v.count { out[i] += v[i] } }
+        return out.map { $0 / Double(vectors.count) }
+    }
+}

@@ -1,0 +1,155 @@
+import LaserWire
+
+/// A ZeroMQ routing identity: how the coordinator's ROUTER socket names a connected peer.
+public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public static func < (a: PeerID, b: PeerID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+
+    public var description: String {
+        if let s = String(validating: bytes, as: UTF8.self), !s.isEmpty,
+           s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F }) {
+            return s
+        }
+        return "0x" + bytes.map { String($0, radix: 16).leftPadded(2) }.joined()
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}
+
+/// A point on a monotonic clock, in nanoseconds. The core never reads a clock; the shell passes `now`.
+public struct Instant: Comparable, Hashable, Sendable {
+    public var nanoseconds: UInt64
+    public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
+    public static func < (a: Instant, b: Instant) -> Bool { a.nanoseconds < b.nanoseconds }
+    public func adding(milliseconds ms: UInt64) -> Instant { Instant(nanoseconds: nanoseconds &+ ms * 1_000_000) }
+    public func milliseconds(since earlier: Instant) -> Double {
+        Double(Int64(bitPattern: nanoseconds &- earlier.nanoseconds)) / 1e6
+    }
+}
+
+/// Liveness and retry settings of the scheduler.
+public struct SchedulerSettings: Equatable, Sendable {
+    /// Heartbeats are sent after this long without other traffic.
+    public var heartbeatIntervalMs: UInt64 = 1000
+    /// A peer is dead after this many silent heartbeat intervals.
+    public var liveness: UInt32 = 5
+    /// A task not answered within this time is queued again (attempt + 1).
+    public var leaseMs: UInt64 = 60_000
+    /// After this many attempts a task fails the run loudly with the RM's last error.
+    public var maxAttempts: UInt32 = 3
+
+    public init(heartbeatIntervalMs: UInt64 = 1000, liveness: UInt32 = 5, leaseMs: UInt64 = 60_000, maxAttempts: UInt32 = 3) {
+        self.heartbeatIntervalMs = heartbeatIntervalMs
+        self.liveness = liveness
+        self.leaseMs = leaseMs
+        self.maxAttempts = maxAttempts
+    }
+}
+
+/// Everything the coordinator core needs to know about a run: the validated config, without files.
+public struct RunPlan: Equatable, Sendable {
+    public var coordinatorID: String
+    public var seed: UInt64
+    public var iterations: Int
+    public var batchSize: Int
+    /// Prompts per score task (a shard of a mini-batch).
+    public var shardSize: Int
+    /// Selection for batch t may use feedback only from batches <= t - D.
+    public var pipelineDepth: Int
+    public var strategy: StrategyKind
+    public var alpha: Double
+    public var lambda: Double
+    /// Index into `rewardModels` for the fixed strategy.
+    public var fixedArm: Int
+    public var rewardModels: [RewardModelDefinition]
+    public var pairPolicy: PairPolicy
+    public var rewardSource: RewardSource
+    public var normalizeRewards: Bool
+    public var contextDimension: Int
+    public var scheduler: SchedulerSettings
+
+    public init(coordinatorID: String = "coordinator", seed: UInt64 = 0, iterations: Int = 1, batchSize: Int = 16,
+                shardSize: Int = 4, pipelineDepth: Int = 1, strategy: StrategyKind = .linucb, alpha: Double = 0.1,
+                lambda: Double = 1, fixedArm: Int = 0, rewardModels: [RewardModelDefinition],
+                pairPolicy: PairPolicy = PairPolicy(), rewardSource: RewardSource = .labelPairAccuracy,
+                normalizeRewards: Bool = true, contextDimension: Int = 256,
+                scheduler: SchedulerSettings = SchedulerSettings()) {
+        self.coordinatorID = coordinatorID
+        self.seed = seed
+        self.iterations = iterations
+        self.batchSize = batchSize
+        self.shardSize = shardSize
+        self.pipelineDepth = pipelineDepth
+        self.strategy = strategy
+        self.alpha = alpha
+        self.lambda = lambda
+        self.fixedArm = fixedArm
+        self.rewardModels = rewardModels
+        self.pairPolicy = pairPolicy
+        self.rewardSource = rewardSource
+        self.normalizeRewards = normalizeRewards
+        self.contextDimension = contextDimension
+        self.scheduler = scheduler
+    }
+
+    public var armNames: [String] { rewardModels.map(\.name) }
+}
+
+/// Something that happened, fed into `Coordinator.handle`.
+public enum CoordinatorEvent: Sendable {
+    /// The shell is ready; the core asks for the first iteration.
+    case start
+    /// The shell read and validated iteration `iteration` (1-based) as asked by `.loadIteration`.
+    case iterationLoaded(iteration: Int, prompts: [PromptRecord])
+    /// A decoded message from a peer.
+    case message(from: PeerID, WireMessage)
+    /// Bytes from a peer that did not decode.
+    case undecodable(from: PeerID, reason: String)
+    /// A peer's outgoing message could not be routed (ROUTER_MANDATORY: it disconnected).
+    case unreachable(PeerID)
+    /// Time passed.
+    case tick
+}
+
+/// Something the shell must do, returned by `Coordinator.handle`.
+public enum CoordinatorAction: Sendable, Equatable {
+    case send(to: PeerID, WireMessage)
+    /// Read iteration `n` (1-based) and answer with `.iterationLoaded`.
+    case loadIteration(Int)
+    /// Write this batch's pairs (atomically) where the trainer will find them.
+    case emitBatch(EmittedBatch)
+    case log(LogLevel, String)
+    /// The run completed.
+    case finish(RunSummary)
+    /// The run cannot complete; the message says why and what to do.
+    case fail(String)
+}
+
+/// Log levels of the core's messages (mapped to swift-log by the shell).
+public enum LogLevel: String, Sendable, Equatable {
+    case debug, info, warning, error
+}
+
+/// A completed mini-batch: its pairs and how they were made.
+public struct EmittedBatch: Sendable, Equatable {
+    public var iteration: Int
+    /// 1-based within the iteration.
+    public var batch: Int
+    /// 0-based over the whole run.
+    public var globalIndex: Int
+    /// The RM that ranked the batch, or "ensemble".
+    public var rm: String
+    public var promptCount: Int
+    public var pairs: [PreferencePair]
+    /// Label-based pair accuracy of the pairs, when labels exist.
+    public var labelAccuracy: Double?
+    /// The bandit's raw and normalised reward for this batch (nil: no update, e.g. no labels).
+    public var rawReward: Double?
+    public var normalizedReward: Double?
+}

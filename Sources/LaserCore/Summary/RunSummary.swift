@@ -1,0 +1,149 @@
+/// The machine-readable account of a run (written as summary.json): what was selected for which
+/// task family, how many pairs came out, their label-based accuracy, RM cost and wall time.
+public struct RunSummary: Equatable, Sendable, Codable {
+    public var strategy: String
+    public var rewardModels: [String]
+    public var iterations: [IterationSummary]
+    public var arms: [ArmSummary]
+    public var counters: Counters
+
+    /// Operational counters of the scheduler.
+    public struct Counters: Equatable, Sendable, Codable {
+        public var tasksDispatched = 0
+        public var tasksRetried = 0
+        public var duplicateResults = 0
+        public var invalidResults = 0
+        public var malformedMessages = 0
+        public var workersRegistered = 0
+        public var workersLost = 0
+        public init() {}
+    }
+}
+
+/// One iteration of a run.
+public struct IterationSummary: Equatable, Sendable, Codable {
+    public var iteration: Int
+    public var prompts = 0
+    public var batches = 0
+    public var pairs = 0
+    public var labelledPairs = 0
+    public var labelAccuracy: Double?
+    /// Candidates scored per RM: the RM compute the iteration cost.
+    public var rmCalls: [String: Int] = [:]
+    public var wallSeconds: Double = 0
+    public var tasks: [TaskFamilySummary] = []
+
+    public init(iteration: Int) { self.iteration = iteration }
+}
+
+/// One task family within an iteration.
+public struct TaskFamilySummary: Equatable, Sendable, Codable {
+    public var task: String
+    public var prompts = 0
+    /// Prompts ranked by each RM ("ensemble" for the score ensemble).
+    public var selections: [String: Int] = [:]
+    public var pairs = 0
+    public var labelledPairs = 0
+    public var labelAccuracy: Double?
+
+    public init(task: String) { self.task = task }
+}
+
+/// One bandit arm (RM) over the whole run.
+public struct ArmSummary: Equatable, Sendable, Codable {
+    public var name: String
+    public var batches = 0
+    public var rewardedBatches = 0
+    public var meanRawReward: Double?
+
+    public init(name: String) { self.name = name }
+}
+
+/// Accumulates a `RunSummary` as batches are emitted.
+struct SummaryBuilder: Equatable, Sendable {
+    struct FamilyAccumulator: Equatable, Sendable {
+        var summary: TaskFamilySummary
+        var accuracy = LabelPairAccuracy()
+    }
+    struct IterationAccumulator: Equatable, Sendable {
+        var summary: IterationSummary
+        var accuracy = LabelPairAccuracy()
+        var families: [String: FamilyAccumulator] = [:]
+        var familyOrder: [String] = []
+    }
+
+    var strategy: String
+    var armNames: [String]
+    var iterations: [IterationAccumulator] = []
+    var arms: [ArmSummary]
+    var rewardSums: [Double]
+    var counters = RunSummary.Counters()
+
+    init(strategy: String, armNames: [String]) {
+        self.strategy = strategy
+        self.armNames = armNames
+        arms = armNames.map(ArmSummary.init(name:))
+        rewardSums = Array(repeating: 0, count: armNames.count)
+    }
+
+    mutating func beginIteration(_ n: Int, prompts: Int) {
+        var acc = IterationAccumulator(summary: IterationSummary(iteration: n))
+        acc.summary.prompts = prompts
+        iterations.append(acc)
+    }
+
+    mutating func setWallSeconds(_ s: Double) { iterations[iterations.count - 1].summary.wallSeconds = s }
+
+    mutating func recordBatch(prompts: ArraySlice<PromptRecord>, rm: String, pairs: [PreferencePair],
+                              arm: Int?, rawReward: Double?) {
+        var it = iterations.removeLast()
+        it.summary.batches += 1
+        it.summary.pairs += pairs.count
+        for p in prompts {
+            if it.families[p.task] == nil {
+                it.families[p.task] = FamilyAccumulator(summary: TaskFamilySummary(task: p.task))
+                it.familyOrder.append(p.task)
+            }
+            it.families[p.task]!.summary.prompts += 1
+            it.families[p.task]!.summary.selections[rm, default: 0] += 1
+        }
+        let taskOf = Dictionary(prompts.map { ($0.id, $0.task) }, uniquingKeysWith: { a, _ in a })
+        for pair in pairs {
+            let task = taskOf[pair.promptID] ?? "default"
+            it.families[task]!.summary.pairs += 1
+            it.families[task]!.accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
+            it.accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
+        }
+        iterations.append(it)
+        if let arm {
+            arms[arm].batches += 1
+            if let r = rawReward {
+                arms[arm].rewardedBatches += 1
+                rewardSums[arm] += r
+                arms[arm].meanRawReward = rewardSums[arm] / Double(arms[arm].rewardedBatches)
+            }
+        }
+    }
+
+    mutating func recordRMCalls(rm: String, candidates: Int) {
+        iterations[iterations.count - 1].summary.rmCalls[rm, default: 0] += candidates
+    }
+
+    func build() -> RunSummary {
+        RunSummary(
+            strategy: strategy, rewardModels: armNames,
+            iterations: iterations.map { acc in
+                var s = acc.summary
+                s.labelledPairs = acc.accuracy.labelledPairs
+                s.labelAccuracy = acc.accuracy.value
+                s.tasks = acc.familyOrder.map { name in
+                    var f = acc.families[name]!.summary
+                    f.labelledPairs = acc.families[name]!.accuracy.labelledPairs
+                    f.labelAccuracy = acc.families[name]!.accuracy.value
+                    return f
+                }
+                return s
+            },
+            arms: arms, counters: counters)
+    }
+}

@@ -1,0 +1,49 @@
+/// What a reward model is asked to score: one prompt and its candidate responses.
+public struct ScoringRequest: Sendable, Equatable {
+    /// Stable id of the prompt within the run (used, for example, to seed noise deterministically).
+    public var promptID: String
+    public var prompt: String
+    public var candidates: [String]
+    /// Reference answer when the input has one. RMs that need it treat `nil` as "no information".
+    public var reference: String?
+    /// 1-based iteration number of the run.
+    public var iteration: UInt32
+
+    public init(promptID: String, prompt: String, candidates: [String], reference: String? = nil, iteration: UInt32 = 1) {
+        self.promptID = promptID
+        self.prompt = prompt
+        self.candidates = candidates
+        self.reference = reference
+        self.iteration = iteration
+    }
+}
+
+/// A reward model: scores every candidate of a prompt. Higher is better.
+///
+/// Implementations must be deterministic functions of the request (and of their configuration),
+/// so that any worker produces the same scores for the same request, and must return exactly one
+/// finite score per candidate or throw.
+public protocol RewardModel: Sendable {
+    /// The configured name of this RM (the bandit's arm name).
+    var name: String { get }
+    func score(_ request: ScoringRequest) throws -> [Double]
+}
+
+/// A reward model definition: a configured name, a kind (which implementation) and its parameters.
+public struct RewardModelSpec: Sendable, Equatable, Hashable, Codable {
+    public var name: String
+    public var kind: String
+    public var params: [String: String]
+
+    public init(name: String, kind: String, params: [String: String] = [:]) {
+        self.name = name
+        self.kind = kind
+        self.params = params
+    }
+}
+
+/// Why a reward model could not be built or could not score a request.
+public struct RewardModelError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

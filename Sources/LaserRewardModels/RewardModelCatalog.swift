@@ -1,0 +1,38 @@
+/// The built-in reward models by kind: builds a configured RM from its ``RewardModelSpec``.
+public enum RewardModelCatalog {
+    /// Every kind ``make(_:runSeed:)`` accepts.
+    public static let kinds: [String] = [
+        "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
+    ]
+
+    /// Builds the RM a spec describes. `runSeed` seeds RMs with randomness (``NoisyRM``) so that a
+    /// run replays exactly. Throws for an unknown kind and for missing, malformed or unknown params.
+    public static func make(_ spec: RewardModelSpec, runSeed: UInt64) throws -> any RewardModel {
+        switch spec.kind {
+        case "answer-match":
+            try rejectParams(spec)
+            return AnswerMatchRM(name: spec.name)
+        case "self-consistency":
+            try rejectParams(spec)
+            return SelfConsistencyRM(name: spec.name)
+        case "arithmetic-check":
+            try rejectParams(spec)
+            return ArithmeticCheckRM(name: spec.name)
+        case "length":
+            return try LengthRM(name: spec.name, params: spec.params)
+        case "instruction-following":
+            try rejectParams(spec)
+            return InstructionFollowingRM(name: spec.name)
+        case "noisy":
+            return try NoisyRM(name: spec.name, params: spec.params, runSeed: runSeed)
+        default:
+            throw RewardModelError(
+                "reward model '\(spec.name)': unknown kind '\(spec.kind)' (known kinds: \(kinds.joined(separator: ", ")))")
+        }
+    }
+
+    /// Kinds without params still reject them: a param there is most likely meant for another RM.
+    private static func rejectParams(_ spec: RewardModelSpec) throws {
+        try ParamReader(rm: spec.name, kind: spec.kind, params: spec.params).rejectUnused()
+    }
+}

@@ -1,0 +1,31 @@
+import LaserCore
+import LaserRewardModels
+
+extension RunConfig {
+    /// The config as YAML, every key spelled out (the run directory's config.yaml).
+    public func yaml() -> String {
+        func q(_ s: String) -> String { JSONLines.quoted(s) }  // JSON strings are valid YAML scalars
+        var y = "# laser run configuration (every key: docs/configuration.md)\n"
+        y += "input:\n" + inputs.map { "  - \(q($0))\n" }.joined()
+        y += "iterations: \(iterations)\n"
+        y += "seed: \(seed)\n"
+        y += "strategy: \(strategy.rawValue)\n"
+        if let f = fixedRM { y += "fixed_rm: \(q(f))\n" }
+        y += "linucb:\n  alpha: \(alpha)\n  lambda: \(lambda)\n"
+        y += "batch_size: \(batchSize)\nshard_size: \(shardSize)\npipeline_depth: \(pipelineDepth)\n"
+        y += "context:\n  dimension: \(contextDimension)\n  ngrams: \(contextNgrams)\n"
+        y += "pairs:\n  mode: \(pairs.mode.rawValue)\n  max_pairs: \(pairs.maxPairs)\n  margin: \(pairs.margin)\n"
+        y += "reward:\n  source: \(rewardSource.rawValue)\n  normalize: \(normalizeRewards)\n"
+        y += "reward_models:\n"
+        for rm in rewardModels {
+            y += "  - name: \(q(rm.name))\n    kind: \(q(rm.kind))\n"
+            if !rm.params.isEmpty {
+                y += "    params:\n" + rm.params.keys.sorted().map { "      \($0): \(q(rm.params[$0]!))\n" }.joined()
+            }
+        }
+        y += "network:\n  bind: \(q(bind))\n  heartbeat_ms: \(scheduler.heartbeatIntervalMs)\n  liveness: \(scheduler.liveness)\n"
+        y += "  lease_ms: \(scheduler.leaseMs)\n  max_attempts: \(scheduler.maxAttempts)\n  max_message_bytes: \(maxMessageBytes)\n"
+        y += "workers:\n  local: \(localWorkers)\n  slots: \(workerSlots)\n"
+        return y
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import LaserCore
+import LaserRewardModels
+import LaserWire
+import Yams
+
+/// A run's configuration, as read from YAML (see docs/configuration.md for every key).
+public struct RunConfig: Equatable, Sendable {
+    /// One JSONL file per iteration (absolute paths once loaded).
+    public var inputs: [String]
+    public var iterations: Int
+    public var seed: UInt64 = 0
+    public var strategy: StrategyKind = .linucb
+    public var fixedRM: String?
+    public var alpha: Double = 0.1
+    public var lambda: Double = 1.0
+    public var batchSize = 16
+    public var shardSize = 4
+    public var pipelineDepth = 1
+    public var contextDimension = 256
+    public var contextNgrams = 2
+    public var pairs = PairPolicy()
+    public var rewardSource = RewardSource.labelPairAccuracy
+    public var normalizeRewards = true
+    public var rewardModels: [RewardModelSpec]
+    public var bind = "tcp://127.0.0.1:5555"
+    public var scheduler = SchedulerSettings()
+    public var maxMessageBytes: Int64 = 64 << 20
+    /// Local worker processes `laser run` starts (0: only external workers).
+    public var localWorkers = 3
+    public var workerSlots = 2
+
+    public init(inputs: [String], iterations: Int, rewardModels: [RewardModelSpec]) {
+        self.inputs = inputs
+        self.iterations = iterations
+        self.rewardModels = rewardModels
+    }
+
+    /// The core's view of this config.
+    public func plan(coordinatorID: String) -> RunPlan {
+        RunPlan(
+            coordinatorID: coordinatorID, seed: seed, iterations: iterations, batchSize: batchSize,
+            shardSize: shardSize, pipelineDepth: pipelineDepth, strategy: strategy, alpha: alpha, lambda: lambda,
+            fixedArm: fixedRM.flatMap { name in rewardModels.firstIndex { $0.name == name } } ?? 0,
+            rewardModels: rewardModels.map { RewardModelDefinition(name: $0.name, kind: $0.kind, params: $0.params) },
+            pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
+            contextDimension: contextDimension, scheduler: scheduler)
+    }
+
+    /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
+    /// iterations are listed (the same candidates re-ranked each iteration).
+    public func input(forIteration n: Int) -> String { inputs[min(n, inputs.count) - 1] }
+}
+
+/// A problem with a config file: where, what, and what to do.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension RunConfig {
+    /// Reads and validates a YAML config. Relative input paths are resolved against the file's folder.
+    public static func load(path: String) throws -> RunConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError("\(path): cannot read the config file (\(error.localizedDescription))")
+        }
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(yaml: text, source: path, baseDirectory: base)
+    }
+
+    public static func parse(yaml: String, source: String, baseDirectory: String) throws -> RunConfig {
+        let root: Any?
+        do { root = try Yams.load(yaml: yaml) } catch {
+            throw ConfigError("\(source): not valid YAML: \(error)")
+        }
+        guard let map = root as? [String: Any] else {
+            throw ConfigError("\(source): the top level must be a mapping of keys (iterations, input, reward_models, ...)")
+        }
+        let r = Section(map, path: "", source: source)
+        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size",
+                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers"])
+
+        let inputs: [String]
+        if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
+        guard !inputs.isEmpty else { throw r.error("input", "is missing: list one JSONL file per iteration") }
+        let resolved = inputs.map { $0.hasPrefix("/") ? $0 : URL(fileURLWithPath: baseDirectory).appendingPathComponent($0).standardized.path }
+
+        guard let rmList = r.map["reward_models"] as? [Any], !rmList.isEmpty else {
+            throw r.error("reward_models", "is missing or empty: list at least one {name, kind, params}")
+        }
+        var specs: [RewardModelSpec] = []
+        for (i, item) in rmList.enumerated() {
+            guard let m = item as? [String: Any] else { throw r.error("reward_models[\(i)]", "must be a mapping with name and kind") }
+            let s = Section(m, path: "reward_models[\(i)]", source: source)
+            try s.allow(["name", "kind", "params"])
+            guard let kind = try s.string("kind") else { throw s.error("kind", "is missing; one of \(RewardModelCatalog.kinds.joined(separator: ", "))") }
+            let name = try s.string("name") ?? kind
+            var params: [String: String] = [:]
+            if let p = s.map["params"] {
+                guard let pm = p as? [String: Any] else { throw s.error("params", "must be a mapping") }
+                for (k, v) in pm { params[k] = "\(v)" }
+            }
+            guard !specs.contains(where: { $0.name == name }) else { throw s.error("name", "'\(name)' is used twice; RM names must be unique") }
+            let spec = RewardModelSpec(name: name, kind: kind, params: params)
+            do { _ = try RewardModelCatalog.make(spec, runSeed: 0) } catch {
+                throw ConfigError("\(source): reward_models[\(i)] (\(name)): \(error)")
+            }
+            specs.append(spec)
+        }
+
+        var c = RunConfig(inputs: resolved, iterations: try r.int("iterations", min: 1) ?? resolved.count, rewardModels: specs)
+        c.seed = UInt64(try r.int("seed", min: 0) ?? 0)
+        if let s = try r.string("strategy") {
+            guard let k = StrategyKind(rawValue: s) else {
+                throw r.error("strategy", "'\(s)' is not a strategy; choose one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.strategy = k
+        }
+        c.fixedRM = try r.string("fixed_rm")
+        if let f = c.fixedRM, !specs.contains(where: { $0.name == f }) {
+            throw r.error("fixed_rm", "'\(f)' is not one of the reward_models (\(specs.map(\.name).joined(separator: ", ")))")
+        }
+        if c.strategy == .fixed && c.fixedRM == nil { throw r.error("fixed_rm", "is required with strategy: fixed") }
+        if let l = try r.section("linucb") {
+            try l.allow(["alpha", "lambda"])
+            c.alpha = try l.double("alpha", min: 0) ?? c.alpha
+            c.lambda = try l.double("lambda", min: 1e-12) ?? c.lambda
+        }
+        c.batchSize = try r.int("batch_size", min: 1) ?? c.batchSize
+        c.shardSize = try r.int("shard_size", min: 1) ?? c.shardSize
+        c.pipelineDepth = try r.int("pipeline_depth", min: 1) ?? c.pipelineDepth
+        if let x = try r.section("context") {
+            try x.allow(["dimension", "ngrams"])
+            c.contextDimension = try x.int("dimension", min: 1) ?? c.contextDimension
+            c.contextNgrams = try x.int("ngrams", min: 1) ?? c.contextNgrams
+        }
+        if let p = try r.section("pairs") {
+            try p.allow(["mode", "max_pairs", "margin"])
+            if let m = try p.string("mode") {
+                guard let mode = PairPolicy.Mode(rawValue: m) else {
+                    throw p.error("mode", "'\(m)' is not a pair mode; choose \(PairPolicy.Mode.allCases.map(\.rawValue).joined(separator: " or "))")
+                }
+                c.pairs.mode = mode
+            }
+            c.pairs.maxPairs = try p.int("max_pairs", min: 1) ?? c.pairs.maxPairs
+            c.pairs.margin = try p.double("margin", min: 0) ?? c.pairs.margin
+        }
+        if let w = try r.section("reward") {
+            try w.allow(["source", "normalize"])
+            if let s = try w.string("source") {
+                guard let src = RewardSource(rawValue: s) else {
+                    throw w.error("source", "'\(s)' is not supported; this version supports \(RewardSource.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                c.rewardSource = src
+            }
+            c.normalizeRewards = try w.bool("normalize") ?? c.normalizeRewards
+        }
+        if let n = try r.section("network") {
+            try n.allow(["bind", "heartbeat_ms", "liveness", "lease_ms", "max_attempts", "max_message_bytes"])
+            c.bind = try n.string("bind") ?? c.bind
+            c.scheduler.heartbeatIntervalMs = UInt64(try n.int("heartbeat_ms", min: 10) ?? Int(c.scheduler.heartbeatIntervalMs))
+            c.scheduler.liveness = UInt32(try n.int("liveness", min: 2) ?? Int(c.scheduler.liveness))
+            c.scheduler.leaseMs = UInt64(try n.int("lease_ms", min: 10) ?? Int(c.scheduler.leaseMs))
+            c.scheduler.maxAttempts = UInt32(try n.int("max_attempts", min: 1) ?? Int(c.scheduler.maxAttempts))
+            c.maxMessageBytes = Int64(try n.int("max_message_bytes", min: 1024) ?? Int(c.maxMessageBytes))
+        }
+        if let w = try r.section("workers") {
+            try w.allow(["local", "slots"])
+            c.localWorkers = try w.int("local", min: 0) ?? c.localWorkers
+            c.workerSlots = try w.int("slots", min: 1) ?? c.workerSlots
+        }
+        return c
+    }
+}
+
+/// A mapping in the YAML document with typed, path-aware accessors.
+private struct Section {
+    let map: [String: Any]
+    let path: String
+    let source: String
+
+    init(_ map: [String: Any], path: String, source: String) {
+        self.map = map
+        self.path = path
+        self.source = source
+    }
+
+    func error(_ key: String, _ message: String) -> ConfigError {
+        ConfigError("\(source): \(path.isEmpty ? key : path + "." + key) \(message)")
+    }
+
+    func allow(_ keys: Set<String>) throws {
+        for key in map.keys.sorted() where !keys.contains(key) {
+            throw error(key, "is not a known key here; known keys: \(keys.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        if v is [Any] { return nil }
+        guard let s = v as? String else { throw error(key, "must be a string, got \(v)") }
+        return s
+    }
+
+    func strings(_ key: String) throws -> [String]? {
+        guard let v = map[key] else { return nil }
+        guard let list = v as? [Any], list.allSatisfy({ $0 is String }) else { throw error(key, "must be a list of strings") }
+        return list.map { $0 as! String }
+    }
+
+    func int(_ key: String, min: Int) throws -> Int? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        guard let i = v as? Int else { throw error(key, "must be an integer, got \(v)") }
+        guard i >= min else { throw error(key, "must be at least \(min), got \(i)") }
+        return i
+    }
+
+    func double(_ key: String, min: Double) throws -> Double? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        let d: Double
+        if let x = v as? Double { d = x } else if let i = v as? Int { d = Double(i) } else { throw error(key, "must be a number, got \(v)") }
+        guard d.isFinite, d >= min else { throw error(key, "must be a finite number >= \(min), got \(d)") }
+        return d
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        guard let b = v as? Bool else { throw error(key, "must be true or false, got \(v)") }
+        return b
+    }
+
+    func section(_ key: String) throws -> Section? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        guard let m = v as? [String: Any] else { throw error(key, "must be a mapping") }
+        return Section(m, path: path.isEmpty ? key : path + "." + key, source: source)
+    }
+}

@@ -1,0 +1,178 @@
+import CZeroMQ
+import Foundation
+import LaserCore
+import LaserWire
+import Logging
+import ZeroMQ
+
+/// The coordinator process shell: owns the ROUTER socket, the clock and the run directory, feeds
+/// events into the `Coordinator` state machine and carries out its actions. Everything runs on the
+/// calling thread, which is the only one that touches the socket.
+public final class CoordinatorService {
+    public let config: RunConfig
+    public let runDirectory: RunDirectory
+    private var core: Coordinator
+    private let logger: Logger
+    private let reader: PromptReader
+    private let context: ZMQContext
+    private let router: ZMQSocket
+    /// The endpoint actually bound (a "tcp://host:*" bind resolves to the chosen port).
+    public let endpoint: String
+    /// Called about once a second with the core's progress (for terminal output).
+    public var onProgress: ((CoordinatorProgress) -> Void)?
+    private var pending: [CoordinatorEvent] = []
+    private var outcome: Result<RunSummary, Error>?
+    private var selections: FileHandle?
+
+    public init(config: RunConfig, runDirectory: RunDirectory, logger: Logger, coordinatorID: String = "coordinator") throws {
+        self.config = config
+        self.runDirectory = runDirectory
+        self.logger = logger
+        core = Coordinator(plan: config.plan(coordinatorID: coordinatorID))
+        reader = PromptReader(contextDimension: config.contextDimension, ngrams: config.contextNgrams)
+        context = try ZMQContext()
+        router = try ZMQSocket(context, type: .router)
+        try router.setRouterMandatory(true)
+        try router.setMaxMessageSize(config.maxMessageBytes)
+        try router.setSendHighWaterMark(100_000)
+        try router.setReceiveHighWaterMark(100_000)
+        do { try router.bind(config.bind) } catch {
+            throw ConfigError("coordinator cannot bind \(config.bind): \(error). Is another coordinator running there? Choose another network.bind address (port * picks a free one).")
+        }
+        endpoint = try router.lastEndpoint()
+    }
+
+    /// Runs the job to completion on this thread. Returns the summary or throws what stopped it.
+    public func run() throws -> RunSummary {
+        _ = FileManager.default.createFile(atPath: runDirectory.selectionsPath, contents: nil)
+        selections = FileHandle(forWritingAtPath: runDirectory.selectionsPath)
+        defer { try? selections?.close() }
+        logger.info("coordinator listening on \(endpoint)")
+        let tickMs = max(10, min(100, Int(config.scheduler.heartbeatIntervalMs / 4)))
+        var nextTick = Self.now().adding(milliseconds: UInt64(tickMs))
+        var nextProgress = Self.now().adding(milliseconds: 1000)
+        pending.append(.start)
+        drain()
+        while outcome == nil {
+            let now = Self.now()
+            let wait = nextTick > now ? Int((nextTick.nanoseconds - now.nanoseconds) / 1_000_000) : 0
+            let ready = try ZMQPoller.poll([(router, .readable)], timeoutMs: max(0, wait))
+            if ready[0].contains(.readable) {
+                // Bounded per wake-up so ticks (heartbeats, leases) are never starved by traffic.
+                var received = 0
+                while received < 10_000, let frames = try router.receive(nonBlocking: true) {
+                    received += 1
+                    pending.append(Self.event(from: frames))
+                    drain()
+                    if outcome != nil { break }
+                }
+            }
+            let after = Self.now()
+            if after >= nextTick {
+                pending.append(.tick)
+                drain()
+                nextTick = after.adding(milliseconds: UInt64(tickMs))
+            }
+            if after >= nextProgress {
+                onProgress?(core.progress)
+                nextProgress = after.adding(milliseconds: 1000)
+            }
+        }
+        // Give Shutdown messages a moment to leave before the socket closes (linger is 0).
+        flushOutgoing()
+        onProgress?(core.progress)
+        return try outcome!.get()
+    }
+
+    public var progress: CoordinatorProgress { core.progress }
+
+    static func now() -> Instant {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Instant(nanoseconds: UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec))
+    }
+
+    static func event(from frames: [[UInt8]]) -> CoordinatorEvent {
+        let peer = PeerID(frames[0])
+        guard frames.count == 2 else {
+            return .undecodable(from: peer, reason: "expected 1 payload frame, got \(frames.count - 1)")
+        }
+        do { return .message(from: peer, try WireCodec.decode(frames[1])) } catch {
+            return .undecodable(from: peer, reason: "\(error)")
+        }
+    }
+
+    private func drain() {
+        while !pending.isEmpty && outcome == nil {
+            let event = pending.removeFirst()
+            let actions = core.handle(event, now: Self.now())
+            for action in actions { perform(action) }
+        }
+    }
+
+    private func perform(_ action: CoordinatorAction) {
+        switch action {
+        case .send(let peer, let message):
+            do {
+                try router.send([peer.bytes, WireCodec.encode(message)])
+            } catch let error as ZMQError where error.isHostUnreachable {
+                pending.append(.unreachable(peer))
+            } catch {
+                logger.error("cannot send \(message.kind) to \(peer): \(error)")
+            }
+        case .loadIteration(let n):
+            let path = config.input(forIteration: n)
+            do {
+                let prompts = try reader.read(path: path)
+                pending.append(.iterationLoaded(iteration: n, prompts: prompts))
+            } catch {
+                outcome = .failure(error)
+            }
+        case .emitBatch(let batch):
+            do {
+                try runDirectory.write(batch)
+                if let h = selections {
+                    try h.write(contentsOf: Data((RunDirectory.selectionLine(batch) + "\n").utf8))
+                }
+            } catch {
+                outcome = .failure(error)
+            }
+        case .log(let level, let text):
+            switch level {
+            case .debug: logger.debug("\(text)")
+            case .info: logger.info("\(text)")
+            case .warning: logger.warning("\(text)")
+            case .error: logger.error("\(text)")
+            }
+        case .finish(let summary):
+            do {
+                try runDirectory.write(summary: summary)
+                outcome = .success(summary)
+            } catch {
+                outcome = .failure(error)
+            }
+        case .fail(let message):
+            try? runDirectory.write(summary: core.currentSummary)
+            outcome = .failure(RunFailure(message))
+        }
+    }
+
+    /// Lets queued outgoing messages (Shutdown) reach the workers before the socket closes.
+    private func flushOutgoing() {
+        let deadline = Self.now().adding(milliseconds: 200)
+        while Self.now() < deadline {
+            _ = try? ZMQPoller.poll([(router, .readable)], timeoutMs: 20)
+            while let frames = try? router.receive(nonBlocking: true) {
+                // A worker that still talks gets told the run is over.
+                let peer = PeerID(frames[0])
+                _ = try? router.send([peer.bytes, WireCodec.encode(.shutdown(reason: "run complete"))])
+            }
+        }
+    }
+}
+
+/// Why a run stopped before completing.
+public struct RunFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import LaserCore
+import Logging
+
+/// `laser run`: a coordinator on this thread plus local worker processes (this same executable in
+/// its `worker` role), all over real ZeroMQ sockets on loopback.
+public struct LocalRun {
+    public var config: RunConfig
+    public var runDirectory: RunDirectory
+    /// Path of the laser executable to start workers from.
+    public var executable: String
+    public var logger: Logger
+    public var showProgress: Bool
+
+    public init(config: RunConfig, runDirectory: RunDirectory, executable: String, logger: Logger, showProgress: Bool) {
+        self.config = config
+        self.runDirectory = runDirectory
+        self.executable = executable
+        self.logger = logger
+        self.showProgress = showProgress
+    }
+
+    public func run() throws -> RunSummary {
+        if !FileManager.default.fileExists(atPath: runDirectory.configPath) {
+            try AtomicFile.write(config.yaml(), to: runDirectory.configPath)
+        }
+        let service = try CoordinatorService(config: config, runDirectory: runDirectory, logger: logger)
+        try AtomicFile.makeDirectory(runDirectory.logsDirectory)
+        var workers: [Process] = []
+        defer { Self.stop(workers) }
+        for i in 1...max(config.localWorkers, 1) where config.localWorkers > 0 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = ["worker", "--connect", service.endpoint, "--id", "local-\(i)",
+                           "--slots", "\(config.workerSlots)", "--give-up-after", "30"]
+            let log = runDirectory.logsDirectory + "/worker-\(i).log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = FileHandle(forWritingAtPath: log)
+            p.standardOutput = handle
+            p.standardError = handle
+            do { try p.run() } catch {
+                throw RunFailure("cannot start local worker \(i) from \(executable): \(error)")
+            }
+            workers.append(p)
+        }
+        let printer = ProgressPrinter(enabled: showProgress)
+        service.onProgress = { printer.update($0) }
+        defer { printer.finish() }
+        return try service.run()
+    }
+
+    /// Waits briefly for workers to leave on Shutdown, then terminates the stragglers.
+    static func stop(_ workers: [Process]) {
+        let deadline = Date().addingTimeInterval(3)
+        while workers.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for p in workers where p.isRunning { p.terminate() }
+        for p in workers { p.waitUntilExit() }
+    }
+
+    /// The running executable's path (for starting workers).
+    public static func currentExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return CommandLine.arguments[0]
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import LaserRewardModels
+import LaserWire
+import Logging
+import ZeroMQ
+
+/// Settings of a worker process.
+public struct WorkerOptions: Sendable {
+    public var endpoint: String
+    public var workerID: String
+    /// RM names to serve; empty: whatever the coordinator's config defines.
+    public var rewardModels: [String]
+    public var slots: UInt32
+    /// Give up when no coordinator has answered for this long (0: keep trying forever).
+    public var giveUpAfterSeconds: Double
+    public var maxMessageBytes: Int64
+
+    public init(endpoint: String, workerID: String, rewardModels: [String] = [], slots: UInt32 = 2,
+                giveUpAfterSeconds: Double = 0, maxMessageBytes: Int64 = 64 << 20) {
+        self.endpoint = endpoint
+        self.workerID = workerID
+        self.rewardModels = rewardModels
+        self.slots = slots
+        self.giveUpAfterSeconds = giveUpAfterSeconds
+        self.maxMessageBytes = maxMessageBytes
+    }
+}
+
+/// Why a worker stopped.
+public enum WorkerExit: Equatable, Sendable {
+    /// The coordinator said the run is over.
+    case shutdown(String)
+    /// The coordinator refused this worker.
+    case rejected(String)
+    /// No coordinator answered within `giveUpAfterSeconds`.
+    case gaveUp
+}
+
+/// The worker process shell: one DEALER socket to the coordinator, the RMs it hosts, and the
+/// Paranoid-Pirate loop (Hello, heartbeats, reconnect when the coordinator goes silent).
+/// Scoring runs on the socket's thread, between polls.
+public final class WorkerService {
+    public let options: WorkerOptions
+    private let logger: Logger
+    private let context: ZMQContext
+    private var socket: ZMQSocket?
+    private var models: [String: any RewardModel] = [:]
+    private var registered = false
+    private var heartbeatMs: UInt64 = 1000
+    private var liveness: UInt32 = 5
+    private var lastHeard = Date()
+    private var lastSent = Date()
+    private var helloSent = Date.distantPast
+    private var startedWaiting = Date()
+
+    public init(options: WorkerOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        context = try ZMQContext()
+    }
+
+    public func run() throws -> WorkerExit {
+        try connect()
+        while true {
+            let ready = try ZMQPoller.poll([(socket!, .readable)], timeoutMs: 50)
+            if ready[0].contains(.readable) {
+                while let frames = try socket!.receive(nonBlocking: true) {
+                    lastHeard = Date()
+                    guard frames.count == 1 else {
+                        logger.warning("coordinator sent a \(frames.count)-frame message; expected 1; dropped")
+                        continue
+                    }
+                    let message: WireMessage
+                    do { message = try WireCodec.decode(frames[0]) } catch {
+                        logger.warning("undecodable message from the coordinator: \(error); dropped")
+                        continue
+                    }
+                    if let exit = try handle(message) { return exit }
+                }
+            }
+            let now = Date()
+            if registered {
+                if now.timeIntervalSince(lastHeard) * 1000 > Double(heartbeatMs) * Double(liveness) {
+                    logger.warning("coordinator silent for \(Int(now.timeIntervalSince(lastHeard) * 1000)) ms; reconnecting")
+                    registered = false
+                    startedWaiting = now
+                    try connect()
+                } else if now.timeIntervalSince(lastSent) * 1000 >= Double(heartbeatMs) {
+                    try send(.heartbeat)
+                }
+            } else {
+                if options.giveUpAfterSeconds > 0, now.timeIntervalSince(startedWaiting) > options.giveUpAfterSeconds {
+                    logger.error("no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s; giving up")
+                    return .gaveUp
+                }
+                // Hello again now and then: a coordinator that was not up yet, or restarted, answers it.
+                if now.timeIntervalSince(helloSent) > 2 {
+                    try connect()
+                }
+            }
+        }
+    }
+
+    /// A fresh DEALER socket (dropping queued messages of the old one) and a Hello.
+    private func connect() throws {
+        socket?.close()
+        let s = try ZMQSocket(context, type: .dealer)
+        try s.setMaxMessageSize(options.maxMessageBytes)
+        try s.setReconnectInterval(ms: 100)
+        try s.connect(options.endpoint)
+        socket = s
+        try sendHello()
+    }
+
+    private func sendHello() throws {
+        helloSent = Date()
+        try send(.hello(Hello(workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
+                              softwareVersion: laserVersion)))
+    }
+
+    private func send(_ message: WireMessage) throws {
+        lastSent = Date()
+        try socket!.send([WireCodec.encode(message)])
+    }
+
+    private func handle(_ message: WireMessage) throws -> WorkerExit? {
+        switch message {
+        case .welcome(let welcome):
+            var built: [String: any RewardModel] = [:]
+            for def in welcome.rewardModels {
+                let spec = RewardModelSpec(name: def.name, kind: def.kind, params: def.params)
+                do { built[def.name] = try RewardModelCatalog.make(spec, runSeed: welcome.runSeed) } catch {
+                    logger.error("cannot build RM \(def.name): \(error)")
+                    return .rejected("cannot build RM \(def.name): \(error)")
+                }
+            }
+            models = built
+            heartbeatMs = UInt64(max(10, welcome.heartbeatIntervalMs))
+            liveness = max(2, welcome.liveness)
+            registered = true
+            logger.info("registered with \(welcome.coordinatorID): serving \(welcome.rewardModels.map(\.name).joined(separator: ", "))")
+        case .reject(let reason):
+            logger.error("coordinator rejected this worker: \(reason)")
+            return .rejected(reason)
+        case .heartbeat:
+            break
+        case .disconnect(let reason):
+            logger.info("coordinator disconnected this worker (\(reason)); saying Hello again")
+            registered = false
+            startedWaiting = Date()
+            try sendHello()
+        case .shutdown(let reason):
+            logger.info("coordinator shut this worker down: \(reason)")
+            return .shutdown(reason)
+        case .scoreTask(let task):
+            try send(.scoreResult(score(task)))
+        case .hello, .scoreResult:
+            logger.warning("coordinator sent \(message.kind), which only workers send; ignored")
+        }
+        return nil
+    }
+
+    /// Scores a task; any RM error becomes a failure result, so the coordinator can retry or fail loudly.
+    func score(_ task: ScoreTask) -> ScoreResult {
+        let start = DispatchTime.now().uptimeNanoseconds
+        func result(_ outcome: ScoreResult.Outcome) -> ScoreResult {
+            let us = (DispatchTime.now().uptimeNanoseconds - start) / 1000
+            return ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: UInt32(clamping: us))
+        }
+        guard let model = models[task.rewardModel] else {
+            return result(.failure("worker \(options.workerID) does not serve RM \(task.rewardModel) (it serves \(models.keys.sorted().joined(separator: ", ")))"))
+        }
+        var out: [[Double]] = []
+        out.reserveCapacity(task.items.count)
+        for item in task.items {
+            let request = ScoringRequest(promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
+                                         reference: item.reference, iteration: task.iteration)
+            do {
+                let scores = try model.score(request)
+                guard scores.count == item.candidates.count, scores.allSatisfy(\.isFinite) else {
+                    return result(.failure("RM \(task.rewardModel) returned \(scores.count) scores (some not finite?) for \(item.candidates.count) candidates of prompt \(item.promptID)"))
+                }
+                out.append(scores)
+            } catch {
+                return result(.failure("RM \(task.rewardModel) failed on prompt \(item.promptID): \(error)"))
+            }
+        }
+        return result(.success(out))
+    }
+}
+
+/// This build's version string.
+public let laserVersion = "0.1.0"

@@ -1,0 +1,268 @@
+import CProtobufC
+import LaserProtoC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Encodes and decodes `WireMessage`s with protobuf-c. No C pointer leaves this file.
+public enum WireCodec {
+    /// Serialises a message into one Envelope.
+    public static func encode(_ message: WireMessage) -> [UInt8] {
+        let arena = Arena()
+        var env = Laser__V1__Envelope()
+        laser__v1__envelope__init(&env)
+        env.protocol_version = laserProtocolVersion
+        switch message {
+        case .hello(let h):
+            let m = arena.make(Laser__V1__Hello.self, laser__v1__hello__init)
+            m.pointee.worker_id = arena.string(h.workerID)
+            (m.pointee.n_reward_models, m.pointee.reward_models) = arena.strings(h.rewardModels)
+            m.pointee.slots = h.slots
+            m.pointee.software_version = arena.string(h.softwareVersion)
+            env.body_case = LASER__V1__ENVELOPE__BODY_HELLO
+            env.hello = m
+        case .welcome(let w):
+            let m = arena.make(Laser__V1__Welcome.self, laser__v1__welcome__init)
+            m.pointee.coordinator_id = arena.string(w.coordinatorID)
+            m.pointee.heartbeat_interval_ms = w.heartbeatIntervalMs
+            m.pointee.liveness = w.liveness
+            m.pointee.run_seed = w.runSeed
+            let specs = arena.array(UnsafeMutablePointer<Laser__V1__RewardModelSpec>?.self, count: w.rewardModels.count)
+            for (i, def) in w.rewardModels.enumerated() {
+                let s = arena.make(Laser__V1__RewardModelSpec.self, laser__v1__reward_model_spec__init)
+                s.pointee.name = arena.string(def.name)
+                s.pointee.kind = arena.string(def.kind)
+                let keys = def.params.keys.sorted()  // sorted: identical bytes for identical specs
+                let params = arena.array(UnsafeMutablePointer<Laser__V1__Param>?.self, count: keys.count)
+                for (j, key) in keys.enumerated() {
+                    let p = arena.make(Laser__V1__Param.self, laser__v1__param__init)
+                    p.pointee.key = arena.string(key)
+                    p.pointee.value = arena.string(def.params[key]!)
+                    params[j] = p
+                }
+                s.pointee.n_params = keys.count
+                s.pointee.params = params
+                specs[i] = s
+            }
+            m.pointee.n_reward_models = w.rewardModels.count
+            m.pointee.reward_models = specs
+            env.body_case = LASER__V1__ENVELOPE__BODY_WELCOME
+            env.welcome = m
+        case .reject(let reason):
+            let m = arena.make(Laser__V1__Reject.self, laser__v1__reject__init)
+            m.pointee.reason = arena.string(reason)
+            env.body_case = LASER__V1__ENVELOPE__BODY_REJECT
+            env.reject = m
+        case .heartbeat:
+            let m = arena.make(Laser__V1__Heartbeat.self, laser__v1__heartbeat__init)
+            env.body_case = LASER__V1__ENVELOPE__BODY_HEARTBEAT
+            env.heartbeat = m
+        case .scoreTask(let t):
+            let m = arena.make(Laser__V1__ScoreTask.self, laser__v1__score_task__init)
+            m.pointee.task_id = t.taskID
+            m.pointee.attempt = t.attempt
+            m.pointee.reward_model = arena.string(t.rewardModel)
+            m.pointee.iteration = t.iteration
+            let items = arena.array(UnsafeMutablePointer<Laser__V1__ScoreItem>?.self, count: t.items.count)
+            for (i, item) in t.items.enumerated() {
+                let s = arena.make(Laser__V1__ScoreItem.self, laser__v1__score_item__init)
+                s.pointee.prompt_id = arena.string(item.promptID)
+                s.pointee.prompt = arena.string(item.prompt)
+                (s.pointee.n_candidates, s.pointee.candidates) = arena.strings(item.candidates)
+                if let reference = item.reference {
+                    s.pointee.reference = arena.string(reference)
+                    s.pointee.has_reference = 1
+                }
+                items[i] = s
+            }
+            m.pointee.n_items = t.items.count
+            m.pointee.items = items
+            env.body_case = LASER__V1__ENVELOPE__BODY_SCORE_TASK
+            env.score_task = m
+        case .scoreResult(let r):
+            let m = arena.make(Laser__V1__ScoreResult.self, laser__v1__score_result__init)
+            m.pointee.task_id = r.taskID
+            m.pointee.attempt = r.attempt
+            m.pointee.elapsed_us = r.elapsedMicros
+            switch r.outcome {
+            case .success(let perItem):
+                let s = arena.make(Laser__V1__ScoreSuccess.self, laser__v1__score_success__init)
+                let items = arena.array(UnsafeMutablePointer<Laser__V1__ItemScores>?.self, count: perItem.count)
+                for (i, scores) in perItem.enumerated() {
+                    let it = arena.make(Laser__V1__ItemScores.self, laser__v1__item_scores__init)
+                    let values = arena.array(Double.self, count: scores.count)
+                    for (j, v) in scores.enumerated() { values[j] = v }
+                    it.pointee.n_scores = scores.count
+                    it.pointee.scores = values
+                    items[i] = it
+                }
+                s.pointee.n_items = perItem.count
+                s.pointee.items = items
+                m.pointee.outcome_case = LASER__V1__SCORE_RESULT__OUTCOME_SUCCESS
+                m.pointee.success = s
+            case .failure(let text):
+                let f = arena.make(Laser__V1__ScoreFailure.self, laser__v1__score_failure__init)
+                f.pointee.message = arena.string(text)
+                m.pointee.outcome_case = LASER__V1__SCORE_RESULT__OUTCOME_FAILURE
+                m.pointee.failure = f
+            }
+            env.body_case = LASER__V1__ENVELOPE__BODY_SCORE_RESULT
+            env.score_result = m
+        case .disconnect(let reason):
+            let m = arena.make(Laser__V1__Disconnect.self, laser__v1__disconnect__init)
+            m.pointee.reason = arena.string(reason)
+            env.body_case = LASER__V1__ENVELOPE__BODY_DISCONNECT
+            env.disconnect = m
+        case .shutdown(let reason):
+            let m = arena.make(Laser__V1__Shutdown.self, laser__v1__shutdown__init)
+            m.pointee.reason = arena.string(reason)
+            env.body_case = LASER__V1__ENVELOPE__BODY_SHUTDOWN
+            env.shutdown = m
+        }
+        let size = laser__v1__envelope__get_packed_size(&env)
+        var out = [UInt8](repeating: 0, count: size)
+        let written = out.withUnsafeMutableBufferPointer { laser__v1__envelope__pack(&env, $0.baseAddress) }
+        precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
+        return out
+    }
+
+    /// Decodes one Envelope. Throws `WireError` for anything that is not a well-formed message of
+    /// this protocol version (protobuf-c's unpack reports every failure the same way, as NULL).
+    public static func decode(_ bytes: [UInt8]) throws -> WireMessage {
+        let unpacked = bytes.withUnsafeBufferPointer { buf -> UnsafeMutablePointer<Laser__V1__Envelope>? in
+            // protobuf-c wants a non-NULL pointer even for zero bytes.
+            guard let base = buf.baseAddress else {
+                var empty: UInt8 = 0
+                return laser__v1__envelope__unpack(nil, 0, &empty)
+            }
+            return laser__v1__envelope__unpack(nil, buf.count, base)
+        }
+        guard let env = unpacked else {
+            throw WireError("not a laser protobuf Envelope (\(bytes.count) bytes do not decode)")
+        }
+        defer { laser__v1__envelope__free_unpacked(env, nil) }
+        let e = env.pointee
+        guard e.protocol_version == laserProtocolVersion else {
+            throw WireError("unsupported protocol version \(e.protocol_version) (this build speaks \(laserProtocolVersion)); run the same laser version on every node")
+        }
+        switch e.body_case {
+        case LASER__V1__ENVELOPE__BODY_HELLO:
+            let h = e.hello!.pointee
+            return .hello(Hello(
+                workerID: try text(h.worker_id, "Hello.worker_id"),
+                rewardModels: try texts(h.n_reward_models, h.reward_models, "Hello.reward_models"),
+                slots: h.slots,
+                softwareVersion: try text(h.software_version, "Hello.software_version")))
+        case LASER__V1__ENVELOPE__BODY_WELCOME:
+            let w = e.welcome!.pointee
+            var defs: [RewardModelDefinition] = []
+            for i in 0..<w.n_reward_models {
+                let s = w.reward_models[i]!.pointee
+                var params: [String: String] = [:]
+                for j in 0..<s.n_params {
+                    let p = s.params[j]!.pointee
+                    params[try text(p.key, "Param.key")] = try text(p.value, "Param.value")
+                }
+                defs.append(RewardModelDefinition(
+                    name: try text(s.name, "RewardModelSpec.name"), kind: try text(s.kind, "RewardModelSpec.kind"),
+                    params: params))
+            }
+            return .welcome(Welcome(
+                coordinatorID: try text(w.coordinator_id, "Welcome.coordinator_id"),
+                heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness,
+                rewardModels: defs, runSeed: w.run_seed))
+        case LASER__V1__ENVELOPE__BODY_REJECT:
+            return .reject(reason: try text(e.reject!.pointee.reason, "Reject.reason"))
+        case LASER__V1__ENVELOPE__BODY_HEARTBEAT:
+            return .heartbeat
+        case LASER__V1__ENVELOPE__BODY_SCORE_TASK:
+            let t = e.score_task!.pointee
+            var items: [ScoreItem] = []
+            items.reserveCapacity(t.n_items)
+            for i in 0..<t.n_items {
+                let s = t.items[i]!.pointee
+                items.append(ScoreItem(
+                    promptID: try text(s.prompt_id, "ScoreItem.prompt_id"),
+                    prompt: try text(s.prompt, "ScoreItem.prompt"),
+                    candidates: try texts(s.n_candidates, s.candidates, "ScoreItem.candidates"),
+                    reference: s.has_reference != 0 ? try text(s.reference, "ScoreItem.reference") : nil))
+            }
+            return .scoreTask(ScoreTask(
+                taskID: t.task_id, attempt: t.attempt,
+                rewardModel: try text(t.reward_model, "ScoreTask.reward_model"),
+                iteration: t.iteration, items: items))
+        case LASER__V1__ENVELOPE__BODY_SCORE_RESULT:
+            let r = e.score_result!.pointee
+            let outcome: ScoreResult.Outcome
+            switch r.outcome_case {
+            case LASER__V1__SCORE_RESULT__OUTCOME_SUCCESS:
+                let s = r.success!.pointee
+                var perItem: [[Double]] = []
+                perItem.reserveCapacity(s.n_items)
+                for i in 0..<s.n_items {
+                    let it = s.items[i]!.pointee
+                    perItem.append(Array(UnsafeBufferPointer(start: it.scores, count: it.n_scores)))
+                }
+                outcome = .success(perItem)
+            case LASER__V1__SCORE_RESULT__OUTCOME_FAILURE:
+                outcome = .failure(try text(r.failure!.pointee.message, "ScoreFailure.message"))
+            default:
+                throw WireError("ScoreResult for task \(r.task_id) has neither success nor failure")
+            }
+            return .scoreResult(ScoreResult(taskID: r.task_id, attempt: r.attempt, outcome: outcome, elapsedMicros: r.elapsed_us))
+        case LASER__V1__ENVELOPE__BODY_DISCONNECT:
+            return .disconnect(reason: try text(e.disconnect!.pointee.reason, "Disconnect.reason"))
+        case LASER__V1__ENVELOPE__BODY_SHUTDOWN:
+            return .shutdown(reason: try text(e.shutdown!.pointee.reason, "Shutdown.reason"))
+        default:
+            throw WireError("Envelope carries no message this build knows (body field \(e.body_case.rawValue))")
+        }
+    }
+
+    private static func text(_ p: UnsafeMutablePointer<CChar>?, _ field: String) throws -> String {
+        guard let p else { return "" }
+        guard let s = String(validatingCString: p) else { throw WireError("\(field) is not valid UTF-8") }
+        return s
+    }
+
+    private static func texts(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: String) throws -> [String] {
+        guard n > 0, let p else { return [] }
+        var out: [String] = []
+        out.reserveCapacity(n)
+        for i in 0..<n { out.append(try text(p[i], field)) }
+        return out
+    }
+}
+
+/// Owns every C allocation made while building one message, freed together after packing.
+private final class Arena {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    deinit { for p in allocations { free(p) } }
+
+    func make<T>(_ type: T.Type, _ initialise: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
+        let p = array(T.self, count: 1)
+        initialise(p)
+        return p
+    }
+
+    func array<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let raw = calloc(max(count, 1), MemoryLayout<T>.stride)!
+        allocations.append(raw)
+        return raw.bindMemory(to: T.self, capacity: max(count, 1))
+    }
+
+    /// A NUL-terminated copy. Strings with embedded NULs are cut there; the ingest layer rejects them.
+    func string(_ s: String) -> UnsafeMutablePointer<CChar> {
+        let p = strdup(s)!
+        allocations.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    func strings(_ list: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+        guard !list.isEmpty else { return (0, nil) }
+        let arr = array(UnsafeMutablePointer<CChar>?.self, count: list.count)
+        for (i, s) in list.enumerated() { arr[i] = string(s) }
+        return (list.count, arr)
+    }
+}

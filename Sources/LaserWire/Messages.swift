@@ -1,0 +1,134 @@
+/// The protocol version this build speaks (Envelope.protocol_version).
+public let laserProtocolVersion: UInt32 = 1
+
+/// One decoded laser wire message. Mirrors the oneof of `laser.v1.Envelope` in proto/laser.proto.
+public enum WireMessage: Equatable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case reject(reason: String)
+    case heartbeat
+    case scoreTask(ScoreTask)
+    case scoreResult(ScoreResult)
+    case disconnect(reason: String)
+    case shutdown(reason: String)
+
+    /// The message's name as in the proto file, for logs and errors.
+    public var kind: String {
+        switch self {
+        case .hello: return "Hello"
+        case .welcome: return "Welcome"
+        case .reject: return "Reject"
+        case .heartbeat: return "Heartbeat"
+        case .scoreTask: return "ScoreTask"
+        case .scoreResult: return "ScoreResult"
+        case .disconnect: return "Disconnect"
+        case .shutdown: return "Shutdown"
+        }
+    }
+}
+
+/// worker -> coordinator: registration.
+public struct Hello: Equatable, Sendable {
+    public var workerID: String
+    /// Empty: the worker serves every RM of the run.
+    public var rewardModels: [String]
+    public var slots: UInt32
+    public var softwareVersion: String
+
+    public init(workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String) {
+        self.workerID = workerID
+        self.rewardModels = rewardModels
+        self.slots = slots
+        self.softwareVersion = softwareVersion
+    }
+}
+
+/// A reward model definition carried from the coordinator's config to a worker.
+public struct RewardModelDefinition: Equatable, Sendable {
+    public var name: String
+    public var kind: String
+    public var params: [String: String]
+
+    public init(name: String, kind: String, params: [String: String]) {
+        self.name = name
+        self.kind = kind
+        self.params = params
+    }
+}
+
+/// coordinator -> worker: registration accepted.
+public struct Welcome: Equatable, Sendable {
+    public var coordinatorID: String
+    public var heartbeatIntervalMs: UInt32
+    public var liveness: UInt32
+    public var rewardModels: [RewardModelDefinition]
+    public var runSeed: UInt64
+
+    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32,
+                rewardModels: [RewardModelDefinition], runSeed: UInt64) {
+        self.coordinatorID = coordinatorID
+        self.heartbeatIntervalMs = heartbeatIntervalMs
+        self.liveness = liveness
+        self.rewardModels = rewardModels
+        self.runSeed = runSeed
+    }
+}
+
+/// One prompt and its candidates inside a score task.
+public struct ScoreItem: Equatable, Sendable {
+    public var promptID: String
+    public var prompt: String
+    public var candidates: [String]
+    public var reference: String?
+
+    public init(promptID: String, prompt: String, candidates: [String], reference: String?) {
+        self.promptID = promptID
+        self.prompt = prompt
+        self.candidates = candidates
+        self.reference = reference
+    }
+}
+
+/// coordinator -> worker: score these items with one RM.
+public struct ScoreTask: Equatable, Sendable {
+    public var taskID: UInt64
+    public var attempt: UInt32
+    public var rewardModel: String
+    public var iteration: UInt32
+    public var items: [ScoreItem]
+
+    public init(taskID: UInt64, attempt: UInt32, rewardModel: String, iteration: UInt32, items: [ScoreItem]) {
+        self.taskID = taskID
+        self.attempt = attempt
+        self.rewardModel = rewardModel
+        self.iteration = iteration
+        self.items = items
+    }
+}
+
+/// worker -> coordinator: the outcome of a score task.
+public struct ScoreResult: Equatable, Sendable {
+    /// Scores per item (per candidate inside), or the RM's error.
+    public enum Outcome: Equatable, Sendable {
+        case success([[Double]])
+        case failure(String)
+    }
+
+    public var taskID: UInt64
+    public var attempt: UInt32
+    public var outcome: Outcome
+    public var elapsedMicros: UInt32
+
+    public init(taskID: UInt64, attempt: UInt32, outcome: Outcome, elapsedMicros: UInt32) {
+        self.taskID = taskID
+        self.attempt = attempt
+        self.outcome = outcome
+        self.elapsedMicros = elapsedMicros
+    }
+}
+
+/// Why bytes could not be turned into a `WireMessage`.
+public struct WireError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

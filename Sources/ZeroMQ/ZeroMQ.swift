@@ -1,0 +1,209 @@
+import CZeroMQ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error reported by libzmq: the operation, errno and libzmq's own text for it.
+public struct ZMQError: Error, CustomStringConvertible, Equatable {
+    public let operation: String
+    public let code: Int32
+    public var description: String { "\(operation): \(String(cString: zmq_strerror(code))) (errno \(code))" }
+
+    /// True for errors that mean "try again later" on a non-blocking call.
+    public var isWouldBlock: Bool { code == EAGAIN }
+    /// True when the context was terminated under the socket.
+    public var isTerminated: Bool { code == ETERM }
+    /// True when a ROUTER with ZMQ_ROUTER_MANDATORY cannot route to the identity (peer gone).
+    public var isHostUnreachable: Bool { code == EHOSTUNREACH }
+
+    static func last(_ operation: String) -> ZMQError { ZMQError(operation: operation, code: zmq_errno()) }
+}
+
+/// A libzmq context. One per process; sockets keep it alive.
+public final class ZMQContext: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+
+    public init() throws {
+        guard let h = zmq_ctx_new() else { throw ZMQError.last("zmq_ctx_new") }
+        handle = h
+    }
+
+    deinit { _ = zmq_ctx_term(handle) }
+
+    /// libzmq's version as (major, minor, patch).
+    public static var version: (Int, Int, Int) {
+        var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
+        zmq_version(&major, &minor, &patch)
+        return (Int(major), Int(minor), Int(patch))
+    }
+}
+
+/// The socket types laser uses.
+public enum ZMQSocketType: Sendable {
+    case router, dealer, pair, push, pull
+
+    var raw: Int32 {
+        switch self {
+        case .router: return ZMQ_ROUTER
+        case .dealer: return ZMQ_DEALER
+        case .pair: return ZMQ_PAIR
+        case .push: return ZMQ_PUSH
+        case .pull: return ZMQ_PULL
+        }
+    }
+}
+
+/// A libzmq socket. Not thread-safe (libzmq's rule): one thread owns it for its whole life.
+public final class ZMQSocket {
+    public let context: ZMQContext
+    let handle: UnsafeMutableRawPointer
+    private var closed = false
+
+    public init(_ context: ZMQContext, type: ZMQSocketType) throws {
+        guard let h = zmq_socket(context.handle, type.raw) else { throw ZMQError.last("zmq_socket") }
+        self.context = context
+        handle = h
+        // Never block process exit on unsent messages.
+        try setOption(ZMQ_LINGER, Int32(0))
+    }
+
+    deinit { close() }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        _ = zmq_close(handle)
+    }
+
+    public func bind(_ endpoint: String) throws {
+        guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError.last("zmq_bind \(endpoint)") }
+    }
+
+    public func connect(_ endpoint: String) throws {
+        guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError.last("zmq_connect \(endpoint)") }
+    }
+
+    public func disconnect(_ endpoint: String) throws {
+        guard zmq_disconnect(handle, endpoint) == 0 else { throw ZMQError.last("zmq_disconnect \(endpoint)") }
+    }
+
+    // MARK: options
+
+    public func setOption(_ option: Int32, _ value: Int32) throws {
+        var v = value
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else {
+            throw ZMQError.last("zmq_setsockopt \(option)")
+        }
+    }
+
+    public func setOption(_ option: Int32, _ value: Int64) throws {
+        var v = value
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else {
+            throw ZMQError.last("zmq_setsockopt \(option)")
+        }
+    }
+
+    public func setOption(_ option: Int32, bytes: [UInt8]) throws {
+        let rc = bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }
+        guard rc == 0 else { throw ZMQError.last("zmq_setsockopt \(option)") }
+    }
+
+    public func setOption(_ option: Int32, string: String) throws {
+        try setOption(option, bytes: Array(string.utf8))
+    }
+
+    /// The identity a ROUTER sees for this (DEALER) socket.
+    public func setRoutingID(_ id: [UInt8]) throws { try setOption(ZMQ_ROUTING_ID, bytes: id) }
+    /// ROUTER: fail with EHOSTUNREACH instead of silently dropping messages to unknown peers.
+    public func setRouterMandatory(_ on: Bool) throws { try setOption(ZMQ_ROUTER_MANDATORY, Int32(on ? 1 : 0)) }
+    /// Largest inbound message accepted; bigger ones make libzmq drop the connection.
+    public func setMaxMessageSize(_ bytes: Int64) throws { try setOption(ZMQ_MAXMSGSIZE, bytes) }
+    public func setSendHighWaterMark(_ n: Int32) throws { try setOption(ZMQ_SNDHWM, n) }
+    public func setReceiveHighWaterMark(_ n: Int32) throws { try setOption(ZMQ_RCVHWM, n) }
+    /// Milliseconds between reconnect attempts of a connecting socket.
+    public func setReconnectInterval(ms: Int32) throws { try setOption(ZMQ_RECONNECT_IVL, ms) }
+
+    /// The endpoint actually bound, e.g. after binding "tcp://127.0.0.1:*".
+    public func lastEndpoint() throws -> String {
+        var buffer = [CChar](repeating: 0, count: 512)
+        var size = buffer.count
+        guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else {
+            throw ZMQError.last("zmq_getsockopt ZMQ_LAST_ENDPOINT")
+        }
+        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    // MARK: messages
+
+    /// Sends all frames as one multipart message. Returns false if `nonBlocking` and it would block.
+    /// Retries on EINTR (SIGCHLD from spawned workers interrupts libzmq calls).
+    @discardableResult
+    public func send(_ frames: [[UInt8]], nonBlocking: Bool = false) throws -> Bool {
+        precondition(!frames.isEmpty, "a ZeroMQ message has at least one frame")
+        for (i, frame) in frames.enumerated() {
+            var flags: Int32 = nonBlocking ? ZMQ_DONTWAIT : 0
+            if i < frames.count - 1 { flags |= ZMQ_SNDMORE }
+            while true {
+                let rc = frame.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, flags) }
+                if rc >= 0 { break }
+                let err = ZMQError.last("zmq_send")
+                if err.code == EINTR { continue }
+                // Only the first frame may report EAGAIN; later frames of a started message are queued atomically.
+                if err.isWouldBlock && i == 0 { return false }
+                throw err
+            }
+        }
+        return true
+    }
+
+    /// Receives one whole multipart message, or nil if `nonBlocking` and none is waiting.
+    public func receive(nonBlocking: Bool = false) throws -> [[UInt8]]? {
+        var frames: [[UInt8]] = []
+        while true {
+            var msg = zmq_msg_t()
+            zmq_msg_init(&msg)
+            defer { zmq_msg_close(&msg) }
+            var rc: Int32
+            repeat {
+                rc = zmq_msg_recv(&msg, handle, (nonBlocking && frames.isEmpty) ? ZMQ_DONTWAIT : 0)
+            } while rc < 0 && zmq_errno() == EINTR
+            if rc < 0 {
+                let err = ZMQError.last("zmq_msg_recv")
+                if err.isWouldBlock && frames.isEmpty { return nil }
+                throw err
+            }
+            let size = zmq_msg_size(&msg)
+            if size == 0 {
+                frames.append([])
+            } else {
+                let data = zmq_msg_data(&msg)!
+                frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
+            }
+            if zmq_msg_more(&msg) == 0 { return frames }
+        }
+    }
+}
+
+/// What to wait for on a socket in `ZMQPoller.poll`.
+public struct ZMQPollEvents: OptionSet, Sendable {
+    public let rawValue: Int16
+    public init(rawValue: Int16) { self.rawValue = rawValue }
+    public static let readable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLIN))
+    public static let writable = ZMQPollEvents(rawValue: Int16(ZMQ_POLLOUT))
+}
+
+/// zmq_poll over a fixed set of sockets.
+public enum ZMQPoller {
+    /// Waits up to `timeoutMs` (-1: forever) and returns, per socket, the events that are ready.
+    /// EINTR is treated as "nothing ready" so callers simply go round their loop again.
+    public static func poll(_ sockets: [(ZMQSocket, ZMQPollEvents)], timeoutMs: Int) throws -> [ZMQPollEvents] {
+        var items = sockets.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: $0.1.rawValue, revents: 0) }
+        let rc = items.withUnsafeMutableBufferPointer { zmq_poll($0.baseAddress, Int32($0.count), timeoutMs) }
+        if rc < 0 {
+            let err = ZMQError.last("zmq_poll")
+            if err.code == EINTR { return Array(repeating: [], count: sockets.count) }
+            throw err
+        }
+        return items.map { ZMQPollEvents(rawValue: $0.revents) }
+    }
+}

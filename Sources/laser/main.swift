@@ -1,0 +1,248 @@
+import ArgumentParser
+import Foundation
+import LaserCore
+import LaserRuntime
+import Logging
+
+@main
+struct Laser: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "laser",
+        abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
+        version: laserVersion,
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, DemoData.self],
+        defaultSubcommand: Run.self)
+}
+
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String?
+
+    func logger(_ label: String, default level: Logger.Level) throws -> Logger {
+        let chosen: Logger.Level
+        if let s = logLevel {
+            guard let l = Logger.Level(rawValue: s) else {
+                throw ValidationError("--log-level \(s) is not one of trace, debug, info, notice, warning, error")
+            }
+            chosen = l
+        } else {
+            chosen = level
+        }
+        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = chosen
+        return logger
+    }
+}
+
+/// Prints an error the way a user should see it (no stack trace) and exits non-zero.
+func fail(_ error: Error) -> ExitCode {
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    return ExitCode(1)
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a whole job on this machine: coordinator plus local worker processes.",
+        discussion: "Without CONFIG, runs the built-in demo (generated data, five rule-based RMs, no download).")
+
+    @Argument(help: "A run config (YAML). Omit for the built-in demo.")
+    var config: String?
+
+    @Option(help: "Run directory (default: runs/run-<time> in the current folder).")
+    var out: String?
+
+    @Option(help: "Local worker processes to start (overrides workers.local).")
+    var workers: Int?
+
+    @Option(help: "Selection strategy (overrides the config): linucb, random, sequential, ensemble, fixed.")
+    var strategy: String?
+
+    @Option(help: "RM for --strategy fixed.")
+    var fixedRm: String?
+
+    @Option(help: "Seed (overrides the config; for the demo it also seeds the data).")
+    var seed: UInt64?
+
+    @Flag(help: "Run every strategy (and every single RM) on the same data and compare pair accuracy.")
+    var compare = false
+
+    @Flag(help: "No live progress line.")
+    var noProgress = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    mutating func run() throws {
+        let logger = try logging.logger("laser", default: .warning)
+        do {
+            let dir = try out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            var base: RunConfig
+            if let config {
+                base = try RunConfig.load(path: config)
+            } else {
+                print("laser: no config given, running the built-in demo (3 task families, 5 rule-based RMs)")
+                base = try DemoJob.prepare(in: dir.path, seed: seed ?? 0)
+            }
+            if let workers { base.localWorkers = workers }
+            if let seed { base.seed = seed }
+            if let s = strategy {
+                guard let k = StrategyKind(rawValue: s) else {
+                    throw ValidationError("--strategy \(s) is not one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                base.strategy = k
+            }
+            if let f = fixedRm {
+                guard base.rewardModels.contains(where: { $0.name == f }) else {
+                    throw ValidationError("--fixed-rm \(f) is not one of \(base.rewardModels.map(\.name).joined(separator: ", "))")
+                }
+                base.fixedRM = f
+                if strategy == nil { base.strategy = .fixed }
+            }
+            if base.strategy == .fixed && base.fixedRM == nil {
+                throw ValidationError("strategy fixed needs --fixed-rm NAME")
+            }
+            if compare {
+                try runComparison(base, dir, logger)
+            } else {
+                print("run directory: \(dir.path)")
+                let summary = try LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
+                                           logger: logger, showProgress: !noProgress).run()
+                print(SummaryTable.render(summary))
+                print("batches: \(dir.path)/iterations   summary: \(dir.summaryPath)")
+            }
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    func runComparison(_ base: RunConfig, _ dir: RunDirectory, _ logger: Logger) throws {
+        var variants: [(String, RunConfig)] = []
+        for kind in [StrategyKind.linucb, .random, .sequential, .ensemble] {
+            var c = base
+            c.strategy = kind
+            variants.append((kind.rawValue, c))
+        }
+        for rm in base.rewardModels {
+            var c = base
+            c.strategy = .fixed
+            c.fixedRM = rm.name
+            variants.append(("fixed:\(rm.name)", c))
+        }
+        var rows: [[String]] = [["strategy", "pair accuracy", "last iteration", "RM calls", "wall s"]]
+        for (label, c) in variants {
+            let sub = try RunDirectory(path: dir.path + "/" + label.replacingOccurrences(of: ":", with: "-"))
+            FileHandle.standardError.write(Data("running \(label) ...\n".utf8))
+            let s = try LocalRun(config: c, runDirectory: sub, executable: LocalRun.currentExecutable(),
+                                 logger: logger, showProgress: false).run()
+            let calls = s.iterations.reduce(0) { $0 + $1.rmCalls.values.reduce(0, +) }
+            let wall = s.iterations.reduce(0) { $0 + $1.wallSeconds }
+            rows.append([label,
+                         SummaryTable.pairAccuracy(s).map { String(format: "%.3f", $0) } ?? "n/a",
+                         SummaryTable.pairAccuracy(s, lastIterationOnly: true).map { String(format: "%.3f", $0) } ?? "n/a",
+                         "\(calls)", String(format: "%.2f", wall)])
+            if label == "linucb" { print(SummaryTable.render(s)) }
+        }
+        print("Label-based pair accuracy per strategy (same data, same seed):")
+        print(SummaryTable.grid(rows))
+        print("run directories: \(dir.path)/<strategy>")
+    }
+}
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run only the coordinator; workers connect from anywhere with `laser worker --connect`.")
+
+    @Argument(help: "The run config (YAML).")
+    var config: String
+
+    @Option(help: "ZeroMQ endpoint to bind (overrides network.bind), e.g. tcp://0.0.0.0:5555.")
+    var bind: String?
+
+    @Option(help: "Run directory (default: runs/run-<time>).")
+    var out: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    mutating func run() throws {
+        let logger = try logging.logger("laser.coordinator", default: .info)
+        do {
+            var c = try RunConfig.load(path: config)
+            if let bind { c.bind = bind }
+            let dir = try out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            try AtomicFile.write(c.yaml(), to: dir.configPath)
+            let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger)
+            print("coordinator listening on \(service.endpoint); run directory \(dir.path)")
+            let printer = ProgressPrinter(enabled: true)
+            service.onProgress = { printer.update($0) }
+            let summary = try service.run()
+            printer.finish()
+            print(SummaryTable.render(summary))
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run a worker that hosts reward models and scores candidates for a coordinator.")
+
+    @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.")
+    var connect: String
+
+    @Option(help: "Unique worker name (default: HOST-PID).")
+    var id: String?
+
+    @Option(name: .customLong("rm"), help: "An RM (by its name in the run config) to serve; repeat for several. Default: all.")
+    var rewardModels: [String] = []
+
+    @Option(help: "Score tasks accepted at once.")
+    var slots: UInt32 = 2
+
+    @Option(help: "Exit when no coordinator answers for this many seconds (0: wait forever).")
+    var giveUpAfter: Double = 0
+
+    @OptionGroup var logging: LoggingOptions
+
+    mutating func run() throws {
+        let logger = try logging.logger("laser.worker", default: .info)
+        guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        do {
+            let worker = try WorkerService(options: WorkerOptions(
+                endpoint: connect, workerID: name, rewardModels: rewardModels, slots: slots,
+                giveUpAfterSeconds: giveUpAfter), logger: logger)
+            switch try worker.run() {
+            case .shutdown: return
+            case .rejected(let reason): throw RunFailure("the coordinator rejected this worker: \(reason)")
+            case .gaveUp: throw RunFailure("no coordinator answered at \(connect) within \(giveUpAfter) s")
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct DemoData: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo-data",
+        abstract: "Write the built-in demo's input files and config.yaml to a folder (to run the roles by hand).")
+
+    @Option(help: "Folder to write into.")
+    var out: String
+
+    @Option(help: "Seed of the generated data.")
+    var seed: UInt64 = 0
+
+    mutating func run() throws {
+        do {
+            let c = try DemoJob.prepare(in: out, seed: seed)
+            print("wrote \(c.inputs.count) input files and \(out)/config.yaml")
+        } catch {
+            throw fail(error)
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import LaserRewardModels
+import Testing
+
+@Suite struct RewardModelCatalogTests {
+    @Test func buildsEveryKindUnderItsName() throws {
+        for kind in RewardModelCatalog.kinds {
+            let params = kind == "noisy" ? ["base": "self-consistency", "sigma": "0.1"] : [:]
+            let rm = try RewardModelCatalog.make(RewardModelSpec(name: "my-\(kind)", kind: kind, params: params), runSeed: 1)
+            #expect(rm.name == "my-\(kind)")
+        }
+        #expect(Set(RewardModelCatalog.kinds) == [
+            "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
+        ])
+    }
+
+    @Test func unknownKindNamesItAndListsTheKnownOnes() {
+        #expect {
+            _ = try RewardModelCatalog.make(RewardModelSpec(name: "judge", kind: "llm-judge"), runSeed: 0)
+        } throws: { error in
+            let message = (error as? RewardModelError)?.description ?? ""
+            return message.contains("llm-judge") && RewardModelCatalog.kinds.allSatisfy(message.contains)
+        }
+    }
+
+    @Test func unknownParamIsReported() {
+        #expect {
+            _ = try RewardModelCatalog.make(
+                RewardModelSpec(name: "am", kind: "answer-match", params: ["treshold": "1"]), runSeed: 0)
+        } throws: { error in
+            let message = (error as? RewardModelError)?.description ?? ""
+            return message.contains("'am'") && message.contains("treshold")
+        }
+    }
+
+    /// Whatever the input, every RM returns one finite score per candidate.
+    @Test func scoresAreFiniteAndOnePerCandidate() throws {
+        let candidates = [
+            "", " ", "A:", "####", "\\boxed{", "<<", ">>", "<<1e308*1e308=1>>", "<<1/3=0.3333333>>\nA: 1e999",
+            String(repeating: "9", count: 400), "A: " + String(repeating: "9", count: 400),
+            "<<" + String(repeating: "9", count: 400) + "=1>>", "\u{1F600} émoji, ünïcode\nA: naïve",
+            "- a\n* b", "\"\"", "A: -0", "A: 0.0000001",
+        ]
+        let prompts = ["", "Write exactly 3 words, all in lowercase, as 2 bullet points, without commas.", "What is 2+2?"]
+        for kind in RewardModelCatalog.kinds {
+            let params = kind == "noisy" ? ["base": "arithmetic-check", "sigma": "2"] : [:]
+            let rm = try RewardModelCatalog.make(RewardModelSpec(name: kind, kind: kind, params: params), runSeed: 7)
+            for prompt in prompts {
+                for reference in [nil, "", "9", String(repeating: "9", count: 400)] as [String?] {
+                    let scores = try rm.score(request(candidates, prompt: prompt, reference: reference))
+                    #expect(scores.count == candidates.count)
+                    #expect(scores.allSatisfy(\.isFinite), "\(kind)")
+                }
+            }
+        }
+    }
+}
