@@ -55,6 +55,6 @@ let package = Package(
         .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ"]),
         .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
         .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["LaserRuntime"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LaserWire", "ZeroMQ"]),
     ]
 )

@@ -4,13 +4,16 @@ import Foundation
 public struct DemoPrompt: Sendable, Equatable {
     /// Unique within a run, e.g. "it2-arith-0007".
     public var id: String
+    /// The text the policy answers.
     public var prompt: String
+    /// The sampled responses, in sampling order.
     public var candidates: [DemoCandidate]
     /// The reference answer where the task has one (trivia); `nil` otherwise.
     public var reference: String?
     /// One of ``DemoDataset/tasks``.
     public var task: String
 
+    /// A prompt with its candidates.
     public init(id: String, prompt: String, candidates: [DemoCandidate], reference: String?, task: String) {
         self.id = id
         self.prompt = prompt
@@ -22,9 +25,12 @@ public struct DemoPrompt: Sendable, Equatable {
 
 /// One candidate response of a demo prompt, labelled with whether it is actually right.
 public struct DemoCandidate: Sendable, Equatable {
+    /// The response as the policy wrote it.
     public var text: String
+    /// Ground truth: whether the response is right (used to evaluate, never shown to the RMs).
     public var correct: Bool
 
+    /// A labelled candidate.
     public init(text: String, correct: Bool) {
         self.text = text
         self.correct = correct
@@ -46,6 +52,11 @@ public enum DemoDataset {
     /// The task families, in the order of their index in the random streams.
     public static let tasks: [String] = ["arithmetic", "instructions", "trivia"]
 
+    /// Most prompts per task one call generates (ids have four digits up to here; memory stays small).
+    public static let maxPromptsPerTask = 10_000
+    /// Most candidates per prompt (the paper samples 30).
+    public static let maxCandidatesPerPrompt = 256
+
     private static let idPrefixes = ["arith", "instr", "trivia"]
 
     /// The prompts of one iteration, `promptsPerTask` per task.
@@ -55,13 +66,16 @@ public enum DemoDataset {
     /// `promptsPerTask` is not a multiple of `batchSize`, the shorter last run of each task is put
     /// at the end of the list (those last batches may mix tasks).
     ///
-    /// - Precondition: `iteration >= 0`, `promptsPerTask >= 0`, `candidatesPerPrompt >= 2`, `batchSize >= 1`.
+    /// - Precondition: `iteration >= 0`, `0 <= promptsPerTask <= maxPromptsPerTask`,
+    ///   `2 <= candidatesPerPrompt <= maxCandidatesPerPrompt`, `batchSize >= 1`; callers validate user input first.
     public static func generate(
         iteration: Int, seed: UInt64, promptsPerTask: Int, candidatesPerPrompt: Int, batchSize: Int
     ) -> [DemoPrompt] {
         precondition(iteration >= 0, "iteration must be >= 0, got \(iteration)")
-        precondition(promptsPerTask >= 0, "promptsPerTask must be >= 0, got \(promptsPerTask)")
-        precondition(candidatesPerPrompt >= 2, "candidatesPerPrompt must be >= 2, got \(candidatesPerPrompt)")
+        precondition((0...maxPromptsPerTask).contains(promptsPerTask),
+                     "promptsPerTask must be in 0...\(maxPromptsPerTask), got \(promptsPerTask)")
+        precondition((2...maxCandidatesPerPrompt).contains(candidatesPerPrompt),
+                     "candidatesPerPrompt must be in 2...\(maxCandidatesPerPrompt), got \(candidatesPerPrompt)")
         precondition(batchSize >= 1, "batchSize must be >= 1, got \(batchSize)")
 
         var fullRuns: [[DemoPrompt]] = []

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Short factual questions with a reference answer. Wrong candidates mostly give the same popular
 /// wrong answer (Sydney for Australia's capital), which is what makes majority voting mislead here.
 enum TriviaFamily {

@@ -5,6 +5,7 @@
 public struct AnswerMatchRM: RewardModel {
     public let name: String
 
+    /// An answer matcher under the given arm name.
     public init(name: String = "answer-match") {
         self.name = name
     }

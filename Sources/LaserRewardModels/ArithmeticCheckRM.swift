@@ -12,6 +12,7 @@ public struct ArithmeticCheckRM: RewardModel {
     /// What a final answer that ignores the solution's own last calculation costs.
     public static let unsupportedAnswerPenalty = 0.5
 
+    /// An annotation checker under the given arm name.
     public init(name: String = "arithmetic-check") {
         self.name = name
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A GSM8K calculator annotation `<<expr=result>>` as written in a solution.
 struct CalculatorAnnotation: Equatable {
     var expression: String

@@ -93,7 +93,8 @@ public enum FinalAnswer {
         var best: Range<String.Index>?
         func consider(_ range: Range<String.Index>?) {
             guard let range else { return }
-            if best == nil || range.lowerBound > best!.lowerBound { best = range }
+            if let current = best, current.lowerBound >= range.lowerBound { return }
+            best = range
         }
         consider(text.range(of: "answer:", options: [.backwards, .caseInsensitive]))
         consider(text.range(of: "the answer is", options: [.backwards, .caseInsensitive]))
@@ -113,12 +114,18 @@ public enum FinalAnswer {
     /// The answer that follows a marker: its first line, cut at the first sentence end.
     private static func answerSegment(_ rest: Substring) -> String? {
         let afterMarker = rest.drop(while: { $0.isWhitespace || $0 == ":" })
-        var line = afterMarker.prefix(while: { !$0.isNewline })
-        // A full stop followed by a space ends the sentence; "3.5" and "D.C." stay whole.
-        for terminator in [". ", "! ", "? "] {
-            if let end = line.range(of: terminator) { line = line[..<end.lowerBound] }
+        let line = Array(afterMarker.prefix(while: { !$0.isNewline }))
+        var end = line.count
+        for i in line.indices.dropLast() where ".!?".contains(line[i]) && line[i + 1].isWhitespace {
+            // "3.5" has no space after its point; "H. G. Wells" and "D.C. is" are initials, not sentence ends.
+            let isInitial = line[i] == "." && i >= 1 && line[i - 1].isLetter
+                && (i == 1 || !line[i - 2].isLetter)
+            if !isInitial {
+                end = i
+                break
+            }
         }
-        let answer = String(line).trimmingCharacters(in: .whitespacesAndNewlines)
+        let answer = String(line[..<end]).trimmingCharacters(in: .whitespacesAndNewlines)
         return answer.isEmpty ? nil : answer
     }
 

@@ -20,6 +20,7 @@
 public struct InstructionFollowingRM: RewardModel {
     public let name: String
 
+    /// An instruction checker under the given arm name.
     public init(name: String = "instruction-following") {
         self.name = name
     }

@@ -59,13 +59,19 @@ enum InstructionParser {
         static let doubleQuotes = regex(
             #"\b(?:wrap|enclose)\s+(?:your\s+)?(?:entire\s+|whole\s+)?(?:response|answer|reply|output)\s+(?:in|with|inside|within)\s+double\s+quot(?:es|ation\s+marks?)\b"#)
 
-        private static func regex(_ pattern: String) -> NSRegularExpression {
+        private static func regex(_ pattern: String) -> CompiledPattern {
             do {
-                return try NSRegularExpression(pattern: pattern)
+                return CompiledPattern(regex: try NSRegularExpression(pattern: pattern))
             } catch {
                 preconditionFailure("invalid built-in instruction pattern \(pattern): \(error)")
             }
         }
+    }
+
+    /// Apple documents NSRegularExpression as immutable and thread-safe, but not every SDK marks it
+    /// Sendable; the box lets the compiled patterns be shared statics on all platforms.
+    private struct CompiledPattern: @unchecked Sendable {
+        let regex: NSRegularExpression
     }
 
     private static let numberWords = [
@@ -97,15 +103,15 @@ enum InstructionParser {
     }
 
     /// The capture groups of every match (index 0 is the whole match; `nil` for a group that did not take part).
-    private static func matches(_ regex: NSRegularExpression, in text: String) -> [[String?]] {
-        matchesWithRanges(regex, in: text).map(\.groups)
+    private static func matches(_ pattern: CompiledPattern, in text: String) -> [[String?]] {
+        matchesWithRanges(pattern, in: text).map(\.groups)
     }
 
     private static func matchesWithRanges(
-        _ regex: NSRegularExpression, in text: String
+        _ pattern: CompiledPattern, in text: String
     ) -> [(range: Range<String.Index>, groups: [String?])] {
         let whole = NSRange(text.startIndex..<text.endIndex, in: text)
-        return regex.matches(in: text, range: whole).compactMap { match in
+        return pattern.regex.matches(in: text, range: whole).compactMap { match in
             guard let range = Range(match.range, in: text) else { return nil }
             let groups = (0..<match.numberOfRanges).map { index -> String? in
                 Range(match.range(at: index), in: text).map { String(text[$0]) }

@@ -5,13 +5,17 @@ import Foundation
 public struct LengthRM: RewardModel {
     /// Which end of the length scale scores higher.
     public enum Preference: String, Sendable, CaseIterable {
+        /// Score = -log(1 + characters).
         case shorter
+        /// Score = +log(1 + characters).
         case longer
     }
 
     public let name: String
+    /// Which end of the length scale scores higher.
     public let prefer: Preference
 
+    /// A length scorer under the given arm name.
     public init(name: String = "length", prefer: Preference = .shorter) {
         self.name = name
         self.prefer = prefer

@@ -7,11 +7,17 @@ import Foundation
 /// prompt id, i), so every worker that scores the same request produces the same scores.
 public struct NoisyRM: RewardModel {
     public let name: String
+    /// The RM whose scores are perturbed.
     public let base: any RewardModel
+    /// Standard deviation of the added noise.
     public let sigma: Double
+    /// This RM's own seed, so two noisy RMs of a run draw different noise.
     public let seed: UInt64
+    /// The run's seed, so a run replays exactly and another run draws afresh.
     public let runSeed: UInt64
 
+    /// A noisy wrapper around `base`.
+    ///
     /// - Precondition: `sigma` is finite and >= 0 (the catalog reports bad values as errors instead).
     public init(name: String, base: any RewardModel, sigma: Double, seed: UInt64 = 0, runSeed: UInt64 = 0) {
         precondition(sigma.isFinite && sigma >= 0, "NoisyRM sigma must be finite and >= 0, got \(sigma)")

@@ -5,6 +5,7 @@
 public struct SelfConsistencyRM: RewardModel {
     public let name: String
 
+    /// A majority voter under the given arm name.
     public init(name: String = "self-consistency") {
         self.name = name
     }

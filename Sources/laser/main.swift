@@ -173,7 +173,8 @@ struct CoordinatorCommand: ParsableCommand {
             let dir = try out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
             try AtomicFile.write(c.yaml(), to: dir.configPath)
             let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger)
-            print("coordinator listening on \(service.endpoint); run directory \(dir.path)")
+            // Unbuffered: scripts and tests read the endpoint from a pipe while the run goes on.
+            FileHandle.standardOutput.write(Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
             let printer = ProgressPrinter(enabled: true)
             service.onProgress = { printer.update($0) }
             let summary = try service.run()
@@ -237,9 +238,16 @@ struct DemoData: ParsableCommand {
     @Option(help: "Seed of the generated data.")
     var seed: UInt64 = 0
 
+    @Option(help: "Iterations (one input file each).")
+    var iterations: Int = DemoJob.iterations
+
+    @Option(help: "Prompts per task family per iteration.")
+    var promptsPerTask: Int = DemoJob.promptsPerTask
+
     mutating func run() throws {
+        guard iterations >= 1, promptsPerTask >= 1 else { throw ValidationError("--iterations and --prompts-per-task must be at least 1") }
         do {
-            let c = try DemoJob.prepare(in: out, seed: seed)
+            let c = try DemoJob.prepare(in: out, seed: seed, iterations: iterations, promptsPerTask: promptsPerTask)
             print("wrote \(c.inputs.count) input files and \(out)/config.yaml")
         } catch {
             throw fail(error)

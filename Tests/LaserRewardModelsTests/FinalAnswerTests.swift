@@ -14,6 +14,9 @@ import Testing
         ("It costs 1,000.50 dollars in total.", "1,000.50"),
         ("The temperature fell to -5 degrees.", "-5"),
         ("Compute 10-3 and stop", "3"),
+        ("The answer is H. G. Wells. He wrote it.", "H. G. Wells"),
+        ("The answer is Washington D.C. for sure", "Washington D.C. for sure"),
+        ("A: 3.5. Done", "3.5"),
     ])
     func extractsFinalAnswer(text: String, expected: String) {
         #expect(FinalAnswer.extract(from: text) == expected)

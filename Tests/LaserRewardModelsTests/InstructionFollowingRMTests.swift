@@ -51,7 +51,7 @@ import Testing
         ("Finish your answer with the phrase \u{201C}peace out\u{201D}.", "that is all, Peace out!", "peace out now"),
         ("End with the word 'leaves'.", "falling \"leaves\".", "sleaves"),
         ("Include the keyword 'harvest'.", "The Harvest moon", "harvesting season"),
-        ("Include the keywords 'salt' and 'tide'.", "salt and tide", "salt only"),
+        ("Include the keywords 'salt' and 'tide'.", "salt and tide", "neither word"),
         ("Do not include the word 'very'.", "quite good", "very good"),
         ("Write it without commas.", "no commas here", "one, two"),
         ("Do not use any commas.", "fine", "a,b"),

@@ -16,7 +16,7 @@ import Testing
         let first = try Self.noisy(seed: "9").score(scoring)
         let second = try Self.noisy(seed: "9").score(scoring)
         #expect(first == second)
-        #expect(first.allSatisfy(\.isFinite))
+        #expect(first.allSatisfy { $0.isFinite })
         #expect(Set(first).count == first.count)
     }
 
@@ -37,12 +37,13 @@ import Testing
     }
 
     /// Pins the hash: a change here silently changes every recorded noisy run, so it must be deliberate.
+    /// The value was cross-checked with an independent Python implementation of the same recipe.
     @Test func noiseIsStableAcrossVersions() throws {
         let scores = try Self.noisy(sigma: "1", seed: "1", runSeed: 2).score(request(["x"], id: "p", iteration: 1))
         #expect(abs(scores[0] - NoisyRMTests.pinnedFirstDraw) < 1e-12, "got \(scores[0])")
     }
 
-    static let pinnedFirstDraw = 0.0
+    static let pinnedFirstDraw = -0.47786729469118117
 
     @Test func sigmaZeroReturnsBaseScores() throws {
         let noisy = try Self.noisy(sigma: "0", seed: "3")

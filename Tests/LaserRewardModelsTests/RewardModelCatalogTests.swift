@@ -48,7 +48,7 @@ import Testing
                 for reference in [nil, "", "9", String(repeating: "9", count: 400)] as [String?] {
                     let scores = try rm.score(request(candidates, prompt: prompt, reference: reference))
                     #expect(scores.count == candidates.count)
-                    #expect(scores.allSatisfy(\.isFinite), "\(kind)")
+                    #expect(scores.allSatisfy { $0.isFinite }, "\(kind)")
                 }
             }
         }

@@ -94,6 +94,12 @@ func request(
         #expect(try score(annotation) == 1)
     }
 
+    @Test func overlongAnnotationIsWrong() throws {
+        let sum = Array(repeating: "1", count: 300).joined(separator: "+")
+        #expect(try score("<<\(sum)=300>>") == -1)
+        #expect(try score("<<1+1=2>>") == 1)
+    }
+
     @Test func roundingOnlyToTheCent() throws {
         #expect(try score("<<10/3=3.3>>") == -1)
         #expect(try score("<<10/3=3>>") == -1)

@@ -69,6 +69,8 @@ public struct Coordinator: Sendable {
         var queued = true
         var deadline: Instant?
         var lastError: String?
+        /// Workers that failed this task or let its lease expire: a retry prefers any other worker.
+        var avoid: Set<PeerID> = []
     }
     private var tasks: [UInt64: ScoreTaskState] = [:]
     private var queues: [String: [UInt64]] = [:]
@@ -347,11 +349,13 @@ public struct Coordinator: Sendable {
         switch result.outcome {
         case .failure(let message):
             actions.append(.log(.warning, "RM \(task.rm) failed task \(task.id) on worker \(workerID) (attempt \(task.attempt)): \(message)"))
+            tasks[task.id]!.avoid.insert(peer)
             retry(task.id, error: "worker \(workerID): \(message)", &actions)
         case .success(let perItem):
             if let problem = validate(perItem, for: task) {
                 summary.counters.invalidResults += 1
                 actions.append(.log(.error, "worker \(workerID) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried"))
+                tasks[task.id]!.avoid.insert(peer)
                 retry(task.id, error: "worker \(workerID) sent an invalid result: \(problem)", &actions)
                 return
             }
@@ -423,15 +427,19 @@ public struct Coordinator: Sendable {
     private mutating func dispatch(now: Instant, _ actions: inout [CoordinatorAction]) {
         for rm in plan.armNames {
             while let id = queues[rm]?.first {
-                // The worker with the most free slots; ties to the lowest worker id, for reproducible logs.
+                // A worker that has not failed this task, then the most free slots, then the lowest
+                // worker id (for reproducible logs).
+                let avoid = tasks[id]!.avoid
                 var best: PeerID?
+                func better(_ p: PeerID, than q: PeerID) -> Bool {
+                    let a = workers[p]!, b = workers[q]!
+                    let (pa, pb) = (!avoid.contains(p), !avoid.contains(q))
+                    if pa != pb { return pa }
+                    if a.free != b.free { return a.free > b.free }
+                    return a.workerID < b.workerID
+                }
                 for (peer, w) in workers where w.free > 0 && w.rewardModels.contains(rm) {
-                    if let b = best {
-                        let bw = workers[b]!
-                        if w.free > bw.free || (w.free == bw.free && w.workerID < bw.workerID) { best = peer }
-                    } else {
-                        best = peer
-                    }
+                    if best == nil || better(peer, than: best!) { best = peer }
                 }
                 guard let peer = best else { break }
                 queues[rm]!.removeFirst()
@@ -473,6 +481,7 @@ public struct Coordinator: Sendable {
             // Its holders keep the credit until they answer or die; a late answer is still accepted if first.
             var t = tasks[id]!
             let holders = t.holders
+            t.avoid.formUnion(holders)
             t.holders = []
             tasks[id] = t
             retry(id, error: "no result within the lease", &actions)

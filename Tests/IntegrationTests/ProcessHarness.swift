@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+
+/// Starts the real `laser` executable as child processes for end-to-end tests.
+enum Laser {
+    /// The `laser` binary next to the test bundle (swift build puts both in the same folder).
+    static var binary: String {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("laser").path,
+            FileManager.default.currentDirectoryPath + "/.build/debug/laser",
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+    }
+
+    static func temporaryDirectory() -> String {
+        let path = NSTemporaryDirectory() + "laser-it-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Runs `laser ARGS` to completion and returns (exit code, stdout, stderr).
+    @discardableResult
+    static func run(_ args: [String], timeout: Double = 120) throws -> (Int32, String, String) {
+        let p = LaserProcess(args)
+        try p.start()
+        return try p.wait(timeout: timeout)
+    }
+}
+
+/// One child process with its stdout and stderr captured (read on background threads so a full pipe
+/// never blocks the child).
+final class LaserProcess: @unchecked Sendable {
+    let process = Process()
+    private let out = Pipe(), err = Pipe()
+    private let lock = NSLock()
+    private var stdoutText = "", stderrText = ""
+    private let group = DispatchGroup()
+
+    init(_ args: [String]) {
+        process.executableURL = URL(fileURLWithPath: Laser.binary)
+        process.arguments = args
+        process.standardOutput = out
+        process.standardError = err
+    }
+
+    func start() throws {
+        try process.run()
+        for (pipe, isOut) in [(out, true), (err, false)] {
+            group.enter()
+            DispatchQueue.global().async {
+                while true {
+                    let data = pipe.fileHandleForReading.availableData
+                    if data.isEmpty { break }
+                    self.lock.lock()
+                    if isOut { self.stdoutText += String(decoding: data, as: UTF8.self) } else { self.stderrText += String(decoding: data, as: UTF8.self) }
+                    self.lock.unlock()
+                }
+                self.group.leave()
+            }
+        }
+    }
+
+    var stdout: String { lock.lock(); defer { lock.unlock() }; return stdoutText }
+    var stderr: String { lock.lock(); defer { lock.unlock() }; return stderrText }
+
+    /// Waits until stdout contains a line starting with `prefix`; returns the rest of that line.
+    func waitForLine(startingWith prefix: String, timeout: Double = 30) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
+                return String(line.dropFirst(prefix.count))
+            }
+            if !process.isRunning { break }
+            usleep(20_000)
+        }
+        throw HarnessError("no line starting with '\(prefix)' (stdout: \(stdout) stderr: \(stderr))")
+    }
+
+    func wait(timeout: Double) throws -> (Int32, String, String) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            throw HarnessError("laser \(process.arguments ?? []) did not finish within \(timeout) s; stderr: \(stderr)")
+        }
+        process.waitUntilExit()
+        _ = group.wait(timeout: .now() + 5)
+        return (process.terminationStatus, stdout, stderr)
+    }
+
+    func kill() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Every batch file of a run directory, by relative path.
+func batchFiles(_ runDirectory: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    let root = runDirectory + "/iterations"
+    for it in try FileManager.default.contentsOfDirectory(atPath: root).sorted() {
+        for f in try FileManager.default.contentsOfDirectory(atPath: root + "/" + it).sorted() {
+            out[it + "/" + f] = try Data(contentsOf: URL(fileURLWithPath: root + "/" + it + "/" + f))
+        }
+    }
+    return out
+}

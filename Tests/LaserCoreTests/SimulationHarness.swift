@@ -1,0 +1,185 @@
+import LaserWire
+import Testing
+@testable import LaserCore
+
+struct SimulationDidNotFinish: Error {}
+
+/// How a simulated worker misbehaves (the real workers are tested in IntegrationTests).
+enum SimBehaviour: Equatable {
+    case good
+    /// Answers its first `n` tasks with NaN scores, then behaves.
+    case nanFirst(Int)
+    /// Answers every task with one score too few.
+    case wrongCount
+    /// Reports an RM error for every task.
+    case failing
+    /// Takes tasks and never answers them (but keeps heartbeating).
+    case blackHole
+    /// Answers every task twice.
+    case duplicates
+    /// Goes silent (dies) after answering `n` tasks.
+    case diesAfter(Int)
+}
+
+/// A seeded, single-threaded simulation of the coordinator core with fake workers and a fake clock.
+struct Simulation {
+    struct SimWorker {
+        var peer: PeerID
+        var id: String
+        var slots: UInt32
+        var behaviour: SimBehaviour
+        var rms: [String] = []
+        var answered = 0
+        var dead = false
+        var outstanding = 0
+        var lastHeartbeat = Instant(nanoseconds: 0)
+    }
+
+    var core: Coordinator
+    var now = Instant(nanoseconds: 1_000_000_000)
+    var rng: SplitMix64
+    var workers: [SimWorker]
+    var iterations: [[PromptRecord]]
+    /// Messages on their way to workers, delivered in a seeded random order.
+    var toWorkers: [(PeerID, WireMessage)] = []
+    var emitted: [EmittedBatch] = []
+    var finished: RunSummary?
+    var failure: String?
+    var sentToPeers: [(PeerID, WireMessage)] = []
+    var maxOutstandingSeen: [String: Int] = [:]
+
+    init(plan: RunPlan, iterations: [[PromptRecord]], workers: [(String, UInt32, SimBehaviour)], seed: UInt64) {
+        core = Coordinator(plan: plan)
+        rng = SplitMix64(seed: seed)
+        self.iterations = iterations
+        self.workers = workers.enumerated().map { i, w in
+            SimWorker(peer: PeerID([0, UInt8(i)]), id: w.0, slots: w.1, behaviour: w.2)
+        }
+    }
+
+    /// Deterministic scores: a function of RM name, prompt and candidate text only.
+    static func score(rm: String, item: ScoreItem) -> [Double] {
+        item.candidates.enumerated().map { i, text in
+            let h = FNV1a.hash(rm + "|" + item.promptID + "|" + text)
+            return Double(h % 1000) / 1000 + (rm == "oracle" && text.hasPrefix("right") ? 10 : 0)
+        }
+    }
+
+    mutating func feed(_ event: CoordinatorEvent) {
+        for action in core.handle(event, now: now) {
+            switch action {
+            case .send(let peer, let message):
+                sentToPeers.append((peer, message))
+                toWorkers.append((peer, message))
+            case .loadIteration(let n):
+                feed(.iterationLoaded(iteration: n, prompts: iterations[n - 1]))
+            case .emitBatch(let b): emitted.append(b)
+            case .log: break
+            case .finish(let s): finished = s
+            case .fail(let m): failure = m
+            }
+        }
+    }
+
+    mutating func run(maxSteps: Int = 200_000) {
+        feed(.start)
+        for i in workers.indices {
+            feed(.message(from: workers[i].peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim"))))
+        }
+        var steps = 0
+        while finished == nil && failure == nil && steps < maxSteps {
+            steps += 1
+            now = now.adding(milliseconds: rng.next() % 20)
+            if !toWorkers.isEmpty && rng.next() % 8 != 0 {
+                let pick = Int(rng.next() % UInt64(toWorkers.count))
+                let (peer, message) = toWorkers.remove(at: pick)
+                deliver(message, to: peer)
+            } else {
+                feed(.tick)
+                // Live workers heartbeat about every 50 ms (the interval is 100 ms).
+                for i in workers.indices where !workers[i].dead && now.milliseconds(since: workers[i].lastHeartbeat) >= 50 {
+                    workers[i].lastHeartbeat = now
+                    feed(.message(from: workers[i].peer, .heartbeat))
+                }
+            }
+        }
+    }
+
+    mutating func deliver(_ message: WireMessage, to peer: PeerID) {
+        guard let i = workers.firstIndex(where: { $0.peer == peer }), !workers[i].dead else { return }
+        if case .disconnect = message {
+            // A real worker says Hello again when the coordinator no longer knows it.
+            feed(.message(from: peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim"))))
+            return
+        }
+        guard case .scoreTask(let task) = message else { return }
+        workers[i].outstanding += 1
+        maxOutstandingSeen[workers[i].id] = max(maxOutstandingSeen[workers[i].id] ?? 0, workers[i].outstanding)
+        var scores = task.items.map { Self.score(rm: task.rewardModel, item: $0) }
+        var outcome = ScoreResult.Outcome.success(scores)
+        var times = 1
+        switch workers[i].behaviour {
+        case .good: break
+        case .nanFirst(let n):
+            if workers[i].answered < n { scores[0][0] = .nan; outcome = .success(scores) }
+        case .wrongCount:
+            scores[0].removeLast(); outcome = .success(scores)
+        case .failing:
+            outcome = .failure("CUDA out of memory (simulated)")
+        case .blackHole:
+            return
+        case .duplicates:
+            times = 2
+        case .diesAfter(let n):
+            if workers[i].answered >= n { workers[i].dead = true; return }
+        }
+        workers[i].answered += 1
+        workers[i].outstanding -= 1
+        for _ in 0..<times {
+            feed(.message(from: peer, .scoreResult(ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: 5))))
+        }
+    }
+
+    /// The summary of a finished run; fails the test (without dumping the whole simulation) otherwise.
+    func requireSummary(sourceLocation: SourceLocation = #_sourceLocation) throws -> RunSummary {
+        guard let finished else {
+            Issue.record("run did not finish: \(failure ?? "no failure either (step limit)")", sourceLocation: sourceLocation)
+            throw SimulationDidNotFinish()
+        }
+        return finished
+    }
+
+    var finishedArms: [ArmSummary]? { finished?.arms }
+
+    /// The emitted pairs in a comparable form.
+    var output: [[PreferencePair]] { emitted.map(\.pairs) }
+}
+
+enum Fixtures {
+    static let rms = ["noise-a", "oracle", "noise-b"].map { RewardModelDefinition(name: $0, kind: "sim", params: [:]) }
+
+    /// Two task families with distinct vocabularies; "right..." candidates are correct.
+    static func iterations(_ count: Int, prompts: Int, seed: UInt64) -> [[PromptRecord]] {
+        let f = HashingFeaturizer(dimension: 16)
+        var rng = SplitMix64(seed: seed)
+        return (1...count).map { it in
+            (0..<prompts).map { p in
+                let family = (p / 4) % 2 == 0 ? "math" : "poetry"
+                let text = family == "math" ? "compute the sum of \(rng.next() % 100) apples" : "write a haiku about \(rng.next() % 100) autumn leaves"
+                let n = 2 + Int(rng.next() % 4)
+                let candidates = (0..<n).map { c in
+                    let right = rng.next() % 3 == 0
+                    return Candidate(text: "\(right ? "right" : "wrong") answer \(c) to \(p)", correct: right)
+                }
+                return PromptRecord(id: "it\(it)-p\(p)", prompt: text, candidates: candidates, task: family, context: f.features(text))
+            }
+        }
+    }
+
+    static func plan(strategy: StrategyKind = .linucb, iterations: Int = 2, depth: Int = 1, maxAttempts: UInt32 = 3,
+                     leaseMs: UInt64 = 60_000) -> RunPlan {
+        RunPlan(seed: 3, iterations: iterations, batchSize: 8, shardSize: 3, pipelineDepth: depth, strategy: strategy,
+                alpha: 1, rewardModels: rms, contextDimension: 16,
+                scheduler: SchedulerSettings(heartbeatIntervalMs: 100, liveness: 5, leaseMs: leaseMs, maxAttempts: maxAttempts))
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import LaserCore
+import Testing
+@testable import LaserRuntime
+
+func temporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "laser-test-" + UUID().uuidString
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite struct PromptReaderTests {
+    let reader = PromptReader(contextDimension: 4)
+
+    func read(_ text: String) throws -> [PromptRecord] {
+        let dir = temporaryDirectory()
+        try text.write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+        return try reader.read(path: dir + "/in.jsonl")
+    }
+
+    func error(_ text: String) -> String {
+        do { _ = try read(text); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test func readsBothCandidateFormsAndDerivesLabels() throws {
+        let records = try read("""
+        {"id": "a", "prompt": "2+2?", "candidates": ["The answer is 4", "A: 5"], "reference": "4", "task": "math"}
+
+        {"id": 7, "prompt": "hi", "candidates": [{"text": "x", "correct": true}, {"text": "y"}], "context": [1, 0, 0, 0.5]}
+        """)
+        #expect(records.count == 2)
+        #expect(records[0].candidates.map(\.correct) == [true, false])
+        #expect(records[0].task == "math")
+        #expect(records[0].context.count == 4)
+        #expect(records[1].id == "7")
+        #expect(records[1].candidates.map(\.correct) == [true, nil])
+        #expect(records[1].context == [1, 0, 0, 0.5])
+        #expect(records[1].task == "default")
+    }
+
+    @Test func badLinesNameFileLineAndFix() {
+        #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{not json").contains("in.jsonl:2: not valid JSON"))
+        #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\"]}").contains("in.jsonl:1: prompt 'line-1' has 1 candidate(s); a preference pair needs at least 2"))
+        #expect(error("{\"prompt\": \"p\", \"candidates\": \"a,b\"}").contains("\"candidates\" must be an array"))
+        #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\", 3]}").contains("candidate 1 must be a string"))
+        #expect(error("{\"prompt\": \"p\", \"candidates\": [{\"text\": \"a\", \"correct\": \"yes\"}, \"b\"]}").contains("\"correct\" must be true or false"))
+        #expect(error("{\"prompt\": 5, \"candidates\": [\"a\", \"b\"]}").contains("\"prompt\" is missing or not a string"))
+        #expect(error("[1, 2]").contains("expected a JSON object"))
+        #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"], \"context\": [1, 2]}").contains("set context.dimension: 2"))
+        #expect(error("{\"prompt\": \"p\\u0000\", \"candidates\": [\"a\", \"b\"]}").contains("NUL"))
+        #expect(error("{\"id\": \"x\", \"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{\"id\": \"x\", \"prompt\": \"q\", \"candidates\": [\"a\", \"b\"]}").contains("in.jsonl:2: prompt id 'x' was already used on line 1"))
+        #expect(error("").contains("no error"))
+    }
+
+    @Test func missingFileIsAClearError() {
+        #expect(throws: InputError.self) { try reader.read(path: "/nonexistent/file.jsonl") }
+    }
+}
+
+@Suite struct RunConfigTests {
+    let minimal = """
+    input: [a.jsonl, /abs/b.jsonl]
+    reward_models:
+      - {name: am, kind: answer-match}
+      - {name: noisy, kind: noisy, params: {base: length, sigma: 0.3}}
+    """
+
+    func parse(_ yaml: String) throws -> RunConfig {
+        try RunConfig.parse(yaml: yaml, source: "cfg.yaml", baseDirectory: "/data")
+    }
+
+    func error(_ yaml: String) -> String {
+        do { _ = try parse(yaml); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test func defaultsAndPaths() throws {
+        let c = try parse(minimal)
+        #expect(c.inputs == ["/data/a.jsonl", "/abs/b.jsonl"])
+        #expect(c.iterations == 2)
+        #expect(c.strategy == .linucb && c.alpha == 0.1 && c.lambda == 1)
+        #expect(c.rewardModels[1].params == ["base": "length", "sigma": "0.3"])
+        #expect(c.input(forIteration: 5) == "/abs/b.jsonl")
+    }
+
+    @Test func yamlRoundTrip() throws {
+        var c = try parse(minimal + "\nstrategy: fixed\nfixed_rm: am\npairs: {mode: best-vs-worst}\n")
+        c.seed = 9
+        let again = try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/elsewhere")
+        #expect(again == c)
+    }
+
+    @Test func errorsSayWhereAndWhat() {
+        #expect(error(minimal + "\nstrategy: linucbb").contains("strategy 'linucbb' is not a strategy; choose one of linucb, random, sequential, ensemble, fixed"))
+        #expect(error("input: a.jsonl\nreward_models: [{name: x, kind: gpt4-judge}]").contains("gpt4-judge"))
+        #expect(error(minimal + "\nbatchsize: 3").contains("batchsize is not a known key"))
+        #expect(error(minimal + "\nstrategy: fixed").contains("fixed_rm is required"))
+        #expect(error(minimal + "\nfixed_rm: nope").contains("'nope' is not one of the reward_models"))
+        #expect(error(minimal + "\nbatch_size: 0").contains("batch_size must be at least 1"))
+        #expect(error("reward_models: [{kind: length}]").contains("input is missing"))
+        #expect(error("input: a.jsonl").contains("reward_models is missing"))
+        #expect(error(minimal + "\nlinucb: {alpha: -1}").contains("linucb.alpha must be a finite number >= 0"))
+        #expect(error("input: a.jsonl\nreward_models: [{kind: length}, {kind: length}]").contains("used twice"))
+        #expect(error("input: a.jsonl\nreward_models: [{kind: noisy, params: {base: length}}]").contains("sigma"))
+        #expect(error(": : :").contains("cfg.yaml"))
+    }
+}
+
+@Suite struct OutputTests {
+    @Test func pairLinesAreTRLJSONWithProvenance() throws {
+        let pair = PreferencePair(prompt: "q \"x\"\n\u{1}", chosen: "é🚀", rejected: "b\\", chosenScore: 1, rejectedScore: -0.25,
+                                  rm: "am", promptID: "p1", iteration: 2, batch: 3)
+        let line = JSONLines.line(pair)
+        #expect(line == #"{"prompt":"q \"x\"\n\u0001","chosen":"é🚀","rejected":"b\\","chosen_score":1.0,"rejected_score":-0.25,"rm":"am","prompt_id":"p1","iteration":2,"batch":3}"#)
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        #expect(object["prompt"] as? String == "q \"x\"\n\u{1}")
+        #expect(object["chosen"] as? String == "é🚀")
+    }
+
+    @Test func atomicWriteReplacesWholeFileAndLeavesNoTemp() throws {
+        let dir = temporaryDirectory()
+        try AtomicFile.write("first", to: dir + "/f")
+        try AtomicFile.write("second", to: dir + "/f")
+        #expect(try String(contentsOfFile: dir + "/f", encoding: .utf8) == "second")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["f"])
+    }
+
+    @Test func writeIntoAMissingFolderIsAClearError() {
+        do {
+            try AtomicFile.write("x", to: "/nonexistent-laser-dir/f")
+            Issue.record("no error")
+        } catch {
+            #expect("\(error)".contains("cannot create /nonexistent-laser-dir/.f.tmp"))
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import LaserWire
+import Testing
+
+@Suite struct WireCodecTests {
+    static let samples: [WireMessage] = [
+        .hello(Hello(workerID: "node3-gpu1", rewardModels: ["answer-match", "längd ✓"], slots: 4, softwareVersion: "0.1.0")),
+        .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "")),
+        .welcome(Welcome(coordinatorID: "c", heartbeatIntervalMs: 1000, liveness: 5,
+                         rewardModels: [RewardModelDefinition(name: "noisy", kind: "noisy", params: ["base": "length", "sigma": "0.3"]),
+                                        RewardModelDefinition(name: "am", kind: "answer-match", params: [:])],
+                         runSeed: 0xFFFF_FFFF_FFFF_FFFF)),
+        .reject(reason: "unknown RM"),
+        .heartbeat,
+        .scoreTask(ScoreTask(taskID: 1 << 40, attempt: 3, rewardModel: "am", iteration: 7, items: [
+            ScoreItem(promptID: "p1", prompt: "2+2?", candidates: ["4", "five", ""], reference: "4"),
+            ScoreItem(promptID: "p2", prompt: "emoji 🚀 and \"quotes\"\n", candidates: ["a", "b"], reference: nil),
+            ScoreItem(promptID: "p3", prompt: "", candidates: ["x", "y"], reference: ""),
+        ])),
+        .scoreResult(ScoreResult(taskID: 9, attempt: 1, outcome: .success([[1.5, -0.25, 0], [1e-300, -1e300]]), elapsedMicros: 1234)),
+        .scoreResult(ScoreResult(taskID: 9, attempt: 2, outcome: .success([]), elapsedMicros: 0)),
+        .scoreResult(ScoreResult(taskID: 10, attempt: 2, outcome: .failure("CUDA OOM"), elapsedMicros: 5)),
+        .disconnect(reason: "unknown peer"),
+        .shutdown(reason: "run complete"),
+    ]
+
+    @Test(arguments: samples)
+    func roundTrips(_ message: WireMessage) throws {
+        let bytes = WireCodec.encode(message)
+        #expect(try WireCodec.decode(bytes) == message)
+        // Deterministic bytes (params are sorted).
+        #expect(WireCodec.encode(message) == bytes)
+    }
+
+    @Test func truncatedMessagesFailCleanly() {
+        let bytes = WireCodec.encode(Self.samples[5])
+        var failures = 0
+        for n in 0..<bytes.count {
+            // Either an error or some well-formed message: never a crash or a wrong "success".
+            if let m = try? WireCodec.decode(Array(bytes[0..<n])) {
+                #expect(m != Self.samples[5])
+            } else {
+                failures += 1
+            }
+        }
+        #expect(failures > bytes.count / 2)
+    }
+
+    @Test func randomBytesFailCleanly() {
+        var state: UInt64 = 0x1234
+        var decoded = 0
+        for len in 0..<2000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<(len % 300) {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                bytes.append(UInt8(truncatingIfNeeded: state >> 33))
+            }
+            if (try? WireCodec.decode(bytes)) != nil { decoded += 1 }
+        }
+        #expect(decoded < 100)
+    }
+
+    @Test func emptyAndVersionMismatchAreErrors() throws {
+        #expect(throws: WireError.self) { try WireCodec.decode([]) }
+        // field 1 (protocol_version) = 2, then an empty Heartbeat (field 13, length 0).
+        let future: [UInt8] = [0x08, 0x02, 0x6A, 0x00]
+        do {
+            _ = try WireCodec.decode(future)
+            Issue.record("version 2 accepted")
+        } catch let e as WireError {
+            #expect(e.description.contains("unsupported protocol version 2"))
+        }
+        // Same bytes with version 1 decode.
+        #expect(try WireCodec.decode([0x08, 0x01, 0x6A, 0x00]) == .heartbeat)
+    }
+
+    @Test func invalidUTF8IsRejected() {
+        // Reject { reason = "\xFF" } in an Envelope (field 12).
+        let bytes: [UInt8] = [0x08, 0x01, 0x62, 0x03, 0x0A, 0x01, 0xFF]
+        #expect(throws: WireError.self) { try WireCodec.decode(bytes) }
+    }
+}
