@@ -129,7 +129,7 @@ struct Run: ParsableCommand {
             c.fixedRM = rm.name
             variants.append(("fixed:\(rm.name)", c))
         }
-        var rows: [[String]] = [["strategy", "pair accuracy", "last iteration", "RM calls", "wall s"]]
+        var rows: [[String]] = [["strategy", "pairs", "pair accuracy", "last iteration", "RM calls", "wall s"]]
         for (label, c) in variants {
             let sub = try RunDirectory(path: dir.path + "/" + label.replacingOccurrences(of: ":", with: "-"))
             FileHandle.standardError.write(Data("running \(label) ...\n".utf8))
@@ -137,13 +137,14 @@ struct Run: ParsableCommand {
                                  logger: logger, showProgress: false).run()
             let calls = s.iterations.reduce(0) { $0 + $1.rmCalls.values.reduce(0, +) }
             let wall = s.iterations.reduce(0) { $0 + $1.wallSeconds }
-            rows.append([label,
+            rows.append([label, "\(s.iterations.reduce(0) { $0 + $1.pairs })",
                          SummaryTable.pairAccuracy(s).map { String(format: "%.3f", $0) } ?? "n/a",
                          SummaryTable.pairAccuracy(s, lastIterationOnly: true).map { String(format: "%.3f", $0) } ?? "n/a",
                          "\(calls)", String(format: "%.2f", wall)])
             if label == "linucb" { print(SummaryTable.render(s)) }
         }
-        print("Label-based pair accuracy per strategy (same data, same seed):")
+        print("Label-based pair accuracy per strategy (same data, same seed). A single rule-based RM abstains")
+        print("(emits no pairs) where it has no signal, so compare pairs as well as accuracy:")
         print(SummaryTable.grid(rows))
         print("run directories: \(dir.path)/<strategy>")
     }
