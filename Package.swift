@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(
             name: "laser",
             dependencies: [
-                "LaserRuntime",
+                "LaserRuntime", "LaserDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

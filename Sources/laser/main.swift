@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LaserCore
+import LaserDemo
 import LaserRuntime
 import Logging
 
@@ -246,7 +247,9 @@ struct DemoData: ParsableCommand {
     var promptsPerTask: Int = DemoJob.promptsPerTask
 
     mutating func run() throws {
-        guard iterations >= 1, promptsPerTask >= 1 else { throw ValidationError("--iterations and --prompts-per-task must be at least 1") }
+        guard iterations >= 1, (1...DemoDataset.maxPromptsPerTask).contains(promptsPerTask) else {
+            throw ValidationError("--iterations must be at least 1 and --prompts-per-task between 1 and \(DemoDataset.maxPromptsPerTask)")
+        }
         do {
             let c = try DemoJob.prepare(in: out, seed: seed, iterations: iterations, promptsPerTask: promptsPerTask)
             print("wrote \(c.inputs.count) input files and \(out)/config.yaml")

@@ -23,7 +23,8 @@ public struct RunConfig: Equatable, Sendable {
     public var rewardSource = RewardSource.labelPairAccuracy
     public var normalizeRewards = true
     public var rewardModels: [RewardModelSpec]
-    public var bind = "tcp://127.0.0.1:5555"
+    /// Any free loopback port by default; a cluster sets tcp://0.0.0.0:PORT.
+    public var bind = "tcp://127.0.0.1:*"
     public var scheduler = SchedulerSettings()
     public var maxMessageBytes: Int64 = 64 << 20
     /// Local worker processes `laser run` starts (0: only external workers).
