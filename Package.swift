@@ -29,12 +29,14 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Wire messages as Swift value types; the only module that touches protobuf-c structs.
         .target(name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC"]),
+        // Seeded PRNG and stable hashes: the same numbers in every process, so runs replay exactly.
+        .target(name: "StableRandom"),
         // The functional core: bandit, pairs, rewards, contexts, the coordinator state machine. No I/O.
-        .target(name: "LaserCore", dependencies: ["LaserWire"]),
+        .target(name: "LaserCore", dependencies: ["LaserWire", "StableRandom"]),
         // Built-in deterministic rule-based reward models.
-        .target(name: "LaserRewardModels"),
+        .target(name: "LaserRewardModels", dependencies: ["StableRandom"]),
         // The embedded demo dataset, generated from a seed.
-        .target(name: "LaserDemo"),
+        .target(name: "LaserDemo", dependencies: ["StableRandom"]),
         // The imperative shell: config, files, sockets, processes.
         .target(
             name: "LaserRuntime",
@@ -51,7 +53,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore"]),
+        .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
         .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ"]),
         .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
         .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime"]),

@@ -1,32 +1,21 @@
+import StableRandom
+
 /// The demo's random source: SplitMix64 seeded from a stable FNV-1a hash of its inputs, so the
 /// dataset is the same in every process and on every platform (unlike Swift's default generator
 /// and `Hasher`, which are seeded per process).
 struct DemoRandom {
-    private var state: UInt64
+    private var generator: SplitMix64
 
     /// A stream for one purpose, e.g. (seed, iteration, task, prompt index): prompts do not depend
     /// on how many others are generated.
     init(seed: UInt64, _ parts: UInt64...) {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for value in [seed] + parts {
-            var v = value
-            for _ in 0..<8 {
-                hash ^= v & 0xFF
-                hash = hash &* 0x0000_0100_0000_01B3
-                v >>= 8
-            }
-        }
-        state = hash
-        _ = next()  // FNV-1a mixes its last bytes poorly; one round spreads them.
+        // FNV-1a over the values' little-endian bytes seeds the stream.
+        let bytes = ([seed] + parts).flatMap { v in (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        generator = SplitMix64(seed: FNV1a.hash(bytes))
+        _ = generator.next()  // FNV-1a mixes its last bytes poorly; one round spreads them.
     }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in [0, 1).
     mutating func unit() -> Double {

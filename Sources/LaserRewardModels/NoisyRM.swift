@@ -1,3 +1,4 @@
+import StableRandom
 import Foundation
 
 /// Wraps another RM and adds Gaussian noise N(0, sigma^2) to its scores: the paper's robustness test

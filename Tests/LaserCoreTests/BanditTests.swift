@@ -1,3 +1,4 @@
+import StableRandom
 import Testing
 @testable import LaserCore
 

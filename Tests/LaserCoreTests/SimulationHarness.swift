@@ -1,3 +1,4 @@
+import StableRandom
 import LaserWire
 import Testing
 @testable import LaserCore

@@ -1,3 +1,4 @@
+import StableRandom
 /// How RMs are chosen for a mini-batch: LASeR's bandit or one of the paper's baselines.
 public enum StrategyKind: String, CaseIterable, Sendable, Codable {
     /// Disjoint LinUCB over the batch's mean context (LASeR).

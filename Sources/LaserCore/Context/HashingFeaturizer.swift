@@ -1,3 +1,4 @@
+import StableRandom
 /// The built-in context featurizer for prompts that come without a `context` vector:
 /// signed feature hashing of lower-cased word unigrams and bigrams into `dimension - 1` buckets,
 /// L2-normalised, plus a constant bias component; the whole vector has unit length, half of its

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A tiny seeded PRNG (SplitMix64). Used instead of the system generator so that every decision
 /// replays exactly from the run's seed, on any machine.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -11,6 +17,18 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1]: never 0, so log(u) in Box-Muller stays finite.
+    public mutating func nextUnitInterval() -> Double {
+        Double((next() >> 11) + 1) * 0x1.0p-53
+    }
+
+    /// A standard normal draw (Box-Muller, cosine branch).
+    public mutating func nextGaussian() -> Double {
+        let u1 = nextUnitInterval()
+        let u2 = nextUnitInterval()
+        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
     }
 
     /// A well-mixed value for a tuple of keys: stateless, so a decision for batch t never depends on
