@@ -20,6 +20,10 @@ import Testing
         #expect(sim.emitted.map(\.globalIndex) == Array(0..<10))
         let idsWithPairs = Set(sim.emitted.flatMap { $0.pairs.map(\.promptID) })
         #expect(idsWithPairs.isSubset(of: Set(data.flatMap { $0.map(\.id) })))
+        // One RM per batch: every candidate scored exactly once.
+        let candidates = data.joined().reduce(0) { $0 + $1.candidates.count }
+        #expect(summary.iterations.reduce(0) { $0 + $1.rmCalls.values.reduce(0, +) } == candidates)
+        #expect(summary.iterations.flatMap(\.tasks).reduce(0) { $0 + $1.rmCalls.values.reduce(0, +) } == candidates)
         // Workers are told to go home at the end.
         #expect(sim.sentToPeers.contains { if case .shutdown = $0.1 { return true } else { return false } })
     }
@@ -37,6 +41,16 @@ import Testing
             #expect(sim.output == expected.output, "seed \(seed) strategy \(strategy) depth \(depth)")
             #expect(sim.finishedArms == expected.finishedArms)
         }
+    }
+
+    @Test func theEnsembleCostsKTimesTheRMCalls() throws {
+        let sim = reference(Fixtures.plan(strategy: .ensemble))
+        let summary = try sim.requireSummary()
+        let candidates = data.joined().reduce(0) { $0 + $1.candidates.count }
+        for rm in Fixtures.rms.map(\.name) {
+            #expect(summary.iterations.reduce(0) { $0 + ($1.rmCalls[rm] ?? 0) } == candidates)
+        }
+        #expect(sim.emitted.allSatisfy { $0.rm == "ensemble" })
     }
 
     @Test func neverExceedsDeclaredSlots() {

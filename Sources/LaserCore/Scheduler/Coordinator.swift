@@ -388,7 +388,7 @@ public struct Coordinator: Sendable {
         for (offset, index) in task.range.enumerated() { batch.scores[task.rm]![index - base] = perItem[offset] }
         batch.remainingTasks -= 1
         batches[task.batch] = batch
-        summary.recordRMCalls(rm: task.rm, candidates: perItem.reduce(0) { $0 + $1.count })
+        summary.recordRMCalls(rm: task.rm, prompts: prompts[task.range])
         completeBatches(&actions)
     }
 

@@ -45,6 +45,8 @@ public struct TaskFamilySummary: Equatable, Sendable, Codable {
     public var pairs = 0
     public var labelledPairs = 0
     public var labelAccuracy: Double?
+    /// Candidates of this family scored per RM (the ensemble scores each with every RM).
+    public var rmCalls: [String: Int] = [:]
 
     public init(task: String) { self.task = task }
 }
@@ -70,6 +72,13 @@ struct SummaryBuilder: Equatable, Sendable {
         var accuracy = LabelPairAccuracy()
         var families: [String: FamilyAccumulator] = [:]
         var familyOrder: [String] = []
+
+        /// Families are listed in the order they first appear.
+        mutating func ensureFamily(_ task: String) {
+            guard families[task] == nil else { return }
+            families[task] = FamilyAccumulator(summary: TaskFamilySummary(task: task))
+            familyOrder.append(task)
+        }
     }
 
     var strategy: String
@@ -100,10 +109,7 @@ struct SummaryBuilder: Equatable, Sendable {
         it.summary.batches += 1
         it.summary.pairs += pairs.count
         for p in prompts {
-            if it.families[p.task] == nil {
-                it.families[p.task] = FamilyAccumulator(summary: TaskFamilySummary(task: p.task))
-                it.familyOrder.append(p.task)
-            }
+            it.ensureFamily(p.task)
             it.families[p.task]!.summary.prompts += 1
             it.families[p.task]!.summary.selections[rm, default: 0] += 1
         }
@@ -125,8 +131,14 @@ struct SummaryBuilder: Equatable, Sendable {
         }
     }
 
-    mutating func recordRMCalls(rm: String, candidates: Int) {
-        iterations[iterations.count - 1].summary.rmCalls[rm, default: 0] += candidates
+    mutating func recordRMCalls(rm: String, prompts: ArraySlice<PromptRecord>) {
+        var it = iterations.removeLast()
+        for p in prompts {
+            it.ensureFamily(p.task)
+            it.families[p.task]!.summary.rmCalls[rm, default: 0] += p.candidates.count
+            it.summary.rmCalls[rm, default: 0] += p.candidates.count
+        }
+        iterations.append(it)
     }
 
     func build() -> RunSummary {
