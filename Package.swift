@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "LaserRuntime",
             dependencies: [
-                "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo",
+                "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo", "StableRandom",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]),

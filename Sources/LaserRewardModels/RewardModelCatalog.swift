@@ -3,6 +3,7 @@ public enum RewardModelCatalog {
     /// Every kind ``make(_:runSeed:)`` accepts.
     public static let kinds: [String] = [
         "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
+        "simulated-latency",
     ]
 
     /// Builds the RM a spec describes. `runSeed` seeds RMs with randomness (``NoisyRM``) so that a
@@ -25,6 +26,8 @@ public enum RewardModelCatalog {
             return InstructionFollowingRM(name: spec.name)
         case "noisy":
             return try NoisyRM(name: spec.name, params: spec.params, runSeed: runSeed)
+        case "simulated-latency":
+            return try SimulatedLatencyRM(name: spec.name, params: spec.params, runSeed: runSeed)
         default:
             throw RewardModelError(
                 "reward model '\(spec.name)': unknown kind '\(spec.kind)' (known kinds: \(kinds.joined(separator: ", ")))")

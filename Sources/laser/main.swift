@@ -35,6 +35,13 @@ struct LoggingOptions: ParsableArguments {
     }
 }
 
+/// Signals that must not kill a long-running role: a peer closing a pipe (SIGPIPE), and a write past
+/// a file-size limit (SIGXFSZ), which should be an error laser reports, with the run resumable.
+func ignoreFatalSignals() {
+    signal(SIGPIPE, SIG_IGN)
+    signal(SIGXFSZ, SIG_IGN)
+}
+
 /// Prints an error the way a user should see it (no stack trace) and exits non-zero.
 func fail(_ error: Error) -> ExitCode {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
@@ -46,11 +53,17 @@ struct Run: ParsableCommand {
         abstract: "Run a whole job on this machine: coordinator plus local worker processes.",
         discussion: "Without CONFIG, runs the built-in demo (generated data, five rule-based RMs, no download).")
 
-    @Argument(help: "A run config (YAML). Omit for the built-in demo.")
+    @Argument(help: "A run config (YAML). Omit for the built-in demo (or, with --resume, to use the run's own config).")
     var config: String?
 
     @Option(help: "Run directory (default: runs/run-<time> in the current folder).")
     var out: String?
+
+    @Option(help: "Continue the interrupted run in this run directory (its journal and config.yaml).")
+    var resume: String?
+
+    @Flag(help: "With --resume: continue even if the config or an input file changed.")
+    var force = false
 
     @Option(help: "Local worker processes to start (overrides workers.local).")
     var workers: Int?
@@ -73,11 +86,15 @@ struct Run: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
+        ignoreFatalSignals()
         let logger = try logging.logger("laser", default: .warning)
+        if resume != nil && (out != nil || compare) { throw ValidationError("--resume names the run directory; it does not go with --out or --compare") }
         do {
-            let dir = try out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
             var base: RunConfig
-            if let config {
+            if let resume, config == nil {
+                base = try RunConfig.load(path: RunDirectory.existing(path: resume).configPath)
+            } else if let config {
                 base = try RunConfig.load(path: config)
             } else {
                 print("laser: no config given, running the built-in demo (3 task families, 5 rule-based RMs)")
@@ -105,10 +122,16 @@ struct Run: ParsableCommand {
                 try runComparison(base, dir, logger)
             } else {
                 print("run directory: \(dir.path)")
-                let summary = try LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
-                                           logger: logger, showProgress: !noProgress).run()
-                print(SummaryTable.render(summary))
-                print("batches: \(dir.path)/iterations   summary: \(dir.summaryPath)")
+                do {
+                    let summary = try LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
+                                               logger: logger, showProgress: !noProgress, resume: resume != nil, force: force).run()
+                    print(SummaryTable.render(summary))
+                    print("batches: \(dir.path)/iterations   summary: \(dir.summaryPath)")
+                } catch let e as ConfigError {
+                    throw e
+                } catch {
+                    throw RunFailure("\(error)\nEverything done so far is kept in \(dir.path); continue with: laser run --resume \(dir.path)")
+                }
             }
         } catch let e as ValidationError {
             throw e
@@ -156,8 +179,8 @@ struct CoordinatorCommand: ParsableCommand {
         commandName: "coordinator",
         abstract: "Run only the coordinator; workers connect from anywhere with `laser worker --connect`.")
 
-    @Argument(help: "The run config (YAML).")
-    var config: String
+    @Argument(help: "The run config (YAML). Optional with --resume (the run's own config.yaml is used).")
+    var config: String?
 
     @Option(help: "ZeroMQ endpoint to bind (overrides network.bind), e.g. tcp://0.0.0.0:5555.")
     var bind: String?
@@ -165,16 +188,25 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Run directory (default: runs/run-<time>).")
     var out: String?
 
+    @Option(help: "Continue the interrupted run in this run directory.")
+    var resume: String?
+
+    @Flag(help: "With --resume: continue even if the config or an input file changed.")
+    var force = false
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
+        ignoreFatalSignals()
         let logger = try logging.logger("laser.coordinator", default: .info)
+        guard config != nil || resume != nil else { throw ValidationError("give a CONFIG, or --resume RUN_DIR") }
+        if resume != nil && out != nil { throw ValidationError("--resume names the run directory; it does not go with --out") }
         do {
-            var c = try RunConfig.load(path: config)
+            let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            var c = try RunConfig.load(path: config ?? dir.configPath)
             if let bind { c.bind = bind }
-            let dir = try out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
-            try AtomicFile.write(c.yaml(), to: dir.configPath)
-            let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger)
+            let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: resume != nil, force: force)
+            if resume == nil { try AtomicFile.write(c.yaml(), to: dir.configPath) }
             // Unbuffered: scripts and tests read the endpoint from a pipe while the run goes on.
             FileHandle.standardOutput.write(Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
             let printer = ProgressPrinter(enabled: true)
@@ -208,16 +240,21 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Exit when no coordinator answers for this many seconds (0: wait forever).")
     var giveUpAfter: Double = 0
 
+    @Option(help: .hidden)
+    var parentPid: Int32?
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
+        ignoreFatalSignals()
         let logger = try logging.logger("laser.worker", default: .info)
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         do {
-            let worker = try WorkerService(options: WorkerOptions(
-                endpoint: connect, workerID: name, rewardModels: rewardModels, slots: slots,
-                giveUpAfterSeconds: giveUpAfter), logger: logger)
+            var options = WorkerOptions(endpoint: connect, workerID: name, rewardModels: rewardModels, slots: slots,
+                                        giveUpAfterSeconds: giveUpAfter)
+            options.parentPID = parentPid
+            let worker = try WorkerService(options: options, logger: logger)
             switch try worker.run() {
             case .shutdown: return
             case .rejected(let reason): throw RunFailure("the coordinator rejected this worker: \(reason)")

@@ -37,7 +37,21 @@ struct Simulation {
     }
 
     var core: Coordinator
+    let plan: RunPlan
     var now = Instant(nanoseconds: 1_000_000_000)
+    /// The journal as written; `durable` records survive a crash for sure, later ones maybe.
+    var journal: [JournalRecord] = []
+    var durable = 0
+    /// Batch files by (iteration, batch): what a trainer would find on disk.
+    var files: [[Int]: [PreferencePair]] = [:]
+    /// A batch file about to be written with other content than it already has (must never happen).
+    var conflicts = 0
+    /// Batches whose identical file was already on disk after a crash (the shell skips those).
+    var reEmitted = 0
+    var crashes = 0
+    /// Chance per step that the coordinator crashes (and is resumed from its journal).
+    var crashRate: UInt64 = 0
+    var maxCrashes = 0
     var rng: SplitMix64
     var workers: [SimWorker]
     var iterations: [[PromptRecord]]
@@ -51,6 +65,7 @@ struct Simulation {
 
     init(plan: RunPlan, iterations: [[PromptRecord]], workers: [(String, UInt32, SimBehaviour)], seed: UInt64) {
         core = Coordinator(plan: plan)
+        self.plan = plan
         rng = SplitMix64(seed: seed)
         self.iterations = iterations
         self.workers = workers.enumerated().map { i, w in
@@ -73,8 +88,18 @@ struct Simulation {
                 sentToPeers.append((peer, message))
                 toWorkers.append((peer, message))
             case .loadIteration(let n):
-                feed(.iterationLoaded(iteration: n, prompts: iterations[n - 1]))
-            case .emitBatch(let b): emitted.append(b)
+                feed(.iterationLoaded(iteration: n, prompts: iterations[n - 1], digest: "input-\(n)"))
+            case .emitBatch(let b):
+                emitted.append(b)
+                let key = [b.iteration, b.batch]
+                if let existing = files[key] {
+                    // The shell leaves an identical file alone (no second emission); a different one is a bug.
+                    if existing != b.pairs { conflicts += 1 } else { reEmitted += 1 }
+                }
+                files[key] = b.pairs
+            case .journal(let record, let sync):
+                journal.append(record)
+                if sync { durable = journal.count }
             case .log: break
             case .finish(let s): finished = s
             case .fail(let m): failure = m
@@ -90,6 +115,10 @@ struct Simulation {
         var steps = 0
         while finished == nil && failure == nil && steps < maxSteps {
             steps += 1
+            if crashRate > 0 && crashes < maxCrashes && rng.next() % crashRate == 0 {
+                crashAndResume()
+                continue
+            }
             now = now.adding(milliseconds: rng.next() % 20)
             if !toWorkers.isEmpty && rng.next() % 8 != 0 {
                 let pick = Int(rng.next() % UInt64(toWorkers.count))
@@ -104,6 +133,22 @@ struct Simulation {
                 }
             }
         }
+    }
+
+    /// The coordinator dies: messages in flight are lost, and so is any journal suffix that was not
+    /// yet synced (a random part of it). A new coordinator replays what survived.
+    mutating func crashAndResume() {
+        crashes += 1
+        var kept = durable + Int(rng.next() % UInt64(journal.count - durable + 1))
+        // Sometimes the crash falls between a batch file's rename and its journal record.
+        if kept > 0, case .emitted = journal[kept - 1], rng.next() % 2 == 0 { kept -= 1 }
+        journal = Array(journal.prefix(kept))
+        durable = kept
+        toWorkers.removeAll()
+        for i in workers.indices { workers[i].outstanding = 0 }
+        emitted.removeAll()
+        core = Coordinator(plan: plan, journal: journal)
+        feed(.start)
     }
 
     mutating func deliver(_ message: WireMessage, to peer: PeerID) {
@@ -152,8 +197,8 @@ struct Simulation {
 
     var finishedArms: [ArmSummary]? { finished?.arms }
 
-    /// The emitted pairs in a comparable form.
-    var output: [[PreferencePair]] { emitted.map(\.pairs) }
+    /// The batch files in a comparable form.
+    var output: [[PreferencePair]] { files.keys.sorted { $0.lexicographicallyPrecedes($1) }.map { files[$0]! } }
 }
 
 enum Fixtures {

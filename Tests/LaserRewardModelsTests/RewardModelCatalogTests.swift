@@ -4,12 +4,14 @@ import Testing
 @Suite struct RewardModelCatalogTests {
     @Test func buildsEveryKindUnderItsName() throws {
         for kind in RewardModelCatalog.kinds {
-            let params = kind == "noisy" ? ["base": "self-consistency", "sigma": "0.1"] : [:]
+            let params = kind == "noisy" ? ["base": "self-consistency", "sigma": "0.1"]
+                : kind == "simulated-latency" ? ["base": "length", "ms": "0"] : [:]
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: "my-\(kind)", kind: kind, params: params), runSeed: 1)
             #expect(rm.name == "my-\(kind)")
         }
         #expect(Set(RewardModelCatalog.kinds) == [
             "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
+            "simulated-latency",
         ])
     }
 
@@ -42,7 +44,8 @@ import Testing
         ]
         let prompts = ["", "Write exactly 3 words, all in lowercase, as 2 bullet points, without commas.", "What is 2+2?"]
         for kind in RewardModelCatalog.kinds {
-            let params = kind == "noisy" ? ["base": "arithmetic-check", "sigma": "2"] : [:]
+            let params = kind == "noisy" ? ["base": "arithmetic-check", "sigma": "2"]
+                : kind == "simulated-latency" ? ["base": "answer-match", "ms": "0"] : [:]
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: kind, kind: kind, params: params), runSeed: 7)
             for prompt in prompts {
                 for reference in [nil, "", "9", String(repeating: "9", count: 400)] as [String?] {
@@ -50,6 +53,25 @@ import Testing
                     #expect(scores.count == candidates.count)
                     #expect(scores.allSatisfy { $0.isFinite }, "\(kind)")
                 }
+            }
+        }
+    }
+}
+
+@Suite struct SimulatedLatencyRMTests {
+    @Test func waitsThenReturnsTheBaseScores() throws {
+        let rm = try RewardModelCatalog.make(RewardModelSpec(name: "slow", kind: "simulated-latency", params: ["base": "length", "ms": "30", "prefer": "longer"]), runSeed: 0)
+        let request = ScoringRequest(promptID: "p", prompt: "q", candidates: ["a", "bbb"])
+        let start = ContinuousClock.now
+        let scores = try rm.score(request)
+        #expect(ContinuousClock.now - start >= .milliseconds(30))
+        #expect(scores == (try LengthRM(name: "x", params: ["prefer": "longer"]).score(request)))
+    }
+
+    @Test func badParamsAreClear() {
+        for params in [["base": "length"], ["base": "length", "ms": "-1"], ["ms": "5"], ["base": "nope", "ms": "1"]] {
+            #expect(throws: RewardModelError.self) {
+                _ = try RewardModelCatalog.make(RewardModelSpec(name: "slow", kind: "simulated-latency", params: params), runSeed: 0)
             }
         }
     }

@@ -14,7 +14,7 @@ public enum StrategyKind: String, CaseIterable, Sendable, Codable {
 }
 
 /// What a strategy decided for one mini-batch.
-public enum Selection: Equatable, Sendable {
+public enum Selection: Equatable, Sendable, Codable {
     case arm(Int)
     case ensemble
 }

@@ -75,9 +75,16 @@ public struct Coordinator: Sendable {
     private var tasks: [UInt64: ScoreTaskState] = [:]
     private var queues: [String: [UInt64]] = [:]
     private var nextTaskID: UInt64 = 1
+
+    // What the journal of an interrupted run says; consumed while the run replays.
+    private var recovery: Recovery
+    /// Emitted batches without their pairs (selections.jsonl), including those replayed.
+    public private(set) var batchLog: [BatchOutcome] = []
     private var starvationWarned: [String: Instant] = [:]
 
-    public init(plan: RunPlan) {
+    /// A coordinator for `plan`; `journal` holds the records of an interrupted run to resume (empty for
+    /// a new run).
+    public init(plan: RunPlan, journal: [JournalRecord] = []) {
         precondition(!plan.rewardModels.isEmpty, "a run needs at least one reward model")
         precondition(plan.batchSize >= 1 && plan.shardSize >= 1 && plan.pipelineDepth >= 1 && plan.iterations >= 1)
         self.plan = plan
@@ -85,6 +92,7 @@ public struct Coordinator: Sendable {
                             seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm)
         summary = SummaryBuilder(strategy: plan.strategy.rawValue, armNames: plan.armNames)
         for name in plan.armNames { queues[name] = [] }
+        recovery = Recovery(journal)
     }
 
     /// The single state-changing entry point.
@@ -95,11 +103,26 @@ public struct Coordinator: Sendable {
             guard phase == .idle else { break }
             phase = .running
             loading = true
+            let epoch = recovery.epochs
+            // Task ids carry the incarnation, so results addressed to an earlier one never match.
+            nextTaskID = UInt64(epoch) << 32 | 1
+            actions.append(.journal(.started(epoch: epoch), sync: true))
+            if epoch > 0 {
+                actions.append(.log(.info, "resuming (incarnation \(epoch)): \(recovery.selections.count) selections, \(recovery.scores.count) scored shards and \(recovery.emitted.count) emitted batches in the journal"))
+            }
             actions.append(.loadIteration(1))
-        case .iterationLoaded(let n, let loaded):
+        case .iterationLoaded(let n, let loaded, let digest):
             guard phase == .running, loading, n == iteration + 1 else {
                 actions.append(.log(.warning, "ignored iteration \(n): not the one requested"))
                 break
+            }
+            if let recorded = recovery.inputDigests[n] {
+                guard recorded == digest else {
+                    fail("the input of iteration \(n) changed since the run started (digest \(recorded), now \(digest)); restore the original file, or resume with --force to accept the new one", &actions)
+                    break
+                }
+            } else {
+                actions.append(.journal(.iterationLoaded(iteration: n, inputDigest: digest, prompts: loaded.count), sync: false))
             }
             begin(iteration: n, prompts: loaded, now: now, &actions)
         case .message(let peer, let message):
@@ -145,7 +168,7 @@ public struct Coordinator: Sendable {
         while progressed && phase == .running {
             progressed = false
             // Select batch t only once the feedback of exactly batches 0...t-D has been applied.
-            while !loading, iteration > 0, nextBatchInIteration < batchRanges.count,
+            while phase == .running, !loading, iteration > 0, nextBatchInIteration < batchRanges.count,
                   applied >= nextGlobal - plan.pipelineDepth + 1 {
                 select(now: now, &actions)
                 progressed = true
@@ -178,7 +201,21 @@ public struct Coordinator: Sendable {
         let range = batchRanges[nextBatchInIteration]
         let context = HashingFeaturizerMean.mean(prompts[range].map(\.context), dimension: plan.contextDimension)
         let global = nextGlobal
-        let selection = selector.select(context: context, batch: global)
+        let computed = selector.select(context: context, batch: global)
+        var selection = computed
+        if let recorded = recovery.selections[global] {
+            // Selections already made stay made, even if the reward signal was not reproducible.
+            if case .arm(let k) = recorded, !(0..<plan.rewardModels.count).contains(k) {
+                fail("the journal selects RM #\(k) for batch \(global) but the config defines \(plan.rewardModels.count) RMs; resume with the config the run started with", &actions)
+                return
+            }
+            if recorded != computed {
+                actions.append(.log(.warning, "batch \(global): the journal's selection \(recorded) differs from a fresh one \(computed) (was a reward nondeterministic?); keeping the journal's"))
+            }
+            selection = recorded
+        } else {
+            actions.append(.journal(.selected(batch: global, selection: selection), sync: false))
+        }
         let rms: [String]
         switch selection {
         case .arm(let k): rms = [plan.rewardModels[k].name]
@@ -186,13 +223,14 @@ public struct Coordinator: Sendable {
         }
         var batch = Batch(indexInIteration: nextBatchInIteration + 1, range: range, selection: selection,
                           context: context, scores: [:], remainingTasks: 0)
+        var created: [UInt64] = []
         for rm in rms {
             batch.scores[rm] = Array(repeating: nil, count: range.count)
             for start in stride(from: range.lowerBound, to: range.upperBound, by: plan.shardSize) {
                 let id = nextTaskID
                 nextTaskID += 1
                 tasks[id] = ScoreTaskState(id: id, batch: global, rm: rm, range: start..<min(start + plan.shardSize, range.upperBound))
-                queues[rm, default: []].append(id)
+                created.append(id)
                 batch.remainingTasks += 1
             }
         }
@@ -200,6 +238,15 @@ public struct Coordinator: Sendable {
         nextGlobal += 1
         nextBatchInIteration += 1
         actions.append(.log(.debug, "iteration \(iteration) batch \(batch.indexInIteration): \(rms.count == 1 ? rms[0] : "ensemble") selected"))
+        for id in created {
+            let task = tasks[id]!
+            let key = Recovery.ShardKey(batch: global, rm: task.rm, firstPrompt: task.range.lowerBound)
+            if let scores = recovery.scores.removeValue(forKey: key), validate(scores, for: task) == nil {
+                complete(task, scores: scores, journaled: true, &actions)
+            } else {
+                queues[task.rm, default: []].append(id)
+            }
+        }
         if batch.remainingTasks == 0 { completeBatches(&actions) }
     }
 
@@ -256,9 +303,16 @@ public struct Coordinator: Sendable {
             feedback[global] = Feedback.none
         }
         summary.recordBatch(prompts: prompts[batch.range], rm: rmName, pairs: pairs, arm: arm, rawReward: raw)
-        actions.append(.emitBatch(EmittedBatch(
+        let emitted = EmittedBatch(
             iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmName,
-            promptCount: batch.range.count, pairs: pairs, labelAccuracy: accuracy.value, rawReward: raw)))
+            promptCount: batch.range.count, pairs: pairs, labelAccuracy: accuracy.value, rawReward: raw)
+        batchLog.append(BatchOutcome(emitted))
+        if recovery.emitted.remove(global) != nil {
+            actions.append(.log(.debug, "batch \(global) was emitted before the restart; not emitted again"))
+        } else {
+            actions.append(.emitBatch(emitted))
+            actions.append(.journal(.emitted(batch: global), sync: true))
+        }
     }
 
     // MARK: peers
@@ -359,7 +413,7 @@ public struct Coordinator: Sendable {
                 retry(task.id, error: "worker \(workerID) sent an invalid result: \(problem)", &actions)
                 return
             }
-            complete(task, scores: perItem, &actions)
+            complete(task, scores: perItem, journaled: false, &actions)
         }
     }
 
@@ -380,7 +434,10 @@ public struct Coordinator: Sendable {
         return nil
     }
 
-    private mutating func complete(_ task: ScoreTaskState, scores perItem: [[Double]], _ actions: inout [CoordinatorAction]) {
+    private mutating func complete(_ task: ScoreTaskState, scores perItem: [[Double]], journaled: Bool, _ actions: inout [CoordinatorAction]) {
+        if !journaled {
+            actions.append(.journal(.scored(batch: task.batch, rm: task.rm, firstPrompt: task.range.lowerBound, scores: perItem), sync: false))
+        }
         tasks[task.id] = nil
         if task.queued { queues[task.rm]?.removeAll { $0 == task.id } }
         guard var batch = batches[task.batch] else { preconditionFailure("task \(task.id) belongs to no open batch") }
@@ -516,6 +573,29 @@ public struct Coordinator: Sendable {
 
     /// The run summary so far.
     public var currentSummary: RunSummary { summary.build() }
+}
+
+/// One emitted batch without its pairs: a line of selections.jsonl.
+public struct BatchOutcome: Sendable, Equatable {
+    public var iteration: Int
+    public var batch: Int
+    public var globalIndex: Int
+    public var rm: String
+    public var prompts: Int
+    public var pairs: Int
+    public var labelAccuracy: Double?
+    public var rawReward: Double?
+
+    init(_ b: EmittedBatch) {
+        iteration = b.iteration
+        batch = b.batch
+        globalIndex = b.globalIndex
+        rm = b.rm
+        prompts = b.promptCount
+        pairs = b.pairs.count
+        labelAccuracy = b.labelAccuracy
+        rawReward = b.rawReward
+    }
 }
 
 /// What a progress line shows.

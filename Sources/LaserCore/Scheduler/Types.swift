@@ -105,8 +105,9 @@ public struct RunPlan: Equatable, Sendable {
 public enum CoordinatorEvent: Sendable {
     /// The shell is ready; the core asks for the first iteration.
     case start
-    /// The shell read and validated iteration `iteration` (1-based) as asked by `.loadIteration`.
-    case iterationLoaded(iteration: Int, prompts: [PromptRecord])
+    /// The shell read and validated iteration `iteration` (1-based) as asked by `.loadIteration`;
+    /// `digest` identifies the input's bytes (a resume refuses changed input).
+    case iterationLoaded(iteration: Int, prompts: [PromptRecord], digest: String)
     /// A decoded message from a peer.
     case message(from: PeerID, WireMessage)
     /// Bytes from a peer that did not decode.
@@ -124,6 +125,8 @@ public enum CoordinatorAction: Sendable, Equatable {
     case loadIteration(Int)
     /// Write this batch's pairs (atomically) where the trainer will find them.
     case emitBatch(EmittedBatch)
+    /// Append this record to the journal (`sync`: make it durable before going on).
+    case journal(JournalRecord, sync: Bool)
     case log(LogLevel, String)
     /// The run completed.
     case finish(RunSummary)

@@ -2,6 +2,20 @@ import LaserCore
 import LaserRewardModels
 
 extension RunConfig {
+    /// A digest of everything that shapes the run's output (network and local-worker settings left
+    /// out): a resume with a config of another digest would not reproduce the interrupted run.
+    public var semanticDigest: String {
+        var c = self
+        let defaults = RunConfig(inputs: inputs, iterations: iterations, rewardModels: rewardModels)
+        c.bind = defaults.bind
+        c.scheduler = defaults.scheduler
+        c.maxMessageBytes = defaults.maxMessageBytes
+        c.localWorkers = defaults.localWorkers
+        c.workerSlots = defaults.workerSlots
+        c.shardSize = defaults.shardSize
+        return contentDigest(c.yaml().utf8)
+    }
+
     /// The config as YAML, every key spelled out (the run directory's config.yaml).
     public func yaml() -> String {
         func q(_ s: String) -> String { JSONLines.quoted(s) }  // JSON strings are valid YAML scalars

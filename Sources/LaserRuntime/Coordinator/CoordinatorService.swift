@@ -22,13 +22,38 @@ public final class CoordinatorService {
     public var onProgress: ((CoordinatorProgress) -> Void)?
     private var pending: [CoordinatorEvent] = []
     private var outcome: Result<RunSummary, Error>?
-    private var selections: FileHandle?
+    private let journal: JournalFile
 
-    public init(config: RunConfig, runDirectory: RunDirectory, logger: Logger, coordinatorID: String = "coordinator") throws {
+    /// Opens (or, with `resume`, continues) the run in `runDirectory`. A directory that already holds
+    /// a journal is only ever resumed; a resume with a config that differs in anything that shapes the
+    /// output is refused unless `force` (which also accepts changed input files).
+    public init(config: RunConfig, runDirectory: RunDirectory, logger: Logger, coordinatorID: String = "coordinator",
+                resume: Bool = false, force: Bool = false) throws {
         self.config = config
         self.runDirectory = runDirectory
         self.logger = logger
-        core = Coordinator(plan: config.plan(coordinatorID: coordinatorID))
+        let (journal, records, torn) = try JournalFile.open(path: runDirectory.journalPath)
+        self.journal = journal
+        if torn > 0 { logger.warning("journal \(runDirectory.journalPath): cut a torn last record (\(torn) bytes) left by a crash") }
+        var replay = records
+        if case .runStarted(let digest, _)? = records.first {
+            guard resume else {
+                throw ConfigError("\(runDirectory.path) already holds a run (\(records.count) journal records); continue it with --resume \(runDirectory.path), or choose another --out")
+            }
+            if digest != config.semanticDigest {
+                guard force else {
+                    throw ConfigError("the config differs from the one \(runDirectory.path) was started with (\(runDirectory.configPath)); resume with that config, or pass --force to continue with this one")
+                }
+                logger.warning("resuming with a different config (--force): output may differ from an uninterrupted run")
+            }
+            if force {
+                replay = records.filter { if case .iterationLoaded = $0 { return false } else { return true } }
+            }
+        } else {
+            try journal.append(.runStarted(configDigest: config.semanticDigest, version: laserVersion), sync: true)
+            replay = []
+        }
+        core = Coordinator(plan: config.plan(coordinatorID: coordinatorID), journal: replay)
         reader = PromptReader(contextDimension: config.contextDimension, ngrams: config.contextNgrams)
         context = try ZMQContext()
         router = try ZMQSocket(context, type: .router)
@@ -44,9 +69,6 @@ public final class CoordinatorService {
 
     /// Runs the job to completion on this thread. Returns the summary or throws what stopped it.
     public func run() throws -> RunSummary {
-        _ = FileManager.default.createFile(atPath: runDirectory.selectionsPath, contents: nil)
-        selections = FileHandle(forWritingAtPath: runDirectory.selectionsPath)
-        defer { try? selections?.close() }
         logger.info("coordinator listening on \(endpoint)")
         let tickMs = max(10, min(100, Int(config.scheduler.heartbeatIntervalMs / 4)))
         var nextTick = Self.now().adding(milliseconds: UInt64(tickMs))
@@ -123,20 +145,21 @@ public final class CoordinatorService {
         case .loadIteration(let n):
             let path = config.input(forIteration: n)
             do {
-                let prompts = try reader.read(path: path)
-                pending.append(.iterationLoaded(iteration: n, prompts: prompts))
+                let (prompts, digest) = try reader.readWithDigest(path: path)
+                pending.append(.iterationLoaded(iteration: n, prompts: prompts, digest: digest))
             } catch {
                 outcome = .failure(error)
             }
         case .emitBatch(let batch):
             do {
-                try runDirectory.write(batch)
-                if let h = selections {
-                    try h.write(contentsOf: Data((RunDirectory.selectionLine(batch) + "\n").utf8))
+                if try !runDirectory.write(batch) {
+                    logger.info("batch \(batch.iteration)/\(batch.batch) was already written before the restart; kept as is")
                 }
             } catch {
                 outcome = .failure(error)
             }
+        case .journal(let record, let sync):
+            do { try journal.append(record, sync: sync) } catch { outcome = .failure(error) }
         case .log(let level, let text):
             switch level {
             case .debug: logger.debug("\(text)")
@@ -146,12 +169,16 @@ public final class CoordinatorService {
             }
         case .finish(let summary):
             do {
+                try journal.sync()
+                try runDirectory.write(selections: core.batchLog)
                 try runDirectory.write(summary: summary)
                 outcome = .success(summary)
             } catch {
                 outcome = .failure(error)
             }
         case .fail(let message):
+            try? journal.sync()
+            try? runDirectory.write(selections: core.batchLog)
             try? runDirectory.write(summary: core.currentSummary)
             outcome = .failure(RunFailure(message))
         }

@@ -21,7 +21,10 @@ public struct PromptReader: Sendable {
         featurizer = HashingFeaturizer(dimension: contextDimension, ngrams: ngrams)
     }
 
-    public func read(path: String) throws -> [PromptRecord] {
+    public func read(path: String) throws -> [PromptRecord] { try readWithDigest(path: path).records }
+
+    /// The records and a digest of the file's bytes (a resume refuses input that changed).
+    public func readWithDigest(path: String) throws -> (records: [PromptRecord], digest: String) {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw InputError("\(path): cannot read the input file (\(error.localizedDescription)); check the path in the config's input list")
@@ -44,7 +47,7 @@ public struct PromptReader: Sendable {
             seen[record.id] = lineNumber
             records.append(record)
         }
-        return records
+        return (records, contentDigest(data))
     }
 
     func parse(line: Data, where location: String, defaultID: String) throws -> PromptRecord {

@@ -11,20 +11,26 @@ public struct LocalRun {
     public var executable: String
     public var logger: Logger
     public var showProgress: Bool
+    /// Continue the interrupted run in `runDirectory` (its journal) instead of starting one.
+    public var resume: Bool
+    /// With `resume`: accept a changed config or input.
+    public var force: Bool
 
-    public init(config: RunConfig, runDirectory: RunDirectory, executable: String, logger: Logger, showProgress: Bool) {
+    public init(config: RunConfig, runDirectory: RunDirectory, executable: String, logger: Logger, showProgress: Bool,
+                resume: Bool = false, force: Bool = false) {
         self.config = config
         self.runDirectory = runDirectory
         self.executable = executable
         self.logger = logger
         self.showProgress = showProgress
+        self.resume = resume
+        self.force = force
     }
 
     public func run() throws -> RunSummary {
-        if !FileManager.default.fileExists(atPath: runDirectory.configPath) {
-            try AtomicFile.write(config.yaml(), to: runDirectory.configPath)
-        }
-        let service = try CoordinatorService(config: config, runDirectory: runDirectory, logger: logger)
+        let service = try CoordinatorService(config: config, runDirectory: runDirectory, logger: logger,
+                                             resume: resume, force: force)
+        if !resume { try AtomicFile.write(config.yaml(), to: runDirectory.configPath) }
         try AtomicFile.makeDirectory(runDirectory.logsDirectory)
         var workers: [Process] = []
         defer { Self.stop(workers) }
@@ -32,7 +38,7 @@ public struct LocalRun {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["worker", "--connect", service.endpoint, "--id", "local-\(i)",
-                           "--slots", "\(config.workerSlots)", "--give-up-after", "30"]
+                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())"]
             let log = runDirectory.logsDirectory + "/worker-\(i).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = FileHandle(forWritingAtPath: log)

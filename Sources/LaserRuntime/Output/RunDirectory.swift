@@ -6,6 +6,7 @@ import LaserCore
 ///     RUN_DIR/
 ///       config.yaml              the resolved config of the run
 ///       iterations/0001/batch-0001.jsonl   preference pairs, one file per mini-batch (atomic)
+///       journal                  append-only record of selections, scores and emitted batches (resume)
 ///       selections.jsonl         one line per emitted batch: RM, prompts, pairs, label accuracy, reward
 ///       summary.json             machine-readable summary (atomic, at the end)
 ///       logs/                    local worker logs (laser run)
@@ -17,6 +18,15 @@ public struct RunDirectory: Sendable {
         self.path = URL(fileURLWithPath: path).standardized.path
         try AtomicFile.makeDirectory(self.path)
         try AtomicFile.makeDirectory(self.path + "/iterations")
+    }
+
+    /// An existing run directory (for --resume), with a clear error when it is not one.
+    public static func existing(path: String) throws -> RunDirectory {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path + "/config.yaml", isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw StorageError("\(path) is not a laser run directory (it has no config.yaml); give the folder a run was started in")
+        }
+        return try RunDirectory(path: path)
     }
 
     /// A fresh folder under `parent` named after the current time (with a suffix if taken).
@@ -46,26 +56,43 @@ public struct RunDirectory: Sendable {
     public var summaryPath: String { path + "/summary.json" }
     public var selectionsPath: String { path + "/selections.jsonl" }
     public var configPath: String { path + "/config.yaml" }
+    public var journalPath: String { path + "/journal" }
     public var logsDirectory: String { path + "/logs" }
     public var inputDirectory: String { path + "/input" }
 
-    /// Writes one batch's pairs atomically.
-    public func write(_ batch: EmittedBatch) throws {
+    /// Writes one batch's pairs atomically. A batch file that is already there with the same bytes
+    /// (written just before a crash, not yet journaled) is left alone: the batch is not emitted twice.
+    /// One with different bytes is never overwritten: that would mean the run is not deterministic.
+    /// Returns false when the file was already there.
+    @discardableResult
+    public func write(_ batch: EmittedBatch) throws -> Bool {
         try AtomicFile.makeDirectory(iterationDirectory(batch.iteration))
         var text = ""
         for pair in batch.pairs {
             text += JSONLines.line(pair)
             text += "\n"
         }
-        try AtomicFile.write(text, to: batchPath(iteration: batch.iteration, batch: batch.batch))
+        let path = batchPath(iteration: batch.iteration, batch: batch.batch)
+        if let existing = FileManager.default.contents(atPath: path) {
+            guard existing == Data(text.utf8) else {
+                throw StorageError("\(path) already exists with different content: this run is not reproducing its earlier output (did an RM, the input or the config change?). laser will not overwrite an emitted batch; move the file away to emit it anew.")
+            }
+            return false
+        }
+        try AtomicFile.write(text, to: path)
+        return true
     }
 
-    /// The selections log line for a batch.
-    public static func selectionLine(_ b: EmittedBatch) -> String {
-        var s = "{\"iteration\":\(b.iteration),\"batch\":\(b.batch),\"global_batch\":\(b.globalIndex),\"rm\":\(JSONLines.quoted(b.rm)),\"prompts\":\(b.promptCount),\"pairs\":\(b.pairs.count)"
-        if let a = b.labelAccuracy { s += ",\"label_accuracy\":\(JSONLines.number(a))" }
-        if let r = b.rawReward { s += ",\"raw_reward\":\(JSONLines.number(r))" }
-        return s + "}"
+    /// selections.jsonl: one line per emitted batch (RM, prompts, pairs, label accuracy, reward).
+    public func write(selections: [BatchOutcome]) throws {
+        var text = ""
+        for b in selections {
+            text += "{\"iteration\":\(b.iteration),\"batch\":\(b.batch),\"global_batch\":\(b.globalIndex),\"rm\":\(JSONLines.quoted(b.rm)),\"prompts\":\(b.prompts),\"pairs\":\(b.pairs)"
+            if let a = b.labelAccuracy { text += ",\"label_accuracy\":\(JSONLines.number(a))" }
+            if let r = b.rawReward { text += ",\"raw_reward\":\(JSONLines.number(r))" }
+            text += "}\n"
+        }
+        try AtomicFile.write(text, to: selectionsPath)
     }
 
     public func write(summary: RunSummary) throws {

@@ -14,6 +14,9 @@ public struct WorkerOptions: Sendable {
     /// Give up when no coordinator has answered for this long (0: keep trying forever).
     public var giveUpAfterSeconds: Double
     public var maxMessageBytes: Int64
+    /// Exit when this process's parent is no longer `parentPID` (local workers of `laser run`, so a
+    /// killed launcher leaves no orphans behind).
+    public var parentPID: Int32?
 
     public init(endpoint: String, workerID: String, rewardModels: [String] = [], slots: UInt32 = 2,
                 giveUpAfterSeconds: Double = 0, maxMessageBytes: Int64 = 64 << 20) {
@@ -77,6 +80,10 @@ public final class WorkerService {
                     }
                     if let exit = try handle(message) { return exit }
                 }
+            }
+            if let parent = options.parentPID, getppid() != parent {
+                logger.warning("the laser run that started this worker is gone; exiting")
+                return .shutdown("parent process exited")
             }
             let now = Date()
             if registered {

@@ -1,0 +1,49 @@
+/// One entry of the run's append-only journal. Replaying the journal into a fresh `Coordinator`
+/// rebuilds its state: selections stay made, scored shards are not scored again, emitted batches are
+/// not emitted again.
+public enum JournalRecord: Equatable, Sendable, Codable {
+    /// Written by the shell as the first record: what the run started with.
+    case runStarted(configDigest: String, version: String)
+    /// A coordinator (first or resumed) started; `epoch` counts them, 0-based, and prefixes task ids
+    /// so a late result addressed to an earlier incarnation can never match a new task.
+    case started(epoch: UInt32)
+    /// An iteration's input was read; a resume refuses input that changed since.
+    case iterationLoaded(iteration: Int, inputDigest: String, prompts: Int)
+    /// The decision for global batch `batch` (0-based over the run).
+    case selected(batch: Int, selection: Selection)
+    /// Valid scores for prompts `firstPrompt ..< firstPrompt + scores.count` (indices within the
+    /// iteration) of batch `batch`, from reward model `rm`.
+    case scored(batch: Int, rm: String, firstPrompt: Int, scores: [[Double]])
+    /// The batch's file is durable. The shell appends this after the atomic write, then syncs.
+    case emitted(batch: Int)
+}
+
+/// What a journal says about a run so far, in the form the coordinator consults while it replays.
+struct Recovery: Sendable {
+    struct ShardKey: Hashable, Sendable {
+        var batch: Int
+        var rm: String
+        var firstPrompt: Int
+    }
+
+    var epochs: UInt32 = 0
+    var inputDigests: [Int: String] = [:]
+    var selections: [Int: Selection] = [:]
+    var scores: [ShardKey: [[Double]]] = [:]
+    var emitted: Set<Int> = []
+
+    init(_ records: [JournalRecord]) {
+        for r in records {
+            switch r {
+            case .runStarted: break
+            case .started(let epoch): epochs = max(epochs, epoch + 1)
+            case .iterationLoaded(let n, let digest, _): inputDigests[n] = digest
+            case .selected(let batch, let selection): selections[batch] = selection
+            case .scored(let batch, let rm, let first, let s): scores[ShardKey(batch: batch, rm: rm, firstPrompt: first)] = s
+            case .emitted(let batch): emitted.insert(batch)
+            }
+        }
+    }
+
+    var isEmpty: Bool { epochs == 0 && selections.isEmpty && scores.isEmpty && emitted.isEmpty && inputDigests.isEmpty }
+}

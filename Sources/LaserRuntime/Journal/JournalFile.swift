@@ -1,0 +1,129 @@
+import Foundation
+import LaserCore
+import StableRandom
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The run's append-only journal file (RUN_DIR/journal).
+///
+/// Framing: every record is `[u32 little-endian payload length][u32 little-endian CRC-32 of the
+/// payload][payload]`, the payload being the record as JSON. Reading stops at the first frame that is
+/// short or fails its checksum: that is a torn tail from a crash mid-append, and it is cut off before
+/// anything new is appended, so later records never hide behind garbage.
+public final class JournalFile {
+    public let path: String
+    private var fd: Int32
+    private let encoder = JSONEncoder()
+    /// Records appended since the last fsync.
+    private var unsynced = 0
+
+    /// Largest record accepted when reading (a corrupt length must not allocate gigabytes).
+    static let maxRecordBytes = 256 << 20
+
+    /// Opens (creating if needed) and returns the intact records plus how many torn bytes were cut.
+    public static func open(path: String) throws -> (JournalFile, [JournalRecord], tornBytes: Int) {
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StorageError.errno("cannot open journal", path) }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            close(fd)
+            throw StorageError("cannot read journal \(path): \(error.localizedDescription)")
+        }
+        let (records, good) = try decode(data, path: path)
+        if good < data.count {
+            guard ftruncate(fd, off_t(good)) == 0 else { close(fd); throw StorageError.errno("cannot cut the torn tail of", path) }
+            guard fsync(fd) == 0 else { close(fd); throw StorageError.errno("cannot fsync", path) }
+        }
+        guard lseek(fd, 0, SEEK_END) >= 0 else { close(fd); throw StorageError.errno("cannot seek in", path) }
+        return (JournalFile(path: path, fd: fd), records, data.count - good)
+    }
+
+    private init(path: String, fd: Int32) {
+        self.path = path
+        self.fd = fd
+        encoder.outputFormatting = [.sortedKeys]
+    }
+
+    deinit { close(fd) }
+
+    /// Decodes intact frames; returns them and the byte offset where intact data ends.
+    static func decode(_ data: Data, path: String) throws -> ([JournalRecord], Int) {
+        let decoder = JSONDecoder()
+        var records: [JournalRecord] = []
+        var offset = 0
+        let bytes = [UInt8](data)
+        while offset + 8 <= bytes.count {
+            let length = Int(readU32(bytes, offset))
+            let crc = readU32(bytes, offset + 4)
+            guard length <= maxRecordBytes, offset + 8 + length <= bytes.count else { break }
+            let payload = bytes[(offset + 8)..<(offset + 8 + length)]
+            guard CRC32.checksum(payload) == crc else { break }
+            do { records.append(try decoder.decode(JournalRecord.self, from: Data(payload))) } catch {
+                // Intact frame, unknown content: written by another laser version. Never guess.
+                throw StorageError("journal \(path): record at byte \(offset) has a valid checksum but does not decode (\(error)); was it written by another laser version?")
+            }
+            offset += 8 + length
+        }
+        return (records, offset)
+    }
+
+    static func readU32(_ b: [UInt8], _ i: Int) -> UInt32 {
+        UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
+    }
+
+    static func frame(_ payload: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(payload.count + 8)
+        for v in [UInt32(payload.count), CRC32.checksum(payload)] {
+            for shift in stride(from: 0, to: 32, by: 8) { out.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
+        }
+        return out + payload
+    }
+
+    /// Appends one record; with `sync` it (and everything before it) is durable when this returns.
+    public func append(_ record: JournalRecord, sync: Bool) throws {
+        let frame = Self.frame(Array(try encoder.encode(record)))
+        var offset = 0
+        while offset < frame.count {
+            let n = frame.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, frame.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                // Leave no partial frame behind; if even that fails, the reader cuts it as a torn tail.
+                _ = ftruncate(fd, lseek(fd, 0, SEEK_CUR) - off_t(offset))
+                throw StorageError.errno("cannot append to journal", path, code)
+            }
+            offset += n
+        }
+        unsynced += 1
+        if sync { try self.sync() }
+    }
+
+    public func sync() throws {
+        guard unsynced > 0 else { return }
+        guard fsync(fd) == 0 else { throw StorageError.errno("cannot fsync journal", path) }
+        unsynced = 0
+    }
+}
+
+/// CRC-32 (IEEE 802.3, the zlib/PNG polynomial), table-driven.
+public enum CRC32 {
+    static let table: [UInt32] = (0..<256).map { n -> UInt32 in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    public static func checksum<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}
+
+/// A 64-bit FNV-1a digest as 16 hex digits (change detection for config and input, not security).
+public func contentDigest<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    let hex = String(FNV1a.hash(bytes), radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}
