@@ -128,7 +128,12 @@ public final class CoordinatorService {
         while !pending.isEmpty && outcome == nil {
             let event = pending.removeFirst()
             let actions = core.handle(event, now: Self.now())
-            for action in actions { perform(action) }
+            for action in actions {
+                perform(action)
+                // After a failed write nothing more is carried out: in particular no journal record may
+                // claim a batch whose file did not make it to disk.
+                if outcome != nil { break }
+            }
         }
     }
 

@@ -9,7 +9,8 @@ public struct StorageError: Error, CustomStringConvertible, Equatable {
     public init(_ description: String) { self.description = description }
 
     static func errno(_ what: String, _ path: String, _ code: Int32 = Glibc.errno) -> StorageError {
-        let hint = code == ENOSPC || code == EDQUOT ? "; free space on that file system and run again"
+        let hint = code == ENOSPC || code == EDQUOT ? "; free space on that file system, then resume the run"
+            : code == EFBIG ? "; the file reached the process's file-size limit (ulimit -f); raise it, then resume the run"
             : code == EACCES || code == EROFS ? "; check the permissions of the run directory" : ""
         return StorageError("\(what) \(path): \(String(cString: strerror(code))) (errno \(code))\(hint)")
     }
