@@ -167,3 +167,20 @@ import Testing
         #expect((last.labelAccuracy ?? 0) > (summary.iterations.first?.labelAccuracy ?? 1))
     }
 }
+
+@Suite struct ReRegistrationTests {
+    @Test func repeatedHelloNeverUsesUpAttempts() throws {
+        let data = Fixtures.iterations(1, prompts: 8, seed: 1)
+        // Two attempts: the flaky peer finally falls silent and dies, which rightly uses up one.
+        var sim = Simulation(plan: Fixtures.plan(iterations: 1, maxAttempts: 2), iterations: data, workers: [("w", 2, .good)], seed: 0)
+        sim.feed(.start)
+        let flaky = PeerID([7, 7])
+        // A peer that takes tasks and says Hello again, many times over.
+        for _ in 0..<50 {
+            sim.feed(.message(from: flaky, .hello(Hello(workerID: "flaky", rewardModels: [], slots: 4, softwareVersion: ""))))
+        }
+        #expect(sim.failure == nil)
+        sim.run()
+        _ = try sim.requireSummary()
+    }
+}

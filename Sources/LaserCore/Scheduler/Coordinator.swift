@@ -129,10 +129,13 @@ public struct Coordinator: Sendable {
             receive(message, from: peer, now: now, &actions)
         case .undecodable(let peer, let reason):
             summary.counters.malformedMessages += 1
-            actions.append(.log(.warning, "peer \(peer) sent a message that does not decode (\(reason)); dropped. Is it a laser worker of the same version?"))
+            if Self.worthLogging(summary.counters.malformedMessages) {
+                actions.append(.log(.warning, "peer \(peer) sent a message that does not decode (\(reason)); dropped (\(summary.counters.malformedMessages) so far). Is it a laser worker of the same version?"))
+            }
             if workers[peer] != nil { workers[peer]!.lastHeard = now }
         case .unreachable(let peer):
-            if workers[peer] != nil { forget(peer, reason: "its connection is gone", now: now, &actions) }
+            summary.counters.undeliverable += 1
+            if workers[peer] != nil { forget(peer, reason: "its connection is gone or it does not read", now: now, &actions) }
         case .tick:
             tick(now: now, &actions)
         }
@@ -328,6 +331,7 @@ public struct Coordinator: Sendable {
         }
         guard workers[peer] != nil else {
             // After a coordinator restart workers are unknown: tell them to say Hello again.
+            summary.counters.unknownPeerMessages += 1
             actions.append(.send(to: peer, .disconnect(reason: "unknown peer: send Hello first")))
             return
         }
@@ -357,9 +361,11 @@ public struct Coordinator: Sendable {
             actions.append(.send(to: peer, .reject(reason: problem)))
             return
         }
-        if workers[peer] != nil { forget(peer, reason: "it said Hello again", now: now, &actions) }
+        // A re-registration is a protocol reset, not a failure of its tasks: they go back to the queue
+        // without using up an attempt (otherwise a peer repeating Hello could fail any task).
+        if workers[peer] != nil { forget(peer, reason: "it said Hello again", countsAsAttempt: false, now: now, &actions) }
         if let old = peerByWorkerID[hello.workerID], old != peer, workers[old] != nil {
-            forget(old, reason: "it re-registered from a new connection", now: now, &actions)
+            forget(old, reason: "it re-registered from a new connection", countsAsAttempt: false, now: now, &actions)
         }
         let served = hello.rewardModels.isEmpty ? plan.armNames : plan.armNames.filter { hello.rewardModels.contains($0) }
         workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(hello.slots), lastHeard: now, lastSent: now)
@@ -374,8 +380,10 @@ public struct Coordinator: Sendable {
             runSeed: plan.seed))))
     }
 
-    /// Drops a worker and puts the tasks it held back in the queue.
-    private mutating func forget(_ peer: PeerID, reason: String, now: Instant, _ actions: inout [CoordinatorAction]) {
+    /// Drops a worker and puts the tasks it held back in the queue. A worker that died or vanished
+    /// uses up an attempt of each task it held (a task that kills workers must not loop forever).
+    private mutating func forget(_ peer: PeerID, reason: String, countsAsAttempt: Bool = true, now: Instant,
+                                 _ actions: inout [CoordinatorAction]) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
         if peerByWorkerID[worker.workerID] == peer { peerByWorkerID[worker.workerID] = nil }
         summary.counters.workersLost += 1
@@ -385,7 +393,11 @@ public struct Coordinator: Sendable {
             task.holders.remove(peer)
             tasks[id] = task
             if task.holders.isEmpty && !task.queued {
-                retry(id, error: "worker \(worker.workerID) was lost (\(reason))", &actions)
+                if countsAsAttempt {
+                    retry(id, error: "worker \(worker.workerID) was lost (\(reason))", &actions)
+                } else {
+                    requeue(id)
+                }
             }
         }
     }
@@ -408,7 +420,7 @@ public struct Coordinator: Sendable {
         case .success(let perItem):
             if let problem = validate(perItem, for: task) {
                 summary.counters.invalidResults += 1
-                actions.append(.log(.error, "worker \(workerID) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried"))
+                if Self.worthLogging(summary.counters.invalidResults) { actions.append(.log(.error, "worker \(workerID) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried")) }
                 tasks[task.id]!.avoid.insert(peer)
                 retry(task.id, error: "worker \(workerID) sent an invalid result: \(problem)", &actions)
                 return
@@ -449,6 +461,13 @@ public struct Coordinator: Sendable {
         completeBatches(&actions)
     }
 
+    /// Queues a task again at the front, with the same attempt number.
+    private mutating func requeue(_ id: UInt64) {
+        tasks[id]!.queued = true
+        tasks[id]!.deadline = nil
+        queues[tasks[id]!.rm, default: []].insert(id, at: 0)
+    }
+
     /// Queues a task again with attempt + 1, or fails the run once its attempts are used up.
     private mutating func retry(_ id: UInt64, error: String, _ actions: inout [CoordinatorAction]) {
         guard var task = tasks[id] else { return }
@@ -465,10 +484,8 @@ public struct Coordinator: Sendable {
             fail("reward model \(task.rm) could not score task \(id) (iteration \(iteration), prompts \(ids.first ?? "")...\(ids.last ?? "")) after \(plan.scheduler.maxAttempts) attempts; last error: \(error). Fix the RM or the worker and resume the run.", &actions)
             return
         }
-        task.queued = true
-        task.deadline = nil
         tasks[id] = task
-        queues[task.rm, default: []].insert(id, at: 0)
+        requeue(id)
         summary.counters.tasksRetried += 1
     }
 
@@ -487,6 +504,9 @@ public struct Coordinator: Sendable {
                 // A worker that has not failed this task, then the most free slots, then the lowest
                 // worker id (for reproducible logs).
                 let avoid = tasks[id]!.avoid
+                // Wait for another worker rather than hand a task back to one that failed it, unless
+                // no other worker serves this RM at all.
+                let alternativeExists = workers.contains { !avoid.contains($0.key) && $0.value.rewardModels.contains(rm) }
                 var best: PeerID?
                 func better(_ p: PeerID, than q: PeerID) -> Bool {
                     let a = workers[p]!, b = workers[q]!
@@ -495,7 +515,7 @@ public struct Coordinator: Sendable {
                     if a.free != b.free { return a.free > b.free }
                     return a.workerID < b.workerID
                 }
-                for (peer, w) in workers where w.free > 0 && w.rewardModels.contains(rm) {
+                for (peer, w) in workers where w.free > 0 && w.rewardModels.contains(rm) && !(alternativeExists && avoid.contains(peer)) {
                     if best == nil || better(peer, than: best!) { best = peer }
                 }
                 guard let peer = best else { break }
@@ -553,6 +573,9 @@ public struct Coordinator: Sendable {
             }
         }
     }
+
+    /// Floods of bad input are counted in full but logged sparingly: the first ten, then every 10,000th.
+    static func worthLogging(_ count: Int) -> Bool { count <= 10 || count % 10_000 == 0 }
 
     // MARK: observation
 

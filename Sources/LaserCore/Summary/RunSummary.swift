@@ -14,6 +14,10 @@ public struct RunSummary: Equatable, Sendable, Codable {
         public var duplicateResults = 0
         public var invalidResults = 0
         public var malformedMessages = 0
+        /// Messages from peers that never said Hello (answered with Disconnect).
+        public var unknownPeerMessages = 0
+        /// Messages that could not be handed to a peer (gone, or not reading).
+        public var undeliverable = 0
         public var workersRegistered = 0
         public var workersLost = 0
         public init() {}

@@ -141,7 +141,10 @@ public final class CoordinatorService {
         switch action {
         case .send(let peer, let message):
             do {
-                try router.send([peer.bytes, WireCodec.encode(message)])
+                // Never block on a peer: one that does not read (full pipe) is treated like one that left.
+                if try !router.send([peer.bytes, WireCodec.encode(message)], nonBlocking: true) {
+                    pending.append(.unreachable(peer))
+                }
             } catch let error as ZMQError where error.isHostUnreachable {
                 pending.append(.unreachable(peer))
             } catch {
