@@ -24,7 +24,9 @@ public struct LocalRun {
         if !FileManager.default.fileExists(atPath: runDirectory.configPath) {
             try AtomicFile.write(config.yaml(), to: runDirectory.configPath)
         }
-        let service = try CoordinatorService(config: config, runDirectory: runDirectory, logger: logger)
+        // security.curve: throwaway keys for the local workers (Security/LocalRunSecurity.swift).
+        let secured = try LocalRunSecurity.prepare(config, runDirectory: runDirectory, workers: config.localWorkers)
+        let service = try CoordinatorService(config: secured.coordinatorConfig, runDirectory: runDirectory, logger: logger)
         try AtomicFile.makeDirectory(runDirectory.logsDirectory)
         var workers: [Process] = []
         defer { Self.stop(workers) }
@@ -32,7 +34,7 @@ public struct LocalRun {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["worker", "--connect", service.endpoint, "--id", "local-\(i)",
-                           "--slots", "\(config.workerSlots)", "--give-up-after", "30"]
+                           "--slots", "\(config.workerSlots)", "--give-up-after", "30"] + (secured.workerArguments[i] ?? [])
             let log = runDirectory.logsDirectory + "/worker-\(i).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = FileHandle(forWritingAtPath: log)
