@@ -11,6 +11,7 @@ import ZeroMQ
 /// The run's config.yaml keeps the user's `allowed_clients`; only the in-memory coordinator config
 /// points at `keys/allowed`.
 enum LocalRunSecurity {
+    /// What the launcher needs: the coordinator's config and each local worker's key arguments.
     struct Prepared {
         /// The config the coordinator of this run uses.
         var coordinatorConfig: RunConfig
