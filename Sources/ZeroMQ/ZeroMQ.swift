@@ -41,6 +41,8 @@ public final class ZMQContext: @unchecked Sendable {
 /// The socket types laser uses.
 public enum ZMQSocketType: Sendable {
     case router, dealer, pair, push, pull
+    /// REQ/REP: only for the ZAP handshake (RFC 27 prescribes a REP handler).
+    case req, rep
 
     var raw: Int32 {
         switch self {
@@ -49,6 +51,8 @@ public enum ZMQSocketType: Sendable {
         case .pair: return ZMQ_PAIR
         case .push: return ZMQ_PUSH
         case .pull: return ZMQ_PULL
+        case .req: return ZMQ_REQ
+        case .rep: return ZMQ_REP
         }
     }
 }

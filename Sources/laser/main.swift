@@ -11,7 +11,7 @@ struct Laser: ParsableCommand {
         commandName: "laser",
         abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
         version: laserVersion,
-        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, DemoData.self],
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, DemoData.self, KeyGen.self],
         defaultSubcommand: Run.self)
 }
 
@@ -242,6 +242,11 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(help: .hidden)
     var parentPid: Int32?
+    @Option(help: "The coordinator's CURVE public key file (NAME.pub); with --key, connect encrypted.")
+    var serverKey: String?
+
+    @Option(help: "This worker's CURVE key file (NAME.key from laser keygen); its NAME.pub must be in the coordinator's allowed_clients.")
+    var key: String?
 
     @OptionGroup var logging: LoggingOptions
 
@@ -249,16 +254,27 @@ struct WorkerCommand: ParsableCommand {
         ignoreFatalSignals()
         let logger = try logging.logger("laser.worker", default: .info)
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        guard (serverKey == nil) == (key == nil) else {
+            throw ValidationError("CURVE needs both --server-key (the coordinator's NAME.pub) and --key (this worker's NAME.key)")
+        }
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         do {
             var options = WorkerOptions(endpoint: connect, workerID: name, rewardModels: rewardModels, slots: slots,
                                         giveUpAfterSeconds: giveUpAfter)
             options.parentPID = parentPid
+            if let serverKey, let key {
+                try options.useCurve(serverKeyFile: serverKey, keyFile: key) { logger.warning("\($0)") }
+            }
             let worker = try WorkerService(options: options, logger: logger)
             switch try worker.run() {
             case .shutdown: return
             case .rejected(let reason): throw RunFailure("the coordinator rejected this worker: \(reason)")
-            case .gaveUp: throw RunFailure("no coordinator answered at \(connect) within \(giveUpAfter) s")
+            case .gaveUp:
+                // A refused CURVE handshake looks like silence from here, so say what to check.
+                let hint = key == nil
+                    ? " (if the coordinator runs with security.curve, pass --server-key and --key)"
+                    : " (with CURVE: is this worker's .pub in the coordinator's allowed_clients, and --server-key the coordinator's .pub?)"
+                throw RunFailure("no coordinator answered at \(connect) within \(giveUpAfter) s\(hint)")
             }
         } catch {
             throw fail(error)
@@ -290,6 +306,31 @@ struct DemoData: ParsableCommand {
         do {
             let c = try DemoJob.prepare(in: out, seed: seed, iterations: iterations, promptsPerTask: promptsPerTask)
             print("wrote \(c.inputs.count) input files and \(out)/config.yaml")
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct KeyGen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Write a CURVE key pair: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub (share this one).",
+        discussion: """
+            The coordinator's NAME.key goes in security.server_key; each worker's NAME.pub goes into the \
+            coordinator's security.allowed_clients folder; workers run with --server-key coordinator.pub --key NAME.key.
+            """)
+
+    @Option(help: "Folder to write into (created with mode 0700 if missing).")
+    var out: String
+
+    @Option(help: "Key name: the files are NAME.key and NAME.pub.")
+    var name: String
+
+    mutating func run() throws {
+        do {
+            let written = try CurveKeyFiles.generate(directory: out, name: name)
+            print("wrote \(written.secretKeyPath) (secret, keep private) and \(written.publicKeyPath) (public key \(written.keyPair.publicKey))")
         } catch {
             throw fail(error)
         }

@@ -13,6 +13,7 @@ extension RunConfig {
         c.localWorkers = defaults.localWorkers
         c.workerSlots = defaults.workerSlots
         c.shardSize = defaults.shardSize
+        c.security = defaults.security
         return contentDigest(c.yaml().utf8)
     }
 
@@ -40,6 +41,12 @@ extension RunConfig {
         y += "network:\n  bind: \(q(bind))\n  heartbeat_ms: \(scheduler.heartbeatIntervalMs)\n  liveness: \(scheduler.liveness)\n"
         y += "  lease_ms: \(scheduler.leaseMs)\n  max_attempts: \(scheduler.maxAttempts)\n  max_message_bytes: \(maxMessageBytes)\n"
         y += "workers:\n  local: \(localWorkers)\n  slots: \(workerSlots)\n"
+        // Only when set: an unsecured config stays as before, and a user can append a security section.
+        if security != SecuritySettings() {
+            y += "security:\n  curve: \(security.curve)\n"
+            if let k = security.serverKey { y += "  server_key: \(q(k))\n" }
+            if let d = security.allowedClients { y += "  allowed_clients: \(q(d))\n" }
+        }
         return y
     }
 }

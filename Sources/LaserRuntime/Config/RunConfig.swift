@@ -30,6 +30,8 @@ public struct RunConfig: Equatable, Sendable {
     /// Local worker processes `laser run` starts (0: only external workers).
     public var localWorkers = 3
     public var workerSlots = 2
+    /// CurveZMQ between coordinator and workers (`security:`; off by default).
+    public var security = SecuritySettings()
 
     public init(inputs: [String], iterations: Int, rewardModels: [RewardModelSpec]) {
         self.inputs = inputs
@@ -80,7 +82,7 @@ extension RunConfig {
         }
         let r = Section(map, path: "", source: source)
         try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size",
-                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers"])
+                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security"])
 
         let inputs: [String]
         if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
@@ -171,6 +173,19 @@ extension RunConfig {
             c.localWorkers = try w.int("local", min: 0) ?? c.localWorkers
             c.workerSlots = try w.int("slots", min: 1) ?? c.workerSlots
         }
+        if let s = try r.section("security") {
+            try s.allow(["curve", "server_key", "allowed_clients"])
+            c.security.curve = try s.bool("curve") ?? c.security.curve
+            c.security.serverKey = try s.path("server_key", base: baseDirectory)
+            c.security.allowedClients = try s.path("allowed_clients", base: baseDirectory)
+            // Key files are read when the coordinator starts; here only what must be there.
+            if c.security.curve && c.security.serverKey == nil {
+                throw s.error("server_key", "is required with curve: true: the coordinator's NAME.key (laser keygen --out DIR --name coordinator)")
+            }
+            if c.security.curve && c.security.allowedClients == nil {
+                throw s.error("allowed_clients", "is required with curve: true: a folder with the NAME.pub file of every worker to admit")
+            }
+        }
         return c
     }
 }
@@ -202,6 +217,13 @@ private struct Section {
         if v is [Any] { return nil }
         guard let s = v as? String else { throw error(key, "must be a string, got \(v)") }
         return s
+    }
+
+    /// One file or folder path, resolved against `base` (the config file's folder) when relative.
+    func path(_ key: String, base: String) throws -> String? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        guard let p = v as? String, !p.isEmpty else { throw error(key, "must be a path (a string), got \(v)") }
+        return p.hasPrefix("/") ? p : URL(fileURLWithPath: base).appendingPathComponent(p).standardized.path
     }
 
     func strings(_ key: String) throws -> [String]? {

@@ -16,6 +16,8 @@ public final class CoordinatorService {
     private let reader: PromptReader
     private let context: ZMQContext
     private let router: ZMQSocket
+    /// The ZAP handler when security.curve is on; lives as long as the ROUTER.
+    private let authenticator: ZAPAuthenticator?
     /// The endpoint actually bound (a "tcp://host:*" bind resolves to the chosen port).
     public let endpoint: String
     /// Called about once a second with the core's progress (for terminal output).
@@ -61,6 +63,8 @@ public final class CoordinatorService {
         try router.setMaxMessageSize(config.maxMessageBytes)
         try router.setSendHighWaterMark(100_000)
         try router.setReceiveHighWaterMark(100_000)
+        // CurveZMQ (Security/CoordinatorSecurity.swift): before bind, so no client connects in plaintext.
+        authenticator = try Self.configureSecurity(config.security, router: router, context: context, logger: logger)
         do { try router.bind(config.bind) } catch {
             throw ConfigError("coordinator cannot bind \(config.bind): \(error). Is another coordinator running there? Choose another network.bind address (port * picks a free one).")
         }

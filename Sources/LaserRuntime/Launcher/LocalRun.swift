@@ -28,7 +28,9 @@ public struct LocalRun {
     }
 
     public func run() throws -> RunSummary {
-        let service = try CoordinatorService(config: config, runDirectory: runDirectory, logger: logger,
+        // security.curve: throwaway keys for the local workers (Security/LocalRunSecurity.swift).
+        let secured = try LocalRunSecurity.prepare(config, runDirectory: runDirectory, workers: config.localWorkers)
+        let service = try CoordinatorService(config: secured.coordinatorConfig, runDirectory: runDirectory, logger: logger,
                                              resume: resume, force: force)
         if !resume { try AtomicFile.write(config.yaml(), to: runDirectory.configPath) }
         try AtomicFile.makeDirectory(runDirectory.logsDirectory)
@@ -38,7 +40,7 @@ public struct LocalRun {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["worker", "--connect", service.endpoint, "--id", "local-\(i)",
-                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())"]
+                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())"] + (secured.workerArguments[i] ?? [])
             let log = runDirectory.logsDirectory + "/worker-\(i).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = FileHandle(forWritingAtPath: log)

@@ -17,6 +17,10 @@ public struct WorkerOptions: Sendable {
     /// Exit when this process's parent is no longer `parentPID` (local workers of `laser run`, so a
     /// killed launcher leaves no orphans behind).
     public var parentPID: Int32?
+    /// The coordinator's CURVE public key (Z85); with `curveKeyPair`, connect as a CURVE client.
+    public var curveServerKey: String?
+    /// This worker's CURVE key pair (see `useCurve(serverKeyFile:keyFile:)`).
+    public var curveKeyPair: CurveKeyPair?
 
     public init(endpoint: String, workerID: String, rewardModels: [String] = [], slots: UInt32 = 2,
                 giveUpAfterSeconds: Double = 0, maxMessageBytes: Int64 = 64 << 20) {
@@ -114,6 +118,7 @@ public final class WorkerService {
         let s = try ZMQSocket(context, type: .dealer)
         try s.setMaxMessageSize(options.maxMessageBytes)
         try s.setReconnectInterval(ms: 100)
+        try applySecurity(to: s)  // CURVE client when keys are given (Security/WorkerSecurity.swift)
         try s.connect(options.endpoint)
         socket = s
         try sendHello()
