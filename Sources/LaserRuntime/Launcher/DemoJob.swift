@@ -1,3 +1,4 @@
+import Foundation
 import LaserCore
 import LaserDemo
 import LaserRewardModels
@@ -22,6 +23,8 @@ public enum DemoJob {
     public static func prepare(in directory: String, seed: UInt64, strategy: StrategyKind = .linucb,
                                fixedRM: String? = nil, iterations: Int = iterations,
                                promptsPerTask: Int = promptsPerTask) throws -> RunConfig {
+        // Absolute, so config.yaml's input paths do not depend on where it is read from.
+        let directory = URL(fileURLWithPath: directory).standardized.path
         try AtomicFile.makeDirectory(directory + "/input")
         var inputs: [String] = []
         let batchSize = 8
