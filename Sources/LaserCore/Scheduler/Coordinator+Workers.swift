@@ -1,0 +1,181 @@
+import LaserWire
+
+/// Registration, results and retries: how the coordinator deals with its workers.
+extension Coordinator {
+
+    mutating func receive(_ message: WireMessage, from peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
+        if phase == .finished || phase == .failed {
+            actions.append(.send(to: peer, .shutdown(reason: phase == .finished ? "run complete" : "run failed")))
+            return
+        }
+        if case .hello(let hello) = message {
+            register(hello, peer: peer, now: now, &actions)
+            return
+        }
+        guard workers[peer] != nil else {
+            // After a coordinator restart workers are unknown: tell them to say Hello again.
+            summary.counters.unknownPeerMessages += 1
+            actions.append(.send(to: peer, .disconnect(reason: "unknown peer: send Hello first")))
+            return
+        }
+        workers[peer]!.lastHeard = now
+        switch message {
+        case .heartbeat:
+            break
+        case .scoreResult(let result):
+            handle(result, from: peer, now: now, &actions)
+        default:
+            summary.counters.malformedMessages += 1
+            actions.append(.log(.warning, "worker \(workers[peer]!.workerID) sent \(message.kind), which only a coordinator sends; ignored"))
+        }
+    }
+
+    mutating func register(_ hello: Hello, peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
+        let known = Set(plan.armNames)
+        let unknown = hello.rewardModels.filter { !known.contains($0) }
+        var problem: String?
+        if hello.workerID.isEmpty { problem = "worker_id is empty; start the worker with --id NAME" }
+        else if hello.slots == 0 { problem = "worker '\(hello.workerID)' declared 0 slots; use --slots 1 or more" }
+        else if !unknown.isEmpty {
+            problem = "worker '\(hello.workerID)' offers reward model(s) \(unknown.joined(separator: ", ")) that this run does not define; the run defines \(plan.armNames.joined(separator: ", ")). Start it with --rm NAME for those, or without --rm to serve all."
+        }
+        if let problem {
+            actions.append(.log(.warning, "rejected \(peer): \(problem)"))
+            actions.append(.send(to: peer, .reject(reason: problem)))
+            return
+        }
+        // A re-registration is a protocol reset, not a failure of its tasks: they go back to the queue
+        // without using up an attempt (otherwise a peer repeating Hello could fail any task).
+        if workers[peer] != nil { forget(peer, reason: "it said Hello again", countsAsAttempt: false, now: now, &actions) }
+        if let old = peerByWorkerID[hello.workerID], old != peer, workers[old] != nil {
+            forget(old, reason: "it re-registered from a new connection", countsAsAttempt: false, now: now, &actions)
+        }
+        let served = hello.rewardModels.isEmpty ? plan.armNames : plan.armNames.filter { hello.rewardModels.contains($0) }
+        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(hello.slots), lastHeard: now, lastSent: now)
+        peerByWorkerID[hello.workerID] = peer
+        summary.counters.workersRegistered += 1
+        actions.append(.log(.info, "worker \(hello.workerID) joined: \(hello.slots) slots, RMs \(served.joined(separator: ", "))"))
+        actions.append(.send(to: peer, .welcome(Welcome(
+            coordinatorID: plan.coordinatorID,
+            heartbeatIntervalMs: UInt32(clamping: plan.scheduler.heartbeatIntervalMs),
+            liveness: plan.scheduler.liveness,
+            rewardModels: plan.rewardModels.filter { served.contains($0.name) },
+            runSeed: plan.seed))))
+    }
+
+    /// Drops a worker and puts the tasks it held back in the queue. A worker that died or vanished
+    /// uses up an attempt of each task it held (a task that kills workers must not loop forever).
+    mutating func forget(_ peer: PeerID, reason: String, countsAsAttempt: Bool = true, now: Instant,
+                                 _ actions: inout [CoordinatorAction]) {
+        guard let worker = workers.removeValue(forKey: peer) else { return }
+        if peerByWorkerID[worker.workerID] == peer { peerByWorkerID[worker.workerID] = nil }
+        summary.counters.workersLost += 1
+        actions.append(.log(.warning, "worker \(worker.workerID) removed: \(reason); \(worker.inFlight.count) task(s) go back to the queue"))
+        for id in worker.inFlight.sorted() {
+            guard var task = tasks[id] else { continue }
+            task.holders.remove(peer)
+            tasks[id] = task
+            if task.holders.isEmpty && !task.queued {
+                if countsAsAttempt {
+                    retry(id, error: "worker \(worker.workerID) was lost (\(reason))", &actions)
+                } else {
+                    requeue(id)
+                }
+            }
+        }
+    }
+
+    mutating func handle(_ result: ScoreResult, from peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
+        let workerID = workers[peer]!.workerID
+        workers[peer]!.inFlight.remove(result.taskID)
+        guard var task = tasks[result.taskID] else {
+            summary.counters.duplicateResults += 1
+            actions.append(.log(.debug, "dropped late or duplicate result for task \(result.taskID) from \(workerID)"))
+            return
+        }
+        task.holders.remove(peer)
+        tasks[result.taskID] = task
+        switch result.outcome {
+        case .failure(let message):
+            actions.append(.log(.warning, "RM \(task.rm) failed task \(task.id) on worker \(workerID) (attempt \(task.attempt)): \(message)"))
+            tasks[task.id]!.avoid.insert(peer)
+            retry(task.id, error: "worker \(workerID): \(message)", &actions)
+        case .success(let perItem):
+            if let problem = validate(perItem, for: task) {
+                summary.counters.invalidResults += 1
+                if Self.worthLogging(summary.counters.invalidResults) { actions.append(.log(.error, "worker \(workerID) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried")) }
+                tasks[task.id]!.avoid.insert(peer)
+                retry(task.id, error: "worker \(workerID) sent an invalid result: \(problem)", &actions)
+                return
+            }
+            complete(task, scores: perItem, journaled: false, &actions)
+        }
+    }
+
+    func validate(_ perItem: [[Double]], for task: ScoreTaskState) -> String? {
+        guard perItem.count == task.range.count else {
+            return "\(perItem.count) score lists for \(task.range.count) prompts"
+        }
+        for (offset, index) in task.range.enumerated() {
+            let expected = prompts[index].candidates.count
+            let got = perItem[offset]
+            if got.count != expected {
+                return "prompt \(prompts[index].id) has \(expected) candidates but \(got.count) scores"
+            }
+            if let bad = got.firstIndex(where: { !$0.isFinite }) {
+                return "prompt \(prompts[index].id) candidate \(bad) scored \(got[bad]) (scores must be finite)"
+            }
+        }
+        return nil
+    }
+
+    mutating func complete(_ task: ScoreTaskState, scores perItem: [[Double]], journaled: Bool, _ actions: inout [CoordinatorAction]) {
+        if !journaled {
+            actions.append(.journal(.scored(batch: task.batch, rm: task.rm, firstPrompt: task.range.lowerBound, scores: perItem), sync: false))
+        }
+        tasks[task.id] = nil
+        if task.queued { queues[task.rm]?.removeAll { $0 == task.id } }
+        guard var batch = batches[task.batch] else { preconditionFailure("task \(task.id) belongs to no open batch") }
+        let base = batch.range.lowerBound
+        for (offset, index) in task.range.enumerated() { batch.scores[task.rm]![index - base] = perItem[offset] }
+        batch.remainingTasks -= 1
+        batches[task.batch] = batch
+        summary.recordRMCalls(rm: task.rm, prompts: prompts[task.range])
+        completeBatches(&actions)
+    }
+
+    /// Queues a task again at the front, with the same attempt number.
+    mutating func requeue(_ id: UInt64) {
+        tasks[id]!.queued = true
+        tasks[id]!.deadline = nil
+        queues[tasks[id]!.rm, default: []].insert(id, at: 0)
+    }
+
+    /// Queues a task again with attempt + 1, or fails the run once its attempts are used up.
+    mutating func retry(_ id: UInt64, error: String, _ actions: inout [CoordinatorAction]) {
+        guard var task = tasks[id] else { return }
+        task.lastError = error
+        // Still out with another worker (a lease expired earlier): that one may yet answer.
+        if !task.holders.isEmpty || task.queued {
+            tasks[id] = task
+            return
+        }
+        task.attempt += 1
+        if task.attempt > plan.scheduler.maxAttempts {
+            tasks[id] = task
+            let ids = prompts[task.range].map(\.id)
+            fail("reward model \(task.rm) could not score task \(id) (iteration \(iteration), prompts \(ids.first ?? "")...\(ids.last ?? "")) after \(plan.scheduler.maxAttempts) attempts; last error: \(error). Fix the RM or the worker and resume the run.", &actions)
+            return
+        }
+        tasks[id] = task
+        requeue(id)
+        summary.counters.tasksRetried += 1
+    }
+
+    mutating func fail(_ message: String, _ actions: inout [CoordinatorAction]) {
+        guard phase == .running else { return }
+        phase = .failed
+        for peer in workers.keys.sorted() { actions.append(.send(to: peer, .shutdown(reason: "run failed: \(message)"))) }
+        actions.append(.fail(message))
+    }
+}
