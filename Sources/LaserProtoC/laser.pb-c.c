@@ -682,7 +682,277 @@ void   laser__v1__shutdown__free_unpacked
   assert(message->base.descriptor == &laser__v1__shutdown__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[9] =
+void   laser__v1__trainer_hello__init
+                     (Laser__V1__TrainerHello         *message)
+{
+  static const Laser__V1__TrainerHello init_value = LASER__V1__TRAINER_HELLO__INIT;
+  *message = init_value;
+}
+size_t laser__v1__trainer_hello__get_packed_size
+                     (const Laser__V1__TrainerHello *message)
+{
+  assert(message->base.descriptor == &laser__v1__trainer_hello__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__trainer_hello__pack
+                     (const Laser__V1__TrainerHello *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__trainer_hello__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__trainer_hello__pack_to_buffer
+                     (const Laser__V1__TrainerHello *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__trainer_hello__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__TrainerHello *
+       laser__v1__trainer_hello__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__TrainerHello *)
+     protobuf_c_message_unpack (&laser__v1__trainer_hello__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__trainer_hello__free_unpacked
+                     (Laser__V1__TrainerHello *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__trainer_hello__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   laser__v1__trainer_welcome__init
+                     (Laser__V1__TrainerWelcome         *message)
+{
+  static const Laser__V1__TrainerWelcome init_value = LASER__V1__TRAINER_WELCOME__INIT;
+  *message = init_value;
+}
+size_t laser__v1__trainer_welcome__get_packed_size
+                     (const Laser__V1__TrainerWelcome *message)
+{
+  assert(message->base.descriptor == &laser__v1__trainer_welcome__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__trainer_welcome__pack
+                     (const Laser__V1__TrainerWelcome *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__trainer_welcome__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__trainer_welcome__pack_to_buffer
+                     (const Laser__V1__TrainerWelcome *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__trainer_welcome__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__TrainerWelcome *
+       laser__v1__trainer_welcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__TrainerWelcome *)
+     protobuf_c_message_unpack (&laser__v1__trainer_welcome__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__trainer_welcome__free_unpacked
+                     (Laser__V1__TrainerWelcome *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__trainer_welcome__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   laser__v1__preference_pair__init
+                     (Laser__V1__PreferencePair         *message)
+{
+  static const Laser__V1__PreferencePair init_value = LASER__V1__PREFERENCE_PAIR__INIT;
+  *message = init_value;
+}
+size_t laser__v1__preference_pair__get_packed_size
+                     (const Laser__V1__PreferencePair *message)
+{
+  assert(message->base.descriptor == &laser__v1__preference_pair__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__preference_pair__pack
+                     (const Laser__V1__PreferencePair *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__preference_pair__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__preference_pair__pack_to_buffer
+                     (const Laser__V1__PreferencePair *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__preference_pair__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__PreferencePair *
+       laser__v1__preference_pair__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__PreferencePair *)
+     protobuf_c_message_unpack (&laser__v1__preference_pair__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__preference_pair__free_unpacked
+                     (Laser__V1__PreferencePair *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__preference_pair__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   laser__v1__preference_batch__init
+                     (Laser__V1__PreferenceBatch         *message)
+{
+  static const Laser__V1__PreferenceBatch init_value = LASER__V1__PREFERENCE_BATCH__INIT;
+  *message = init_value;
+}
+size_t laser__v1__preference_batch__get_packed_size
+                     (const Laser__V1__PreferenceBatch *message)
+{
+  assert(message->base.descriptor == &laser__v1__preference_batch__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__preference_batch__pack
+                     (const Laser__V1__PreferenceBatch *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__preference_batch__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__preference_batch__pack_to_buffer
+                     (const Laser__V1__PreferenceBatch *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__preference_batch__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__PreferenceBatch *
+       laser__v1__preference_batch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__PreferenceBatch *)
+     protobuf_c_message_unpack (&laser__v1__preference_batch__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__preference_batch__free_unpacked
+                     (Laser__V1__PreferenceBatch *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__preference_batch__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   laser__v1__batch_feedback__init
+                     (Laser__V1__BatchFeedback         *message)
+{
+  static const Laser__V1__BatchFeedback init_value = LASER__V1__BATCH_FEEDBACK__INIT;
+  *message = init_value;
+}
+size_t laser__v1__batch_feedback__get_packed_size
+                     (const Laser__V1__BatchFeedback *message)
+{
+  assert(message->base.descriptor == &laser__v1__batch_feedback__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__batch_feedback__pack
+                     (const Laser__V1__BatchFeedback *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__batch_feedback__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__batch_feedback__pack_to_buffer
+                     (const Laser__V1__BatchFeedback *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__batch_feedback__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__BatchFeedback *
+       laser__v1__batch_feedback__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__BatchFeedback *)
+     protobuf_c_message_unpack (&laser__v1__batch_feedback__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__batch_feedback__free_unpacked
+                     (Laser__V1__BatchFeedback *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__batch_feedback__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   laser__v1__feedback_ack__init
+                     (Laser__V1__FeedbackAck         *message)
+{
+  static const Laser__V1__FeedbackAck init_value = LASER__V1__FEEDBACK_ACK__INIT;
+  *message = init_value;
+}
+size_t laser__v1__feedback_ack__get_packed_size
+                     (const Laser__V1__FeedbackAck *message)
+{
+  assert(message->base.descriptor == &laser__v1__feedback_ack__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__feedback_ack__pack
+                     (const Laser__V1__FeedbackAck *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__feedback_ack__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__feedback_ack__pack_to_buffer
+                     (const Laser__V1__FeedbackAck *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__feedback_ack__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__FeedbackAck *
+       laser__v1__feedback_ack__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__FeedbackAck *)
+     protobuf_c_message_unpack (&laser__v1__feedback_ack__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__feedback_ack__free_unpacked
+                     (Laser__V1__FeedbackAck *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__feedback_ack__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[14] =
 {
   {
     "protocol_version",
@@ -792,23 +1062,89 @@ static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[9] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "trainer_hello",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, trainer_hello),
+    &laser__v1__trainer_hello__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trainer_welcome",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, trainer_welcome),
+    &laser__v1__trainer_welcome__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "preference_batch",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, preference_batch),
+    &laser__v1__preference_batch__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "batch_feedback",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, batch_feedback),
+    &laser__v1__batch_feedback__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "feedback_ack",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, feedback_ack),
+    &laser__v1__feedback_ack__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__envelope__field_indices_by_name[] = {
+  12,   /* field[12] = batch_feedback */
   7,   /* field[7] = disconnect */
+  13,   /* field[13] = feedback_ack */
   4,   /* field[4] = heartbeat */
   1,   /* field[1] = hello */
+  11,   /* field[11] = preference_batch */
   0,   /* field[0] = protocol_version */
   3,   /* field[3] = reject */
   6,   /* field[6] = score_result */
   5,   /* field[5] = score_task */
   8,   /* field[8] = shutdown */
+  9,   /* field[9] = trainer_hello */
+  10,   /* field[10] = trainer_welcome */
   2,   /* field[2] = welcome */
 };
-static const ProtobufCIntRange laser__v1__envelope__number_ranges[2 + 1] =
+static const ProtobufCIntRange laser__v1__envelope__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 10, 1 },
-  { 0, 9 }
+  { 20, 9 },
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
 {
@@ -818,10 +1154,10 @@ const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
   "Laser__V1__Envelope",
   "laser.v1",
   sizeof(Laser__V1__Envelope),
-  9,
+  14,
   laser__v1__envelope__field_descriptors,
   laser__v1__envelope__field_indices_by_name,
-  2,  laser__v1__envelope__number_ranges,
+  3,  laser__v1__envelope__number_ranges,
   (ProtobufCMessageInit) laser__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -1621,5 +1957,493 @@ const ProtobufCMessageDescriptor laser__v1__shutdown__descriptor =
   laser__v1__shutdown__field_indices_by_name,
   1,  laser__v1__shutdown__number_ranges,
   (ProtobufCMessageInit) laser__v1__shutdown__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__trainer_hello__field_descriptors[3] =
+{
+  {
+    "trainer_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerHello, trainer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "window",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerHello, window),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "software_version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerHello, software_version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__trainer_hello__field_indices_by_name[] = {
+  2,   /* field[2] = software_version */
+  0,   /* field[0] = trainer_id */
+  1,   /* field[1] = window */
+};
+static const ProtobufCIntRange laser__v1__trainer_hello__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor laser__v1__trainer_hello__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.TrainerHello",
+  "TrainerHello",
+  "Laser__V1__TrainerHello",
+  "laser.v1",
+  sizeof(Laser__V1__TrainerHello),
+  3,
+  laser__v1__trainer_hello__field_descriptors,
+  laser__v1__trainer_hello__field_indices_by_name,
+  1,  laser__v1__trainer_hello__number_ranges,
+  (ProtobufCMessageInit) laser__v1__trainer_hello__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__trainer_welcome__field_descriptors[4] =
+{
+  {
+    "coordinator_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerWelcome, coordinator_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "heartbeat_interval_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerWelcome, heartbeat_interval_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "liveness",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerWelcome, liveness),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wants_loss",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerWelcome, wants_loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__trainer_welcome__field_indices_by_name[] = {
+  0,   /* field[0] = coordinator_id */
+  1,   /* field[1] = heartbeat_interval_ms */
+  2,   /* field[2] = liveness */
+  3,   /* field[3] = wants_loss */
+};
+static const ProtobufCIntRange laser__v1__trainer_welcome__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.TrainerWelcome",
+  "TrainerWelcome",
+  "Laser__V1__TrainerWelcome",
+  "laser.v1",
+  sizeof(Laser__V1__TrainerWelcome),
+  4,
+  laser__v1__trainer_welcome__field_descriptors,
+  laser__v1__trainer_welcome__field_indices_by_name,
+  1,  laser__v1__trainer_welcome__number_ranges,
+  (ProtobufCMessageInit) laser__v1__trainer_welcome__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__preference_pair__field_descriptors[6] =
+{
+  {
+    "prompt",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferencePair, prompt),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chosen",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferencePair, chosen),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rejected",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferencePair, rejected),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chosen_score",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferencePair, chosen_score),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rejected_score",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferencePair, rejected_score),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prompt_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferencePair, prompt_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__preference_pair__field_indices_by_name[] = {
+  1,   /* field[1] = chosen */
+  3,   /* field[3] = chosen_score */
+  0,   /* field[0] = prompt */
+  5,   /* field[5] = prompt_id */
+  2,   /* field[2] = rejected */
+  4,   /* field[4] = rejected_score */
+};
+static const ProtobufCIntRange laser__v1__preference_pair__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor laser__v1__preference_pair__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.PreferencePair",
+  "PreferencePair",
+  "Laser__V1__PreferencePair",
+  "laser.v1",
+  sizeof(Laser__V1__PreferencePair),
+  6,
+  laser__v1__preference_pair__field_descriptors,
+  laser__v1__preference_pair__field_indices_by_name,
+  1,  laser__v1__preference_pair__number_ranges,
+  (ProtobufCMessageInit) laser__v1__preference_pair__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__preference_batch__field_descriptors[6] =
+{
+  {
+    "global_batch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferenceBatch, global_batch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "iteration",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferenceBatch, iteration),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "batch",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferenceBatch, batch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reward_model",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferenceBatch, reward_model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pairs",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__PreferenceBatch, n_pairs),
+    offsetof(Laser__V1__PreferenceBatch, pairs),
+    &laser__v1__preference_pair__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "path",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__PreferenceBatch, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__preference_batch__field_indices_by_name[] = {
+  2,   /* field[2] = batch */
+  0,   /* field[0] = global_batch */
+  1,   /* field[1] = iteration */
+  4,   /* field[4] = pairs */
+  5,   /* field[5] = path */
+  3,   /* field[3] = reward_model */
+};
+static const ProtobufCIntRange laser__v1__preference_batch__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor laser__v1__preference_batch__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.PreferenceBatch",
+  "PreferenceBatch",
+  "Laser__V1__PreferenceBatch",
+  "laser.v1",
+  sizeof(Laser__V1__PreferenceBatch),
+  6,
+  laser__v1__preference_batch__field_descriptors,
+  laser__v1__preference_batch__field_indices_by_name,
+  1,  laser__v1__preference_batch__number_ranges,
+  (ProtobufCMessageInit) laser__v1__preference_batch__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__batch_feedback__field_descriptors[4] =
+{
+  {
+    "global_batch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, global_batch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "loss",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "iteration",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, iteration),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "batch",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, batch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__batch_feedback__field_indices_by_name[] = {
+  3,   /* field[3] = batch */
+  0,   /* field[0] = global_batch */
+  2,   /* field[2] = iteration */
+  1,   /* field[1] = loss */
+};
+static const ProtobufCIntRange laser__v1__batch_feedback__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor laser__v1__batch_feedback__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.BatchFeedback",
+  "BatchFeedback",
+  "Laser__V1__BatchFeedback",
+  "laser.v1",
+  sizeof(Laser__V1__BatchFeedback),
+  4,
+  laser__v1__batch_feedback__field_descriptors,
+  laser__v1__batch_feedback__field_indices_by_name,
+  1,  laser__v1__batch_feedback__number_ranges,
+  (ProtobufCMessageInit) laser__v1__batch_feedback__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__feedback_ack__field_descriptors[3] =
+{
+  {
+    "global_batch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__FeedbackAck, global_batch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "accepted",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__FeedbackAck, accepted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__FeedbackAck, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__feedback_ack__field_indices_by_name[] = {
+  1,   /* field[1] = accepted */
+  0,   /* field[0] = global_batch */
+  2,   /* field[2] = reason */
+};
+static const ProtobufCIntRange laser__v1__feedback_ack__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor laser__v1__feedback_ack__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.FeedbackAck",
+  "FeedbackAck",
+  "Laser__V1__FeedbackAck",
+  "laser.v1",
+  sizeof(Laser__V1__FeedbackAck),
+  3,
+  laser__v1__feedback_ack__field_descriptors,
+  laser__v1__feedback_ack__field_indices_by_name,
+  1,  laser__v1__feedback_ack__number_ranges,
+  (ProtobufCMessageInit) laser__v1__feedback_ack__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

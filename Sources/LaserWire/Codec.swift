@@ -118,6 +118,58 @@ public enum WireCodec {
             m.pointee.reason = arena.string(reason)
             env.body_case = LASER__V1__ENVELOPE__BODY_SHUTDOWN
             env.shutdown = m
+        case .trainerHello(let h):
+            let m = arena.make(Laser__V1__TrainerHello.self, laser__v1__trainer_hello__init)
+            m.pointee.trainer_id = arena.string(h.trainerID)
+            m.pointee.window = h.window
+            m.pointee.software_version = arena.string(h.softwareVersion)
+            env.body_case = LASER__V1__ENVELOPE__BODY_TRAINER_HELLO
+            env.trainer_hello = m
+        case .trainerWelcome(let w):
+            let m = arena.make(Laser__V1__TrainerWelcome.self, laser__v1__trainer_welcome__init)
+            m.pointee.coordinator_id = arena.string(w.coordinatorID)
+            m.pointee.heartbeat_interval_ms = w.heartbeatIntervalMs
+            m.pointee.liveness = w.liveness
+            m.pointee.wants_loss = w.wantsLoss ? 1 : 0
+            env.body_case = LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME
+            env.trainer_welcome = m
+        case .preferenceBatch(let b):
+            let m = arena.make(Laser__V1__PreferenceBatch.self, laser__v1__preference_batch__init)
+            m.pointee.global_batch = b.globalBatch
+            m.pointee.iteration = b.iteration
+            m.pointee.batch = b.batch
+            m.pointee.reward_model = arena.string(b.rewardModel)
+            m.pointee.path = arena.string(b.path)
+            let pairs = arena.array(UnsafeMutablePointer<Laser__V1__PreferencePair>?.self, count: b.pairs.count)
+            for (i, p) in b.pairs.enumerated() {
+                let q = arena.make(Laser__V1__PreferencePair.self, laser__v1__preference_pair__init)
+                q.pointee.prompt = arena.string(p.prompt)
+                q.pointee.chosen = arena.string(p.chosen)
+                q.pointee.rejected = arena.string(p.rejected)
+                q.pointee.chosen_score = p.chosenScore
+                q.pointee.rejected_score = p.rejectedScore
+                q.pointee.prompt_id = arena.string(p.promptID)
+                pairs[i] = q
+            }
+            m.pointee.n_pairs = b.pairs.count
+            m.pointee.pairs = pairs
+            env.body_case = LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH
+            env.preference_batch = m
+        case .batchFeedback(let f):
+            let m = arena.make(Laser__V1__BatchFeedback.self, laser__v1__batch_feedback__init)
+            m.pointee.global_batch = f.globalBatch
+            m.pointee.loss = f.loss
+            m.pointee.iteration = f.iteration
+            m.pointee.batch = f.batch
+            env.body_case = LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK
+            env.batch_feedback = m
+        case .feedbackAck(let a):
+            let m = arena.make(Laser__V1__FeedbackAck.self, laser__v1__feedback_ack__init)
+            m.pointee.global_batch = a.globalBatch
+            m.pointee.accepted = a.accepted ? 1 : 0
+            m.pointee.reason = arena.string(a.reason)
+            env.body_case = LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK
+            env.feedback_ack = m
         }
         let size = laser__v1__envelope__get_packed_size(&env)
         var out = [UInt8](repeating: 0, count: size)
@@ -214,6 +266,38 @@ public enum WireCodec {
             return .disconnect(reason: try text(e.disconnect!.pointee.reason, "Disconnect.reason"))
         case LASER__V1__ENVELOPE__BODY_SHUTDOWN:
             return .shutdown(reason: try text(e.shutdown!.pointee.reason, "Shutdown.reason"))
+        case LASER__V1__ENVELOPE__BODY_TRAINER_HELLO:
+            let h = e.trainer_hello!.pointee
+            return .trainerHello(TrainerHello(
+                trainerID: try text(h.trainer_id, "TrainerHello.trainer_id"), window: h.window,
+                softwareVersion: try text(h.software_version, "TrainerHello.software_version")))
+        case LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME:
+            let w = e.trainer_welcome!.pointee
+            return .trainerWelcome(TrainerWelcome(
+                coordinatorID: try text(w.coordinator_id, "TrainerWelcome.coordinator_id"),
+                heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness, wantsLoss: w.wants_loss != 0))
+        case LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH:
+            let b = e.preference_batch!.pointee
+            var pairs: [TrainerPair] = []
+            pairs.reserveCapacity(b.n_pairs)
+            for i in 0..<b.n_pairs {
+                let p = b.pairs[i]!.pointee
+                pairs.append(TrainerPair(
+                    prompt: try text(p.prompt, "PreferencePair.prompt"), chosen: try text(p.chosen, "PreferencePair.chosen"),
+                    rejected: try text(p.rejected, "PreferencePair.rejected"), chosenScore: p.chosen_score,
+                    rejectedScore: p.rejected_score, promptID: try text(p.prompt_id, "PreferencePair.prompt_id")))
+            }
+            return .preferenceBatch(PreferenceBatch(
+                globalBatch: b.global_batch, iteration: b.iteration, batch: b.batch,
+                rewardModel: try text(b.reward_model, "PreferenceBatch.reward_model"), pairs: pairs,
+                path: try text(b.path, "PreferenceBatch.path")))
+        case LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK:
+            let f = e.batch_feedback!.pointee
+            return .batchFeedback(BatchFeedback(globalBatch: f.global_batch, loss: f.loss, iteration: f.iteration, batch: f.batch))
+        case LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK:
+            let a = e.feedback_ack!.pointee
+            return .feedbackAck(FeedbackAck(globalBatch: a.global_batch, accepted: a.accepted != 0,
+                                            reason: try text(a.reason, "FeedbackAck.reason")))
         default:
             throw WireError("Envelope carries no message this build knows (body field \(e.body_case.rawValue))")
         }

@@ -11,6 +11,11 @@ public enum WireMessage: Equatable, Sendable {
     case scoreResult(ScoreResult)
     case disconnect(reason: String)
     case shutdown(reason: String)
+    case trainerHello(TrainerHello)
+    case trainerWelcome(TrainerWelcome)
+    case preferenceBatch(PreferenceBatch)
+    case batchFeedback(BatchFeedback)
+    case feedbackAck(FeedbackAck)
 
     /// The message's name as in the proto file, for logs and errors.
     public var kind: String {
@@ -23,6 +28,11 @@ public enum WireMessage: Equatable, Sendable {
         case .scoreResult: return "ScoreResult"
         case .disconnect: return "Disconnect"
         case .shutdown: return "Shutdown"
+        case .trainerHello: return "TrainerHello"
+        case .trainerWelcome: return "TrainerWelcome"
+        case .preferenceBatch: return "PreferenceBatch"
+        case .batchFeedback: return "BatchFeedback"
+        case .feedbackAck: return "FeedbackAck"
         }
     }
 }
@@ -124,6 +134,102 @@ public struct ScoreResult: Equatable, Sendable {
         self.attempt = attempt
         self.outcome = outcome
         self.elapsedMicros = elapsedMicros
+    }
+}
+
+/// trainer -> coordinator: a trainer connects; `window` bounds the batches it holds without a loss.
+public struct TrainerHello: Equatable, Sendable {
+    public var trainerID: String
+    public var window: UInt32
+    public var softwareVersion: String
+
+    public init(trainerID: String, window: UInt32, softwareVersion: String) {
+        self.trainerID = trainerID
+        self.window = window
+        self.softwareVersion = softwareVersion
+    }
+}
+
+/// coordinator -> trainer: accepted; batches follow in order.
+public struct TrainerWelcome: Equatable, Sendable {
+    public var coordinatorID: String
+    public var heartbeatIntervalMs: UInt32
+    public var liveness: UInt32
+    /// Whether the coordinator waits for the trainer's losses (reward.source: trainer-loss).
+    public var wantsLoss: Bool
+
+    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32, wantsLoss: Bool) {
+        self.coordinatorID = coordinatorID
+        self.heartbeatIntervalMs = heartbeatIntervalMs
+        self.liveness = liveness
+        self.wantsLoss = wantsLoss
+    }
+}
+
+/// One preference pair as a trainer receives it.
+public struct TrainerPair: Equatable, Sendable {
+    public var prompt: String
+    public var chosen: String
+    public var rejected: String
+    public var chosenScore: Double
+    public var rejectedScore: Double
+    public var promptID: String
+
+    public init(prompt: String, chosen: String, rejected: String, chosenScore: Double, rejectedScore: Double, promptID: String) {
+        self.prompt = prompt
+        self.chosen = chosen
+        self.rejected = rejected
+        self.chosenScore = chosenScore
+        self.rejectedScore = rejectedScore
+        self.promptID = promptID
+    }
+}
+
+/// coordinator -> trainer: one mini-batch of pairs.
+public struct PreferenceBatch: Equatable, Sendable {
+    public var globalBatch: UInt64
+    public var iteration: UInt32
+    public var batch: UInt32
+    public var rewardModel: String
+    public var pairs: [TrainerPair]
+    public var path: String
+
+    public init(globalBatch: UInt64, iteration: UInt32, batch: UInt32, rewardModel: String, pairs: [TrainerPair], path: String) {
+        self.globalBatch = globalBatch
+        self.iteration = iteration
+        self.batch = batch
+        self.rewardModel = rewardModel
+        self.pairs = pairs
+        self.path = path
+    }
+}
+
+/// trainer -> coordinator: the loss on a batch. `iteration > 0` addresses it by iteration and batch
+/// (as in its file name) instead of `globalBatch`.
+public struct BatchFeedback: Equatable, Sendable {
+    public var globalBatch: UInt64
+    public var loss: Double
+    public var iteration: UInt32
+    public var batch: UInt32
+
+    public init(globalBatch: UInt64, loss: Double, iteration: UInt32 = 0, batch: UInt32 = 0) {
+        self.globalBatch = globalBatch
+        self.loss = loss
+        self.iteration = iteration
+        self.batch = batch
+    }
+}
+
+/// coordinator -> sender of a BatchFeedback.
+public struct FeedbackAck: Equatable, Sendable {
+    public var globalBatch: UInt64
+    public var accepted: Bool
+    public var reason: String
+
+    public init(globalBatch: UInt64, accepted: Bool, reason: String) {
+        self.globalBatch = globalBatch
+        self.accepted = accepted
+        self.reason = reason
     }
 }
 

@@ -1,4 +1,5 @@
 import StableRandom
+import Foundation
 import LaserWire
 import Testing
 @testable import LaserCore
@@ -52,6 +53,12 @@ struct Simulation {
     /// Chance per step that the coordinator crashes (and is resumed from its journal).
     var crashRate: UInt64 = 0
     var maxCrashes = 0
+    /// A simulated trainer (reward.source: trainer-loss): answers each batch with a stand-in loss.
+    var trainerPeer: PeerID?
+    var trainerWindow: UInt32 = 1
+    /// Losses the trainer reported, by global batch, as often as it reported them.
+    var lossesSent: [Int: Int] = [:]
+    var lossesAccepted = 0
     var rng: SplitMix64
     var workers: [SimWorker]
     var iterations: [[PromptRecord]]
@@ -112,6 +119,7 @@ struct Simulation {
         for i in workers.indices {
             feed(.message(from: workers[i].peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim"))))
         }
+        if let t = trainerPeer { feed(.message(from: t, .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim")))) }
         var steps = 0
         while finished == nil && failure == nil && steps < maxSteps {
             steps += 1
@@ -131,6 +139,7 @@ struct Simulation {
                     workers[i].lastHeartbeat = now
                     feed(.message(from: workers[i].peer, .heartbeat))
                 }
+                if let t = trainerPeer { feed(.message(from: t, .heartbeat)) }
             }
         }
     }
@@ -151,7 +160,26 @@ struct Simulation {
         feed(.start)
     }
 
+    /// The stand-in loss: a deterministic function of the batch's pairs (the mean logistic loss on the
+    /// score margins), so runs with the same decisions get the same rewards.
+    static func standInLoss(_ b: PreferenceBatch) -> Double {
+        b.pairs.reduce(0.0) { $0 + log1p(exp(-($1.chosenScore - $1.rejectedScore))) } / Double(max(1, b.pairs.count))
+    }
+
     mutating func deliver(_ message: WireMessage, to peer: PeerID) {
+        if peer == trainerPeer {
+            switch message {
+            case .disconnect:
+                feed(.message(from: peer, .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim"))))
+            case .preferenceBatch(let b):
+                lossesSent[Int(b.globalBatch), default: 0] += 1
+                feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: Self.standInLoss(b)))))
+            case .feedbackAck(let a):
+                if a.accepted { lossesAccepted += 1 }
+            default: break
+            }
+            return
+        }
         guard let i = workers.firstIndex(where: { $0.peer == peer }), !workers[i].dead else { return }
         if case .disconnect = message {
             // A real worker says Hello again when the coordinator no longer knows it.

@@ -21,6 +21,15 @@ import Testing
         .scoreResult(ScoreResult(taskID: 10, attempt: 2, outcome: .failure("CUDA OOM"), elapsedMicros: 5)),
         .disconnect(reason: "unknown peer"),
         .shutdown(reason: "run complete"),
+        .trainerHello(TrainerHello(trainerID: "rank0", window: 2, softwareVersion: "py")),
+        .trainerWelcome(TrainerWelcome(coordinatorID: "c", heartbeatIntervalMs: 500, liveness: 5, wantsLoss: true)),
+        .preferenceBatch(PreferenceBatch(globalBatch: 41, iteration: 3, batch: 7, rewardModel: "am", pairs: [
+            TrainerPair(prompt: "p", chosen: "c ✓", rejected: "r", chosenScore: 1, rejectedScore: -0.5, promptID: "id"),
+        ], path: "/runs/x/iterations/0003/batch-0007.jsonl")),
+        .preferenceBatch(PreferenceBatch(globalBatch: 0, iteration: 1, batch: 1, rewardModel: "ensemble", pairs: [], path: "")),
+        .batchFeedback(BatchFeedback(globalBatch: 41, loss: 0.6931)),
+        .batchFeedback(BatchFeedback(globalBatch: 0, loss: -2, iteration: 3, batch: 7)),
+        .feedbackAck(FeedbackAck(globalBatch: 41, accepted: false, reason: "already rewarded")),
     ]
 
     @Test(arguments: samples)

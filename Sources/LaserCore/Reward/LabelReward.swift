@@ -29,4 +29,6 @@ public struct LabelPairAccuracy: Equatable, Sendable {
 public enum RewardSource: String, Sendable, Codable, CaseIterable {
     /// Label-based pair accuracy of the batch's pairs (evaluation reward, needs labels or references).
     case labelPairAccuracy = "label-pair-accuracy"
+    /// The paper's reward: -loss of the trainer on the batch's pairs, reported after its step.
+    case trainerLoss = "trainer-loss"
 }

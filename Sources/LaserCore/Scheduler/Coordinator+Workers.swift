@@ -8,9 +8,26 @@ extension Coordinator {
             actions.append(.send(to: peer, .shutdown(reason: phase == .finished ? "run complete" : "run failed")))
             return
         }
-        if case .hello(let hello) = message {
+        switch message {
+        case .hello(let hello):
             register(hello, peer: peer, now: now, &actions)
             return
+        case .trainerHello(let hello):
+            registerTrainer(hello, peer: peer, now: now, &actions)
+            return
+        case .batchFeedback(let f):
+            if trainer?.peer == peer { trainer!.lastHeard = now }
+            receiveLoss(f, from: peer, &actions)
+            return
+        default:
+            if trainer?.peer == peer {
+                trainer!.lastHeard = now
+                if message != .heartbeat {
+                    summary.counters.malformedMessages += 1
+                    actions.append(.log(.warning, "trainer \(trainer!.trainerID) sent \(message.kind), which a trainer does not send; ignored"))
+                }
+                return
+            }
         }
         guard workers[peer] != nil else {
             // After a coordinator restart workers are unknown: tell them to say Hello again.
@@ -176,6 +193,7 @@ extension Coordinator {
         guard phase == .running else { return }
         phase = .failed
         for peer in workers.keys.sorted() { actions.append(.send(to: peer, .shutdown(reason: "run failed: \(message)"))) }
+        if let t = trainer { actions.append(.send(to: t.peer, .shutdown(reason: "run failed: \(message)"))) }
         actions.append(.fail(message))
     }
 }

@@ -50,8 +50,30 @@ public struct Coordinator: Sendable {
     }
     enum Feedback: Sendable {
         case reward(raw: Double, arm: Int, context: [Double])
+        /// The batch gave the trainer nothing (no pairs): the lowest reward, outside the normaliser.
+        case penalty(arm: Int, context: [Double])
         case none
     }
+
+    // The trainer endpoint (Coordinator+Trainer.swift).
+    struct Trainer: Sendable {
+        var peer: PeerID
+        var trainerID: String
+        var window: Int
+        var lastHeard: Instant
+        var lastSent: Instant
+        /// Batches sent and still waiting for their loss.
+        var sent: Set<Int> = []
+    }
+    var trainer: Trainer?
+    /// Emitted batches waiting for the trainer's loss (reward.source: trainer-loss), with what the
+    /// bandit update needs once it arrives.
+    struct AwaitingLoss: Sendable {
+        var batch: EmittedBatch
+        var arm: Int?
+        var context: [Double]
+    }
+    var awaitingLoss: [Int: AwaitingLoss] = [:]
     var batches: [Int: Batch] = [:]
     var feedback: [Int: Feedback] = [:]
     var nextGlobal = 0
@@ -79,7 +101,7 @@ public struct Coordinator: Sendable {
     // What the journal of an interrupted run says; consumed while the run replays.
     var recovery: Recovery
     /// Emitted batches without their pairs (selections.jsonl), including those replayed.
-    public private(set) var batchLog: [BatchOutcome] = []
+    public internal(set) var batchLog: [BatchOutcome] = []
     var starvationWarned: [String: Instant] = [:]
 
     /// A coordinator for `plan`; `journal` holds the records of an interrupted run to resume (empty for
@@ -135,9 +157,11 @@ public struct Coordinator: Sendable {
             if workers[peer] != nil { workers[peer]!.lastHeard = now }
         case .unreachable(let peer):
             summary.counters.undeliverable += 1
+            if trainer?.peer == peer { trainer = nil }
             if workers[peer] != nil { forget(peer, reason: "its connection is gone or it does not read", now: now, &actions) }
         case .tick:
             tick(now: now, &actions)
+            if phase == .running { trainerTick(now: now, &actions) }
         }
         if phase == .running {
             advance(now: now, &actions)
@@ -184,18 +208,22 @@ public struct Coordinator: Sendable {
                 progressed = true
             }
         }
-        guard phase == .running, iteration > 0, !loading, !iterationDone,
-              nextBatchInIteration == batchRanges.count, nextToEmit == nextGlobal else { return }
-        iterationDone = true
-        let seconds = now.milliseconds(since: iterationStart) / 1000
-        summary.setWallSeconds(seconds)
-        actions.append(.log(.info, "iteration \(iteration) complete: \(batchRanges.count) batches in \(String(format2(seconds))) s"))
-        if iteration < plan.iterations {
-            loading = true
-            actions.append(.loadIteration(iteration + 1))
-        } else if applied == nextGlobal {
+        if phase == .running, iteration > 0, !loading, !iterationDone,
+           nextBatchInIteration == batchRanges.count, nextToEmit == nextGlobal {
+            iterationDone = true
+            let seconds = now.milliseconds(since: iterationStart) / 1000
+            summary.setWallSeconds(seconds)
+            actions.append(.log(.info, "iteration \(iteration) complete: \(batchRanges.count) batches in \(String(format2(seconds))) s"))
+            if iteration < plan.iterations {
+                loading = true
+                actions.append(.loadIteration(iteration + 1))
+            }
+        }
+        // The run ends when the last iteration is emitted and every feedback (trainer losses too) applied.
+        if phase == .running, iterationDone, iteration == plan.iterations, applied == nextGlobal {
             phase = .finished
             for peer in workers.keys.sorted() { actions.append(.send(to: peer, .shutdown(reason: "run complete"))) }
+            if let t = trainer { actions.append(.send(to: t.peer, .shutdown(reason: "run complete"))) }
             actions.append(.finish(summary.build()))
         }
     }
@@ -254,10 +282,21 @@ public struct Coordinator: Sendable {
     }
 
     mutating func apply(_ f: Feedback, batch: Int, _ actions: inout [CoordinatorAction]) {
-        guard case .reward(let raw, let arm, let context) = f, selector.learns else { return }
-        let reward = plan.normalizeRewards ? normalizer.normalize(raw) : raw
-        selector.update(arm: arm, context: context, reward: reward)
-        actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) raw \(format4(raw)) reward \(format4(reward))"))
+        switch f {
+        case .none:
+            return
+        case .penalty(let arm, let context):
+            guard selector.learns else { return }
+            let reward = plan.normalizeRewards ? 0 : (normalizer.sortedHistory.first ?? 0)
+            selector.update(arm: arm, context: context, reward: reward)
+            actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) gave no pairs, reward \(format4(reward))"))
+        case .reward(let raw, let arm, let context):
+            summary.recordReward(arm: arm, raw: raw)
+            guard selector.learns else { return }
+            let reward = plan.normalizeRewards ? normalizer.normalize(raw) : raw
+            selector.update(arm: arm, context: context, reward: reward)
+            actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) raw \(format4(raw)) reward \(format4(reward))"))
+        }
     }
 
     /// Emits completed batches in batch order.
@@ -298,14 +337,23 @@ public struct Coordinator: Sendable {
                 pairs.append(pair)
             }
         }
-        // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
-        let raw: Double? = labelled ? (accuracy.value ?? 0) : nil
-        if let arm, let raw {
-            feedback[global] = .reward(raw: raw, arm: arm, context: batch.context)
-        } else {
-            feedback[global] = Feedback.none
+        var raw: Double?
+        switch plan.rewardSource {
+        case .labelPairAccuracy:
+            // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
+            raw = labelled ? (accuracy.value ?? 0) : nil
+            if let arm, let raw {
+                feedback[global] = .reward(raw: raw, arm: arm, context: batch.context)
+            } else {
+                feedback[global] = Feedback.none
+            }
+        case .trainerLoss:
+            raw = nil
+            if pairs.isEmpty {
+                feedback[global] = arm.map { .penalty(arm: $0, context: batch.context) } ?? Feedback.none
+            }
         }
-        summary.recordBatch(prompts: prompts[batch.range], rm: rmName, pairs: pairs, arm: arm, rawReward: raw)
+        summary.recordBatch(prompts: prompts[batch.range], rm: rmName, pairs: pairs, arm: arm)
         let emitted = EmittedBatch(
             iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmName,
             promptCount: batch.range.count, pairs: pairs, labelAccuracy: accuracy.value, rawReward: raw)
@@ -316,6 +364,14 @@ public struct Coordinator: Sendable {
             actions.append(.emitBatch(emitted))
             actions.append(.journal(.emitted(batch: global), sync: true))
         }
+        if plan.rewardSource == .trainerLoss && !pairs.isEmpty {
+            awaitingLoss[global] = AwaitingLoss(batch: emitted, arm: arm, context: batch.context)
+            if let loss = recovery.losses.removeValue(forKey: global) {
+                acceptLoss(loss, batch: global, journaled: true, &actions)
+            }
+        }
+        deliverToTrainer(&actions)
+        streamToTrainer(emitted, &actions)
     }
 
     // MARK: observation

@@ -8,6 +8,8 @@ public struct BatchOutcome: Sendable, Equatable {
     public var pairs: Int
     public var labelAccuracy: Double?
     public var rawReward: Double?
+    /// The trainer's loss on the batch (reward.source: trainer-loss).
+    public var loss: Double?
 
     init(_ b: EmittedBatch) {
         iteration = b.iteration

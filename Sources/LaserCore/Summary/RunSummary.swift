@@ -14,6 +14,9 @@ public struct RunSummary: Equatable, Sendable, Codable {
         public var duplicateResults = 0
         public var invalidResults = 0
         public var malformedMessages = 0
+        /// Trainer losses accepted, and refused (unknown or already rewarded batch, loss not finite, ...).
+        public var lossesAccepted = 0
+        public var lossesRejected = 0
         /// Messages from peers that never said Hello (answered with Disconnect).
         public var unknownPeerMessages = 0
         /// Messages that could not be handed to a peer (gone, or not reading).
@@ -107,8 +110,7 @@ struct SummaryBuilder: Equatable, Sendable {
 
     mutating func setWallSeconds(_ s: Double) { iterations[iterations.count - 1].summary.wallSeconds = s }
 
-    mutating func recordBatch(prompts: ArraySlice<PromptRecord>, rm: String, pairs: [PreferencePair],
-                              arm: Int?, rawReward: Double?) {
+    mutating func recordBatch(prompts: ArraySlice<PromptRecord>, rm: String, pairs: [PreferencePair], arm: Int?) {
         var it = iterations.removeLast()
         it.summary.batches += 1
         it.summary.pairs += pairs.count
@@ -125,14 +127,13 @@ struct SummaryBuilder: Equatable, Sendable {
             it.accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
         }
         iterations.append(it)
-        if let arm {
-            arms[arm].batches += 1
-            if let r = rawReward {
-                arms[arm].rewardedBatches += 1
-                rewardSums[arm] += r
-                arms[arm].meanRawReward = rewardSums[arm] / Double(arms[arm].rewardedBatches)
-            }
-        }
+        if let arm { arms[arm].batches += 1 }
+    }
+
+    mutating func recordReward(arm: Int, raw: Double) {
+        arms[arm].rewardedBatches += 1
+        rewardSums[arm] += raw
+        arms[arm].meanRawReward = rewardSums[arm] / Double(arms[arm].rewardedBatches)
     }
 
     mutating func recordRMCalls(rm: String, prompts: ArraySlice<PromptRecord>) {

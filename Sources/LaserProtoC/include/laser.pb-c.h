@@ -30,6 +30,12 @@ typedef struct Laser__V1__ScoreFailure Laser__V1__ScoreFailure;
 typedef struct Laser__V1__ScoreResult Laser__V1__ScoreResult;
 typedef struct Laser__V1__Disconnect Laser__V1__Disconnect;
 typedef struct Laser__V1__Shutdown Laser__V1__Shutdown;
+typedef struct Laser__V1__TrainerHello Laser__V1__TrainerHello;
+typedef struct Laser__V1__TrainerWelcome Laser__V1__TrainerWelcome;
+typedef struct Laser__V1__PreferencePair Laser__V1__PreferencePair;
+typedef struct Laser__V1__PreferenceBatch Laser__V1__PreferenceBatch;
+typedef struct Laser__V1__BatchFeedback Laser__V1__BatchFeedback;
+typedef struct Laser__V1__FeedbackAck Laser__V1__FeedbackAck;
 
 
 /* --- enums --- */
@@ -46,7 +52,12 @@ typedef enum {
   LASER__V1__ENVELOPE__BODY_SCORE_TASK = 14,
   LASER__V1__ENVELOPE__BODY_SCORE_RESULT = 15,
   LASER__V1__ENVELOPE__BODY_DISCONNECT = 16,
-  LASER__V1__ENVELOPE__BODY_SHUTDOWN = 17
+  LASER__V1__ENVELOPE__BODY_SHUTDOWN = 17,
+  LASER__V1__ENVELOPE__BODY_TRAINER_HELLO = 20,
+  LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME = 21,
+  LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH = 22,
+  LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK = 23,
+  LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK = 24
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LASER__V1__ENVELOPE__BODY__CASE)
 } Laser__V1__Envelope__BodyCase;
 
@@ -67,6 +78,14 @@ struct  Laser__V1__Envelope
     Laser__V1__ScoreResult *score_result;
     Laser__V1__Disconnect *disconnect;
     Laser__V1__Shutdown *shutdown;
+    /*
+     * Trainer endpoint (20-39).
+     */
+    Laser__V1__TrainerHello *trainer_hello;
+    Laser__V1__TrainerWelcome *trainer_welcome;
+    Laser__V1__PreferenceBatch *preference_batch;
+    Laser__V1__BatchFeedback *batch_feedback;
+    Laser__V1__FeedbackAck *feedback_ack;
   };
 };
 #define LASER__V1__ENVELOPE__INIT \
@@ -316,6 +335,126 @@ struct  Laser__V1__Shutdown
 #define LASER__V1__SHUTDOWN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__shutdown__descriptor) \
     , (char *)protobuf_c_empty_string }
+
+
+/*
+ * trainer -> coordinator: a trainer connects (the same ROUTER socket as the workers). One trainer is
+ * active at a time; a new TrainerHello replaces the previous trainer.
+ */
+struct  Laser__V1__TrainerHello
+{
+  ProtobufCMessage base;
+  char *trainer_id;
+  /*
+   * Most batches the trainer accepts before it has reported their losses (at least 1).
+   */
+  uint32_t window;
+  char *software_version;
+};
+#define LASER__V1__TRAINER_HELLO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__trainer_hello__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * coordinator -> trainer: accepted. Batches follow in order, starting with the first one that has no
+ * loss yet (after a restart of either side, earlier batches are not sent again).
+ */
+struct  Laser__V1__TrainerWelcome
+{
+  ProtobufCMessage base;
+  char *coordinator_id;
+  uint32_t heartbeat_interval_ms;
+  uint32_t liveness;
+  /*
+   * Whether the coordinator waits for losses (reward.source = trainer-loss).
+   */
+  protobuf_c_boolean wants_loss;
+};
+#define LASER__V1__TRAINER_WELCOME__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__trainer_welcome__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+struct  Laser__V1__PreferencePair
+{
+  ProtobufCMessage base;
+  char *prompt;
+  char *chosen;
+  char *rejected;
+  double chosen_score;
+  double rejected_score;
+  char *prompt_id;
+};
+#define LASER__V1__PREFERENCE_PAIR__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__preference_pair__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * coordinator -> trainer: one mini-batch of preference pairs (the same pairs as its batch file).
+ */
+struct  Laser__V1__PreferenceBatch
+{
+  ProtobufCMessage base;
+  /*
+   * 0-based over the run: the id to report the loss for.
+   */
+  uint64_t global_batch;
+  uint32_t iteration;
+  /*
+   * 1-based within the iteration, as in the file name iterations/IIII/batch-BBBB.jsonl.
+   */
+  uint32_t batch;
+  char *reward_model;
+  size_t n_pairs;
+  Laser__V1__PreferencePair **pairs;
+  /*
+   * Path of the batch file in the run directory.
+   */
+  char *path;
+};
+#define LASER__V1__PREFERENCE_BATCH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__preference_batch__descriptor) \
+    , 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * trainer -> coordinator: the trainer's loss on a batch, after its optimiser step. The bandit's reward
+ * is -loss, normalised. Any peer may send it (laser feedback does, without a TrainerHello).
+ */
+struct  Laser__V1__BatchFeedback
+{
+  ProtobufCMessage base;
+  uint64_t global_batch;
+  double loss;
+  /*
+   * Alternative address of the batch: iteration and batch as in its file name (used when iteration > 0).
+   */
+  uint32_t iteration;
+  uint32_t batch;
+};
+#define LASER__V1__BATCH_FEEDBACK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__batch_feedback__descriptor) \
+    , 0, 0, 0, 0 }
+
+
+/*
+ * coordinator -> sender of BatchFeedback.
+ */
+struct  Laser__V1__FeedbackAck
+{
+  ProtobufCMessage base;
+  uint64_t global_batch;
+  protobuf_c_boolean accepted;
+  /*
+   * Why not, when not accepted (unknown batch, already rewarded, loss not finite, ...).
+   */
+  char *reason;
+};
+#define LASER__V1__FEEDBACK_ACK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__feedback_ack__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string }
 
 
 /* Laser__V1__Envelope methods */
@@ -603,6 +742,120 @@ Laser__V1__Shutdown *
 void   laser__v1__shutdown__free_unpacked
                      (Laser__V1__Shutdown *message,
                       ProtobufCAllocator *allocator);
+/* Laser__V1__TrainerHello methods */
+void   laser__v1__trainer_hello__init
+                     (Laser__V1__TrainerHello         *message);
+size_t laser__v1__trainer_hello__get_packed_size
+                     (const Laser__V1__TrainerHello   *message);
+size_t laser__v1__trainer_hello__pack
+                     (const Laser__V1__TrainerHello   *message,
+                      uint8_t             *out);
+size_t laser__v1__trainer_hello__pack_to_buffer
+                     (const Laser__V1__TrainerHello   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__TrainerHello *
+       laser__v1__trainer_hello__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__trainer_hello__free_unpacked
+                     (Laser__V1__TrainerHello *message,
+                      ProtobufCAllocator *allocator);
+/* Laser__V1__TrainerWelcome methods */
+void   laser__v1__trainer_welcome__init
+                     (Laser__V1__TrainerWelcome         *message);
+size_t laser__v1__trainer_welcome__get_packed_size
+                     (const Laser__V1__TrainerWelcome   *message);
+size_t laser__v1__trainer_welcome__pack
+                     (const Laser__V1__TrainerWelcome   *message,
+                      uint8_t             *out);
+size_t laser__v1__trainer_welcome__pack_to_buffer
+                     (const Laser__V1__TrainerWelcome   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__TrainerWelcome *
+       laser__v1__trainer_welcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__trainer_welcome__free_unpacked
+                     (Laser__V1__TrainerWelcome *message,
+                      ProtobufCAllocator *allocator);
+/* Laser__V1__PreferencePair methods */
+void   laser__v1__preference_pair__init
+                     (Laser__V1__PreferencePair         *message);
+size_t laser__v1__preference_pair__get_packed_size
+                     (const Laser__V1__PreferencePair   *message);
+size_t laser__v1__preference_pair__pack
+                     (const Laser__V1__PreferencePair   *message,
+                      uint8_t             *out);
+size_t laser__v1__preference_pair__pack_to_buffer
+                     (const Laser__V1__PreferencePair   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__PreferencePair *
+       laser__v1__preference_pair__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__preference_pair__free_unpacked
+                     (Laser__V1__PreferencePair *message,
+                      ProtobufCAllocator *allocator);
+/* Laser__V1__PreferenceBatch methods */
+void   laser__v1__preference_batch__init
+                     (Laser__V1__PreferenceBatch         *message);
+size_t laser__v1__preference_batch__get_packed_size
+                     (const Laser__V1__PreferenceBatch   *message);
+size_t laser__v1__preference_batch__pack
+                     (const Laser__V1__PreferenceBatch   *message,
+                      uint8_t             *out);
+size_t laser__v1__preference_batch__pack_to_buffer
+                     (const Laser__V1__PreferenceBatch   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__PreferenceBatch *
+       laser__v1__preference_batch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__preference_batch__free_unpacked
+                     (Laser__V1__PreferenceBatch *message,
+                      ProtobufCAllocator *allocator);
+/* Laser__V1__BatchFeedback methods */
+void   laser__v1__batch_feedback__init
+                     (Laser__V1__BatchFeedback         *message);
+size_t laser__v1__batch_feedback__get_packed_size
+                     (const Laser__V1__BatchFeedback   *message);
+size_t laser__v1__batch_feedback__pack
+                     (const Laser__V1__BatchFeedback   *message,
+                      uint8_t             *out);
+size_t laser__v1__batch_feedback__pack_to_buffer
+                     (const Laser__V1__BatchFeedback   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__BatchFeedback *
+       laser__v1__batch_feedback__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__batch_feedback__free_unpacked
+                     (Laser__V1__BatchFeedback *message,
+                      ProtobufCAllocator *allocator);
+/* Laser__V1__FeedbackAck methods */
+void   laser__v1__feedback_ack__init
+                     (Laser__V1__FeedbackAck         *message);
+size_t laser__v1__feedback_ack__get_packed_size
+                     (const Laser__V1__FeedbackAck   *message);
+size_t laser__v1__feedback_ack__pack
+                     (const Laser__V1__FeedbackAck   *message,
+                      uint8_t             *out);
+size_t laser__v1__feedback_ack__pack_to_buffer
+                     (const Laser__V1__FeedbackAck   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__FeedbackAck *
+       laser__v1__feedback_ack__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__feedback_ack__free_unpacked
+                     (Laser__V1__FeedbackAck *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Laser__V1__Envelope_Closure)
@@ -650,6 +903,24 @@ typedef void (*Laser__V1__Disconnect_Closure)
 typedef void (*Laser__V1__Shutdown_Closure)
                  (const Laser__V1__Shutdown *message,
                   void *closure_data);
+typedef void (*Laser__V1__TrainerHello_Closure)
+                 (const Laser__V1__TrainerHello *message,
+                  void *closure_data);
+typedef void (*Laser__V1__TrainerWelcome_Closure)
+                 (const Laser__V1__TrainerWelcome *message,
+                  void *closure_data);
+typedef void (*Laser__V1__PreferencePair_Closure)
+                 (const Laser__V1__PreferencePair *message,
+                  void *closure_data);
+typedef void (*Laser__V1__PreferenceBatch_Closure)
+                 (const Laser__V1__PreferenceBatch *message,
+                  void *closure_data);
+typedef void (*Laser__V1__BatchFeedback_Closure)
+                 (const Laser__V1__BatchFeedback *message,
+                  void *closure_data);
+typedef void (*Laser__V1__FeedbackAck_Closure)
+                 (const Laser__V1__FeedbackAck *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -671,6 +942,12 @@ extern const ProtobufCMessageDescriptor laser__v1__score_failure__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__score_result__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__disconnect__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__shutdown__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__trainer_hello__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__preference_pair__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__preference_batch__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__batch_feedback__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__feedback_ack__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -45,13 +45,16 @@ public struct RunDirectory: Sendable {
         return try RunDirectory(path: candidate)
     }
 
-    public func iterationDirectory(_ iteration: Int) -> String {
+    func iterationDirectory(_ iteration: Int) -> String {
         path + "/iterations/" + String(iteration).leftPad(4)
     }
 
     public func batchPath(iteration: Int, batch: Int) -> String {
         iterationDirectory(iteration) + "/batch-" + String(batch).leftPad(4) + ".jsonl"
     }
+
+    /// Where an emitted batch's file is (the layout lives in `EmittedBatch.relativePath`).
+    public func path(of batch: EmittedBatch) -> String { path + "/" + batch.relativePath }
 
     public var summaryPath: String { path + "/summary.json" }
     public var selectionsPath: String { path + "/selections.jsonl" }
@@ -72,7 +75,7 @@ public struct RunDirectory: Sendable {
             text += JSONLines.line(pair)
             text += "\n"
         }
-        let path = batchPath(iteration: batch.iteration, batch: batch.batch)
+        let path = path(of: batch)
         if let existing = FileManager.default.contents(atPath: path) {
             guard existing == Data(text.utf8) else {
                 throw StorageError("\(path) already exists with different content: this run is not reproducing its earlier output (did an RM, the input or the config change?). laser will not overwrite an emitted batch; move the file away to emit it anew.")
@@ -90,6 +93,7 @@ public struct RunDirectory: Sendable {
             text += "{\"iteration\":\(b.iteration),\"batch\":\(b.batch),\"global_batch\":\(b.globalIndex),\"rm\":\(JSONLines.quoted(b.rm)),\"prompts\":\(b.prompts),\"pairs\":\(b.pairs)"
             if let a = b.labelAccuracy { text += ",\"label_accuracy\":\(JSONLines.number(a))" }
             if let r = b.rawReward { text += ",\"raw_reward\":\(JSONLines.number(r))" }
+            if let l = b.loss { text += ",\"loss\":\(JSONLines.number(l))" }
             text += "}\n"
         }
         try AtomicFile.write(text, to: selectionsPath)

@@ -166,7 +166,7 @@ public final class WorkerService {
             return .shutdown(reason)
         case .scoreTask(let task):
             try send(.scoreResult(score(task)))
-        case .hello, .scoreResult:
+        case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck:
             logger.warning("coordinator sent \(message.kind), which only workers send; ignored")
         }
         return nil
