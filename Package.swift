@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "laser",
             dependencies: [
-                "LaserRuntime", "LaserDemo",
+                "LaserRuntime", "LaserDemo", "LaserWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

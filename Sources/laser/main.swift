@@ -3,6 +3,7 @@ import Foundation
 import LaserCore
 import LaserDemo
 import LaserRuntime
+import LaserWire
 import Logging
 
 @main
@@ -11,7 +12,7 @@ struct Laser: ParsableCommand {
         commandName: "laser",
         abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
         version: laserVersion,
-        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, DemoData.self, KeyGen.self],
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self],
         defaultSubcommand: Run.self)
 }
 
@@ -83,6 +84,9 @@ struct Run: ParsableCommand {
     @Flag(help: "No live progress line.")
     var noProgress = false
 
+    @Option(help: "With reward.source: trainer-loss, start a SIMULATED trainer taking this many ms per step (a stand-in loss, no model).")
+    var simulateTrainer: Double?
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
@@ -123,8 +127,10 @@ struct Run: ParsableCommand {
             } else {
                 print("run directory: \(dir.path)")
                 do {
-                    let summary = try LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
-                                               logger: logger, showProgress: !noProgress, resume: resume != nil, force: force).run()
+                    var local = LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
+                                         logger: logger, showProgress: !noProgress, resume: resume != nil, force: force)
+                    local.simulatedTrainerStepMs = simulateTrainer
+                    let summary = try local.run()
                     print(SummaryTable.render(summary))
                     print("batches: \(dir.path)/iterations   summary: \(dir.summaryPath)")
                 } catch let e as ConfigError {
@@ -331,6 +337,94 @@ struct KeyGen: ParsableCommand {
         do {
             let written = try CurveKeyFiles.generate(directory: out, name: name)
             print("wrote \(written.secretKeyPath) (secret, keep private) and \(written.publicKeyPath) (public key \(written.keyPair.publicKey))")
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct FeedbackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "feedback",
+        abstract: "Report a trainer's loss on one batch to the run's coordinator (for file-watching trainers).",
+        discussion: "The batch is ITERATION/BATCH as in its file name iterations/IIII/batch-BBBB.jsonl (e.g. 2/7), or the global batch number. Exits 0 when the coordinator accepted the loss.")
+
+    @Argument(help: "The run directory.")
+    var runDirectory: String
+
+    @Option(help: "ITERATION/BATCH (e.g. 2/7) or the global batch number.")
+    var batch: String
+
+    @Option(help: "The trainer's loss on that batch, after its optimiser step.")
+    var loss: Double
+
+    @Option(help: "The coordinator's endpoint (default: from RUN_DIR/endpoint).")
+    var connect: String?
+
+    @Option(help: "Seconds to wait for the coordinator's answer.")
+    var timeout: Double = 10
+
+    mutating func run() throws {
+        var feedback = BatchFeedback(globalBatch: 0, loss: loss)
+        let parts = batch.split(separator: "/")
+        if parts.count == 2, let i = UInt32(parts[0]), let b = UInt32(parts[1]), i > 0, b > 0 {
+            feedback.iteration = i
+            feedback.batch = b
+        } else if let g = UInt64(batch) {
+            feedback.globalBatch = g
+        } else {
+            throw ValidationError("--batch \(batch): give ITERATION/BATCH (e.g. 2/7) or a global batch number")
+        }
+        do {
+            let endpoint = try connect ?? FeedbackClient.endpoint(runDirectory: runDirectory)
+            let ack = try FeedbackClient.send(feedback, to: endpoint, timeoutSeconds: timeout)
+            if ack.accepted {
+                print("accepted: loss \(loss) for batch \(ack.globalBatch)")
+            } else {
+                throw RunFailure("refused: \(ack.reason)")
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct TrainerSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trainer-sim",
+        abstract: "A SIMULATED trainer for tests and benchmarks: takes batches, sleeps, reports a stand-in loss.",
+        discussion: "The stand-in loss is the mean of log(1 + exp(-(chosen_score - rejected_score))) over the batch's pairs: no model is trained. For a real trainer see clients/python.")
+
+    @Option(help: "The coordinator's endpoint.")
+    var connect: String
+
+    @Option(help: "Milliseconds per simulated training step.")
+    var stepMs: Double = 0
+
+    @Option(help: "Batches accepted before their losses are reported.")
+    var window: UInt32 = 1
+
+    @Option(help: "Exit when no coordinator answers for this many seconds.")
+    var giveUpAfter: Double = 60
+
+    @Option(help: .hidden)
+    var parentPid: Int32?
+
+    @OptionGroup var logging: LoggingOptions
+
+    mutating func run() throws {
+        ignoreFatalSignals()
+        let logger = try logging.logger("laser.trainer-sim", default: .info)
+        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        var options = SimulatedTrainer.Options(endpoint: connect)
+        options.stepMs = stepMs
+        options.window = window
+        options.giveUpAfterSeconds = giveUpAfter
+        options.parentPID = parentPid
+        do {
+            let trainer = try SimulatedTrainer(options: options, logger: logger)
+            try trainer.run()
+            logger.info("done after \(trainer.stepsTaken) simulated steps")
         } catch {
             throw fail(error)
         }

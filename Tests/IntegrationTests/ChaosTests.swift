@@ -5,32 +5,8 @@ import ZeroMQ
 /// Real processes killed with SIGKILL at random moments, resumed, and compared byte for byte with a
 /// clean run.
 @Suite(.serialized) struct ChaosTests {
-    /// Demo data plus a config whose RMs are wrapped in `simulated-latency`, so a run lasts seconds.
     func slowJob(ms: Int, iterations: Int = 3, promptsPerTask: Int = 16, pairs: String = "best-vs-rest") throws -> (data: String, config: String) {
-        let data = Laser.temporaryDirectory()
-        let (code, _, err) = try Laser.run(["demo-data", "--out", data, "--iterations", "\(iterations)", "--prompts-per-task", "\(promptsPerTask)"])
-        try #require(code == 0, "\(err)")
-        let inputs = (1...iterations).map { "  - \(data)/input/iteration-\($0).jsonl" }.joined(separator: "\n")
-        let rms = ["length", "self-consistency", "arithmetic-check", "instruction-following", "answer-match"].map {
-            "  - {name: \($0), kind: simulated-latency, params: {base: \($0), ms: \(ms)}}"
-        }.joined(separator: "\n")
-        let config = """
-        input:
-        \(inputs)
-        seed: 5
-        linucb: {alpha: 2.0}
-        batch_size: 8
-        shard_size: 2
-        context: {dimension: 128}
-        pairs: {mode: \(pairs)}
-        reward_models:
-        \(rms)
-        network: {heartbeat_ms: 200, liveness: 5, lease_ms: 20000}
-        workers: {local: 2, slots: 2}
-        """
-        let path = data + "/slow-\(ms)-\(pairs).yaml"
-        try config.write(toFile: path, atomically: true, encoding: .utf8)
-        return (data, path)
+        try SlowJob.make(ms: ms, iterations: iterations, promptsPerTask: promptsPerTask, extra: "pairs: {mode: \(pairs)}")
     }
 
     func cleanRun(_ config: String) throws -> [String: Data] {

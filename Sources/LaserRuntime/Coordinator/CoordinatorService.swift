@@ -38,6 +38,8 @@ public final class CoordinatorService {
         self.journal = journal
         if torn > 0 { logger.warning("journal \(runDirectory.journalPath): cut a torn last record (\(torn) bytes) left by a crash") }
         var replay = records
+        let stale = runDirectory.removeStaleTemporaryFiles()
+        if stale > 0 { logger.info("removed \(stale) temp file(s) a crash left mid-write") }
         if case .runStarted(let digest, _)? = records.first {
             guard resume else {
                 throw ConfigError("\(runDirectory.path) already holds a run (\(records.count) journal records); continue it with --resume \(runDirectory.path), or choose another --out")
@@ -73,6 +75,8 @@ public final class CoordinatorService {
 
     /// Runs the job to completion on this thread. Returns the summary or throws what stopped it.
     public func run() throws -> RunSummary {
+        // Where `laser feedback` and trainers on this host find the coordinator.
+        try AtomicFile.write(endpoint + "\n", to: runDirectory.path + "/endpoint")
         logger.info("coordinator listening on \(endpoint)")
         let tickMs = max(10, min(100, Int(config.scheduler.heartbeatIntervalMs / 4)))
         var nextTick = Self.now().adding(milliseconds: UInt64(tickMs))

@@ -15,6 +15,9 @@ public struct LocalRun {
     public var resume: Bool
     /// With `resume`: accept a changed config or input.
     public var force: Bool
+    /// Start a simulated trainer (`laser trainer-sim`) taking this many ms per step (reward.source:
+    /// trainer-loss without a real trainer).
+    public var simulatedTrainerStepMs: Double?
 
     public init(config: RunConfig, runDirectory: RunDirectory, executable: String, logger: Logger, showProgress: Bool,
                 resume: Bool = false, force: Bool = false) {
@@ -50,6 +53,19 @@ public struct LocalRun {
                 throw RunFailure("cannot start local worker \(i) from \(executable): \(error)")
             }
             workers.append(p)
+        }
+        if let step = simulatedTrainerStepMs {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = ["trainer-sim", "--connect", service.endpoint, "--step-ms", "\(step)", "--parent-pid", "\(getpid())"]
+            let log = runDirectory.logsDirectory + "/trainer-sim.log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            p.standardOutput = FileHandle(forWritingAtPath: log)
+            p.standardError = FileHandle(forWritingAtPath: log)
+            do { try p.run() } catch { throw RunFailure("cannot start the simulated trainer: \(error)") }
+            workers.append(p)
+        } else if config.rewardSource == .trainerLoss {
+            FileHandle.standardError.write(Data("reward.source is trainer-loss: waiting for a trainer at \(service.endpoint) (clients/python/laser_trainer.py, or laser run --simulate-trainer MS)\n".utf8))
         }
         let printer = ProgressPrinter(enabled: showProgress)
         service.onProgress = { printer.update($0) }

@@ -86,6 +86,24 @@ public struct RunDirectory: Sendable {
         return true
     }
 
+    /// Deletes temp files that a crash left behind mid-write (`.NAME.tmp-PID`); their targets were
+    /// never renamed into place, so nothing refers to them. Returns how many were removed.
+    @discardableResult
+    public func removeStaleTemporaryFiles() -> Int {
+        var removed = 0
+        let fm = FileManager.default
+        var folders = [path]
+        if let iterations = try? fm.contentsOfDirectory(atPath: path + "/iterations") {
+            folders += iterations.map { path + "/iterations/" + $0 }
+        }
+        for folder in folders {
+            for name in (try? fm.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+                if (try? fm.removeItem(atPath: folder + "/" + name)) != nil { removed += 1 }
+            }
+        }
+        return removed
+    }
+
     /// selections.jsonl: one line per emitted batch (RM, prompts, pairs, label accuracy, reward).
     public func write(selections: [BatchOutcome]) throws {
         var text = ""

@@ -1,0 +1,158 @@
+import Foundation
+import LaserWire
+import Logging
+import ZeroMQ
+
+/// A SIMULATED trainer for tests and benchmarks (`laser trainer-sim`): it speaks the real trainer
+/// protocol, "trains" by sleeping `stepMs` per batch, and reports a stand-in loss: the mean logistic
+/// loss on the RM score margins of the batch's pairs, log(1 + exp(-(chosen_score - rejected_score))).
+/// A deterministic function of the batch, so a run's decisions do not depend on timing. The real
+/// client (DPO on a policy) is clients/python.
+public final class SimulatedTrainer {
+    public struct Options: Sendable {
+        public var endpoint: String
+        public var trainerID = "trainer-sim"
+        public var stepMs: Double = 0
+        public var window: UInt32 = 1
+        public var giveUpAfterSeconds: Double = 60
+        public var parentPID: Int32?
+
+        public init(endpoint: String) { self.endpoint = endpoint }
+    }
+
+    let options: Options
+    let logger: Logger
+    private let context: ZMQContext
+    private var socket: ZMQSocket?
+    private var queue: [PreferenceBatch] = []
+    private var lastHeard = Date()
+    private var lastSent = Date()
+    private var helloSent = Date.distantPast
+    private var welcomed = false
+    private var heartbeatMs = 1000.0
+    private var liveness = 5.0
+    /// Batches trained (a batch sent again after a restart is trained again: delivery is at least once).
+    public private(set) var stepsTaken = 0
+
+    public init(options: Options, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        context = try ZMQContext()
+    }
+
+    /// The stand-in loss of a batch (see the type's comment).
+    public static func standInLoss(_ b: PreferenceBatch) -> Double {
+        guard !b.pairs.isEmpty else { return 0 }
+        return b.pairs.reduce(0.0) { $0 + log1p(exp(-($1.chosenScore - $1.rejectedScore))) } / Double(b.pairs.count)
+    }
+
+    /// Runs until the coordinator says Shutdown (returns normally) or is gone for good (throws).
+    public func run() throws {
+        try connect()
+        var silentSince = Date()
+        while true {
+            if let parent = options.parentPID, getppid() != parent { return }
+            let ready = try ZMQPoller.poll([(socket!, .readable)], timeoutMs: queue.isEmpty ? 50 : 0)
+            if ready[0].contains(.readable) {
+                while let frames = try socket!.receive(nonBlocking: true) {
+                    lastHeard = Date()
+                    silentSince = Date()
+                    guard frames.count == 1, let message = try? WireCodec.decode(frames[0]) else { continue }
+                    switch message {
+                    case .trainerWelcome(let w):
+                        welcomed = true
+                        heartbeatMs = Double(max(10, w.heartbeatIntervalMs))
+                        liveness = Double(max(2, w.liveness))
+                    case .preferenceBatch(let b):
+                        queue.append(b)
+                    case .feedbackAck(let a) where !a.accepted:
+                        logger.warning("coordinator refused the loss for batch \(a.globalBatch): \(a.reason)")
+                    case .disconnect:
+                        welcomed = false
+                        queue.removeAll()
+                        try sendHello()
+                    case .reject(let reason):
+                        throw RunFailure("the coordinator rejected this trainer: \(reason)")
+                    case .shutdown:
+                        return
+                    default:
+                        break
+                    }
+                }
+            }
+            if !queue.isEmpty {
+                let b = queue.removeFirst()
+                if options.stepMs > 0 { usleep(useconds_t(options.stepMs * 1000)) }
+                stepsTaken += 1
+                try send(.batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: Self.standInLoss(b))))
+            }
+            let now = Date()
+            if welcomed {
+                if now.timeIntervalSince(lastHeard) * 1000 > heartbeatMs * liveness {
+                    logger.warning("coordinator silent; reconnecting")
+                    welcomed = false
+                    try connect()
+                } else if now.timeIntervalSince(lastSent) * 1000 >= heartbeatMs {
+                    try send(.heartbeat)
+                }
+            } else {
+                if options.giveUpAfterSeconds > 0 && now.timeIntervalSince(silentSince) > options.giveUpAfterSeconds {
+                    throw RunFailure("no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s")
+                }
+                if now.timeIntervalSince(helloSent) > 2 { try connect() }
+            }
+        }
+    }
+
+    private func connect() throws {
+        socket?.close()
+        let s = try ZMQSocket(context, type: .dealer)
+        try s.setReconnectInterval(ms: 100)
+        try s.connect(options.endpoint)
+        socket = s
+        queue.removeAll()
+        try sendHello()
+    }
+
+    private func sendHello() throws {
+        helloSent = Date()
+        try send(.trainerHello(TrainerHello(trainerID: options.trainerID, window: options.window, softwareVersion: laserVersion)))
+    }
+
+    private func send(_ m: WireMessage) throws {
+        lastSent = Date()
+        try socket!.send([WireCodec.encode(m)])
+    }
+}
+
+/// `laser feedback`: one loss for one batch, sent to the run's coordinator; returns its answer.
+public enum FeedbackClient {
+    /// The endpoint a local client should connect to, from RUN_DIR/endpoint (a wildcard host becomes
+    /// 127.0.0.1).
+    public static func endpoint(runDirectory: String) throws -> String {
+        let path = runDirectory + "/endpoint"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw RunFailure("\(path) not found: is a coordinator running for \(runDirectory)? (or give --connect ENDPOINT)")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+            .replacingOccurrences(of: "//0.0.0.0:", with: "//127.0.0.1:")
+            .replacingOccurrences(of: "//*:", with: "//127.0.0.1:")
+    }
+
+    /// Sends the loss and waits for the acknowledgement.
+    public static func send(_ feedback: BatchFeedback, to endpoint: String, timeoutSeconds: Double) throws -> FeedbackAck {
+        let ctx = try ZMQContext()
+        let s = try ZMQSocket(ctx, type: .dealer)
+        defer { s.close() }
+        try s.connect(endpoint)
+        try s.send([WireCodec.encode(.batchFeedback(feedback))])
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            _ = try ZMQPoller.poll([(s, .readable)], timeoutMs: 100)
+            while let frames = try s.receive(nonBlocking: true) {
+                if frames.count == 1, case .feedbackAck(let a)? = try? WireCodec.decode(frames[0]) { return a }
+            }
+        }
+        throw RunFailure("no answer from the coordinator at \(endpoint) within \(timeoutSeconds) s; is it running?")
+    }
+}
