@@ -1,0 +1,168 @@
+"""A trainer client for laser: receive preference batches in order, report the loss of each.
+
+Needs only pyzmq and protobuf from PyPI, plus laser_pb2.py (generated from proto/laser.proto by
+scripts/generate-proto.sh and committed next to this file).
+
+    from laser_trainer import LaserTrainer
+    with LaserTrainer("tcp://coordinator:5555", trainer_id="rank0") as trainer:
+        for batch in trainer.batches():          # PreferenceBatch messages, in batch order
+            loss = train_step(batch.pairs)       # your optimiser step on batch.pairs
+            trainer.report(batch, loss)          # becomes the bandit's reward (-loss, normalised)
+
+The socket is owned by one background thread, which also keeps heartbeats flowing while your step
+runs and reconnects (TrainerHello again) when the coordinator restarts. Delivery is at least once: after
+a trainer or coordinator restart, a batch whose loss was not recorded yet is sent again; report it again.
+A loss is applied once; the coordinator refuses a second one for the same batch (see `refusals`).
+"""
+
+import queue
+import socket
+import threading
+import time
+
+import zmq
+
+import laser_pb2 as pb
+
+PROTOCOL_VERSION = 1
+
+
+class LaserTrainer:
+    def __init__(self, endpoint, trainer_id=None, window=1, give_up_after=60.0, curve=None):
+        """endpoint: the coordinator's ZeroMQ endpoint. window: batches held before their losses are
+        reported. curve: optional (server_public_z85, client_public_z85, client_secret_z85)."""
+        self.endpoint = endpoint
+        self.trainer_id = trainer_id or "%s-%d" % (socket.gethostname(), threading.get_ident() % 100000)
+        self.window = max(1, int(window))
+        self.give_up_after = give_up_after
+        self.curve = curve
+        self.refusals = []          # (global_batch, reason) the coordinator refused
+        self.wants_loss = None      # set on welcome: whether the coordinator waits for losses
+        self._inbox = queue.Queue()
+        self._outbox = queue.Queue()
+        self._stop = threading.Event()
+        self._error = None
+        self._thread = threading.Thread(target=self._io, name="laser-trainer-io", daemon=True)
+        self._thread.start()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def batches(self):
+        """Yields PreferenceBatch messages in order until the coordinator says the run is over."""
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                if self._error:
+                    raise RuntimeError(self._error)
+                return
+            yield item
+
+    def report(self, batch, loss):
+        """Reports the loss on a batch (a PreferenceBatch or its global_batch number)."""
+        global_batch = batch.global_batch if hasattr(batch, "global_batch") else int(batch)
+        self._outbox.put((global_batch, float(loss)))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the socket thread --------------------------------------------------------------------
+
+    def _envelope(self, **body):
+        env = pb.Envelope(protocol_version=PROTOCOL_VERSION)
+        for name, message in body.items():
+            getattr(env, name).CopyFrom(message)
+        return env.SerializeToString()
+
+    def _connect(self, ctx):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        if self.curve:
+            server_key, public, secret = self.curve
+            sock.curve_serverkey = server_key.encode()
+            sock.curve_publickey = public.encode()
+            sock.curve_secretkey = secret.encode()
+        sock.connect(self.endpoint)
+        hello = pb.TrainerHello(trainer_id=self.trainer_id, window=self.window, software_version="python")
+        sock.send(self._envelope(trainer_hello=hello))
+        return sock
+
+    def _io(self):
+        ctx = zmq.Context()
+        sock = self._connect(ctx)
+        heartbeat_s, liveness = 1.0, 5
+        welcomed = False
+        last_heard = last_sent = hello_sent = time.monotonic()
+        waiting_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if sock.poll(50, zmq.POLLIN):
+                    while True:
+                        try:
+                            frame = sock.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        last_heard = time.monotonic()
+                        env = pb.Envelope()
+                        try:
+                            env.ParseFromString(frame)
+                        except Exception:
+                            continue
+                        kind = env.WhichOneof("body")
+                        if kind == "trainer_welcome":
+                            welcomed = True
+                            heartbeat_s = max(0.01, env.trainer_welcome.heartbeat_interval_ms / 1000.0)
+                            liveness = max(2, env.trainer_welcome.liveness)
+                            self.wants_loss = env.trainer_welcome.wants_loss
+                        elif kind == "preference_batch":
+                            self._inbox.put(env.preference_batch)
+                        elif kind == "feedback_ack" and not env.feedback_ack.accepted:
+                            self.refusals.append((env.feedback_ack.global_batch, env.feedback_ack.reason))
+                        elif kind == "disconnect":
+                            # The coordinator restarted and does not know us: say hello again.
+                            welcomed = False
+                            sock.send(self._envelope(trainer_hello=pb.TrainerHello(
+                                trainer_id=self.trainer_id, window=self.window, software_version="python")))
+                            hello_sent = time.monotonic()
+                        elif kind == "reject":
+                            self._error = "the coordinator rejected this trainer: " + env.reject.reason
+                            return
+                        elif kind == "shutdown":
+                            return
+                while True:
+                    try:
+                        global_batch, loss = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    sock.send(self._envelope(batch_feedback=pb.BatchFeedback(global_batch=global_batch, loss=loss)))
+                    last_sent = time.monotonic()
+                now = time.monotonic()
+                if welcomed:
+                    if now - last_heard > heartbeat_s * liveness:
+                        welcomed = False
+                        waiting_since = now
+                        sock.close()
+                        sock = self._connect(ctx)
+                        hello_sent = now
+                    elif now - last_sent >= heartbeat_s:
+                        sock.send(self._envelope(heartbeat=pb.Heartbeat()))
+                        last_sent = now
+                else:
+                    if self.give_up_after and now - waiting_since > self.give_up_after and now - last_heard > self.give_up_after:
+                        self._error = "no coordinator answered at %s within %.0f s" % (self.endpoint, self.give_up_after)
+                        return
+                    if now - hello_sent > 2:
+                        sock.close()
+                        sock = self._connect(ctx)
+                        hello_sent = now
+        finally:
+            sock.close()
+            ctx.term()
+            self._inbox.put(None)
