@@ -45,6 +45,8 @@ struct Simulation {
     var durable = 0
     /// Batch files by (iteration, batch): what a trainer would find on disk.
     var files: [[Int]: [PreferencePair]] = [:]
+    /// The latest emitted version of every batch, by (iteration, batch).
+    var latest: [[Int]: EmittedBatch] = [:]
     /// A batch file about to be written with other content than it already has (must never happen).
     var conflicts = 0
     /// Batches whose identical file was already on disk after a crash (the shell skips those).
@@ -99,6 +101,8 @@ struct Simulation {
             case .emitBatch(let b):
                 emitted.append(b)
                 let key = [b.iteration, b.batch]
+                if let old = latest[key], old.choices != b.choices { conflicts += 1 }
+                latest[key] = b
                 if let existing = files[key] {
                     // The shell leaves an identical file alone (no second emission); a different one is a bug.
                     if existing != b.pairs { conflicts += 1 } else { reEmitted += 1 }
@@ -224,6 +228,8 @@ struct Simulation {
     }
 
     var finishedArms: [ArmSummary]? { finished?.arms }
+
+    var emittedByKey: [EmittedBatch] { latest.keys.sorted { $0.lexicographicallyPrecedes($1) }.map { latest[$0]! } }
 
     /// The batch files in a comparable form.
     var output: [[PreferencePair]] { files.keys.sorted { $0.lexicographicallyPrecedes($1) }.map { files[$0]! } }

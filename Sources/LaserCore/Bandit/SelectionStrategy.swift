@@ -37,12 +37,16 @@ public struct Selector: Equatable, Sendable {
         linucb = kind == .linucb ? LinUCB(armCount: armCount, dimension: dimension, alpha: alpha, lambda: lambda) : nil
     }
 
-    /// The decision for global batch number `batch` (0-based over the whole run) with context `x`.
-    public func select(context x: [Double], batch: Int) -> Selection {
+    /// The decision for decision unit `unit` (0 for batch-level selection, the prompt's position for
+    /// instance-level) of global batch number `batch` (0-based over the whole run), with context `x`.
+    /// Sequential, instance-level: prompt i of batch t uses RM (t + i) mod K.
+    public func select(context x: [Double], batch: Int, unit: Int = 0) -> Selection {
         switch kind {
         case .linucb: return .arm(linucb!.select(x))
-        case .random: return .arm(Int(SplitMix64.mix(seed, 0xBA7C4, UInt64(batch)) % UInt64(armCount)))
-        case .sequential: return .arm(batch % armCount)
+        case .random:
+            let h = unit == 0 ? SplitMix64.mix(seed, 0xBA7C4, UInt64(batch)) : SplitMix64.mix(seed, 0xBA7C4, UInt64(batch), UInt64(unit))
+            return .arm(Int(h % UInt64(armCount)))
+        case .sequential: return .arm((batch + unit) % armCount)
         case .ensemble: return .ensemble
         case .fixed: return .arm(fixedArm)
         }

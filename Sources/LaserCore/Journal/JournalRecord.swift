@@ -9,10 +9,11 @@ public enum JournalRecord: Equatable, Sendable, Codable {
     case started(epoch: UInt32)
     /// An iteration's input was read; a resume refuses input that changed since.
     case iterationLoaded(iteration: Int, inputDigest: String, prompts: Int)
-    /// The decision for global batch `batch` (0-based over the run).
-    case selected(batch: Int, selection: Selection)
-    /// Valid scores for prompts `firstPrompt ..< firstPrompt + scores.count` (indices within the
-    /// iteration) of batch `batch`, from reward model `rm`.
+    /// The decisions for global batch `batch` (0-based over the run): one for batch-level selection,
+    /// one per prompt for instance-level.
+    case selected(batch: Int, selections: [Selection])
+    /// Valid scores from reward model `rm` for the score task of batch `batch` whose first prompt (index
+    /// within the iteration) is `firstPrompt`; the task's prompts follow from the batch's selections.
     case scored(batch: Int, rm: String, firstPrompt: Int, scores: [[Double]])
     /// The batch's file is durable. The shell appends this after the atomic write, then syncs.
     case emitted(batch: Int)
@@ -30,7 +31,7 @@ struct Recovery: Sendable {
 
     var epochs: UInt32 = 0
     var inputDigests: [Int: String] = [:]
-    var selections: [Int: Selection] = [:]
+    var selections: [Int: [Selection]] = [:]
     var scores: [ShardKey: [[Double]]] = [:]
     var emitted: Set<Int> = []
     var losses: [Int: Double] = [:]
@@ -41,7 +42,7 @@ struct Recovery: Sendable {
             case .runStarted: break
             case .started(let epoch): epochs = max(epochs, epoch + 1)
             case .iterationLoaded(let n, let digest, _): inputDigests[n] = digest
-            case .selected(let batch, let selection): selections[batch] = selection
+            case .selected(let batch, let s): selections[batch] = s
             case .scored(let batch, let rm, let first, let s): scores[ShardKey(batch: batch, rm: rm, firstPrompt: first)] = s
             case .emitted(let batch): emitted.insert(batch)
             case .feedback(let batch, let loss): losses[batch] = loss

@@ -16,6 +16,12 @@ public struct LabelPairAccuracy: Equatable, Sendable {
         credit += c == r ? 0.5 : (c ? 1 : 0)
     }
 
+    /// Best-of-n: one chosen response, credit 1 if correct, 0 if not (unknown: not counted).
+    public mutating func add(choiceCorrect: Bool?) {
+        guard let c = choiceCorrect else { return }
+        add(chosenCorrect: c, rejectedCorrect: !c)
+    }
+
     public mutating func add(_ other: LabelPairAccuracy) {
         credit += other.credit
         labelledPairs += other.labelledPairs

@@ -33,7 +33,7 @@ extension Coordinator {
                 workers[peer]!.inFlight.insert(id)
                 workers[peer]!.lastSent = now
                 summary.counters.tasksDispatched += 1
-                let items = prompts[task.range].map {
+                let items = task.indices.map { prompts[$0] }.map {
                     ScoreItem(promptID: $0.id, prompt: $0.prompt, candidates: $0.candidates.map(\.text), reference: $0.reference)
                 }
                 actions.append(.send(to: peer, .scoreTask(ScoreTask(

@@ -91,7 +91,8 @@ extension Coordinator {
     /// Records the loss as the batch's feedback (applied in batch order by `advance`).
     mutating func acceptLoss(_ loss: Double, batch g: Int, journaled: Bool, _ actions: inout [CoordinatorAction]) {
         guard let pending = awaitingLoss.removeValue(forKey: g) else { return }
-        feedback[g] = pending.arm.map { .reward(raw: -loss, arm: $0, context: pending.context) } ?? Feedback.none
+        // Every unit that produced pairs shares the batch's loss (the trainer reports one per batch).
+        feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: -loss, arm: $0.arm, context: $0.context) }
         if !journaled { actions.append(.journal(.feedback(batch: g, loss: loss), sync: true)) }
         batchLog[g].loss = loss
         batchLog[g].rawReward = -loss

@@ -130,10 +130,10 @@ extension Coordinator {
     }
 
     func validate(_ perItem: [[Double]], for task: ScoreTaskState) -> String? {
-        guard perItem.count == task.range.count else {
-            return "\(perItem.count) score lists for \(task.range.count) prompts"
+        guard perItem.count == task.indices.count else {
+            return "\(perItem.count) score lists for \(task.indices.count) prompts"
         }
-        for (offset, index) in task.range.enumerated() {
+        for (offset, index) in task.indices.enumerated() {
             let expected = prompts[index].candidates.count
             let got = perItem[offset]
             if got.count != expected {
@@ -148,16 +148,16 @@ extension Coordinator {
 
     mutating func complete(_ task: ScoreTaskState, scores perItem: [[Double]], journaled: Bool, _ actions: inout [CoordinatorAction]) {
         if !journaled {
-            actions.append(.journal(.scored(batch: task.batch, rm: task.rm, firstPrompt: task.range.lowerBound, scores: perItem), sync: false))
+            actions.append(.journal(.scored(batch: task.batch, rm: task.rm, firstPrompt: task.indices[0], scores: perItem), sync: false))
         }
         tasks[task.id] = nil
         if task.queued { queues[task.rm]?.removeAll { $0 == task.id } }
         guard var batch = batches[task.batch] else { preconditionFailure("task \(task.id) belongs to no open batch") }
         let base = batch.range.lowerBound
-        for (offset, index) in task.range.enumerated() { batch.scores[task.rm]![index - base] = perItem[offset] }
+        for (offset, index) in task.indices.enumerated() { batch.scores[task.rm]![index - base] = perItem[offset] }
         batch.remainingTasks -= 1
         batches[task.batch] = batch
-        summary.recordRMCalls(rm: task.rm, prompts: prompts[task.range])
+        summary.recordRMCalls(rm: task.rm, prompts: task.indices.map { prompts[$0] })
         completeBatches(&actions)
     }
 
@@ -180,7 +180,7 @@ extension Coordinator {
         task.attempt += 1
         if task.attempt > plan.scheduler.maxAttempts {
             tasks[id] = task
-            let ids = prompts[task.range].map(\.id)
+            let ids = task.indices.map { prompts[$0].id }
             fail("reward model \(task.rm) could not score task \(id) (iteration \(iteration), prompts \(ids.first ?? "")...\(ids.last ?? "")) after \(plan.scheduler.maxAttempts) attempts; last error: \(error). Fix the RM or the worker and resume the run.", &actions)
             return
         }

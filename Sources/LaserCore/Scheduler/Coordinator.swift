@@ -43,16 +43,22 @@ public struct Coordinator: Sendable {
     struct Batch: Sendable {
         var indexInIteration: Int
         var range: Range<Int>
-        var selection: Selection
-        var context: [Double]
+        /// What was selected: one unit for batch-level selection, one per prompt for instance-level.
+        var units: [SelectionUnit]
         var scores: [String: [[Double]?]]
         var remainingTasks: Int
     }
+    /// The prompts (offsets within the batch) that one decision covers, with its context.
+    struct SelectionUnit: Sendable {
+        var offsets: Range<Int>
+        var selection: Selection
+        var context: [Double]
+    }
+    /// One bandit update, applied in batch order.
     enum Feedback: Sendable {
         case reward(raw: Double, arm: Int, context: [Double])
-        /// The batch gave the trainer nothing (no pairs): the lowest reward, outside the normaliser.
+        /// The unit gave the trainer nothing (no pairs): the lowest reward, outside the normaliser.
         case penalty(arm: Int, context: [Double])
-        case none
     }
 
     // The trainer endpoint (Coordinator+Trainer.swift).
@@ -70,12 +76,15 @@ public struct Coordinator: Sendable {
     /// bandit update needs once it arrives.
     struct AwaitingLoss: Sendable {
         var batch: EmittedBatch
-        var arm: Int?
-        var context: [Double]
+        /// The (arm, context) of every unit that produced pairs: each gets -loss.
+        var updates: [(arm: Int, context: [Double])]
     }
     var awaitingLoss: [Int: AwaitingLoss] = [:]
+    /// Updates of a batch known at emission (penalties of units without pairs) that wait for its loss.
+    var pendingUpdates: [Int: [Feedback]] = [:]
     var batches: [Int: Batch] = [:]
-    var feedback: [Int: Feedback] = [:]
+    /// A batch's updates, once known (empty: nothing to learn from it).
+    var feedback: [Int: [Feedback]] = [:]
     var nextGlobal = 0
     var nextToEmit = 0
     var applied = 0
@@ -85,7 +94,8 @@ public struct Coordinator: Sendable {
         var id: UInt64
         var batch: Int
         var rm: String
-        var range: Range<Int>
+        /// Prompt indices within the iteration, ascending (contiguous for batch-level selection).
+        var indices: [Int]
         var attempt: UInt32 = 1
         var holders: Set<PeerID> = []
         var queued = true
@@ -201,8 +211,8 @@ public struct Coordinator: Sendable {
                 progressed = true
             }
             // Apply feedback s only after every batch that must not see it (s+1...s+D-1) is selected.
-            while let f = feedback[applied], nextGlobal >= applied + plan.pipelineDepth || selectionsExhausted {
-                apply(f, batch: applied, &actions)
+            while let updates = feedback[applied], nextGlobal >= applied + plan.pipelineDepth || selectionsExhausted {
+                for f in updates { apply(f, batch: applied, &actions) }
                 feedback[applied] = nil
                 applied += 1
                 progressed = true
@@ -230,37 +240,52 @@ public struct Coordinator: Sendable {
 
     mutating func select(now: Instant, _ actions: inout [CoordinatorAction]) {
         let range = batchRanges[nextBatchInIteration]
-        let context = HashingFeaturizerMean.mean(prompts[range].map(\.context), dimension: plan.contextDimension)
         let global = nextGlobal
-        let computed = selector.select(context: context, batch: global)
-        var selection = computed
+        // Batch-level: one decision on the mean context; instance-level: one per prompt, all made with
+        // the same bandit state (feedback of batches <= t - D only).
+        var units: [SelectionUnit]
+        switch plan.granularity {
+        case .batch:
+            let context = HashingFeaturizerMean.mean(prompts[range].map(\.context), dimension: plan.contextDimension)
+            units = [SelectionUnit(offsets: 0..<range.count, selection: .ensemble, context: context)]
+        case .instance:
+            units = range.enumerated().map { SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: prompts[$0.element].context) }
+        }
+        let computed = units.enumerated().map { selector.select(context: $0.element.context, batch: global, unit: $0.offset) }
+        var chosen = computed
         if let recorded = recovery.selections[global] {
             // Selections already made stay made, even if the reward signal was not reproducible.
-            if case .arm(let k) = recorded, !(0..<plan.rewardModels.count).contains(k) {
-                fail("the journal selects RM #\(k) for batch \(global) but the config defines \(plan.rewardModels.count) RMs; resume with the config the run started with", &actions)
+            guard recorded.count == units.count, recorded.allSatisfy({ if case .arm(let k) = $0 { return (0..<plan.rewardModels.count).contains(k) } else { return true } }) else {
+                fail("the journal's selection for batch \(global) does not fit this config (\(recorded.count) decisions for \(units.count) units, or an RM index beyond \(plan.rewardModels.count)); resume with the config the run started with", &actions)
                 return
             }
             if recorded != computed {
-                actions.append(.log(.warning, "batch \(global): the journal's selection \(recorded) differs from a fresh one \(computed) (was a reward nondeterministic?); keeping the journal's"))
+                actions.append(.log(.warning, "batch \(global): the journal's selection differs from a fresh one (was a reward nondeterministic?); keeping the journal's"))
             }
-            selection = recorded
+            chosen = recorded
         } else {
-            actions.append(.journal(.selected(batch: global, selection: selection), sync: false))
+            actions.append(.journal(.selected(batch: global, selections: chosen), sync: false))
         }
-        let rms: [String]
-        switch selection {
-        case .arm(let k): rms = [plan.rewardModels[k].name]
-        case .ensemble: rms = plan.armNames
+        for i in units.indices { units[i].selection = chosen[i] }
+        // Which prompts each RM scores.
+        var promptsByRM: [String: [Int]] = [:]
+        for unit in units {
+            let rms: [String]
+            switch unit.selection {
+            case .arm(let k): rms = [plan.rewardModels[k].name]
+            case .ensemble: rms = plan.armNames
+            }
+            for rm in rms { promptsByRM[rm, default: []].append(contentsOf: unit.offsets.map { range.lowerBound + $0 }) }
         }
-        var batch = Batch(indexInIteration: nextBatchInIteration + 1, range: range, selection: selection,
-                          context: context, scores: [:], remainingTasks: 0)
+        var batch = Batch(indexInIteration: nextBatchInIteration + 1, range: range, units: units, scores: [:], remainingTasks: 0)
         var created: [UInt64] = []
-        for rm in rms {
+        for rm in plan.armNames {
+            guard let indices = promptsByRM[rm]?.sorted() else { continue }
             batch.scores[rm] = Array(repeating: nil, count: range.count)
-            for start in stride(from: range.lowerBound, to: range.upperBound, by: plan.shardSize) {
+            for start in stride(from: 0, to: indices.count, by: plan.shardSize) {
                 let id = nextTaskID
                 nextTaskID += 1
-                tasks[id] = ScoreTaskState(id: id, batch: global, rm: rm, range: start..<min(start + plan.shardSize, range.upperBound))
+                tasks[id] = ScoreTaskState(id: id, batch: global, rm: rm, indices: Array(indices[start..<min(start + plan.shardSize, indices.count)]))
                 created.append(id)
                 batch.remainingTasks += 1
             }
@@ -268,10 +293,10 @@ public struct Coordinator: Sendable {
         batches[global] = batch
         nextGlobal += 1
         nextBatchInIteration += 1
-        actions.append(.log(.debug, "iteration \(iteration) batch \(batch.indexInIteration): \(rms.count == 1 ? rms[0] : "ensemble") selected"))
+        actions.append(.log(.debug, "iteration \(iteration) batch \(batch.indexInIteration): \(promptsByRM.keys.sorted().joined(separator: ", ")) selected"))
         for id in created {
             let task = tasks[id]!
-            let key = Recovery.ShardKey(batch: global, rm: task.rm, firstPrompt: task.range.lowerBound)
+            let key = Recovery.ShardKey(batch: global, rm: task.rm, firstPrompt: task.indices[0])
             if let scores = recovery.scores.removeValue(forKey: key), validate(scores, for: task) == nil {
                 complete(task, scores: scores, journaled: true, &actions)
             } else {
@@ -283,8 +308,6 @@ public struct Coordinator: Sendable {
 
     mutating func apply(_ f: Feedback, batch: Int, _ actions: inout [CoordinatorAction]) {
         switch f {
-        case .none:
-            return
         case .penalty(let arm, let context):
             guard selector.learns else { return }
             let reward = plan.normalizeRewards ? 0 : (normalizer.sortedHistory.first ?? 0)
@@ -309,54 +332,69 @@ public struct Coordinator: Sendable {
     }
 
     mutating func emit(_ batch: Batch, global: Int, _ actions: inout [CoordinatorAction]) {
-        let rmName: String
-        var arm: Int?
-        switch batch.selection {
-        case .arm(let k): rmName = plan.rewardModels[k].name; arm = k
-        case .ensemble: rmName = "ensemble"
-        }
         var pairs: [PreferencePair] = []
+        var choices: [BestOfNChoice] = []
         var accuracy = LabelPairAccuracy()
-        var labelled = false
-        for (offset, index) in batch.range.enumerated() {
-            let p = prompts[index]
-            let scores: [Double]
-            if arm != nil {
-                scores = batch.scores[rmName]![offset]!
-            } else {
-                scores = ScoreEnsemble.combine(plan.armNames.map { batch.scores[$0]![offset]! })
+        var updates: [Feedback] = []
+        var lossUnits: [(arm: Int, context: [Double])] = []
+        var rmOfPrompt: [String] = []
+        for unit in batch.units {
+            var arm: Int?
+            let rmName: String
+            switch unit.selection {
+            case .arm(let k): rmName = plan.rewardModels[k].name; arm = k
+            case .ensemble: rmName = "ensemble"
             }
-            if p.candidates.contains(where: { $0.correct != nil }) { labelled = true }
-            for (c, r) in plan.pairPolicy.pairs(scores: scores) {
-                let pair = PreferencePair(
-                    prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
-                    chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: p.id,
-                    iteration: iteration, batch: batch.indexInIteration,
-                    chosenCorrect: p.candidates[c].correct, rejectedCorrect: p.candidates[r].correct)
-                accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
-                pairs.append(pair)
+            var unitAccuracy = LabelPairAccuracy()
+            var labelled = false
+            var unitOutput = 0
+            for offset in unit.offsets {
+                let p = prompts[batch.range.lowerBound + offset]
+                rmOfPrompt.append(rmName)
+                let scores: [Double] = arm != nil ? batch.scores[rmName]![offset]!
+                    : ScoreEnsemble.combine(plan.armNames.map { batch.scores[$0]![offset]! })
+                if p.candidates.contains(where: { $0.correct != nil }) { labelled = true }
+                switch plan.mode {
+                case .pairs:
+                    for (c, r) in plan.pairPolicy.pairs(scores: scores) {
+                        let pair = PreferencePair(
+                            prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
+                            chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: p.id,
+                            iteration: iteration, batch: batch.indexInIteration,
+                            chosenCorrect: p.candidates[c].correct, rejectedCorrect: p.candidates[r].correct)
+                        unitAccuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
+                        pairs.append(pair)
+                        unitOutput += 1
+                    }
+                case .bestOfN:
+                    // The best candidate; ties go to the earliest.
+                    let best = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
+                    choices.append(BestOfNChoice(prompt: p.prompt, response: p.candidates[best].text, score: scores[best],
+                                                 rm: rmName, promptID: p.id, iteration: iteration, batch: batch.indexInIteration,
+                                                 correct: p.candidates[best].correct))
+                    unitAccuracy.add(choiceCorrect: p.candidates[best].correct)
+                    unitOutput += 1
+                }
+            }
+            accuracy.add(unitAccuracy)
+            guard let arm else { continue }
+            switch plan.rewardSource {
+            case .labelPairAccuracy:
+                // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
+                if labelled { updates.append(.reward(raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context)) }
+            case .trainerLoss:
+                if unitOutput == 0 { updates.append(.penalty(arm: arm, context: unit.context)) }
+                else { lossUnits.append((arm, unit.context)) }
             }
         }
-        var raw: Double?
-        switch plan.rewardSource {
-        case .labelPairAccuracy:
-            // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
-            raw = labelled ? (accuracy.value ?? 0) : nil
-            if let arm, let raw {
-                feedback[global] = .reward(raw: raw, arm: arm, context: batch.context)
-            } else {
-                feedback[global] = Feedback.none
-            }
-        case .trainerLoss:
-            raw = nil
-            if pairs.isEmpty {
-                feedback[global] = arm.map { .penalty(arm: $0, context: batch.context) } ?? Feedback.none
-            }
-        }
-        summary.recordBatch(prompts: prompts[batch.range], rm: rmName, pairs: pairs, arm: arm)
+        let distinct = Array(Set(rmOfPrompt)).sorted()
+        let rmLabel = distinct.count == 1 ? distinct[0] : "mixed"
+        let raw: Double? = plan.rewardSource == .labelPairAccuracy ? updates.compactMap { if case .reward(let r, _, _) = $0 { return r } else { return nil } }.average : nil
+        summary.recordBatch(prompts: prompts[batch.range], rms: rmOfPrompt, pairs: pairs, choices: choices,
+                            arms: batch.units.compactMap { if case .arm(let k) = $0.selection { return k } else { return nil } })
         let emitted = EmittedBatch(
-            iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmName,
-            promptCount: batch.range.count, pairs: pairs, labelAccuracy: accuracy.value, rawReward: raw)
+            iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmLabel,
+            promptCount: batch.range.count, pairs: pairs, choices: choices, labelAccuracy: accuracy.value, rawReward: raw)
         batchLog.append(BatchOutcome(emitted))
         if recovery.emitted.remove(global) != nil {
             actions.append(.log(.debug, "batch \(global) was emitted before the restart; not emitted again"))
@@ -365,10 +403,14 @@ public struct Coordinator: Sendable {
             actions.append(.journal(.emitted(batch: global), sync: true))
         }
         if plan.rewardSource == .trainerLoss && !pairs.isEmpty {
-            awaitingLoss[global] = AwaitingLoss(batch: emitted, arm: arm, context: batch.context)
+            awaitingLoss[global] = AwaitingLoss(batch: emitted, updates: lossUnits)
+            feedback[global] = nil
+            pendingUpdates[global] = updates
             if let loss = recovery.losses.removeValue(forKey: global) {
                 acceptLoss(loss, batch: global, journaled: true, &actions)
             }
+        } else {
+            feedback[global] = updates
         }
         deliverToTrainer(&actions)
         streamToTrainer(emitted, &actions)

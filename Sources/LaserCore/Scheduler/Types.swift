@@ -73,13 +73,17 @@ public struct RunPlan: Equatable, Sendable {
     public var normalizeRewards: Bool
     public var contextDimension: Int
     public var scheduler: SchedulerSettings
+    /// One decision per mini-batch (the paper's default) or one per prompt.
+    public var granularity: Granularity = .batch
+    /// Preference pairs for training, or best-of-n (one chosen response per prompt, no training).
+    public var mode: OutputMode = .pairs
 
     public init(coordinatorID: String = "coordinator", seed: UInt64 = 0, iterations: Int = 1, batchSize: Int = 16,
                 shardSize: Int = 4, pipelineDepth: Int = 1, strategy: StrategyKind = .linucb, alpha: Double = 0.1,
                 lambda: Double = 1, fixedArm: Int = 0, rewardModels: [RewardModelDefinition],
                 pairPolicy: PairPolicy = PairPolicy(), rewardSource: RewardSource = .labelPairAccuracy,
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
-                scheduler: SchedulerSettings = SchedulerSettings()) {
+                scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs) {
         self.coordinatorID = coordinatorID
         self.seed = seed
         self.iterations = iterations
@@ -96,6 +100,8 @@ public struct RunPlan: Equatable, Sendable {
         self.normalizeRewards = normalizeRewards
         self.contextDimension = contextDimension
         self.scheduler = scheduler
+        self.granularity = granularity
+        self.mode = mode
     }
 
     public var armNames: [String] { rewardModels.map(\.name) }
@@ -134,6 +140,40 @@ public enum CoordinatorAction: Sendable, Equatable {
     case fail(String)
 }
 
+/// How many decisions a mini-batch gets.
+public enum Granularity: String, Sendable, Codable, CaseIterable {
+    /// One RM per mini-batch, on the mean of its prompts' contexts.
+    case batch
+    /// One RM per prompt, each on its own context (all made with the same bandit state).
+    case instance
+}
+
+/// What a run produces.
+public enum OutputMode: String, Sendable, Codable, CaseIterable {
+    /// Preference pairs per mini-batch, for training.
+    case pairs
+    /// Best-of-n at inference time: the selected RM picks one response per prompt.
+    case bestOfN = "best-of-n"
+}
+
+/// Best-of-n output: the response the selected RM ranked first.
+public struct BestOfNChoice: Equatable, Sendable {
+    public var prompt: String
+    public var response: String
+    public var score: Double
+    public var rm: String
+    public var promptID: String
+    public var iteration: Int
+    public var batch: Int
+    /// Its correctness label where known.
+    public var correct: Bool?
+}
+
+extension Array where Element == Double {
+    /// The mean, or nil when empty.
+    var average: Double? { isEmpty ? nil : reduce(0, +) / Double(count) }
+}
+
 /// Log levels of the core's messages (mapped to swift-log by the shell).
 public enum LogLevel: String, Sendable, Equatable {
     case debug, info, warning, error
@@ -146,10 +186,12 @@ public struct EmittedBatch: Sendable, Equatable {
     public var batch: Int
     /// 0-based over the whole run.
     public var globalIndex: Int
-    /// The RM that ranked the batch, or "ensemble".
+    /// The RM that ranked the batch, "ensemble", or "mixed" (instance-level selection).
     public var rm: String
     public var promptCount: Int
     public var pairs: [PreferencePair]
+    /// Best-of-n mode: the chosen response per prompt (empty in pairs mode).
+    public var choices: [BestOfNChoice] = []
     /// Label-based pair accuracy of the pairs, when labels exist.
     public var labelAccuracy: Double?
     /// The bandit's raw and normalised reward for this batch (nil: no update, e.g. no labels).

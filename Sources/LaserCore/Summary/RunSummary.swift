@@ -110,11 +110,13 @@ struct SummaryBuilder: Equatable, Sendable {
 
     mutating func setWallSeconds(_ s: Double) { iterations[iterations.count - 1].summary.wallSeconds = s }
 
-    mutating func recordBatch(prompts: ArraySlice<PromptRecord>, rm: String, pairs: [PreferencePair], arm: Int?) {
+    /// `rms`: the RM that ranked each prompt; `arms`: every decision's arm.
+    mutating func recordBatch(prompts: ArraySlice<PromptRecord>, rms: [String], pairs: [PreferencePair],
+                              choices: [BestOfNChoice], arms: [Int]) {
         var it = iterations.removeLast()
         it.summary.batches += 1
         it.summary.pairs += pairs.count
-        for p in prompts {
+        for (p, rm) in zip(prompts, rms) {
             it.ensureFamily(p.task)
             it.families[p.task]!.summary.prompts += 1
             it.families[p.task]!.summary.selections[rm, default: 0] += 1
@@ -126,8 +128,15 @@ struct SummaryBuilder: Equatable, Sendable {
             it.families[task]!.accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
             it.accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
         }
+        for choice in choices {
+            let task = taskOf[choice.promptID] ?? "default"
+            it.summary.pairs += 1
+            it.families[task]!.summary.pairs += 1
+            it.families[task]!.accuracy.add(choiceCorrect: choice.correct)
+            it.accuracy.add(choiceCorrect: choice.correct)
+        }
         iterations.append(it)
-        if let arm { arms[arm].batches += 1 }
+        for arm in arms { self.arms[arm].batches += 1 }
     }
 
     mutating func recordReward(arm: Int, raw: Double) {
@@ -136,7 +145,7 @@ struct SummaryBuilder: Equatable, Sendable {
         arms[arm].meanRawReward = rewardSums[arm] / Double(arms[arm].rewardedBatches)
     }
 
-    mutating func recordRMCalls(rm: String, prompts: ArraySlice<PromptRecord>) {
+    mutating func recordRMCalls(rm: String, prompts: [PromptRecord]) {
         var it = iterations.removeLast()
         for p in prompts {
             it.ensureFamily(p.task)

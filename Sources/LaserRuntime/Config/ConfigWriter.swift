@@ -28,6 +28,7 @@ extension RunConfig {
         if let f = fixedRM { y += "fixed_rm: \(q(f))\n" }
         y += "linucb:\n  alpha: \(alpha)\n  lambda: \(lambda)\n"
         y += "batch_size: \(batchSize)\nshard_size: \(shardSize)\npipeline_depth: \(pipelineDepth)\n"
+        y += "mode: \(mode.rawValue)\ngranularity: \(granularity.rawValue)\n"
         y += "context:\n  dimension: \(contextDimension)\n  ngrams: \(contextNgrams)\n"
         y += "pairs:\n  mode: \(pairs.mode.rawValue)\n  max_pairs: \(pairs.maxPairs)\n  margin: \(pairs.margin)\n"
         y += "reward:\n  source: \(rewardSource.rawValue)\n  normalize: \(normalizeRewards)\n"

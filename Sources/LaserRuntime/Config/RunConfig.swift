@@ -17,6 +17,8 @@ public struct RunConfig: Equatable, Sendable {
     public var batchSize = 16
     public var shardSize = 4
     public var pipelineDepth = 1
+    public var granularity = Granularity.batch
+    public var mode = OutputMode.pairs
     public var contextDimension = 256
     public var contextNgrams = 2
     public var pairs = PairPolicy()
@@ -47,7 +49,7 @@ public struct RunConfig: Equatable, Sendable {
             fixedArm: fixedRM.flatMap { name in rewardModels.firstIndex { $0.name == name } } ?? 0,
             rewardModels: rewardModels.map { RewardModelDefinition(name: $0.name, kind: $0.kind, params: $0.params) },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
-            contextDimension: contextDimension, scheduler: scheduler)
+            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode)
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -81,7 +83,7 @@ extension RunConfig {
             throw ConfigError("\(source): the top level must be a mapping of keys (iterations, input, reward_models, ...)")
         }
         let r = Section(map, path: "", source: source)
-        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size",
+        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode",
                      "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security"])
 
         let inputs: [String]
@@ -133,6 +135,20 @@ extension RunConfig {
         c.batchSize = try r.int("batch_size", min: 1) ?? c.batchSize
         c.shardSize = try r.int("shard_size", min: 1) ?? c.shardSize
         c.pipelineDepth = try r.int("pipeline_depth", min: 1) ?? c.pipelineDepth
+        if let m = try r.string("mode") {
+            guard let mode = OutputMode(rawValue: m) else {
+                throw r.error("mode", "'\(m)' is not a mode; choose \(OutputMode.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            c.mode = mode
+            // Best-of-n picks per prompt unless told otherwise (the paper's inference-time setting).
+            if mode == .bestOfN { c.granularity = .instance }
+        }
+        if let g = try r.string("granularity") {
+            guard let granularity = Granularity(rawValue: g) else {
+                throw r.error("granularity", "'\(g)' is not a granularity; choose \(Granularity.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            c.granularity = granularity
+        }
         if let x = try r.section("context") {
             try x.allow(["dimension", "ngrams"])
             c.contextDimension = try x.int("dimension", min: 1) ?? c.contextDimension
@@ -185,6 +201,9 @@ extension RunConfig {
             if c.security.curve && c.security.allowedClients == nil {
                 throw s.error("allowed_clients", "is required with curve: true: a folder with the NAME.pub file of every worker to admit")
             }
+        }
+        if c.mode == .bestOfN && c.rewardSource == .trainerLoss {
+            throw r.error("reward.source", "trainer-loss does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy")
         }
         return c
     }

@@ -19,6 +19,19 @@ public enum JSONLines {
         return s
     }
 
+    /// A best-of-n line: the response the selected RM ranked first, with provenance.
+    public static func line(_ c: BestOfNChoice) -> String {
+        var s = "{\"prompt\":"
+        appendString(c.prompt, to: &s)
+        s += ",\"response\":"
+        appendString(c.response, to: &s)
+        s += ",\"score\":\(number(c.score)),\"rm\":"
+        appendString(c.rm, to: &s)
+        s += ",\"prompt_id\":"
+        appendString(c.promptID, to: &s)
+        return s + ",\"iteration\":\(c.iteration),\"batch\":\(c.batch)}"
+    }
+
     /// Shortest round-trip decimal form; finite values only (scores are validated finite).
     public static func number(_ x: Double) -> String {
         precondition(x.isFinite)

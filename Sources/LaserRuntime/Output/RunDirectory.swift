@@ -75,6 +75,10 @@ public struct RunDirectory: Sendable {
             text += JSONLines.line(pair)
             text += "\n"
         }
+        for choice in batch.choices {
+            text += JSONLines.line(choice)
+            text += "\n"
+        }
         let path = path(of: batch)
         if let existing = FileManager.default.contents(atPath: path) {
             guard existing == Data(text.utf8) else {
