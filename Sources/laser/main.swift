@@ -148,7 +148,7 @@ struct Run: ParsableCommand {
 
     func runComparison(_ base: RunConfig, _ dir: RunDirectory, _ logger: Logger) throws {
         var variants: [(String, RunConfig)] = []
-        for kind in [StrategyKind.linucb, .random, .sequential, .ensemble] {
+        for kind in [StrategyKind.linucb, .exp3, .random, .sequential, .ensemble, .agreement] {
             var c = base
             c.strategy = kind
             variants.append((kind.rawValue, c))

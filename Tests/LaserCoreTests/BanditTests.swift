@@ -1,3 +1,4 @@
+import Foundation
 import StableRandom
 import Testing
 @testable import LaserCore
@@ -142,5 +143,47 @@ func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1
     @Test func fixedAndEnsemble() {
         #expect(Selector(kind: .fixed, armCount: 3, dimension: 1, seed: 0, fixedArm: 2).select(context: [1], batch: 5) == .arm(2))
         #expect(Selector(kind: .ensemble, armCount: 3, dimension: 1, seed: 0).select(context: [1], batch: 0) == .ensemble)
+    }
+}
+
+@Suite struct Exp3Tests {
+    @Test func probabilitiesFollowTheFormula() {
+        var e = Exp3(armCount: 4, gamma: 0.2)
+        #expect(e.probabilities.allSatisfy { abs($0 - 0.25) < 1e-12 })
+        e.update(arm: 2, reward: 1, probability: 0.25)
+        // w_2 = exp(0.2 * (1 / 0.25) / 4) = e^0.2, others 1.
+        let w = [1, 1, exp(0.2), 1]
+        let expected = w.map { 0.8 * $0 / w.reduce(0, +) + 0.05 }
+        for k in 0..<4 { #expect(abs(e.probabilities[k] - expected[k]) < 1e-12) }
+        #expect(abs(e.probabilities.reduce(0, +) - 1) < 1e-12)
+    }
+
+    @Test func drawsFollowTheCumulativeDistribution() {
+        let e = Exp3(armCount: 4, gamma: 0.1)
+        #expect(e.draw(0).arm == 0 && e.draw(0.3).arm == 1 && e.draw(0.74).arm == 2 && e.draw(0.9999).arm == 3)
+    }
+
+    @Test func learnsTheBestArmAndSurvivesHugeWeights() {
+        var e = Exp3(armCount: 3, gamma: 0.1)
+        var rng = SplitMix64(seed: 1)
+        for _ in 0..<20_000 {
+            let (arm, p) = e.draw(Double(rng.next() >> 11) * 0x1.0p-53)
+            e.update(arm: arm, reward: arm == 1 ? 1 : 0.2, probability: p)
+        }
+        #expect(e.probabilities[1] > 0.9)
+        #expect(e.probabilities.allSatisfy { $0.isFinite })
+    }
+}
+
+@Suite struct AgreementFilterTests {
+    @Test func countsOnlyRMsWithAnOpinion() {
+        let perRM: [[Double]] = [[1, 0], [0.9, 0.1], [5, 5], [0, 1]]
+        #expect(AgreementFilter.agreement(perRM, chosen: 0, rejected: 1) == 2.0 / 3)
+        #expect(AgreementFilter.agreement([[1, 1], [2, 2]], chosen: 0, rejected: 1) == nil)
+    }
+
+    @Test func vetoedPairsDoNotCountTowardsMaxPairs() {
+        let pairs = PairPolicy(maxPairs: 2).pairs(scores: [3, 2, 1, 0]) { c, r in !(c == 0 && r == 1) }
+        #expect(pairs.map { [$0.chosen, $0.rejected] } == [[0, 2], [0, 3]])
     }
 }

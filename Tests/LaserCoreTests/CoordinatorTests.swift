@@ -28,7 +28,7 @@ import Testing
         #expect(sim.sentToPeers.contains { if case .shutdown = $0.1 { return true } else { return false } })
     }
 
-    @Test(arguments: [StrategyKind.linucb, .random, .sequential, .ensemble, .fixed], [1, 2, 3])
+    @Test(arguments: [StrategyKind.linucb, .exp3, .random, .sequential, .ensemble, .agreement, .fixed], [1, 2, 3])
     func outputIndependentOfWorkerCountAndMessageOrder(strategy: StrategyKind, depth: Int) throws {
         let plan = Fixtures.plan(strategy: strategy, depth: depth)
         let expected = reference(plan)

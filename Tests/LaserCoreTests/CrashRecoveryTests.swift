@@ -77,7 +77,7 @@ import Testing
         var references: [String: Simulation] = [:]
         for seed in 0..<UInt64(runs) {
             var rng = SplitMix64(seed: 0xFA17 ^ seed)
-            let strategy = [StrategyKind.linucb, .random, .sequential, .ensemble, .fixed][Int(rng.next() % 5)]
+            let strategy = StrategyKind.allCases[Int(rng.next() % UInt64(StrategyKind.allCases.count))]
             let depth = 1 + Int(rng.next() % 3)
             let plan = Fixtures.plan(strategy: strategy, depth: depth, maxAttempts: 1000, leaseMs: 300)
             let key = "\(strategy)-\(depth)"

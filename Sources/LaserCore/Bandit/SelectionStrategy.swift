@@ -11,6 +11,11 @@ public enum StrategyKind: String, CaseIterable, Sendable, Codable {
     case ensemble
     /// Always the configured RM ("Best RM" baseline).
     case fixed
+    /// Exp3, the paper's non-contextual adversarial bandit (robustness study).
+    case exp3
+    /// Every RM scores every candidate; a pair of the score ensemble's ranking is kept only where the
+    /// RMs agree on its direction (see `AgreementFilter`). K times the RM cost.
+    case agreement
 }
 
 /// What a strategy decided for one mini-batch.
@@ -26,37 +31,61 @@ public struct Selector: Equatable, Sendable {
     public let seed: UInt64
     public let fixedArm: Int
     public private(set) var linucb: LinUCB?
+    public private(set) var exp3: Exp3?
 
     public init(kind: StrategyKind, armCount: Int, dimension: Int, seed: UInt64,
-                alpha: Double = 0.1, lambda: Double = 1.0, fixedArm: Int = 0) {
+                alpha: Double = 0.1, lambda: Double = 1.0, fixedArm: Int = 0, gamma: Double = 0.1) {
         precondition(armCount > 0)
         self.kind = kind
         self.armCount = armCount
         self.seed = seed
         self.fixedArm = fixedArm
         linucb = kind == .linucb ? LinUCB(armCount: armCount, dimension: dimension, alpha: alpha, lambda: lambda) : nil
+        exp3 = kind == .exp3 ? Exp3(armCount: armCount, gamma: gamma) : nil
     }
 
     /// The decision for decision unit `unit` (0 for batch-level selection, the prompt's position for
     /// instance-level) of global batch number `batch` (0-based over the whole run), with context `x`.
     /// Sequential, instance-level: prompt i of batch t uses RM (t + i) mod K.
     public func select(context x: [Double], batch: Int, unit: Int = 0) -> Selection {
+        selectWithProbability(context: x, batch: batch, unit: unit).selection
+    }
+
+    /// The decision and the probability it had (1 for deterministic strategies; Exp3's `p_k`).
+    public func selectWithProbability(context x: [Double], batch: Int, unit: Int = 0) -> (selection: Selection, probability: Double) {
+        if kind == .exp3 {
+            let u = Double(SplitMix64.mix(seed, 0xE3, UInt64(batch), UInt64(unit)) >> 11) * 0x1.0p-53
+            let (arm, p) = exp3!.draw(u)
+            return (.arm(arm), p)
+        }
+        return (selectDeterministic(context: x, batch: batch, unit: unit), 1)
+    }
+
+    /// The probability Exp3 gives `arm` now (1 for the other strategies): for a replayed decision.
+    public func probability(of arm: Int) -> Double { kind == .exp3 ? exp3!.probabilities[arm] : 1 }
+
+    private func selectDeterministic(context x: [Double], batch: Int, unit: Int) -> Selection {
         switch kind {
         case .linucb: return .arm(linucb!.select(x))
         case .random:
             let h = unit == 0 ? SplitMix64.mix(seed, 0xBA7C4, UInt64(batch)) : SplitMix64.mix(seed, 0xBA7C4, UInt64(batch), UInt64(unit))
             return .arm(Int(h % UInt64(armCount)))
         case .sequential: return .arm((batch + unit) % armCount)
-        case .ensemble: return .ensemble
+        case .ensemble, .agreement: return .ensemble
         case .fixed: return .arm(fixedArm)
+        case .exp3: preconditionFailure("exp3 draws in selectWithProbability")
         }
     }
 
     /// Whether this strategy learns from rewards at all.
-    public var learns: Bool { kind == .linucb }
+    public var learns: Bool { kind == .linucb || kind == .exp3 }
 
-    public mutating func update(arm: Int, context x: [Double], reward: Double) {
-        guard kind == .linucb else { return }
-        linucb!.update(arm: arm, context: x, reward: reward)
+    /// `probability`: what the arm had when it was selected (Exp3's importance weight).
+    public mutating func update(arm: Int, context x: [Double], reward: Double, probability: Double = 1) {
+        switch kind {
+        case .linucb: linucb!.update(arm: arm, context: x, reward: reward)
+        case .exp3: exp3!.update(arm: arm, reward: min(1, max(0, reward)), probability: probability)
+        default: break
+        }
     }
 }

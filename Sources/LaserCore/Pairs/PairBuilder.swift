@@ -19,25 +19,40 @@ public struct PairPolicy: Equatable, Sendable {
         self.margin = margin
     }
 
-    /// Candidate index pairs (chosen, rejected) for one prompt's scores.
+    /// Candidate index pairs (chosen, rejected) for one prompt's scores; `accept` can veto a pair
+    /// before it counts towards `maxPairs` (the agreement ensemble's filter).
     /// Order is deterministic: score descending, then candidate index ascending.
-    public func pairs(scores: [Double]) -> [(chosen: Int, rejected: Int)] {
+    public func pairs(scores: [Double], accept: (Int, Int) -> Bool = { _, _ in true }) -> [(chosen: Int, rejected: Int)] {
         guard scores.count >= 2, maxPairs > 0 else { return [] }
         let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
         switch mode {
         case .bestVsWorst:
             let best = order.first!, worst = order.last!
-            return scores[best] - scores[worst] > margin ? [(best, worst)] : []
+            return scores[best] - scores[worst] > margin && accept(best, worst) ? [(best, worst)] : []
         case .bestVsRest:
             var out: [(chosen: Int, rejected: Int)] = []
             for i in 0..<order.count {
-                for j in (i + 1)..<order.count where scores[order[i]] - scores[order[j]] > margin {
+                for j in (i + 1)..<order.count where scores[order[i]] - scores[order[j]] > margin && accept(order[i], order[j]) {
                     out.append((order[i], order[j]))
                     if out.count == maxPairs { return out }
                 }
             }
             return out
         }
+    }
+}
+
+/// The agreement ensemble's test for a pair: of the RMs that tell the two candidates apart, the
+/// share that prefers `chosen`. A pair is kept when that share is at least the threshold (and at
+/// least one RM has an opinion), so pairs the RMs disagree on never reach the trainer.
+public enum AgreementFilter {
+    public static func agreement(_ perRM: [[Double]], chosen i: Int, rejected j: Int) -> Double? {
+        var opinions = 0, agree = 0
+        for s in perRM where s[i] != s[j] {
+            opinions += 1
+            if s[i] > s[j] { agree += 1 }
+        }
+        return opinions == 0 ? nil : Double(agree) / Double(opinions)
     }
 }
 

@@ -92,7 +92,7 @@ extension Coordinator {
     mutating func acceptLoss(_ loss: Double, batch g: Int, journaled: Bool, _ actions: inout [CoordinatorAction]) {
         guard let pending = awaitingLoss.removeValue(forKey: g) else { return }
         // Every unit that produced pairs shares the batch's loss (the trainer reports one per batch).
-        feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: -loss, arm: $0.arm, context: $0.context) }
+        feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: -loss, arm: $0.arm, context: $0.context, probability: $0.probability) }
         if !journaled { actions.append(.journal(.feedback(batch: g, loss: loss), sync: true)) }
         batchLog[g].loss = loss
         batchLog[g].rawReward = -loss

@@ -53,12 +53,14 @@ public struct Coordinator: Sendable {
         var offsets: Range<Int>
         var selection: Selection
         var context: [Double]
+        /// The probability the selection had (Exp3's importance weight; 1 otherwise).
+        var probability: Double = 1
     }
     /// One bandit update, applied in batch order.
     enum Feedback: Sendable {
-        case reward(raw: Double, arm: Int, context: [Double])
+        case reward(raw: Double, arm: Int, context: [Double], probability: Double)
         /// The unit gave the trainer nothing (no pairs): the lowest reward, outside the normaliser.
-        case penalty(arm: Int, context: [Double])
+        case penalty(arm: Int, context: [Double], probability: Double)
     }
 
     // The trainer endpoint (Coordinator+Trainer.swift).
@@ -77,7 +79,7 @@ public struct Coordinator: Sendable {
     struct AwaitingLoss: Sendable {
         var batch: EmittedBatch
         /// The (arm, context) of every unit that produced pairs: each gets -loss.
-        var updates: [(arm: Int, context: [Double])]
+        var updates: [(arm: Int, context: [Double], probability: Double)]
     }
     var awaitingLoss: [Int: AwaitingLoss] = [:]
     /// Updates of a batch known at emission (penalties of units without pairs) that wait for its loss.
@@ -121,7 +123,7 @@ public struct Coordinator: Sendable {
         precondition(plan.batchSize >= 1 && plan.shardSize >= 1 && plan.pipelineDepth >= 1 && plan.iterations >= 1)
         self.plan = plan
         selector = Selector(kind: plan.strategy, armCount: plan.rewardModels.count, dimension: plan.contextDimension,
-                            seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm)
+                            seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm, gamma: plan.gamma)
         summary = SummaryBuilder(strategy: plan.strategy.rawValue, armNames: plan.armNames)
         for name in plan.armNames { queues[name] = [] }
         recovery = Recovery(journal)
@@ -251,7 +253,8 @@ public struct Coordinator: Sendable {
         case .instance:
             units = range.enumerated().map { SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: prompts[$0.element].context) }
         }
-        let computed = units.enumerated().map { selector.select(context: $0.element.context, batch: global, unit: $0.offset) }
+        let drawn = units.enumerated().map { selector.selectWithProbability(context: $0.element.context, batch: global, unit: $0.offset) }
+        let computed = drawn.map(\.selection)
         var chosen = computed
         if let recorded = recovery.selections[global] {
             // Selections already made stay made, even if the reward signal was not reproducible.
@@ -266,7 +269,10 @@ public struct Coordinator: Sendable {
         } else {
             actions.append(.journal(.selected(batch: global, selections: chosen), sync: false))
         }
-        for i in units.indices { units[i].selection = chosen[i] }
+        for i in units.indices {
+            units[i].selection = chosen[i]
+            if case .arm(let k) = chosen[i] { units[i].probability = selector.probability(of: k) }
+        }
         // Which prompts each RM scores.
         var promptsByRM: [String: [Int]] = [:]
         for unit in units {
@@ -308,16 +314,16 @@ public struct Coordinator: Sendable {
 
     mutating func apply(_ f: Feedback, batch: Int, _ actions: inout [CoordinatorAction]) {
         switch f {
-        case .penalty(let arm, let context):
+        case .penalty(let arm, let context, let probability):
             guard selector.learns else { return }
             let reward = plan.normalizeRewards ? 0 : (normalizer.sortedHistory.first ?? 0)
-            selector.update(arm: arm, context: context, reward: reward)
+            selector.update(arm: arm, context: context, reward: reward, probability: probability)
             actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) gave no pairs, reward \(format4(reward))"))
-        case .reward(let raw, let arm, let context):
+        case .reward(let raw, let arm, let context, let probability):
             summary.recordReward(arm: arm, raw: raw)
             guard selector.learns else { return }
             let reward = plan.normalizeRewards ? normalizer.normalize(raw) : raw
-            selector.update(arm: arm, context: context, reward: reward)
+            selector.update(arm: arm, context: context, reward: reward, probability: probability)
             actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) raw \(format4(raw)) reward \(format4(reward))"))
         }
     }
@@ -336,7 +342,7 @@ public struct Coordinator: Sendable {
         var choices: [BestOfNChoice] = []
         var accuracy = LabelPairAccuracy()
         var updates: [Feedback] = []
-        var lossUnits: [(arm: Int, context: [Double])] = []
+        var lossUnits: [(arm: Int, context: [Double], probability: Double)] = []
         var rmOfPrompt: [String] = []
         for unit in batch.units {
             var arm: Int?
@@ -351,12 +357,16 @@ public struct Coordinator: Sendable {
             for offset in unit.offsets {
                 let p = prompts[batch.range.lowerBound + offset]
                 rmOfPrompt.append(rmName)
-                let scores: [Double] = arm != nil ? batch.scores[rmName]![offset]!
-                    : ScoreEnsemble.combine(plan.armNames.map { batch.scores[$0]![offset]! })
+                let perRM = arm != nil ? [batch.scores[rmName]![offset]!] : plan.armNames.map { batch.scores[$0]![offset]! }
+                let scores = arm != nil ? perRM[0] : ScoreEnsemble.combine(perRM)
+                let threshold = plan.agreementThreshold
+                let accept: (Int, Int) -> Bool = plan.strategy == .agreement && arm == nil
+                    ? { (AgreementFilter.agreement(perRM, chosen: $0, rejected: $1) ?? 0) >= threshold }
+                    : { _, _ in true }
                 if p.candidates.contains(where: { $0.correct != nil }) { labelled = true }
                 switch plan.mode {
                 case .pairs:
-                    for (c, r) in plan.pairPolicy.pairs(scores: scores) {
+                    for (c, r) in plan.pairPolicy.pairs(scores: scores, accept: accept) {
                         let pair = PreferencePair(
                             prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
                             chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: p.id,
@@ -381,15 +391,15 @@ public struct Coordinator: Sendable {
             switch plan.rewardSource {
             case .labelPairAccuracy:
                 // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
-                if labelled { updates.append(.reward(raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context)) }
+                if labelled { updates.append(.reward(raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context, probability: unit.probability)) }
             case .trainerLoss:
-                if unitOutput == 0 { updates.append(.penalty(arm: arm, context: unit.context)) }
-                else { lossUnits.append((arm, unit.context)) }
+                if unitOutput == 0 { updates.append(.penalty(arm: arm, context: unit.context, probability: unit.probability)) }
+                else { lossUnits.append((arm, unit.context, unit.probability)) }
             }
         }
         let distinct = Array(Set(rmOfPrompt)).sorted()
         let rmLabel = distinct.count == 1 ? distinct[0] : "mixed"
-        let raw: Double? = plan.rewardSource == .labelPairAccuracy ? updates.compactMap { if case .reward(let r, _, _) = $0 { return r } else { return nil } }.average : nil
+        let raw: Double? = plan.rewardSource == .labelPairAccuracy ? updates.compactMap { if case .reward(let r, _, _, _) = $0 { return r } else { return nil } }.average : nil
         summary.recordBatch(prompts: prompts[batch.range], rms: rmOfPrompt, pairs: pairs, choices: choices,
                             arms: batch.units.compactMap { if case .arm(let k) = $0.selection { return k } else { return nil } })
         let emitted = EmittedBatch(

@@ -73,6 +73,10 @@ public struct RunPlan: Equatable, Sendable {
     public var normalizeRewards: Bool
     public var contextDimension: Int
     public var scheduler: SchedulerSettings
+    /// Exp3's exploration rate.
+    public var gamma: Double = 0.1
+    /// The agreement ensemble keeps a pair when at least this share of the opinionated RMs agree.
+    public var agreementThreshold: Double = 0.75
     /// One decision per mini-batch (the paper's default) or one per prompt.
     public var granularity: Granularity = .batch
     /// Preference pairs for training, or best-of-n (one chosen response per prompt, no training).
@@ -83,7 +87,8 @@ public struct RunPlan: Equatable, Sendable {
                 lambda: Double = 1, fixedArm: Int = 0, rewardModels: [RewardModelDefinition],
                 pairPolicy: PairPolicy = PairPolicy(), rewardSource: RewardSource = .labelPairAccuracy,
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
-                scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs) {
+                scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
+                gamma: Double = 0.1, agreementThreshold: Double = 0.75) {
         self.coordinatorID = coordinatorID
         self.seed = seed
         self.iterations = iterations
@@ -102,6 +107,8 @@ public struct RunPlan: Equatable, Sendable {
         self.scheduler = scheduler
         self.granularity = granularity
         self.mode = mode
+        self.gamma = gamma
+        self.agreementThreshold = agreementThreshold
     }
 
     public var armNames: [String] { rewardModels.map(\.name) }

@@ -27,6 +27,8 @@ extension RunConfig {
         y += "strategy: \(strategy.rawValue)\n"
         if let f = fixedRM { y += "fixed_rm: \(q(f))\n" }
         y += "linucb:\n  alpha: \(alpha)\n  lambda: \(lambda)\n"
+        y += "exp3:\n  gamma: \(gamma)\n"
+        y += "agreement:\n  threshold: \(agreementThreshold)\n"
         y += "batch_size: \(batchSize)\nshard_size: \(shardSize)\npipeline_depth: \(pipelineDepth)\n"
         y += "mode: \(mode.rawValue)\ngranularity: \(granularity.rawValue)\n"
         y += "context:\n  dimension: \(contextDimension)\n  ngrams: \(contextNgrams)\n"

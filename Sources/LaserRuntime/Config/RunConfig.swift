@@ -18,6 +18,8 @@ public struct RunConfig: Equatable, Sendable {
     public var shardSize = 4
     public var pipelineDepth = 1
     public var granularity = Granularity.batch
+    public var gamma = 0.1
+    public var agreementThreshold = 0.75
     public var mode = OutputMode.pairs
     public var contextDimension = 256
     public var contextNgrams = 2
@@ -49,7 +51,7 @@ public struct RunConfig: Equatable, Sendable {
             fixedArm: fixedRM.flatMap { name in rewardModels.firstIndex { $0.name == name } } ?? 0,
             rewardModels: rewardModels.map { RewardModelDefinition(name: $0.name, kind: $0.kind, params: $0.params) },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
-            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode)
+            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold)
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -83,7 +85,7 @@ extension RunConfig {
             throw ConfigError("\(source): the top level must be a mapping of keys (iterations, input, reward_models, ...)")
         }
         let r = Section(map, path: "", source: source)
-        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode",
+        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement",
                      "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security"])
 
         let inputs: [String]
@@ -131,6 +133,16 @@ extension RunConfig {
             try l.allow(["alpha", "lambda"])
             c.alpha = try l.double("alpha", min: 0) ?? c.alpha
             c.lambda = try l.double("lambda", min: 1e-12) ?? c.lambda
+        }
+        if let e = try r.section("exp3") {
+            try e.allow(["gamma"])
+            c.gamma = try e.double("gamma", min: 1e-9) ?? c.gamma
+            guard c.gamma <= 1 else { throw e.error("gamma", "must be at most 1, got \(c.gamma)") }
+        }
+        if let a = try r.section("agreement") {
+            try a.allow(["threshold"])
+            c.agreementThreshold = try a.double("threshold", min: 0) ?? c.agreementThreshold
+            guard c.agreementThreshold <= 1 else { throw a.error("threshold", "must be at most 1, got \(c.agreementThreshold)") }
         }
         c.batchSize = try r.int("batch_size", min: 1) ?? c.batchSize
         c.shardSize = try r.int("shard_size", min: 1) ?? c.shardSize

@@ -23,7 +23,7 @@ public enum SummaryTable {
                 }
             }
         }
-        let columns = s.strategy == "ensemble" ? ["ensemble"] : s.rewardModels
+        let columns = s.strategy == "ensemble" || s.strategy == "agreement" ? ["ensemble"] : s.rewardModels
         var rows: [[String]] = [["task family"] + columns + ["pair accuracy"]]
         for f in families {
             let all = total[f] ?? [:], end = last[f] ?? [:]
