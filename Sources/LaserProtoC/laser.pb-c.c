@@ -1161,7 +1161,7 @@ const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
   (ProtobufCMessageInit) laser__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[4] =
+static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[5] =
 {
   {
     "worker_id",
@@ -1211,8 +1211,21 @@ static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "labels",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Laser__V1__Hello, n_labels),
+    offsetof(Laser__V1__Hello, labels),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__hello__field_indices_by_name[] = {
+  4,   /* field[4] = labels */
   1,   /* field[1] = reward_models */
   2,   /* field[2] = slots */
   3,   /* field[3] = software_version */
@@ -1221,7 +1234,7 @@ static const unsigned laser__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange laser__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
 {
@@ -1231,7 +1244,7 @@ const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
   "Laser__V1__Hello",
   "laser.v1",
   sizeof(Laser__V1__Hello),
-  4,
+  5,
   laser__v1__hello__field_descriptors,
   laser__v1__hello__field_indices_by_name,
   1,  laser__v1__hello__number_ranges,

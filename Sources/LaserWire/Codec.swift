@@ -19,6 +19,7 @@ public enum WireCodec {
             (m.pointee.n_reward_models, m.pointee.reward_models) = arena.strings(h.rewardModels)
             m.pointee.slots = h.slots
             m.pointee.software_version = arena.string(h.softwareVersion)
+            (m.pointee.n_labels, m.pointee.labels) = arena.strings(h.labels)
             env.body_case = LASER__V1__ENVELOPE__BODY_HELLO
             env.hello = m
         case .welcome(let w):
@@ -204,7 +205,8 @@ public enum WireCodec {
                 workerID: try text(h.worker_id, "Hello.worker_id"),
                 rewardModels: try texts(h.n_reward_models, h.reward_models, "Hello.reward_models"),
                 slots: h.slots,
-                softwareVersion: try text(h.software_version, "Hello.software_version")))
+                softwareVersion: try text(h.software_version, "Hello.software_version"),
+                labels: try texts(h.n_labels, h.labels, "Hello.labels")))
         case LASER__V1__ENVELOPE__BODY_WELCOME:
             let w = e.welcome!.pointee
             var defs: [RewardModelDefinition] = []

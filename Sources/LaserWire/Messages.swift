@@ -44,12 +44,15 @@ public struct Hello: Equatable, Sendable {
     public var rewardModels: [String]
     public var slots: UInt32
     public var softwareVersion: String
+    /// Labels (for example the GPU type) that the run's placement maps to RMs.
+    public var labels: [String]
 
-    public init(workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String) {
+    public init(workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String, labels: [String] = []) {
         self.workerID = workerID
         self.rewardModels = rewardModels
         self.slots = slots
         self.softwareVersion = softwareVersion
+        self.labels = labels
     }
 }
 

@@ -243,6 +243,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Score tasks accepted at once.")
     var slots: UInt32 = 2
 
+    @Option(name: .customLong("label"), help: "A label for the run's placement (e.g. a100); repeat for several.")
+    var labels: [String] = []
+
     @Option(help: "Exit when no coordinator answers for this many seconds (0: wait forever).")
     var giveUpAfter: Double = 0
 
@@ -268,6 +271,7 @@ struct WorkerCommand: ParsableCommand {
             var options = WorkerOptions(endpoint: connect, workerID: name, rewardModels: rewardModels, slots: slots,
                                         giveUpAfterSeconds: giveUpAfter)
             options.parentPID = parentPid
+            options.labels = labels
             if let serverKey, let key {
                 try options.useCurve(serverKeyFile: serverKey, keyFile: key) { logger.warning("\($0)") }
             }

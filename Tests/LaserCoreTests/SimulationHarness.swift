@@ -31,6 +31,7 @@ struct Simulation {
         var slots: UInt32
         var behaviour: SimBehaviour
         var rms: [String] = []
+        var labels: [String] = []
         var answered = 0
         var dead = false
         var outstanding = 0
@@ -121,7 +122,7 @@ struct Simulation {
     mutating func run(maxSteps: Int = 200_000) {
         feed(.start)
         for i in workers.indices {
-            feed(.message(from: workers[i].peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim"))))
+            feed(.message(from: workers[i].peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim", labels: workers[i].labels))))
         }
         if let t = trainerPeer { feed(.message(from: t, .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim")))) }
         var steps = 0

@@ -89,6 +89,16 @@ func temporaryDirectory() -> String {
         #expect(again == c)
     }
 
+    @Test func placementParsesRoundTripsAndChecksRMNames() throws {
+        let c = try parse(minimal + "\nplacement: {by_label: {a100: [am]}, by_worker: {n1-gpu0: [noisy, am]}, idle_report_s: 10}")
+        #expect(c.placement.byLabel == ["a100": ["am"]])
+        #expect(c.placement.byWorker == ["n1-gpu0": ["noisy", "am"]])
+        #expect(c.placement.idleReportSeconds == 10)
+        #expect(try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/") == c)
+        #expect(error(minimal + "\nplacement: {by_label: {a100: [judge]}}").contains("placement.by_label.a100 names 'judge'"))
+        #expect(error(minimal + "\nplacement: {by_gpu: {}}").contains("by_gpu is not a known key"))
+    }
+
     @Test func errorsSayWhereAndWhat() {
         #expect(error(minimal + "\nstrategy: linucbb").contains("strategy 'linucbb' is not a strategy; choose one of linucb, random, sequential, ensemble, fixed"))
         #expect(error("input: a.jsonl\nreward_models: [{name: x, kind: gpt4-judge}]").contains("gpt4-judge"))

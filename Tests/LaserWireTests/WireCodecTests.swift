@@ -5,6 +5,7 @@ import Testing
     static let samples: [WireMessage] = [
         .hello(Hello(workerID: "node3-gpu1", rewardModels: ["answer-match", "längd ✓"], slots: 4, softwareVersion: "0.1.0")),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "")),
+        .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "", labels: ["a100", "node-7"])),
         .welcome(Welcome(coordinatorID: "c", heartbeatIntervalMs: 1000, liveness: 5,
                          rewardModels: [RewardModelDefinition(name: "noisy", kind: "noisy", params: ["base": "length", "sigma": "0.3"]),
                                         RewardModelDefinition(name: "am", kind: "answer-match", params: [:])],

@@ -31,6 +31,7 @@ extension Coordinator {
                 task.deadline = now.adding(milliseconds: plan.scheduler.leaseMs)
                 tasks[id] = task
                 workers[peer]!.inFlight.insert(id)
+                lastDispatch[rm] = now
                 workers[peer]!.lastSent = now
                 summary.counters.tasksDispatched += 1
                 let items = task.indices.map { prompts[$0] }.map {
@@ -70,6 +71,7 @@ extension Coordinator {
             if tasks[id] != nil { tasks[id]!.holders = holders }
             if phase != .running { return }
         }
+        reportIdleWorkers(now: now, &actions)
         for rm in plan.armNames where !(queues[rm] ?? []).isEmpty {
             let served = workers.values.contains { $0.rewardModels.contains(rm) }
             if !served, starvationWarned[rm].map({ now.milliseconds(since: $0) > 10_000 }) ?? true {
@@ -81,4 +83,22 @@ extension Coordinator {
 
     /// Floods of bad input are counted in full but logged sparingly: the first ten, then every 10,000th.
     static func worthLogging(_ count: Int) -> Bool { count <= 10 || count % 10_000 == 0 }
+
+    /// When the bandit concentrates on some RMs, workers that host only the others sit idle. Report
+    /// each such worker once per window (log and counter), so the operator can restart it with busy RMs.
+    mutating func reportIdleWorkers(now: Instant, _ actions: inout [CoordinatorAction]) {
+        let window = plan.placement.idleReportSeconds * 1000
+        guard window > 0 else { return }
+        let busy = plan.armNames.filter { rm in lastDispatch[rm].map { now.milliseconds(since: $0) <= window } ?? false }
+        guard !busy.isEmpty else { return }
+        for peer in workers.keys.sorted() {
+            let w = workers[peer]!
+            guard now.milliseconds(since: w.joined) > window, w.inFlight.isEmpty,
+                  w.rewardModels.isDisjoint(with: busy),
+                  w.reportedIdle.map({ now.milliseconds(since: $0) > window }) ?? true else { continue }
+            workers[peer]!.reportedIdle = now
+            summary.counters.idleWorkerReports += 1
+            actions.append(.log(.warning, "worker \(w.workerID) hosts only RMs that got no task in the last \(Int(plan.placement.idleReportSeconds)) s (\(w.rewardModels.sorted().joined(separator: ", "))) while \(busy.joined(separator: ", ")) are busy; restart it with --rm \(busy[0]) (or change placement) to put it to work"))
+        }
+    }
 }

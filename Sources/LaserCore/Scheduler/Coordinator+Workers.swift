@@ -67,8 +67,14 @@ extension Coordinator {
         if let old = peerByWorkerID[hello.workerID], old != peer, workers[old] != nil {
             forget(old, reason: "it re-registered from a new connection", countsAsAttempt: false, now: now, &actions)
         }
-        let served = hello.rewardModels.isEmpty ? plan.armNames : plan.armNames.filter { hello.rewardModels.contains($0) }
-        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(hello.slots), lastHeard: now, lastSent: now)
+        let served = plan.placement.rewardModels(for: hello, all: plan.armNames)
+        guard !served.isEmpty else {
+            let problem = "worker '\(hello.workerID)' would serve no RM: its placement lists none of this run's RMs (\(plan.armNames.joined(separator: ", ")))"
+            actions.append(.log(.warning, "rejected \(peer): \(problem)"))
+            actions.append(.send(to: peer, .reject(reason: problem)))
+            return
+        }
+        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(hello.slots), lastHeard: now, lastSent: now, joined: now)
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
         actions.append(.log(.info, "worker \(hello.workerID) joined: \(hello.slots) slots, RMs \(served.joined(separator: ", "))"))

@@ -24,8 +24,13 @@ public struct Coordinator: Sendable {
         var inFlight: Set<UInt64> = []
         var lastHeard: Instant
         var lastSent: Instant
+        var joined: Instant
+        /// When it was last reported idle (placement), to report once per window.
+        var reportedIdle: Instant?
         var free: Int { slots - inFlight.count }
     }
+    /// When each RM last had a task dispatched (for the idle-worker report).
+    var lastDispatch: [String: Instant] = [:]
     var workers: [PeerID: Worker] = [:]
     var peerByWorkerID: [String: PeerID] = [:]
 

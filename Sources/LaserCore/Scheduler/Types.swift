@@ -52,6 +52,35 @@ public struct SchedulerSettings: Equatable, Sendable {
     }
 }
 
+/// Which workers host which RMs, for workers that do not name their RMs themselves (`--rm`).
+/// Precedence: the worker's own `--rm` list, then `byWorker[worker id]`, then the union of
+/// `byLabel[label]` over its labels, then every RM of the run.
+public struct Placement: Equatable, Sendable {
+    public var byWorker: [String: [String]] = [:]
+    public var byLabel: [String: [String]] = [:]
+    /// How long a worker may host only RMs that received no task while others did, before it is
+    /// reported as idle (log and counter), so the operator can move it to a busy RM.
+    public var idleReportSeconds: Double = 30
+
+    public init(byWorker: [String: [String]] = [:], byLabel: [String: [String]] = [:], idleReportSeconds: Double = 30) {
+        self.byWorker = byWorker
+        self.byLabel = byLabel
+        self.idleReportSeconds = idleReportSeconds
+    }
+
+    /// The RMs a worker serves, in the run's RM order.
+    public func rewardModels(for hello: Hello, all: [String]) -> [String] {
+        let wanted: [String]
+        if !hello.rewardModels.isEmpty { wanted = hello.rewardModels }
+        else if let listed = byWorker[hello.workerID] { wanted = listed }
+        else {
+            let fromLabels = hello.labels.flatMap { byLabel[$0] ?? [] }
+            wanted = fromLabels.isEmpty ? all : fromLabels
+        }
+        return all.filter { wanted.contains($0) }
+    }
+}
+
 /// Everything the coordinator core needs to know about a run: the validated config, without files.
 public struct RunPlan: Equatable, Sendable {
     public var coordinatorID: String
@@ -73,6 +102,8 @@ public struct RunPlan: Equatable, Sendable {
     public var normalizeRewards: Bool
     public var contextDimension: Int
     public var scheduler: SchedulerSettings
+    /// Which workers host which RMs.
+    public var placement = Placement()
     /// Exp3's exploration rate.
     public var gamma: Double = 0.1
     /// The agreement ensemble keeps a pair when at least this share of the opinionated RMs agree.
@@ -88,7 +119,7 @@ public struct RunPlan: Equatable, Sendable {
                 pairPolicy: PairPolicy = PairPolicy(), rewardSource: RewardSource = .labelPairAccuracy,
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
                 scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
-                gamma: Double = 0.1, agreementThreshold: Double = 0.75) {
+                gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement()) {
         self.coordinatorID = coordinatorID
         self.seed = seed
         self.iterations = iterations
@@ -109,6 +140,7 @@ public struct RunPlan: Equatable, Sendable {
         self.mode = mode
         self.gamma = gamma
         self.agreementThreshold = agreementThreshold
+        self.placement = placement
     }
 
     public var armNames: [String] { rewardModels.map(\.name) }

@@ -23,6 +23,8 @@ public struct RunSummary: Equatable, Sendable, Codable {
         public var undeliverable = 0
         public var workersRegistered = 0
         public var workersLost = 0
+        /// Times a worker was reported idle because it hosts only RMs the bandit is not using.
+        public var idleWorkerReports = 0
         public init() {}
     }
 }

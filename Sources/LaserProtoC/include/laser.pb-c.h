@@ -116,10 +116,15 @@ struct  Laser__V1__Hello
    * laser version of the worker binary, for diagnostics.
    */
   char *software_version;
+  /*
+   * Labels of the worker (for example its GPU type); the run's placement config maps labels to RMs.
+   */
+  size_t n_labels;
+  char **labels;
 };
 #define LASER__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*

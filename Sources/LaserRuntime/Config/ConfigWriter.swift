@@ -14,6 +14,7 @@ extension RunConfig {
         c.workerSlots = defaults.workerSlots
         c.shardSize = defaults.shardSize
         c.security = defaults.security
+        c.placement = defaults.placement
         return contentDigest(c.yaml().utf8)
     }
 
@@ -39,6 +40,12 @@ extension RunConfig {
             y += "  - name: \(q(rm.name))\n    kind: \(q(rm.kind))\n"
             if !rm.params.isEmpty {
                 y += "    params:\n" + rm.params.keys.sorted().map { "      \($0): \(q(rm.params[$0]!))\n" }.joined()
+            }
+        }
+        if placement != Placement() {
+            y += "placement:\n  idle_report_s: \(placement.idleReportSeconds)\n"
+            for (key, table) in [("by_worker", placement.byWorker), ("by_label", placement.byLabel)] where !table.isEmpty {
+                y += "  \(key):\n" + table.keys.sorted().map { "    \(q($0)): [\(table[$0]!.map(q).joined(separator: ", "))]\n" }.joined()
             }
         }
         y += "network:\n  bind: \(q(bind))\n  heartbeat_ms: \(scheduler.heartbeatIntervalMs)\n  liveness: \(scheduler.liveness)\n"

@@ -19,6 +19,7 @@ public struct RunConfig: Equatable, Sendable {
     public var pipelineDepth = 1
     public var granularity = Granularity.batch
     public var gamma = 0.1
+    public var placement = Placement()
     public var agreementThreshold = 0.75
     public var mode = OutputMode.pairs
     public var contextDimension = 256
@@ -51,7 +52,7 @@ public struct RunConfig: Equatable, Sendable {
             fixedArm: fixedRM.flatMap { name in rewardModels.firstIndex { $0.name == name } } ?? 0,
             rewardModels: rewardModels.map { RewardModelDefinition(name: $0.name, kind: $0.kind, params: $0.params) },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
-            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold)
+            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement)
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -85,7 +86,7 @@ extension RunConfig {
             throw ConfigError("\(source): the top level must be a mapping of keys (iterations, input, reward_models, ...)")
         }
         let r = Section(map, path: "", source: source)
-        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement",
+        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
                      "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security"])
 
         let inputs: [String]
@@ -143,6 +144,26 @@ extension RunConfig {
             try a.allow(["threshold"])
             c.agreementThreshold = try a.double("threshold", min: 0) ?? c.agreementThreshold
             guard c.agreementThreshold <= 1 else { throw a.error("threshold", "must be at most 1, got \(c.agreementThreshold)") }
+        }
+        if let p = try r.section("placement") {
+            try p.allow(["by_worker", "by_label", "idle_report_s"])
+            c.placement.idleReportSeconds = try p.double("idle_report_s", min: 0) ?? c.placement.idleReportSeconds
+            for (key, target) in [("by_worker", \Placement.byWorker), ("by_label", \Placement.byLabel)] as [(String, WritableKeyPath<Placement, [String: [String]]>)] {
+                guard let raw = p.map[key] else { continue }
+                guard let m = raw as? [String: Any] else { throw p.error(key, "must map names to lists of RM names") }
+                var out: [String: [String]] = [:]
+                for (name, value) in m {
+                    guard let list = value as? [Any], list.allSatisfy({ $0 is String }) else {
+                        throw p.error("\(key).\(name)", "must be a list of RM names")
+                    }
+                    let rms = list.map { $0 as! String }
+                    if let bad = rms.first(where: { rm in !specs.contains { $0.name == rm } }) {
+                        throw p.error("\(key).\(name)", "names '\(bad)', which is not one of the reward_models (\(specs.map(\.name).joined(separator: ", ")))")
+                    }
+                    out[name] = rms
+                }
+                c.placement[keyPath: target] = out
+            }
         }
         c.batchSize = try r.int("batch_size", min: 1) ?? c.batchSize
         c.shardSize = try r.int("shard_size", min: 1) ?? c.shardSize

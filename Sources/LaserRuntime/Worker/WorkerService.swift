@@ -14,6 +14,8 @@ public struct WorkerOptions: Sendable {
     /// Give up when no coordinator has answered for this long (0: keep trying forever).
     public var giveUpAfterSeconds: Double
     public var maxMessageBytes: Int64
+    /// Labels sent in Hello; the run's placement maps them to RMs.
+    public var labels: [String] = []
     /// Exit when this process's parent is no longer `parentPID` (local workers of `laser run`, so a
     /// killed launcher leaves no orphans behind).
     public var parentPID: Int32?
@@ -127,7 +129,7 @@ public final class WorkerService {
     private func sendHello() throws {
         helloSent = Date()
         try send(.hello(Hello(workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
-                              softwareVersion: laserVersion)))
+                              softwareVersion: laserVersion, labels: options.labels)))
     }
 
     private func send(_ message: WireMessage) throws {
