@@ -112,6 +112,8 @@ func temporaryDirectory() -> String {
         #expect(error("input: a.jsonl\nreward_models: [{kind: length}, {kind: length}]").contains("used twice"))
         #expect(error("input: a.jsonl\nreward_models: [{kind: noisy, params: {base: length}}]").contains("sigma"))
         #expect(error(": : :").contains("cfg.yaml"))
+        #expect(error(minimal + "\nseed: 1\nseed: 2").contains("seed is given twice (line"))
+        #expect(error("input: a.jsonl\nreward_models:\n  - name: x\n    kind: length\n    params: {prefer: longer}\n    params: {prefer: shorter}\n").contains("reward_models[0].params is given twice"))
     }
 }
 

@@ -79,7 +79,13 @@ extension RunConfig {
 
     public static func parse(yaml: String, source: String, baseDirectory: String) throws -> RunConfig {
         let root: Any?
-        do { root = try Yams.load(yaml: yaml) } catch {
+        do {
+            // YAML lets a later duplicate key silently win; in a config that hides a mistake.
+            if let node = try Yams.compose(yaml: yaml) { try rejectDuplicateKeys(node, source: source, path: "") }
+            root = try Yams.load(yaml: yaml)
+        } catch let e as ConfigError {
+            throw e
+        } catch {
             throw ConfigError("\(source): not valid YAML: \(error)")
         }
         guard let map = root as? [String: Any] else {
@@ -239,6 +245,26 @@ extension RunConfig {
             throw r.error("reward.source", "trainer-loss does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy")
         }
         return c
+    }
+}
+
+private func rejectDuplicateKeys(_ node: Node, source: String, path: String) throws {
+    switch node {
+    case .mapping(let mapping):
+        var seen: Set<String> = []
+        for (key, value) in mapping {
+            let name = key.string ?? "\(key)"
+            let here = path.isEmpty ? name : path + "." + name
+            guard seen.insert(name).inserted else {
+                let line = key.mark.map { " (line \($0.line))" } ?? ""
+                throw ConfigError("\(source): \(here) is given twice\(line); YAML would silently keep only the last one. Merge the two.")
+            }
+            try rejectDuplicateKeys(value, source: source, path: here)
+        }
+    case .sequence(let sequence):
+        for (i, item) in sequence.enumerated() { try rejectDuplicateKeys(item, source: source, path: "\(path)[\(i)]") }
+    default:
+        break
     }
 }
 
