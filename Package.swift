@@ -53,6 +53,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // Micro-benchmarks quoted in docs/performance.md (swift run -c release laser-bench ...).
+        .executableTarget(name: "laser-bench", dependencies: ["LaserCore", "StableRandom"]),
+
         .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
         .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ"]),
         .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
