@@ -38,6 +38,7 @@ public final class CoordinatorService {
         self.journal = journal
         if torn > 0 { logger.warning("journal \(runDirectory.journalPath): cut a torn last record (\(torn) bytes) left by a crash") }
         var replay = records
+        var newRun = false
         let stale = runDirectory.removeStaleTemporaryFiles()
         if stale > 0 { logger.info("removed \(stale) temp file(s) a crash left mid-write") }
         if case .runStarted(let digest, _)? = records.first {
@@ -54,7 +55,7 @@ public final class CoordinatorService {
                 replay = records.filter { if case .iterationLoaded = $0 { return false } else { return true } }
             }
         } else {
-            try journal.append(.runStarted(configDigest: config.semanticDigest, version: laserVersion), sync: true)
+            newRun = true
             replay = []
         }
         core = Coordinator(plan: config.plan(coordinatorID: coordinatorID), journal: replay)
@@ -71,6 +72,8 @@ public final class CoordinatorService {
             throw ConfigError("coordinator cannot bind \(config.bind): \(error). Is another coordinator running there? Choose another network.bind address (port * picks a free one).")
         }
         endpoint = try router.lastEndpoint()
+        // Only now does the directory hold a run: a failed bind above leaves it reusable.
+        if newRun { try journal.append(.runStarted(configDigest: config.semanticDigest, version: laserVersion), sync: true) }
     }
 
     /// Runs the job to completion on this thread. Returns the summary or throws what stopped it.
