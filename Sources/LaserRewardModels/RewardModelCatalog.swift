@@ -1,9 +1,9 @@
-/// The reward models by kind (built-in rule-based ones and the `subprocess` backend): builds a configured RM from its ``RewardModelSpec``.
+/// The reward models by kind (built-in rule-based ones and the `subprocess` and `http` backends): builds a configured RM from its ``RewardModelSpec``.
 public enum RewardModelCatalog {
     /// Every kind ``make(_:runSeed:)`` accepts.
     public static let kinds: [String] = [
         "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-        "simulated-latency", "subprocess",
+        "simulated-latency", "subprocess", "http",
     ]
 
     /// Builds the RM a spec describes. `runSeed` seeds RMs with randomness (``NoisyRM``) so that a
@@ -31,6 +31,8 @@ public enum RewardModelCatalog {
         case "subprocess":
             // Starts nothing here: the child starts on the first request (docs/rm-backends.md).
             return try SubprocessRM(name: spec.name, params: spec.params)
+        case "http":
+            return try HTTPRM(name: spec.name, params: spec.params)
         default:
             throw RewardModelError(
                 "reward model '\(spec.name)': unknown kind '\(spec.kind)' (known kinds: \(kinds.joined(separator: ", ")))")
