@@ -137,6 +137,18 @@ import Testing
         #expect(sink.text.contains("exited while idle (killed by signal 9 (SIGKILL))"), "\(sink.text)")
     }
 
+    /// The child exits without reading a request too big for the pipe: the write fails (EPIPE, not
+    /// a SIGPIPE that would kill this process) and the error is the child's exit.
+    @Test func aChildThatExitsBeforeReadingIsReportedNotFatal() throws {
+        let rm = try SubprocessRM(name: "quitter", params: ["command": "echo 'no GPU found' >&2; exit 5"], log: { _ in })
+        let big = ScoringRequest(promptID: "big", prompt: String(repeating: "x", count: 1 << 20), candidates: ["a", "b"])
+        for _ in 0..<3 {
+            #expect { _ = try rm.score(big) } throws: { error in
+                "\(error)".contains("exited during a request (exit status 5)") && "\(error)".contains("no GPU found")
+            }
+        }
+    }
+
     @Test func aCommandThatCannotStartSaysSo() throws {
         let argv = SubprocessRM(name: "missing", argv: ["/nonexistent/rm-server"], log: { _ in })
         #expect { _ = try argv.scoreBatch(Backends.requests) } throws: { error in

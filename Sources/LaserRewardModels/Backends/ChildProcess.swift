@@ -33,6 +33,16 @@ private typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -
 private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
 private let spawnLock = NSLock()
 
+/// Writing to a pipe whose reader died raises SIGPIPE, which kills the process by default; the
+/// write should fail with EPIPE instead (reported as the child's exit). Set once, before the first
+/// child starts, and only if nobody chose a disposition (the worker already ignores it).
+private let ignoreSIGPIPE: Void = {
+    var current = sigaction()
+    if sigaction(SIGPIPE, nil, &current) == 0 && current.__sigaction_handler.sa_handler == nil {
+        signal(SIGPIPE, SIG_IGN)
+    }
+}()
+
 private func makeCloseOnExecPipe(_ fds: inout [Int32]) -> Int32 {
     if let symbol = dlsym(nil, "pipe2") {
         let pipe2 = unsafeBitCast(symbol, to: Pipe2.self)
@@ -81,6 +91,7 @@ final class ChildProcess: @unchecked Sendable {
     /// Starts `argv` (looked up in PATH) with `environment`, in `workdir` if given.
     init(argv: [String], environment: [String: String], workdir: String?, logPrefix: String, log: @escaping BackendLog) throws {
         precondition(!argv.isEmpty)
+        _ = ignoreSIGPIPE
         var stdinPipe: [Int32] = [-1, -1], stdoutPipe: [Int32] = [-1, -1], stderrPipe: [Int32] = [-1, -1]
         var opened: [Int32] = []
         for i in 0..<3 {

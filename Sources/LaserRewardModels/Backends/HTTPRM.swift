@@ -40,8 +40,22 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
     /// The name of an environment variable of the worker holding a bearer token.
     public let apiKeyEnvironmentVariable: String?
 
-    private let session: URLSession
     private let log: BackendLog
+    /// Made on first use: building the RM (the coordinator does, to check the config) opens nothing.
+    private var sessionStorage: URLSession?
+    private let sessionLock = NSLock()
+    private var session: URLSession {
+        sessionLock.lock()
+        defer { sessionLock.unlock() }
+        if let session = sessionStorage { return session }
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 16
+        configuration.timeoutIntervalForRequest = Double(timeoutMs) / 1000 + 1
+        configuration.timeoutIntervalForResource = Double(timeoutMs) / 1000 + 1
+        let session = URLSession(configuration: configuration)
+        sessionStorage = session
+        return session
+    }
 
     public init(name: String, url: URL, api: API, batchSize: Int = 64, timeoutMs: Int = 60_000, retries: Int = 3,
                 backoffMs: Int = 500, separator: String = "", model: String? = nil, apiKeyEnvironmentVariable: String? = nil,
@@ -58,11 +72,6 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         self.model = model
         self.apiKeyEnvironmentVariable = apiKeyEnvironmentVariable
         self.log = log
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 16
-        configuration.timeoutIntervalForRequest = Double(timeoutMs) / 1000 + 1
-        configuration.timeoutIntervalForResource = Double(timeoutMs) / 1000 + 1
-        session = URLSession(configuration: configuration)
     }
 
     /// Builds the RM from config params: `url`, `api` (required), `batch_size`, `timeout_ms`,
@@ -97,7 +106,7 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
                   backoffMs: backoff, separator: separator, model: model, apiKeyEnvironmentVariable: keyVariable, log: log)
     }
 
-    deinit { session.invalidateAndCancel() }
+    deinit { sessionStorage?.invalidateAndCancel() }
 
     private func error(_ message: String) -> RewardModelError {
         RewardModelError("reward model '\(name)' (http \(api.rawValue) \(url.absoluteString)): \(message)")
@@ -125,7 +134,14 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         return out
     }
 
-    public func close() { session.invalidateAndCancel() }
+    /// Cancels requests in flight; a later request opens a new session.
+    public func close() {
+        sessionLock.lock()
+        let session = sessionStorage
+        sessionStorage = nil
+        sessionLock.unlock()
+        session?.invalidateAndCancel()
+    }
 
     // MARK: protocol
 
