@@ -43,6 +43,7 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
     private let log: BackendLog
     /// Made on first use: building the RM (the coordinator does, to check the config) opens nothing.
     private var sessionStorage: URLSession?
+    private var closed = false
     private let sessionLock = NSLock()
     private var session: URLSession {
         sessionLock.lock()
@@ -134,13 +135,20 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         return out
     }
 
-    /// Cancels requests in flight; a later request opens a new session.
+    /// Cancels requests in flight; later calls fail at once (the worker is stopping).
     public func close() {
         sessionLock.lock()
         let session = sessionStorage
         sessionStorage = nil
+        closed = true
         sessionLock.unlock()
         session?.invalidateAndCancel()
+    }
+
+    private var isClosed: Bool {
+        sessionLock.lock()
+        defer { sessionLock.unlock() }
+        return closed
     }
 
     // MARK: protocol
@@ -235,6 +243,7 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         let what = total > count ? "candidates \(first + 1)-\(first + count) of \(total)" : "\(count) candidates"
         var attempt = 0
         while true {
+            guard !isClosed else { throw error("closed (the worker is stopping)") }
             attempt += 1
             switch send(request, count: count) {
             case .success(let scores):
