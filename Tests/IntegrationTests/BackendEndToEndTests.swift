@@ -99,16 +99,17 @@ import Testing
             {"id": "a", "prompt": "p", "candidates": ["x", "yy"]}
             {"id": "b", "prompt": "q", "candidates": ["x", "yy"]}
             """.write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
-        // liveness window: 100 ms x 3 = 300 ms; one task (one prompt) takes 900 ms.
+        // Liveness window: 150 ms x 4 = 600 ms (wide enough for a loaded CI machine); one task (one
+        // prompt) takes 1800 ms. One attempt only: a worker declared dead would fail the run.
         try """
             input: in.jsonl
             strategy: fixed
             fixed_rm: slow
             batch_size: 2
             shard_size: 1
-            reward_models: [{name: slow, kind: simulated-latency, params: {base: length, ms: 900}}]
-            network: {heartbeat_ms: 100, liveness: 3, lease_ms: 30000, max_attempts: 1}
-            workers: {local: 1, slots: 1}
+            reward_models: [{name: slow, kind: simulated-latency, params: {base: length, ms: 1800}}]
+            network: {heartbeat_ms: 150, liveness: 4, lease_ms: 30000, max_attempts: 1}
+            workers: {local: 1, slots: 2}
             """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
         let (code, _, stderr) = try Laser.run(["run", dir + "/config.yaml", "--out", dir + "/run", "--no-progress"], timeout: 60)
         #expect(code == 0, "\(stderr.suffix(3000))")

@@ -98,16 +98,18 @@ import Testing
         #expect(rm.childPIDs.count == 1)
     }
 
+    /// (The timeout also covers the next child's start, Python's included: 1.5 s leaves room on a
+    /// loaded machine.)
     @Test func aHangingChildIsKilledAfterTheTimeout() throws {
-        let rm = try misbehaving("hang", timeoutMs: 400)
+        let rm = try misbehaving("hang", timeoutMs: 1500)
         defer { rm.close() }
         let start = Date()
         #expect {
             _ = try rm.scoreBatch(Backends.requests)
         } throws: { error in
-            "\(error)".contains("no reply within 400 ms") && "\(error)".contains("SIGTERM")
+            "\(error)".contains("no reply within 1500 ms") && "\(error)".contains("SIGTERM")
         }
-        #expect(Date().timeIntervalSince(start) < 3)
+        #expect(Date().timeIntervalSince(start) < 6, "the hang sleeps 60 s; the timeout and SIGTERM end it")
         #expect(try rm.scoreBatch(Backends.requests) == lengths)
     }
 
