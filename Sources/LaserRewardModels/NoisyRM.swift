@@ -53,7 +53,22 @@ public struct NoisyRM: RewardModel {
     }
 
     public func score(_ request: ScoringRequest) throws -> [Double] {
-        let scores = try base.score(request)
+        try perturb(base.score(request), of: request)
+    }
+
+    /// The base's batch (one call, so a batching backend stays batched) with the same noise as ``score(_:)``.
+    public func scoreBatch(_ requests: [ScoringRequest]) throws -> [[Double]] {
+        let batch = try base.scoreBatch(requests)
+        guard batch.count == requests.count else {
+            throw RewardModelError(
+                "reward model '\(name)': base returned \(batch.count) score lists for \(requests.count) prompts")
+        }
+        return try zip(batch, requests).map { try perturb($0, of: $1) }
+    }
+
+    public func close() { base.close() }
+
+    private func perturb(_ scores: [Double], of request: ScoringRequest) throws -> [Double] {
         guard scores.count == request.candidates.count else {
             throw RewardModelError(
                 "reward model '\(name)': base returned \(scores.count) scores for \(request.candidates.count) candidates")

@@ -24,6 +24,13 @@ struct ParamReader {
         return value
     }
 
+    /// An optional integer param within `range`.
+    mutating func integer(_ key: String, default value: Int, range: ClosedRange<Int>, expected: String) throws -> Int {
+        guard let text = string(key), !text.isEmpty else { return value }
+        guard let parsed = Int(text), range.contains(parsed) else { throw invalid(key, text, expected: expected) }
+        return parsed
+    }
+
     /// Marks keys as handled elsewhere (for example passed on to a wrapped RM).
     mutating func markUsed(_ keys: some Sequence<String>) {
         used.formUnion(keys)

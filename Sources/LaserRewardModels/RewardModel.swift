@@ -23,10 +23,28 @@ public struct ScoringRequest: Sendable, Equatable {
 /// Implementations must be deterministic functions of the request (and of their configuration),
 /// so that any worker produces the same scores for the same request, and must return exactly one
 /// finite score per candidate or throw.
+///
+/// A worker may call one RM instance from several threads at once (one per slot), so
+/// implementations must be thread-safe.
 public protocol RewardModel: Sendable {
     /// The configured name of this RM (the bandit's arm name).
     var name: String { get }
     func score(_ request: ScoringRequest) throws -> [Double]
+    /// Scores several prompts in one call: one score list per request, in request order. Backends
+    /// that batch (a subprocess, an HTTP server, a GPU) override this; the default calls
+    /// ``score(_:)`` per request. The worker calls this with all items of a score task.
+    func scoreBatch(_ requests: [ScoringRequest]) throws -> [[Double]]
+    /// Releases what the RM holds (child processes, connections). The worker calls it when it
+    /// exits or replaces its RMs. The default does nothing.
+    func close()
+}
+
+extension RewardModel {
+    public func scoreBatch(_ requests: [ScoringRequest]) throws -> [[Double]] {
+        try requests.map { try score($0) }
+    }
+
+    public func close() {}
 }
 
 /// A reward model definition: a configured name, a kind (which implementation) and its parameters.

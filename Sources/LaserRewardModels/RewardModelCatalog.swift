@@ -1,9 +1,9 @@
-/// The built-in reward models by kind: builds a configured RM from its ``RewardModelSpec``.
+/// The reward models by kind (built-in rule-based ones and the `subprocess` and `http` backends): builds a configured RM from its ``RewardModelSpec``.
 public enum RewardModelCatalog {
     /// Every kind ``make(_:runSeed:)`` accepts.
     public static let kinds: [String] = [
         "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-        "simulated-latency",
+        "simulated-latency", "subprocess", "http",
     ]
 
     /// Builds the RM a spec describes. `runSeed` seeds RMs with randomness (``NoisyRM``) so that a
@@ -28,6 +28,11 @@ public enum RewardModelCatalog {
             return try NoisyRM(name: spec.name, params: spec.params, runSeed: runSeed)
         case "simulated-latency":
             return try SimulatedLatencyRM(name: spec.name, params: spec.params, runSeed: runSeed)
+        case "subprocess":
+            // Starts nothing here: the child starts on the first request (docs/rm-backends.md).
+            return try SubprocessRM(name: spec.name, params: spec.params)
+        case "http":
+            return try HTTPRM(name: spec.name, params: spec.params)
         default:
             throw RewardModelError(
                 "reward model '\(spec.name)': unknown kind '\(spec.kind)' (known kinds: \(kinds.joined(separator: ", ")))")

@@ -21,6 +21,14 @@ public struct SimulatedLatencyRM: RewardModel {
         if milliseconds > 0 { usleep(useconds_t(milliseconds * 1000)) }
         return try base.score(request)
     }
+
+    /// Sleeps `ms` per prompt, then hands the whole batch to the base in one call.
+    public func scoreBatch(_ requests: [ScoringRequest]) throws -> [[Double]] {
+        if milliseconds > 0 { for _ in requests { usleep(useconds_t(milliseconds * 1000)) } }
+        return try base.scoreBatch(requests)
+    }
+
+    public func close() { base.close() }
 }
 
 extension SimulatedLatencyRM {

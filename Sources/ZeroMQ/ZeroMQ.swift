@@ -210,4 +210,20 @@ public enum ZMQPoller {
         }
         return items.map { ZMQPollEvents(rawValue: $0.revents) }
     }
+
+    /// Like ``poll(_:timeoutMs:)``, plus plain file descriptors (a pipe another thread writes to
+    /// wake this one, for example), polled for readability.
+    public static func poll(_ sockets: [(ZMQSocket, ZMQPollEvents)], readableFileDescriptors fds: [Int32],
+                            timeoutMs: Int) throws -> (sockets: [ZMQPollEvents], fileDescriptors: [Bool]) {
+        var items = sockets.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: $0.1.rawValue, revents: 0) }
+        items += fds.map { zmq_pollitem_t(socket: nil, fd: $0, events: Int16(ZMQ_POLLIN), revents: 0) }
+        let rc = items.withUnsafeMutableBufferPointer { zmq_poll($0.baseAddress, Int32($0.count), timeoutMs) }
+        if rc < 0 {
+            let err = ZMQError.last("zmq_poll")
+            if err.code == EINTR { return (Array(repeating: [], count: sockets.count), Array(repeating: false, count: fds.count)) }
+            throw err
+        }
+        return (items.prefix(sockets.count).map { ZMQPollEvents(rawValue: $0.revents) },
+                items.suffix(fds.count).map { $0.revents & Int16(ZMQ_POLLIN) != 0 })
+    }
 }

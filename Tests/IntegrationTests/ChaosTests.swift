@@ -28,7 +28,8 @@ import ZeroMQ
     @Test func coordinatorAndWorkersKilledAtRandomResumeToTheSameBytes() throws {
         let (_, fast) = try slowJob(ms: 0)
         let expected = try cleanRun(fast)
-        let (_, slow) = try slowJob(ms: 40)
+        // Workers score their slots in parallel (one thread each), so the latency is per slot.
+        let (_, slow) = try slowJob(ms: 80)
         let out = Laser.temporaryDirectory() + "/chaos"
         let endpoint = "tcp://127.0.0.1:\(try Self.freePort())"
         var rng = SystemRandomNumberGenerator()
@@ -73,7 +74,7 @@ import ZeroMQ
     @Test func aKilledLaserRunResumesAndLeavesNoOrphans() throws {
         let (_, fast) = try slowJob(ms: 0)
         let expected = try cleanRun(fast)
-        let (_, slow) = try slowJob(ms: 20)
+        let (_, slow) = try slowJob(ms: 40)
         let out = Laser.temporaryDirectory() + "/killed"
         let first = LaserProcess(["run", slow, "--out", out, "--no-progress"])
         try first.start()

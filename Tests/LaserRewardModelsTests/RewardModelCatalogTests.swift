@@ -5,13 +5,15 @@ import Testing
     @Test func buildsEveryKindUnderItsName() throws {
         for kind in RewardModelCatalog.kinds {
             let params = kind == "noisy" ? ["base": "self-consistency", "sigma": "0.1"]
-                : kind == "simulated-latency" ? ["base": "length", "ms": "0"] : [:]
+                : kind == "simulated-latency" ? ["base": "length", "ms": "0"]
+                : kind == "subprocess" ? ["command": "python3 rm.py"]  // builds without starting anything
+                : kind == "http" ? ["url": "http://127.0.0.1:1/get_reward", "api": "openrlhf"] : [:]  // connects to nothing
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: "my-\(kind)", kind: kind, params: params), runSeed: 1)
             #expect(rm.name == "my-\(kind)")
         }
         #expect(Set(RewardModelCatalog.kinds) == [
             "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-            "simulated-latency",
+            "simulated-latency", "subprocess", "http",
         ])
     }
 
@@ -43,7 +45,8 @@ import Testing
             "- a\n* b", "\"\"", "A: -0", "A: 0.0000001",
         ]
         let prompts = ["", "Write exactly 3 words, all in lowercase, as 2 bullet points, without commas.", "What is 2+2?"]
-        for kind in RewardModelCatalog.kinds {
+        // The subprocess and http backends score what their server says: SubprocessRMTests, HTTPRMTests.
+        for kind in RewardModelCatalog.kinds where !["subprocess", "http"].contains(kind) {
             let params = kind == "noisy" ? ["base": "arithmetic-check", "sigma": "2"]
                 : kind == "simulated-latency" ? ["base": "answer-match", "ms": "0"] : [:]
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: kind, kind: kind, params: params), runSeed: 7)

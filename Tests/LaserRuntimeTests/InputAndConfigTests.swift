@@ -99,6 +99,27 @@ func temporaryDirectory() -> String {
         #expect(error(minimal + "\nplacement: {by_gpu: {}}").contains("by_gpu is not a known key"))
     }
 
+    /// RM params travel as strings: a YAML list or mapping (a subprocess RM's argv and env) becomes
+    /// JSON, and the run directory's config.yaml reads back to the same params.
+    @Test func listAndMappingParamsBecomeJSON() throws {
+        let c = try parse("""
+            input: a.jsonl
+            reward_models:
+              - name: gpu-rm
+                kind: subprocess
+                params:
+                  command: [python3, "rm server.py", --model, "a \\"b\\""]
+                  env: {CUDA_VISIBLE_DEVICES: 0, HF_HOME: /data/hf}
+                  timeout_ms: 5000
+            """)
+        #expect(c.rewardModels[0].params == [
+            "command": #"["python3","rm server.py","--model","a \"b\""]"#,
+            "env": #"{"CUDA_VISIBLE_DEVICES":0,"HF_HOME":"/data/hf"}"#,
+            "timeout_ms": "5000",
+        ])
+        #expect(try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/data") == c)
+    }
+
     @Test func errorsSayWhereAndWhat() {
         #expect(error(minimal + "\nstrategy: linucbb").contains("strategy 'linucbb' is not a strategy; choose one of linucb, random, sequential, ensemble, fixed"))
         #expect(error("input: a.jsonl\nreward_models: [{name: x, kind: gpt4-judge}]").contains("gpt4-judge"))

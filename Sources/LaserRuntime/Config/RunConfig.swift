@@ -113,7 +113,7 @@ extension RunConfig {
             var params: [String: String] = [:]
             if let p = s.map["params"] {
                 guard let pm = p as? [String: Any] else { throw s.error("params", "must be a mapping") }
-                for (k, v) in pm { params[k] = "\(v)" }
+                for (k, v) in pm { params[k] = paramText(v) }
             }
             guard !specs.contains(where: { $0.name == name }) else { throw s.error("name", "'\(name)' is used twice; RM names must be unique") }
             let spec = RewardModelSpec(name: name, kind: kind, params: params)
@@ -269,6 +269,33 @@ private func rejectDuplicateKeys(_ node: Node, source: String, path: String) thr
 }
 
 /// A mapping in the YAML document with typed, path-aware accessors.
+/// RM params travel as strings (the wire's `map<string, string>`). Scalars are written as they
+/// read; a YAML list or mapping (a subprocess RM's argv or env) becomes JSON, which the RM parses.
+private func paramText(_ value: Any) -> String {
+    switch value {
+    case let list as [Any]:
+        return "[" + list.map(paramJSON).joined(separator: ",") + "]"
+    case let map as [String: Any]:
+        return paramJSON(map)
+    default:
+        return "\(value)"
+    }
+}
+
+private func paramJSON(_ value: Any) -> String {
+    switch value {
+    case let text as String: return JSONLines.quoted(text)
+    case let list as [Any]: return "[" + list.map(paramJSON).joined(separator: ",") + "]"
+    case let map as [String: Any]:
+        return "{" + map.keys.sorted().map { JSONLines.quoted($0) + ":" + paramJSON(map[$0]!) }.joined(separator: ",") + "}"
+    case let flag as Bool: return flag ? "true" : "false"
+    case is NSNull: return "null"
+    case let number as Int: return "\(number)"
+    case let number as Double where number.isFinite: return "\(number)"
+    default: return JSONLines.quoted("\(value)")
+    }
+}
+
 private struct Section {
     let map: [String: Any]
     let path: String

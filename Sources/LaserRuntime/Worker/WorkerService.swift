@@ -47,13 +47,18 @@ public enum WorkerExit: Equatable, Sendable {
 
 /// The worker process shell: one DEALER socket to the coordinator, the RMs it hosts, and the
 /// Paranoid-Pirate loop (Hello, heartbeats, reconnect when the coordinator goes silent).
-/// Scoring runs on the socket's thread, between polls.
+/// Scoring runs on `slots` threads of a ``ScoringPool``; this thread only moves messages, so
+/// heartbeats keep flowing while an RM call takes minutes.
 public final class WorkerService {
     public let options: WorkerOptions
     private let logger: Logger
     private let context: ZMQContext
     private var socket: ZMQSocket?
     private var models: [String: any RewardModel] = [:]
+    /// What `models` were built from: a Welcome with the same definitions keeps them (and their
+    /// child processes); other definitions replace them.
+    private var modelDefinitions: ([RewardModelDefinition], UInt64)?
+    private var pool: ScoringPool?
     private var registered = false
     private var heartbeatMs: UInt64 = 1000
     private var liveness: UInt32 = 5
@@ -69,10 +74,14 @@ public final class WorkerService {
     }
 
     public func run() throws -> WorkerExit {
+        let pool = try ScoringPool(threads: Int(options.slots), workerID: options.workerID)
+        self.pool = pool
+        defer { stopScoring(pool) }
         try connect()
         while true {
-            let ready = try ZMQPoller.poll([(socket!, .readable)], timeoutMs: 50)
-            if ready[0].contains(.readable) {
+            let ready = try ZMQPoller.poll([(socket!, .readable)], readableFileDescriptors: [pool.wakeFD], timeoutMs: 50)
+            if ready.fileDescriptors[0] { try sendResults(pool) }
+            if ready.sockets[0].contains(.readable) {
                 while let frames = try socket!.receive(nonBlocking: true) {
                     lastHeard = Date()
                     guard frames.count == 1 else {
@@ -114,6 +123,27 @@ public final class WorkerService {
         }
     }
 
+    /// Sends what the scoring threads finished. Results that come back while this worker is not
+    /// registered are dropped: the coordinator has re-queued those tasks (leases, a new epoch).
+    private func sendResults(_ pool: ScoringPool) throws {
+        for result in pool.takeResults() {
+            if registered {
+                try send(.scoreResult(result))
+            } else {
+                logger.info("dropping the result of task \(result.taskID) (not registered with a coordinator now)")
+            }
+        }
+    }
+
+    /// On exit: close the RMs first (child processes get SIGTERM, so calls in progress return),
+    /// then stop the threads.
+    private func stopScoring(_ pool: ScoringPool) {
+        for model in models.values { model.close() }
+        models = [:]
+        modelDefinitions = nil
+        pool.stop(timeout: 2)
+    }
+
     /// A fresh DEALER socket (dropping queued messages of the old one) and a Hello.
     private func connect() throws {
         socket?.close()
@@ -140,15 +170,19 @@ public final class WorkerService {
     private func handle(_ message: WireMessage) throws -> WorkerExit? {
         switch message {
         case .welcome(let welcome):
-            var built: [String: any RewardModel] = [:]
-            for def in welcome.rewardModels {
-                let spec = RewardModelSpec(name: def.name, kind: def.kind, params: def.params)
-                do { built[def.name] = try RewardModelCatalog.make(spec, runSeed: welcome.runSeed) } catch {
-                    logger.error("cannot build RM \(def.name): \(error)")
-                    return .rejected("cannot build RM \(def.name): \(error)")
+            if modelDefinitions == nil || modelDefinitions! != (welcome.rewardModels, welcome.runSeed) {
+                var built: [String: any RewardModel] = [:]
+                for def in welcome.rewardModels {
+                    let spec = RewardModelSpec(name: def.name, kind: def.kind, params: def.params)
+                    do { built[def.name] = try RewardModelCatalog.make(spec, runSeed: welcome.runSeed) } catch {
+                        logger.error("cannot build RM \(def.name): \(error)")
+                        return .rejected("cannot build RM \(def.name): \(error)")
+                    }
                 }
+                for old in models.values { old.close() }
+                models = built
+                modelDefinitions = (welcome.rewardModels, welcome.runSeed)
             }
-            models = built
             heartbeatMs = UInt64(max(10, welcome.heartbeatIntervalMs))
             liveness = max(2, welcome.liveness)
             registered = true
@@ -167,39 +201,11 @@ public final class WorkerService {
             logger.info("coordinator shut this worker down: \(reason)")
             return .shutdown(reason)
         case .scoreTask(let task):
-            try send(.scoreResult(score(task)))
+            pool?.submit(task, model: models[task.rewardModel], served: Array(models.keys))
         case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck:
             logger.warning("coordinator sent \(message.kind), which only workers send; ignored")
         }
         return nil
-    }
-
-    /// Scores a task; any RM error becomes a failure result, so the coordinator can retry or fail loudly.
-    func score(_ task: ScoreTask) -> ScoreResult {
-        let start = DispatchTime.now().uptimeNanoseconds
-        func result(_ outcome: ScoreResult.Outcome) -> ScoreResult {
-            let us = (DispatchTime.now().uptimeNanoseconds - start) / 1000
-            return ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: UInt32(clamping: us))
-        }
-        guard let model = models[task.rewardModel] else {
-            return result(.failure("worker \(options.workerID) does not serve RM \(task.rewardModel) (it serves \(models.keys.sorted().joined(separator: ", ")))"))
-        }
-        var out: [[Double]] = []
-        out.reserveCapacity(task.items.count)
-        for item in task.items {
-            let request = ScoringRequest(promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
-                                         reference: item.reference, iteration: task.iteration)
-            do {
-                let scores = try model.score(request)
-                guard scores.count == item.candidates.count, scores.allSatisfy(\.isFinite) else {
-                    return result(.failure("RM \(task.rewardModel) returned \(scores.count) scores (some not finite?) for \(item.candidates.count) candidates of prompt \(item.promptID)"))
-                }
-                out.append(scores)
-            } catch {
-                return result(.failure("RM \(task.rewardModel) failed on prompt \(item.promptID): \(error)"))
-            }
-        }
-        return result(.success(out))
     }
 }
 

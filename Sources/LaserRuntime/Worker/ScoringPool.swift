@@ -1,0 +1,148 @@
+import Foundation
+import LaserRewardModels
+import LaserWire
+
+/// The worker's scoring threads: one per slot, so a slow RM call (a GPU, a subprocess, an HTTP
+/// server) never holds up the socket thread, which keeps heartbeats flowing.
+///
+/// The socket thread ``submit(_:model:served:)``s tasks; a scoring thread takes one, scores it with
+/// `scoreBatch`, appends the result to a lock-protected list and writes a byte to a pipe that the
+/// socket thread polls together with its DEALER socket. The socket thread then ``takeResults()``
+/// and sends them. Only the socket thread touches the socket.
+final class ScoringPool: @unchecked Sendable {
+    private struct Job {
+        var task: ScoreTask
+        var model: (any RewardModel)?
+        var served: [String]
+    }
+
+    let workerID: String
+    /// Readable when results are waiting (poll it with the socket).
+    let wakeFD: Int32
+    private let wakeWriteFD: Int32
+    private let condition = NSCondition()
+    private var queue: [Job] = []
+    private var results: [ScoreResult] = []
+    private var scoring = 0
+    private var stopped = false
+    private var finishedThreads = 0
+    private let threadCount: Int
+
+    init(threads: Int, workerID: String) throws {
+        self.workerID = workerID
+        threadCount = max(1, threads)
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw RunFailure("cannot create the scoring pool's wake pipe: \(String(cString: strerror(errno)))") }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // subprocess RMs must not inherit it
+        }
+        wakeFD = fds[0]
+        wakeWriteFD = fds[1]
+        for i in 0..<threadCount {
+            let thread = Thread { [self] in runThread() }
+            thread.name = "scoring-\(i + 1)"
+            thread.start()
+        }
+    }
+
+    /// Queues a task. `model` nil: the worker does not serve that RM (`served` says what it does).
+    func submit(_ task: ScoreTask, model: (any RewardModel)?, served: [String]) {
+        condition.lock()
+        queue.append(Job(task: task, model: model, served: served))
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Finished results, oldest first; empties the wake pipe.
+    func takeResults() -> [ScoreResult] {
+        var sink = [UInt8](repeating: 0, count: 256)
+        while sink.withUnsafeMutableBytes({ read(wakeFD, $0.baseAddress!, $0.count) }) > 0 {}
+        condition.lock()
+        defer { condition.unlock() }
+        let out = results
+        results.removeAll()
+        return out
+    }
+
+    /// Tasks queued or being scored.
+    var inFlight: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.count + scoring
+    }
+
+    /// Stops the threads: queued tasks are dropped, idle threads exit. Waits up to `timeout`
+    /// seconds for threads busy in an RM call (close the RMs first so those calls return).
+    func stop(timeout: Double) {
+        condition.lock()
+        stopped = true
+        queue.removeAll()
+        condition.broadcast()
+        let deadline = Date().addingTimeInterval(timeout)
+        while finishedThreads < threadCount && condition.wait(until: deadline) {}
+        condition.unlock()
+    }
+
+    private func runThread() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopped { condition.wait() }
+            if stopped {
+                finishedThreads += 1
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let job = queue.removeFirst()
+            scoring += 1
+            condition.unlock()
+
+            let result = ScoringPool.score(job.task, model: job.model, served: job.served, workerID: workerID)
+
+            condition.lock()
+            scoring -= 1
+            if !stopped { results.append(result) }
+            condition.unlock()
+            var byte: UInt8 = 1
+            _ = write(wakeWriteFD, &byte, 1)  // EAGAIN: the pipe is full, the socket thread is awake anyway
+        }
+    }
+
+    /// Scores a task with `scoreBatch` (all its items in one call); any RM error becomes a failure
+    /// result, so the coordinator can retry it or fail loudly.
+    static func score(_ task: ScoreTask, model: (any RewardModel)?, served: [String], workerID: String) -> ScoreResult {
+        let start = DispatchTime.now().uptimeNanoseconds
+        func result(_ outcome: ScoreResult.Outcome) -> ScoreResult {
+            let us = (DispatchTime.now().uptimeNanoseconds - start) / 1000
+            return ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: UInt32(clamping: us))
+        }
+        guard let model else {
+            return result(.failure("worker \(workerID) does not serve RM \(task.rewardModel) (it serves \(served.sorted().joined(separator: ", ")))"))
+        }
+        let requests = task.items.map { item in
+            ScoringRequest(promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
+                           reference: item.reference, iteration: task.iteration)
+        }
+        let batch: [[Double]]
+        do { batch = try model.scoreBatch(requests) } catch {
+            let prompts = task.items.map(\.promptID)
+            let which = prompts.count == 1 ? "prompt \(prompts[0])" : "prompts \(prompts.prefix(5).joined(separator: ", "))\(prompts.count > 5 ? ", ..." : "")"
+            return result(.failure("RM \(task.rewardModel) failed on \(which): \(error)"))
+        }
+        guard batch.count == task.items.count else {
+            return result(.failure("RM \(task.rewardModel) returned \(batch.count) score lists for \(task.items.count) prompts"))
+        }
+        for (scores, item) in zip(batch, task.items) {
+            guard scores.count == item.candidates.count, scores.allSatisfy(\.isFinite) else {
+                return result(.failure("RM \(task.rewardModel) returned \(scores.count) scores (some not finite?) for \(item.candidates.count) candidates of prompt \(item.promptID)"))
+            }
+        }
+        return result(.success(batch))
+    }
+
+    deinit {
+        close(wakeFD)
+        close(wakeWriteFD)
+    }
+}
