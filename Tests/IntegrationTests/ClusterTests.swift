@@ -155,6 +155,43 @@ import ZeroMQ
     }
 }
 
+extension ClusterTests {
+    /// Workers started together with a coordinator that is busy for more than 2 s before it reads its
+    /// socket (here: loading a 12,000-prompt input in a debug build) say Hello again from fresh
+    /// sockets; the coordinator later reads the stale Hellos too, registers each, finds the peer gone
+    /// when it sends the Welcome and tasks, and counts a lost attempt for those tasks: three stale
+    /// registrations fail the first task and the run. Intermittent by nature (it needs the load to
+    /// take more than 2 s), so it is marked as such; see docs/performance.md#horizontal-scaling.
+    @Test func workersThatJoinWhileTheCoordinatorLoadsABigInputDoNotFailTheRun() throws {
+        let data = Laser.temporaryDirectory()
+        let (made, _, madeErr) = try Laser.run(["demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "4000"])
+        try #require(made == 0, "\(madeErr)")
+        let config = data + "/big.yaml"
+        try """
+        input: [\(data)/input/iteration-1.jsonl]
+        strategy: fixed
+        fixed_rm: length
+        batch_size: 256
+        shard_size: 16
+        pipeline_depth: 4
+        context: {dimension: 16}
+        reward_models: [{name: length, kind: length}]
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let endpoint = "tcp://127.0.0.1:\(try ChaosTests.freePort())"
+        let coordinator = LaserProcess(["coordinator", config, "--bind", endpoint, "--out", data + "/run"])
+        try coordinator.start()
+        defer { coordinator.kill() }
+        _ = try coordinator.waitForLine(startingWith: "coordinator listening on")
+        let workers = (0..<6).map { LaserProcess(["worker", "--connect", endpoint, "--id", "w\($0)", "--give-up-after", "30"]) }
+        for w in workers { try w.start() }
+        defer { workers.forEach { $0.kill() } }
+        let (code, _, err) = try coordinator.wait(timeout: 120)
+        withKnownIssue("stale Hellos from workers' earlier sockets use up task attempts (Sources/LaserCore/Scheduler, Sources/LaserRuntime/Worker)", isIntermittent: true) {
+            #expect(code == 0, "\(err.split(separator: "\n").filter { !$0.hasPrefix("iteration") }.suffix(8).joined(separator: "\n"))")
+        }
+    }
+}
+
 /// Text appended from one thread and read from another.
 final class LockedText: @unchecked Sendable {
     private let lock = NSLock()
