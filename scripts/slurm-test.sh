@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 LASER=$(realpath "${1:-${LASER_BIN:-.build/debug/laser}}")
 skip() { echo "SKIP slurm test: $*"; exit 77; }
-fail() { echo "FAIL slurm test: $*"; dump_logs; exit 1; }
+fail() { echo "FAIL slurm test: $*"; dump_logs; echo "FAIL slurm test: $*"; exit 1; }
 log() { echo "slurm-test [$(date +%H:%M:%S)] $*"; }
 [ -x "$LASER" ] || { echo "no laser binary at $LASER (build first)"; exit 2; }
 
@@ -147,6 +147,8 @@ wait_job() { # $1 job, $2 seconds: waits until COMPLETED/FAILED/...
   for _ in $(seq 1 $(($2 * 2))); do
     s=$(job_state "$1")
     case "$s" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED) echo "$s"; return;; esac
+    # A launch that failed is requeued and held (Reason=launch_failed_requeued_held): let it go again.
+    if [ "$s" = PENDING ] && scontrol show job "$1" 2>/dev/null | grep -q 'Priority=0 '; then scontrol release "$1" 2>/dev/null; fi
     sleep 0.5
   done
   echo "${s:-UNKNOWN}-after-$2s"
@@ -194,8 +196,12 @@ before=$(batch_count "$work/run-requeue")
 scontrol requeue "$job" || fail "scontrol requeue $job"
 log "requeued job $job after $before batch files"
 # Slurm holds a requeued job back for about two minutes (its begin time moves ahead); a real
-# preemption waits the same. Let this one start as soon as the node is free.
-for _ in $(seq 1 40); do [ "$(job_state "$job")" = PENDING ] && break; sleep 0.25; done
+# preemption waits the same. Let this one start as soon as the node has finished cleaning up after
+# the first start (launching earlier makes slurmd refuse the batch script: "already killed").
+for _ in $(seq 1 120); do
+  [ "$(job_state "$job")" = PENDING ] && [ "$(sinfo -h -o %t | head -n 1)" = idle ] && break
+  sleep 0.25
+done
 scontrol update JobId="$job" StartTime=now 2>/dev/null || true
 state=$(wait_job "$job" 400)
 [ "$state" = COMPLETED ] || fail "requeued job $job ended $state"
