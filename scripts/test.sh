@@ -8,4 +8,11 @@ scripts/install-deps.sh
 scripts/generate-proto.sh --check
 swift build --build-tests
 scripts/validate-k8s.sh      # after the build: it also checks the Secrets made with the laser binary
-swift test --skip-build "$@"
+if [ $# -gt 0 ]; then
+  swift test --skip-build "$@"
+else
+  # The cluster tests start daemons, namespaces and dozens of processes: run them after the rest,
+  # so their load does not slow the timing-bound tests of other suites (which run in parallel).
+  swift test --skip-build --skip ClusterTests
+  swift test --skip-build --filter ClusterTests
+fi

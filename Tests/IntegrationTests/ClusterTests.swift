@@ -157,14 +157,14 @@ import ZeroMQ
 
 extension ClusterTests {
     /// Workers started together with a coordinator that is busy for more than 2 s before it reads its
-    /// socket (here: loading a 12,000-prompt input in a debug build) say Hello again from fresh
+    /// socket (here: loading a 21,000-prompt input in a debug build) say Hello again from fresh
     /// sockets; the coordinator later reads the stale Hellos too, registers each, finds the peer gone
     /// when it sends the Welcome and tasks, and counts a lost attempt for those tasks: three stale
     /// registrations fail the first task and the run. Intermittent by nature (it needs the load to
     /// take more than 2 s), so it is marked as such; see docs/performance.md#horizontal-scaling.
     @Test func workersThatJoinWhileTheCoordinatorLoadsABigInputDoNotFailTheRun() throws {
         let data = Laser.temporaryDirectory()
-        let (made, _, madeErr) = try Laser.run(["demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "4000"])
+        let (made, _, madeErr) = try Laser.run(["demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "7000"])
         try #require(made == 0, "\(madeErr)")
         let config = data + "/big.yaml"
         try """
