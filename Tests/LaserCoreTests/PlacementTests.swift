@@ -48,3 +48,32 @@ import Testing
         #expect(summary.counters.idleWorkerReports >= 1)
     }
 }
+
+@Suite struct StaleHelloTests {
+    /// A worker's earlier sockets' Hellos, read late: each registers, its connection is already gone,
+    /// and its tasks must not lose attempts (three such registrations used to fail a task).
+    @Test func registrationsWhoseConnectionIsGoneCostNoAttempts() throws {
+        let data = Fixtures.iterations(1, prompts: 16, seed: 2)
+        var sim = Simulation(plan: Fixtures.plan(iterations: 1, maxAttempts: 1), iterations: data, workers: [("w", 2, .good)], seed: 0)
+        sim.feed(.start)
+        for stale in 0..<5 {
+            let peer = PeerID([0x5A, UInt8(stale)])
+            sim.feed(.message(from: peer, .hello(Hello(workerID: "w", rewardModels: [], slots: 2, softwareVersion: ""))))
+            sim.feed(.unreachable(peer))
+        }
+        #expect(sim.failure == nil)
+        sim.run()
+        _ = try sim.requireSummary()
+    }
+
+    @Test func aWorkerThatTalkedAndVanishedStillCostsAnAttempt() {
+        let data = Fixtures.iterations(1, prompts: 16, seed: 2)
+        var sim = Simulation(plan: Fixtures.plan(iterations: 1, maxAttempts: 1), iterations: data, workers: [], seed: 0)
+        sim.feed(.start)
+        let peer = PeerID([0x5B])
+        sim.feed(.message(from: peer, .hello(Hello(workerID: "w", rewardModels: [], slots: 2, softwareVersion: ""))))
+        sim.feed(.message(from: peer, .heartbeat))
+        sim.feed(.unreachable(peer))
+        #expect(sim.failure?.contains("after 1 attempts") == true)
+    }
+}

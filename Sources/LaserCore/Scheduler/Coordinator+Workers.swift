@@ -36,6 +36,7 @@ extension Coordinator {
             return
         }
         workers[peer]!.lastHeard = now
+        workers[peer]!.answered = true
         switch message {
         case .heartbeat:
             break

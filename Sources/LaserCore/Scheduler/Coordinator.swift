@@ -25,6 +25,8 @@ public struct Coordinator: Sendable {
         var lastHeard: Instant
         var lastSent: Instant
         var joined: Instant
+        /// Whether it sent anything after its Welcome (see `.unreachable` in `handle`).
+        var answered = false
         /// When it was last reported idle (placement), to report once per window.
         var reportedIdle: Instant?
         var free: Int { slots - inFlight.count }
@@ -175,7 +177,11 @@ public struct Coordinator: Sendable {
         case .unreachable(let peer):
             summary.counters.undeliverable += 1
             if trainer?.peer == peer { trainer = nil }
-            if workers[peer] != nil { forget(peer, reason: "its connection is gone or it does not read", now: now, &actions) }
+            if let w = workers[peer] {
+                // Gone before it said a word after its Welcome: a stale Hello from a socket the worker
+                // has already replaced. Its tasks never reached it, so they keep their attempt.
+                forget(peer, reason: "its connection is gone or it does not read", countsAsAttempt: w.answered, now: now, &actions)
+            }
         case .tick:
             tick(now: now, &actions)
             if phase == .running { trainerTick(now: now, &actions) }
