@@ -1456,7 +1456,7 @@ const ProtobufCMessageDescriptor laser__v1__welcome__descriptor =
   (ProtobufCMessageInit) laser__v1__welcome__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__reject__field_descriptors[1] =
+static const ProtobufCFieldDescriptor laser__v1__reject__field_descriptors[2] =
 {
   {
     "reason",
@@ -1470,14 +1470,27 @@ static const ProtobufCFieldDescriptor laser__v1__reject__field_descriptors[1] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "retry_after_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__Reject, retry_after_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__reject__field_indices_by_name[] = {
   0,   /* field[0] = reason */
+  1,   /* field[1] = retry_after_ms */
 };
 static const ProtobufCIntRange laser__v1__reject__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor laser__v1__reject__descriptor =
 {
@@ -1487,7 +1500,7 @@ const ProtobufCMessageDescriptor laser__v1__reject__descriptor =
   "Laser__V1__Reject",
   "laser.v1",
   sizeof(Laser__V1__Reject),
-  1,
+  2,
   laser__v1__reject__field_descriptors,
   laser__v1__reject__field_indices_by_name,
   1,  laser__v1__reject__number_ranges,

@@ -49,9 +49,10 @@ public enum WireCodec {
             m.pointee.reward_models = specs
             env.body_case = LASER__V1__ENVELOPE__BODY_WELCOME
             env.welcome = m
-        case .reject(let reason):
+        case .reject(let reason, let retryAfterMs):
             let m = arena.make(Laser__V1__Reject.self, laser__v1__reject__init)
             m.pointee.reason = arena.string(reason)
+            m.pointee.retry_after_ms = retryAfterMs
             env.body_case = LASER__V1__ENVELOPE__BODY_REJECT
             env.reject = m
         case .heartbeat:
@@ -226,7 +227,7 @@ public enum WireCodec {
                 heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness,
                 rewardModels: defs, runSeed: w.run_seed))
         case LASER__V1__ENVELOPE__BODY_REJECT:
-            return .reject(reason: try text(e.reject!.pointee.reason, "Reject.reason"))
+            return .reject(reason: try text(e.reject!.pointee.reason, "Reject.reason"), retryAfterMs: e.reject!.pointee.retry_after_ms)
         case LASER__V1__ENVELOPE__BODY_HEARTBEAT:
             return .heartbeat
         case LASER__V1__ENVELOPE__BODY_SCORE_TASK:

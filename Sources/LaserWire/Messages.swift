@@ -5,7 +5,8 @@ public let laserProtocolVersion: UInt32 = 1
 public enum WireMessage: Equatable, Sendable {
     case hello(Hello)
     case welcome(Welcome)
-    case reject(reason: String)
+    /// `retryAfterMs > 0`: a temporary refusal; say Hello again after that long.
+    case reject(reason: String, retryAfterMs: UInt32 = 0)
     case heartbeat
     case scoreTask(ScoreTask)
     case scoreResult(ScoreResult)

@@ -134,7 +134,7 @@ import Testing
                 if case .send(_, let m) = $0 { return m } else { return nil }
             }.first
         }
-        guard case .reject(let reason)? = reply(Hello(workerID: "w", rewardModels: ["gpt-judge"], slots: 1, softwareVersion: "")) else {
+        guard case .reject(let reason, _)? = reply(Hello(workerID: "w", rewardModels: ["gpt-judge"], slots: 1, softwareVersion: "")) else {
             Issue.record("unknown RM not rejected"); return
         }
         #expect(reason.contains("gpt-judge") && reason.contains("oracle"))

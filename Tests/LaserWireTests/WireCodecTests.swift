@@ -11,6 +11,7 @@ import Testing
                                         RewardModelDefinition(name: "am", kind: "answer-match", params: [:])],
                          runSeed: 0xFFFF_FFFF_FFFF_FFFF)),
         .reject(reason: "unknown RM"),
+        .reject(reason: "worker id in use", retryAfterMs: 5000),
         .heartbeat,
         .scoreTask(ScoreTask(taskID: 1 << 40, attempt: 3, rewardModel: "am", iteration: 7, items: [
             ScoreItem(promptID: "p1", prompt: "2+2?", candidates: ["4", "five", ""], reference: "4"),

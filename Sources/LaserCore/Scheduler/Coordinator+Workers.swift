@@ -65,7 +65,20 @@ extension Coordinator {
         // A re-registration is a protocol reset, not a failure of its tasks: they go back to the queue
         // without using up an attempt (otherwise a peer repeating Hello could fail any task).
         if workers[peer] != nil { forget(peer, reason: "it said Hello again", countsAsAttempt: false, now: now, &actions) }
-        if let old = peerByWorkerID[hello.workerID], old != peer, workers[old] != nil {
+        if let old = peerByWorkerID[hello.workerID], old != peer, let holder = workers[old] {
+            // The id is held by a connection that is still talking: two workers share an id. Refuse the
+            // newcomer for now (it retries); if the holder is a dead predecessor, it falls silent and
+            // the id frees up. Swapping them would bounce every task between the two.
+            let window = plan.scheduler.heartbeatIntervalMs * 2
+            if holder.answered && now.milliseconds(since: holder.lastHeard) <= Double(window) {
+                summary.counters.duplicateWorkerIDs += 1
+                let retry = plan.scheduler.heartbeatIntervalMs * UInt64(plan.scheduler.liveness)
+                if Self.worthLogging(summary.counters.duplicateWorkerIDs) {
+                    actions.append(.log(.warning, "a second worker says it is '\(hello.workerID)' while that worker is connected and alive; refused for now (give each worker a unique --id)"))
+                }
+                actions.append(.send(to: peer, .reject(reason: "worker id '\(hello.workerID)' is in use by a live connection; give each worker a unique --id (retrying in \(retry) ms)", retryAfterMs: UInt32(clamping: retry))))
+                return
+            }
             forget(old, reason: "it re-registered from a new connection", countsAsAttempt: false, now: now, &actions)
         }
         let served = plan.placement.rewardModels(for: hello, all: plan.armNames)

@@ -25,6 +25,8 @@ public struct RunSummary: Equatable, Sendable, Codable {
         public var workersLost = 0
         /// Times a worker was reported idle because it hosts only RMs the bandit is not using.
         public var idleWorkerReports = 0
+        /// Hellos refused because a live worker already had that worker id.
+        public var duplicateWorkerIDs = 0
         public init() {}
     }
 }

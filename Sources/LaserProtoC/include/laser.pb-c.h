@@ -182,16 +182,19 @@ struct  Laser__V1__Welcome
 
 
 /*
- * coordinator -> worker: registration refused; the worker exits with this reason.
+ * coordinator -> worker: registration refused; the worker exits with this reason, unless
+ * retry_after_ms > 0: then the refusal is temporary (for example its worker id is still held by a live
+ * connection) and the worker says Hello again after that long.
  */
 struct  Laser__V1__Reject
 {
   ProtobufCMessage base;
   char *reason;
+  uint32_t retry_after_ms;
 };
 #define LASER__V1__REJECT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__reject__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 /*

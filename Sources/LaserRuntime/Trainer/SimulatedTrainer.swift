@@ -71,7 +71,7 @@ public final class SimulatedTrainer {
                         welcomed = false
                         queue.removeAll()
                         try sendHello()
-                    case .reject(let reason):
+                    case .reject(let reason, _):
                         throw RunFailure("the coordinator rejected this trainer: \(reason)")
                     case .shutdown:
                         return

@@ -65,6 +65,8 @@ public final class WorkerService {
     private var lastHeard = Date()
     private var lastSent = Date()
     private var helloSent = Date.distantPast
+    /// Seconds without a Welcome before Hello is sent again (longer after a temporary Reject).
+    private var helloRetrySeconds = 2.0
     private var startedWaiting = Date()
 
     public init(options: WorkerOptions, logger: Logger) throws {
@@ -116,7 +118,8 @@ public final class WorkerService {
                     return .gaveUp
                 }
                 // Hello again now and then: a coordinator that was not up yet, or restarted, answers it.
-                if now.timeIntervalSince(helloSent) > 2 {
+                if now.timeIntervalSince(helloSent) > helloRetrySeconds {
+                    helloRetrySeconds = 2
                     try connect()
                 }
             }
@@ -187,7 +190,12 @@ public final class WorkerService {
             liveness = max(2, welcome.liveness)
             registered = true
             logger.info("registered with \(welcome.coordinatorID): serving \(welcome.rewardModels.map(\.name).joined(separator: ", "))")
-        case .reject(let reason):
+        case .reject(let reason, let retryAfterMs) where retryAfterMs > 0:
+            logger.warning("coordinator refused this worker for now: \(reason)")
+            registered = false
+            helloSent = Date()
+            helloRetrySeconds = Double(retryAfterMs) / 1000
+        case .reject(let reason, _):
             logger.error("coordinator rejected this worker: \(reason)")
             return .rejected(reason)
         case .heartbeat:
