@@ -12,13 +12,19 @@ struct Laser: ParsableCommand {
         commandName: "laser",
         abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
         version: laserVersion,
-        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self],
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self],
         defaultSubcommand: Run.self)
 }
 
 struct LoggingOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String?
+
+    @Option(help: "Log format: text (default) or json (one JSON object per line, for log shippers).")
+    var logFormat: String?
+
+    /// The same logging options for child processes (local workers).
+    var forwarded: [String] { logFormat.map { ["--log-format", $0] } ?? [] }
 
     func logger(_ label: String, default level: Logger.Level) throws -> Logger {
         let chosen: Logger.Level
@@ -30,7 +36,13 @@ struct LoggingOptions: ParsableArguments {
         } else {
             chosen = level
         }
-        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        let json: Bool
+        switch logFormat {
+        case nil, "text": json = false
+        case "json": json = true
+        case let other?: throw ValidationError("--log-format \(other) is not one of text, json")
+        }
+        var logger = Logger(label: label) { json ? JSONLogHandler(label: $0) as LogHandler : StreamLogHandler.standardError(label: $0) }
         logger.logLevel = chosen
         return logger
     }
@@ -84,6 +96,15 @@ struct Run: ParsableCommand {
     @Flag(help: "No live progress line.")
     var noProgress = false
 
+    @Option(help: "Serve Prometheus metrics on this port (overrides metrics.port; 0 picks a free port).")
+    var metricsPort: Int?
+
+    @Option(help: "Address the metrics endpoint listens on (overrides metrics.bind; default 127.0.0.1).")
+    var metricsBind: String?
+
+    @Flag(help: "Do not write RUN_DIR/report.html at the end.")
+    var noReport = false
+
     @Option(help: "With reward.source: trainer-loss, start a SIMULATED trainer taking this many ms per step (a stand-in loss, no model).")
     var simulateTrainer: Double?
 
@@ -106,6 +127,7 @@ struct Run: ParsableCommand {
             }
             if let workers { base.localWorkers = workers }
             if let seed { base.seed = seed }
+            try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &base)
             if let s = strategy {
                 guard let k = StrategyKind(rawValue: s) else {
                     throw ValidationError("--strategy \(s) is not one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -130,9 +152,19 @@ struct Run: ParsableCommand {
                     var local = LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
                                          logger: logger, showProgress: !noProgress, resume: resume != nil, force: force)
                     local.simulatedTrainerStepMs = simulateTrainer
-                    let summary = try local.run()
+                    local.workerArguments = logging.forwarded
+                    local.onStart = { service in
+                        if let url = service.observer.metricsAddress { print("metrics: \(url)") }
+                        fflush(nil)
+                    }
+                    let summary: RunSummary
+                    do { summary = try local.run() } catch {
+                        if !noReport { writeReport(dir, quietly: true) }
+                        throw error
+                    }
                     print(SummaryTable.render(summary))
                     print("batches: \(dir.path)/iterations   summary: \(dir.summaryPath)")
+                    if !noReport { writeReport(dir, quietly: false) }
                 } catch let e as ConfigError {
                     throw e
                 } catch {
@@ -143,6 +175,16 @@ struct Run: ParsableCommand {
             throw e
         } catch {
             throw fail(error)
+        }
+    }
+
+    /// The run report; after a failed run only when there is something to show, and never an error of its own.
+    func writeReport(_ dir: RunDirectory, quietly: Bool) {
+        do {
+            let path = try RunReport.write(runDirectory: dir.path)
+            print("report: \(path)")
+        } catch {
+            if !quietly { FileHandle.standardError.write(Data("warning: no report written: \(error)\n".utf8)) }
         }
     }
 
@@ -200,6 +242,12 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(help: "With --resume: continue even if the config or an input file changed.")
     var force = false
 
+    @Option(help: "Serve Prometheus metrics on this port (overrides metrics.port; 0 picks a free port).")
+    var metricsPort: Int?
+
+    @Option(help: "Address the metrics endpoint listens on (overrides metrics.bind; default 127.0.0.1).")
+    var metricsBind: String?
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
@@ -211,12 +259,14 @@ struct CoordinatorCommand: ParsableCommand {
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
             var c = try RunConfig.load(path: config ?? dir.configPath)
             if let bind { c.bind = bind }
+            try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
             let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: resume != nil, force: force)
             if resume == nil { try AtomicFile.write(c.yaml(), to: dir.configPath) }
             // Unbuffered: scripts and tests read the endpoint from a pipe while the run goes on.
             FileHandle.standardOutput.write(Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
+            if let url = service.observer.metricsAddress { FileHandle.standardOutput.write(Data("metrics on \(url)\n".utf8)) }
             let printer = ProgressPrinter(enabled: true)
-            service.onProgress = { printer.update($0) }
+            service.onStatus = { printer.update($0) }
             let summary = try service.run()
             printer.finish()
             print(SummaryTable.render(summary))
@@ -429,6 +479,87 @@ struct TrainerSim: ParsableCommand {
             let trainer = try SimulatedTrainer(options: options, logger: logger)
             try trainer.run()
             logger.info("done after \(trainer.stepsTaken) simulated steps")
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+/// --metrics-port / --metrics-bind over the config's metrics section.
+func applyMetricsOptions(port: Int?, bind: String?, to config: inout RunConfig) throws {
+    if let port {
+        guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
+        config.metrics.port = port
+    }
+    if let bind {
+        guard config.metrics.port != nil else { throw ValidationError("--metrics-bind needs --metrics-port (or metrics.port in the config)") }
+        config.metrics.bind = bind
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show a running job: workers, their RMs, load and health, the queue, throughput, and the bandit's arms.",
+        discussion: """
+            SOURCE is a run directory (reads its status.json, rewritten every second by the coordinator) or a \
+            coordinator's metrics address host:port (needs --metrics-port / metrics.port; works from another machine).
+            """)
+
+    @Argument(help: "A run directory, or the metrics address host:port (or http://host:port/metrics).")
+    var source: String
+
+    @Flag(help: "Refresh until the run ends (Ctrl-C to stop).")
+    var watch = false
+
+    @Option(help: "Seconds between refreshes with --watch.")
+    var interval: Double = 1
+
+    @Option(help: "Seconds to wait for a metrics endpoint to answer.")
+    var timeout: Double = 5
+
+    mutating func run() throws {
+        guard interval >= 0.1, timeout > 0 else { throw ValidationError("--interval must be at least 0.1 and --timeout above 0") }
+        do {
+            let from = try StatusSource.parse(source)
+            let terminal = isatty(STDOUT_FILENO) == 1
+            var first = true
+            while true {
+                let status = try from.read(timeoutSeconds: timeout)
+                let text = StatusTable.render(status, source: from.description)
+                if watch && terminal {
+                    print("\u{1B}[H\u{1B}[2J" + text, terminator: "")
+                } else {
+                    if !first { print("") }
+                    print(text, terminator: "")
+                }
+                fflush(nil)
+                first = false
+                guard watch, status.phase == "running" || status.phase == "idle" else { break }
+                usleep(UInt32(interval * 1_000_000))
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write RUN_DIR/report.html: one self-contained page with charts of a run (opens offline).",
+        discussion: "RM chosen per task family over the run, reward per arm, pair accuracy per iteration, throughput and worker utilisation, and the agreement matrix between RMs (ensemble runs). laser run writes it at the end of every run.")
+
+    @Argument(help: "The run directory.")
+    var runDirectory: String
+
+    @Option(help: "Where to write the HTML (default: RUN_DIR/report.html).")
+    var out: String?
+
+    mutating func run() throws {
+        do {
+            let path = try RunReport.write(runDirectory: runDirectory, to: out)
+            print("report: \(path)")
         } catch {
             throw fail(error)
         }
