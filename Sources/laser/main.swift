@@ -114,8 +114,12 @@ struct Run: ParsableCommand {
         ignoreFatalSignals()
         let logger = try logging.logger("laser", default: .warning)
         if resume != nil && (out != nil || compare) { throw ValidationError("--resume names the run directory; it does not go with --out or --compare") }
+        var created: String?
         do {
+            try checkMetricsPort(metricsPort, bind: metricsBind)
+            let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            if resume == nil && !existed { created = dir.path }
             var base: RunConfig
             if let resume, config == nil {
                 base = try RunConfig.load(path: RunDirectory.existing(path: resume).configPath)
@@ -172,8 +176,10 @@ struct Run: ParsableCommand {
                 }
             }
         } catch let e as ValidationError {
+            if let created { removeIfUntouched(created) }
             throw e
         } catch {
+            if let created { removeIfUntouched(created) }
             throw fail(error)
         }
     }
@@ -255,8 +261,12 @@ struct CoordinatorCommand: ParsableCommand {
         let logger = try logging.logger("laser.coordinator", default: .info)
         guard config != nil || resume != nil else { throw ValidationError("give a CONFIG, or --resume RUN_DIR") }
         if resume != nil && out != nil { throw ValidationError("--resume names the run directory; it does not go with --out") }
+        var created: String?
         do {
+            try checkMetricsPort(metricsPort, bind: metricsBind)
+            let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            if resume == nil && !existed { created = dir.path }
             var c = try RunConfig.load(path: config ?? dir.configPath)
             if let bind { c.bind = bind }
             try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
@@ -271,6 +281,7 @@ struct CoordinatorCommand: ParsableCommand {
             printer.finish()
             print(SummaryTable.render(summary))
         } catch {
+            if let created { removeIfUntouched(created) }
             throw fail(error)
         }
     }
@@ -485,7 +496,8 @@ struct TrainerSim: ParsableCommand {
     }
 }
 
-/// --metrics-port / --metrics-bind over the config's metrics section.
+/// --metrics-port / --metrics-bind over the config's metrics section, and a check that the port is
+/// free before anything is written (the coordinator binds it for real when it starts).
 func applyMetricsOptions(port: Int?, bind: String?, to config: inout RunConfig) throws {
     if let port {
         guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
@@ -495,6 +507,23 @@ func applyMetricsOptions(port: Int?, bind: String?, to config: inout RunConfig) 
         guard config.metrics.port != nil else { throw ValidationError("--metrics-bind needs --metrics-port (or metrics.port in the config)") }
         config.metrics.bind = bind
     }
+    if let p = config.metrics.port, p != 0 { _ = try MetricsHTTPServer(host: config.metrics.bind, port: p) { [] } }
+}
+
+/// A port given on the command line is checked before the run directory is made.
+func checkMetricsPort(_ port: Int?, bind: String?) throws {
+    guard let port, port != 0 else { return }
+    guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
+    _ = try MetricsHTTPServer(host: bind ?? "127.0.0.1", port: port) { [] }
+}
+
+/// Removes a run directory this command made when the start failed before anything was written in
+/// it (only the empty iterations/ folder), so a failed start leaves no half-made run behind.
+func removeIfUntouched(_ path: String) {
+    let fm = FileManager.default
+    guard let top = try? fm.contentsOfDirectory(atPath: path), top.isEmpty || top == ["iterations"],
+          (try? fm.contentsOfDirectory(atPath: path + "/iterations"))?.isEmpty ?? true else { return }
+    try? fm.removeItem(atPath: path)
 }
 
 struct StatusCommand: ParsableCommand {

@@ -35,6 +35,29 @@ public struct CoordinatorStatus: Sendable, Equatable {
 
     public var totalSlots: Int { workers.reduce(0) { $0 + $1.slots } }
     public var busySlots: Int { workers.reduce(0) { $0 + min($1.slots, $1.inFlight) } }
+
+    public init(phase: Phase, strategy: String, iteration: Int, iterations: Int, promptsInIteration: Int, promptsScoredInIteration: Int,
+                batchesInIteration: Int, batchesEmittedInIteration: Int, batchesEmitted: Int, candidatesScored: [(rm: String, count: Int)],
+                tasksQueued: [(rm: String, count: Int)], tasksInFlight: [(rm: String, count: Int)], workers: [WorkerStatus],
+                arms: [ArmStatus], batchesAwaitingLoss: Int, trainer: String?, counters: RunSummary.Counters) {
+        self.phase = phase
+        self.strategy = strategy
+        self.iteration = iteration
+        self.iterations = iterations
+        self.promptsInIteration = promptsInIteration
+        self.promptsScoredInIteration = promptsScoredInIteration
+        self.batchesInIteration = batchesInIteration
+        self.batchesEmittedInIteration = batchesEmittedInIteration
+        self.batchesEmitted = batchesEmitted
+        self.candidatesScored = candidatesScored
+        self.tasksQueued = tasksQueued
+        self.tasksInFlight = tasksInFlight
+        self.workers = workers
+        self.arms = arms
+        self.batchesAwaitingLoss = batchesAwaitingLoss
+        self.trainer = trainer
+        self.counters = counters
+    }
     public var totalCandidatesScored: Int { candidatesScored.reduce(0) { $0 + $1.count } }
     public var totalTasksQueued: Int { tasksQueued.reduce(0) { $0 + $1.count } }
     public var totalTasksInFlight: Int { tasksInFlight.reduce(0) { $0 + $1.count } }
@@ -64,6 +87,15 @@ public struct WorkerStatus: Sendable, Equatable {
     /// Seconds since it registered.
     public var secondsConnected: Double
 
+    public init(workerID: String, rewardModels: [String], slots: Int, inFlight: Int, secondsSinceHeard: Double, secondsConnected: Double) {
+        self.workerID = workerID
+        self.rewardModels = rewardModels
+        self.slots = slots
+        self.inFlight = inFlight
+        self.secondsSinceHeard = secondsSinceHeard
+        self.secondsConnected = secondsConnected
+    }
+
     /// Share of its slots in use, 0...1.
     public var utilisation: Double { slots > 0 ? min(1, Double(inFlight) / Double(slots)) : 0 }
 }
@@ -81,6 +113,15 @@ public struct ArmStatus: Sendable, Equatable {
     public var upperConfidenceBound: Double?
     /// Exp3's current probability of choosing it (nil for other strategies).
     public var probability: Double?
+
+    public init(name: String, selections: Int, rewards: Int, meanRawReward: Double?, upperConfidenceBound: Double?, probability: Double?) {
+        self.name = name
+        self.selections = selections
+        self.rewards = rewards
+        self.meanRawReward = meanRawReward
+        self.upperConfidenceBound = upperConfidenceBound
+        self.probability = probability
+    }
 }
 
 extension Coordinator {

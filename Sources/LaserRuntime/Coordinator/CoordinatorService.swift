@@ -38,6 +38,9 @@ public final class CoordinatorService {
         self.config = config
         self.runDirectory = runDirectory
         self.logger = logger
+        // First, so a metrics port in use stops the start before anything is written.
+        observer = try RunObserver(runDirectory: runDirectory, settings: config.metrics, strategy: config.strategy.rawValue,
+                                   rewardModels: config.rewardModels.map(\.name), logger: logger)
         let (journal, records, torn) = try JournalFile.open(path: runDirectory.journalPath)
         self.journal = journal
         if torn > 0 { logger.warning("journal \(runDirectory.journalPath): cut a torn last record (\(torn) bytes) left by a crash") }
@@ -75,8 +78,6 @@ public final class CoordinatorService {
             throw ConfigError("coordinator cannot bind \(config.bind): \(error). Is another coordinator running there? Choose another network.bind address (port * picks a free one).")
         }
         endpoint = try router.lastEndpoint()
-        observer = try RunObserver(runDirectory: runDirectory, settings: config.metrics, strategy: config.strategy.rawValue,
-                                   rewardModels: config.rewardModels.map(\.name), logger: logger)
     }
 
     /// Runs the job to completion on this thread. Returns the summary or throws what stopped it.

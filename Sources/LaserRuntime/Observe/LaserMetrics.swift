@@ -23,9 +23,14 @@ public final class LaserMetrics: @unchecked Sendable {
             phaseGauges[phase] = gauge("run_phase", "1 for the run's current phase, 0 for the others.", [("phase", phase)])
         }
         // Series that exist from the start, so a scrape before the first task already lists every RM.
-        for rm in rewardModels {
+        for (i, rm) in rewardModels.enumerated() {
+            gauge("reward_model", "The run's RMs; the value is the RM's position (its bandit arm).", [("rm", rm)]).set(Double(i))
             _ = counter("task_failures", "Score results that were an RM error, per RM.", [("rm", rm)])
             _ = counter("candidates_scored", "Candidates scored (RM calls), per RM.", [("rm", rm)])
+            _ = counter("bandit_selections", "Decisions that chose the RM (batches, or prompts with instance-level selection).", [("rm", rm)])
+            _ = counter("bandit_rewards", "Rewards the RM's arm received.", [("rm", rm)])
+            gauge("tasks_queued", "Score tasks waiting for a worker, per RM.", [("rm", rm)]).set(0.0)
+            gauge("tasks_in_flight", "Score tasks out with a worker, per RM.", [("rm", rm)]).set(0.0)
         }
     }
 

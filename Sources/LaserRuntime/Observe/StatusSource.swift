@@ -198,11 +198,8 @@ extension LiveStatus {
         }
         let info = samples.first { $0.name == "laser_info" }!
         let phase = samples.first { $0.name == "laser_run_phase" && $0.value == 1 }?.labels["phase"] ?? "running"
-        // RMs in the order they first appear (the coordinator registers them in the run's order).
-        var rms: [String] = []
-        for s in samples where s.name == "laser_candidates_scored_total" || s.name == "laser_task_failures_total" {
-            if let rm = s.labels["rm"], !rms.contains(rm) { rms.append(rm) }
-        }
+        // RMs in the run's order (laser_reward_model's value is the arm index).
+        let rms = samples.filter { $0.name == "laser_reward_model" }.sorted { $0.value < $1.value }.compactMap { $0.labels["rm"] }
         let scored = byLabel("laser_candidates_scored_total", "rm"), queued = byLabel("laser_tasks_queued", "rm")
         let inFlight = byLabel("laser_tasks_in_flight", "rm")
         let slots = byLabel("laser_worker_slots", "worker"), held = byLabel("laser_worker_tasks_in_flight", "worker")
