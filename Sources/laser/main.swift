@@ -272,6 +272,9 @@ struct CoordinatorCommand: ParsableCommand {
             try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
             let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: resume != nil, force: force)
             if resume == nil { try AtomicFile.write(c.yaml(), to: dir.configPath) }
+            // RUN_DIR/endpoint before the line below: whoever reads that line may read the file next
+            // (service.run() writes it again).
+            try AtomicFile.write(service.endpoint + "\n", to: dir.path + "/endpoint")
             // Unbuffered: scripts and tests read the endpoint from a pipe while the run goes on.
             FileHandle.standardOutput.write(Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
             if let url = service.observer.metricsAddress { FileHandle.standardOutput.write(Data("metrics on \(url)\n".utf8)) }
