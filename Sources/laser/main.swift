@@ -449,7 +449,7 @@ struct FeedbackCommand: ParsableCommand {
             if ack.accepted {
                 print("accepted: loss \(loss) for batch \(ack.globalBatch)")
             } else {
-                throw RunFailure("refused: \(ack.reason)")
+                throw RunFailure("the coordinator refused the loss: \(ack.reason)")
             }
         } catch {
             throw fail(error)

@@ -73,7 +73,7 @@ extension RunConfig {
     public static func load(path: String) throws -> RunConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError("\(path): cannot read the config file (\(error.localizedDescription))")
+            throw ConfigError("\(path): cannot read the config file (\(error.localizedDescription)); check the path (laser demo-data --out DIR writes an example config)")
         }
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
         return try parse(yaml: text, source: path, baseDirectory: base)

@@ -170,7 +170,7 @@ public final class CoordinatorService {
             } catch let error as ZMQError where error.isHostUnreachable {
                 pending.append(.unreachable(peer))
             } catch {
-                logger.error("cannot send \(message.kind) to \(peer): \(error)")
+                logger.error("cannot send \(message.kind) to \(peer): \(error); the message is dropped (a worker that misses messages is dropped by its heartbeat and its tasks retried)")
             }
         case .loadIteration(let n):
             let path = config.input(forIteration: n)

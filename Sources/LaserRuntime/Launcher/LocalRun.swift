@@ -55,7 +55,7 @@ public struct LocalRun {
             p.standardOutput = handle
             p.standardError = handle
             do { try p.run() } catch {
-                throw RunFailure("cannot start local worker \(i) from \(executable): \(error)")
+                throw RunFailure("cannot start local worker \(i) from \(executable): \(error). Is that laser binary still there and executable? (With workers.local: 0 no local worker is started; connect workers by hand.)")
             }
             workers.append(p)
         }
@@ -67,7 +67,7 @@ public struct LocalRun {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             p.standardOutput = FileHandle(forWritingAtPath: log)
             p.standardError = FileHandle(forWritingAtPath: log)
-            do { try p.run() } catch { throw RunFailure("cannot start the simulated trainer: \(error)") }
+            do { try p.run() } catch { throw RunFailure("cannot start the simulated trainer from \(executable): \(error). Is that laser binary still there and executable?") }
             workers.append(p)
         } else if config.rewardSource == .trainerLoss {
             FileHandle.standardError.write(Data("reward.source is trainer-loss: waiting for a trainer at \(service.endpoint) (clients/python/laser_trainer.py, or laser run --simulate-trainer MS)\n".utf8))

@@ -142,7 +142,9 @@ public final class RunObserver {
     /// Replaces a file atomically (temp file, rename) without fsync: a reader sees the old or the new
     /// status, and a crash loses at most a second of it.
     static func replace(_ path: String, with bytes: [UInt8]) throws {
-        let temp = path + ".tmp-\(getpid())"
+        // `.NAME.tmp-PID`: the pattern RunDirectory.removeStaleTemporaryFiles cleans up after a crash.
+        let url = URL(fileURLWithPath: path)
+        let temp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temp, contents: Data(bytes)) else {
             throw StorageError("cannot write \(temp)")
         }
