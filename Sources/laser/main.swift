@@ -53,6 +53,12 @@ struct LoggingOptions: ParsableArguments {
 func ignoreFatalSignals() {
     signal(SIGPIPE, SIG_IGN)
     signal(SIGXFSZ, SIG_IGN)
+    // A process started from a thread that blocks signals (a Dispatch worker thread, some job
+    // launchers) inherits that mask and would never see SIGTERM or SIGINT: stop, Ctrl-C and Slurm's
+    // cancel must work, so start from an empty mask.
+    var none = sigset_t()
+    sigemptyset(&none)
+    sigprocmask(SIG_SETMASK, &none, nil)
 }
 
 /// Prints an error the way a user should see it (no stack trace) and exits non-zero.
