@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The coordinator's /metrics endpoint (Prometheus text format); pulls swift-metrics and swift-atomics.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries named by the mission, through pkg-config.
@@ -44,6 +46,7 @@ let package = Package(
                 "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo", "StableRandom",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .executableTarget(
             name: "laser",

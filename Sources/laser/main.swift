@@ -12,13 +12,19 @@ struct Laser: ParsableCommand {
         commandName: "laser",
         abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
         version: laserVersion,
-        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self],
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self],
         defaultSubcommand: Run.self)
 }
 
 struct LoggingOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String?
+
+    @Option(help: "Log format: text (default) or json (one JSON object per line, for log shippers).")
+    var logFormat: String?
+
+    /// The same logging options for child processes (local workers).
+    var forwarded: [String] { logFormat.map { ["--log-format", $0] } ?? [] }
 
     func logger(_ label: String, default level: Logger.Level) throws -> Logger {
         let chosen: Logger.Level
@@ -30,7 +36,13 @@ struct LoggingOptions: ParsableArguments {
         } else {
             chosen = level
         }
-        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        let json: Bool
+        switch logFormat {
+        case nil, "text": json = false
+        case "json": json = true
+        case let other?: throw ValidationError("--log-format \(other) is not one of text, json")
+        }
+        var logger = Logger(label: label) { json ? JSONLogHandler(label: $0) as LogHandler : StreamLogHandler.standardError(label: $0) }
         logger.logLevel = chosen
         return logger
     }
@@ -41,6 +53,12 @@ struct LoggingOptions: ParsableArguments {
 func ignoreFatalSignals() {
     signal(SIGPIPE, SIG_IGN)
     signal(SIGXFSZ, SIG_IGN)
+    // A process started from a thread that blocks signals (a Dispatch worker thread, some job
+    // launchers) inherits that mask and would never see SIGTERM or SIGINT: stop, Ctrl-C and Slurm's
+    // cancel must work, so start from an empty mask.
+    var none = sigset_t()
+    sigemptyset(&none)
+    sigprocmask(SIG_SETMASK, &none, nil)
 }
 
 /// Prints an error the way a user should see it (no stack trace) and exits non-zero.
@@ -84,6 +102,15 @@ struct Run: ParsableCommand {
     @Flag(help: "No live progress line.")
     var noProgress = false
 
+    @Option(help: "Serve Prometheus metrics on this port (overrides metrics.port; 0 picks a free port).")
+    var metricsPort: Int?
+
+    @Option(help: "Address the metrics endpoint listens on (overrides metrics.bind; default 127.0.0.1).")
+    var metricsBind: String?
+
+    @Flag(help: "Do not write RUN_DIR/report.html at the end.")
+    var noReport = false
+
     @Option(help: "With reward.source: trainer-loss, start a SIMULATED trainer taking this many ms per step (a stand-in loss, no model).")
     var simulateTrainer: Double?
 
@@ -93,8 +120,12 @@ struct Run: ParsableCommand {
         ignoreFatalSignals()
         let logger = try logging.logger("laser", default: .warning)
         if resume != nil && (out != nil || compare) { throw ValidationError("--resume names the run directory; it does not go with --out or --compare") }
+        var created: String?
         do {
+            try checkMetricsPort(metricsPort, bind: metricsBind)
+            let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            if resume == nil && !existed { created = dir.path }
             var base: RunConfig
             if let resume, config == nil {
                 base = try RunConfig.load(path: RunDirectory.existing(path: resume).configPath)
@@ -106,6 +137,7 @@ struct Run: ParsableCommand {
             }
             if let workers { base.localWorkers = workers }
             if let seed { base.seed = seed }
+            try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &base)
             if let s = strategy {
                 guard let k = StrategyKind(rawValue: s) else {
                     throw ValidationError("--strategy \(s) is not one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -130,9 +162,19 @@ struct Run: ParsableCommand {
                     var local = LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
                                          logger: logger, showProgress: !noProgress, resume: resume != nil, force: force)
                     local.simulatedTrainerStepMs = simulateTrainer
-                    let summary = try local.run()
+                    local.workerArguments = logging.forwarded
+                    local.onStart = { service in
+                        if let url = service.observer.metricsAddress { print("metrics: \(url)") }
+                        fflush(nil)
+                    }
+                    let summary: RunSummary
+                    do { summary = try local.run() } catch {
+                        if !noReport { writeReport(dir, quietly: true) }
+                        throw error
+                    }
                     print(SummaryTable.render(summary))
                     print("batches: \(dir.path)/iterations   summary: \(dir.summaryPath)")
+                    if !noReport { writeReport(dir, quietly: false) }
                 } catch let e as ConfigError {
                     throw e
                 } catch {
@@ -140,9 +182,21 @@ struct Run: ParsableCommand {
                 }
             }
         } catch let e as ValidationError {
+            if let created { removeIfUntouched(created) }
             throw e
         } catch {
+            if let created { removeIfUntouched(created) }
             throw fail(error)
+        }
+    }
+
+    /// The run report; after a failed run only when there is something to show, and never an error of its own.
+    func writeReport(_ dir: RunDirectory, quietly: Bool) {
+        do {
+            let path = try RunReport.write(runDirectory: dir.path)
+            print("report: \(path)")
+        } catch {
+            if !quietly { FileHandle.standardError.write(Data("warning: no report written: \(error)\n".utf8)) }
         }
     }
 
@@ -200,6 +254,12 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(help: "With --resume: continue even if the config or an input file changed.")
     var force = false
 
+    @Option(help: "Serve Prometheus metrics on this port (overrides metrics.port; 0 picks a free port).")
+    var metricsPort: Int?
+
+    @Option(help: "Address the metrics endpoint listens on (overrides metrics.bind; default 127.0.0.1).")
+    var metricsBind: String?
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
@@ -207,20 +267,30 @@ struct CoordinatorCommand: ParsableCommand {
         let logger = try logging.logger("laser.coordinator", default: .info)
         guard config != nil || resume != nil else { throw ValidationError("give a CONFIG, or --resume RUN_DIR") }
         if resume != nil && out != nil { throw ValidationError("--resume names the run directory; it does not go with --out") }
+        var created: String?
         do {
+            try checkMetricsPort(metricsPort, bind: metricsBind)
+            let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            if resume == nil && !existed { created = dir.path }
             var c = try RunConfig.load(path: config ?? dir.configPath)
             if let bind { c.bind = bind }
+            try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
             let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: resume != nil, force: force)
             if resume == nil { try AtomicFile.write(c.yaml(), to: dir.configPath) }
+            // RUN_DIR/endpoint before the line below: whoever reads that line may read the file next
+            // (service.run() writes it again).
+            try AtomicFile.write(service.endpoint + "\n", to: dir.path + "/endpoint")
             // Unbuffered: scripts and tests read the endpoint from a pipe while the run goes on.
             FileHandle.standardOutput.write(Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
+            if let url = service.observer.metricsAddress { FileHandle.standardOutput.write(Data("metrics on \(url)\n".utf8)) }
             let printer = ProgressPrinter(enabled: true)
-            service.onProgress = { printer.update($0) }
+            service.onStatus = { printer.update($0) }
             let summary = try service.run()
             printer.finish()
             print(SummaryTable.render(summary))
         } catch {
+            if let created { removeIfUntouched(created) }
             throw fail(error)
         }
     }
@@ -385,7 +455,7 @@ struct FeedbackCommand: ParsableCommand {
             if ack.accepted {
                 print("accepted: loss \(loss) for batch \(ack.globalBatch)")
             } else {
-                throw RunFailure("refused: \(ack.reason)")
+                throw RunFailure("the coordinator refused the loss: \(ack.reason)")
             }
         } catch {
             throw fail(error)
@@ -429,6 +499,105 @@ struct TrainerSim: ParsableCommand {
             let trainer = try SimulatedTrainer(options: options, logger: logger)
             try trainer.run()
             logger.info("done after \(trainer.stepsTaken) simulated steps")
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+/// --metrics-port / --metrics-bind over the config's metrics section, and a check that the port is
+/// free before anything is written (the coordinator binds it for real when it starts).
+func applyMetricsOptions(port: Int?, bind: String?, to config: inout RunConfig) throws {
+    if let port {
+        guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
+        config.metrics.port = port
+    }
+    if let bind {
+        guard config.metrics.port != nil else { throw ValidationError("--metrics-bind needs --metrics-port (or metrics.port in the config)") }
+        config.metrics.bind = bind
+    }
+    if let p = config.metrics.port, p != 0 { _ = try MetricsHTTPServer(host: config.metrics.bind, port: p) { [] } }
+}
+
+/// A port given on the command line is checked before the run directory is made.
+func checkMetricsPort(_ port: Int?, bind: String?) throws {
+    guard let port, port != 0 else { return }
+    guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
+    _ = try MetricsHTTPServer(host: bind ?? "127.0.0.1", port: port) { [] }
+}
+
+/// Removes a run directory this command made when the start failed before anything was written in
+/// it (only the empty iterations/ folder), so a failed start leaves no half-made run behind.
+func removeIfUntouched(_ path: String) {
+    let fm = FileManager.default
+    guard let top = try? fm.contentsOfDirectory(atPath: path), top.isEmpty || top == ["iterations"],
+          (try? fm.contentsOfDirectory(atPath: path + "/iterations"))?.isEmpty ?? true else { return }
+    try? fm.removeItem(atPath: path)
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show a running job: workers, their RMs, load and health, the queue, throughput, and the bandit's arms.",
+        discussion: """
+            SOURCE is a run directory (reads its status.json, rewritten every second by the coordinator) or a \
+            coordinator's metrics address host:port (needs --metrics-port / metrics.port; works from another machine).
+            """)
+
+    @Argument(help: "A run directory, or the metrics address host:port (or http://host:port/metrics).")
+    var source: String
+
+    @Flag(help: "Refresh until the run ends (Ctrl-C to stop).")
+    var watch = false
+
+    @Option(help: "Seconds between refreshes with --watch.")
+    var interval: Double = 1
+
+    @Option(help: "Seconds to wait for a metrics endpoint to answer.")
+    var timeout: Double = 5
+
+    mutating func run() throws {
+        guard interval >= 0.1, timeout > 0 else { throw ValidationError("--interval must be at least 0.1 and --timeout above 0") }
+        do {
+            let from = try StatusSource.parse(source)
+            let terminal = isatty(STDOUT_FILENO) == 1
+            var first = true
+            while true {
+                let status = try from.read(timeoutSeconds: timeout)
+                let text = StatusTable.render(status, source: from.description)
+                if watch && terminal {
+                    print("\u{1B}[H\u{1B}[2J" + text, terminator: "")
+                } else {
+                    if !first { print("") }
+                    print(text, terminator: "")
+                }
+                fflush(nil)
+                first = false
+                guard watch, status.phase == "running" || status.phase == "idle" else { break }
+                usleep(UInt32(interval * 1_000_000))
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write RUN_DIR/report.html: one self-contained page with charts of a run (opens offline).",
+        discussion: "RM chosen per task family over the run, reward per arm, pair accuracy per iteration, throughput and worker utilisation, and the agreement matrix between RMs (ensemble runs). laser run writes it at the end of every run.")
+
+    @Argument(help: "The run directory.")
+    var runDirectory: String
+
+    @Option(help: "Where to write the HTML (default: RUN_DIR/report.html).")
+    var out: String?
+
+    mutating func run() throws {
+        do {
+            let path = try RunReport.write(runDirectory: runDirectory, to: out)
+            print("report: \(path)")
         } catch {
             throw fail(error)
         }

@@ -89,8 +89,13 @@ final class LaserProcess: @unchecked Sendable {
         return (process.terminationStatus, stdout, stderr)
     }
 
+    /// SIGTERM, then SIGKILL if the process has not exited within 3 s (a child that inherited a blocked
+    /// SIGTERM must not hang the test run).
     func kill() {
         if process.isRunning { process.terminate() }
+        let deadline = Date().addingTimeInterval(3)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 }

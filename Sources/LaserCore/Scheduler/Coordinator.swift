@@ -122,6 +122,8 @@ public struct Coordinator: Sendable {
     /// Emitted batches without their pairs (selections.jsonl), including those replayed.
     public internal(set) var batchLog: [BatchOutcome] = []
     var starvationWarned: [String: Instant] = [:]
+    /// The context of the most recent decision (for status displays: the arms' current UCB).
+    var lastContext: [Double]?
 
     /// A coordinator for `plan`; `journal` holds the records of an interrupted run to resume (empty for
     /// a new run).
@@ -264,6 +266,7 @@ public struct Coordinator: Sendable {
         case .instance:
             units = range.enumerated().map { SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: prompts[$0.element].context) }
         }
+        lastContext = units.last?.context
         let drawn = units.enumerated().map { selector.selectWithProbability(context: $0.element.context, batch: global, unit: $0.offset) }
         let computed = drawn.map(\.selection)
         var chosen = computed

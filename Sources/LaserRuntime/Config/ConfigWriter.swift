@@ -15,6 +15,7 @@ extension RunConfig {
         c.shardSize = defaults.shardSize
         c.security = defaults.security
         c.placement = defaults.placement
+        c.metrics = defaults.metrics
         return contentDigest(c.yaml().utf8)
     }
 
@@ -57,6 +58,7 @@ extension RunConfig {
             if let k = security.serverKey { y += "  server_key: \(q(k))\n" }
             if let d = security.allowedClients { y += "  allowed_clients: \(q(d))\n" }
         }
+        if let port = metrics.port { y += "metrics:\n  port: \(port)\n  bind: \(q(metrics.bind))\n" }
         return y
     }
 }

@@ -37,6 +37,8 @@ public struct RunConfig: Equatable, Sendable {
     public var workerSlots = 2
     /// CurveZMQ between coordinator and workers (`security:`; off by default).
     public var security = SecuritySettings()
+    /// The Prometheus /metrics endpoint (`metrics:`; off unless a port is given).
+    public var metrics = MetricsSettings()
 
     public init(inputs: [String], iterations: Int, rewardModels: [RewardModelSpec]) {
         self.inputs = inputs
@@ -71,7 +73,7 @@ extension RunConfig {
     public static func load(path: String) throws -> RunConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError("\(path): cannot read the config file (\(error.localizedDescription))")
+            throw ConfigError("\(path): cannot read the config file (\(error.localizedDescription)); check the path (laser demo-data --out DIR writes an example config)")
         }
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
         return try parse(yaml: text, source: path, baseDirectory: base)
@@ -93,7 +95,7 @@ extension RunConfig {
         }
         let r = Section(map, path: "", source: source)
         try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
-                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security"])
+                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security", "metrics"])
 
         let inputs: [String]
         if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
@@ -240,6 +242,12 @@ extension RunConfig {
             if c.security.curve && c.security.allowedClients == nil {
                 throw s.error("allowed_clients", "is required with curve: true: a folder with the NAME.pub file of every worker to admit")
             }
+        }
+        if let m = try r.section("metrics") {
+            try m.allow(["port", "bind"])
+            c.metrics.port = try m.int("port", min: 0)
+            if let p = c.metrics.port, p > 65535 { throw m.error("port", "must be a TCP port (0-65535; 0 picks a free one), got \(p)") }
+            c.metrics.bind = try m.string("bind") ?? c.metrics.bind
         }
         if c.mode == .bestOfN && c.rewardSource == .trainerLoss {
             throw r.error("reward.source", "trainer-loss does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy")

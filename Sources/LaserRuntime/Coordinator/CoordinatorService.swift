@@ -22,6 +22,10 @@ public final class CoordinatorService {
     public let endpoint: String
     /// Called about once a second with the core's progress (for terminal output).
     public var onProgress: ((CoordinatorProgress) -> Void)?
+    /// Called about once a second with the live status (progress display); see Observe/RunObserver.swift.
+    public var onStatus: ((LiveStatus) -> Void)?
+    /// Metrics, status.json and timeline.jsonl (Observe/RunObserver.swift).
+    public let observer: RunObserver
     private var pending: [CoordinatorEvent] = []
     private var outcome: Result<RunSummary, Error>?
     private let journal: JournalFile
@@ -34,6 +38,9 @@ public final class CoordinatorService {
         self.config = config
         self.runDirectory = runDirectory
         self.logger = logger
+        // First, so a metrics port in use stops the start before anything is written.
+        observer = try RunObserver(runDirectory: runDirectory, settings: config.metrics, strategy: config.strategy.rawValue,
+                                   rewardModels: config.rewardModels.map(\.name), logger: logger)
         let (journal, records, torn) = try JournalFile.open(path: runDirectory.journalPath)
         self.journal = journal
         if torn > 0 { logger.warning("journal \(runDirectory.journalPath): cut a torn last record (\(torn) bytes) left by a crash") }
@@ -84,6 +91,8 @@ public final class CoordinatorService {
         let tickMs = max(10, min(100, Int(config.scheduler.heartbeatIntervalMs / 4)))
         var nextTick = Self.now().adding(milliseconds: UInt64(tickMs))
         var nextProgress = Self.now().adding(milliseconds: 1000)
+        observer.started(endpoint: endpoint, now: Self.now())
+        defer { observer.finish(core.status(now: Self.now()), now: Self.now()) }
         pending.append(.start)
         drain()
         while outcome == nil {
@@ -108,12 +117,15 @@ public final class CoordinatorService {
             }
             if after >= nextProgress {
                 onProgress?(core.progress)
+                let live = observer.sample(core.status(now: after), now: after)
+                onStatus?(live)
                 nextProgress = after.adding(milliseconds: 1000)
             }
         }
         // Give Shutdown messages a moment to leave before the socket closes (linger is 0).
         flushOutgoing()
         onProgress?(core.progress)
+        if let live = observer.finish(core.status(now: Self.now()), now: Self.now()) { onStatus?(live) }
         return try outcome!.get()
     }
 
@@ -138,7 +150,9 @@ public final class CoordinatorService {
     private func drain() {
         while !pending.isEmpty && outcome == nil {
             let event = pending.removeFirst()
-            let actions = core.handle(event, now: Self.now())
+            let now = Self.now()
+            let actions = core.handle(event, now: now)
+            observer.observe(event, actions, now: now)
             for action in actions {
                 perform(action)
                 // After a failed write nothing more is carried out: in particular no journal record may
@@ -159,7 +173,7 @@ public final class CoordinatorService {
             } catch let error as ZMQError where error.isHostUnreachable {
                 pending.append(.unreachable(peer))
             } catch {
-                logger.error("cannot send \(message.kind) to \(peer): \(error)")
+                logger.error("cannot send \(message.kind) to \(peer): \(error); the message is dropped (a worker that misses messages is dropped by its heartbeat and its tasks retried)")
             }
         case .loadIteration(let n):
             let path = config.input(forIteration: n)
@@ -178,7 +192,9 @@ public final class CoordinatorService {
                 outcome = .failure(error)
             }
         case .journal(let record, let sync):
+            let started = Self.now()
             do { try journal.append(record, sync: sync) } catch { outcome = .failure(error) }
+            observer.journalWritten(seconds: Self.now().milliseconds(since: started) / 1000, sync: sync)
         case .log(let level, let text):
             switch level {
             case .debug: logger.debug("\(text)")

@@ -28,7 +28,7 @@ public final class JournalFile {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             close(fd)
-            throw StorageError("cannot read journal \(path): \(error.localizedDescription)")
+            throw StorageError("cannot read journal \(path): \(error.localizedDescription); check the run directory's permissions")
         }
         let (records, good) = try decode(data, path: path)
         if good < data.count {

@@ -18,6 +18,10 @@ public struct LocalRun {
     /// Start a simulated trainer (`laser trainer-sim`) taking this many ms per step (reward.source:
     /// trainer-loss without a real trainer).
     public var simulatedTrainerStepMs: Double?
+    /// Extra arguments for the local worker processes (e.g. --log-format json).
+    public var workerArguments: [String] = []
+    /// Called once the coordinator is listening (its metrics URL is known then).
+    public var onStart: ((CoordinatorService) -> Void)?
 
     public init(config: RunConfig, runDirectory: RunDirectory, executable: String, logger: Logger, showProgress: Bool,
                 resume: Bool = false, force: Bool = false) {
@@ -36,6 +40,7 @@ public struct LocalRun {
         let service = try CoordinatorService(config: secured.coordinatorConfig, runDirectory: runDirectory, logger: logger,
                                              resume: resume, force: force)
         if !resume { try AtomicFile.write(config.yaml(), to: runDirectory.configPath) }
+        onStart?(service)
         try AtomicFile.makeDirectory(runDirectory.logsDirectory)
         var workers: [Process] = []
         defer { Self.stop(workers) }
@@ -43,14 +48,14 @@ public struct LocalRun {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["worker", "--connect", service.endpoint, "--id", "local-\(i)",
-                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())"] + (secured.workerArguments[i] ?? [])
+                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())"] + (secured.workerArguments[i] ?? []) + workerArguments
             let log = runDirectory.logsDirectory + "/worker-\(i).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = FileHandle(forWritingAtPath: log)
             p.standardOutput = handle
             p.standardError = handle
             do { try p.run() } catch {
-                throw RunFailure("cannot start local worker \(i) from \(executable): \(error)")
+                throw RunFailure("cannot start local worker \(i) from \(executable): \(error). Is that laser binary still there and executable? (With workers.local: 0 no local worker is started; connect workers by hand.)")
             }
             workers.append(p)
         }
@@ -62,13 +67,13 @@ public struct LocalRun {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             p.standardOutput = FileHandle(forWritingAtPath: log)
             p.standardError = FileHandle(forWritingAtPath: log)
-            do { try p.run() } catch { throw RunFailure("cannot start the simulated trainer: \(error)") }
+            do { try p.run() } catch { throw RunFailure("cannot start the simulated trainer from \(executable): \(error). Is that laser binary still there and executable?") }
             workers.append(p)
         } else if config.rewardSource == .trainerLoss {
             FileHandle.standardError.write(Data("reward.source is trainer-loss: waiting for a trainer at \(service.endpoint) (clients/python/laser_trainer.py, or laser run --simulate-trainer MS)\n".utf8))
         }
         let printer = ProgressPrinter(enabled: showProgress)
-        service.onProgress = { printer.update($0) }
+        service.onStatus = { printer.update($0) }
         defer { printer.finish() }
         return try service.run()
     }

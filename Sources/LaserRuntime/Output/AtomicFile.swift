@@ -61,7 +61,7 @@ public enum AtomicFile {
     /// mkdir -p with a clear error.
     public static func makeDirectory(_ path: String) throws {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw StorageError("cannot create folder \(path): \(error.localizedDescription)")
+            throw StorageError("cannot create folder \(path): \(error.localizedDescription); check that its parent is writable, or choose another --out")
         }
     }
 }

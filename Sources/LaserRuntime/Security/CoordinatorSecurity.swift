@@ -10,7 +10,7 @@ extension CoordinatorService {
                                   logger: Logger) throws -> ZAPAuthenticator? {
         guard settings.curve else { return nil }
         guard let keyPath = settings.serverKey, let allowDirectory = settings.allowedClients else {
-            throw ConfigError("security.curve is true but security.server_key or security.allowed_clients is missing")
+            throw ConfigError("security.curve is true but security.server_key or security.allowed_clients is missing; set server_key to the coordinator's NAME.key (laser keygen --out DIR --name coordinator) and allowed_clients to a folder of worker NAME.pub files, or set curve: false")
         }
         let pair = try CurveKeyFiles.readKeyPair(path: keyPath) { logger.warning("\($0)") }
         let allowed = try CurveKeyFiles.allowList(directory: allowDirectory)

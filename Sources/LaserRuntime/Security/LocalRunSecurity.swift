@@ -22,7 +22,7 @@ enum LocalRunSecurity {
     static func prepare(_ config: RunConfig, runDirectory: RunDirectory, workers: Int) throws -> Prepared {
         guard config.security.curve else { return Prepared(coordinatorConfig: config, workerArguments: [:]) }
         guard let serverKey = config.security.serverKey, let allowedClients = config.security.allowedClients else {
-            throw ConfigError("security.curve is true but security.server_key or security.allowed_clients is missing")
+            throw ConfigError("security.curve is true but security.server_key or security.allowed_clients is missing; set server_key to the coordinator's NAME.key (laser keygen --out DIR --name coordinator) and allowed_clients to a folder of worker NAME.pub files, or set curve: false")
         }
         let keys = runDirectory.path + "/keys"
         let allowed = keys + "/allowed"

@@ -97,7 +97,7 @@ public final class SimulatedTrainer {
                 }
             } else {
                 if options.giveUpAfterSeconds > 0 && now.timeIntervalSince(silentSince) > options.giveUpAfterSeconds {
-                    throw RunFailure("no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s")
+                    throw RunFailure("no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s; is it running, and is that its endpoint (printed at its start, and in RUN_DIR/endpoint)?")
                 }
                 if now.timeIntervalSince(helloSent) > 2 { try connect() }
             }
