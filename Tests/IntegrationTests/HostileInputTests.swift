@@ -98,7 +98,8 @@ import ZeroMQ
         try rogue.send([WireCodec.encode(.hello(Hello(workerID: "rogue", rewardModels: [], slots: 4, softwareVersion: "")))])
         var welcomed = false
         var pendingTasks: [ScoreTask] = []
-        let deadline = Date().addingTimeInterval(60)
+        // Generous: on a loaded 2-core machine the 100,000 frames take a while to go through.
+        let deadline = Date().addingTimeInterval(180)
         while !welcomed && Date() < deadline {
             _ = try ZMQPoller.poll([(rogue, .readable)], timeoutMs: 200)
             while let frames = try rogue.receive(nonBlocking: true) {

@@ -47,7 +47,9 @@ final class LaserProcess: @unchecked Sendable {
         try process.run()
         for (pipe, isOut) in [(out, true), (err, false)] {
             group.enter()
-            DispatchQueue.global().async {
+            // A thread of its own, not a Dispatch worker: under a full parallel test run the shared
+            // pool can be busy long enough for output to be missed.
+            Thread {
                 while true {
                     let data = pipe.fileHandleForReading.availableData
                     if data.isEmpty { break }
@@ -56,7 +58,7 @@ final class LaserProcess: @unchecked Sendable {
                     self.lock.unlock()
                 }
                 self.group.leave()
-            }
+            }.start()
         }
     }
 
@@ -85,7 +87,7 @@ final class LaserProcess: @unchecked Sendable {
             throw HarnessError("laser \(process.arguments ?? []) did not finish within \(timeout) s; stderr: \(stderr)")
         }
         process.waitUntilExit()
-        _ = group.wait(timeout: .now() + 5)
+        _ = group.wait(timeout: .now() + 30)
         return (process.terminationStatus, stdout, stderr)
     }
 
