@@ -316,6 +316,12 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .customLong("label"), help: "A label for the run's placement (e.g. a100); repeat for several.")
     var labels: [String] = []
 
+    @Option(help: "Serve this worker's Prometheus metrics on this port (0: any free port; printed at start).")
+    var metricsPort: Int?
+
+    @Option(help: "Address for --metrics-port (127.0.0.1: this machine only; 0.0.0.0: all interfaces).")
+    var metricsBind = "127.0.0.1"
+
     @Option(help: "Exit when no coordinator answers for this many seconds (0: wait forever).")
     var giveUpAfter: Double = 0
 
@@ -342,6 +348,11 @@ struct WorkerCommand: ParsableCommand {
                                         giveUpAfterSeconds: giveUpAfter)
             options.parentPID = parentPid
             options.labels = labels
+            if let port = metricsPort {
+                guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
+                options.metricsPort = port
+                options.metricsBind = metricsBind
+            }
             if let serverKey, let key {
                 try options.useCurve(serverKeyFile: serverKey, keyFile: key) { logger.warning("\($0)") }
             }

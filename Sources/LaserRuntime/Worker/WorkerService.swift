@@ -16,6 +16,9 @@ public struct WorkerOptions: Sendable {
     public var maxMessageBytes: Int64
     /// Labels sent in Hello; the run's placement maps them to RMs.
     public var labels: [String] = []
+    /// Serve Prometheus metrics on this port (nil: off; 0: any free port) and address.
+    public var metricsPort: Int?
+    public var metricsBind = "127.0.0.1"
     /// Exit when this process's parent is no longer `parentPID` (local workers of `laser run`, so a
     /// killed launcher leaves no orphans behind).
     public var parentPID: Int32?
@@ -59,7 +62,13 @@ public final class WorkerService {
     /// child processes); other definitions replace them.
     private var modelDefinitions: ([RewardModelDefinition], UInt64)?
     private var pool: ScoringPool?
-    private var registered = false
+    private var metrics: WorkerMetrics?
+    private var metricsServer: MetricsHTTPServer?
+    /// The metrics URL once the endpoint listens.
+    public private(set) var metricsURL: String?
+    private var registered = false {
+        didSet { if registered != oldValue { metrics?.registered(registered) } }
+    }
     private var heartbeatMs: UInt64 = 1000
     private var liveness: UInt32 = 5
     private var lastHeard = Date()
@@ -78,6 +87,16 @@ public final class WorkerService {
     public func run() throws -> WorkerExit {
         let pool = try ScoringPool(threads: Int(options.slots), workerID: options.workerID)
         self.pool = pool
+        if let port = options.metricsPort {
+            let m = WorkerMetrics(workerID: options.workerID, slots: Int(options.slots))
+            let server = try MetricsHTTPServer(host: options.metricsBind, port: port, body: { m.render() })
+            server.start()
+            metrics = m
+            metricsServer = server
+            metricsURL = "http://\(options.metricsBind):\(server.port)/metrics"
+            logger.info("metrics on \(metricsURL!)")
+        }
+        defer { metricsServer?.stop() }
         defer { stopScoring(pool) }
         try connect()
         while true {
@@ -130,6 +149,7 @@ public final class WorkerService {
     /// registered are dropped: the coordinator has re-queued those tasks (leases, a new epoch).
     private func sendResults(_ pool: ScoringPool) throws {
         for result in pool.takeResults() {
+            metrics?.taskFinished(result)
             if registered {
                 try send(.scoreResult(result))
             } else {
@@ -209,6 +229,7 @@ public final class WorkerService {
             logger.info("coordinator shut this worker down: \(reason)")
             return .shutdown(reason)
         case .scoreTask(let task):
+            metrics?.taskStarted(task)
             pool?.submit(task, model: models[task.rewardModel], served: Array(models.keys))
         case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck:
             logger.warning("coordinator sent \(message.kind), which only workers send; ignored")
