@@ -62,6 +62,10 @@ def methods_for(rms, alphas):
         ms += [("linucb a=%g" % a, {"strategy": "linucb", "alpha": a}),
                ("linucb-instance a=%g" % a, {"strategy": "linucb", "alpha": a, "granularity": "instance"})]
     ms += [("exp3", {"strategy": "exp3"})]
+    # Diagnostic, not the paper's method: the same bandit rewarded with laser's label-based pair
+    # accuracy (needs correctness labels) instead of the trainer's loss.
+    for a in alphas:
+        ms += [("linucb a=%g, label reward" % a, {"strategy": "linucb", "alpha": a, "reward": "label-pair-accuracy"})]
     return ms
 
 
@@ -87,6 +91,7 @@ def settings(args):
                 ms += [("linucb a=%g" % a, {"strategy": "linucb", "alpha": a}),
                        ("linucb-instance a=%g" % a, {"strategy": "linucb", "alpha": a, "granularity": "instance"})]
             ms += [("exp3", {"strategy": "exp3"})]
+            ms += [("linucb a=%g, label reward" % a, {"strategy": "linucb", "alpha": a, "reward": "label-pair-accuracy"}) for a in alphas]
             out.append(Setting("gsm8k+oracle", oracle, 16, it, 256, ms, ["clean"]))
     if "demo" in args.datasets:
         it = 2 if args.quick else 5
@@ -164,7 +169,7 @@ def write_config(path, inputs, setting, method, seed, condition, noisy_rm, laten
               "batch_size: %d" % setting.batch_size, "shard_size: 4", "pipeline_depth: 1",
               "context:", "  dimension: %d" % setting.context_dim, "  ngrams: 2",
               "pairs:", "  mode: best-vs-rest", "  max_pairs: 10", "  margin: 0.0",
-              "reward:", "  source: trainer-loss", "  normalize: true",
+              "reward:", "  source: %s" % m.get("reward", "trainer-loss"), "  normalize: true",
               "workers:", "  local: %d" % workers, "  slots: 1",
               "reward_models:"]
     lines += [rm_yaml(n, k, p, condition, noisy_rm, latency_ms, i) for i, (n, k, p) in enumerate(setting.rms)]
@@ -210,7 +215,8 @@ def run_one(args, setting, data, label, method, seed, condition, noisy_rm, run_d
         losses.setdefault(batch.reward_model, []).append(loss)
         return loss
 
-    refused = sync_trainer.train(endpoint, step, alive=lambda: proc.poll() is None)
+    refused = sync_trainer.train(endpoint, step, alive=lambda: proc.poll() is None,
+                                 report=method.get("reward", "trainer-loss") == "trainer-loss")
     steps = state["steps"]
     while len(by_iteration) < len(data.iterations):
         by_iteration.append(policy.accuracy(data.test)[0])
@@ -376,9 +382,13 @@ def run_all(args):
                 # The SFT row: the untrained policy (theta = 0).
                 sft = standin_policy.StandInPolicy(data.table)
                 acc, per = sft.accuracy(data.test)
-                results[(setting.name, condition, "no training (SFT)", seed)] = {
-                    "setting": setting.name, "condition": condition, "method": "no training (SFT)", "seed": seed,
-                    "heldout": acc, "heldout_per_task": per, "rm_calls": 0, "pairs": 0}
+                r = {"setting": setting.name, "condition": condition, "method": "no training (SFT)", "seed": seed,
+                     "heldout": acc, "heldout_per_task": per, "rm_calls": 0, "pairs": 0}
+                results[(setting.name, condition, r["method"], seed)] = r
+                path = result_path(args.out, setting.name, condition, r["method"], seed)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    json.dump(r, f)
                 noisy_rm = None
                 if condition == "noise-one":
                     noisy_rm = pick_best_rm(results, setting, seeds)
@@ -533,7 +543,7 @@ def report(args, runtime=None):
                 lines.append("| %s | %s |" % (label, " | ".join("%.1f" % (100 * statistics.mean(c[i] for c in cs)) for i in range(n_it))))
             lines.append("")
         # selection shares per task family over iterations
-        for label in [m[0] for m in setting.methods if m[0].startswith("linucb") or m[0] == "exp3"]:
+        for label in [m[0] for m in setting.methods if m[0].startswith("linucb") or m[0] == "exp3"]:  # noqa: E501
             rs = [results[k] for k in results if k[0] == setting.name and k[1] == "clean" and k[2] == label]
             if not rs or "selections" not in rs[0]:
                 continue
@@ -550,7 +560,18 @@ def report(args, runtime=None):
                         for n in names:
                             shares[n].append(sel.get(n, 0) / tot if tot else 0)
                     lines.append("| %s | %d | %s |" % (t, it + 1, " | ".join("%.0f%%" % (100 * statistics.mean(shares[n])) for n in names)))
-            lines += ["", "Mean trainer loss on the batches each RM ranked (what the bandit was rewarded with; lower loss = higher reward): " +
+            dom = []
+            for r in sorted(rs, key=lambda r: r["seed"]):
+                tot = {}
+                for t, sel in r["selections"][-1].items():
+                    for n, c in sel.items():
+                        tot[n] = tot.get(n, 0) + c
+                top = max(tot, key=tot.get) if tot else "-"
+                dom.append("seed %d: %s %.0f%%" % (r["seed"], top, 100 * tot.get(top, 0) / max(1, sum(tot.values()))))
+            lines += ["", "Per seed, the RM that ranked most prompts of the last iteration: " + "; ".join(dom) + "."]
+            what = ("not the reward here: this bandit was rewarded with the label-based pair accuracy" if "label reward" in label
+                    else "what the bandit was rewarded with; lower loss = higher reward")
+            lines += ["", "Mean trainer loss on the batches each RM ranked (%s): " % what +
                       ", ".join("%s %.3f" % (n, statistics.mean([r["mean_loss_per_rm"][n] for r in rs if n in r["mean_loss_per_rm"]]))
                                 for n in names if any(n in r["mean_loss_per_rm"] for r in rs)) + ".", ""]
         # agreement

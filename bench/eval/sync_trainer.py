@@ -24,9 +24,11 @@ def _envelope(**body):
     return env.SerializeToString()
 
 
-def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: True):
+def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: True, report=True):
     """Calls step(batch) -> loss for every PreferenceBatch until the coordinator shuts down; returns
-    the refusals [(global_batch, reason)]. alive() false (the coordinator's process has ended) also ends it."""
+    the refusals [(global_batch, reason)]. alive() false (the coordinator's process has ended) also ends it.
+    report=False: train on the batches but send no losses (a run whose reward is label-based streams
+    its batches to the trainer and takes no losses)."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -47,6 +49,8 @@ def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: T
                     heartbeat_s = max(0.01, env.trainer_welcome.heartbeat_interval_ms / 1000.0)
                 elif kind == "preference_batch":
                     loss = step(env.preference_batch)
+                    if not report:
+                        continue
                     sock.send(_envelope(batch_feedback=pb.BatchFeedback(
                         global_batch=env.preference_batch.global_batch, loss=float(loss))))
                     last_sent = time.monotonic()
