@@ -2,13 +2,14 @@
 """Reproduces the LASeR paper's comparison with laser on real data (GSM8K) and on the built-in demo.
 
 Every training run is a real `laser run` (coordinator + local `laser worker` processes over ZeroMQ)
-with `reward: {source: trainer-loss}`, and this script is its trainer: it connects with
-clients/python/laser_trainer.py, takes one DPO + NLL step of the STAND-IN policy
+with `reward: {source: trainer-loss}`, and this script is its trainer: it connects to the coordinator
+(bench/eval/sync_trainer.py, the messages of clients/python/laser_trainer.py on one thread), takes one
+DPO + NLL step of the STAND-IN policy
 (bench/eval/standin_policy.py: a log-linear re-ranker, not an LLM) per mini-batch and reports the
 loss, which laser turns into the bandit's reward, as in the paper. After the run the stand-in's
 held-out accuracy is measured on the test prompts (which laser never sees).
 
-    python3 bench/eval/run_eval.py --quick            # smoke check, about a minute
+    python3 bench/eval/run_eval.py --quick            # smoke check, under a minute
     python3 bench/eval/run_eval.py                    # the full evaluation of docs/evaluation.md
     python3 bench/eval/run_eval.py --report-only --out runs/eval   # tables from finished runs
 
@@ -20,7 +21,6 @@ continues where it stopped. The tables are written to OUT/report.md.
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -445,6 +445,40 @@ def load_results(out):
     return results
 
 
+def selection_windows(out, setting, label, seeds, windows=10):
+    """{task: {rm: [share of that task's batches ranked by rm, per window]}} from each clean run's
+    selections.jsonl; a batch's task family is read from the run's own input files (the family of
+    most of its prompts)."""
+    acc = {}
+    for seed in seeds:
+        run_dir = os.path.join(out, "runs", setting.name, "clean",
+                               os.path.basename(result_path(out, setting.name, "clean", label, seed))[:-5])
+        sel_path = os.path.join(run_dir, "laser", "selections.jsonl")
+        if not os.path.exists(sel_path):
+            continue
+        tasks_of = {}
+        it = 1
+        while os.path.exists(os.path.join(run_dir, "input", "iteration-%d.jsonl" % it)):
+            with open(os.path.join(run_dir, "input", "iteration-%d.jsonl" % it)) as f:
+                tasks_of[it] = [json.loads(line)["task"] for line in f if line.strip()]
+            it += 1
+        with open(sel_path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        per_task = {}
+        for r in rows:
+            lo = (r["batch"] - 1) * setting.batch_size
+            fam = tasks_of[r["iteration"]][lo:lo + r["prompts"]]
+            task = max(set(fam), key=fam.count)
+            per_task.setdefault(task, []).append(r["rm"])
+        for task, rms in per_task.items():
+            for w in range(windows):
+                chunk = rms[w * len(rms) // windows:(w + 1) * len(rms) // windows]
+                for n, _, _ in setting.rms:
+                    share = chunk.count(n) / len(chunk) if chunk else 0.0
+                    acc.setdefault(task, {}).setdefault(n, [[] for _ in range(windows)])[w].append(share)
+    return {t: {n: [statistics.mean(v) if v else 0.0 for v in ws] for n, ws in d.items()} for t, d in acc.items()}
+
+
 def ms(values, fmt="%.3f", pct=False):
     vs = [v for v in values if v is not None]
     if not vs:
@@ -574,6 +608,22 @@ def report(args, runtime=None):
             lines += ["", "Mean trainer loss on the batches each RM ranked (%s): " % what +
                       ", ".join("%s %.3f" % (n, statistics.mean([r["mean_loss_per_rm"][n] for r in rs if n in r["mean_loss_per_rm"]]))
                                 for n in names if any(n in r["mean_loss_per_rm"] for r in rs)) + ".", ""]
+        # finer time line from selections.jsonl (batch-level bandits): share of batches per RM in ten windows
+        for label in [m[0] for m in setting.methods if m[0].startswith("linucb a=")]:
+            series = selection_windows(args.out, setting, label, seeds, windows=10)
+            if not series:
+                continue
+            names = [n for n, _, _ in setting.rms]
+            lines += ["### %s, %s (clean): share of batches per RM over the run, in tenths of its batches (selections.jsonl, mean over seeds)" % (setting.name, label), "",
+                      "| task | RM | " + " | ".join(str(i + 1) for i in range(10)) + " |", "|---|---|" + "---|" * 10]
+            for t in tasks:
+                if t not in series:
+                    continue
+                for n in names:
+                    vals = series[t].get(n)
+                    if vals and max(vals) >= 0.05:
+                        lines.append("| %s | %s | %s |" % (t, n, " | ".join("%.0f%%" % (100 * v) for v in vals)))
+            lines.append("")
         # agreement
         for t, am in ex.get("agreement", {}).items():
             names = am["names"]
