@@ -468,7 +468,7 @@ def selection_windows(out, setting, label, seeds, windows=10):
         for r in rows:
             lo = (r["batch"] - 1) * setting.batch_size
             fam = tasks_of[r["iteration"]][lo:lo + r["prompts"]]
-            task = max(set(fam), key=fam.count)
+            task = max(sorted(set(fam)), key=fam.count)  # ties (a mixed leftover batch): first by name
             per_task.setdefault(task, []).append(r["rm"])
         for task, rms in per_task.items():
             for w in range(windows):
