@@ -177,12 +177,25 @@ def write_config(path, inputs, setting, method, seed, condition, noisy_rm, laten
         f.write("\n".join(lines) + "\n")
 
 
+_written_inputs = {}
+
+
+def shared_inputs(args, setting, data, seed):
+    """The train input files of a (dataset, seed), written once per invocation and shared by all
+    methods and conditions (they are the same data; a copy per run would take 4 MB each)."""
+    key = (setting.name.split("+")[0], seed)
+    if key not in _written_inputs:
+        folder = os.path.join(args.out, "work", "inputs", "%s-seed%d" % key)
+        _written_inputs[key] = eval_data.write_inputs(data.iterations, folder)
+    return _written_inputs[key]
+
+
 def run_one(args, setting, data, label, method, seed, condition, noisy_rm, run_dir):
     """A laser run with this script as its trainer; returns the result record."""
     if os.path.exists(run_dir):
         shutil.rmtree(run_dir)
     os.makedirs(run_dir)
-    inputs = eval_data.write_inputs(data.iterations, os.path.join(run_dir, "input"))
+    inputs = shared_inputs(args, setting, data, seed)
     latency = args.latency_ms if condition == "clean" else 0
     config = os.path.join(run_dir, "eval-config.yaml")
     write_config(config, inputs, setting, method, seed, condition, noisy_rm, latency, args.workers)
@@ -253,7 +266,7 @@ def run_one(args, setting, data, label, method, seed, condition, noisy_rm, run_d
         "steps": steps, "losses_accepted": summary["counters"]["losses_accepted"], "refused": len(refused),
         "mean_loss_per_rm": {k: sum(v) / len(v) for k, v in losses.items()},
         "selections": selections, "latency_ms": latency, "noisy_rm": noisy_rm if condition == "noise-one" else None,
-        "theta": policy.theta,
+        "theta": policy.theta, "inputs": [os.path.relpath(p, args.out) for p in inputs],
     }
 
 
@@ -456,12 +469,17 @@ def selection_windows(out, setting, label, seeds, windows=10):
         sel_path = os.path.join(run_dir, "laser", "selections.jsonl")
         if not os.path.exists(sel_path):
             continue
+        with open(result_path(out, setting.name, "clean", label, seed)) as f:
+            inputs = [os.path.join(out, p) for p in json.load(f).get("inputs", [])]
+        if not inputs:  # results from before the inputs were shared: a copy in the run folder
+            inputs, it = [], 1
+            while os.path.exists(os.path.join(run_dir, "input", "iteration-%d.jsonl" % it)):
+                inputs.append(os.path.join(run_dir, "input", "iteration-%d.jsonl" % it))
+                it += 1
         tasks_of = {}
-        it = 1
-        while os.path.exists(os.path.join(run_dir, "input", "iteration-%d.jsonl" % it)):
-            with open(os.path.join(run_dir, "input", "iteration-%d.jsonl" % it)) as f:
+        for it, path in enumerate(inputs, 1):
+            with open(path) as f:
                 tasks_of[it] = [json.loads(line)["task"] for line in f if line.strip()]
-            it += 1
         with open(sel_path) as f:
             rows = [json.loads(line) for line in f if line.strip()]
         per_task = {}
