@@ -42,6 +42,15 @@ class LaserTrainer:
         self._outbox = queue.Queue()
         self._stop = threading.Event()
         self._error = None
+        # report() wakes the socket thread through an inproc pair, so a loss leaves at once instead
+        # of after the next poll timeout (each end is used by one thread only, as ZeroMQ requires).
+        self._ctx = zmq.Context()
+        self._wake_address = "inproc://laser-trainer-wake-%d" % id(self)
+        self._wake_rx = self._ctx.socket(zmq.PAIR)
+        self._wake_rx.bind(self._wake_address)
+        self._wake_tx = self._ctx.socket(zmq.PAIR)
+        self._wake_tx.connect(self._wake_address)
+        self._wake_lock = threading.Lock()
         self._thread = threading.Thread(target=self._io, name="laser-trainer-io", daemon=True)
         self._thread.start()
 
@@ -61,10 +70,15 @@ class LaserTrainer:
         """Reports the loss on a batch (a PreferenceBatch or its global_batch number)."""
         global_batch = batch.global_batch if hasattr(batch, "global_batch") else int(batch)
         self._outbox.put((global_batch, float(loss)))
+        with self._wake_lock:
+            self._wake_tx.send(b"", zmq.NOBLOCK)
 
     def close(self):
         self._stop.set()
         self._thread.join(timeout=5)
+        with self._wake_lock:
+            self._wake_tx.close(linger=0)
+        self._ctx.term()
 
     def __enter__(self):
         return self
@@ -95,15 +109,26 @@ class LaserTrainer:
         return sock
 
     def _io(self):
-        ctx = zmq.Context()
+        ctx = self._ctx
         sock = self._connect(ctx)
+        poller = zmq.Poller()
+        poller.register(self._wake_rx, zmq.POLLIN)
         heartbeat_s, liveness = 1.0, 5
         welcomed = False
         last_heard = last_sent = hello_sent = time.monotonic()
         waiting_since = time.monotonic()
         try:
             while not self._stop.is_set():
-                if sock.poll(50, zmq.POLLIN):
+                poller.register(sock, zmq.POLLIN)
+                ready = dict(poller.poll(50))
+                poller.unregister(sock)
+                if self._wake_rx in ready:
+                    while True:
+                        try:
+                            self._wake_rx.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                if sock in ready:
                     while True:
                         try:
                             frame = sock.recv(zmq.NOBLOCK)
@@ -163,6 +188,6 @@ class LaserTrainer:
                         sock = self._connect(ctx)
                         hello_sent = now
         finally:
-            sock.close()
-            ctx.term()
+            sock.close(linger=0)
+            self._wake_rx.close(linger=0)
             self._inbox.put(None)
