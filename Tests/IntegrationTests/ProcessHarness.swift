@@ -112,7 +112,8 @@ func batchFiles(_ runDirectory: String) throws -> [String: Data] {
     var out: [String: Data] = [:]
     let root = runDirectory + "/iterations"
     for it in try FileManager.default.contentsOfDirectory(atPath: root).sorted() {
-        for f in try FileManager.default.contentsOfDirectory(atPath: root + "/" + it).sorted() {
+        // Hidden names are temp files of a write in progress, not batches.
+        for f in try FileManager.default.contentsOfDirectory(atPath: root + "/" + it).sorted() where !f.hasPrefix(".") {
             out[it + "/" + f] = try Data(contentsOf: URL(fileURLWithPath: root + "/" + it + "/" + f))
         }
     }

@@ -33,7 +33,11 @@ import Testing
                 let data = try batchFiles(out)[key]!
                 guard !data.isEmpty else { continue }  // no pairs: no loss is expected
                 let parts = key.replacingOccurrences(of: "batch-", with: "").replacingOccurrences(of: ".jsonl", with: "").split(separator: "/")
-                let id = "\(Int(parts[0])!)/\(Int(parts[1])!)"
+                guard parts.count == 2, let iteration = Int(parts[0]), let batch = Int(parts[1]) else {
+                    Issue.record("unexpected file \(key) in the run directory")
+                    continue
+                }
+                let id = "\(iteration)/\(batch)"
                 if !refusedNaN {
                     let (c, _, e) = try Laser.run(["feedback", out, "--batch", id, "--loss", "nan"])
                     refusedNaN = c != 0 && e.contains("not a finite number")
