@@ -348,11 +348,9 @@ struct WorkerCommand: ParsableCommand {
                                         giveUpAfterSeconds: giveUpAfter)
             options.parentPID = parentPid
             options.labels = labels
-            if let port = metricsPort {
-                guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
-                options.metricsPort = port
-                options.metricsBind = metricsBind
-            }
+            // MetricsHTTPServer checks the port and the address and says what is wrong.
+            options.metricsPort = metricsPort
+            options.metricsBind = metricsBind
             if let serverKey, let key {
                 try options.useCurve(serverKeyFile: serverKey, keyFile: key) { logger.warning("\($0)") }
             }
