@@ -3,7 +3,7 @@ public enum RewardModelCatalog {
     /// Every kind ``make(_:runSeed:)`` accepts.
     public static let kinds: [String] = [
         "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-        "simulated-latency", "subprocess", "http",
+        "simulated-latency", "null-rm", "subprocess", "http",
     ]
 
     /// Builds the RM a spec describes. `runSeed` seeds RMs with randomness (``NoisyRM``) so that a
@@ -28,6 +28,9 @@ public enum RewardModelCatalog {
             return try NoisyRM(name: spec.name, params: spec.params, runSeed: runSeed)
         case "simulated-latency":
             return try SimulatedLatencyRM(name: spec.name, params: spec.params, runSeed: runSeed)
+        case "null-rm":
+            try rejectParams(spec)
+            return NullRM(name: spec.name)
         case "subprocess":
             // Starts nothing here: the child starts on the first request (docs/rm-backends.md).
             return try SubprocessRM(name: spec.name, params: spec.params)

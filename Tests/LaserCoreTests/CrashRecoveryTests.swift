@@ -50,7 +50,7 @@ import Testing
         let first = reference(plan, data: data)
         var core = Coordinator(plan: plan, journal: first.journal)
         _ = core.handle(.start, now: Instant(nanoseconds: 0))
-        let actions = core.handle(.iterationLoaded(iteration: 1, prompts: data[0], digest: "something else"), now: Instant(nanoseconds: 1))
+        let actions = core.handle(.iterationOpened(iteration: 1, prompts: data[0].count, digest: "something else"), input: data, now: Instant(nanoseconds: 1))
         let failure = actions.compactMap { if case .fail(let m) = $0 { return m } else { return nil } }.first
         #expect(failure?.contains("the input of iteration 1 changed since the run started") == true)
     }

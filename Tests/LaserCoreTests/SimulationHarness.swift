@@ -98,7 +98,9 @@ struct Simulation {
                 sentToPeers.append((peer, message))
                 toWorkers.append((peer, message))
             case .loadIteration(let n):
-                feed(.iterationLoaded(iteration: n, prompts: iterations[n - 1], digest: "input-\(n)"))
+                feed(.iterationOpened(iteration: n, prompts: iterations[n - 1].count, digest: "input-\(n)"))
+            case .readPrompts(let n, let range):
+                feed(.promptsRead(iteration: n, first: range.lowerBound, prompts: Array(iterations[n - 1][range])))
             case .emitBatch(let b):
                 emitted.append(b)
                 let key = [b.iteration, b.batch]
@@ -262,5 +264,24 @@ enum Fixtures {
         RunPlan(seed: 3, iterations: iterations, batchSize: 8, shardSize: 3, pipelineDepth: depth, strategy: strategy,
                 alpha: 1, rewardModels: rms, contextDimension: 16,
                 scheduler: SchedulerSettings(heartbeatIntervalMs: 100, liveness: 5, leaseMs: leaseMs, maxAttempts: maxAttempts))
+    }
+}
+
+extension Coordinator {
+    /// Handles `event` and answers the core's `.readPrompts` from `input` (one array per iteration), as
+    /// the shell does from the input files; returns every other action.
+    mutating func handle(_ event: CoordinatorEvent, input: [[PromptRecord]], now: Instant) -> [CoordinatorAction] {
+        var out: [CoordinatorAction] = []
+        var queue = [event]
+        while !queue.isEmpty {
+            for action in handle(queue.removeFirst(), now: now) {
+                if case .readPrompts(let n, let range) = action {
+                    queue.append(.promptsRead(iteration: n, first: range.lowerBound, prompts: Array(input[n - 1][range])))
+                } else {
+                    out.append(action)
+                }
+            }
+        }
+        return out
     }
 }

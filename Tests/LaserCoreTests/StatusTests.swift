@@ -10,8 +10,8 @@ import Testing
         var core = Coordinator(plan: plan)
         let t = Instant(nanoseconds: 1_000_000_000)
         _ = core.handle(.start, now: t)
-        _ = core.handle(.iterationLoaded(iteration: 1, prompts: data[0], digest: "d"), now: t)
-        let actions = core.handle(.message(from: PeerID(Array("w1".utf8)), .hello(Hello(workerID: "w1", rewardModels: [], slots: 2, softwareVersion: "t"))), now: t)
+        _ = core.handle(.iterationOpened(iteration: 1, prompts: data[0].count, digest: "d"), input: data, now: t)
+        let actions = core.handle(.message(from: PeerID(Array("w1".utf8)), .hello(Hello(workerID: "w1", rewardModels: [], slots: 2, softwareVersion: "t"))), input: data, now: t)
         return (core, actions)
     }
 
@@ -39,7 +39,7 @@ import Testing
             if case .send(_, .scoreTask(let t)) = a { return t } else { return nil }
         }.first)
         let scores = task.items.map { $0.candidates.map { _ in 0.5 } }
-        _ = core.handle(.message(from: PeerID(Array("w1".utf8)), .scoreResult(ScoreResult(taskID: task.taskID, attempt: 1, outcome: .success(scores), elapsedMicros: 10))), now: t)
+        _ = core.handle(.message(from: PeerID(Array("w1".utf8)), .scoreResult(ScoreResult(taskID: task.taskID, attempt: 1, outcome: .success(scores), elapsedMicros: 10))), input: data, now: t)
         s = core.status(now: t)
         #expect(s.promptsScoredInIteration == task.items.count)
         #expect(s.totalCandidatesScored == task.items.reduce(0) { $0 + $1.candidates.count })

@@ -34,7 +34,7 @@ extension Coordinator {
                 lastDispatch[rm] = now
                 workers[peer]!.lastSent = now
                 summary.counters.tasksDispatched += 1
-                let items = task.indices.map { prompts[$0] }.map {
+                let items = task.indices.map { prompt($0, inBatch: task.batch) }.map {
                     ScoreItem(promptID: $0.id, prompt: $0.prompt, candidates: $0.candidates.map(\.text), reference: $0.reference)
                 }
                 actions.append(.send(to: peer, .scoreTask(ScoreTask(

@@ -154,13 +154,14 @@ extension Coordinator {
             return "\(perItem.count) score lists for \(task.indices.count) prompts"
         }
         for (offset, index) in task.indices.enumerated() {
-            let expected = prompts[index].candidates.count
+            let p = prompt(index, inBatch: task.batch)
+            let expected = p.candidates.count
             let got = perItem[offset]
             if got.count != expected {
-                return "prompt \(prompts[index].id) has \(expected) candidates but \(got.count) scores"
+                return "prompt \(p.id) has \(expected) candidates but \(got.count) scores"
             }
             if let bad = got.firstIndex(where: { !$0.isFinite }) {
-                return "prompt \(prompts[index].id) candidate \(bad) scored \(got[bad]) (scores must be finite)"
+                return "prompt \(p.id) candidate \(bad) scored \(got[bad]) (scores must be finite)"
             }
         }
         return nil
@@ -177,7 +178,7 @@ extension Coordinator {
         for (offset, index) in task.indices.enumerated() { batch.scores[task.rm]![index - base] = perItem[offset] }
         batch.remainingTasks -= 1
         batches[task.batch] = batch
-        summary.recordRMCalls(rm: task.rm, prompts: task.indices.map { prompts[$0] })
+        summary.recordRMCalls(rm: task.rm, prompts: task.indices.map { batch.prompts[$0 - base] })
         completeBatches(&actions)
     }
 
@@ -200,7 +201,7 @@ extension Coordinator {
         task.attempt += 1
         if task.attempt > plan.scheduler.maxAttempts {
             tasks[id] = task
-            let ids = task.indices.map { prompts[$0].id }
+            let ids = task.indices.map { prompt($0, inBatch: task.batch).id }
             fail("reward model \(task.rm) could not score task \(id) (iteration \(iteration), prompts \(ids.first ?? "")...\(ids.last ?? "")) after \(plan.scheduler.maxAttempts) attempts; last error: \(error). Fix the RM or the worker and resume the run.", &actions)
             return
         }

@@ -40,7 +40,11 @@ public struct Coordinator: Sendable {
     var iteration = 0
     var loading = false
     var iterationDone = false
-    var prompts: [PromptRecord] = []
+    /// Prompts in the iteration (they are read a batch at a time, see `.readPrompts`).
+    var promptCount = 0
+    /// Prompts read for the next batch to select, and whether a read was asked for.
+    var staged: (first: Int, prompts: [PromptRecord])?
+    var reading = false
     var iterationStart = Instant(nanoseconds: 0)
     var batchRanges: [Range<Int>] = []
     var nextBatchInIteration = 0
@@ -50,6 +54,8 @@ public struct Coordinator: Sendable {
     struct Batch: Sendable {
         var indexInIteration: Int
         var range: Range<Int>
+        /// The batch's prompts, held from its selection until it is emitted.
+        var prompts: [PromptRecord]
         /// What was selected: one unit for batch-level selection, one per prompt for instance-level.
         var units: [SelectionUnit]
         var scores: [String: [[Double]?]]
@@ -154,7 +160,7 @@ public struct Coordinator: Sendable {
                 actions.append(.log(.info, "resuming (incarnation \(epoch)): \(recovery.selections.count) selections, \(recovery.scores.count) scored shards and \(recovery.emitted.count) emitted batches in the journal"))
             }
             actions.append(.loadIteration(1))
-        case .iterationLoaded(let n, let loaded, let digest):
+        case .iterationOpened(let n, let count, let digest):
             guard phase == .running, loading, n == iteration + 1 else {
                 actions.append(.log(.warning, "ignored iteration \(n): not the one requested"))
                 break
@@ -165,9 +171,21 @@ public struct Coordinator: Sendable {
                     break
                 }
             } else {
-                actions.append(.journal(.iterationLoaded(iteration: n, inputDigest: digest, prompts: loaded.count), sync: false))
+                actions.append(.journal(.iterationLoaded(iteration: n, inputDigest: digest, prompts: count), sync: false))
             }
-            begin(iteration: n, prompts: loaded, now: now, &actions)
+            begin(iteration: n, promptCount: count, now: now, &actions)
+        case .promptsRead(let n, let first, let read):
+            guard phase == .running, reading, n == iteration, nextBatchInIteration < batchRanges.count,
+                  first == batchRanges[nextBatchInIteration].lowerBound else {
+                actions.append(.log(.warning, "ignored prompts of iteration \(n) from \(first): not the ones requested"))
+                break
+            }
+            reading = false
+            guard read.count == batchRanges[nextBatchInIteration].count else {
+                fail("the input of iteration \(n) ended after \(first + read.count) prompts, but it held \(promptCount) when it was validated; was it changed during the run? Restore it and resume", &actions)
+                break
+            }
+            staged = (first, read)
         case .message(let peer, let message):
             receive(message, from: peer, now: now, &actions)
         case .undecodable(let peer, let reason):
@@ -197,18 +215,20 @@ public struct Coordinator: Sendable {
 
     // MARK: iterations and batches
 
-    mutating func begin(iteration n: Int, prompts loaded: [PromptRecord], now: Instant, _ actions: inout [CoordinatorAction]) {
+    mutating func begin(iteration n: Int, promptCount count: Int, now: Instant, _ actions: inout [CoordinatorAction]) {
         loading = false
         iterationDone = false
         iteration = n
-        prompts = loaded
+        promptCount = count
+        staged = nil
+        reading = false
         iterationStart = now
         firstGlobalOfIteration = nextGlobal
         nextBatchInIteration = 0
-        batchRanges = stride(from: 0, to: loaded.count, by: plan.batchSize).map { $0..<min($0 + plan.batchSize, loaded.count) }
-        summary.beginIteration(n, prompts: loaded.count)
-        if loaded.isEmpty { actions.append(.log(.warning, "iteration \(n) has no prompts")) }
-        actions.append(.log(.info, "iteration \(n)/\(plan.iterations): \(loaded.count) prompts in \(batchRanges.count) mini-batches"))
+        batchRanges = stride(from: 0, to: count, by: plan.batchSize).map { $0..<min($0 + plan.batchSize, count) }
+        summary.beginIteration(n, prompts: count)
+        if count == 0 { actions.append(.log(.warning, "iteration \(n) has no prompts")) }
+        actions.append(.log(.info, "iteration \(n)/\(plan.iterations): \(count) prompts in \(batchRanges.count) mini-batches"))
     }
 
     var selectionsExhausted: Bool {
@@ -222,7 +242,7 @@ public struct Coordinator: Sendable {
             // Select batch t only once the feedback of exactly batches 0...t-D has been applied.
             while phase == .running, !loading, iteration > 0, nextBatchInIteration < batchRanges.count,
                   applied >= nextGlobal - plan.pipelineDepth + 1 {
-                select(now: now, &actions)
+                guard select(now: now, &actions) else { break }
                 progressed = true
             }
             // Apply feedback s only after every batch that must not see it (s+1...s+D-1) is selected.
@@ -253,18 +273,28 @@ public struct Coordinator: Sendable {
         }
     }
 
-    mutating func select(now: Instant, _ actions: inout [CoordinatorAction]) {
+    /// Selects the next batch; false while its prompts are still being read.
+    mutating func select(now: Instant, _ actions: inout [CoordinatorAction]) -> Bool {
         let range = batchRanges[nextBatchInIteration]
+        guard let read = staged, read.first == range.lowerBound else {
+            if !reading {
+                reading = true
+                actions.append(.readPrompts(iteration: iteration, range: range))
+            }
+            return false
+        }
+        staged = nil
+        let prompts = read.prompts
         let global = nextGlobal
         // Batch-level: one decision on the mean context; instance-level: one per prompt, all made with
         // the same bandit state (feedback of batches <= t - D only).
         var units: [SelectionUnit]
         switch plan.granularity {
         case .batch:
-            let context = HashingFeaturizerMean.mean(prompts[range].map(\.context), dimension: plan.contextDimension)
+            let context = HashingFeaturizerMean.mean(prompts.map(\.context), dimension: plan.contextDimension)
             units = [SelectionUnit(offsets: 0..<range.count, selection: .ensemble, context: context)]
         case .instance:
-            units = range.enumerated().map { SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: prompts[$0.element].context) }
+            units = prompts.enumerated().map { SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: $0.element.context) }
         }
         lastContext = units.last?.context
         let drawn = units.enumerated().map { selector.selectWithProbability(context: $0.element.context, batch: global, unit: $0.offset) }
@@ -274,7 +304,7 @@ public struct Coordinator: Sendable {
             // Selections already made stay made, even if the reward signal was not reproducible.
             guard recorded.count == units.count, recorded.allSatisfy({ if case .arm(let k) = $0 { return (0..<plan.rewardModels.count).contains(k) } else { return true } }) else {
                 fail("the journal's selection for batch \(global) does not fit this config (\(recorded.count) decisions for \(units.count) units, or an RM index beyond \(plan.rewardModels.count)); resume with the config the run started with", &actions)
-                return
+                return false
             }
             if recorded != computed {
                 actions.append(.log(.warning, "batch \(global): the journal's selection differs from a fresh one (was a reward nondeterministic?); keeping the journal's"))
@@ -297,7 +327,7 @@ public struct Coordinator: Sendable {
             }
             for rm in rms { promptsByRM[rm, default: []].append(contentsOf: unit.offsets.map { range.lowerBound + $0 }) }
         }
-        var batch = Batch(indexInIteration: nextBatchInIteration + 1, range: range, units: units, scores: [:], remainingTasks: 0)
+        var batch = Batch(indexInIteration: nextBatchInIteration + 1, range: range, prompts: prompts, units: units, scores: [:], remainingTasks: 0)
         var created: [UInt64] = []
         for rm in plan.armNames {
             guard let indices = promptsByRM[rm]?.sorted() else { continue }
@@ -324,6 +354,13 @@ public struct Coordinator: Sendable {
             }
         }
         if batch.remainingTasks == 0 { completeBatches(&actions) }
+        return true
+    }
+
+    /// Prompt `index` (within the iteration) of open batch `global`.
+    func prompt(_ index: Int, inBatch global: Int) -> PromptRecord {
+        let b = batches[global]!
+        return b.prompts[index - b.range.lowerBound]
     }
 
     mutating func apply(_ f: Feedback, batch: Int, _ actions: inout [CoordinatorAction]) {
@@ -369,7 +406,7 @@ public struct Coordinator: Sendable {
             var labelled = false
             var unitOutput = 0
             for offset in unit.offsets {
-                let p = prompts[batch.range.lowerBound + offset]
+                let p = batch.prompts[offset]
                 rmOfPrompt.append(rmName)
                 let perRM = arm != nil ? [batch.scores[rmName]![offset]!] : plan.armNames.map { batch.scores[$0]![offset]! }
                 let scores = arm != nil ? perRM[0] : ScoreEnsemble.combine(perRM)
@@ -414,7 +451,7 @@ public struct Coordinator: Sendable {
         let distinct = Array(Set(rmOfPrompt)).sorted()
         let rmLabel = distinct.count == 1 ? distinct[0] : "mixed"
         let raw: Double? = plan.rewardSource == .labelPairAccuracy ? updates.compactMap { if case .reward(let r, _, _, _) = $0 { return r } else { return nil } }.average : nil
-        summary.recordBatch(prompts: prompts[batch.range], rms: rmOfPrompt, pairs: pairs, choices: choices,
+        summary.recordBatch(prompts: batch.prompts[...], rms: rmOfPrompt, pairs: pairs, choices: choices,
                             arms: batch.units.compactMap { if case .arm(let k) = $0.selection { return k } else { return nil } })
         let emitted = EmittedBatch(
             iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmLabel,
@@ -446,7 +483,7 @@ public struct Coordinator: Sendable {
     public var progress: CoordinatorProgress {
         CoordinatorProgress(
             iteration: iteration, iterations: plan.iterations,
-            promptsInIteration: prompts.count,
+            promptsInIteration: promptCount,
             batchesInIteration: batchRanges.count,
             batchesEmittedInIteration: nextToEmit - firstGlobalOfIteration,
             batchesEmitted: nextToEmit,

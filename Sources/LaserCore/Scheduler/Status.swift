@@ -167,7 +167,7 @@ extension Coordinator {
         }.sorted { $0.workerID < $1.workerID }
         return CoordinatorStatus(
             phase: phaseNow, strategy: plan.strategy.rawValue, iteration: iteration, iterations: plan.iterations,
-            promptsInIteration: prompts.count, promptsScoredInIteration: min(prompts.count, emittedPrompts + scored),
+            promptsInIteration: promptCount, promptsScoredInIteration: min(promptCount, emittedPrompts + scored),
             batchesInIteration: batchRanges.count, batchesEmittedInIteration: nextToEmit - firstGlobalOfIteration,
             batchesEmitted: nextToEmit,
             candidatesScored: plan.armNames.map { ($0, calls[$0] ?? 0) },

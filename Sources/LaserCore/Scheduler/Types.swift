@@ -150,9 +150,12 @@ public struct RunPlan: Equatable, Sendable {
 public enum CoordinatorEvent: Sendable {
     /// The shell is ready; the core asks for the first iteration.
     case start
-    /// The shell read and validated iteration `iteration` (1-based) as asked by `.loadIteration`;
-    /// `digest` identifies the input's bytes (a resume refuses changed input).
-    case iterationLoaded(iteration: Int, prompts: [PromptRecord], digest: String)
+    /// The shell validated iteration `iteration`'s input (1-based) as asked by `.loadIteration`: it
+    /// holds `prompts` prompts; `digest` identifies its bytes (a resume refuses changed input). The
+    /// prompts themselves come batch by batch (`.readPrompts`), so memory does not grow with the input.
+    case iterationOpened(iteration: Int, prompts: Int, digest: String)
+    /// The prompts `.readPrompts` asked for: the iteration's prompts from index `first` on, in order.
+    case promptsRead(iteration: Int, first: Int, prompts: [PromptRecord])
     /// A decoded message from a peer.
     case message(from: PeerID, WireMessage)
     /// Bytes from a peer that did not decode.
@@ -166,8 +169,11 @@ public enum CoordinatorEvent: Sendable {
 /// Something the shell must do, returned by `Coordinator.handle`.
 public enum CoordinatorAction: Sendable, Equatable {
     case send(to: PeerID, WireMessage)
-    /// Read iteration `n` (1-based) and answer with `.iterationLoaded`.
+    /// Validate iteration `n`'s input (1-based) and answer with `.iterationOpened`.
     case loadIteration(Int)
+    /// Read the prompts of `range` (indices within the iteration; always the next ones in order) and
+    /// answer with `.promptsRead`.
+    case readPrompts(iteration: Int, range: Range<Int>)
     /// Write this batch's pairs (atomically) where the trainer will find them.
     case emitBatch(EmittedBatch)
     /// Append this record to the journal (`sync`: make it durable before going on).

@@ -14,6 +14,8 @@ public final class CoordinatorService {
     private var core: Coordinator
     private let logger: Logger
     private let reader: PromptReader
+    /// The current iteration's input, read batch by batch.
+    private var input: PromptStream?
     private let context: ZMQContext
     private let router: ZMQSocket
     /// The ZAP handler when security.curve is on; lives as long as the ROUTER.
@@ -178,8 +180,18 @@ public final class CoordinatorService {
         case .loadIteration(let n):
             let path = config.input(forIteration: n)
             do {
-                let (prompts, digest) = try reader.readWithDigest(path: path)
-                pending.append(.iterationLoaded(iteration: n, prompts: prompts, digest: digest))
+                let scan = try reader.scan(path: path)
+                input = try PromptStream(path: path, scan: scan, reader: reader)
+                pending.append(.iterationOpened(iteration: n, prompts: scan.prompts, digest: scan.digest))
+            } catch {
+                outcome = .failure(error)
+            }
+        case .readPrompts(let n, let range):
+            do {
+                guard let input, input.position == range.lowerBound else {
+                    throw RunFailure("internal error: prompts \(range) of iteration \(n) asked for out of order")
+                }
+                pending.append(.promptsRead(iteration: n, first: range.lowerBound, prompts: try input.next(range.count)))
             } catch {
                 outcome = .failure(error)
             }

@@ -1,6 +1,7 @@
 import Foundation
 import LaserCore
 import LaserRewardModels
+import StableRandom
 
 /// A problem with an input line: file, line, what is wrong and what to do.
 public struct InputError: Error, CustomStringConvertible, Equatable {
@@ -8,12 +9,17 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
     public init(_ description: String) { self.description = description }
 }
 
-/// Reads one iteration's JSONL input into validated `PromptRecord`s.
+/// Reads one iteration's JSONL input into validated `PromptRecord`s, streaming: memory does not grow
+/// with the file (see docs/performance.md#memory).
 ///
 /// Line format: `{"id", "prompt", "candidates": [..], "reference"?, "task"?, "context"?}` where a
 /// candidate is a string or `{"text": string, "correct"?: bool}`. Correctness labels come from
-/// `correct`, or else from matching the candidate's final answer against `reference`. The whole
-/// file is validated before anything is used: one bad line rejects the iteration, naming the line.
+/// `correct`, or else from matching the candidate's final answer against `reference`.
+///
+/// Two passes, so that one bad line still rejects the iteration before anything is used: `scan`
+/// validates every line, checks ids are unique, counts the prompts and digests the bytes, holding one
+/// chunk of the file and an 8-byte hash per id; a `PromptStream` then hands out the records batch by
+/// batch as the coordinator selects them.
 public struct PromptReader: Sendable {
     public let featurizer: HashingFeaturizer
 
@@ -21,54 +27,76 @@ public struct PromptReader: Sendable {
         featurizer = HashingFeaturizer(dimension: contextDimension, ngrams: ngrams)
     }
 
+    /// What `scan` learned about an input file.
+    public struct Scan: Sendable, Equatable {
+        public var prompts: Int
+        public var digest: String
+        public var bytes: Int
+        /// The file's identity when scanned: a stream refuses a file that changed since.
+        var stamp: FileStamp
+    }
+
+    /// Validates every line of `path` (first bad line: an `InputError` naming file and line).
+    public func scan(path: String) throws -> Scan {
+        let lines = try LineSource(path: path)
+        var digest = StreamDigest()
+        lines.onChunk = { digest.update($0) }
+        // Ids by a 64-bit hash, with their line's number and byte offset: a collision is checked exactly.
+        var seen: [UInt64: (line: Int, offset: Int)] = [:]
+        var count = 0
+        while let (number, offset, id) = try lines.nextLine({ number, offset, bytes in
+            (number, offset, try parse(bytes: bytes, where: "\(path):\(number)", defaultID: "line-\(number)", idOnly: true).id)
+        }) {
+            let h = FNV1a.hash(id.utf8)
+            if let first = seen[h] {
+                let earlier = try lines.line(atOffset: first.offset).withUnsafeBytes {
+                    try parse(bytes: $0, where: "\(path):\(first.line)", defaultID: "line-\(first.line)", idOnly: true).id
+                }
+                if earlier == id {
+                    throw InputError("\(path):\(number): prompt id '\(id)' was already used on line \(first.line); ids must be unique within an iteration")
+                }
+            } else {
+                seen[h] = (number, offset)
+            }
+            count += 1
+        }
+        return Scan(prompts: count, digest: digest.finish(), bytes: lines.bytesRead, stamp: lines.stamp)
+    }
+
+    /// Every record of `path` (small files and tests; the coordinator streams).
     public func read(path: String) throws -> [PromptRecord] { try readWithDigest(path: path).records }
 
     /// The records and a digest of the file's bytes (a resume refuses input that changed).
     public func readWithDigest(path: String) throws -> (records: [PromptRecord], digest: String) {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw InputError("\(path): cannot read the input file (\(error.localizedDescription)); check the path in the config's input list")
-        }
-        var records: [PromptRecord] = []
-        var seen: [String: Int] = [:]
-        var lineNumber = 0
-        var start = data.startIndex
-        while start < data.endIndex {
-            let end = data[start...].firstIndex(of: UInt8(ascii: "\n")) ?? data.endIndex
-            lineNumber += 1
-            let line = data[start..<end]
-            start = end < data.endIndex ? data.index(after: end) : end
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            let where_ = "\(path):\(lineNumber)"
-            let record = try parse(line: Data(line), where: where_, defaultID: "line-\(lineNumber)")
-            if let first = seen[record.id] {
-                throw InputError("\(where_): prompt id '\(record.id)' was already used on line \(first); ids must be unique within an iteration")
-            }
-            seen[record.id] = lineNumber
-            records.append(record)
-        }
-        return (records, contentDigest(data))
+        let scan = try scan(path: path)
+        let stream = try PromptStream(path: path, scan: scan, reader: self)
+        return (try stream.next(scan.prompts), scan.digest)
     }
 
     func parse(line: Data, where location: String, defaultID: String) throws -> PromptRecord {
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: line) } catch {
-            throw InputError("\(location): not valid JSON (\(Self.reason(error))); each line must be one JSON object")
+        try line.withUnsafeBytes { try parse(bytes: $0, where: location, defaultID: defaultID) }
+    }
+
+    func parse(bytes: UnsafeRawBufferPointer, where location: String, defaultID: String, idOnly: Bool = false) throws -> PromptRecord {
+        let o: JSONValue
+        let sawNUL: Bool
+        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes) } catch {
+            throw InputError("\(location): not valid JSON (\(error)); each line must be one JSON object")
         }
-        guard let o = object as? [String: Any] else {
-            throw InputError("\(location): expected a JSON object with prompt and candidates, got \(Self.typeName(object))")
+        guard case .object = o else {
+            throw InputError("\(location): expected a JSON object with prompt and candidates, got \(Self.typeName(o))")
         }
         let id: String
         switch o["id"] {
-        case nil, is NSNull: id = defaultID
-        case let s as String: id = s
-        case let n as NSNumber: id = n.stringValue
+        case nil, .null?: id = defaultID
+        case .string(let s)?: id = s
+        case .number(let literal, let value)?: id = Self.numberText(literal, value)
         default: throw InputError("\(location): \"id\" must be a string or a number")
         }
-        guard let prompt = o["prompt"] as? String else {
+        guard case .string(let prompt)? = o["prompt"] else {
             throw InputError("\(location): \"prompt\" is missing or not a string")
         }
-        guard let rawCandidates = o["candidates"] as? [Any] else {
+        guard case .array(let rawCandidates)? = o["candidates"] else {
             throw InputError("\(location): \"candidates\" must be an array of strings or of {\"text\", \"correct\"} objects, got \(o["candidates"].map(Self.typeName) ?? "nothing")")
         }
         guard rawCandidates.count >= 2 else {
@@ -76,80 +104,84 @@ public struct PromptReader: Sendable {
         }
         var reference: String?
         switch o["reference"] {
-        case nil, is NSNull: reference = nil
-        case let s as String: reference = s
-        case let n as NSNumber where !Self.isBool(n): reference = n.stringValue
+        case nil, .null?: reference = nil
+        case .string(let s)?: reference = s
+        case .number(let literal, let value)?: reference = Self.numberText(literal, value)
         default: throw InputError("\(location): \"reference\" must be a string or a number")
         }
         var candidates: [Candidate] = []
+        candidates.reserveCapacity(rawCandidates.count)
         for (i, c) in rawCandidates.enumerated() {
             switch c {
-            case let text as String:
+            case .string(let text):
                 candidates.append(Candidate(text: text))
-            case let m as [String: Any]:
-                guard let text = m["text"] as? String else {
+            case .object:
+                guard case .string(let text)? = c["text"] else {
                     throw InputError("\(location): candidate \(i) is an object without a string \"text\"")
                 }
                 var correct: Bool?
-                if let v = m["correct"], !(v is NSNull) {
-                    guard let n = v as? NSNumber, Self.isBool(n) else {
-                        throw InputError("\(location): candidate \(i) \"correct\" must be true or false")
-                    }
-                    correct = n.boolValue
+                switch c["correct"] {
+                case nil, .null?: correct = nil
+                case .bool(let b)?: correct = b
+                default: throw InputError("\(location): candidate \(i) \"correct\" must be true or false")
                 }
                 candidates.append(Candidate(text: text, correct: correct))
             default:
                 throw InputError("\(location): candidate \(i) must be a string or a {\"text\", \"correct\"} object, got \(Self.typeName(c))")
             }
         }
-        if let reference {
-            for i in candidates.indices where candidates[i].correct == nil {
-                candidates[i].correct = FinalAnswer.matches(candidates[i].text, reference: reference)
-            }
-        }
         let task: String
         switch o["task"] {
-        case nil, is NSNull: task = "default"
-        case let s as String: task = s
+        case nil, .null?: task = "default"
+        case .string(let s)?: task = s
         default: throw InputError("\(location): \"task\" must be a string")
         }
-        var context: [Double]
-        if let raw = o["context"], !(raw is NSNull) {
-            guard let list = raw as? [Any], let numbers = list.map({ ($0 as? NSNumber)?.doubleValue }) as? [Double],
-                  numbers.allSatisfy({ $0.isFinite }) else {
-                throw InputError("\(location): \"context\" must be an array of finite numbers")
+        var context: [Double] = []
+        if let raw = o["context"], raw != .null {
+            guard case .array(let list) = raw else { throw InputError("\(location): \"context\" must be an array of finite numbers") }
+            for item in list {
+                guard case .number(_, let v) = item, v.isFinite else {
+                    throw InputError("\(location): \"context\" must be an array of finite numbers")
+                }
+                context.append(v)
             }
-            guard numbers.count == featurizer.dimension else {
-                throw InputError("\(location): \"context\" has \(numbers.count) numbers but context.dimension is \(featurizer.dimension); set context.dimension: \(numbers.count) in the config")
+            guard context.count == featurizer.dimension else {
+                throw InputError("\(location): \"context\" has \(context.count) numbers but context.dimension is \(featurizer.dimension); set context.dimension: \(context.count) in the config")
             }
-            context = numbers
-        } else {
-            context = featurizer.features(prompt)
         }
-        // protobuf-c carries strings as C strings: an embedded NUL would silently cut them.
+        // protobuf-c carries strings as C strings: an embedded NUL (only a \u0000 escape can make one)
+        // would silently cut them.
         for (name, text) in [("id", id), ("prompt", prompt), ("reference", reference ?? "")] + candidates.map({ ("candidate", $0.text) })
-        where text.utf8.contains(0) {
+        where sawNUL && text.utf8.contains(0) {
             throw InputError("\(location): \(name) contains a NUL character (\\u0000), which laser cannot carry; remove it")
+        }
+        // What only the records need (not the validating scan): derived labels and the featurizer's context.
+        if !idOnly {
+            if let reference {
+                for i in candidates.indices where candidates[i].correct == nil {
+                    candidates[i].correct = FinalAnswer.matches(candidates[i].text, reference: reference)
+                }
+            }
+            if context.isEmpty { context = featurizer.features(prompt) }
         }
         return PromptRecord(id: id, prompt: prompt, candidates: candidates, reference: reference, task: task, context: context)
     }
 
-    static func typeName(_ v: Any) -> String {
-        switch v {
-        case is String: return "a string"
-        case let n as NSNumber: return isBool(n) ? "a boolean" : "a number"
-        case is [Any]: return "an array"
-        case is [String: Any]: return "an object"
-        case is NSNull: return "null"
-        default: return "\(type(of: v))"
-        }
+    /// A JSON number as an id or reference: integers as written, others in Swift's shortest form.
+    static func numberText(_ literal: String, _ value: Double) -> String {
+        if !literal.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) { return literal }
+        if value == value.rounded(), abs(value) < 9e15 { return String(Int64(value)) }
+        return "\(value)"
     }
 
-    /// JSONSerialization hands out JSON booleans as NSNumbers whose type code is "c" (char).
-    static func isBool(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
-
-    static func reason(_ error: Error) -> String {
-        let ns = error as NSError
-        return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
+    static func typeName(_ v: JSONValue) -> String {
+        switch v {
+        case .string: return "a string"
+        case .number: return "a number"
+        case .bool: return "a boolean"
+        case .array: return "an array"
+        case .object: return "an object"
+        case .null: return "null"
+        }
     }
 }

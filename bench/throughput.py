@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""laser's own cost per candidate, against bare libzmq, with real processes on loopback.
+
+The job: one iteration of --prompts prompts, each with --candidates candidates of --bytes bytes, read
+from a JSONL file; one `laser coordinator` and --workers `laser worker` processes; every RM call is
+the NULL RM (kind `null-rm`: reads nothing, returns constant scores by candidate position), so what is
+measured is laser's whole pipeline and nothing else: ingest the JSONL, shard, protobuf encode/decode,
+ZeroMQ, schedule, select, build pairs, write batch files, journal.
+
+Figures (each the median of --repeats runs, laser and the baseline alternating in one invocation):
+- end-to-end candidates/s: candidates over the coordinator process's whole wall time, from its start
+  (reading the input included) to its exit with every batch file written;
+- coordinator CPU per candidate: the coordinator process's user + system CPU time over candidates;
+- coordinator peak RSS (ru_maxrss);
+- journal replay: `laser coordinator --resume` on the finished run directory (no workers): it reads
+  the journal and the input again, rebuilds every decision, scores and emission, and finds nothing to do;
+- the baseline: bench/zmq_baseline.c, the same sockets, payload, shard size and window, no laser logic.
+
+Run with bench/throughput.sh; the last line printed is one JSON object.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--laser", default=".build/release/laser")
+ap.add_argument("--baseline", required=True, help="the compiled bench/zmq_baseline.c")
+ap.add_argument("--prompts", type=int, default=100_000)
+ap.add_argument("--candidates", type=int, default=8)
+ap.add_argument("--bytes", type=int, default=1024)
+ap.add_argument("--workers", type=int, default=2)
+ap.add_argument("--slots", type=int, default=4)
+ap.add_argument("--batch-size", type=int, default=64)
+ap.add_argument("--shard-size", type=int, default=4)
+ap.add_argument("--pipeline-depth", type=int, default=4)
+ap.add_argument("--strategy", default="linucb")
+ap.add_argument("--repeats", type=int, default=3)
+ap.add_argument("--keep", action="store_true", help="keep the work folder")
+args = ap.parse_args()
+
+laser = os.path.abspath(args.laser)
+work = tempfile.mkdtemp(prefix="laser-throughput-")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def generate(path):
+    """--prompts lines; candidates of exactly --bytes characters of text (escapes included)."""
+    rng = random.Random(7)
+    words = ["the", "answer", "is", "so", "we", "add", "then", "multiply", "by", "which", "gives", "step",
+             "first", "total", "each", "of", "and", "a", "number", "left", "\\n", "\\\"quoted\\\"", "42", "=", "+"]
+    blocks = []
+    for _ in range(256):
+        text = ""
+        while len(text) < args.bytes * 2:
+            text += rng.choice(words) + " "
+        blocks.append(text)
+
+    # raw_end[b][n]: where block b's first n decoded characters end (an escape is 2 raw, 1 decoded).
+    raw_end = []
+    for body in blocks:
+        ends, k = [0], 0
+        while len(ends) <= args.bytes:
+            k += 2 if body[k] == "\\" else 1
+            ends.append(k)
+        raw_end.append(ends)
+
+    def candidate(i, j):
+        # Unique per prompt and candidate, exactly --bytes characters once JSON-decoded.
+        head = f"#{i}.{j} "
+        b = (i * 31 + j) % 256
+        return head + blocks[b][:raw_end[b][args.bytes - len(head)]]
+
+    with open(path, "w") as f:
+        for i in range(args.prompts):
+            cands = ",".join(f'"{candidate(i, j)}"' for j in range(args.candidates))
+            f.write(f'{{"id":"p{i}","prompt":"Question {i}: what is {i % 97} plus {i % 89}? Show your work.","candidates":[{cands}]}}\n')
+
+
+def wait_for(proc):
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage
+
+
+def run_laser(data):
+    rundir = tempfile.mkdtemp(prefix="run-", dir=work)
+    config = os.path.join(rundir, "bench.yaml")
+    with open(config, "w") as f:
+        f.write(f"""input: [{data}]
+strategy: {args.strategy}
+batch_size: {args.batch_size}
+shard_size: {args.shard_size}
+pipeline_depth: {args.pipeline_depth}
+pairs: {{mode: best-vs-worst}}
+reward_models:
+  - {{name: null-rm, kind: null-rm}}
+network: {{heartbeat_ms: 1000, liveness: 10, lease_ms: 120000}}
+""")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = os.path.join(rundir, "out")
+    logpath = os.path.join(rundir, "coordinator.log")
+    started = time.monotonic()
+    with open(logpath, "w") as logfile:
+        coordinator = subprocess.Popen([laser, "coordinator", config, "--bind", endpoint, "--out", out, "--log-level", "warning"],
+                                       stdout=subprocess.DEVNULL, stderr=logfile)
+    workers = [subprocess.Popen([laser, "worker", "--connect", endpoint, "--id", f"w{i}", "--slots", str(args.slots),
+                                 "--give-up-after", "60", "--log-level", "error"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(args.workers)]
+    usage = wait_for(coordinator)
+    wall = time.monotonic() - started
+    for w in workers:
+        try:
+            w.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            w.kill()
+    if coordinator.returncode != 0:
+        args.keep = True
+        raise SystemExit(f"coordinator failed; its log: {logpath}\n{open(logpath).read()[-3000:]}")
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    pairs = sum(it.get("pairs", 0) for it in summary["iterations"])
+    journal_bytes = os.path.getsize(os.path.join(out, "journal"))
+    # Replay: resume the finished run; nothing is left to do, so this is reading and replaying only.
+    t = time.monotonic()
+    replay = subprocess.Popen([laser, "coordinator", "--resume", out, "--bind", f"tcp://127.0.0.1:{free_port()}", "--log-level", "warning"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    replay_usage = wait_for(replay)
+    replay_s = time.monotonic() - t
+    if replay.returncode != 0:
+        raise SystemExit(f"resume of the finished run failed: {replay.stderr.read().decode()[-2000:]}")
+    shutil.rmtree(rundir, ignore_errors=True)
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "pairs": pairs, "journal_mb": journal_bytes / 1e6, "replay_s": replay_s,
+            "replay_peak_rss_mb": replay_usage.ru_maxrss / 1024}
+
+
+def run_baseline():
+    out = subprocess.run([os.path.abspath(args.baseline), f"tcp://127.0.0.1:{free_port()}", str(args.workers), str(args.prompts),
+                          str(args.shard_size), str(args.candidates), str(args.bytes), str(args.slots)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+try:
+    data = os.path.join(work, "input.jsonl")
+    t = time.monotonic()
+    generate(data)
+    size_mb = os.path.getsize(data) / 1e6
+    log(f"input: {args.prompts} prompts x {args.candidates} candidates x {args.bytes} bytes = {size_mb:.0f} MB ({time.monotonic() - t:.1f} s to generate)")
+    candidates = args.prompts * args.candidates
+    lasers, bases = [], []
+    for rep in range(args.repeats):
+        b = run_baseline()
+        bases.append(b)
+        log(f"  baseline {rep + 1}: {b['candidates_per_s']:,.0f} candidates/s ({b['seconds']:.2f} s, ROUTER CPU {b['router_cpu_s']:.2f} s)")
+        r = run_laser(data)
+        lasers.append(r)
+        log(f"  laser {rep + 1}: {candidates / r['wall_s']:,.0f} candidates/s ({r['wall_s']:.2f} s), coordinator CPU "
+            f"{1e6 * r['cpu_s'] / candidates:.2f} us/candidate, peak RSS {r['peak_rss_mb']:.0f} MB, {r['pairs']} pairs, "
+            f"journal {r['journal_mb']:.1f} MB, replay {r['replay_s']:.2f} s (peak RSS {r['replay_peak_rss_mb']:.0f} MB)")
+finally:
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+med = lambda xs: statistics.median(xs)
+laser_cps = med([candidates / r["wall_s"] for r in lasers])
+base_cps = med([b["candidates_per_s"] for b in bases])
+result = {
+    "benchmark": "throughput", "prompts": args.prompts, "candidates_per_prompt": args.candidates, "candidate_bytes": args.bytes,
+    "input_mb": round(size_mb, 1), "workers": args.workers, "slots": args.slots, "shard_size": args.shard_size,
+    "batch_size": args.batch_size, "pipeline_depth": args.pipeline_depth, "strategy": args.strategy, "repeats": args.repeats,
+    "cpus": os.cpu_count(),
+    "laser_candidates_per_s": round(laser_cps), "baseline_candidates_per_s": round(base_cps),
+    "ratio_to_baseline": round(laser_cps / base_cps, 3),
+    "coordinator_cpu_us_per_candidate": round(med([1e6 * r["cpu_s"] / candidates for r in lasers]), 3),
+    "baseline_router_cpu_us_per_candidate": round(med([1e6 * b["router_cpu_s"] / candidates for b in bases]), 3),
+    "coordinator_peak_rss_mb": round(med([r["peak_rss_mb"] for r in lasers]), 1),
+    "journal_mb": round(med([r["journal_mb"] for r in lasers]), 2),
+    "replay_s": round(med([r["replay_s"] for r in lasers]), 3),
+    "replay_peak_rss_mb": round(med([r["replay_peak_rss_mb"] for r in lasers]), 1),
+    "runs": {"laser_candidates_per_s": [round(candidates / r["wall_s"]) for r in lasers],
+             "baseline_candidates_per_s": [round(b["candidates_per_s"]) for b in bases],
+             "coordinator_cpu_us_per_candidate": [round(1e6 * r["cpu_s"] / candidates, 3) for r in lasers],
+             "replay_s": [round(r["replay_s"], 3) for r in lasers]},
+}
+print(f"{'':32} {'laser':>12} {'bare libzmq':>12} {'ratio':>7}")
+print(f"{'candidates/s (end to end)':32} {laser_cps:>12,.0f} {base_cps:>12,.0f} {laser_cps / base_cps:>7.3f}")
+print(f"{'coordinator CPU us/candidate':32} {result['coordinator_cpu_us_per_candidate']:>12.3f} {result['baseline_router_cpu_us_per_candidate']:>12.3f}")
+print(f"coordinator peak RSS {result['coordinator_peak_rss_mb']} MB; journal {result['journal_mb']} MB, replay {result['replay_s']} s")
+print(json.dumps(result))
