@@ -1,5 +1,6 @@
 import Foundation
 import LaserCore
+import StableRandom
 import Testing
 @testable import LaserRuntime
 
@@ -164,5 +165,36 @@ func temporaryDirectory() -> String {
         } catch {
             #expect("\(error)".contains("cannot create /nonexistent-laser-dir/.f.tmp"))
         }
+    }
+}
+
+/// The input's JSON parser against Foundation's, on random strings and on hand-picked edge cases.
+@Suite struct JSONLineParserTests {
+    func parse(_ text: String) throws -> JSONValue {
+        try Array(text.utf8).withUnsafeBytes { try JSONLineParser.parse($0) }
+    }
+
+    @Test func stringsRoundTripThroughFoundation() throws {
+        var rng = SplitMix64(seed: 11)
+        let alphabet: [String] = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\r", "\t", "\u{01}", "\u{1F}", "é", "ß", "中", "😀", "\u{2028}", "\u{7F}"]
+        for _ in 0..<2000 {
+            let length = Int(rng.next() % 40)
+            let text = (0..<length).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }.joined()
+            let json = String(data: try JSONSerialization.data(withJSONObject: ["s": text, "n": [1, -2.5, 3e10]]), encoding: .utf8)!
+            let value = try parse(json)
+            #expect(value["s"] == .string(text), "\(json)")
+        }
+    }
+
+    @Test func escapesAndErrors() throws {
+        #expect(try parse(#"{"a": "x\u00e9\ud83d\ude00\/y"}"#)["a"] == .string("xé😀/y"))
+        #expect(try parse(#"  {"id": 7, "r": 2.50, "t": true, "f": false, "z": null, "e": [], "o": {}}  "#)["id"] == .number(literal: "7", value: 7))
+        for bad in [#"{"a": "x"#, #"{"a": "\x"}"#, #"{"a": "\ud83d"}"#, "{\"a\": \"tab\there\"}", #"{"a": 01}"#, #"{"a": 1.}"#,
+                    #"{"a" 1}"#, #"{"a": 1,}"#, #"[1, 2"#, #"{"a": tru}"#, #"{} x"#, String(repeating: "[", count: 100)] {
+            #expect(throws: JSONSyntaxError.self, "\(bad)") { try parse(bad) }
+        }
+        // Invalid UTF-8 inside a string.
+        let invalid = [UInt8](#"{"a": ""#.utf8) + [0xC3, 0x28] + [UInt8](#""}"#.utf8)
+        #expect(throws: JSONSyntaxError.self) { try invalid.withUnsafeBytes { try JSONLineParser.parse($0) } }
     }
 }

@@ -4,32 +4,44 @@ import LaserCore
 /// reads them) and byte-identical output for identical pairs, without a JSONEncoder per line.
 public enum JSONLines {
     public static func line(_ p: PreferencePair) -> String {
-        var s = "{\"prompt\":"
-        s.reserveCapacity(p.prompt.utf8.count + p.chosen.utf8.count + p.rejected.utf8.count + 160)
-        appendString(p.prompt, to: &s)
-        s += ",\"chosen\":"
-        appendString(p.chosen, to: &s)
-        s += ",\"rejected\":"
-        appendString(p.rejected, to: &s)
-        s += ",\"chosen_score\":\(number(p.chosenScore)),\"rejected_score\":\(number(p.rejectedScore)),\"rm\":"
-        appendString(p.rm, to: &s)
-        s += ",\"prompt_id\":"
-        appendString(p.promptID, to: &s)
-        s += ",\"iteration\":\(p.iteration),\"batch\":\(p.batch)}"
-        return s
+        var out: [UInt8] = []
+        append(p, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the pair's line (without a newline) as UTF-8.
+    public static func append(_ p: PreferencePair, to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + p.prompt.utf8.count + p.chosen.utf8.count + p.rejected.utf8.count + 160)
+        out.append(contentsOf: #"{"prompt":"#.utf8)
+        appendString(p.prompt, to: &out)
+        out.append(contentsOf: #","chosen":"#.utf8)
+        appendString(p.chosen, to: &out)
+        out.append(contentsOf: #","rejected":"#.utf8)
+        appendString(p.rejected, to: &out)
+        out.append(contentsOf: ",\"chosen_score\":\(number(p.chosenScore)),\"rejected_score\":\(number(p.rejectedScore)),\"rm\":".utf8)
+        appendString(p.rm, to: &out)
+        out.append(contentsOf: #","prompt_id":"#.utf8)
+        appendString(p.promptID, to: &out)
+        out.append(contentsOf: ",\"iteration\":\(p.iteration),\"batch\":\(p.batch)}".utf8)
     }
 
     /// A best-of-n line: the response the selected RM ranked first, with provenance.
     public static func line(_ c: BestOfNChoice) -> String {
-        var s = "{\"prompt\":"
-        appendString(c.prompt, to: &s)
-        s += ",\"response\":"
-        appendString(c.response, to: &s)
-        s += ",\"score\":\(number(c.score)),\"rm\":"
-        appendString(c.rm, to: &s)
-        s += ",\"prompt_id\":"
-        appendString(c.promptID, to: &s)
-        return s + ",\"iteration\":\(c.iteration),\"batch\":\(c.batch)}"
+        var out: [UInt8] = []
+        append(c, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func append(_ c: BestOfNChoice, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"prompt":"#.utf8)
+        appendString(c.prompt, to: &out)
+        out.append(contentsOf: #","response":"#.utf8)
+        appendString(c.response, to: &out)
+        out.append(contentsOf: ",\"score\":\(number(c.score)),\"rm\":".utf8)
+        appendString(c.rm, to: &out)
+        out.append(contentsOf: #","prompt_id":"#.utf8)
+        appendString(c.promptID, to: &out)
+        out.append(contentsOf: ",\"iteration\":\(c.iteration),\"batch\":\(c.batch)}".utf8)
     }
 
     /// Shortest round-trip decimal form; finite values only (scores are validated finite).
@@ -40,29 +52,40 @@ public enum JSONLines {
     }
 
     public static func quoted(_ text: String) -> String {
-        var s = ""
-        appendString(text, to: &s)
-        return s
+        var out: [UInt8] = []
+        appendString(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     public static func appendString(_ text: String, to s: inout String) {
-        s.append("\"")
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": s += "\\\""
-            case "\\": s += "\\\\"
-            case "\n": s += "\\n"
-            case "\r": s += "\\r"
-            case "\t": s += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    s += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    s.unicodeScalars.append(scalar)
+        s += quoted(text)
+    }
+
+    /// `text` as a JSON string: '"', '\\' and control characters escaped, everything else (UTF-8
+    /// included) copied as is, in runs.
+    public static func appendString(_ text: String, to out: inout [UInt8]) {
+        out.append(0x22)
+        var text = text
+        text.withUTF8 { u in
+            var run = 0
+            for i in 0..<u.count {
+                let c = u[i]
+                guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<i]))
+                run = i + 1
+                switch c {
+                case 0x22: out.append(contentsOf: [0x5C, 0x22])
+                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+                case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+                case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+                case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 0xF)]])
                 }
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<u.count]))
         }
-        s.append("\"")
+        out.append(0x22)
     }
 }

@@ -70,23 +70,23 @@ public struct RunDirectory: Sendable {
     @discardableResult
     public func write(_ batch: EmittedBatch) throws -> Bool {
         try AtomicFile.makeDirectory(iterationDirectory(batch.iteration))
-        var text = ""
+        var bytes: [UInt8] = []
         for pair in batch.pairs {
-            text += JSONLines.line(pair)
-            text += "\n"
+            JSONLines.append(pair, to: &bytes)
+            bytes.append(0x0A)
         }
         for choice in batch.choices {
-            text += JSONLines.line(choice)
-            text += "\n"
+            JSONLines.append(choice, to: &bytes)
+            bytes.append(0x0A)
         }
         let path = path(of: batch)
         if let existing = FileManager.default.contents(atPath: path) {
-            guard existing == Data(text.utf8) else {
+            guard existing.elementsEqual(bytes) else {
                 throw StorageError("\(path) already exists with different content: this run is not reproducing its earlier output (did an RM, the input or the config change?). laser will not overwrite an emitted batch; move the file away to emit it anew.")
             }
             return false
         }
-        try AtomicFile.write(text, to: path)
+        try AtomicFile.write(bytes, to: path)
         return true
     }
 
