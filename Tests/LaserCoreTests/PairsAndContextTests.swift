@@ -1,3 +1,4 @@
+import StableRandom
 import Testing
 @testable import LaserCore
 
@@ -60,6 +61,27 @@ import Testing
         let b = f.features("Write exactly 8 words in lowercase")
         #expect(dot(a, b) < 0.9)
         #expect(f.features("").first == 1)
+    }
+
+    /// The ASCII fast path hashes exactly the n-grams of the general (Unicode) path.
+    @Test func asciiFastPathMatchesTheGeneralPath() {
+        let f = HashingFeaturizer(dimension: 32, ngrams: 3)
+        for text in ["What is 12 + 30? Show   your work.", "  a", "ab-cd_EF 99x\ty\n", "", "!!!", "x"] {
+            var hashed = [Double](repeating: 0, count: 31)
+            let tokens = HashingFeaturizer.tokens(text)
+            for n in 1...3 where tokens.count >= n {
+                for s in 0...(tokens.count - n) {
+                    let h = FNV1a.hash(tokens[s..<(s + n)].joined(separator: " "))
+                    hashed[Int(h % 31)] += (h >> 63) == 0 ? 1 : -1
+                }
+            }
+            let words = HashingFeaturizer.normalized(hashed)
+            let half = 0.5.squareRoot()
+            let expected = [words.contains { $0 != 0 } ? half : 1] + words.map { $0 * half }
+            #expect(f.features(text) == expected, "\(text)")
+        }
+        // Non-ASCII text takes the general path and still tells words apart.
+        #expect(f.features("Größe été") != f.features("grosse ete"))
     }
 
     @Test func batchContextIsTheMean() {

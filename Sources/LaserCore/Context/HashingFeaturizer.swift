@@ -20,19 +20,58 @@ public struct HashingFeaturizer: Equatable, Sendable {
 
     public func features(_ text: String) -> [Double] {
         var hashed = [Double](repeating: 0, count: dimension - 1)
-        let tokens = Self.tokens(text)
-        for n in 1...ngrams where tokens.count >= n {
-            for start in 0...(tokens.count - n) {
-                let gram = tokens[start..<(start + n)].joined(separator: " ")
-                let h = FNV1a.hash(gram)
-                let bucket = Int(h % UInt64(dimension - 1))
-                hashed[bucket] += (h >> 63) == 0 ? 1 : -1
+        if !hashASCII(text, into: &hashed) {
+            let tokens = Self.tokens(text)
+            for n in 1...ngrams where tokens.count >= n {
+                for start in 0...(tokens.count - n) {
+                    let gram = tokens[start..<(start + n)].joined(separator: " ")
+                    add(FNV1a.hash(gram), to: &hashed)
+                }
             }
         }
         let half = 0.5.squareRoot()
         let words = Self.normalized(hashed)
         let hasWords = words.contains { $0 != 0 }
         return [hasWords ? half : 1] + words.map { $0 * half }
+    }
+
+    @inline(__always) private func add(_ h: UInt64, to hashed: inout [Double]) {
+        hashed[Int(h % UInt64(dimension - 1))] += (h >> 63) == 0 ? 1 : -1
+    }
+
+    /// The same n-gram hashes as `tokens` + `joined` + FNV-1a, straight from the bytes of an ASCII
+    /// text (no String per token): false, and nothing done, for any other text.
+    private func hashASCII(_ text: String, into hashed: inout [Double]) -> Bool {
+        var text = text
+        return text.withUTF8 { u -> Bool in
+            var lower = [UInt8](repeating: 0, count: u.count)
+            var tokens: [Range<Int>] = []
+            var length = 0, start = -1
+            for b in u {
+                guard b < 0x80 else { return false }
+                let isWord = (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || (b >= 0x30 && b <= 0x39)
+                if isWord {
+                    if start < 0 { start = length }
+                    lower[length] = (b >= 0x41 && b <= 0x5A) ? b + 0x20 : b
+                    length += 1
+                } else if start >= 0 {
+                    tokens.append(start..<length)
+                    start = -1
+                }
+            }
+            if start >= 0 { tokens.append(start..<length) }
+            for n in 1...ngrams where tokens.count >= n {
+                for first in 0...(tokens.count - n) {
+                    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+                    for t in first..<(first + n) {
+                        if t > first { h = (h ^ 0x20) &* 0x0000_0100_0000_01B3 }
+                        for k in tokens[t] { h = (h ^ UInt64(lower[k])) &* 0x0000_0100_0000_01B3 }
+                    }
+                    add(h, to: &hashed)
+                }
+            }
+            return true
+        }
     }
 
     static func tokens(_ text: String) -> [String] {

@@ -1,29 +1,24 @@
 /// A JSON value as the input reader needs it. Numbers keep their literal text (an id `7` stays "7").
 enum JSONValue: Equatable {
     case string(String)
+    /// Equal when the literals are equal.
     case number(literal: String, value: Double)
     case bool(Bool)
     case null
     case array([JSONValue])
-    case object([(key: String, value: JSONValue)])
-
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case (.string(let x), .string(let y)): return x == y
-        case (.number(let x, _), .number(let y, _)): return x == y
-        case (.bool(let x), .bool(let y)): return x == y
-        case (.null, .null): return true
-        case (.array(let x), .array(let y)): return x == y
-        case (.object(let x), .object(let y)): return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
-        default: return false
-        }
-    }
+    case object([JSONMember])
 
     /// The last value of `key` (JSON allows repeats; the last one wins, as in most parsers).
     subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.last { $0.key == key }?.value
     }
+}
+
+/// One key and value of a JSON object, in the order of the text.
+struct JSONMember: Equatable {
+    var key: String
+    var value: JSONValue
 }
 
 /// Why a line is not JSON, with the byte offset where the parser stopped.
@@ -142,7 +137,7 @@ struct JSONLineParser {
     private mutating func object() throws -> JSONValue {
         try enter()
         i += 1
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [JSONMember] = []
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; depth -= 1; return .object(members) }
         while true {
@@ -153,7 +148,7 @@ struct JSONLineParser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
             i += 1
             skipSpace()
-            members.append((key, try value()))
+            members.append(JSONMember(key: key, value: try value()))
             skipSpace()
             guard i < bytes.count else { throw error("unterminated object") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }

@@ -52,18 +52,19 @@ public final class JournalFile {
         let decoder = JSONDecoder()
         var records: [JournalRecord] = []
         var offset = 0
-        let bytes = [UInt8](data)
-        while offset + 8 <= bytes.count {
-            let length = Int(readU32(bytes, offset))
-            let crc = readU32(bytes, offset + 4)
-            guard length <= maxRecordBytes, offset + 8 + length <= bytes.count else { break }
-            let payload = bytes[(offset + 8)..<(offset + 8 + length)]
-            guard CRC32.checksum(payload) == crc else { break }
-            do { records.append(try decoder.decode(JournalRecord.self, from: Data(payload))) } catch {
-                // Intact frame, unknown content: written by another laser version. Never guess.
-                throw StorageError("journal \(path): record at byte \(offset) has a valid checksum but does not decode (\(error)); was it written by another laser version?")
+        try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            while offset + 8 <= bytes.count {
+                let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian)
+                let crc = bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self).littleEndian
+                guard length <= maxRecordBytes, offset + 8 + length <= bytes.count else { break }
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[(offset + 8)..<(offset + 8 + length)])
+                guard CRC32.checksum(payload) == crc else { break }
+                do { records.append(try JournalCodec.decode(payload, fallback: decoder)) } catch {
+                    // Intact frame, unknown content: written by another laser version. Never guess.
+                    throw StorageError("journal \(path): record at byte \(offset) has a valid checksum but does not decode (\(error)); was it written by another laser version?")
+                }
+                offset += 8 + length
             }
-            offset += 8 + length
         }
         return (records, offset)
     }
@@ -78,12 +79,13 @@ public final class JournalFile {
         for v in [UInt32(payload.count), CRC32.checksum(payload)] {
             for shift in stride(from: 0, to: 32, by: 8) { out.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
         }
-        return out + payload
+        out.append(contentsOf: payload)
+        return out
     }
 
     /// Appends one record; with `sync` it (and everything before it) is durable when this returns.
     public func append(_ record: JournalRecord, sync: Bool) throws {
-        let frame = Self.frame(Array(try encoder.encode(record)))
+        let frame = Self.frame(try JournalCodec.encode(record, fallback: encoder))
         var offset = 0
         while offset < frame.count {
             let n = frame.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, frame.count - offset) }
@@ -116,8 +118,17 @@ public enum CRC32 {
     }
 
     public static func checksum<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        if let fast = bytes.withContiguousStorageIfAvailable({ checksum(UnsafeRawBufferPointer($0)) }) { return fast }
         var c: UInt32 = 0xFFFF_FFFF
         for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        table.withUnsafeBufferPointer { t in
+            for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        }
         return c ^ 0xFFFF_FFFF
     }
 }
