@@ -6,6 +6,7 @@ import StableRandom
 // on its last line, one JSON object. Build with -c release:
 //   swift run -c release laser-bench bandit [--dims 384,1024,4096] [--steps N]
 //   swift run -c release laser-bench drift [--dim 64] [--updates 100000]
+//   swift run -c release laser-bench ingest FILE.jsonl [--repeats 3]
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
@@ -119,6 +120,11 @@ switch args.first {
 case "bandit":
     let dims = (option("--dims") ?? "384,1024,4096").split(separator: ",").compactMap { Int($0) }
     bandit(dims: dims, steps: Int(option("--steps") ?? "50") ?? 50)
+case "ingest" where args.count >= 2:
+    do { try ingest(path: args[1], repeats: Int(option("--repeats") ?? "3") ?? 3, contextDimension: Int(option("--context-dimension") ?? "256") ?? 256) } catch {
+        print("error: \(error)")
+        exit(1)
+    }
 case "drift":
     drift(dim: Int(option("--dim") ?? "32") ?? 32, updates: Int(option("--updates") ?? "100000") ?? 100_000)
 default:

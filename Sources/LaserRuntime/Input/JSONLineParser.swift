@@ -35,8 +35,6 @@ struct JSONLineParser {
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
     private var depth = 0
-    /// Reused for strings with escapes.
-    private var scratch: [UInt8] = []
     static let maxDepth = 64
 
     /// Whether a `\u0000` escape put a NUL into some string.
@@ -159,81 +157,96 @@ struct JSONLineParser {
         return .object(members)
     }
 
-    /// The first index at or after `k` that holds '"', '\\' or a control character (or the end).
-    /// Eight bytes at a time: on long candidate texts this scan is most of the parser's work.
-    @inline(__always) private func findSpecial(from k: Int) -> Int {
-        let base = bytes.baseAddress!
-        let end = bytes.count
-        var k = k
-        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
-        while k + 8 <= end {
-            let w = base.loadUnaligned(fromByteOffset: k, as: UInt64.self)
-            let q = w ^ (ones &* 0x22), b = w ^ (ones &* 0x5C)
-            let special = ((q &- ones) & ~q) | ((b &- ones) & ~b) | ((w &- ones &* 0x20) & ~w)
-            if special & highs != 0 { break }
-            k += 8
-        }
-        while k < end {
-            let c = base.load(fromByteOffset: k, as: UInt8.self)
-            if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { return k }
-            k += 1
-        }
-        return end
-    }
-
-    /// A string starting at the opening quote. The common case (no escape) is one scan and one copy;
-    /// with escapes, the runs between them are copied in bulk.
+    /// A string starting at the opening quote. One scan finds its end (16 bytes at a time) and tells
+    /// whether it has escapes and non-ASCII bytes; an ASCII string is then copied once, straight into
+    /// the String's storage, and only non-ASCII text pays for UTF-8 validation.
     private mutating func string() throws -> String {
         i += 1
         let start = i
+        let base = bytes.baseAddress!
         let end = bytes.count
-        var k = findSpecial(from: i)
-        guard k < end else { i = k; throw error("unterminated string") }
-        if bytes[k] == UInt8(ascii: "\"") {
-            i = k + 1
-            return try makeString(UnsafeRawBufferPointer(rebasing: bytes[start..<k]))
-        }
-        scratch.removeAll(keepingCapacity: true)
-        var run = start
+        var high: UInt64 = 0
+        var escapes = false
+        var k = start
         while true {
+            k = JSONScan.findSpecial(base, from: k, end: end, high: &high)
             guard k < end else { i = k; throw error("unterminated string") }
-            let c = bytes[k]
+            let c = base.load(fromByteOffset: k, as: UInt8.self)
+            if c == UInt8(ascii: "\"") { break }
             if c < 0x20 { i = k; throw error("a control character inside a string (escape it)") }
-            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[run..<k]))
-            if c == UInt8(ascii: "\"") { i = k + 1; break }
-            // A backslash: decode one escape.
-            i = k + 1
-            guard i < end else { throw error("unterminated escape") }
-            let e = bytes[i]
-            i += 1
+            escapes = true
+            k += 2  // the backslash and the escaped character (hex digits of \u scan as plain text)
+        }
+        i = k + 1
+        let raw = UnsafeRawBufferPointer(start: base + start, count: k - start)
+        let ascii = JSONScan.isASCII(high)
+        if !escapes {
+            if ascii {
+                return String(unsafeUninitializedCapacity: raw.count) { out in
+                    out.baseAddress!.initialize(from: raw.assumingMemoryBound(to: UInt8.self).baseAddress!, count: raw.count)
+                    return raw.count
+                }
+            }
+            return try makeString(raw)
+        }
+        // Decoded text is never longer than its escaped form. ASCII text decodes straight into the
+        // String's storage (escapes only add valid UTF-8); other text is validated afterwards.
+        if ascii {
+            return try String(unsafeUninitializedCapacity: raw.count) { out in try decodeEscapes(raw, from: start, into: out.baseAddress!) }
+        }
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, raw.count))
+        defer { buffer.deallocate() }
+        let n = try decodeEscapes(raw, from: start, into: buffer)
+        return try makeString(UnsafeRawBufferPointer(start: buffer, count: n))
+    }
+
+    /// Decodes the escaped string body `raw` (which starts at byte `from` of the line) into `out`, which
+    /// has room for raw.count bytes; returns how many it wrote.
+    private mutating func decodeEscapes(_ raw: UnsafeRawBufferPointer, from: Int, into out: UnsafeMutablePointer<UInt8>) throws -> Int {
+        let src = raw.baseAddress!
+        let n = raw.count
+        var k = 0, written = 0
+        @inline(__always) func put(_ b: UInt8) { out[written] = b; written += 1 }
+        while k < n {
+            let next = memchr(src + k, 0x5C, n - k).map { src.distance(to: UnsafeRawPointer($0)) } ?? n
+            (out + written).initialize(from: (src + k).assumingMemoryBound(to: UInt8.self), count: next - k)
+            written += next - k
+            k = next
+            guard k < n else { break }
+            i = from + k
+            guard k + 1 < n else { throw error("unterminated escape") }
+            let e = raw[k + 1]
+            k += 2
             switch e {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scratch.append(e)
-            case UInt8(ascii: "b"): scratch.append(0x08)
-            case UInt8(ascii: "f"): scratch.append(0x0C)
-            case UInt8(ascii: "n"): scratch.append(0x0A)
-            case UInt8(ascii: "r"): scratch.append(0x0D)
-            case UInt8(ascii: "t"): scratch.append(0x09)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): put(e)
+            case UInt8(ascii: "b"): put(0x08)
+            case UInt8(ascii: "f"): put(0x0C)
+            case UInt8(ascii: "n"): put(0x0A)
+            case UInt8(ascii: "r"): put(0x0D)
+            case UInt8(ascii: "t"): put(0x09)
             case UInt8(ascii: "u"):
+                i = from + k
                 var scalar = try hex4()
+                k = i - from
                 if (0xD800..<0xDC00).contains(scalar) {
-                    guard i + 1 < end, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
+                    guard k + 1 < n, raw[k] == UInt8(ascii: "\\"), raw[k + 1] == UInt8(ascii: "u") else {
                         throw error("an unpaired UTF-16 surrogate in a \\u escape")
                     }
-                    i += 2
+                    i = from + k + 2
                     let low = try hex4()
+                    k = i - from
                     guard (0xDC00..<0xE000).contains(low) else { throw error("an unpaired UTF-16 surrogate in a \\u escape") }
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 } else if (0xDC00..<0xE000).contains(scalar) {
                     throw error("an unpaired UTF-16 surrogate in a \\u escape")
                 }
                 if scalar == 0 { sawNUL = true }
-                scratch.append(contentsOf: Array(String(Unicode.Scalar(scalar)!).utf8))
-            default: i -= 1; throw error("an invalid escape '\\\(Self.show(e))'")
+                for b in String(Unicode.Scalar(scalar)!).utf8 { put(b) }
+            default: throw error("an invalid escape '\\\(Self.show(e))'")
             }
-            run = i
-            k = findSpecial(from: i)
         }
-        return try scratch.withUnsafeBytes { try makeString($0) }
+        i = from + n + 1
+        return written
     }
 
     private mutating func hex4() throws -> UInt32 {
@@ -267,3 +280,40 @@ struct JSONLineParser {
 }
 
 import Foundation
+
+/// The scan both the input parser and the output writer spend their time in: the next byte that a
+/// JSON string cannot hold as is ('"', '\\' or a control character), 8 bytes per step (SWAR: the
+/// lowest flagged byte of the classic has-zero-byte test is exact).
+enum JSONScan {
+    /// The first index in from..<end holding '"', '\\' or a byte below 0x20, or `end`. ORs every byte
+    /// it passed into `high` (a caller learns whether the text was ASCII).
+    @inline(__always)
+    static func findSpecial(_ base: UnsafeRawPointer, from: Int, end: Int, high: inout UInt64) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        var k = from
+        var acc: UInt64 = 0
+        while k + 8 <= end {
+            let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: k, as: UInt64.self))
+            let q = w ^ (ones &* 0x22), b = w ^ (ones &* 0x5C)
+            let flags = (((q &- ones) & ~q) | ((b &- ones) & ~b) | ((w &- ones &* 0x20) & ~w)) & highs
+            if flags != 0 {
+                let index = flags.trailingZeroBitCount >> 3
+                if index > 0 { acc |= w & ((1 << UInt64(index * 8)) &- 1) }
+                high |= acc
+                return k + index
+            }
+            acc |= w
+            k += 8
+        }
+        while k < end {
+            let c = base.load(fromByteOffset: k, as: UInt8.self)
+            if c == 0x22 || c == 0x5C || c < 0x20 { break }
+            acc |= UInt64(c)
+            k += 1
+        }
+        high |= acc
+        return k
+    }
+
+    static func isASCII(_ high: UInt64) -> Bool { high & 0x8080_8080_8080_8080 == 0 }
+}

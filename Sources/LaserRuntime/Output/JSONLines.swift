@@ -67,12 +67,15 @@ public enum JSONLines {
         out.append(0x22)
         var text = text
         text.withUTF8 { u in
+            guard let base = u.baseAddress else { return }
+            var high: UInt64 = 0
             var run = 0
-            for i in 0..<u.count {
-                let c = u[i]
-                guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<i]))
-                run = i + 1
+            while true {
+                let k = JSONScan.findSpecial(UnsafeRawPointer(base), from: run, end: u.count, high: &high)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<k]))
+                guard k < u.count else { return }
+                let c = u[k]
+                run = k + 1
                 switch c {
                 case 0x22: out.append(contentsOf: [0x5C, 0x22])
                 case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
@@ -84,7 +87,6 @@ public enum JSONLines {
                     out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 0xF)]])
                 }
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<u.count]))
         }
         out.append(0x22)
     }
