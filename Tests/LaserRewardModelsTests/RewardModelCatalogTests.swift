@@ -13,8 +13,16 @@ import Testing
         }
         #expect(Set(RewardModelCatalog.kinds) == [
             "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-            "simulated-latency", "subprocess", "http",
+            "simulated-latency", "null-rm", "subprocess", "http",
         ])
+    }
+
+    /// The NULL RM's scores do not depend on the request: 0, -1, -2, ... by position.
+    @Test func nullRMScoresByPositionOnly() throws {
+        let rm = try RewardModelCatalog.make(RewardModelSpec(name: "n", kind: "null-rm"), runSeed: 1)
+        #expect(try rm.score(ScoringRequest(promptID: "a", prompt: "p", candidates: ["x", "yy", "zzz"])) == [0, -1, -2])
+        #expect(try rm.score(ScoringRequest(promptID: "b", prompt: "q", candidates: ["long answer", "?"])) == [0, -1])
+        #expect(throws: RewardModelError.self) { try RewardModelCatalog.make(RewardModelSpec(name: "n", kind: "null-rm", params: ["x": "1"]), runSeed: 1) }
     }
 
     @Test func unknownKindNamesItAndListsTheKnownOnes() {
