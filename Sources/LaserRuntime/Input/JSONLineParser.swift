@@ -42,8 +42,12 @@ struct JSONLineParser {
 
     static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue { try parseReportingNUL(bytes).value }
 
-    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer) throws -> (value: JSONValue, sawNUL: Bool) {
+    /// `materialize: false` (a validating pass that only needs short fields): strings longer than
+    /// `longString` bytes are checked exactly as usual but come back empty, saving their copy.
+    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true) throws -> (value: JSONValue, sawNUL: Bool) {
         var p = JSONLineParser(bytes: bytes)
+        p.materialize = materialize
+        defer { p.scratch?.deallocate() }
         p.skipSpace()
         let v = try p.value()
         p.skipSpace()
@@ -52,6 +56,10 @@ struct JSONLineParser {
     }
 
     private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    private var materialize = true
+    /// Where strings with escapes are decoded: as long as the line (freed by `parseReportingNUL`).
+    private var scratch: UnsafeMutablePointer<UInt8>?
+    static let longString = 256
 
     private func error(_ message: String) -> JSONSyntaxError { JSONSyntaxError(message: message, offset: i) }
 
@@ -157,96 +165,82 @@ struct JSONLineParser {
         return .object(members)
     }
 
-    /// A string starting at the opening quote. One scan finds its end (16 bytes at a time) and tells
-    /// whether it has escapes and non-ASCII bytes; an ASCII string is then copied once, straight into
-    /// the String's storage, and only non-ASCII text pays for UTF-8 validation.
+    /// A string starting at the opening quote, in one pass: a scan 8 bytes at a time to the next
+    /// quote, backslash or control character; a string without escapes is then copied once, straight
+    /// into the String's storage; with escapes, the runs between them and the decoded escapes go into
+    /// a buffer kept for the line. Only non-ASCII text pays for UTF-8 validation.
     private mutating func string() throws -> String {
         i += 1
         let start = i
         let base = bytes.baseAddress!
         let end = bytes.count
         var high: UInt64 = 0
-        var escapes = false
-        var k = start
+        var k = JSONScan.findSpecial(base, from: start, end: end, high: &high)
+        guard k < end else { i = k; throw error("unterminated string") }
+        var c = base.load(fromByteOffset: k, as: UInt8.self)
+        if c == UInt8(ascii: "\"") {
+            i = k + 1
+            let raw = UnsafeRawBufferPointer(start: base + start, count: k - start)
+            guard JSONScan.isASCII(high) else { return try makeString(raw) }
+            if !materialize && raw.count > Self.longString { return "" }
+            return String(unsafeUninitializedCapacity: raw.count) { out in
+                out.baseAddress!.initialize(from: raw.assumingMemoryBound(to: UInt8.self).baseAddress!, count: raw.count)
+                return raw.count
+            }
+        }
+        // Escapes. Decoded text is never longer than its escaped form, so the line's length is room enough.
+        if scratch == nil { scratch = .allocate(capacity: max(16, end)) }
+        let out = scratch!
+        var written = 0
+        var run = start
         while true {
-            k = JSONScan.findSpecial(base, from: k, end: end, high: &high)
-            guard k < end else { i = k; throw error("unterminated string") }
-            let c = base.load(fromByteOffset: k, as: UInt8.self)
+            (out + written).initialize(from: (base + run).assumingMemoryBound(to: UInt8.self), count: k - run)
+            written += k - run
             if c == UInt8(ascii: "\"") { break }
             if c < 0x20 { i = k; throw error("a control character inside a string (escape it)") }
-            escapes = true
-            k += 2  // the backslash and the escaped character (hex digits of \u scan as plain text)
-        }
-        i = k + 1
-        let raw = UnsafeRawBufferPointer(start: base + start, count: k - start)
-        let ascii = JSONScan.isASCII(high)
-        if !escapes {
-            if ascii {
-                return String(unsafeUninitializedCapacity: raw.count) { out in
-                    out.baseAddress!.initialize(from: raw.assumingMemoryBound(to: UInt8.self).baseAddress!, count: raw.count)
-                    return raw.count
-                }
-            }
-            return try makeString(raw)
-        }
-        // Decoded text is never longer than its escaped form. ASCII text decodes straight into the
-        // String's storage (escapes only add valid UTF-8); other text is validated afterwards.
-        if ascii {
-            return try String(unsafeUninitializedCapacity: raw.count) { out in try decodeEscapes(raw, from: start, into: out.baseAddress!) }
-        }
-        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, raw.count))
-        defer { buffer.deallocate() }
-        let n = try decodeEscapes(raw, from: start, into: buffer)
-        return try makeString(UnsafeRawBufferPointer(start: buffer, count: n))
-    }
-
-    /// Decodes the escaped string body `raw` (which starts at byte `from` of the line) into `out`, which
-    /// has room for raw.count bytes; returns how many it wrote.
-    private mutating func decodeEscapes(_ raw: UnsafeRawBufferPointer, from: Int, into out: UnsafeMutablePointer<UInt8>) throws -> Int {
-        let src = raw.baseAddress!
-        let n = raw.count
-        var k = 0, written = 0
-        @inline(__always) func put(_ b: UInt8) { out[written] = b; written += 1 }
-        while k < n {
-            let next = memchr(src + k, 0x5C, n - k).map { src.distance(to: UnsafeRawPointer($0)) } ?? n
-            (out + written).initialize(from: (src + k).assumingMemoryBound(to: UInt8.self), count: next - k)
-            written += next - k
-            k = next
-            guard k < n else { break }
-            i = from + k
-            guard k + 1 < n else { throw error("unterminated escape") }
-            let e = raw[k + 1]
+            i = k
+            guard k + 1 < end else { throw error("unterminated escape") }
+            let e = base.load(fromByteOffset: k + 1, as: UInt8.self)
             k += 2
             switch e {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): put(e)
-            case UInt8(ascii: "b"): put(0x08)
-            case UInt8(ascii: "f"): put(0x0C)
-            case UInt8(ascii: "n"): put(0x0A)
-            case UInt8(ascii: "r"): put(0x0D)
-            case UInt8(ascii: "t"): put(0x09)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out[written] = e; written += 1
+            case UInt8(ascii: "n"): out[written] = 0x0A; written += 1
+            case UInt8(ascii: "t"): out[written] = 0x09; written += 1
+            case UInt8(ascii: "r"): out[written] = 0x0D; written += 1
+            case UInt8(ascii: "b"): out[written] = 0x08; written += 1
+            case UInt8(ascii: "f"): out[written] = 0x0C; written += 1
             case UInt8(ascii: "u"):
-                i = from + k
+                i = k
                 var scalar = try hex4()
-                k = i - from
                 if (0xD800..<0xDC00).contains(scalar) {
-                    guard k + 1 < n, raw[k] == UInt8(ascii: "\\"), raw[k + 1] == UInt8(ascii: "u") else {
+                    guard i + 1 < end, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
                         throw error("an unpaired UTF-16 surrogate in a \\u escape")
                     }
-                    i = from + k + 2
+                    i += 2
                     let low = try hex4()
-                    k = i - from
                     guard (0xDC00..<0xE000).contains(low) else { throw error("an unpaired UTF-16 surrogate in a \\u escape") }
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 } else if (0xDC00..<0xE000).contains(scalar) {
                     throw error("an unpaired UTF-16 surrogate in a \\u escape")
                 }
+                k = i
                 if scalar == 0 { sawNUL = true }
-                for b in String(Unicode.Scalar(scalar)!).utf8 { put(b) }
+                for byte in String(Unicode.Scalar(scalar)!).utf8 { out[written] = byte; written += 1 }
             default: throw error("an invalid escape '\\\(Self.show(e))'")
             }
+            run = k
+            k = JSONScan.findSpecial(base, from: k, end: end, high: &high)
+            guard k < end else { i = k; throw error("unterminated string") }
+            c = base.load(fromByteOffset: k, as: UInt8.self)
         }
-        i = from + n + 1
-        return written
+        i = k + 1
+        let decoded = UnsafeRawBufferPointer(start: out, count: written)
+        guard JSONScan.isASCII(high) else { return try makeString(decoded) }
+        if !materialize && k - start > Self.longString { return "" }
+        return String(unsafeUninitializedCapacity: written) { dst in
+            dst.baseAddress!.initialize(from: out, count: written)
+            return written
+        }
     }
 
     private mutating func hex4() throws -> UInt32 {

@@ -80,7 +80,7 @@ public struct PromptReader: Sendable {
     func parse(bytes: UnsafeRawBufferPointer, where location: String, defaultID: String, idOnly: Bool = false) throws -> PromptRecord {
         let o: JSONValue
         let sawNUL: Bool
-        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes) } catch {
+        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly) } catch {
             throw InputError("\(location): not valid JSON (\(error)); each line must be one JSON object")
         }
         guard case .object = o else {
@@ -150,7 +150,8 @@ public struct PromptReader: Sendable {
             }
         }
         // protobuf-c carries strings as C strings: an embedded NUL (only a \u0000 escape can make one)
-        // would silently cut them.
+        // would silently cut them. (The scan does not keep long strings: it asks again in full.)
+        if sawNUL && idOnly { return try parse(bytes: bytes, where: location, defaultID: defaultID) }
         for (name, text) in [("id", id), ("prompt", prompt), ("reference", reference ?? "")] + candidates.map({ ("candidate", $0.text) })
         where sawNUL && text.utf8.contains(0) {
             throw InputError("\(location): \(name) contains a NUL character (\\u0000), which laser cannot carry; remove it")
