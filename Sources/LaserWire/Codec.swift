@@ -341,7 +341,14 @@ private final class Arena {
 
     /// A NUL-terminated copy. Strings with embedded NULs are cut there; the ingest layer rejects them.
     func string(_ s: String) -> UnsafeMutablePointer<CChar> {
-        let p = strdup(s)!
+        // One copy, from the String's own UTF-8 (strdup(s) would first bridge to a temporary C string).
+        var s = s
+        let p = s.withUTF8 { utf8 -> UnsafeMutablePointer<CChar> in
+            let p = malloc(utf8.count + 1)!.bindMemory(to: CChar.self, capacity: utf8.count + 1)
+            if let base = utf8.baseAddress { memcpy(p, base, utf8.count) }
+            p[utf8.count] = 0
+            return p
+        }
         allocations.append(UnsafeMutableRawPointer(p))
         return p
     }
