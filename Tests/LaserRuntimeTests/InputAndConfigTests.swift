@@ -53,6 +53,39 @@ func temporaryDirectory() -> String {
         #expect(error("").contains("no error"))
     }
 
+    /// A resume trusts a file whose digest matches the journal's and scans anything else in full.
+    @Test func rescanChecksTheDigestAndScansAChangedFile() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/in.jsonl"
+        try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let scan = try reader.scan(path: path)
+        #expect(scan.prompts == 1)
+        #expect(try reader.rescan(path: path, digest: scan.digest, prompts: 1) == scan)
+        try "{\"prompt\": \"p\", \"candidates\": [\"a\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: InputError.self) { try reader.rescan(path: path, digest: scan.digest, prompts: 1) }
+        try "{\"prompt\": \"q\", \"candidates\": [\"a\", \"b\"]}\n\n{\"prompt\": \"r\", \"candidates\": [\"a\", \"b\"]}".write(toFile: path, atomically: true, encoding: .utf8)
+        let changed = try reader.rescan(path: path, digest: scan.digest, prompts: 1)
+        #expect(changed.prompts == 2 && changed.digest != scan.digest)
+    }
+
+    /// The digest does not depend on how the file is cut into chunks.
+    @Test func streamDigestIgnoresChunkBoundaries() {
+        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        var whole = StreamDigest()
+        bytes.withUnsafeBytes { whole.update($0) }
+        for cut in [1, 7, 31, 32, 33, 500, 999] {
+            var parts = StreamDigest()
+            bytes.withUnsafeBytes {
+                parts.update(UnsafeRawBufferPointer(rebasing: $0[0..<cut]))
+                parts.update(UnsafeRawBufferPointer(rebasing: $0[cut...]))
+            }
+            #expect(parts.finish() == whole.finish(), "cut at \(cut)")
+        }
+        var other = StreamDigest()
+        (bytes.dropLast() + [bytes[999] ^ 0xFF]).withUnsafeBytes { other.update($0) }
+        #expect(other.finish() != whole.finish())
+    }
+
     @Test func missingFileIsAClearError() {
         #expect(throws: InputError.self) { try reader.read(path: "/nonexistent/file.jsonl") }
     }

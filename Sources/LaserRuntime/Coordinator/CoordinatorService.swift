@@ -14,8 +14,10 @@ public final class CoordinatorService {
     private var core: Coordinator
     private let logger: Logger
     private let reader: PromptReader
-    /// The current iteration's input, read batch by batch.
-    private var input: PromptStream?
+    /// The current iteration's input, read batch by batch ahead of the core on a thread of its own.
+    private var input: PromptPrefetcher?
+    /// What the journal says each iteration's input was (a resume checks the digest, see `rescan`).
+    private var recordedInputs: [Int: (digest: String, prompts: Int)] = [:]
     private let context: ZMQContext
     private let router: ZMQSocket
     /// The ZAP handler when security.curve is on; lives as long as the ROUTER.
@@ -68,6 +70,7 @@ public final class CoordinatorService {
             replay = []
         }
         core = Coordinator(plan: config.plan(coordinatorID: coordinatorID), journal: replay)
+        for case .iterationLoaded(let n, let digest, let prompts) in replay { recordedInputs[n] = (digest, prompts) }
         reader = PromptReader(contextDimension: config.contextDimension, ngrams: config.contextNgrams)
         context = try ZMQContext()
         router = try ZMQSocket(context, type: .router)
@@ -94,7 +97,10 @@ public final class CoordinatorService {
         var nextTick = Self.now().adding(milliseconds: UInt64(tickMs))
         var nextProgress = Self.now().adding(milliseconds: 1000)
         observer.started(endpoint: endpoint, now: Self.now())
-        defer { observer.finish(core.status(now: Self.now()), now: Self.now()) }
+        defer {
+            input?.stop()
+            observer.finish(core.status(now: Self.now()), now: Self.now())
+        }
         pending.append(.start)
         drain()
         while outcome == nil {
@@ -180,18 +186,20 @@ public final class CoordinatorService {
         case .loadIteration(let n):
             let path = config.input(forIteration: n)
             do {
-                let scan = try reader.scan(path: path)
-                input = try PromptStream(path: path, scan: scan, reader: reader)
+                // A resume re-validates an input whose bytes are unchanged by its digest alone.
+                let scan = try recordedInputs[n].map { try reader.rescan(path: path, digest: $0.digest, prompts: $0.prompts) }
+                    ?? reader.scan(path: path)
+                input?.stop()
+                input = PromptPrefetcher(stream: try PromptStream(path: path, scan: scan, reader: reader),
+                                         batchSize: config.batchSize, depth: config.pipelineDepth + 1)
                 pending.append(.iterationOpened(iteration: n, prompts: scan.prompts, digest: scan.digest))
             } catch {
                 outcome = .failure(error)
             }
         case .readPrompts(let n, let range):
             do {
-                guard let input, input.position == range.lowerBound else {
-                    throw RunFailure("internal error: prompts \(range) of iteration \(n) asked for out of order")
-                }
-                pending.append(.promptsRead(iteration: n, first: range.lowerBound, prompts: try input.next(range.count)))
+                guard let input else { throw RunFailure("internal error: prompts \(range) of iteration \(n) asked for before the iteration was opened") }
+                pending.append(.promptsRead(iteration: n, first: range.lowerBound, prompts: try input.take(range)))
             } catch {
                 outcome = .failure(error)
             }

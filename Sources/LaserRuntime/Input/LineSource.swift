@@ -127,6 +127,14 @@ final class LineSource {
         bytesRead += n
     }
 
+    /// Reads (and hands to `onChunk`) the rest of the file without splitting it into lines.
+    func readToEnd() throws {
+        while !atEOF {
+            start = end
+            try fill()
+        }
+    }
+
     /// The line starting at byte `offset` (for an exact check after an id-hash collision).
     func line(atOffset offset: Int) throws -> [UInt8] {
         var out: [UInt8] = []

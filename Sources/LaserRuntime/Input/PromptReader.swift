@@ -36,6 +36,18 @@ public struct PromptReader: Sendable {
         var stamp: FileStamp
     }
 
+    /// `scan` for a file that a scan already validated once (a resume: the journal holds its digest and
+    /// prompt count): when the bytes still digest to `digest`, they are the bytes that passed, so only
+    /// the digest is computed (at memory speed); otherwise this is a full scan.
+    public func rescan(path: String, digest recorded: String, prompts: Int) throws -> Scan {
+        let lines = try LineSource(path: path)
+        var digest = StreamDigest()
+        lines.onChunk = { digest.update($0) }
+        try lines.readToEnd()
+        guard digest.finish() == recorded else { return try scan(path: path) }
+        return Scan(prompts: prompts, digest: recorded, bytes: lines.bytesRead, stamp: lines.stamp)
+    }
+
     /// Validates every line of `path` (first bad line: an `InputError` naming file and line).
     public func scan(path: String) throws -> Scan {
         let lines = try LineSource(path: path)

@@ -1,0 +1,75 @@
+import Foundation
+import LaserCore
+
+/// Reads an iteration's prompts ahead of the coordinator, on a thread of its own: the next `depth`
+/// mini-batches are parsed while the coordinator's thread serves sockets, so parsing (the largest
+/// share of a coordinator's CPU time with long candidates) overlaps everything else. Batches come
+/// out in order, `batchSize` prompts each (the last one shorter), as the core asks for them.
+final class PromptPrefetcher: @unchecked Sendable {
+    private let stream: PromptStream
+    private let batchSize: Int
+    private let depth: Int
+    private let condition = NSCondition()
+    /// Parsed batches not yet taken, in order, with the index of their first prompt.
+    private var ready: [(first: Int, result: Result<[PromptRecord], Error>)] = []
+    private var stopped = false
+    private var done = false
+
+    init(stream: PromptStream, batchSize: Int, depth: Int) {
+        self.stream = stream
+        self.batchSize = batchSize
+        self.depth = max(1, depth)
+        let thread = Thread { [self] in run() }
+        thread.name = "laser-input"
+        thread.start()
+    }
+
+    deinit { stop() }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while ready.count >= depth && !stopped { condition.wait() }
+            if stopped { condition.unlock(); return }
+            condition.unlock()
+            let first = stream.position
+            let result = Result { try stream.next(batchSize) }
+            let last: Bool
+            switch result {
+            case .success(let records): last = records.count < batchSize || stream.position >= stream.scan.prompts
+            case .failure: last = true
+            }
+            condition.lock()
+            ready.append((first, result))
+            if last { done = true }
+            condition.broadcast()
+            condition.unlock()
+            if last { return }
+        }
+    }
+
+    /// The prompts of `range` (the next batch in order), waiting for the thread if needed.
+    func take(_ range: Range<Int>) throws -> [PromptRecord] {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready.isEmpty {
+            if done { return [] }  // the file ended: the core reports the short read
+            condition.wait()
+        }
+        let (first, result) = ready.removeFirst()
+        condition.broadcast()
+        let records = try result.get()
+        guard first == range.lowerBound else {
+            throw RunFailure("internal error: prompts \(range) asked for, but the input is at \(first)")
+        }
+        return records
+    }
+
+    /// Lets the thread finish (after the batch it is parsing, if any).
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
