@@ -18,6 +18,7 @@ public final class CoordinatorService {
     private var input: PromptPrefetcher?
     /// What the journal says each iteration's input was (a resume checks the digest, see `rescan`).
     private var recordedInputs: [Int: (digest: String, prompts: Int)] = [:]
+    private var sentAny = false
     private let context: ZMQContext
     private let router: ZMQSocket
     /// The ZAP handler when security.curve is on; lives as long as the ROUTER.
@@ -173,6 +174,7 @@ public final class CoordinatorService {
     private func perform(_ action: CoordinatorAction) {
         switch action {
         case .send(let peer, let message):
+            sentAny = true
             do {
                 // Never block on a peer: one that does not read (full pipe) is treated like one that left.
                 if try !router.send([peer.bytes, WireCodec.encode(message)], nonBlocking: true) {
@@ -239,8 +241,10 @@ public final class CoordinatorService {
         }
     }
 
-    /// Lets queued outgoing messages (Shutdown) reach the workers before the socket closes.
+    /// Lets queued outgoing messages (Shutdown) reach the workers before the socket closes; nothing to
+    /// wait for when no message was ever sent (a resume that only replayed).
     private func flushOutgoing() {
+        guard sentAny else { return }
         let deadline = Self.now().adding(milliseconds: 200)
         while Self.now() < deadline {
             _ = try? ZMQPoller.poll([(router, .readable)], timeoutMs: 20)

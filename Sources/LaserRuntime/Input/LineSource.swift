@@ -171,16 +171,45 @@ public final class PromptStream {
     public func next(_ count: Int) throws -> [PromptRecord] {
         // The file is read twice (scan, then here): refuse to mix two versions of it.
         guard lines.unchanged(since: scan.stamp) else { throw Self.changed(path) }
-        var out: [PromptRecord] = []
-        out.reserveCapacity(min(count, scan.prompts - position))
-        while out.count < count, let record = try lines.nextLine({ number, _, bytes in
-            try reader.parse(bytes: bytes, where: "\(path):\(number)", defaultID: "line-\(number)")
+        // The lines are cut out here, in order; parsing them (most of the work) is shared by `parallelism`
+        // threads.
+        var text: [UInt8] = []
+        var lineRanges: [(number: Int, range: Range<Int>)] = []
+        lineRanges.reserveCapacity(count)
+        while lineRanges.count < count, let (number, range) = try lines.nextLine({ number, _, bytes -> (Int, Range<Int>) in
+            let start = text.count
+            text.append(contentsOf: bytes)
+            return (number, start..<text.count)
         }) {
-            out.append(record)
+            lineRanges.append((number, range))
         }
-        position += out.count
+        let n = lineRanges.count
+        let results = UnsafeMutableBufferPointer<Result<PromptRecord, Error>?>.allocate(capacity: n)
+        results.initialize(repeating: nil)
+        defer { results.deinitialize(); results.deallocate() }
+        let slots = SendablePointer(results)
+        let reader = reader, path = path, ranges = lineRanges
+        text.withUnsafeBytes { bytes in
+            let all = SendableRawBytes(bytes)
+            let workers = min(parallelism, max(1, n / 8))
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                for i in stride(from: w, to: n, by: workers) {
+                    let (number, range) = ranges[i]
+                    slots.buffer[i] = Result {
+                        try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)", defaultID: "line-\(number)")
+                    }
+                }
+            }
+        }
+        var out: [PromptRecord] = []
+        out.reserveCapacity(n)
+        for i in 0..<n { out.append(try results[i]!.get()) }
+        position += n
         return out
     }
+
+    /// Threads that parse a batch's lines (the machine's cores, at most 4).
+    let parallelism = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
 
     static func changed(_ path: String) -> InputError {
         InputError("\(path) changed while its iteration was running (laser validates an input file, then reads it batch by batch); restore the file it started with and resume, or resume with --force to start the iteration's remaining batches on the new one")
@@ -236,4 +265,15 @@ struct StreamDigest {
         let hex = String(v, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
+}
+
+/// Hands a buffer to `concurrentPerform`'s threads, each writing its own elements.
+private struct SendablePointer<T>: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<T>
+    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
+}
+
+private struct SendableRawBytes: @unchecked Sendable {
+    let bytes: UnsafeRawBufferPointer
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 }
