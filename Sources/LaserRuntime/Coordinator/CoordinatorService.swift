@@ -19,6 +19,8 @@ public final class CoordinatorService {
     /// What the journal says each iteration's input was (a resume checks the digest, see `rescan`).
     private var recordedInputs: [Int: (digest: String, prompts: Int)] = [:]
     private var sentAny = false
+    /// The scan of the next iteration's input, while it runs (see `checkLoader`).
+    private var loader: InputLoader?
     private let context: ZMQContext
     private let router: ZMQSocket
     /// The ZAP handler when security.curve is on; lives as long as the ROUTER.
@@ -106,8 +108,10 @@ public final class CoordinatorService {
         drain()
         while outcome == nil {
             let now = Self.now()
-            let wait = nextTick > now ? Int((nextTick.nanoseconds - now.nanoseconds) / 1_000_000) : 0
+            var wait = nextTick > now ? Int((nextTick.nanoseconds - now.nanoseconds) / 1_000_000) : 0
+            if loader != nil { wait = min(wait, 2) }
             let ready = try ZMQPoller.poll([(router, .readable)], timeoutMs: max(0, wait))
+            checkLoader()
             if ready[0].contains(.readable) {
                 // Bounded per wake-up so ticks (heartbeats, leases) are never starved by traffic.
                 var received = 0
@@ -186,18 +190,7 @@ public final class CoordinatorService {
                 logger.error("cannot send \(message.kind) to \(peer): \(error); the message is dropped (a worker that misses messages is dropped by its heartbeat and its tasks retried)")
             }
         case .loadIteration(let n):
-            let path = config.input(forIteration: n)
-            do {
-                // A resume re-validates an input whose bytes are unchanged by its digest alone.
-                let scan = try recordedInputs[n].map { try reader.rescan(path: path, digest: $0.digest, prompts: $0.prompts) }
-                    ?? reader.scan(path: path)
-                input?.stop()
-                input = PromptPrefetcher(stream: try PromptStream(path: path, scan: scan, reader: reader),
-                                         batchSize: config.batchSize, depth: config.pipelineDepth + 1)
-                pending.append(.iterationOpened(iteration: n, prompts: scan.prompts, digest: scan.digest))
-            } catch {
-                outcome = .failure(error)
-            }
+            loader = InputLoader(iteration: n, path: config.input(forIteration: n), reader: reader, recorded: recordedInputs[n])
         case .readPrompts(let n, let range):
             do {
                 guard let input else { throw RunFailure("internal error: prompts \(range) of iteration \(n) asked for before the iteration was opened") }
@@ -238,6 +231,21 @@ public final class CoordinatorService {
             try? runDirectory.write(selections: core.batchLog)
             try? runDirectory.write(summary: core.currentSummary)
             outcome = .failure(RunFailure(message))
+        }
+    }
+
+    /// Hands a finished input scan to the core (and starts reading its batches ahead).
+    private func checkLoader() {
+        guard let loading = loader, let result = loading.poll() else { return }
+        loader = nil
+        switch result {
+        case .success(let (scan, stream)):
+            input?.stop()
+            input = PromptPrefetcher(stream: stream, batchSize: config.batchSize, depth: config.pipelineDepth + 1)
+            pending.append(.iterationOpened(iteration: loading.iteration, prompts: scan.prompts, digest: scan.digest))
+            drain()
+        case .failure(let error):
+            outcome = .failure(error)
         }
     }
 

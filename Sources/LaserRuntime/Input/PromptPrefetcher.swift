@@ -73,3 +73,36 @@ final class PromptPrefetcher: @unchecked Sendable {
         condition.unlock()
     }
 }
+
+/// Validates an iteration's input on a thread of its own, so the coordinator keeps serving its socket
+/// (Hellos, heartbeats, results) while a big file is scanned.
+final class InputLoader: @unchecked Sendable {
+    let iteration: Int
+    private let lock = NSLock()
+    private var result: Result<(scan: PromptReader.Scan, stream: PromptStream), Error>?
+
+    /// `recorded`: the journal's digest and prompt count for this input (a resume), if any.
+    init(iteration: Int, path: String, reader: PromptReader, recorded: (digest: String, prompts: Int)?) {
+        self.iteration = iteration
+        let thread = Thread { [self] in
+            let r = Result { () -> (scan: PromptReader.Scan, stream: PromptStream) in
+                // A resume re-validates an input whose bytes are unchanged by its digest alone.
+                let scan = try recorded.map { try reader.rescan(path: path, digest: $0.digest, prompts: $0.prompts) }
+                    ?? reader.scan(path: path)
+                return (scan, try PromptStream(path: path, scan: scan, reader: reader))
+            }
+            lock.lock()
+            result = r
+            lock.unlock()
+        }
+        thread.name = "laser-scan"
+        thread.start()
+    }
+
+    /// The outcome once the scan is over; nil while it runs.
+    func poll() -> Result<(scan: PromptReader.Scan, stream: PromptStream), Error>? {
+        lock.lock()
+        defer { lock.unlock() }
+        return result
+    }
+}
