@@ -18,8 +18,9 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
 ///
 /// Two passes, so that one bad line still rejects the iteration before anything is used: `scan`
 /// validates every line, checks ids are unique, counts the prompts and digests the bytes, holding one
-/// chunk of the file and an 8-byte hash per id; a `PromptStream` then hands out the records batch by
-/// batch as the coordinator selects them.
+/// 4 MiB chunk of the file and, per id, a 64-bit hash with its line number and offset (a dictionary
+/// entry of about 40 bytes, against kilobytes of prompt and candidates); a `PromptStream` then hands
+/// out the records batch by batch as the coordinator selects them.
 public struct PromptReader: Sendable {
     public let featurizer: HashingFeaturizer
 
@@ -83,10 +84,6 @@ public struct PromptReader: Sendable {
         let scan = try scan(path: path)
         let stream = try PromptStream(path: path, scan: scan, reader: self)
         return (try stream.next(scan.prompts), scan.digest)
-    }
-
-    func parse(line: Data, where location: String, defaultID: String) throws -> PromptRecord {
-        try line.withUnsafeBytes { try parse(bytes: $0, where: location, defaultID: defaultID) }
     }
 
     func parse(bytes: UnsafeRawBufferPointer, where location: String, defaultID: String, idOnly: Bool = false) throws -> PromptRecord {
