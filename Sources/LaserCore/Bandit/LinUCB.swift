@@ -56,9 +56,9 @@ public struct LinUCB: Equatable, Sendable {
     /// How many threads a select may use once the factors exceed `parallelThreshold` bytes. It changes
     /// only the speed, never a result, and is not part of the value (`==` ignores it).
     public var maxThreads = 2
-    /// Above this many bytes of factors a select spreads the arms over `maxThreads` threads (measured:
-    /// laser-bench bandit; below it the threads' start costs more than they save).
-    public static let parallelThreshold = 4 << 20
+    /// Above this many bytes of factors a select shares its work between `maxThreads` threads. Measured
+    /// (K = 4, 2 threads against 1): 10-15% faster from d = 256 (514 KiB) on, 5% slower at d = 128.
+    public static let parallelThreshold = 256 << 10
 
     public init(armCount: Int, dimension: Int, alpha: Double = 0.1, lambda: Double = 1.0) {
         precondition(armCount > 0 && dimension > 0 && lambda > 0)
