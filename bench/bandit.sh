@@ -41,15 +41,16 @@ for row in swift["results"]:
              "dense_float64_baseline_ms_per_step": row["dense_float64_baseline"]["ms_per_step"]}
     for r in peer["results"]:
         if r["d"] == d:
-            entry[f"numpy_{r['dtype']}_ms_per_step"] = r["ms_per_step"]
-            entry[f"numpy_{r['dtype']}_over_ours"] = r["ms_per_step"] / ours["ms_per_step"]
-            entry[f"same_choices_ours_vs_numpy_{r['dtype']}"] = agree(ours["choices"], r["choices"])
+            name = f"numpy_{r['dtype']}_{r['rank1']}"
+            entry[f"{name}_ms_per_step"] = r["ms_per_step"]
+            entry[f"{name}_over_ours"] = r["ms_per_step"] / ours["ms_per_step"]
+            entry[f"same_choices_ours_vs_{name}"] = agree(ours["choices"], r["choices"])
     entry["same_choices_ours_vs_dense_float64_baseline"] = agree(ours["choices"], row["dense_float64_baseline"]["choices"])
     combined.append(entry)
 print("\nsummary (ms per select + update step, medians):")
 for e in combined:
+    peers = ", ".join(f"{k[6:-12]} {v:.3f}" for k, v in e.items() if k.startswith("numpy_") and k.endswith("_ms_per_step"))
     print(f"d = {e['d']}: ours {e['ours_ms_per_step']:.3f} (1 thread {e['ours_1t_ms_per_step']:.3f}), "
-          f"old Float64 {e['dense_float64_baseline_ms_per_step']:.3f}, numpy float32 {e.get('numpy_float32_ms_per_step', float('nan')):.3f}, "
-          f"numpy float64 {e.get('numpy_float64_ms_per_step', float('nan')):.3f}")
+          f"old Float64 {e['dense_float64_baseline_ms_per_step']:.3f}; numpy {peers}")
 print(json.dumps({"benchmark": "bandit_combined", "summary": combined, "laser_bench": swift, "numpy": peer}, sort_keys=True))
 EOF
