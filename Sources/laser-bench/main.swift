@@ -281,6 +281,32 @@ struct ShermanMorrisonFloat32 {
     }
 }
 
+/// The same Givens rank-1 updates as LinUCB's factor, in Float32 without the carry (dense, scalar):
+/// what the carry is for.
+struct UncompensatedFactor {
+    let d: Int
+    var l: [Float]
+    init(d: Int) {
+        self.d = d
+        l = [Float](repeating: 0, count: d * d)
+        for i in 0..<d { l[i * d + i] = 1 }
+    }
+    mutating func add(_ x: [Double]) {
+        var z = x.map { Float($0) }
+        for j in 0..<d {
+            let ljj = Double(l[j * d + j]), zj = Double(z[j])
+            let radius = (ljj * ljj + zj * zj).squareRoot()
+            let c = Float(ljj / radius), s = Float(zj / radius)
+            l[j * d + j] = Float(radius)
+            for i in (j + 1)..<d {
+                let li = l[i * d + j], zi = z[i]
+                l[i * d + j] = c * li + s * zi
+                z[i] = c * zi - s * li
+            }
+        }
+    }
+}
+
 /// Contexts for the drift benchmark: "random" (uniform in [-1, 1]^d, normalised, as `bandit` uses) or
 /// "featurizer" (HashingFeaturizer on 8 words drawn from a 300-word vocabulary: a bias component of
 /// 1/sqrt 2 in every context and sparse, correlated word features, like LASeR's prompts).
@@ -291,19 +317,21 @@ func driftContext(_ kind: String, _ rng: inout SplitMix64, _ d: Int) -> [Double]
 }
 
 /// Drift over many updates of one arm: the Float32 Cholesky factor (this LinUCB), and for comparison
-/// Float32 and Float64 Sherman-Morrison (`--compare-dims`, small d: they cost O(d^2) per update twice
-/// and O(d^3) per checkpoint in plain loops).
+/// (`--compare-dims`, small d: plain loops, O(d^2) per update and O(d^3) per checkpoint) the same
+/// factor without the carry, and Float32 and Float64 Sherman-Morrison.
 func drift(dims: [Int], compareDims: Set<Int>, updates: Int) {
     var rows: [[String: Any]] = []
     print("max|L L^T - A| / max|A|: the factor a select uses (Float32 values) against A summed in Float64")
     print("max|A^-1 A - I|: (L L^T)^-1 A for the factor; the kept inverse for Sherman-Morrison (SM)")
-    print("d     contexts    updates   factor max|LL^T-A|/max|A|  factor max|(LL^T)^-1 A - I|  SM f32 max|A^-1 A - I|  SM f64 max|A^-1 A - I|")
+    print("no carry: the same factor updates in Float32 without the carry (max|LL^T-A|/max|A|)")
+    print("d     contexts    updates   factor max|LL^T-A|/max|A|  factor max|(LL^T)^-1 A - I|  no carry max|LL^T-A|/..  SM f32 max|A^-1 A - I|  SM f64 max|A^-1 A - I|")
     for d in dims {
         for kind in ["random", "featurizer"] {
             var bandit = LinUCB(armCount: 1, dimension: d, alpha: 0.1, lambda: 1)
             var gram = ExactGram(d: d, lambda: 1)
             let compare = compareDims.contains(d)
             var sm32 = compare ? ShermanMorrisonFloat32(d: d) : nil
+            var plain = compare ? UncompensatedFactor(d: d) : nil
             var sm64 = compare ? DenseFloat64LinUCB(armCount: 1, dimension: d, alpha: 0.1, lambda: 1) : nil
             var rng = SplitMix64(seed: 9)
             var next = 1000
@@ -312,12 +340,18 @@ func drift(dims: [Int], compareDims: Set<Int>, updates: Int) {
                 bandit.update(arm: 0, context: x, reward: 0.5)
                 gram.add(x)
                 sm32?.add(x)
+                plain?.add(x)
                 sm64?.update(arm: 0, context: x, reward: 0.5)
                 guard u == next || u == updates else { continue }
                 let e = factorErrors(bandit.choleskyFactor(arm: 0), gram)
                 var row: [String: Any] = ["d": d, "contexts": kind, "updates": u, "cholesky_f32_backward": e.backward,
                                           "cholesky_f32_inverse": e.inverse]
-                var s32 = "-", s64 = "-"
+                var s32 = "-", s64 = "-", sp = "-"
+                if let f = plain {
+                    let v = factorErrors(f.l.map { Double($0) }, gram).backward
+                    row["factor_f32_without_carry_backward"] = v
+                    sp = String(format: "%.3e", v)
+                }
                 if let sm = sm32 {
                     let v = sm.inverseError(gram)
                     row["sherman_morrison_f32_inverse"] = v
@@ -337,6 +371,7 @@ func drift(dims: [Int], compareDims: Set<Int>, updates: Int) {
                 }
                 print(String(format: "%-5d ", d) + kind.padding(toLength: 11, withPad: " ", startingAt: 0)
                     + String(format: " %-9d %-26.3e %-29.3e ", u, e.backward, e.inverse)
+                    + sp.padding(toLength: 24, withPad: " ", startingAt: 0)
                     + s32.padding(toLength: 24, withPad: " ", startingAt: 0) + s64)
                 rows.append(row)
                 next *= 10
