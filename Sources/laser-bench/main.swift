@@ -135,7 +135,8 @@ func bandit(dims: [Int], steps: Int, baselineSteps: Int) {
     print("LinUCB select + update, K = \(arms) arms, medians of \(steps) steps (the Float64 baseline: \(baselineSteps) steps at d >= 4096)")
     print("bandwidth: over a buffer of the new state's size; limit: bytes moved per step / the higher of the two")
     print("state: bytes the bandit keeps (its resident-set growth is in the JSON); moved: bytes a step must read + write")
-    print("float32_cholesky_*: this LinUCB with 2 threads and with 1; dense_float64_baseline: the code it replaced")
+    print("float32_cholesky_*: this LinUCB with maxThreads 2 and 1 (2 threads only above LinUCB.parallelThreshold = "
+          + "\(LinUCB.parallelThreshold >> 20) MiB of factors, d >= 512 here); dense_float64_baseline: the code it replaced")
     print("d     implementation           ms/step  select ms  update ms  state MB  K*d^2*4 MB  moved MB/step  BW GB/s 1T/2T  limit ms  ratio")
     var results: [[String: Any]] = []
     for d in dims {
@@ -143,7 +144,8 @@ func bandit(dims: [Int], steps: Int, baselineSteps: Int) {
         let bound = arms * d * d * 4
         let bw1 = readBandwidth(bytes: arms * packedBytes, threads: 1)
         let bw2 = readBandwidth(bytes: arms * packedBytes, threads: 2)
-        var row: [String: Any] = ["d": d, "state_bound_bytes": bound, "bandwidth_1t_gb_s": bw1 / 1e9, "bandwidth_2t_gb_s": bw2 / 1e9]
+        var row: [String: Any] = ["d": d, "state_bound_bytes": bound, "bandwidth_1t_gb_s": bw1 / 1e9, "bandwidth_2t_gb_s": bw2 / 1e9,
+                                  "threads_used_by_2t": arms * packedBytes > LinUCB.parallelThreshold ? 2 : 1]
         func report(_ name: String, _ t: StepTimes, state: Int, moved: Int) -> [String: Any] {
             let limit = Double(moved) / max(bw1, bw2) * 1000
             print(String(format: "%-5d ", d) + name.padding(toLength: 24, withPad: " ", startingAt: 0)

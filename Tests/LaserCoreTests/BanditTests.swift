@@ -183,7 +183,7 @@ private let ucbTolerance = 1e-4
     /// Same update sequence, same bits: the result does not depend on the thread count or on when a
     /// deferred update is applied (fused into a select's pass, or on its own by the next update).
     @Test func deterministicWhateverTheThreadsAndTiming() {
-        let d = 300  // 4 arms of d(d+1)/2 floats exceed parallelThreshold: selects use 2 threads
+        let d = 520  // 4 arms of d(d+1)/2 floats exceed parallelThreshold: selects use 2 threads
         #expect(4 * d * (d + 1) / 2 * 4 > LinUCB.parallelThreshold)
         var rng = SplitMix64(seed: 11)
         var threaded = LinUCB(armCount: 4, dimension: d, alpha: 0.2, lambda: 1)

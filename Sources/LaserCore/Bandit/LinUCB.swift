@@ -57,8 +57,9 @@ public struct LinUCB: Equatable, Sendable {
     /// only the speed, never a result, and is not part of the value (`==` ignores it).
     public var maxThreads = 2
     /// Above this many bytes of factors a select shares its work between `maxThreads` threads. Measured
-    /// (K = 4, 2 threads against 1): 10-15% faster from d = 256 (514 KiB) on, 5% slower at d = 128.
-    public static let parallelThreshold = 256 << 10
+    /// (K = 4, 2 threads against 1): 15% faster at d = 512 (2.1 MB), 1.5x at d = 1024, 1.7x at 4096;
+    /// at d = 384 (1.2 MB) no faster in laser-bench, so one thread there.
+    public static let parallelThreshold = 2 << 20
 
     public init(armCount: Int, dimension: Int, alpha: Double = 0.1, lambda: Double = 1.0) {
         precondition(armCount > 0 && dimension > 0 && lambda > 0)
