@@ -57,8 +57,8 @@ public struct LinUCB: Equatable, Sendable {
     /// only the speed, never a result, and is not part of the value (`==` ignores it).
     public var maxThreads = 2
     /// Above this many bytes of factors a select shares its work between `maxThreads` threads. Measured
-    /// (K = 4, 2 threads against 1): 15% faster at d = 512 (2.1 MB), 1.5x at d = 1024, 1.7x at 4096;
-    /// at d = 384 (1.2 MB) no faster in laser-bench, so one thread there.
+    /// with laser-bench (K = 4, 2 threads against 1): 8% and 40% less time at d = 512 (2.1 MB, 2 runs),
+    /// 38% at d = 1024 and 43% at d = 4096 (medians of 5 runs); none at d = 384 (1.2 MB).
     public static let parallelThreshold = 2 << 20
 
     public init(armCount: Int, dimension: Int, alpha: Double = 0.1, lambda: Double = 1.0) {
@@ -130,7 +130,7 @@ public struct LinUCB: Equatable, Sendable {
     }
 }
 
-/// The factors, `b`, and the deferred update; all access goes through `lock`.
+/// The factors, `b`, and the deferred update; all access goes through `locked`.
 final class CholeskyStorage: @unchecked Sendable {
     let arms: Int
     let d: Int
