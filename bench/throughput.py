@@ -32,7 +32,8 @@ import time
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--laser", default=".build/release/laser")
-ap.add_argument("--baseline", required=True, help="the compiled bench/zmq_baseline.c")
+ap.add_argument("--baseline", help="the compiled bench/zmq_baseline.c")
+ap.add_argument("--write-input", metavar="PATH", help="only write the generated input to PATH (for laser-bench ingest) and exit")
 ap.add_argument("--prompts", type=int, default=100_000)
 ap.add_argument("--candidates", type=int, default=8)
 ap.add_argument("--bytes", type=int, default=1024)
@@ -47,6 +48,8 @@ ap.add_argument("--keep", action="store_true", help="keep the work folder")
 args = ap.parse_args()
 
 laser = os.path.abspath(args.laser)
+if not args.write_input and not args.baseline:
+    ap.error("--baseline is required (bench/throughput.sh compiles it)")
 work = tempfile.mkdtemp(prefix="laser-throughput-")
 
 
@@ -164,6 +167,12 @@ def run_baseline():
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
+
+if args.write_input:
+    generate(args.write_input)
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({"input": args.write_input, "prompts": args.prompts, "bytes": os.path.getsize(args.write_input)}))
+    sys.exit(0)
 
 try:
     data = os.path.join(work, "input.jsonl")

@@ -86,6 +86,43 @@ func temporaryDirectory() -> String {
         #expect(other.finish() != whole.finish())
     }
 
+    /// Batches come out in order and complete, from the input thread too; a file that changes after
+    /// its scan is refused instead of being mixed with the version that was validated.
+    @Test func streamAndPrefetcherHandOutBatchesInOrderAndRefuseAChangedFile() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/in.jsonl"
+        let lines = (0..<150).map { "{\"id\": \"p\($0)\", \"prompt\": \"q\($0)\", \"candidates\": [\"a\\n\($0)\", \"b \\\"\($0)\\\"\"]}" }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let scan = try reader.scan(path: path)
+        #expect(scan.prompts == 150)
+        let prefetcher = PromptPrefetcher(stream: try PromptStream(path: path, scan: scan, reader: reader), batchSize: 64, depth: 2)
+        var ids: [String] = []
+        for range in [0..<64, 64..<128, 128..<150] {
+            let batch = try prefetcher.take(range)
+            #expect(batch.count == range.count)
+            ids += batch.map(\.id)
+        }
+        #expect(ids == (0..<150).map { "p\($0)" })
+        #expect(try read(lines.joined(separator: "\n"))[149].candidates[1].text == "b \"149\"")
+
+        let stream = try PromptStream(path: path, scan: scan, reader: reader)
+        _ = try stream.next(10)
+        Thread.sleep(forTimeInterval: 0.01)  // a later modification time, whatever the file system's resolution
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"prompt\": \"new\", \"candidates\": [\"a\", \"b\"]}\n".utf8))
+        handle.closeFile()
+        #expect { _ = try stream.next(10) } throws: { "\($0)".contains("changed while its iteration was running") }
+        let late = PromptPrefetcher(stream: try PromptStream(path: path, scan: try reader.scan(path: path), reader: reader), batchSize: 64, depth: 1)
+        try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        // Whatever the thread had read before the change, the first batch read after it is refused.
+        var refused = false
+        for range in [0..<64, 64..<128, 128..<151] {
+            do { _ = try late.take(range) } catch { refused = "\(error)".contains("changed"); break }
+        }
+        #expect(refused)
+    }
+
     @Test func missingFileIsAClearError() {
         #expect(throws: InputError.self) { try reader.read(path: "/nonexistent/file.jsonl") }
     }
