@@ -19,6 +19,8 @@ public final class CoordinatorService {
     /// What the journal says each iteration's input was (a resume checks the digest, see `rescan`).
     private var recordedInputs: [Int: (digest: String, prompts: Int)] = [:]
     private var sentAny = false
+    /// Batch files and journal records, written in order on a thread of its own (set up by `run`).
+    private var output: OutputWriter?
     /// The scan of the next iteration's input, while it runs (see `checkLoader`).
     private var loader: InputLoader?
     private let context: ZMQContext
@@ -100,7 +102,10 @@ public final class CoordinatorService {
         var nextTick = Self.now().adding(milliseconds: UInt64(tickMs))
         var nextProgress = Self.now().adding(milliseconds: 1000)
         observer.started(endpoint: endpoint, now: Self.now())
+        let output = OutputWriter(runDirectory: runDirectory, journal: journal, logger: logger)
+        self.output = output
         defer {
+            output.stop()
             input?.stop()
             observer.finish(core.status(now: Self.now()), now: Self.now())
         }
@@ -112,6 +117,7 @@ public final class CoordinatorService {
             if loader != nil { wait = min(wait, 2) }
             let ready = try ZMQPoller.poll([(router, .readable)], timeoutMs: max(0, wait))
             checkLoader()
+            checkOutput()
             if ready[0].contains(.readable) {
                 // Bounded per wake-up so ticks (heartbeats, leases) are never starved by traffic.
                 var received = 0
@@ -179,6 +185,11 @@ public final class CoordinatorService {
         switch action {
         case .send(let peer, let message):
             sentAny = true
+            // A trainer gets a batch only once its file is durable (as when files were written inline).
+            if case .preferenceBatch = message, let error = output?.flush() {
+                outcome = .failure(error)
+                return
+            }
             do {
                 // Never block on a peer: one that does not read (full pipe) is treated like one that left.
                 if try !router.send([peer.bytes, WireCodec.encode(message)], nonBlocking: true) {
@@ -199,17 +210,9 @@ public final class CoordinatorService {
                 outcome = .failure(error)
             }
         case .emitBatch(let batch):
-            do {
-                if try !runDirectory.write(batch) {
-                    logger.info("batch \(batch.iteration)/\(batch.batch) was already written before the restart; kept as is")
-                }
-            } catch {
-                outcome = .failure(error)
-            }
+            if output?.submit(.batch(batch)) == false { outcome = .failure(output?.error ?? RunFailure("the output thread stopped")) }
         case .journal(let record, let sync):
-            let started = Self.now()
-            do { try journal.append(record, sync: sync) } catch { outcome = .failure(error) }
-            observer.journalWritten(seconds: Self.now().milliseconds(since: started) / 1000, sync: sync)
+            if output?.submit(.journal(record, sync: sync)) == false { outcome = .failure(output?.error ?? RunFailure("the output thread stopped")) }
         case .log(let level, let text):
             switch level {
             case .debug: logger.debug("\(text)")
@@ -218,6 +221,10 @@ public final class CoordinatorService {
             case .error: logger.error("\(text)")
             }
         case .finish(let summary):
+            if let error = output?.flush() {
+                outcome = .failure(error)
+                return
+            }
             do {
                 try journal.sync()
                 try runDirectory.write(selections: core.batchLog)
@@ -227,11 +234,19 @@ public final class CoordinatorService {
                 outcome = .failure(error)
             }
         case .fail(let message):
+            _ = output?.flush()
             try? journal.sync()
             try? runDirectory.write(selections: core.batchLog)
             try? runDirectory.write(summary: core.currentSummary)
             outcome = .failure(RunFailure(message))
         }
+    }
+
+    /// Stops the run at the output thread's first failure (a full disk), and passes its journal timings on.
+    private func checkOutput() {
+        guard let output else { return }
+        for t in output.takeJournalTimings() { observer.journalWritten(seconds: t.seconds, sync: t.sync) }
+        if outcome == nil, let error = output.error { outcome = .failure(error) }
     }
 
     /// Hands a finished input scan to the core (and starts reading its batches ahead).
