@@ -94,9 +94,9 @@ import Testing
             sim.maxCrashes = Int(rng.next() % 5)
             sim.run()
             crashes += sim.crashes
-            guard let summary = sim.finished, sim.conflicts == 0, sim.output == references[key]!.output,
+            guard let summary = sim.finished, sim.conflicts == 0, sim.blankTextsSent == 0, sim.output == references[key]!.output,
                   sim.core.selector == references[key]!.core.selector else {
-                Issue.record("seed \(seed) (\(key), workers \(pool.map { "\($0.2)" })): failure \(sim.failure ?? "none"), conflicts \(sim.conflicts), output equal \(sim.output == references[key]!.output)")
+                Issue.record("seed \(seed) (\(key), workers \(pool.map { "\($0.2)" })): failure \(sim.failure ?? "none"), conflicts \(sim.conflicts), blank texts sent \(sim.blankTextsSent), output equal \(sim.output == references[key]!.output)")
                 return
             }
             rejected += summary.counters.invalidResults + summary.counters.duplicateResults

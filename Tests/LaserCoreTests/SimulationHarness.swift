@@ -50,6 +50,10 @@ struct Simulation {
     var latest: [[Int]: EmittedBatch] = [:]
     /// A batch file about to be written with other content than it already has (must never happen).
     var conflicts = 0
+    /// As the shell does on a resume: batches the core says need no candidate texts get them empty.
+    var blankSettledTexts = true
+    /// PreferenceBatches that reached the trainer with an empty text (must stay 0).
+    var blankTextsSent = 0
     /// Batches whose identical file was already on disk after a crash (the shell skips those).
     var reEmitted = 0
     var crashes = 0
@@ -100,7 +104,15 @@ struct Simulation {
             case .loadIteration(let n):
                 feed(.iterationOpened(iteration: n, prompts: iterations[n - 1].count, digest: "input-\(n)"))
             case .readPrompts(let n, let range):
-                feed(.promptsRead(iteration: n, first: range.lowerBound, prompts: Array(iterations[n - 1][range])))
+                var prompts = Array(iterations[n - 1][range])
+                if blankSettledTexts && !core.textsNeeded(forBatch: core.nextBatchIndex) {
+                    prompts = prompts.map { p in
+                        var p = p
+                        p.candidates = p.candidates.map { Candidate(text: "", correct: $0.correct) }
+                        return p
+                    }
+                }
+                feed(.promptsRead(iteration: n, first: range.lowerBound, prompts: prompts))
             case .emitBatch(let b):
                 emitted.append(b)
                 let key = [b.iteration, b.batch]
@@ -179,6 +191,7 @@ struct Simulation {
             case .disconnect:
                 feed(.message(from: peer, .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim"))))
             case .preferenceBatch(let b):
+                if b.pairs.contains(where: { $0.chosen.isEmpty || $0.rejected.isEmpty }) { blankTextsSent += 1 }
                 lossesSent[Int(b.globalBatch), default: 0] += 1
                 feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: Self.standInLoss(b)))))
             case .feedbackAck(let a):

@@ -123,6 +123,23 @@ func temporaryDirectory() -> String {
         #expect(refused)
     }
 
+    /// A resume's replayed batches: long candidate texts are stepped over, everything else is kept,
+    /// and a line with a reference is read in full (its labels come from the texts).
+    @Test func skimmingLeavesOutOnlyLongCandidateTexts() throws {
+        let long = String(repeating: "x\\n", count: 200)
+        let prompt = String(repeating: "why ", count: 100)
+        let line = "{\"id\": \"a\", \"prompt\": \"\(prompt)\", \"task\": \"t\", \"candidates\": [\"\(long)\", \"short\", {\"text\": \"\(long)\", \"correct\": true}]}"
+        let full = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d") }
+        let skimmed = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true) }
+        #expect(full.candidates[0].text.count == 400)
+        #expect(skimmed.candidates.map(\.text) == ["", "short", ""])
+        #expect(skimmed.candidates.map(\.correct) == full.candidates.map(\.correct))
+        #expect(skimmed.prompt == full.prompt && skimmed.context == full.context && skimmed.id == "a" && skimmed.task == "t")
+        let withReference = line.replacingOccurrences(of: "\"task\": \"t\"", with: "\"reference\": \"4\"")
+        let labelled = try Array(withReference.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true) }
+        #expect(labelled.candidates[0].text.count == 400)
+    }
+
     @Test func missingFileIsAClearError() {
         #expect(throws: InputError.self) { try reader.read(path: "/nonexistent/file.jsonl") }
     }

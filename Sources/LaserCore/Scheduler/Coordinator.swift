@@ -457,7 +457,8 @@ public struct Coordinator: Sendable {
             iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmLabel,
             promptCount: batch.range.count, pairs: pairs, choices: choices, labelAccuracy: accuracy.value, rawReward: raw)
         batchLog.append(BatchOutcome(emitted))
-        if recovery.emitted.remove(global) != nil {
+        let replayed = recovery.emitted.remove(global) != nil
+        if replayed {
             actions.append(.log(.debug, "batch \(global) was emitted before the restart; not emitted again"))
         } else {
             actions.append(.emitBatch(emitted))
@@ -474,7 +475,18 @@ public struct Coordinator: Sendable {
             feedback[global] = updates
         }
         deliverToTrainer(&actions)
-        streamToTrainer(emitted, &actions)
+        // Label-reward runs stream each batch once, when it is emitted (its file is the record).
+        if !replayed { streamToTrainer(emitted, &actions) }
+    }
+
+    /// The global index the next selected batch gets (at an iteration's start: its first batch's).
+    public var nextBatchIndex: Int { nextGlobal }
+
+    /// Whether batch `global` needs its candidate texts: false only for a batch the journal says was
+    /// emitted and that will not go to a trainer again (label reward, or its loss is recorded). A
+    /// resume replays such batches without emitting them, so the shell may leave their texts empty.
+    public func textsNeeded(forBatch global: Int) -> Bool {
+        !(recovery.emitted.contains(global) && (plan.rewardSource != .trainerLoss || recovery.losses[global] != nil))
     }
 
     // MARK: observation

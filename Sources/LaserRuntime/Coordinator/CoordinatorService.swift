@@ -256,7 +256,11 @@ public final class CoordinatorService {
         switch result {
         case .success(let (scan, stream)):
             input?.stop()
-            input = PromptPrefetcher(stream: stream, batchSize: config.batchSize, depth: config.pipelineDepth + 1)
+            // Batches a resume replays without emitting or sending them again need no candidate texts.
+            let first = core.nextBatchIndex, size = config.batchSize
+            let settled = Set((0..<((scan.prompts + size - 1) / size)).filter { !core.textsNeeded(forBatch: first + $0) })
+            input = PromptPrefetcher(stream: stream, batchSize: size, depth: config.pipelineDepth + 1,
+                                     textsNeeded: { !settled.contains($0) })
             pending.append(.iterationOpened(iteration: loading.iteration, prompts: scan.prompts, digest: scan.digest))
             drain()
         case .failure(let error):

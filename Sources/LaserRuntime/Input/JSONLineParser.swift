@@ -44,9 +44,13 @@ struct JSONLineParser {
 
     /// `materialize: false` (a validating pass that only needs short fields): strings longer than
     /// `longString` bytes are checked exactly as usual but come back empty, saving their copy.
-    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true) throws -> (value: JSONValue, sawNUL: Bool) {
+    /// `skim: true` (a line that was validated before and whose long texts nobody will read): strings
+    /// longer than `longString` bytes inside arrays (candidate texts; never a top-level field such as
+    /// the prompt) are only stepped over, neither decoded nor checked, and come back empty.
+    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false) throws -> (value: JSONValue, sawNUL: Bool) {
         var p = JSONLineParser(bytes: bytes)
         p.materialize = materialize
+        p.skim = skim
         defer { p.scratch?.deallocate() }
         p.skipSpace()
         let v = try p.value()
@@ -57,6 +61,7 @@ struct JSONLineParser {
 
     private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
     private var materialize = true
+    private var skim = false
     /// Where strings with escapes are decoded: as long as the line (freed by `parseReportingNUL`).
     private var scratch: UnsafeMutablePointer<UInt8>?
     static let longString = 256
@@ -175,6 +180,21 @@ struct JSONLineParser {
         let base = bytes.baseAddress!
         let end = bytes.count
         var high: UInt64 = 0
+        if skim && depth >= 2 {
+            // Step over the string: to its closing quote, jumping every escape.
+            var k = start
+            while true {
+                k = JSONScan.findSpecial(base, from: k, end: end, high: &high)
+                guard k < end else { i = k; throw error("unterminated string") }
+                if base.load(fromByteOffset: k, as: UInt8.self) == UInt8(ascii: "\"") { break }
+                k += base.load(fromByteOffset: k, as: UInt8.self) == UInt8(ascii: "\\") ? 2 : 1
+            }
+            if k - start > Self.longString {
+                i = k + 1
+                return ""
+            }
+            high = 0  // short: decoded as usual below
+        }
         var k = JSONScan.findSpecial(base, from: start, end: end, high: &high)
         guard k < end else { i = k; throw error("unterminated string") }
         var c = base.load(fromByteOffset: k, as: UInt8.self)

@@ -168,7 +168,8 @@ public final class PromptStream {
     }
 
     /// The next `count` records (fewer at the end of the file).
-    public func next(_ count: Int) throws -> [PromptRecord] {
+    /// `texts: false`: candidate texts come back empty (see `PromptReader.parse(skim:)`).
+    public func next(_ count: Int, texts: Bool = true) throws -> [PromptRecord] {
         // The file is read twice (scan, then here): refuse to mix two versions of it.
         guard lines.unchanged(since: scan.stamp) else { throw Self.changed(path) }
         // The lines are cut out here, in order; parsing them (most of the work) is shared by `parallelism`
@@ -196,7 +197,8 @@ public final class PromptStream {
                 for i in stride(from: w, to: n, by: workers) {
                     let (number, range) = ranges[i]
                     slots.buffer[i] = Result {
-                        try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)", defaultID: "line-\(number)")
+                        try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)",
+                                         defaultID: "line-\(number)", skim: !texts)
                     }
                 }
             }

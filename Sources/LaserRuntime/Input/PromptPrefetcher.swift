@@ -14,11 +14,14 @@ final class PromptPrefetcher: @unchecked Sendable {
     private var ready: [(first: Int, result: Result<[PromptRecord], Error>)] = []
     private var stopped = false
     private var done = false
+    /// Whether the batch at this position in the iteration (0-based) needs its candidate texts.
+    private let textsNeeded: @Sendable (Int) -> Bool
 
-    init(stream: PromptStream, batchSize: Int, depth: Int) {
+    init(stream: PromptStream, batchSize: Int, depth: Int, textsNeeded: @escaping @Sendable (Int) -> Bool = { _ in true }) {
         self.stream = stream
         self.batchSize = batchSize
         self.depth = max(1, depth)
+        self.textsNeeded = textsNeeded
         let thread = Thread { [self] in run() }
         thread.name = "laser-input"
         thread.start()
@@ -33,7 +36,7 @@ final class PromptPrefetcher: @unchecked Sendable {
             if stopped { condition.unlock(); return }
             condition.unlock()
             let first = stream.position
-            let result = Result { try stream.next(batchSize) }
+            let result = Result { try stream.next(batchSize, texts: textsNeeded(first / batchSize)) }
             let last: Bool
             switch result {
             case .success(let records): last = records.count < batchSize || stream.position >= stream.scan.prompts

@@ -86,10 +86,13 @@ public struct PromptReader: Sendable {
         return (try stream.next(scan.prompts), scan.digest)
     }
 
-    func parse(bytes: UnsafeRawBufferPointer, where location: String, defaultID: String, idOnly: Bool = false) throws -> PromptRecord {
+    /// `skim`: the line was validated before and its candidate texts will not be read (a batch a
+    /// resume replays without emitting it again): they come back empty, unless the line has a
+    /// reference (its labels are derived from the texts).
+    func parse(bytes: UnsafeRawBufferPointer, where location: String, defaultID: String, idOnly: Bool = false, skim: Bool = false) throws -> PromptRecord {
         let o: JSONValue
         let sawNUL: Bool
-        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly) } catch {
+        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly, skim: skim) } catch {
             throw InputError("\(location): not valid JSON (\(error)); each line must be one JSON object")
         }
         guard case .object = o else {
@@ -110,6 +113,9 @@ public struct PromptReader: Sendable {
         }
         guard rawCandidates.count >= 2 else {
             throw InputError("\(location): prompt '\(id)' has \(rawCandidates.count) candidate(s); a preference pair needs at least 2")
+        }
+        if skim, let r = o["reference"], r != .null {
+            return try parse(bytes: bytes, where: location, defaultID: defaultID, idOnly: idOnly)
         }
         var reference: String?
         switch o["reference"] {
