@@ -22,7 +22,10 @@ final class PromptPrefetcher: @unchecked Sendable {
         self.batchSize = batchSize
         self.depth = max(1, depth)
         self.textsNeeded = textsNeeded
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [self] in
+            nameThisThread("laser-input")
+            run()
+        }
         thread.name = "laser-input"
         thread.start()
     }
@@ -88,6 +91,7 @@ final class InputLoader: @unchecked Sendable {
     init(iteration: Int, path: String, reader: PromptReader, recorded: (digest: String, prompts: Int)?) {
         self.iteration = iteration
         let thread = Thread { [self] in
+            nameThisThread("laser-scan")
             let r = Result { () -> (scan: PromptReader.Scan, stream: PromptStream) in
                 // A resume re-validates an input whose bytes are unchanged by its digest alone.
                 let scan = try recorded.map { try reader.rescan(path: path, digest: $0.digest, prompts: $0.prompts) }
@@ -108,4 +112,14 @@ final class InputLoader: @unchecked Sendable {
         defer { lock.unlock() }
         return result
     }
+}
+
+/// Names the calling thread for the OS (top -H, perf and gdb show it; Foundation's Thread.name does
+/// not reach the kernel on Linux, and pthread_setname_np is not imported): at most 15 characters.
+func nameThisThread(_ name: String) {
+    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
 }

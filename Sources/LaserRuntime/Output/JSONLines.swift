@@ -5,13 +5,14 @@ import LaserCore
 public enum JSONLines {
     public static func line(_ p: PreferencePair) -> String {
         var out: [UInt8] = []
+        out.reserveCapacity(p.prompt.utf8.count + p.chosen.utf8.count + p.rejected.utf8.count + 160)
         append(p, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Appends the pair's line (without a newline) as UTF-8.
+    /// Appends the pair's line (without a newline) as UTF-8. (No reserveCapacity here: reserving a little
+    /// more for every pair of a batch reallocates the whole buffer each time.)
     public static func append(_ p: PreferencePair, to out: inout [UInt8]) {
-        out.reserveCapacity(out.count + p.prompt.utf8.count + p.chosen.utf8.count + p.rejected.utf8.count + 160)
         out.append(contentsOf: #"{"prompt":"#.utf8)
         appendString(p.prompt, to: &out)
         out.append(contentsOf: #","chosen":"#.utf8)
@@ -76,15 +77,19 @@ public enum JSONLines {
                 guard k < u.count else { return }
                 let c = u[k]
                 run = k + 1
+                out.append(0x5C)
                 switch c {
-                case 0x22: out.append(contentsOf: [0x5C, 0x22])
-                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-                case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+                case 0x22, 0x5C: out.append(c)
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
                 default:
-                    let hex = Array("0123456789abcdef".utf8)
-                    out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 0xF)]])
+                    let hex: StaticString = "0123456789abcdef"
+                    out.append(UInt8(ascii: "u"))
+                    out.append(0x30)
+                    out.append(0x30)
+                    out.append(hex.utf8Start[Int(c >> 4)])
+                    out.append(hex.utf8Start[Int(c & 0xF)])
                 }
             }
         }

@@ -32,7 +32,10 @@ final class OutputWriter: @unchecked Sendable {
         self.runDirectory = runDirectory
         self.journal = journal
         self.logger = logger
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [self] in
+            nameThisThread("laser-output")
+            run()
+        }
         thread.name = "laser-output"
         thread.start()
     }

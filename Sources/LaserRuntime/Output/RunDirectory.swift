@@ -71,6 +71,9 @@ public struct RunDirectory: Sendable {
     public func write(_ batch: EmittedBatch) throws -> Bool {
         try AtomicFile.makeDirectory(iterationDirectory(batch.iteration))
         var bytes: [UInt8] = []
+        // Once, for the whole file (texts plus escapes and the fixed keys, roughly).
+        bytes.reserveCapacity(batch.pairs.reduce(0) { $0 + $1.prompt.utf8.count + $1.chosen.utf8.count + $1.rejected.utf8.count + 200 }
+            + batch.choices.reduce(0) { $0 + $1.prompt.utf8.count + $1.response.utf8.count + 200 })
         for pair in batch.pairs {
             JSONLines.append(pair, to: &bytes)
             bytes.append(0x0A)
