@@ -285,3 +285,17 @@ func temporaryDirectory() -> String {
         #expect(throws: JSONSyntaxError.self) { try invalid.withUnsafeBytes { try JSONLineParser.parse($0) } }
     }
 }
+
+/// Skimming finds the end of a long text across escaped quotes and trailing escaped backslashes.
+@Suite struct SkimTests {
+    @Test func escapedQuotesAndBackslashesDoNotEndAText() throws {
+        let reader = PromptReader(contextDimension: 4)
+        let tricky = String(repeating: #"q\"x"#, count: 100) + #"\\\\"#   // ends with two escaped backslashes
+        let line = #"{"prompt": "p", "candidates": [""# + tricky + #"", "b", ""# + tricky + #""], "task": "t"}"#
+        let full = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d") }
+        let skimmed = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true) }
+        #expect(full.candidates[0].text.hasSuffix(#"x\\"#) && full.candidates[0].text.count == 302)
+        #expect(skimmed.candidates.map(\.text) == ["", "b", ""])
+        #expect(skimmed.task == "t" && skimmed.candidates.count == 3)
+    }
+}

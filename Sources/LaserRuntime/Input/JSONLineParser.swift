@@ -181,13 +181,19 @@ struct JSONLineParser {
         let end = bytes.count
         var high: UInt64 = 0
         if skim && depth >= 2 {
-            // Step over the string: to its closing quote, jumping every escape.
+            // Step over the string: the next quote not escaped (preceded by an even number of
+            // backslashes), found with memchr, which runs at memory speed.
             var k = start
             while true {
-                k = JSONScan.findSpecial(base, from: k, end: end, high: &high)
-                guard k < end else { i = k; throw error("unterminated string") }
-                if base.load(fromByteOffset: k, as: UInt8.self) == UInt8(ascii: "\"") { break }
-                k += base.load(fromByteOffset: k, as: UInt8.self) == UInt8(ascii: "\\") ? 2 : 1
+                guard let hit = memchr(base + k, 0x22, end - k) else { i = end; throw error("unterminated string") }
+                let q = base.distance(to: UnsafeRawPointer(hit))
+                var backslashes = 0
+                while q - backslashes - 1 >= start, base.load(fromByteOffset: q - backslashes - 1, as: UInt8.self) == UInt8(ascii: "\\") {
+                    backslashes += 1
+                }
+                k = q
+                if backslashes % 2 == 0 { break }
+                k += 1
             }
             if k - start > Self.longString {
                 i = k + 1
