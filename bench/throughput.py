@@ -208,6 +208,9 @@ result = {
     "coordinator_cpu_us_per_candidate": round(med([1e6 * r["cpu_s"] / candidates for r in lasers]), 3),
     "worker_cpu_us_per_candidate": round(med([1e6 * r["worker_cpu_s"] / candidates for r in lasers]), 3),
     "baseline_router_cpu_us_per_candidate": round(med([1e6 * b["router_cpu_s"] / candidates for b in bases]), 3),
+    # Machine-speed-independent: each laser run's coordinator CPU over the baseline's ROUTER CPU of the
+    # same repeat (the machine's speed drifts between invocations).
+    "cpu_ratio_to_baseline": round(med([r["cpu_s"] / b["router_cpu_s"] for r, b in zip(lasers, bases)]), 2),
     "coordinator_peak_rss_mb": round(med([r["peak_rss_mb"] for r in lasers]), 1),
     "journal_mb": round(med([r["journal_mb"] for r in lasers]), 2),
     "replay_s": round(med([r["replay_s"] for r in lasers]), 3),
@@ -219,6 +222,6 @@ result = {
 }
 print(f"{'':32} {'laser':>12} {'bare libzmq':>12} {'ratio':>7}")
 print(f"{'candidates/s (end to end)':32} {laser_cps:>12,.0f} {base_cps:>12,.0f} {laser_cps / base_cps:>7.3f}")
-print(f"{'coordinator CPU us/candidate':32} {result['coordinator_cpu_us_per_candidate']:>12.3f} {result['baseline_router_cpu_us_per_candidate']:>12.3f}")
+print(f"{'coordinator CPU us/candidate':32} {result['coordinator_cpu_us_per_candidate']:>12.3f} {result['baseline_router_cpu_us_per_candidate']:>12.3f} {result['cpu_ratio_to_baseline']:>7.2f}")
 print(f"coordinator peak RSS {result['coordinator_peak_rss_mb']} MB; journal {result['journal_mb']} MB, replay {result['replay_s']} s")
 print(json.dumps(result))
