@@ -27,6 +27,8 @@ let package = Package(
         // protoc-c output for proto/laser.proto (regenerate with scripts/generate-proto.sh).
         .target(name: "LaserProtoC", dependencies: ["CProtobufC"], path: "Sources/LaserProtoC"),
 
+        // The JSON string scan of the input parser and batch-file writer (SSE2; see its header).
+        .target(name: "CJSONScan", path: "Sources/CJSONScan"),
         // A small Swift face for libzmq: context, sockets, multipart frames, poll.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Wire messages as Swift value types; the only module that touches protobuf-c structs.
@@ -43,7 +45,7 @@ let package = Package(
         .target(
             name: "LaserRuntime",
             dependencies: [
-                "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo", "StableRandom",
+                "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo", "StableRandom", "CJSONScan",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -299,3 +299,27 @@ func temporaryDirectory() -> String {
         #expect(skimmed.task == "t" && skimmed.candidates.count == 3)
     }
 }
+
+/// The SSE2 scan against the obvious loop, on random bytes at every offset and length.
+@Suite struct JSONScanTests {
+    @Test func findsTheFirstSpecialByteAndReportsNonASCIIBeforeIt() {
+        var rng = SplitMix64(seed: 5)
+        let alphabet: [UInt8] = [0x61, 0x7A, 0x20, 0x22, 0x5C, 0x00, 0x1F, 0x7F, 0x80, 0xC3, 0xFF, 0x30]
+        for _ in 0..<3000 {
+            let n = Int(rng.next() % 70)
+            // Mostly plain text, so that many blocks have no special byte at all.
+            let bytes = (0..<n).map { _ in rng.next() % 6 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : UInt8(0x41 + rng.next() % 26) }
+            let from = n == 0 ? 0 : Int(rng.next() % UInt64(n + 1))
+            var expectedIndex = n, expectedNonASCII = false
+            for k in from..<n {
+                let c = bytes[k]
+                if c == 0x22 || c == 0x5C || c < 0x20 { expectedIndex = k; break }
+                if c >= 0x80 { expectedNonASCII = true }
+            }
+            var flag: UInt32 = 0
+            let got = bytes.withUnsafeBytes { JSONScan.findSpecial($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, from: from, end: n, high: &flag) }
+            #expect(got == expectedIndex, "\(bytes) from \(from)")
+            #expect(!JSONScan.isASCII(flag) == expectedNonASCII, "\(bytes) from \(from)")
+        }
+    }
+}

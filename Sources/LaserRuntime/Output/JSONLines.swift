@@ -69,7 +69,7 @@ public enum JSONLines {
         var text = text
         text.withUTF8 { u in
             guard let base = u.baseAddress else { return }
-            var high: UInt64 = 0
+            var high: UInt32 = 0
             var run = 0
             while true {
                 let k = JSONScan.findSpecial(UnsafeRawPointer(base), from: run, end: u.count, high: &high)
