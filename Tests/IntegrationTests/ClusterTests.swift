@@ -53,7 +53,7 @@ import ZeroMQ
             return
         }
         for line in output.split(separator: "\n") where line.hasPrefix(prefix) { print(line) }
-        #expect(code == 0, "scripts/\(name) failed (exit \(code)):\n\(output.suffix(6000))")
+        #expect(code == 0, "scripts/\(name) failed (exit \(code)):\n\(output.suffix(12000))")
     }
 
     @Test func slurmScriptOnARealSingleNodeSlurm() throws {
