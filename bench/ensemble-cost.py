@@ -34,13 +34,13 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import free_port, log, reap, wait_for
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--laser", default=".build/release/laser")
@@ -75,18 +75,6 @@ if not os.access(laser, os.X_OK):
     raise SystemExit(f"no laser binary at {laser} (build it: swift build -c release --product laser)")
 work = tempfile.mkdtemp(prefix="laser-ensemble-cost-")
 clock_ticks = os.sysconf("SC_CLK_TCK")
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def proc_cpu(pid):
@@ -187,22 +175,11 @@ network: {{heartbeat_ms: 1000, liveness: 5, lease_ms: 60000}}
             cpu_end = proc_cpu(coordinator.pid)
             break
         time.sleep(0.01)
-    _, status, usage = os.wait4(coordinator.pid, 0)
-    coordinator.returncode = code = os.waitstatus_to_exitcode(status)
+    usage = wait_for(coordinator)
+    code = coordinator.returncode
     elapsed = time.time() - started
     coordinator_total = usage.ru_utime + usage.ru_stime
-    worker_cpu = 0.0
-    deadline = time.time() + 15
-    for w in workers:  # reaped with wait4 to get each one's CPU time
-        while True:
-            pid, status, usage = os.wait4(w.pid, os.WNOHANG)
-            if pid:
-                w.returncode = os.waitstatus_to_exitcode(status)
-                worker_cpu += usage.ru_utime + usage.ru_stime
-                break
-            if time.time() > deadline:
-                w.send_signal(signal.SIGKILL)
-            time.sleep(0.02)
+    worker_cpu = reap(workers)
     text = log_text()
     if code != 0:
         args.keep = True

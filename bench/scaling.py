@@ -19,13 +19,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import free_port, log, reap, wait_for
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--laser", default=".build/release/laser")
@@ -47,18 +47,6 @@ shim = os.path.abspath(args.shim)
 work = tempfile.mkdtemp(prefix="laser-scaling-")
 datasets = {}
 cpu_samples = {}  # label -> [(coordinator cores, all processes' cores)] averaged over each whole run
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def dataset(prompts):
@@ -121,22 +109,11 @@ network: {{heartbeat_ms: 1000, liveness: 5, lease_ms: 60000}}
             [laser, "worker", "--connect", endpoint, "--id", f"w{i}", "--slots", str(args.slots),
              "--give-up-after", "120", "--log-level", "error"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    _, status, usage = os.wait4(coordinator.pid, 0)
-    coordinator.returncode = code = os.waitstatus_to_exitcode(status)
+    usage = wait_for(coordinator)
+    code = coordinator.returncode
     elapsed = time.time() - started
     coordinator_cpu = usage.ru_utime + usage.ru_stime
-    worker_cpu = 0.0
-    deadline = time.time() + 15
-    for w in workers:  # reaped with wait4 (not Popen.wait) to get each one's CPU time
-        while True:
-            pid, status, usage = os.wait4(w.pid, os.WNOHANG)
-            if pid:
-                w.returncode = os.waitstatus_to_exitcode(status)
-                worker_cpu += usage.ru_utime + usage.ru_stime
-                break
-            if time.time() > deadline:
-                w.send_signal(signal.SIGKILL)
-            time.sleep(0.02)
+    worker_cpu = reap(workers)
     with open(logpath) as f:
         log_text = f.read()
     if code != 0:

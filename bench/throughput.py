@@ -23,12 +23,13 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import free_port, log, reap, wait_for
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--laser", default=".build/release/laser")
@@ -51,18 +52,6 @@ laser = os.path.abspath(args.laser)
 if not args.write_input and not args.baseline:
     ap.error("--baseline is required (bench/throughput.sh compiles it)")
 work = tempfile.mkdtemp(prefix="laser-throughput-")
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def generate(path):
@@ -98,12 +87,6 @@ def generate(path):
             f.write(f'{{"id":"p{i}","prompt":"Question {i}: what is {i % 97} plus {i % 89}? Show your work.","candidates":[{cands}]}}\n')
 
 
-def wait_for(proc):
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage
-
-
 def run_laser(data):
     rundir = tempfile.mkdtemp(prefix="run-", dir=work)
     config = os.path.join(rundir, "bench.yaml")
@@ -130,17 +113,7 @@ network: {{heartbeat_ms: 1000, liveness: 10, lease_ms: 120000}}
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(args.workers)]
     usage = wait_for(coordinator)
     wall = time.monotonic() - started
-    worker_cpu = 0.0
-    deadline = time.monotonic() + 20
-    for w in workers:  # reaped with wait4 for their CPU time
-        while True:
-            pid, status, wusage = os.wait4(w.pid, os.WNOHANG)
-            if pid:
-                worker_cpu += wusage.ru_utime + wusage.ru_stime
-                break
-            if time.monotonic() > deadline:
-                w.kill()
-            time.sleep(0.01)
+    worker_cpu = reap(workers, timeout=20)
     if coordinator.returncode != 0:
         args.keep = True
         raise SystemExit(f"coordinator failed; its log: {logpath}\n{open(logpath).read()[-3000:]}")
