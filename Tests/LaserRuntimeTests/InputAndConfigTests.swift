@@ -68,6 +68,21 @@ func temporaryDirectory() -> String {
         #expect(changed.prompts == 2 && changed.digest != scan.digest)
     }
 
+    /// A journal written by a laser before the streaming reader holds the byte-wise FNV-1a digest: the
+    /// unchanged file still resumes (the scan reports that digest), a changed one does not.
+    @Test func rescanAcceptsTheDigestOfEarlierVersions() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/in.jsonl"
+        let text = "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{\"prompt\": \"q\", \"candidates\": [\"c\", \"d\"]}\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let legacy = contentDigest(Array(text.utf8))
+        #expect(try PromptReader.legacyDigest(path: path) == legacy)
+        let scan = try reader.rescan(path: path, digest: legacy, prompts: 2)
+        #expect(scan.digest == legacy && scan.prompts == 2)
+        try (text + text.replacingOccurrences(of: "\"p\"", with: "\"p2\"").replacingOccurrences(of: "\"q\"", with: "\"q2\"")).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try reader.rescan(path: path, digest: legacy, prompts: 2).digest != legacy)
+    }
+
     /// The digest does not depend on how the file is cut into chunks.
     @Test func streamDigestIgnoresChunkBoundaries() {
         let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }

@@ -45,8 +45,25 @@ public struct PromptReader: Sendable {
         var digest = StreamDigest()
         lines.onChunk = { digest.update($0) }
         try lines.readToEnd()
-        guard digest.finish() == recorded else { return try scan(path: path) }
+        guard digest.finish() == recorded else {
+            var full = try scan(path: path)
+            // A run started by a laser before the streaming reader recorded byte-wise FNV-1a: the same
+            // bytes under that digest are the same input, not a changed one.
+            if try Self.legacyDigest(path: path) == recorded { full.digest = recorded }
+            return full
+        }
         return Scan(prompts: prompts, digest: recorded, bytes: lines.bytesRead, stamp: lines.stamp)
+    }
+
+    /// The input digest of laser versions before the streaming reader (`contentDigest`, FNV-1a over
+    /// every byte), computed in chunks.
+    static func legacyDigest(path: String) throws -> String {
+        let lines = try LineSource(path: path)
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        lines.onChunk = { h = FNV1a.hash($0, seed: h) }
+        try lines.readToEnd()
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// Validates every line of `path` (first bad line: an `InputError` naming file and line).
