@@ -34,7 +34,8 @@ extension Coordinator {
                 lastDispatch[rm] = now
                 workers[peer]!.lastSent = now
                 summary.counters.tasksDispatched += 1
-                let items = task.indices.map { prompt($0, inBatch: task.batch) }.map {
+                let batch = batches[task.batch]!
+                let items = task.indices.map { batch.prompts[$0 - batch.range.lowerBound] }.map {
                     ScoreItem(promptID: $0.id, prompt: $0.prompt, candidates: $0.candidates.map(\.text), reference: $0.reference)
                 }
                 actions.append(.send(to: peer, .scoreTask(ScoreTask(

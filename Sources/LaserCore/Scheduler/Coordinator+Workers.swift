@@ -153,8 +153,9 @@ extension Coordinator {
         guard perItem.count == task.indices.count else {
             return "\(perItem.count) score lists for \(task.indices.count) prompts"
         }
+        guard let batch = batches[task.batch] else { return "task \(task.id) belongs to no open batch" }
         for (offset, index) in task.indices.enumerated() {
-            let p = prompt(index, inBatch: task.batch)
+            let p = batch.prompts[index - batch.range.lowerBound]
             let expected = p.candidates.count
             let got = perItem[offset]
             if got.count != expected {
