@@ -263,9 +263,7 @@ struct StreamDigest {
     }
 
     func finish() -> String {
-        let v = SplitMix64.mix(h0, h1, h2, h3, total, FNV1a.hash(tail))
-        let hex = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        digestHex(SplitMix64.mix(h0, h1, h2, h3, total, FNV1a.hash(tail)))
     }
 }
 

@@ -62,8 +62,7 @@ public struct PromptReader: Sendable {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         lines.onChunk = { h = FNV1a.hash($0, seed: h) }
         try lines.readToEnd()
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        return digestHex(h)
     }
 
     /// Validates every line of `path` (first bad line: an `InputError` naming file and line).
@@ -94,13 +93,9 @@ public struct PromptReader: Sendable {
     }
 
     /// Every record of `path` (small files and tests; the coordinator streams).
-    public func read(path: String) throws -> [PromptRecord] { try readWithDigest(path: path).records }
-
-    /// The records and a digest of the file's bytes (a resume refuses input that changed).
-    public func readWithDigest(path: String) throws -> (records: [PromptRecord], digest: String) {
+    public func read(path: String) throws -> [PromptRecord] {
         let scan = try scan(path: path)
-        let stream = try PromptStream(path: path, scan: scan, reader: self)
-        return (try stream.next(scan.prompts), scan.digest)
+        return try PromptStream(path: path, scan: scan, reader: self).next(scan.prompts)
     }
 
     /// `skim`: the line was validated before and its candidate texts will not be read (a batch a

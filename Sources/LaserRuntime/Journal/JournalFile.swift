@@ -135,6 +135,11 @@ public enum CRC32 {
 
 /// A 64-bit FNV-1a digest as 16 hex digits (change detection for config and input, not security).
 public func contentDigest<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-    let hex = String(FNV1a.hash(bytes), radix: 16)
+    digestHex(FNV1a.hash(bytes))
+}
+
+/// A 64-bit digest as the 16 hex digits the journal records.
+func digestHex(_ value: UInt64) -> String {
+    let hex = String(value, radix: 16)
     return String(repeating: "0", count: 16 - hex.count) + hex
 }
