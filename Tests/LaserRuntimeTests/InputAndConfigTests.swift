@@ -301,6 +301,89 @@ func temporaryDirectory() -> String {
     }
 }
 
+/// The C string scanner behind the parser (`laser_json_string`): the same texts, the same errors at
+/// the same offsets as the byte-at-a-time rules, in both of its modes (decode, and validate only).
+@Suite struct JSONStringScanTests {
+    func failure(_ text: String, materialize: Bool = true) -> String? {
+        do {
+            _ = try Array(text.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: materialize) }
+            return nil
+        } catch { return "\(error)" }
+    }
+
+    @Test func errorsNameWhatAndWhere() {
+        let long = String(repeating: "x", count: 300)
+        for materialize in [true, false] {
+            for pad in ["", long] {
+                let o = 7 + pad.utf8.count   // offset of the first byte after `{"a": "` and the padding
+                #expect(failure(#"{"a": ""# + pad + #"abc"#, materialize: materialize) == "unterminated string at character \(o + 4)")
+                #expect(failure(#"{"a": ""# + pad + "ab\tc\"}", materialize: materialize) == "a control character inside a string (escape it) at character \(o + 3)")
+                #expect(failure(#"{"a": ""# + pad + #"ab\"#, materialize: materialize) == "unterminated escape at character \(o + 3)")
+                #expect(failure(#"{"a": ""# + pad + #"ab\x"}"#, materialize: materialize) == #"an invalid escape '\x' at character \#(o + 3)"#)
+                #expect(failure(#"{"a": ""# + pad + #"ab\u12G4"}"#, materialize: materialize) == "a \\u escape needs 4 hex digits at character \(o + 7)")
+                #expect(failure(#"{"a": ""# + pad + #"ab\u12"#, materialize: materialize) == "a \\u escape needs 4 hex digits at character \(o + 5)")
+                #expect(failure(#"{"a": ""# + pad + #"ab\ud83dx"}"#, materialize: materialize) == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 9)")
+                #expect(failure(#"{"a": ""# + pad + #"ab\ud83d\u0041"}"#, materialize: materialize) == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 15)")
+                #expect(failure(#"{"a": ""# + pad + #"ab\ude00"}"#, materialize: materialize) == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 9)")
+                #expect(failure(#"{"a": ""# + pad + #"\n\u00e9\ud83d\ude00"}"#, materialize: materialize) == nil)
+            }
+        }
+        // Invalid UTF-8 in a long text with escapes is still found when the text is not kept.
+        let invalid = [UInt8](#"{"a": ["#.utf8) + [0x22] + [UInt8](repeating: 0x61, count: 300) + [0x5C, 0x6E, 0xC3, 0x28, 0x22] + [UInt8]("]}".utf8)
+        #expect(throws: JSONSyntaxError.self) { try invalid.withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: false) } }
+    }
+
+    @Test func longTextsDecodeAcrossBlockBoundaries() throws {
+        var rng = SplitMix64(seed: 21)
+        let alphabet: [String] = ["a", "b", " ", "\"", "\\", "\n", "\t", "\u{01}", "é", "中", "😀", "\u{0}"]
+        for _ in 0..<400 {
+            let length = Int(rng.next() % 700)
+            let text = (0..<length).map { _ in rng.next() % 4 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "x" }.joined()
+            let json = String(data: try JSONSerialization.data(withJSONObject: ["s": text]), encoding: .utf8)!
+            let (value, sawNUL) = try Array(json.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0) }
+            #expect(value["s"] == .string(text))
+            #expect(sawNUL == text.contains("\u{0}"))
+            // Validate-only keeps short texts and checks long ones without keeping them.
+            let checked = try Array(json.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: false) }.value
+            #expect(checked["s"] == .string(json.utf8.count - 8 > JSONLineParser.longString ? "" : text), "\(json)")
+        }
+    }
+}
+
+/// The batch files' string escaping (`laser_json_escape`, 4 KiB at a time) against the rule written
+/// out character by character, and back through Foundation.
+@Suite struct JSONEscapeTests {
+    func reference(_ text: String) -> [UInt8] {
+        var out: [UInt8] = [0x22]
+        for b in text.utf8 {
+            switch b {
+            case 0x22, 0x5C: out += [0x5C, b]
+            case 0x0A: out += Array(#"\n"#.utf8)
+            case 0x0D: out += Array(#"\r"#.utf8)
+            case 0x09: out += Array(#"\t"#.utf8)
+            case 0..<0x20: out += Array(String(format: "\\u%04x", Int(b)).utf8)
+            default: out.append(b)
+            }
+        }
+        return out + [0x22]
+    }
+
+    @Test func escapesLikeTheRuleAndRoundTrips() throws {
+        var rng = SplitMix64(seed: 33)
+        let alphabet: [String] = ["\"", "\\", "\n", "\r", "\t", "\u{08}", "\u{0C}", "\u{01}", "\u{1F}", "é", "😀", "/"]
+        for round in 0..<300 {
+            // Up to 3 chunks of escapes (6 bytes each from a control character).
+            let length = round < 5 ? 2500 : Int(rng.next() % 1200)
+            let text = (0..<length).map { _ in round < 5 ? "\u{01}" : (rng.next() % 3 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "y") }.joined()
+            var out: [UInt8] = []
+            JSONLines.appendString(text, to: &out)
+            #expect(out == reference(text))
+            let back = try JSONSerialization.jsonObject(with: Data(out), options: [.fragmentsAllowed]) as? String
+            #expect(back == text)
+        }
+    }
+}
+
 /// Skimming finds the end of a long text across escaped quotes and trailing escaped backslashes.
 @Suite struct SkimTests {
     @Test func escapedQuotesAndBackslashesDoNotEndAText() throws {

@@ -1,14 +1,27 @@
-// The scan that laser's JSONL parser and batch-file writer spend their time in (see
-// Sources/LaserRuntime/Input/JSONLineParser.swift, `JSONScan`): the next byte a JSON string cannot hold
-// as is. In C for SSE2's byte compares and movemask, which Swift's SIMD types do not expose; static
-// inline, so Swift inlines it. Other CPUs take the portable loop.
+// The scans that laser's JSONL parser and batch-file writer spend their time in (see
+// Sources/LaserRuntime/Input/JSONLineParser.swift, `JSONScan`): in C for SSE2's byte compares and
+// movemask, which Swift's SIMD types do not expose; static inline, so Swift inlines them. Other CPUs
+// take the portable loops. Every function here is tested against a plain byte-at-a-time model
+// (Tests/LaserRuntimeTests/JSONScanTests.swift).
 #ifndef LASER_JSON_SCAN_H
 #define LASER_JSON_SCAN_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+
+#if defined(__SSE2__)
+/// Bit i set where byte i of v is '"', '\\' or below 0x20.
+static inline uint32_t laser_json_special_mask(__m128i v) {
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
+    // Unsigned v <= 0x1F exactly when min(v, 0x1F) == v.
+    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                               _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
+    return (uint32_t)_mm_movemask_epi8(hit);
+}
 #endif
 
 /// The first index in [from, end) holding '"', '\\' or a byte below 0x20, or `end`. Sets *non_ascii
@@ -17,13 +30,9 @@ static inline size_t laser_json_find_special(const uint8_t *p, size_t from, size
     size_t k = from;
     uint32_t high = 0;
 #if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
     while (k + 16 <= end) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
-        // Unsigned v <= 0x1F exactly when min(v, 0x1F) == v.
-        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                   _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
-        uint32_t mask = (uint32_t)_mm_movemask_epi8(hit);
+        uint32_t mask = laser_json_special_mask(v);
         uint32_t top = (uint32_t)_mm_movemask_epi8(v);
         if (mask) {
             uint32_t index = (uint32_t)__builtin_ctz(mask);
@@ -41,6 +50,190 @@ static inline size_t laser_json_find_special(const uint8_t *p, size_t from, size
     }
     *non_ascii |= high;
     return k;
+}
+
+/// What `laser_json_string` found wrong; the parser turns each into its message.
+enum {
+    LASER_JSON_OK = 0,
+    LASER_JSON_UNTERMINATED_STRING = 1,
+    LASER_JSON_CONTROL_CHARACTER = 2,
+    LASER_JSON_UNTERMINATED_ESCAPE = 3,
+    LASER_JSON_INVALID_ESCAPE = 4,
+    LASER_JSON_BAD_HEX = 5,
+    LASER_JSON_UNPAIRED_SURROGATE = 6,
+};
+
+typedef struct {
+    /// On success the index of the closing quote; on an error the offset the error is reported at.
+    size_t at;
+    /// Decoded bytes written to `out` (decoding only).
+    size_t written;
+    /// Non-zero if the raw text held a byte >= 0x80 (then it still needs UTF-8 validation).
+    uint32_t non_ascii;
+    /// One of the LASER_JSON_ codes.
+    int error;
+    /// Whether a \u0000 escape decoded to a NUL byte.
+    int saw_nul;
+} laser_json_string_result;
+
+static inline int laser_json_hex4(const uint8_t *p, size_t i, size_t end, uint32_t *value, size_t *bad) {
+    if (i + 4 > end) { *bad = i; return 0; }
+    uint32_t v = 0;
+    for (size_t k = i; k < i + 4; k++) {
+        uint8_t c = p[k], d;
+        if (c >= '0' && c <= '9') d = (uint8_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') d = (uint8_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') d = (uint8_t)(c - 'A' + 10);
+        else { *bad = k; return 0; }
+        v = v << 4 | d;
+    }
+    *value = v;
+    return 1;
+}
+
+/// The body of a JSON string: p[from] is the first byte after the opening quote. Checks every escape
+/// and control character (RFC 8259); UTF-8 validity of non-ASCII bytes is left to the caller (see
+/// non_ascii). With `out` (room for end - from + 16 bytes) it also decodes the escapes into out,
+/// copying 16 bytes per step while it scans; with out == NULL it only validates.
+static inline laser_json_string_result laser_json_string(const uint8_t *p, size_t from, size_t end, uint8_t *out) {
+    laser_json_string_result r = {0, 0, 0, LASER_JSON_OK, 0};
+    size_t k = from, w = 0;
+    uint32_t high = 0;
+    for (;;) {
+        // Scan (and copy) to the next special byte.
+#if defined(__SSE2__)
+        for (;;) {
+            if (k + 16 > end) {
+                for (; k < end; k++) {
+                    uint8_t c = p[k];
+                    if (c == '"' || c == '\\' || c < 0x20) break;
+                    high |= c & 0x80u;
+                    if (out) out[w++] = c;
+                }
+                break;
+            }
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
+            if (out) _mm_storeu_si128((__m128i *)(void *)(out + w), v);
+            uint32_t mask = laser_json_special_mask(v);
+            uint32_t top = (uint32_t)_mm_movemask_epi8(v);
+            if (mask) {
+                uint32_t index = (uint32_t)__builtin_ctz(mask);
+                high |= top & ((1u << index) - 1u);
+                k += index;
+                w += index;
+                break;
+            }
+            high |= top;
+            k += 16;
+            w += 16;
+        }
+#else
+        for (; k < end; k++) {
+            uint8_t c = p[k];
+            if (c == '"' || c == '\\' || c < 0x20) break;
+            high |= c & 0x80u;
+            if (out) out[w++] = c;
+        }
+#endif
+        r.non_ascii = high;
+        r.written = w;
+        if (k >= end) { r.at = end; r.error = LASER_JSON_UNTERMINATED_STRING; return r; }
+        uint8_t c = p[k];
+        if (c == '"') { r.at = k; return r; }
+        if (c < 0x20) { r.at = k; r.error = LASER_JSON_CONTROL_CHARACTER; return r; }
+        // A backslash.
+        if (k + 1 >= end) { r.at = k; r.error = LASER_JSON_UNTERMINATED_ESCAPE; return r; }
+        uint8_t e = p[k + 1], byte;
+        switch (e) {
+        case '"': case '\\': case '/': byte = e; break;
+        case 'n': byte = 0x0A; break;
+        case 't': byte = 0x09; break;
+        case 'r': byte = 0x0D; break;
+        case 'b': byte = 0x08; break;
+        case 'f': byte = 0x0C; break;
+        case 'u': {
+            size_t i = k + 2, bad = 0;
+            uint32_t scalar = 0, low = 0;
+            if (!laser_json_hex4(p, i, end, &scalar, &bad)) { r.at = bad; r.error = LASER_JSON_BAD_HEX; return r; }
+            i += 4;
+            if (scalar >= 0xD800 && scalar < 0xDC00) {
+                if (!(i + 1 < end && p[i] == '\\' && p[i + 1] == 'u')) { r.at = i; r.error = LASER_JSON_UNPAIRED_SURROGATE; return r; }
+                i += 2;
+                if (!laser_json_hex4(p, i, end, &low, &bad)) { r.at = bad; r.error = LASER_JSON_BAD_HEX; return r; }
+                i += 4;
+                if (!(low >= 0xDC00 && low < 0xE000)) { r.at = i; r.error = LASER_JSON_UNPAIRED_SURROGATE; return r; }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00);
+            } else if (scalar >= 0xDC00 && scalar < 0xE000) {
+                r.at = i; r.error = LASER_JSON_UNPAIRED_SURROGATE; return r;
+            }
+            if (scalar == 0) r.saw_nul = 1;
+            if (out) {
+                if (scalar < 0x80) {
+                    out[w++] = (uint8_t)scalar;
+                } else if (scalar < 0x800) {
+                    out[w++] = (uint8_t)(0xC0 | scalar >> 6);
+                    out[w++] = (uint8_t)(0x80 | (scalar & 0x3F));
+                } else if (scalar < 0x10000) {
+                    out[w++] = (uint8_t)(0xE0 | scalar >> 12);
+                    out[w++] = (uint8_t)(0x80 | ((scalar >> 6) & 0x3F));
+                    out[w++] = (uint8_t)(0x80 | (scalar & 0x3F));
+                } else {
+                    out[w++] = (uint8_t)(0xF0 | scalar >> 18);
+                    out[w++] = (uint8_t)(0x80 | ((scalar >> 12) & 0x3F));
+                    out[w++] = (uint8_t)(0x80 | ((scalar >> 6) & 0x3F));
+                    out[w++] = (uint8_t)(0x80 | (scalar & 0x3F));
+                }
+            }
+            k = i;
+            continue;
+        }
+        default: r.at = k; r.error = LASER_JSON_INVALID_ESCAPE; return r;
+        }
+        if (out) out[w++] = byte;
+        k += 2;
+    }
+}
+
+/// Escapes src[*k..<n] as a JSON string body (no quotes) into out[0..<cap], cap >= 32, until src or
+/// out runs out; advances *k and returns the bytes written. Escaped as laser's writers always have:
+/// '"', '\\', \n, \r and \t by name, other control characters as \u00xx, everything else (UTF-8
+/// included) as is.
+static inline size_t laser_json_escape(const uint8_t *src, size_t n, size_t *k_inout, uint8_t *out, size_t cap) {
+    static const char hex[] = "0123456789abcdef";
+    size_t k = *k_inout, w = 0;
+    // Room for one more 16-byte store or one 6-byte escape.
+    while (k < n && w + 16 <= cap) {
+#if defined(__SSE2__)
+        if (k + 16 <= n) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + k));
+            _mm_storeu_si128((__m128i *)(void *)(out + w), v);
+            uint32_t mask = laser_json_special_mask(v);
+            if (!mask) { k += 16; w += 16; continue; }
+            uint32_t index = (uint32_t)__builtin_ctz(mask);
+            k += index;
+            w += index;
+        } else
+#endif
+        {
+            uint8_t c = src[k];
+            if (!(c == '"' || c == '\\' || c < 0x20)) { out[w++] = c; k++; continue; }
+        }
+        if (w + 6 > cap) break;
+        uint8_t c = src[k++];
+        out[w++] = '\\';
+        switch (c) {
+        case '"': out[w++] = '"'; break;
+        case '\\': out[w++] = '\\'; break;
+        case '\n': out[w++] = 'n'; break;
+        case '\r': out[w++] = 'r'; break;
+        case '\t': out[w++] = 't'; break;
+        default:
+            out[w++] = 'u'; out[w++] = '0'; out[w++] = '0';
+            out[w++] = (uint8_t)hex[c >> 4]; out[w++] = (uint8_t)hex[c & 15];
+        }
+    }
+    *k_inout = k;
+    return w;
 }
 
 #endif

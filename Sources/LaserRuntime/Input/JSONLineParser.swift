@@ -173,10 +173,10 @@ struct JSONLineParser {
         return .object(members)
     }
 
-    /// A string starting at the opening quote, in one pass: a scan 8 bytes at a time to the next
-    /// quote, backslash or control character; a string without escapes is then copied once, straight
-    /// into the String's storage; with escapes, the runs between them and the decoded escapes go into
-    /// a buffer kept for the line. Only non-ASCII text pays for UTF-8 validation.
+    /// A string starting at the opening quote: a scan 16 bytes at a time to the next quote, backslash
+    /// or control character; a string without escapes is then copied once, straight into the String's
+    /// storage; one with escapes is checked and decoded in one more scan in C into a buffer kept for
+    /// the line. Only non-ASCII text pays for UTF-8 validation.
     private mutating func string() throws -> String {
         i += 1
         let start = i
@@ -206,8 +206,7 @@ struct JSONLineParser {
         }
         var k = JSONScan.findSpecial(base, from: start, end: end, high: &high)
         guard k < end else { i = k; throw error("unterminated string") }
-        var c = base.load(fromByteOffset: k, as: UInt8.self)
-        if c == UInt8(ascii: "\"") {
+        if base.load(fromByteOffset: k, as: UInt8.self) == UInt8(ascii: "\"") {
             i = k + 1
             let raw = UnsafeRawBufferPointer(start: base + start, count: k - start)
             guard JSONScan.isASCII(high) else { return try makeString(raw) }
@@ -217,77 +216,44 @@ struct JSONLineParser {
                 return raw.count
             }
         }
-        // Escapes. Decoded text is never longer than its escaped form, so the line's length is room enough.
-        if scratch == nil { scratch = .allocate(capacity: max(16, end)) }
-        let out = scratch!
-        var written = 0
-        var run = start
-        while true {
-            (out + written).initialize(from: (base + run).assumingMemoryBound(to: UInt8.self), count: k - run)
-            written += k - run
-            if c == UInt8(ascii: "\"") { break }
-            if c < 0x20 { i = k; throw error("a control character inside a string (escape it)") }
-            i = k
-            guard k + 1 < end else { throw error("unterminated escape") }
-            let e = base.load(fromByteOffset: k + 1, as: UInt8.self)
-            k += 2
-            switch e {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out[written] = e; written += 1
-            case UInt8(ascii: "n"): out[written] = 0x0A; written += 1
-            case UInt8(ascii: "t"): out[written] = 0x09; written += 1
-            case UInt8(ascii: "r"): out[written] = 0x0D; written += 1
-            case UInt8(ascii: "b"): out[written] = 0x08; written += 1
-            case UInt8(ascii: "f"): out[written] = 0x0C; written += 1
-            case UInt8(ascii: "u"):
-                i = k
-                var scalar = try hex4()
-                if (0xD800..<0xDC00).contains(scalar) {
-                    guard i + 1 < end, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
-                        throw error("an unpaired UTF-16 surrogate in a \\u escape")
-                    }
-                    i += 2
-                    let low = try hex4()
-                    guard (0xDC00..<0xE000).contains(low) else { throw error("an unpaired UTF-16 surrogate in a \\u escape") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00..<0xE000).contains(scalar) {
-                    throw error("an unpaired UTF-16 surrogate in a \\u escape")
-                }
-                k = i
-                if scalar == 0 { sawNUL = true }
-                for byte in String(Unicode.Scalar(scalar)!).utf8 { out[written] = byte; written += 1 }
-            default: throw error("an invalid escape '\\\(Self.show(e))'")
-            }
-            run = k
-            k = JSONScan.findSpecial(base, from: k, end: end, high: &high)
-            guard k < end else { i = k; throw error("unterminated string") }
-            c = base.load(fromByteOffset: k, as: UInt8.self)
+        // Escapes or an error: the rest of the string in C (`laser_json_string`), which checks every
+        // escape and, unless this pass throws long texts away, decodes them in the same scan into a
+        // buffer kept for the line (decoded text is never longer than its escaped form).
+        let u8 = base.assumingMemoryBound(to: UInt8.self)
+        if scratch == nil { scratch = .allocate(capacity: end + 16) }
+        var r = laser_json_string(u8, start, end, materialize ? scratch : nil)
+        if !materialize && r.error == Int32(LASER_JSON_OK) && r.at - start <= Self.longString {
+            r = laser_json_string(u8, start, end, scratch)
         }
-        i = k + 1
-        let decoded = UnsafeRawBufferPointer(start: out, count: written)
-        guard JSONScan.isASCII(high) else { return try makeString(decoded) }
-        if !materialize && k - start > Self.longString { return "" }
-        return String(unsafeUninitializedCapacity: written) { dst in
-            dst.baseAddress!.initialize(from: out, count: written)
-            return written
+        if r.error != Int32(LASER_JSON_OK) {
+            i = r.at
+            if r.error == Int32(LASER_JSON_INVALID_ESCAPE) { throw error("an invalid escape '\\\(Self.show(bytes[i + 1]))'") }
+            throw error(Self.message(r.error))
+        }
+        if r.saw_nul != 0 { sawNUL = true }
+        i = r.at + 1
+        if !materialize && r.at - start > Self.longString {
+            // Checked but not kept; non-ASCII bytes still have to be valid UTF-8 (escapes decode to
+            // whole characters, so the raw bytes are valid exactly when the decoded ones are).
+            if !JSONScan.isASCII(r.non_ascii) { _ = try makeString(UnsafeRawBufferPointer(start: base + start, count: r.at - start)) }
+            return ""
+        }
+        let decoded = UnsafeRawBufferPointer(start: scratch!, count: r.written)
+        guard JSONScan.isASCII(r.non_ascii) else { return try makeString(decoded) }
+        return String(unsafeUninitializedCapacity: r.written) { dst in
+            dst.baseAddress!.initialize(from: scratch!, count: r.written)
+            return r.written
         }
     }
 
-    private mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= bytes.count else { throw error("a \\u escape needs 4 hex digits") }
-        var v: UInt32 = 0
-        for _ in 0..<4 {
-            let c = bytes[i]
-            let d: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
-            default: throw error("a \\u escape needs 4 hex digits")
-            }
-            v = v << 4 | UInt32(d)
-            i += 1
+    private static func message(_ code: Int32) -> String {
+        switch Int(code) {
+        case Int(LASER_JSON_UNTERMINATED_STRING): return "unterminated string"
+        case Int(LASER_JSON_CONTROL_CHARACTER): return "a control character inside a string (escape it)"
+        case Int(LASER_JSON_UNTERMINATED_ESCAPE): return "unterminated escape"
+        case Int(LASER_JSON_BAD_HEX): return "a \\u escape needs 4 hex digits"
+        default: return "an unpaired UTF-16 surrogate in a \\u escape"
         }
-        return v
     }
 
     private func makeString(_ raw: UnsafeRawBufferPointer) throws -> String {
