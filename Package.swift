@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
         .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ"]),
         .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
-        .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime"]),
+        .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime", "CJSONScan"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LaserWire", "ZeroMQ"]),
     ]
 )

@@ -1,3 +1,4 @@
+import CJSONScan
 import Foundation
 import LaserCore
 import StableRandom
@@ -37,6 +38,24 @@ func temporaryDirectory() -> String {
         #expect(records[1].candidates.map(\.correct) == [true, nil])
         #expect(records[1].context == [1, 0, 0, 0.5])
         #expect(records[1].task == "default")
+    }
+
+    /// The scan parses a chunk's lines on several threads: still the first problem in file order is
+    /// the one reported, across chunk boundaries (lines of ~9 KB, so 4 MiB chunks hold ~450 of them).
+    @Test func aParallelScanReportsTheFirstBadLineOfTheFile() {
+        let long = String(repeating: "w", count: 9000)
+        func line(_ i: Int) -> String { #"{"id": "p\#(i)", "prompt": "q", "candidates": ["\#(long)", "b"]}"# }
+        var lines = (1...2000).map(line)
+        lines[1299] = #"{"id": "p1300", "prompt": 5, "candidates": ["a", "b"]}"#    // line 1300: bad prompt
+        lines[1799] = "{not json"                                                // line 1800
+        lines[999] = line(10)                                                    // line 1000 repeats line 10's id
+        #expect(error(lines.joined(separator: "\n")).contains("in.jsonl:1000: prompt id 'p10' was already used on line 10"))
+        lines[999] = line(1000)
+        #expect(error(lines.joined(separator: "\n")).contains("in.jsonl:1300: \"prompt\" is missing or not a string"))
+        lines[1299] = line(1300)
+        #expect(error(lines.joined(separator: "\n")).contains("in.jsonl:1800: not valid JSON"))
+        lines[1799] = line(1800)
+        #expect(error(lines.joined(separator: "\n")) == "no error")
     }
 
     @Test func badLinesNameFileLineAndFix() {
@@ -347,6 +366,46 @@ func temporaryDirectory() -> String {
             let checked = try Array(json.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: false) }.value
             #expect(checked["s"] == .string(json.utf8.count - 8 > JSONLineParser.longString ? "" : text), "\(json)")
         }
+    }
+}
+
+/// The 64-byte fast path of `laser_json_string` against its exact one-escape-at-a-time path, on
+/// random string bodies built to stress it: backslash runs across block edges, escapes in a block's
+/// last byte, quotes, control characters, \u escapes (good and bad), non-ASCII, at every alignment.
+@Suite struct JSONStringFastPathTests {
+    @Test func fastPathAgreesWithTheExactPath() {
+        var rng = SplitMix64(seed: 44)
+        let pieces: [[UInt8]] = [Array("abcdefgh".utf8), Array("x".utf8), Array(#"\"#.utf8), Array(#"\\"#.utf8), Array(#"\""#.utf8),
+                                 Array(#"\n"#.utf8), Array(#"\/"#.utf8), Array(#"\u00e9"#.utf8), Array(#"\ud83d\ude00"#.utf8), Array(#"\q"#.utf8),
+                                 Array(#"\u12"#.utf8), [0x22], [0x09], [0xC3, 0xA9], [0xFF], Array(String(repeating: "y", count: 61).utf8)]
+        let weights = [20, 20, 6, 3, 3, 4, 1, 1, 1, 1, 1, 2, 1, 2, 1, 3]
+        let total = weights.reduce(0, +)
+        var checked = 0
+        for _ in 0..<20000 {
+            var body: [UInt8] = Array(repeating: 0x20, count: Int(rng.next() % 70))   // shifts the alignment
+            let from = body.count
+            let target = Int(rng.next() % 300)
+            while body.count - from < target {
+                var r = Int(rng.next() % UInt64(total)), i = 0
+                while r >= weights[i] { r -= weights[i]; i += 1 }
+                body += pieces[i]
+            }
+            if rng.next() % 4 != 0 { body += [0x22] + Array(#", "z"]}"#.utf8) }
+            let n = body.count
+            body.withUnsafeBufferPointer { b in
+                let p = b.baseAddress!
+                let fast = laser_json_string(p, from, n, nil), exact = laser_json_string_exact(p, from, n, nil)
+                #expect(fast.error == exact.error && fast.at == exact.at && (fast.non_ascii != 0) == (exact.non_ascii != 0) && fast.saw_nul == exact.saw_nul, "\(Array(body[from...]))")
+                var a = [UInt8](repeating: 0, count: n + 16), e = [UInt8](repeating: 0, count: n + 16)
+                let fd = laser_json_string(p, from, n, &a), ed = laser_json_string_exact(p, from, n, &e)
+                #expect(fd.error == ed.error && fd.at == ed.at && fd.written == ed.written, "\(Array(body[from...]))")
+                if ed.error == Int32(LASER_JSON_OK) {
+                    #expect(a[..<Int(fd.written)] == e[..<Int(ed.written)], "\(Array(body[from...]))")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 5000)
     }
 }
 

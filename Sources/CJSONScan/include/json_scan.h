@@ -91,14 +91,10 @@ static inline int laser_json_hex4(const uint8_t *p, size_t i, size_t end, uint32
     return 1;
 }
 
-/// The body of a JSON string: p[from] is the first byte after the opening quote. Checks every escape
-/// and control character (RFC 8259); UTF-8 validity of non-ASCII bytes is left to the caller (see
-/// non_ascii). With `out` (room for end - from + 16 bytes) it also decodes the escapes into out,
-/// copying 16 bytes per step while it scans; with out == NULL it only validates.
-static inline laser_json_string_result laser_json_string(const uint8_t *p, size_t from, size_t end, uint8_t *out) {
+/// The exact, one-escape-at-a-time form of `laser_json_string`, resumable: from p[k] (not inside an
+/// escape), with w bytes already in out and `high` the non-ASCII flag so far.
+static inline laser_json_string_result laser_json_string_from(const uint8_t *p, size_t k, size_t end, uint8_t *out, size_t w, uint32_t high) {
     laser_json_string_result r = {0, 0, 0, LASER_JSON_OK, 0};
-    size_t k = from, w = 0;
-    uint32_t high = 0;
     for (;;) {
         // Scan (and copy) to the next special byte.
 #if defined(__SSE2__)
@@ -192,6 +188,125 @@ static inline laser_json_string_result laser_json_string(const uint8_t *p, size_
         if (out) out[w++] = byte;
         k += 2;
     }
+}
+
+/// `laser_json_string` without the 64-byte fast path: the reference it is tested against.
+static inline laser_json_string_result laser_json_string_exact(const uint8_t *p, size_t from, size_t end, uint8_t *out) {
+    return laser_json_string_from(p, from, end, out, 0, 0);
+}
+
+/// For each byte, the byte a simple escape (backslash + this byte) stands for; 0 for an invalid escape
+/// and for 'u' (both take the exact path).
+static const uint8_t laser_json_simple_escape[256] = {
+    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = 0x08, ['f'] = 0x0C, ['n'] = 0x0A, ['r'] = 0x0D, ['t'] = 0x09,
+};
+
+#if defined(__SSE2__)
+/// Copies n bytes 16 at a time: may write up to 15 bytes past dst + n, never reads at or past limit.
+static inline void laser_json_copy_run(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t *limit) {
+    while (n >= 16) {
+        _mm_storeu_si128((__m128i *)(void *)dst, _mm_loadu_si128((const __m128i *)(const void *)src));
+        dst += 16; src += 16; n -= 16;
+    }
+    if (!n) return;
+    if (src + 16 <= limit) _mm_storeu_si128((__m128i *)(void *)dst, _mm_loadu_si128((const __m128i *)(const void *)src));
+    else memcpy(dst, src, n);
+}
+
+static inline uint64_t laser_json_mask64(__m128i a, __m128i b, __m128i c, __m128i d) {
+    return (uint64_t)(uint32_t)_mm_movemask_epi8(a) | (uint64_t)(uint32_t)_mm_movemask_epi8(b) << 16 |
+           (uint64_t)(uint32_t)_mm_movemask_epi8(c) << 32 | (uint64_t)(uint32_t)_mm_movemask_epi8(d) << 48;
+}
+#endif
+
+/// The body of a JSON string: p[from] is the first byte after the opening quote. Checks every escape
+/// and control character (RFC 8259); UTF-8 validity of non-ASCII bytes is left to the caller (see
+/// non_ascii). With `out` (room for end - from + 16 bytes) it also decodes the escapes into out; with
+/// out == NULL it only validates. It may write up to 16 bytes past the decoded text.
+///
+/// 64 bytes per step: bit masks of backslashes, quotes, control and non-ASCII bytes; which backslashes
+/// escape (odd runs, by simdjson's subtraction trick: no branch per backslash); the closing quote is the
+/// first quote not escaped. A block whose escapes are all simple (\" \\ \/ \b \f \n \r \t) is checked
+/// with a table look-up per escape and decoded in runs. Anything else (a \u escape, an error) and the
+/// last bytes of the line take the exact path, so errors are found and reported exactly as there.
+static inline laser_json_string_result laser_json_string(const uint8_t *p, size_t from, size_t end, uint8_t *out) {
+#if defined(__SSE2__)
+    const uint64_t odd = 0xAAAAAAAAAAAAAAAAULL;
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
+    size_t k = from, w = 0;
+    uint64_t high = 0;
+    while (k + 64 <= end) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 48));
+        uint64_t bs = laser_json_mask64(_mm_cmpeq_epi8(a, backslash), _mm_cmpeq_epi8(b, backslash),
+                                        _mm_cmpeq_epi8(c, backslash), _mm_cmpeq_epi8(d, backslash));
+        uint64_t qs = laser_json_mask64(_mm_cmpeq_epi8(a, quote), _mm_cmpeq_epi8(b, quote),
+                                        _mm_cmpeq_epi8(c, quote), _mm_cmpeq_epi8(d, quote));
+        uint64_t ctl = laser_json_mask64(_mm_cmpeq_epi8(_mm_min_epu8(a, control), a), _mm_cmpeq_epi8(_mm_min_epu8(b, control), b),
+                                         _mm_cmpeq_epi8(_mm_min_epu8(c, control), c), _mm_cmpeq_epi8(_mm_min_epu8(d, control), d));
+        uint64_t top = laser_json_mask64(a, b, c, d);
+        // Backslashes that escape the next byte (the first of each pair in a run), and escaped bytes.
+        uint64_t x = ((bs << 1 | odd) - bs) ^ odd;
+        uint64_t escape = x & bs, escaped = x ^ bs;
+        uint64_t closing = qs & ~escaped;
+        uint64_t before = closing ? (closing & (0 - closing)) - 1 : ~(uint64_t)0;
+        if (ctl & before) break;
+        high |= top & before;
+        uint64_t e = escape & before;
+        if (!e) {
+            if (out) {
+                _mm_storeu_si128((__m128i *)(void *)(out + w), a);
+                _mm_storeu_si128((__m128i *)(void *)(out + w + 16), b);
+                _mm_storeu_si128((__m128i *)(void *)(out + w + 32), c);
+                _mm_storeu_si128((__m128i *)(void *)(out + w + 48), d);
+            }
+            if (closing) {
+                size_t n = (size_t)__builtin_ctzll(closing);
+                laser_json_string_result r = {k + n, w + n, high != 0, LASER_JSON_OK, 0};
+                return r;
+            }
+            k += 64;
+            w += 64;
+            continue;
+        }
+        size_t pos = 0;
+        int exact = 0;
+        while (e) {
+            size_t i = (size_t)__builtin_ctzll(e);
+            e &= e - 1;
+            // The escaped byte is k + i + 1 (k + 64 for a backslash at the block's last byte).
+            if (k + i + 1 >= end) { exact = 1; break; }
+            uint8_t byte = laser_json_simple_escape[p[k + i + 1]];
+            if (!byte) { exact = 1; break; }
+            if (out) {
+                laser_json_copy_run(out + w, p + k + pos, i - pos, p + end);
+                out[w + i - pos] = byte;
+            }
+            w += i - pos + 1;
+            pos = i + 2;
+        }
+        if (exact) break;
+        if (closing) {
+            size_t n = (size_t)__builtin_ctzll(closing);
+            if (out) laser_json_copy_run(out + w, p + k + pos, n - pos, p + end);
+            laser_json_string_result r = {k + n, w + n - pos, high != 0, LASER_JSON_OK, 0};
+            return r;
+        }
+        if (pos < 64) {
+            if (out) laser_json_copy_run(out + w, p + k + pos, 64 - pos, p + end);
+            w += 64 - pos;
+            k += 64;
+        } else {
+            k += pos;   // 65: the last byte escaped the first of the next block
+        }
+    }
+    if (k + 64 <= end) return laser_json_string_from(p, from, end, out, 0, 0);
+    return laser_json_string_from(p, k, end, out, w, high != 0);
+#else
+    return laser_json_string_from(p, from, end, out, 0, 0);
+#endif
 }
 
 /// Escapes src[*k..<n] as a JSON string body (no quotes) into out[0..<cap], cap >= 32, until src or

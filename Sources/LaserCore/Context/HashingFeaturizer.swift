@@ -19,24 +19,32 @@ public struct HashingFeaturizer: Equatable, Sendable {
     }
 
     public func features(_ text: String) -> [Double] {
-        var hashed = [Double](repeating: 0, count: dimension - 1)
-        if !hashASCII(text, into: &hashed) {
+        // One array: the bias at 0, the hashed words in 1..., normalised in place (the same values,
+        // operation for operation, as normalising a separate vector and scaling it by 1/sqrt 2).
+        var out = [Double](repeating: 0, count: dimension)
+        if !hashASCII(text, into: &out) {
             let tokens = Self.tokens(text)
             for n in 1...ngrams where tokens.count >= n {
                 for start in 0...(tokens.count - n) {
                     let gram = tokens[start..<(start + n)].joined(separator: " ")
-                    add(FNV1a.hash(gram), to: &hashed)
+                    add(FNV1a.hash(gram), to: &out)
                 }
             }
         }
         let half = 0.5.squareRoot()
-        let words = Self.normalized(hashed)
-        let hasWords = words.contains { $0 != 0 }
-        return [hasWords ? half : 1] + words.map { $0 * half }
+        out.withUnsafeMutableBufferPointer { v in
+            var sum = 0.0
+            for i in 1..<v.count { sum += v[i] * v[i] }
+            let norm = sum.squareRoot()
+            v[0] = norm > 0 ? half : 1
+            if norm > 0 { for i in 1..<v.count { v[i] = v[i] / norm * half } }
+        }
+        return out
     }
 
+    /// Adds one n-gram's signed count to its bucket (index 1... of `hashed`; 0 is the bias).
     @inline(__always) private func add(_ h: UInt64, to hashed: inout [Double]) {
-        hashed[Int(h % UInt64(dimension - 1))] += (h >> 63) == 0 ? 1 : -1
+        hashed[1 + Int(h % UInt64(dimension - 1))] += (h >> 63) == 0 ? 1 : -1
     }
 
     /// The same n-gram hashes as `tokens` + `joined` + FNV-1a, straight from the bytes of an ASCII

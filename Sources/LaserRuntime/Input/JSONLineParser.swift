@@ -204,7 +204,7 @@ struct JSONLineParser {
             }
             high = 0  // short: decoded as usual below
         }
-        var k = JSONScan.findSpecial(base, from: start, end: end, high: &high)
+        let k = JSONScan.findSpecial(base, from: start, end: end, high: &high)
         guard k < end else { i = k; throw error("unterminated string") }
         if base.load(fromByteOffset: k, as: UInt8.self) == UInt8(ascii: "\"") {
             i = k + 1

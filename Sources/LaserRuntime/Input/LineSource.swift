@@ -39,6 +39,8 @@ final class LineSource {
     let stamp: FileStamp
 
     static let chunkBytes = 4 << 20
+    /// Threads that parse lines (the scan's and a batch's): the machine's cores, at most 4.
+    static let parallelism = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
     /// A line longer than this is refused (a missing newline in a huge file should not eat the memory).
     static let maxLineBytes = 512 << 20
 
@@ -89,6 +91,41 @@ final class LineSource {
             }
             try fill()
         }
+    }
+
+    /// A line of a group from `nextLines`: its number, file offset and place in the group's bytes.
+    struct LineSpan {
+        var number: Int
+        var offset: Int
+        var range: Range<Int>
+    }
+
+    /// Up to `max` next non-blank lines, all from the buffer as it is (more is read only when it holds
+    /// no whole line), so that `body` can hand them to several threads without copying them; nil at
+    /// the end of the file.
+    func nextLines<R>(max: Int, _ body: (_ lines: [LineSpan], _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        var lines: [LineSpan] = []
+        while lines.isEmpty {
+            while lines.count < max, end > start, let nl = memchr(buffer + start, 0x0A, end - start) {
+                let lineEnd = buffer.distance(to: nl)
+                let lineStart = start
+                start = lineEnd + 1
+                lineNumber += 1
+                if !isBlank(lineStart, lineEnd) { lines.append(LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<lineEnd)) }
+            }
+            if !lines.isEmpty { break }
+            if atEOF {
+                guard start < end else { return nil }
+                let lineStart = start
+                start = end
+                lineNumber += 1
+                if isBlank(lineStart, end) { return nil }
+                lines.append(LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<end))
+                break
+            }
+            try fill()
+        }
+        return try body(lines, UnsafeRawBufferPointer(start: buffer, count: end))
     }
 
     private func isBlank(_ from: Int, _ to: Int) -> Bool {
@@ -192,7 +229,7 @@ public final class PromptStream {
         let reader = reader, path = path, ranges = lineRanges
         text.withUnsafeBytes { bytes in
             let all = SendableRawBytes(bytes)
-            let workers = min(parallelism, max(1, n / 8))
+            let workers = min(LineSource.parallelism, max(1, n / 8))
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 for i in stride(from: w, to: n, by: workers) {
                     let (number, range) = ranges[i]
@@ -209,9 +246,6 @@ public final class PromptStream {
         position += n
         return out
     }
-
-    /// Threads that parse a batch's lines (the machine's cores, at most 4).
-    let parallelism = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
 
     static func changed(_ path: String) -> InputError {
         InputError("\(path) changed while its iteration was running (laser validates an input file, then reads it batch by batch); restore the file it started with and resume, or resume with --force to start the iteration's remaining batches on the new one")
@@ -268,12 +302,12 @@ struct StreamDigest {
 }
 
 /// Hands a buffer to `concurrentPerform`'s threads, each writing its own elements.
-private struct SendablePointer<T>: @unchecked Sendable {
+struct SendablePointer<T>: @unchecked Sendable {
     let buffer: UnsafeMutableBufferPointer<T>
     init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
 }
 
-private struct SendableRawBytes: @unchecked Sendable {
+struct SendableRawBytes: @unchecked Sendable {
     let bytes: UnsafeRawBufferPointer
     init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 }

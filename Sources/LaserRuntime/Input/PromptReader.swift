@@ -73,22 +73,45 @@ public struct PromptReader: Sendable {
         // Ids by a 64-bit hash, with their line's number and byte offset: a collision is checked exactly.
         var seen: [UInt64: (line: Int, offset: Int)] = [:]
         var count = 0
-        while let (number, offset, id) = try lines.nextLine({ number, offset, bytes in
-            (number, offset, try parse(bytes: bytes, where: "\(path):\(number)", defaultID: "line-\(number)", idOnly: true).id)
-        }) {
-            let h = FNV1a.hash(id.utf8)
-            if let first = seen[h] {
-                let earlier = try lines.line(atOffset: first.offset).withUnsafeBytes {
-                    try parse(bytes: $0, where: "\(path):\(first.line)", defaultID: "line-\(first.line)", idOnly: true).id
+        // The lines of each chunk are parsed on `LineSource.parallelism` threads (the scan is most of
+        // the time before the first batch goes out); ids are then checked in file order, so the first
+        // bad line of the file is the one reported, as in a one-thread scan.
+        var ids: [Result<String, Error>?] = []
+        while try lines.nextLines(max: 4096, { group, bytes -> Bool in
+            let n = group.count
+            ids.removeAll(keepingCapacity: true)
+            ids.append(contentsOf: repeatElement(nil, count: n))
+            ids.withUnsafeMutableBufferPointer { buffer in
+                let slots = SendablePointer(buffer), all = SendableRawBytes(bytes), reader = self
+                let threads = min(LineSource.parallelism, max(1, n / 8))
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    for i in stride(from: t, to: n, by: threads) {
+                        let line = group[i]
+                        slots.buffer[i] = Result {
+                            try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[line.range]), where: "\(path):\(line.number)",
+                                             defaultID: "line-\(line.number)", idOnly: true).id
+                        }
+                    }
                 }
-                if earlier == id {
-                    throw InputError("\(path):\(number): prompt id '\(id)' was already used on line \(first.line); ids must be unique within an iteration")
-                }
-            } else {
-                seen[h] = (number, offset)
             }
-            count += 1
-        }
+            for i in 0..<n {
+                let (number, offset) = (group[i].number, group[i].offset)
+                let id = try ids[i]!.get()
+                let h = FNV1a.hash(id.utf8)
+                if let first = seen[h] {
+                    let earlier = try lines.line(atOffset: first.offset).withUnsafeBytes {
+                        try parse(bytes: $0, where: "\(path):\(first.line)", defaultID: "line-\(first.line)", idOnly: true).id
+                    }
+                    if earlier == id {
+                        throw InputError("\(path):\(number): prompt id '\(id)' was already used on line \(first.line); ids must be unique within an iteration")
+                    }
+                } else {
+                    seen[h] = (number, offset)
+                }
+                count += 1
+            }
+            return true
+        }) != nil {}
         return Scan(prompts: count, digest: digest.finish(), bytes: lines.bytesRead, stamp: lines.stamp)
     }
 
@@ -98,43 +121,44 @@ public struct PromptReader: Sendable {
         return try PromptStream(path: path, scan: scan, reader: self).next(scan.prompts)
     }
 
+    /// `location` ("file:line") and `defaultID` are only made when needed (an error, a line without id).
     /// `skim`: the line was validated before and its candidate texts will not be read (a batch a
     /// resume replays without emitting it again): they come back empty, unless the line has a
     /// reference (its labels are derived from the texts).
-    func parse(bytes: UnsafeRawBufferPointer, where location: String, defaultID: String, idOnly: Bool = false, skim: Bool = false) throws -> PromptRecord {
+    func parse(bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String, idOnly: Bool = false, skim: Bool = false) throws -> PromptRecord {
         let o: JSONValue
         let sawNUL: Bool
         do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly, skim: skim) } catch {
-            throw InputError("\(location): not valid JSON (\(error)); each line must be one JSON object")
+            throw InputError("\(location()): not valid JSON (\(error)); each line must be one JSON object")
         }
         guard case .object = o else {
-            throw InputError("\(location): expected a JSON object with prompt and candidates, got \(Self.typeName(o))")
+            throw InputError("\(location()): expected a JSON object with prompt and candidates, got \(Self.typeName(o))")
         }
         let id: String
         switch o["id"] {
-        case nil, .null?: id = defaultID
+        case nil, .null?: id = defaultID()
         case .string(let s)?: id = s
         case .number(let literal, let value)?: id = Self.numberText(literal, value)
-        default: throw InputError("\(location): \"id\" must be a string or a number")
+        default: throw InputError("\(location()): \"id\" must be a string or a number")
         }
         guard case .string(let prompt)? = o["prompt"] else {
-            throw InputError("\(location): \"prompt\" is missing or not a string")
+            throw InputError("\(location()): \"prompt\" is missing or not a string")
         }
         guard case .array(let rawCandidates)? = o["candidates"] else {
-            throw InputError("\(location): \"candidates\" must be an array of strings or of {\"text\", \"correct\"} objects, got \(o["candidates"].map(Self.typeName) ?? "nothing")")
+            throw InputError("\(location()): \"candidates\" must be an array of strings or of {\"text\", \"correct\"} objects, got \(o["candidates"].map(Self.typeName) ?? "nothing")")
         }
         guard rawCandidates.count >= 2 else {
-            throw InputError("\(location): prompt '\(id)' has \(rawCandidates.count) candidate(s); a preference pair needs at least 2")
+            throw InputError("\(location()): prompt '\(id)' has \(rawCandidates.count) candidate(s); a preference pair needs at least 2")
         }
         if skim, let r = o["reference"], r != .null {
-            return try parse(bytes: bytes, where: location, defaultID: defaultID, idOnly: idOnly)
+            return try parse(bytes: bytes, where: location(), defaultID: defaultID(), idOnly: idOnly)
         }
         var reference: String?
         switch o["reference"] {
         case nil, .null?: reference = nil
         case .string(let s)?: reference = s
         case .number(let literal, let value)?: reference = Self.numberText(literal, value)
-        default: throw InputError("\(location): \"reference\" must be a string or a number")
+        default: throw InputError("\(location()): \"reference\" must be a string or a number")
         }
         var candidates: [Candidate] = []
         candidates.reserveCapacity(rawCandidates.count)
@@ -144,44 +168,46 @@ public struct PromptReader: Sendable {
                 candidates.append(Candidate(text: text))
             case .object:
                 guard case .string(let text)? = c["text"] else {
-                    throw InputError("\(location): candidate \(i) is an object without a string \"text\"")
+                    throw InputError("\(location()): candidate \(i) is an object without a string \"text\"")
                 }
                 var correct: Bool?
                 switch c["correct"] {
                 case nil, .null?: correct = nil
                 case .bool(let b)?: correct = b
-                default: throw InputError("\(location): candidate \(i) \"correct\" must be true or false")
+                default: throw InputError("\(location()): candidate \(i) \"correct\" must be true or false")
                 }
                 candidates.append(Candidate(text: text, correct: correct))
             default:
-                throw InputError("\(location): candidate \(i) must be a string or a {\"text\", \"correct\"} object, got \(Self.typeName(c))")
+                throw InputError("\(location()): candidate \(i) must be a string or a {\"text\", \"correct\"} object, got \(Self.typeName(c))")
             }
         }
         let task: String
         switch o["task"] {
         case nil, .null?: task = "default"
         case .string(let s)?: task = s
-        default: throw InputError("\(location): \"task\" must be a string")
+        default: throw InputError("\(location()): \"task\" must be a string")
         }
         var context: [Double] = []
         if let raw = o["context"], raw != .null {
-            guard case .array(let list) = raw else { throw InputError("\(location): \"context\" must be an array of finite numbers") }
+            guard case .array(let list) = raw else { throw InputError("\(location()): \"context\" must be an array of finite numbers") }
             for item in list {
                 guard case .number(_, let v) = item, v.isFinite else {
-                    throw InputError("\(location): \"context\" must be an array of finite numbers")
+                    throw InputError("\(location()): \"context\" must be an array of finite numbers")
                 }
                 context.append(v)
             }
             guard context.count == featurizer.dimension else {
-                throw InputError("\(location): \"context\" has \(context.count) numbers but context.dimension is \(featurizer.dimension); set context.dimension: \(context.count) in the config")
+                throw InputError("\(location()): \"context\" has \(context.count) numbers but context.dimension is \(featurizer.dimension); set context.dimension: \(context.count) in the config")
             }
         }
         // protobuf-c carries strings as C strings: an embedded NUL (only a \u0000 escape can make one)
         // would silently cut them. (The scan does not keep long strings: it asks again in full.)
-        if sawNUL && idOnly { return try parse(bytes: bytes, where: location, defaultID: defaultID) }
-        for (name, text) in [("id", id), ("prompt", prompt), ("reference", reference ?? "")] + candidates.map({ ("candidate", $0.text) })
-        where sawNUL && text.utf8.contains(0) {
-            throw InputError("\(location): \(name) contains a NUL character (\\u0000), which laser cannot carry; remove it")
+        if sawNUL && idOnly { return try parse(bytes: bytes, where: location(), defaultID: defaultID()) }
+        if sawNUL {
+            for (name, text) in [("id", id), ("prompt", prompt), ("reference", reference ?? "")] + candidates.map({ ("candidate", $0.text) })
+            where text.utf8.contains(0) {
+                throw InputError("\(location()): \(name) contains a NUL character (\\u0000), which laser cannot carry; remove it")
+            }
         }
         // What only the records need (not the validating scan): derived labels and the featurizer's context.
         if !idOnly {
