@@ -174,10 +174,11 @@ public enum WireCodec {
             env.feedback_ack = m
         }
         let size = laser__v1__envelope__get_packed_size(&env)
-        var out = [UInt8](repeating: 0, count: size)
-        let written = out.withUnsafeMutableBufferPointer { laser__v1__envelope__pack(&env, $0.baseAddress) }
-        precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
-        return out
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            let written = laser__v1__envelope__pack(&env, buffer.baseAddress)
+            precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
+            count = size
+        }
     }
 
     /// Decodes one Envelope. Throws `WireError` for anything that is not a well-formed message of
@@ -323,9 +324,30 @@ public enum WireCodec {
 
 /// Owns every C allocation made while building one message, freed together after packing.
 private final class Arena {
-    private var allocations: [UnsafeMutableRawPointer] = []
+    /// Memory is carved from blocks (a message's strings and structs: a few mallocs, not one each),
+    /// all freed with the arena.
+    private var blocks: [UnsafeMutableRawPointer] = []
+    private var cursor: UnsafeMutableRawPointer?
+    private var left = 0
+    private static let blockBytes = 16 << 10
 
-    deinit { for p in allocations { free(p) } }
+    deinit { for p in blocks { free(p) } }
+
+    /// `bytes` bytes aligned to 16.
+    private func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let need = (bytes + 15) & ~15
+        if need > left {
+            let size = max(need, Self.blockBytes << min(blocks.count, 6))
+            let block = malloc(size)!
+            blocks.append(block)
+            cursor = block
+            left = size
+        }
+        let p = cursor!
+        cursor = p + need
+        left -= need
+        return p
+    }
 
     func make<T>(_ type: T.Type, _ initialise: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
         let p = array(T.self, count: 1)
@@ -333,9 +355,12 @@ private final class Arena {
         return p
     }
 
+    /// Zeroed, as calloc's.
     func array<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
-        let raw = calloc(max(count, 1), MemoryLayout<T>.stride)!
-        allocations.append(raw)
+        precondition(MemoryLayout<T>.alignment <= 16)
+        let bytes = max(count, 1) * MemoryLayout<T>.stride
+        let raw = allocate(bytes)
+        memset(raw, 0, bytes)
         return raw.bindMemory(to: T.self, capacity: max(count, 1))
     }
 
@@ -343,14 +368,12 @@ private final class Arena {
     func string(_ s: String) -> UnsafeMutablePointer<CChar> {
         // One copy, from the String's own UTF-8 (strdup(s) would first bridge to a temporary C string).
         var s = s
-        let p = s.withUTF8 { utf8 -> UnsafeMutablePointer<CChar> in
-            let p = malloc(utf8.count + 1)!.bindMemory(to: CChar.self, capacity: utf8.count + 1)
+        return s.withUTF8 { utf8 -> UnsafeMutablePointer<CChar> in
+            let p = allocate(utf8.count + 1).bindMemory(to: CChar.self, capacity: utf8.count + 1)
             if let base = utf8.baseAddress { memcpy(p, base, utf8.count) }
             p[utf8.count] = 0
             return p
         }
-        allocations.append(UnsafeMutableRawPointer(p))
-        return p
     }
 
     func strings(_ list: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
