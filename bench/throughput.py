@@ -151,6 +151,9 @@ try:
     data = os.path.join(work, "input.jsonl")
     t = time.monotonic()
     generate(data)
+    # Write the 852 MB out now: its write-back would otherwise run during the measured runs, sharing
+    # the 2 cores and the disk with them (it made the coordinator's fsyncs and CPU time erratic).
+    os.sync()
     size_mb = os.path.getsize(data) / 1e6
     log(f"input: {args.prompts} prompts x {args.candidates} candidates x {args.bytes} bytes = {size_mb:.0f} MB ({time.monotonic() - t:.1f} s to generate)")
     candidates = args.prompts * args.candidates
