@@ -11,7 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // The coordinator's /metrics endpoint (Prometheus text format); pulls swift-metrics and swift-atomics.
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),

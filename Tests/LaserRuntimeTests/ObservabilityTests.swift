@@ -133,7 +133,7 @@ func sampleStatus() -> CoordinatorStatus {
         }
         // A folder that is not a run directory, and one whose run has not written status yet.
         #expect(throws: StorageError.self) { try LiveStatus.read(runDirectory: dir) }
-        FileManager.default.createFile(atPath: dir + "/config.yaml", contents: Data("x: 1\n".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/config.yaml", contents: Data("x: 1\n".utf8))
         do { _ = try LiveStatus.read(runDirectory: dir) } catch let e as StorageError { #expect(e.description.contains("has not started yet")) }
     }
 

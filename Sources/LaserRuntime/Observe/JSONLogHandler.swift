@@ -25,12 +25,11 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let explicit { merged.merge(explicit) { _, new in new } }
-        write(Self.line(timestamp: Date(), level: level, label: label, message: message.description, metadata: merged))
+        if let explicit = event.metadata { merged.merge(explicit) { _, new in new } }
+        write(Self.line(timestamp: Date(), level: event.level, label: label, message: event.message.description, metadata: merged))
     }
 
     static func line(timestamp: Date, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
