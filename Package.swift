@@ -59,7 +59,7 @@ let package = Package(
             ]),
 
         // Micro-benchmarks quoted in docs/performance.md (swift run -c release laser-bench ...).
-        .executableTarget(name: "laser-bench", dependencies: ["LaserCore", "LaserRuntime", "StableRandom"]),
+        .executableTarget(name: "laser-bench", dependencies: ["LaserCore", "LaserRuntime", "StableRandom", "CJSONScan"]),
 
         .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
         .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ"]),

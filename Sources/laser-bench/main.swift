@@ -7,6 +7,7 @@ import StableRandom
 //   swift run -c release laser-bench bandit [--dims 384,1024,4096] [--steps N] [--baseline-steps N]
 //   swift run -c release laser-bench drift [--dims 64,384] [--updates 100000]
 //   swift run -c release laser-bench ingest FILE.jsonl [--repeats 3]
+//   swift run -c release laser-bench strings FILE.jsonl [--repeats 5]
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
@@ -399,10 +400,15 @@ case "ingest" where args.count >= 2:
         print("error: \(error)")
         exit(1)
     }
+case "strings" where args.count >= 2:
+    do { try strings(path: args[1], repeats: Int(option("--repeats") ?? "5") ?? 5) } catch {
+        print("error: \(error)")
+        exit(1)
+    }
 case "drift":
     drift(dims: ints(option("--dims") ?? "64,384"), compareDims: Set(ints(option("--compare-dims") ?? "64")),
           updates: Int(option("--updates") ?? "100000") ?? 100_000)
 default:
-    print("usage: laser-bench bandit [--dims 384,1024,4096] [--steps N] [--baseline-steps N] | drift [--dims 64,384] [--compare-dims 64] [--updates 100000] | ingest FILE.jsonl [--repeats 3]")
+    print("usage: laser-bench bandit [--dims 384,1024,4096] [--steps N] [--baseline-steps N] | drift [--dims 64,384] [--compare-dims 64] [--updates 100000] | ingest FILE.jsonl [--repeats 3] | strings FILE.jsonl [--repeats 5]")
     exit(2)
 }
