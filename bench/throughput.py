@@ -16,6 +16,10 @@ Figures (each the median of --repeats runs, laser and the baseline alternating i
   the journal and the input again, rebuilds every decision, scores and emission, and finds nothing to do;
 - the baseline: bench/zmq_baseline.c, the same sockets, payload, shard size and window, no laser logic.
 
+With --laser-before OLD_BINARY, every repeat also runs an earlier build (the two take turns going
+first), and the JSON gains "before" and the medians of the per-repeat ratios cpu_ratio_to_before and
+wall_ratio_to_before: a before/after that the machine's drift between invocations cannot fake.
+
 Run with bench/throughput.sh; the last line printed is one JSON object.
 """
 import argparse
@@ -34,6 +38,8 @@ from benchlib import free_port, log, reap, wait_for
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--laser", default=".build/release/laser")
 ap.add_argument("--baseline", help="the compiled bench/zmq_baseline.c")
+ap.add_argument("--laser-before", metavar="BINARY", help="an earlier laser build, run alternately with --laser in every repeat "
+                "(before/after of a change, measured in the same invocation)")
 ap.add_argument("--write-input", metavar="PATH", help="only write the generated input to PATH (for laser-bench ingest) and exit")
 ap.add_argument("--prompts", type=int, default=100_000)
 ap.add_argument("--candidates", type=int, default=8)
@@ -49,6 +55,7 @@ ap.add_argument("--keep", action="store_true", help="keep the work folder")
 args = ap.parse_args()
 
 laser = os.path.abspath(args.laser)
+before = os.path.abspath(args.laser_before) if args.laser_before else None
 if not args.write_input and not args.baseline:
     ap.error("--baseline is required (bench/throughput.sh compiles it)")
 work = tempfile.mkdtemp(prefix="laser-throughput-")
@@ -87,7 +94,7 @@ def generate(path):
             f.write(f'{{"id":"p{i}","prompt":"Question {i}: what is {i % 97} plus {i % 89}? Show your work.","candidates":[{cands}]}}\n')
 
 
-def run_laser(data):
+def run_laser(data, laser=laser):
     rundir = tempfile.mkdtemp(prefix="run-", dir=work)
     config = os.path.join(rundir, "bench.yaml")
     with open(config, "w") as f:
@@ -157,16 +164,25 @@ try:
     size_mb = os.path.getsize(data) / 1e6
     log(f"input: {args.prompts} prompts x {args.candidates} candidates x {args.bytes} bytes = {size_mb:.0f} MB ({time.monotonic() - t:.1f} s to generate)")
     candidates = args.prompts * args.candidates
-    lasers, bases = [], []
+    lasers, bases, befores = [], [], []
+
+    def show(name, r):
+        log(f"  {name}: {candidates / r['wall_s']:,.0f} candidates/s ({r['wall_s']:.2f} s), coordinator CPU "
+            f"{1e6 * r['cpu_s'] / candidates:.2f} us/candidate (workers {1e6 * r['worker_cpu_s'] / candidates:.2f}), peak RSS {r['peak_rss_mb']:.0f} MB, {r['pairs']} pairs, "
+            f"journal {r['journal_mb']:.1f} MB, replay {r['replay_s']:.2f} s (peak RSS {r['replay_peak_rss_mb']:.0f} MB)")
+
     for rep in range(args.repeats):
         b = run_baseline()
         bases.append(b)
         log(f"  baseline {rep + 1}: {b['candidates_per_s']:,.0f} candidates/s ({b['seconds']:.2f} s, ROUTER CPU {b['router_cpu_s']:.2f} s)")
-        r = run_laser(data)
-        lasers.append(r)
-        log(f"  laser {rep + 1}: {candidates / r['wall_s']:,.0f} candidates/s ({r['wall_s']:.2f} s), coordinator CPU "
-            f"{1e6 * r['cpu_s'] / candidates:.2f} us/candidate (workers {1e6 * r['worker_cpu_s'] / candidates:.2f}), peak RSS {r['peak_rss_mb']:.0f} MB, {r['pairs']} pairs, "
-            f"journal {r['journal_mb']:.1f} MB, replay {r['replay_s']:.2f} s (peak RSS {r['replay_peak_rss_mb']:.0f} MB)")
+        # With --laser-before, the two builds take turns going first.
+        order = [("laser", laser), ("before", before)] if before else [("laser", laser)]
+        if before and rep % 2 == 1:
+            order.reverse()
+        for name, binary in order:
+            r = run_laser(data, binary)
+            (lasers if name == "laser" else befores).append(r)
+            show(f"{name} {rep + 1}", r)
 finally:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -196,8 +212,23 @@ result = {
              "coordinator_cpu_us_per_candidate": [round(1e6 * r["cpu_s"] / candidates, 3) for r in lasers],
              "replay_s": [round(r["replay_s"], 3) for r in lasers]},
 }
+if befores:
+    result["before"] = {
+        "laser_candidates_per_s": round(med([candidates / r["wall_s"] for r in befores])),
+        "coordinator_cpu_us_per_candidate": round(med([1e6 * r["cpu_s"] / candidates for r in befores]), 3),
+        "cpu_ratio_to_baseline": round(med([r["cpu_s"] / b["router_cpu_s"] for r, b in zip(befores, bases)]), 2),
+        "replay_s": round(med([r["replay_s"] for r in befores]), 3),
+        "runs": {"laser_candidates_per_s": [round(candidates / r["wall_s"]) for r in befores],
+                 "coordinator_cpu_us_per_candidate": [round(1e6 * r["cpu_s"] / candidates, 3) for r in befores]},
+    }
+    # Per repeat, this build's CPU and wall time over the earlier build's (same repeat, same baseline).
+    result["cpu_ratio_to_before"] = round(med([r["cpu_s"] / o["cpu_s"] for r, o in zip(lasers, befores)]), 3)
+    result["wall_ratio_to_before"] = round(med([r["wall_s"] / o["wall_s"] for r, o in zip(lasers, befores)]), 3)
 print(f"{'':32} {'laser':>12} {'bare libzmq':>12} {'ratio':>7}")
 print(f"{'candidates/s (end to end)':32} {laser_cps:>12,.0f} {base_cps:>12,.0f} {laser_cps / base_cps:>7.3f}")
 print(f"{'coordinator CPU us/candidate':32} {result['coordinator_cpu_us_per_candidate']:>12.3f} {result['baseline_router_cpu_us_per_candidate']:>12.3f} {result['cpu_ratio_to_baseline']:>7.2f}")
 print(f"coordinator peak RSS {result['coordinator_peak_rss_mb']} MB; journal {result['journal_mb']} MB, replay {result['replay_s']} s")
+if befores:
+    print(f"against --laser-before: coordinator CPU x{result['cpu_ratio_to_before']}, wall time x{result['wall_ratio_to_before']} "
+          f"(medians of per-repeat ratios; before: {result['before']['laser_candidates_per_s']:,} candidates/s, {result['before']['coordinator_cpu_us_per_candidate']} us/candidate)")
 print(json.dumps(result))

@@ -53,7 +53,10 @@ public struct HashingFeaturizer: Equatable, Sendable {
         var text = text
         return text.withUTF8 { u -> Bool in
             var lower = [UInt8](repeating: 0, count: u.count)
-            var tokens: [Range<Int>] = []
+            // Token t is lower[bounds[2t]..<bounds[2t + 1]]. ([Int], not [Range<Int>]: an array of a
+            // generic type looks its metadata up at run time, under a lock the parse threads shared.)
+            var bounds: [Int] = []
+            bounds.reserveCapacity(16)
             var length = 0, start = -1
             for b in u {
                 guard b < 0x80 else { return false }
@@ -63,17 +66,19 @@ public struct HashingFeaturizer: Equatable, Sendable {
                     lower[length] = (b >= 0x41 && b <= 0x5A) ? b + 0x20 : b
                     length += 1
                 } else if start >= 0 {
-                    tokens.append(start..<length)
+                    bounds.append(start)
+                    bounds.append(length)
                     start = -1
                 }
             }
-            if start >= 0 { tokens.append(start..<length) }
-            for n in 1...ngrams where tokens.count >= n {
-                for first in 0...(tokens.count - n) {
+            if start >= 0 { bounds.append(start); bounds.append(length) }
+            let tokens = bounds.count / 2
+            for n in 1...ngrams where tokens >= n {
+                for first in 0...(tokens - n) {
                     var h: UInt64 = 0xcbf2_9ce4_8422_2325
                     for t in first..<(first + n) {
                         if t > first { h = (h ^ 0x20) &* 0x0000_0100_0000_01B3 }
-                        for k in tokens[t] { h = (h ^ UInt64(lower[k])) &* 0x0000_0100_0000_01B3 }
+                        for k in bounds[2 * t]..<bounds[2 * t + 1] { h = (h ^ UInt64(lower[k])) &* 0x0000_0100_0000_01B3 }
                     }
                     add(h, to: &hashed)
                 }

@@ -25,11 +25,11 @@ extension Coordinator {
                 }
                 guard let peer = best else { break }
                 queues[rm]!.removeFirst()
-                var task = tasks[id]!
-                task.queued = false
-                task.holders.insert(peer)
-                task.deadline = now.adding(milliseconds: plan.scheduler.leaseMs)
-                tasks[id] = task
+                // In place (a copy written back would copy `holders` on insert).
+                tasks[id]!.queued = false
+                tasks[id]!.holders.insert(peer)
+                tasks[id]!.deadline = now.adding(milliseconds: plan.scheduler.leaseMs)
+                let task = tasks[id]!
                 workers[peer]!.inFlight.insert(id)
                 lastDispatch[rm] = now
                 workers[peer]!.lastSent = now

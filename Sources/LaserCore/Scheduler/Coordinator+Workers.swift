@@ -174,12 +174,13 @@ extension Coordinator {
         }
         tasks[task.id] = nil
         if task.queued { queues[task.rm]?.removeAll { $0 == task.id } }
-        guard var batch = batches[task.batch] else { preconditionFailure("task \(task.id) belongs to no open batch") }
-        let base = batch.range.lowerBound
-        for (offset, index) in task.indices.enumerated() { batch.scores[task.rm]![index - base] = perItem[offset] }
-        batch.remainingTasks -= 1
-        batches[task.batch] = batch
-        summary.recordRMCalls(rm: task.rm, prompts: task.indices.map { batch.prompts[$0 - base] })
+        guard let base = batches[task.batch]?.range.lowerBound else { preconditionFailure("task \(task.id) belongs to no open batch") }
+        // In place: a copy of the batch taken out of `batches` and written back would copy its score
+        // arrays on every result (copy-on-write, as the dictionary still holds the original).
+        for (offset, index) in task.indices.enumerated() { batches[task.batch]!.scores[task.rm]![index - base] = perItem[offset] }
+        batches[task.batch]!.remainingTasks -= 1
+        let prompts = batches[task.batch]!.prompts
+        summary.recordRMCalls(rm: task.rm, prompts: task.indices.map { prompts[$0 - base] })
         completeBatches(&actions)
     }
 
