@@ -32,7 +32,7 @@ let package = Package(
         // A small Swift face for libzmq: context, sockets, multipart frames, poll.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Wire messages as Swift value types; the only module that touches protobuf-c structs.
-        .target(name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC"]),
+        .target(name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan"]),
         // Seeded PRNG and stable hashes: the same numbers in every process, so runs replay exactly.
         .target(name: "StableRandom"),
         // The functional core: bandit, pairs, rewards, contexts, the coordinator state machine. No I/O.
@@ -62,7 +62,7 @@ let package = Package(
         .executableTarget(name: "laser-bench", dependencies: ["LaserCore", "LaserRuntime", "StableRandom", "CJSONScan"]),
 
         .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
-        .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ"]),
+        .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ", "CJSONScan"]),
         .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
         .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime", "CJSONScan"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LaserWire", "ZeroMQ"]),

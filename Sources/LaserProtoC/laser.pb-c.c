@@ -1161,7 +1161,7 @@ const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
   (ProtobufCMessageInit) laser__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[5] =
+static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[6] =
 {
   {
     "worker_id",
@@ -1223,8 +1223,21 @@ static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "json_candidates",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__Hello, json_candidates),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__hello__field_indices_by_name[] = {
+  5,   /* field[5] = json_candidates */
   4,   /* field[4] = labels */
   1,   /* field[1] = reward_models */
   2,   /* field[2] = slots */
@@ -1234,7 +1247,7 @@ static const unsigned laser__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange laser__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
 {
@@ -1244,7 +1257,7 @@ const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
   "Laser__V1__Hello",
   "laser.v1",
   sizeof(Laser__V1__Hello),
-  5,
+  6,
   laser__v1__hello__field_descriptors,
   laser__v1__hello__field_indices_by_name,
   1,  laser__v1__hello__number_ranges,
@@ -1525,7 +1538,7 @@ const ProtobufCMessageDescriptor laser__v1__heartbeat__descriptor =
   (ProtobufCMessageInit) laser__v1__heartbeat__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__score_item__field_descriptors[5] =
+static const ProtobufCFieldDescriptor laser__v1__score_item__field_descriptors[6] =
 {
   {
     "prompt_id",
@@ -1587,9 +1600,22 @@ static const ProtobufCFieldDescriptor laser__v1__score_item__field_descriptors[5
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "candidates_json",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Laser__V1__ScoreItem, n_candidates_json),
+    offsetof(Laser__V1__ScoreItem, candidates_json),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__score_item__field_indices_by_name[] = {
   2,   /* field[2] = candidates */
+  5,   /* field[5] = candidates_json */
   4,   /* field[4] = has_reference */
   1,   /* field[1] = prompt */
   0,   /* field[0] = prompt_id */
@@ -1598,7 +1624,7 @@ static const unsigned laser__v1__score_item__field_indices_by_name[] = {
 static const ProtobufCIntRange laser__v1__score_item__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor laser__v1__score_item__descriptor =
 {
@@ -1608,7 +1634,7 @@ const ProtobufCMessageDescriptor laser__v1__score_item__descriptor =
   "Laser__V1__ScoreItem",
   "laser.v1",
   sizeof(Laser__V1__ScoreItem),
-  5,
+  6,
   laser__v1__score_item__field_descriptors,
   laser__v1__score_item__field_indices_by_name,
   1,  laser__v1__score_item__number_ranges,

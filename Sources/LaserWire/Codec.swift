@@ -20,6 +20,7 @@ public enum WireCodec {
             m.pointee.slots = h.slots
             m.pointee.software_version = arena.string(h.softwareVersion)
             (m.pointee.n_labels, m.pointee.labels) = arena.strings(h.labels)
+            m.pointee.json_candidates = h.acceptsJSONCandidates ? 1 : 0
             env.body_case = LASER__V1__ENVELOPE__BODY_HELLO
             env.hello = m
         case .welcome(let w):
@@ -70,7 +71,19 @@ public enum WireCodec {
                 let s = arena.make(Laser__V1__ScoreItem.self, laser__v1__score_item__init)
                 s.pointee.prompt_id = arena.string(item.promptID)
                 s.pointee.prompt = arena.string(item.prompt)
-                (s.pointee.n_candidates, s.pointee.candidates) = arena.strings(item.candidates)
+                if t.candidatesAsJSON {
+                    // No copy: protobuf-c packs straight from the texts' storage (kept by the arena).
+                    let candidates = item.candidateTexts
+                    let texts = arena.array(ProtobufCBinaryData.self, count: candidates.count)
+                    for (j, text) in candidates.enumerated() {
+                        arena.keep(text.storage)
+                        texts[j] = ProtobufCBinaryData(len: text.escapedCount, data: UnsafeMutablePointer(mutating: text.escapedPointer.assumingMemoryBound(to: UInt8.self)))
+                    }
+                    s.pointee.n_candidates_json = candidates.count
+                    s.pointee.candidates_json = texts
+                } else {
+                    (s.pointee.n_candidates, s.pointee.candidates) = arena.strings(item.candidates)
+                }
                 if let reference = item.reference {
                     s.pointee.reference = arena.string(reference)
                     s.pointee.has_reference = 1
@@ -173,11 +186,14 @@ public enum WireCodec {
             env.body_case = LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK
             env.feedback_ack = m
         }
-        let size = laser__v1__envelope__get_packed_size(&env)
-        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            let written = laser__v1__envelope__pack(&env, buffer.baseAddress)
-            precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
-            count = size
+        // The arena (and the texts it keeps) back every pointer in `env`: alive until packed.
+        return withExtendedLifetime(arena) {
+            let size = laser__v1__envelope__get_packed_size(&env)
+            return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                let written = laser__v1__envelope__pack(&env, buffer.baseAddress)
+                precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
+                count = size
+            }
         }
     }
 
@@ -208,7 +224,8 @@ public enum WireCodec {
                 rewardModels: try texts(h.n_reward_models, h.reward_models, "Hello.reward_models"),
                 slots: h.slots,
                 softwareVersion: try text(h.software_version, "Hello.software_version"),
-                labels: try texts(h.n_labels, h.labels, "Hello.labels")))
+                labels: try texts(h.n_labels, h.labels, "Hello.labels"),
+                acceptsJSONCandidates: h.json_candidates != 0))
         case LASER__V1__ENVELOPE__BODY_WELCOME:
             let w = e.welcome!.pointee
             var defs: [RewardModelDefinition] = []
@@ -235,18 +252,35 @@ public enum WireCodec {
             let t = e.score_task!.pointee
             var items: [ScoreItem] = []
             items.reserveCapacity(t.n_items)
+            var asJSON = false
             for i in 0..<t.n_items {
                 let s = t.items[i]!.pointee
+                var candidates: [String]
+                if s.n_candidates_json > 0 {
+                    guard s.n_candidates == 0 else { throw WireError("ScoreItem has both candidates and candidates_json; a sender fills one of them") }
+                    asJSON = true
+                    candidates = []
+                    candidates.reserveCapacity(s.n_candidates_json)
+                    for j in 0..<s.n_candidates_json {
+                        let b = s.candidates_json[j]
+                        // Decoded here, in one pass that also checks them: what the RM reads.
+                        do { candidates.append(try JSONText.decode(body: UnsafeRawBufferPointer(start: b.data, count: b.len))) } catch {
+                            throw WireError("ScoreItem.candidates_json[\(j)] is not the body of a JSON string: \(error)")
+                        }
+                    }
+                } else {
+                    candidates = try texts(s.n_candidates, s.candidates, "ScoreItem.candidates")
+                }
                 items.append(ScoreItem(
                     promptID: try text(s.prompt_id, "ScoreItem.prompt_id"),
                     prompt: try text(s.prompt, "ScoreItem.prompt"),
-                    candidates: try texts(s.n_candidates, s.candidates, "ScoreItem.candidates"),
+                    candidates: candidates,
                     reference: s.has_reference != 0 ? try text(s.reference, "ScoreItem.reference") : nil))
             }
             return .scoreTask(ScoreTask(
                 taskID: t.task_id, attempt: t.attempt,
                 rewardModel: try text(t.reward_model, "ScoreTask.reward_model"),
-                iteration: t.iteration, items: items))
+                iteration: t.iteration, items: items, candidatesAsJSON: asJSON))
         case LASER__V1__ENVELOPE__BODY_SCORE_RESULT:
             let r = e.score_result!.pointee
             let outcome: ScoreResult.Outcome
@@ -331,7 +365,14 @@ private final class Arena {
     private var left = 0
     private static let blockBytes = 16 << 10
 
+    /// Objects whose memory `env` points into (texts' storage).
+    private var kept: [AnyObject] = []
+
     deinit { for p in blocks { free(p) } }
+
+    func keep(_ object: AnyObject) {
+        if kept.last !== object { kept.append(object) }
+    }
 
     /// `bytes` bytes aligned to 16.
     private func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {

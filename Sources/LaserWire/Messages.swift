@@ -47,13 +47,17 @@ public struct Hello: Equatable, Sendable {
     public var softwareVersion: String
     /// Labels (for example the GPU type) that the run's placement maps to RMs.
     public var labels: [String]
+    /// The worker reads candidates sent as JSON-escaped bytes (`ScoreItem.candidates_json`).
+    public var acceptsJSONCandidates: Bool
 
-    public init(workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String, labels: [String] = []) {
+    public init(workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String, labels: [String] = [],
+                acceptsJSONCandidates: Bool = false) {
         self.workerID = workerID
         self.rewardModels = rewardModels
         self.slots = slots
         self.softwareVersion = softwareVersion
         self.labels = labels
+        self.acceptsJSONCandidates = acceptsJSONCandidates
     }
 }
 
@@ -92,14 +96,41 @@ public struct Welcome: Equatable, Sendable {
 public struct ScoreItem: Equatable, Sendable {
     public var promptID: String
     public var prompt: String
-    public var candidates: [String]
     public var reference: String?
+    /// The candidates as the coordinator keeps them (JSON-escaped, see `JSONText`), or nil where they
+    /// are held decoded (`decoded`, as a worker gets them off the wire): each side keeps the form it
+    /// has and converts only on demand.
+    private var escaped: [JSONText]?
+    private var decoded: [String]?
+
+    /// The candidates, decoded (what an RM reads).
+    public var candidates: [String] {
+        get { decoded ?? escaped!.map(\.string) }
+        set { decoded = newValue; escaped = nil }
+    }
+
+    /// The candidates, escaped (what the coordinator sends as candidates_json).
+    public var candidateTexts: [JSONText] { escaped ?? decoded!.map { JSONText($0) } }
+
+    public var candidateCount: Int { escaped?.count ?? decoded!.count }
 
     public init(promptID: String, prompt: String, candidates: [String], reference: String?) {
         self.promptID = promptID
         self.prompt = prompt
-        self.candidates = candidates
         self.reference = reference
+        self.decoded = candidates
+    }
+
+    public init(promptID: String, prompt: String, candidateTexts: [JSONText], reference: String?) {
+        self.promptID = promptID
+        self.prompt = prompt
+        self.reference = reference
+        self.escaped = candidateTexts
+    }
+
+    /// Equal when the texts are equal, whichever form each side holds.
+    public static func == (a: ScoreItem, b: ScoreItem) -> Bool {
+        a.promptID == b.promptID && a.prompt == b.prompt && a.reference == b.reference && a.candidates == b.candidates
     }
 }
 
@@ -110,13 +141,18 @@ public struct ScoreTask: Equatable, Sendable {
     public var rewardModel: String
     public var iteration: UInt32
     public var items: [ScoreItem]
+    /// How the candidates travel: as JSON-escaped bytes (`candidates_json`, for a worker whose Hello
+    /// accepts them) or as text (`candidates`). The same task either way once decoded.
+    public var candidatesAsJSON: Bool
 
-    public init(taskID: UInt64, attempt: UInt32, rewardModel: String, iteration: UInt32, items: [ScoreItem]) {
+    public init(taskID: UInt64, attempt: UInt32, rewardModel: String, iteration: UInt32, items: [ScoreItem],
+                candidatesAsJSON: Bool = false) {
         self.taskID = taskID
         self.attempt = attempt
         self.rewardModel = rewardModel
         self.iteration = iteration
         self.items = items
+        self.candidatesAsJSON = candidatesAsJSON
     }
 }
 

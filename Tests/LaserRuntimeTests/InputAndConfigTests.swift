@@ -3,6 +3,7 @@ import Foundation
 import LaserCore
 import StableRandom
 import Testing
+import LaserWire
 @testable import LaserRuntime
 
 func temporaryDirectory() -> String {
@@ -406,6 +407,39 @@ func temporaryDirectory() -> String {
             }
         }
         #expect(checked > 5000)
+    }
+}
+
+/// Candidate texts travel from the input to batch files as the input's escaped bytes: the batch-file
+/// bytes are the ones escaping the decoded text writes, whichever way the input escaped it.
+@Suite struct EscapedCandidateTests {
+    @Test func batchFileBytesAreIndependentOfHowTheInputEscaped() throws {
+        let dir = NSTemporaryDirectory() + "laser-escaped-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let texts = ["plain", "a/b \u{8} é 😀 \n\t\"q\" \\", String(repeating: "long \n\"text\" ", count: 40), "\u{1F}\u{7F}"]
+        // The same texts escaped three ways: laser's own, Foundation's (\/), and by hand (\u00e9, \b, \u000A).
+        let laser = texts.map { t -> String in var o: [UInt8] = []; JSONLines.appendString(t, to: &o); return String(decoding: o, as: UTF8.self) }
+        let foundation = try texts.map { String(data: try JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]), encoding: .utf8)! }
+        let byHand = laser.map { $0.replacingOccurrences(of: "é", with: #"\u00e9"#).replacingOccurrences(of: #"\u0008"#, with: #"\b"#)
+            .replacingOccurrences(of: #"\n"#, with: #"\u000A"#).replacingOccurrences(of: "/", with: #"\/"#) }
+        var lines: [String] = []
+        for (k, form) in [laser, foundation, byHand].enumerated() {
+            lines.append(#"{"id": "p\#(k)", "prompt": "q", "candidates": [\#(form.joined(separator: ", "))]}"#)
+            lines.append(#"{"id": "o\#(k)", "prompt": "q", "candidates": [\#(form.map { #"{"text": \#($0), "correct": true}"# }.joined(separator: ", "))]}"#)
+        }
+        try lines.joined(separator: "\n").write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+        let records = try PromptReader(contextDimension: 8).read(path: dir + "/in.jsonl")
+        #expect(records.count == 6)
+        for r in records {
+            #expect(r.candidates.map(\.text) == texts, "\(r.id)")
+            for (c, t) in zip(r.candidates, texts) {
+                var kept: [UInt8] = [], escaped: [UInt8] = []
+                JSONLines.append(c.json, to: &kept)
+                JSONLines.appendString(t, to: &escaped)
+                #expect(kept == escaped, "\(r.id)")
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ import Testing
         .hello(Hello(workerID: "node3-gpu1", rewardModels: ["answer-match", "längd ✓"], slots: 4, softwareVersion: "0.1.0")),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "")),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "", labels: ["a100", "node-7"])),
+        .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "", acceptsJSONCandidates: true)),
         .welcome(Welcome(coordinatorID: "c", heartbeatIntervalMs: 1000, liveness: 5,
                          rewardModels: [RewardModelDefinition(name: "noisy", kind: "noisy", params: ["base": "length", "sigma": "0.3"]),
                                         RewardModelDefinition(name: "am", kind: "answer-match", params: [:])],
@@ -18,6 +19,10 @@ import Testing
             ScoreItem(promptID: "p2", prompt: "emoji 🚀 and \"quotes\"\n", candidates: ["a", "b"], reference: nil),
             ScoreItem(promptID: "p3", prompt: "", candidates: ["x", "y"], reference: ""),
         ])),
+        .scoreTask(ScoreTask(taskID: 2, attempt: 1, rewardModel: "am", iteration: 7, items: [
+            ScoreItem(promptID: "p1", prompt: "2+2?", candidates: ["4", "five", "", "tab\t \"q\" é \u{1} \\ 🚀"], reference: "4"),
+            ScoreItem(promptID: "p2", prompt: "p", candidates: ["a", "b"], reference: nil),
+        ], candidatesAsJSON: true)),
         .scoreResult(ScoreResult(taskID: 9, attempt: 1, outcome: .success([[1.5, -0.25, 0], [1e-300, -1e300]]), elapsedMicros: 1234)),
         .scoreResult(ScoreResult(taskID: 9, attempt: 2, outcome: .success([]), elapsedMicros: 0)),
         .scoreResult(ScoreResult(taskID: 10, attempt: 2, outcome: .failure("CUDA OOM"), elapsedMicros: 5)),
@@ -40,6 +45,29 @@ import Testing
         #expect(try WireCodec.decode(bytes) == message)
         // Deterministic bytes (params are sorted).
         #expect(WireCodec.encode(message) == bytes)
+    }
+
+    /// Candidates sent as JSON bytes arrive as the same texts as candidates sent as strings; bodies
+    /// that are not JSON string bodies are refused with the field named.
+    @Test func jsonCandidatesDecodeToTheSameTextsAndBadBodiesAreRefused() throws {
+        let texts = ["4", "", "tab\t \"q\" é \u{1} \\ 🚀\n"]
+        let item = ScoreItem(promptID: "p", prompt: "q", candidates: texts, reference: nil)
+        for asJSON in [false, true] {
+            let task = ScoreTask(taskID: 1, attempt: 1, rewardModel: "am", iteration: 1, items: [item], candidatesAsJSON: asJSON)
+            guard case .scoreTask(let back) = try WireCodec.decode(WireCodec.encode(.scoreTask(task))) else {
+                Issue.record("not a ScoreTask"); continue
+            }
+            #expect(back.items[0].candidates == texts)
+            #expect(back.candidatesAsJSON == asJSON)
+        }
+        for bad in [#"a"b"#, #"a\x"#, "a\u{1}b", #"ends\"#, #"\u12"#] {
+            let storage = JSONTextStorage.copying(Array(bad.utf8))
+            let raw = JSONText(storage: storage, range: 0..<storage.count)
+            let task = ScoreTask(taskID: 1, attempt: 1, rewardModel: "am", iteration: 1,
+                                 items: [ScoreItem(promptID: "p", prompt: "q", candidateTexts: [raw], reference: nil)], candidatesAsJSON: true)
+            #expect(throws: WireError.self, "\(bad)") { try WireCodec.decode(WireCodec.encode(.scoreTask(task))) }
+            do { _ = try WireCodec.decode(WireCodec.encode(.scoreTask(task))) } catch { #expect("\(error)".contains("candidates_json[0]")) }
+        }
     }
 
     @Test func truncatedMessagesFailCleanly() {

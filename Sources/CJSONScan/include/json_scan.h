@@ -74,6 +74,10 @@ typedef struct {
     int error;
     /// Whether a \u0000 escape decoded to a NUL byte.
     int saw_nul;
+    /// Whether some escape is not the one `laser_json_escape` writes for its character (\/, \b, \f,
+    /// \u for anything but a control character without a short name, upper-case hex): 0 means the raw
+    /// body is exactly what laser would write for the decoded text.
+    int non_canonical;
 } laser_json_string_result;
 
 static inline int laser_json_hex4(const uint8_t *p, size_t i, size_t end, uint32_t *value, size_t *bad) {
@@ -94,7 +98,7 @@ static inline int laser_json_hex4(const uint8_t *p, size_t i, size_t end, uint32
 /// The exact, one-escape-at-a-time form of `laser_json_string`, resumable: from p[k] (not inside an
 /// escape), with w bytes already in out and `high` the non-ASCII flag so far.
 static inline laser_json_string_result laser_json_string_from(const uint8_t *p, size_t k, size_t end, uint8_t *out, size_t w, uint32_t high) {
-    laser_json_string_result r = {0, 0, 0, LASER_JSON_OK, 0};
+    laser_json_string_result r = {0, 0, 0, LASER_JSON_OK, 0, 0};
     for (;;) {
         // Scan (and copy) to the next special byte.
 #if defined(__SSE2__)
@@ -141,12 +145,13 @@ static inline laser_json_string_result laser_json_string_from(const uint8_t *p, 
         if (k + 1 >= end) { r.at = k; r.error = LASER_JSON_UNTERMINATED_ESCAPE; return r; }
         uint8_t e = p[k + 1], byte;
         switch (e) {
-        case '"': case '\\': case '/': byte = e; break;
+        case '"': case '\\': byte = e; break;
+        case '/': byte = e; r.non_canonical = 1; break;
         case 'n': byte = 0x0A; break;
         case 't': byte = 0x09; break;
         case 'r': byte = 0x0D; break;
-        case 'b': byte = 0x08; break;
-        case 'f': byte = 0x0C; break;
+        case 'b': byte = 0x08; r.non_canonical = 1; break;
+        case 'f': byte = 0x0C; r.non_canonical = 1; break;
         case 'u': {
             size_t i = k + 2, bad = 0;
             uint32_t scalar = 0, low = 0;
@@ -163,6 +168,9 @@ static inline laser_json_string_result laser_json_string_from(const uint8_t *p, 
                 r.at = i; r.error = LASER_JSON_UNPAIRED_SURROGATE; return r;
             }
             if (scalar == 0) r.saw_nul = 1;
+            // laser writes \u00xx (lower-case hex) only for control characters without a short name.
+            if (scalar >= 0x20 || scalar == 0x09 || scalar == 0x0A || scalar == 0x0D ||
+                (p[k + 4] >= 'A' && p[k + 4] <= 'F') || (p[k + 5] >= 'A' && p[k + 5] <= 'F')) r.non_canonical = 1;
             if (out) {
                 if (scalar < 0x80) {
                     out[w++] = (uint8_t)scalar;
@@ -201,6 +209,11 @@ static const uint8_t laser_json_simple_escape[256] = {
     ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = 0x08, ['f'] = 0x0C, ['n'] = 0x0A, ['r'] = 0x0D, ['t'] = 0x09,
 };
 
+/// 1 for the simple escapes `laser_json_escape` writes (\" \\ \n \r \t).
+static const uint8_t laser_json_canonical_escape[256] = {
+    ['"'] = 1, ['\\'] = 1, ['n'] = 1, ['r'] = 1, ['t'] = 1,
+};
+
 #if defined(__SSE2__)
 static inline uint64_t laser_json_mask64(__m128i a, __m128i b, __m128i c, __m128i d) {
     return (uint64_t)(uint32_t)_mm_movemask_epi8(a) | (uint64_t)(uint32_t)_mm_movemask_epi8(b) << 16 |
@@ -227,6 +240,7 @@ static inline laser_json_string_result laser_json_string(const uint8_t *p, size_
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
     size_t k = from;
     uint64_t high = 0;
+    int non_canonical = 0;
     while (k + 64 <= end) {
         __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
         __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 16));
@@ -254,17 +268,20 @@ static inline laser_json_string_result laser_json_string(const uint8_t *p, size_
             e &= e - 1;
             // The escaped byte is k + i + 1 (k + 64 for a backslash at the block's last byte).
             if (k + i + 1 >= end || !laser_json_simple_escape[p[k + i + 1]]) { exact = 1; break; }
+            non_canonical |= !laser_json_canonical_escape[p[k + i + 1]];
             if (i == 63) next = k + 65;
         }
         if (exact) break;
         if (closing) {
-            laser_json_string_result r = {k + (size_t)__builtin_ctzll(closing), 0, high != 0, LASER_JSON_OK, 0};
+            laser_json_string_result r = {k + (size_t)__builtin_ctzll(closing), 0, high != 0, LASER_JSON_OK, 0, non_canonical};
             return r;
         }
         k = next;
     }
     if (k + 64 <= end) return laser_json_string_from(p, from, end, NULL, 0, 0);
-    return laser_json_string_from(p, k, end, NULL, 0, high != 0);
+    laser_json_string_result r = laser_json_string_from(p, k, end, NULL, 0, high != 0);
+    r.non_canonical |= non_canonical;
+    return r;
 #else
     return laser_json_string_from(p, from, end, out, 0, 0);
 #endif

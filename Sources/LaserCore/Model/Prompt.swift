@@ -1,12 +1,26 @@
+import LaserWire
+
 /// One candidate response to a prompt, with its correctness label when the input provides one
 /// (or when it can be derived from the prompt's reference answer).
 public struct Candidate: Equatable, Sendable {
-    public var text: String
+    /// The text as the coordinator keeps it: JSON-escaped bytes, straight from the input file (see
+    /// `JSONText`); workers and batch files get these bytes, nothing on the way decodes them.
+    public var json: JSONText
     /// true = correct, false = incorrect, nil = unknown. Never sent to workers: RMs do not see labels.
     public var correct: Bool?
 
+    /// The text, decoded (labels, tests; not the hot path).
+    public var text: String {
+        get { json.string }
+        set { json = JSONText(newValue) }
+    }
+
     public init(text: String, correct: Bool? = nil) {
-        self.text = text
+        self.init(json: JSONText(text), correct: correct)
+    }
+
+    public init(json: JSONText, correct: Bool? = nil) {
+        self.json = json
         self.correct = correct
     }
 }
@@ -36,8 +50,17 @@ public struct PromptRecord: Equatable, Sendable {
 /// One emitted preference pair, in TRL's format plus provenance.
 public struct PreferencePair: Equatable, Sendable {
     public var prompt: String
-    public var chosen: String
-    public var rejected: String
+    /// The chosen and rejected texts, kept JSON-escaped as read (see `Candidate.json`).
+    public var chosenJSON: JSONText
+    public var rejectedJSON: JSONText
+    public var chosen: String {
+        get { chosenJSON.string }
+        set { chosenJSON = JSONText(newValue) }
+    }
+    public var rejected: String {
+        get { rejectedJSON.string }
+        set { rejectedJSON = JSONText(newValue) }
+    }
     public var chosenScore: Double
     public var rejectedScore: Double
     /// The RM (arm) that ranked the candidates, or "ensemble".
@@ -52,9 +75,17 @@ public struct PreferencePair: Equatable, Sendable {
     public init(prompt: String, chosen: String, rejected: String, chosenScore: Double, rejectedScore: Double,
                 rm: String, promptID: String, iteration: Int, batch: Int,
                 chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil) {
+        self.init(prompt: prompt, chosenJSON: JSONText(chosen), rejectedJSON: JSONText(rejected), chosenScore: chosenScore,
+                  rejectedScore: rejectedScore, rm: rm, promptID: promptID, iteration: iteration, batch: batch,
+                  chosenCorrect: chosenCorrect, rejectedCorrect: rejectedCorrect)
+    }
+
+    public init(prompt: String, chosenJSON: JSONText, rejectedJSON: JSONText, chosenScore: Double, rejectedScore: Double,
+                rm: String, promptID: String, iteration: Int, batch: Int,
+                chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil) {
         self.prompt = prompt
-        self.chosen = chosen
-        self.rejected = rejected
+        self.chosenJSON = chosenJSON
+        self.rejectedJSON = rejectedJSON
         self.chosenScore = chosenScore
         self.rejectedScore = rejectedScore
         self.rm = rm

@@ -36,10 +36,11 @@ extension Coordinator {
                 summary.counters.tasksDispatched += 1
                 let batch = batches[task.batch]!
                 let items = task.indices.map { batch.prompts[$0 - batch.range.lowerBound] }.map {
-                    ScoreItem(promptID: $0.id, prompt: $0.prompt, candidates: $0.candidates.map(\.text), reference: $0.reference)
+                    ScoreItem(promptID: $0.id, prompt: $0.prompt, candidateTexts: $0.candidates.map(\.json), reference: $0.reference)
                 }
                 actions.append(.send(to: peer, .scoreTask(ScoreTask(
-                    taskID: id, attempt: task.attempt, rewardModel: rm, iteration: UInt32(iteration), items: items))))
+                    taskID: id, attempt: task.attempt, rewardModel: rm, iteration: UInt32(iteration), items: items,
+                    candidatesAsJSON: workers[peer]!.acceptsJSONCandidates))))
             }
         }
     }

@@ -88,7 +88,8 @@ extension Coordinator {
             actions.append(.send(to: peer, .reject(reason: problem)))
             return
         }
-        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(hello.slots), lastHeard: now, lastSent: now, joined: now)
+        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(hello.slots), lastHeard: now, lastSent: now, joined: now,
+                               acceptsJSONCandidates: hello.acceptsJSONCandidates)
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
         actions.append(.log(.info, "worker \(hello.workerID) joined: \(hello.slots) slots, RMs \(served.joined(separator: ", "))"))

@@ -29,6 +29,8 @@ public struct Coordinator: Sendable {
         var answered = false
         /// When it was last reported idle (placement), to report once per window.
         var reportedIdle: Instant?
+        /// Its Hello said it reads candidates as JSON-escaped bytes.
+        var acceptsJSONCandidates = false
         var free: Int { slots - inFlight.count }
     }
     /// When each RM last had a task dispatched (for the idle-worker report).
@@ -419,7 +421,7 @@ public struct Coordinator: Sendable {
                 case .pairs:
                     for (c, r) in plan.pairPolicy.pairs(scores: scores, accept: accept) {
                         let pair = PreferencePair(
-                            prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
+                            prompt: p.prompt, chosenJSON: p.candidates[c].json, rejectedJSON: p.candidates[r].json,
                             chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: p.id,
                             iteration: iteration, batch: batch.indexInIteration,
                             chosenCorrect: p.candidates[c].correct, rejectedCorrect: p.candidates[r].correct)
@@ -430,7 +432,7 @@ public struct Coordinator: Sendable {
                 case .bestOfN:
                     // The best candidate; ties go to the earliest.
                     let best = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
-                    choices.append(BestOfNChoice(prompt: p.prompt, response: p.candidates[best].text, score: scores[best],
+                    choices.append(BestOfNChoice(prompt: p.prompt, responseJSON: p.candidates[best].json, score: scores[best],
                                                  rm: rmName, promptID: p.id, iteration: iteration, batch: batch.indexInIteration,
                                                  correct: p.candidates[best].correct))
                     unitAccuracy.add(choiceCorrect: p.candidates[best].correct)
@@ -448,6 +450,11 @@ public struct Coordinator: Sendable {
                 else { lossUnits.append((arm, unit.context, unit.probability)) }
             }
         }
+        // The texts the batch keeps, copied out of its input lines (about 2 KiB per prompt out of 8),
+        // so that a batch waiting for the disk or a trainer does not hold all of them.
+        let kept = JSONText.packed(pairs.flatMap { [$0.chosenJSON, $0.rejectedJSON] } + choices.map(\.responseJSON))
+        for i in pairs.indices { (pairs[i].chosenJSON, pairs[i].rejectedJSON) = (kept[2 * i], kept[2 * i + 1]) }
+        for i in choices.indices { choices[i].responseJSON = kept[2 * pairs.count + i] }
         let distinct = Array(Set(rmOfPrompt)).sorted()
         let rmLabel = distinct.count == 1 ? distinct[0] : "mixed"
         let raw: Double? = plan.rewardSource == .labelPairAccuracy ? updates.compactMap { if case .reward(let r, _, _, _) = $0 { return r } else { return nil } }.average : nil

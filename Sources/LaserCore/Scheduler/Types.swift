@@ -204,7 +204,9 @@ public enum OutputMode: String, Sendable, Codable, CaseIterable {
 /// Best-of-n output: the response the selected RM ranked first.
 public struct BestOfNChoice: Equatable, Sendable {
     public var prompt: String
-    public var response: String
+    /// The response, kept JSON-escaped as read (see `Candidate.json`).
+    public var responseJSON: JSONText
+    public var response: String { responseJSON.string }
     public var score: Double
     public var rm: String
     public var promptID: String

@@ -121,10 +121,15 @@ struct  Laser__V1__Hello
    */
   size_t n_labels;
   char **labels;
+  /*
+   * The worker reads ScoreItem.candidates_json: the coordinator may send candidates in that form.
+   * (A worker without the field gets ScoreItem.candidates.)
+   */
+  protobuf_c_boolean json_candidates;
 };
 #define LASER__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL, 0 }
 
 
 /*
@@ -217,6 +222,9 @@ struct  Laser__V1__ScoreItem
   ProtobufCMessage base;
   char *prompt_id;
   char *prompt;
+  /*
+   * The candidates, as text. Empty when they travel in candidates_json.
+   */
   size_t n_candidates;
   char **candidates;
   /*
@@ -224,10 +232,18 @@ struct  Laser__V1__ScoreItem
    */
   char *reference;
   protobuf_c_boolean has_reference;
+  /*
+   * The candidates as the bodies of JSON string literals (the bytes between the quotes, UTF-8, escaped
+   * as laser writes JSON: \" \\ \n \r \t, other control characters as \u00xx). Sent instead of
+   * `candidates` to a worker whose Hello set json_candidates: the coordinator forwards the candidates'
+   * bytes from the input file without decoding them; the worker decodes.
+   */
+  size_t n_candidates_json;
+  ProtobufCBinaryData *candidates_json;
 };
 #define LASER__V1__SCORE_ITEM__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__score_item__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 /*

@@ -1,9 +1,13 @@
 import CJSONScan
 import Foundation
+import LaserWire
 
 /// A JSON value as the input reader needs it. Numbers keep their literal text (an id `7` stays "7").
 enum JSONValue: Equatable {
     case string(String)
+    /// A string kept JSON-escaped, in place (inside arrays, when the parser is given the line's storage;
+    /// see `JSONLineParser.parseReportingNUL(escapedIn:)`).
+    case text(JSONText)
     /// Equal when the literals are equal.
     case number(literal: String, value: Double)
     case bool(Bool)
@@ -50,10 +54,15 @@ struct JSONLineParser {
     /// `skim: true` (a line that was validated before and whose long texts nobody will read): strings
     /// longer than `longString` bytes inside arrays (candidate texts; never a top-level field such as
     /// the prompt) are only stepped over, neither decoded nor checked, and come back empty.
-    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false) throws -> (value: JSONValue, sawNUL: Bool) {
+    /// `escapedIn`: `bytes` lie at `offset` in `storage`; strings inside arrays (candidate texts, and
+    /// the `text` of candidate objects) come back as `.text`, checked but not decoded, pointing into the
+    /// storage (decoded and escaped again only if their escapes are not the ones laser writes).
+    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false,
+                                  escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> (value: JSONValue, sawNUL: Bool) {
         var p = JSONLineParser(bytes: bytes)
         p.materialize = materialize
         p.skim = skim
+        p.escapedIn = escapedIn
         defer { p.scratch?.deallocate() }
         p.skipSpace()
         let v = try p.value()
@@ -65,6 +74,7 @@ struct JSONLineParser {
     private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
     private var materialize = true
     private var skim = false
+    private var escapedIn: (storage: JSONTextStorage, offset: Int)?
     /// Where strings with escapes are decoded: as long as the line (freed by `parseReportingNUL`).
     private var scratch: UnsafeMutablePointer<UInt8>?
     static let longString = 256
@@ -82,7 +92,9 @@ struct JSONLineParser {
     private mutating func value() throws -> JSONValue {
         guard i < bytes.count else { throw error("unexpected end of the line") }
         switch bytes[i] {
-        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "\""):
+            if let keep = escapedIn, depth >= 2 { return .text(try escapedText(keep)) }
+            return .string(try string())
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array()
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
@@ -225,11 +237,7 @@ struct JSONLineParser {
         if !materialize && r.error == Int32(LASER_JSON_OK) && r.at - start <= Self.longString {
             r = laser_json_string(u8, start, end, scratch)
         }
-        if r.error != Int32(LASER_JSON_OK) {
-            i = r.at
-            if r.error == Int32(LASER_JSON_INVALID_ESCAPE) { throw error("an invalid escape '\\\(Self.show(bytes[i + 1]))'") }
-            throw error(Self.message(r.error))
-        }
+        try check(r)
         if r.saw_nul != 0 { sawNUL = true }
         i = r.at + 1
         if !materialize && r.at - start > Self.longString {
@@ -244,6 +252,38 @@ struct JSONLineParser {
             dst.baseAddress!.initialize(from: scratch!, count: r.written)
             return r.written
         }
+    }
+
+    /// Throws the error a scan of a string found, at its offset.
+    private mutating func check(_ r: laser_json_string_result) throws {
+        guard r.error != Int32(LASER_JSON_OK) else { return }
+        i = r.at
+        if r.error == Int32(LASER_JSON_INVALID_ESCAPE) { throw error("an invalid escape '\\\(Self.show(bytes[i + 1]))'") }
+        throw error(Self.message(r.error))
+    }
+
+    /// A string starting at the opening quote, checked (every escape, control characters, UTF-8) and
+    /// kept escaped where it lies in `keep.storage`.
+    private mutating func escapedText(_ keep: (storage: JSONTextStorage, offset: Int)) throws -> JSONText {
+        i += 1
+        let start = i
+        let u8 = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let r = laser_json_string(u8, start, bytes.count, nil)
+        try check(r)
+        if r.saw_nul != 0 { sawNUL = true }
+        i = r.at + 1
+        let raw = UnsafeRawBufferPointer(start: bytes.baseAddress! + start, count: r.at - start)
+        if r.non_canonical != 0 {
+            // Escaped another way than laser writes (\/, \u00e9, ...): decoded, and escaped laser's way.
+            if scratch == nil { scratch = .allocate(capacity: bytes.count + 16) }
+            let d = laser_json_string(u8, start, bytes.count, scratch)
+            let text = JSONScan.isASCII(d.non_ascii)
+                ? String(decoding: UnsafeRawBufferPointer(start: scratch!, count: d.written), as: UTF8.self)
+                : try makeString(UnsafeRawBufferPointer(start: scratch!, count: d.written))
+            return JSONText(text)
+        }
+        if !JSONScan.isASCII(r.non_ascii) { _ = try makeString(raw) }
+        return JSONText(storage: keep.storage, range: (keep.offset + start)..<(keep.offset + r.at))
     }
 
     private static func message(_ code: Int32) -> String {

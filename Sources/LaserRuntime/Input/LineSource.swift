@@ -1,5 +1,6 @@
 import Foundation
 import LaserCore
+import LaserWire
 import StableRandom
 #if canImport(Glibc)
 import Glibc
@@ -209,25 +210,32 @@ public final class PromptStream {
     public func next(_ count: Int, texts: Bool = true) throws -> [PromptRecord] {
         // The file is read twice (scan, then here): refuse to mix two versions of it.
         guard lines.unchanged(since: scan.stamp) else { throw Self.changed(path) }
-        // The lines are cut out here, in order; parsing them (most of the work) is shared by `parallelism`
-        // threads.
-        var text: [UInt8] = []
+        // The lines are cut out here, in order, into one buffer that becomes the storage the batch's
+        // candidate texts point into (`JSONText`); parsing them (most of the work) is shared by
+        // `parallelism` threads.
+        var capacity = 1 << 20, used = 0
+        var buffer = malloc(capacity)!
         var lineRanges: [(number: Int, range: Range<Int>)] = []
         lineRanges.reserveCapacity(count)
         while lineRanges.count < count, let (number, range) = try lines.nextLine({ number, _, bytes -> (Int, Range<Int>) in
-            let start = text.count
-            text.append(contentsOf: bytes)
-            return (number, start..<text.count)
+            if used + bytes.count > capacity {
+                while used + bytes.count > capacity { capacity *= 2 }
+                buffer = realloc(buffer, capacity)!
+            }
+            if bytes.count > 0 { (buffer + used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            used += bytes.count
+            return (number, (used - bytes.count)..<used)
         }) {
             lineRanges.append((number, range))
         }
+        let storage = JSONTextStorage(adopting: buffer, count: used)
         let n = lineRanges.count
         let results = UnsafeMutableBufferPointer<Result<PromptRecord, Error>?>.allocate(capacity: n)
         results.initialize(repeating: nil)
         defer { results.deinitialize(); results.deallocate() }
         let slots = SendablePointer(results)
         let reader = reader, path = path, ranges = lineRanges
-        text.withUnsafeBytes { bytes in
+        storage.withBytes { bytes in
             let all = SendableRawBytes(bytes)
             let workers = min(LineSource.parallelism, max(1, n / 8))
             DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -235,7 +243,8 @@ public final class PromptStream {
                     let (number, range) = ranges[i]
                     slots.buffer[i] = Result {
                         try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)",
-                                         defaultID: "line-\(number)", skim: !texts)
+                                         defaultID: "line-\(number)", skim: !texts,
+                                         escapedIn: texts ? (storage, range.lowerBound) : nil)
                     }
                 }
             }

@@ -1,6 +1,7 @@
 import Foundation
 import LaserCore
 import LaserRewardModels
+import LaserWire
 import StableRandom
 
 /// A problem with an input line: file, line, what is wrong and what to do.
@@ -125,10 +126,11 @@ public struct PromptReader: Sendable {
     /// `skim`: the line was validated before and its candidate texts will not be read (a batch a
     /// resume replays without emitting it again): they come back empty, unless the line has a
     /// reference (its labels are derived from the texts).
-    func parse(bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String, idOnly: Bool = false, skim: Bool = false) throws -> PromptRecord {
+    func parse(bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String, idOnly: Bool = false, skim: Bool = false,
+               escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> PromptRecord {
         let o: JSONValue
         let sawNUL: Bool
-        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly, skim: skim) } catch {
+        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly, skim: skim, escapedIn: escapedIn) } catch {
             throw InputError("\(location()): not valid JSON (\(error)); each line must be one JSON object")
         }
         guard case .object = o else {
@@ -166,9 +168,14 @@ public struct PromptReader: Sendable {
             switch c {
             case .string(let text):
                 candidates.append(Candidate(text: text))
+            case .text(let json):
+                candidates.append(Candidate(json: json))
             case .object:
-                guard case .string(let text)? = c["text"] else {
-                    throw InputError("\(location()): candidate \(i) is an object without a string \"text\"")
+                let json: JSONText
+                switch c["text"] {
+                case .text(let t)?: json = t
+                case .string(let t)?: json = JSONText(t)
+                default: throw InputError("\(location()): candidate \(i) is an object without a string \"text\"")
                 }
                 var correct: Bool?
                 switch c["correct"] {
@@ -176,7 +183,7 @@ public struct PromptReader: Sendable {
                 case .bool(let b)?: correct = b
                 default: throw InputError("\(location()): candidate \(i) \"correct\" must be true or false")
                 }
-                candidates.append(Candidate(text: text, correct: correct))
+                candidates.append(Candidate(json: json, correct: correct))
             default:
                 throw InputError("\(location()): candidate \(i) must be a string or a {\"text\", \"correct\"} object, got \(Self.typeName(c))")
             }
@@ -230,7 +237,7 @@ public struct PromptReader: Sendable {
 
     static func typeName(_ v: JSONValue) -> String {
         switch v {
-        case .string: return "a string"
+        case .string, .text: return "a string"
         case .number: return "a number"
         case .bool: return "a boolean"
         case .array: return "an array"

@@ -28,7 +28,7 @@ public final class WorkerMetrics: @unchecked Sendable {
     }
 
     func taskStarted(_ task: ScoreTask) {
-        outstanding[task.taskID] = (task.rewardModel, task.items.reduce(0) { $0 + $1.candidates.count })
+        outstanding[task.taskID] = (task.rewardModel, task.items.reduce(0) { $0 + $1.candidateCount })
         gauge("worker_busy_slots", "Score tasks being scored now.").set(Double(min(outstanding.count, slots)))
     }
 

@@ -1,12 +1,13 @@
 import CJSONScan
 import LaserCore
+import LaserWire
 
 /// Hand-rolled JSON for output lines: a fixed key order (prompt, chosen, rejected first, as TRL
 /// reads them) and byte-identical output for identical pairs, without a JSONEncoder per line.
 public enum JSONLines {
     public static func line(_ p: PreferencePair) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity(p.prompt.utf8.count + p.chosen.utf8.count + p.rejected.utf8.count + 160)
+        out.reserveCapacity(p.prompt.utf8.count + p.chosenJSON.escapedCount + p.rejectedJSON.escapedCount + 160)
         append(p, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
@@ -17,9 +18,9 @@ public enum JSONLines {
         out.append(contentsOf: #"{"prompt":"#.utf8)
         appendString(p.prompt, to: &out)
         out.append(contentsOf: #","chosen":"#.utf8)
-        appendString(p.chosen, to: &out)
+        append(p.chosenJSON, to: &out)
         out.append(contentsOf: #","rejected":"#.utf8)
-        appendString(p.rejected, to: &out)
+        append(p.rejectedJSON, to: &out)
         out.append(contentsOf: ",\"chosen_score\":\(number(p.chosenScore)),\"rejected_score\":\(number(p.rejectedScore)),\"rm\":".utf8)
         appendString(p.rm, to: &out)
         out.append(contentsOf: #","prompt_id":"#.utf8)
@@ -38,7 +39,7 @@ public enum JSONLines {
         out.append(contentsOf: #"{"prompt":"#.utf8)
         appendString(c.prompt, to: &out)
         out.append(contentsOf: #","response":"#.utf8)
-        appendString(c.response, to: &out)
+        append(c.responseJSON, to: &out)
         out.append(contentsOf: ",\"score\":\(number(c.score)),\"rm\":".utf8)
         appendString(c.rm, to: &out)
         out.append(contentsOf: #","prompt_id":"#.utf8)
@@ -61,6 +62,14 @@ public enum JSONLines {
 
     public static func appendString(_ text: String, to s: inout String) {
         s += quoted(text)
+    }
+
+    /// A text kept escaped (`JSONText`) as a JSON string: its bytes between quotes, as they are (the
+    /// same bytes `appendString` writes for the decoded text: laser's one escaped form).
+    public static func append(_ text: JSONText, to out: inout [UInt8]) {
+        out.append(0x22)
+        text.withEscapedBytes { out.append(contentsOf: $0) }
+        out.append(0x22)
     }
 
     /// `text` as a JSON string: '"', '\\' and control characters escaped, everything else (UTF-8

@@ -1,5 +1,6 @@
 import Foundation
 import LaserCore
+import LaserWire
 
 /// The run directory: everything a run leaves behind, in one folder.
 ///
@@ -72,8 +73,8 @@ public struct RunDirectory: Sendable {
         try AtomicFile.makeDirectory(iterationDirectory(batch.iteration))
         var bytes: [UInt8] = []
         // Once, for the whole file (texts plus escapes and the fixed keys, roughly).
-        bytes.reserveCapacity(batch.pairs.reduce(0) { $0 + $1.prompt.utf8.count + $1.chosen.utf8.count + $1.rejected.utf8.count + 200 }
-            + batch.choices.reduce(0) { $0 + $1.prompt.utf8.count + $1.response.utf8.count + 200 })
+        bytes.reserveCapacity(batch.pairs.reduce(0) { $0 + $1.prompt.utf8.count + $1.chosenJSON.escapedCount + $1.rejectedJSON.escapedCount + 200 }
+            + batch.choices.reduce(0) { $0 + $1.prompt.utf8.count + $1.responseJSON.escapedCount + 200 })
         for pair in batch.pairs {
             JSONLines.append(pair, to: &bytes)
             bytes.append(0x0A)

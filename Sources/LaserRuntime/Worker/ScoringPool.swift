@@ -134,8 +134,8 @@ final class ScoringPool: @unchecked Sendable {
             return result(.failure("RM \(task.rewardModel) returned \(batch.count) score lists for \(task.items.count) prompts"))
         }
         for (scores, item) in zip(batch, task.items) {
-            guard scores.count == item.candidates.count, scores.allSatisfy(\.isFinite) else {
-                return result(.failure("RM \(task.rewardModel) returned \(scores.count) scores (some not finite?) for \(item.candidates.count) candidates of prompt \(item.promptID)"))
+            guard scores.count == item.candidateCount, scores.allSatisfy(\.isFinite) else {
+                return result(.failure("RM \(task.rewardModel) returned \(scores.count) scores (some not finite?) for \(item.candidateCount) candidates of prompt \(item.promptID)"))
             }
         }
         return result(.success(batch))

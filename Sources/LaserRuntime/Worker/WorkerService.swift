@@ -182,7 +182,7 @@ public final class WorkerService {
     private func sendHello() throws {
         helloSent = Date()
         try send(.hello(Hello(workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
-                              softwareVersion: laserVersion, labels: options.labels)))
+                              softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true)))
     }
 
     private func send(_ message: WireMessage) throws {
