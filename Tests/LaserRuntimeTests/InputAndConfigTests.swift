@@ -443,6 +443,24 @@ func temporaryDirectory() -> String {
     }
 }
 
+/// Numbers in pair lines are written as bytes; the same text as `JSONLines.number` and `String(n)`.
+@Suite struct JSONNumberTests {
+    @Test func bytesMatchTheStringForms() {
+        var rng = SplitMix64(seed: 77)
+        let fixed: [Double] = [0, -0.0, 1, -1, 0.5, -0.25, 1e-300, 1e300, 999_999_999_999_999, 1e15, -3, 123456789.125]
+        for x in fixed + (0..<2000).map({ _ in Double(Int64(bitPattern: rng.next()) % 2_000_000) / Double(1 + rng.next() % 1000) }) {
+            var out: [UInt8] = []
+            JSONLines.appendNumber(x, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == JSONLines.number(x), "\(x)")
+        }
+        for n in [0, 7, -7, 10, 1_000_000, Int.max, Int.min] + (0..<500).map({ _ in Int(truncatingIfNeeded: rng.next()) }) {
+            var out: [UInt8] = []
+            JSONLines.appendInteger(n, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == String(n))
+        }
+    }
+}
+
 /// The batch files' string escaping (`laser_json_escape`, 4 KiB at a time) against the rule written
 /// out character by character, and back through Foundation.
 @Suite struct JSONEscapeTests {

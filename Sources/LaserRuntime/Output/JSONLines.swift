@@ -21,11 +21,20 @@ public enum JSONLines {
         append(p.chosenJSON, to: &out)
         out.append(contentsOf: #","rejected":"#.utf8)
         append(p.rejectedJSON, to: &out)
-        out.append(contentsOf: ",\"chosen_score\":\(number(p.chosenScore)),\"rejected_score\":\(number(p.rejectedScore)),\"rm\":".utf8)
+        // Pieces appended one by one: an interpolated String per line cost more than the line's texts.
+        out.append(contentsOf: #","chosen_score":"#.utf8)
+        appendNumber(p.chosenScore, to: &out)
+        out.append(contentsOf: #","rejected_score":"#.utf8)
+        appendNumber(p.rejectedScore, to: &out)
+        out.append(contentsOf: #","rm":"#.utf8)
         appendString(p.rm, to: &out)
         out.append(contentsOf: #","prompt_id":"#.utf8)
         appendString(p.promptID, to: &out)
-        out.append(contentsOf: ",\"iteration\":\(p.iteration),\"batch\":\(p.batch)}".utf8)
+        out.append(contentsOf: #","iteration":"#.utf8)
+        appendInteger(p.iteration, to: &out)
+        out.append(contentsOf: #","batch":"#.utf8)
+        appendInteger(p.batch, to: &out)
+        out.append(0x7D)
     }
 
     /// A best-of-n line: the response the selected RM ranked first, with provenance.
@@ -45,6 +54,33 @@ public enum JSONLines {
         out.append(contentsOf: #","prompt_id":"#.utf8)
         appendString(c.promptID, to: &out)
         out.append(contentsOf: ",\"iteration\":\(c.iteration),\"batch\":\(c.batch)}".utf8)
+    }
+
+    /// `number(x)`'s bytes.
+    static func appendNumber(_ x: Double, to out: inout [UInt8]) {
+        if x == x.rounded(), abs(x) < 1e15 {
+            appendInteger(Int(x), to: &out)
+            out.append(contentsOf: ".0".utf8)
+        } else {
+            out.append(contentsOf: number(x).utf8)
+        }
+    }
+
+    /// An integer's decimal digits, without a String.
+    static func appendInteger(_ n: Int, to out: inout [UInt8]) {
+        if n < 0 { out.append(0x2D) }
+        var m = n.magnitude
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[19 - count] = UInt8(truncatingIfNeeded: m % 10) + 0x30
+                m /= 10
+                count += 1
+            } while m > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(20 - count)...]))
+        }
     }
 
     /// Shortest round-trip decimal form; finite values only (scores are validated finite).
