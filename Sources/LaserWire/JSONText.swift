@@ -26,6 +26,8 @@ public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomSt
 
     /// `text` escaped.
     public init(_ text: String) {
+        // The empty text shares one storage (a replay reads its candidates as empty texts, 8 per prompt).
+        if text.isEmpty { self = .empty; return }
         var text = text
         let escaped = text.withUTF8 { u -> [UInt8] in
             var out: [UInt8] = []
@@ -77,7 +79,7 @@ public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomSt
         return text
     }
 
-    public static let empty = JSONText("")
+    public static let empty = JSONText(storage: JSONTextStorage(adopting: malloc(1)!, count: 0), range: 0..<0)
 
     /// The same texts, copied into one storage of their own (no longer keeping alive what they
     /// pointed into).
@@ -158,6 +160,9 @@ public final class JSONTextStorage: @unchecked Sendable {
     }
 
     deinit { free(base) }
+
+    /// Where the bytes start (valid while this storage lives).
+    public var baseAddress: UnsafeRawPointer { UnsafeRawPointer(base) }
 
     /// The bytes, valid while `body` runs.
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {

@@ -197,6 +197,13 @@ public final class PromptStream {
     /// How many records were handed out.
     public private(set) var position = 0
 
+    /// The buffer batches read without texts reuse.
+    private var reusable = malloc(1 << 20)!
+    private var reusableCapacity = 1 << 20
+    private var lastBatchBytes = 0
+
+    deinit { free(reusable) }
+
     public init(path: String, scan: PromptReader.Scan, reader: PromptReader) throws {
         self.path = path
         self.scan = scan
@@ -210,11 +217,16 @@ public final class PromptStream {
     public func next(_ count: Int, texts: Bool = true) throws -> [PromptRecord] {
         // The file is read twice (scan, then here): refuse to mix two versions of it.
         guard lines.unchanged(since: scan.stamp) else { throw Self.changed(path) }
-        // The lines are cut out here, in order, into one buffer that becomes the storage the batch's
-        // candidate texts point into (`JSONText`); parsing them (most of the work) is shared by
-        // `parallelism` threads.
-        var capacity = 1 << 20, used = 0
-        var buffer = malloc(capacity)!
+        // The lines are cut out here, in order, into one buffer; parsing them (most of the work) is
+        // shared by `parallelism` threads. With texts, the buffer becomes the storage the batch's
+        // candidate texts point into (`JSONText`), sized by the previous batch; without (a replay's
+        // skimmed batches) nothing points into it afterwards, and one buffer serves every such batch.
+        var capacity = texts ? max(64 << 10, lastBatchBytes + lastBatchBytes / 4) : reusableCapacity, used = 0
+        var buffer = texts ? malloc(capacity)! : reusable
+        var adopted = false
+        defer {
+            if !texts { (reusable, reusableCapacity) = (buffer, capacity) } else if !adopted { free(buffer) }
+        }
         var lineRanges: [(number: Int, range: Range<Int>)] = []
         lineRanges.reserveCapacity(count)
         while lineRanges.count < count, let (number, range) = try lines.nextLine({ number, _, bytes -> (Int, Range<Int>) in
@@ -228,14 +240,18 @@ public final class PromptStream {
         }) {
             lineRanges.append((number, range))
         }
-        let storage = JSONTextStorage(adopting: buffer, count: used)
+        lastBatchBytes = used
+        adopted = texts
+        let storage = texts ? JSONTextStorage(adopting: buffer, count: used) : nil
         let n = lineRanges.count
         let results = UnsafeMutableBufferPointer<Result<PromptRecord, Error>?>.allocate(capacity: n)
         results.initialize(repeating: nil)
         defer { results.deinitialize(); results.deallocate() }
         let slots = SendablePointer(results)
         let reader = reader, path = path, ranges = lineRanges
-        storage.withBytes { bytes in
+        let lineBytes = UnsafeRawBufferPointer(start: texts ? storage!.baseAddress : UnsafeRawPointer(buffer), count: used)
+        withExtendedLifetime(storage) {
+            let bytes = lineBytes
             let all = SendableRawBytes(bytes)
             let workers = min(LineSource.parallelism, max(1, n / 8))
             DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -244,7 +260,7 @@ public final class PromptStream {
                     slots.buffer[i] = Result {
                         try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)",
                                          defaultID: "line-\(number)", skim: !texts,
-                                         escapedIn: texts ? (storage, range.lowerBound) : nil)
+                                         escapedIn: storage.map { ($0, range.lowerBound) })
                     }
                 }
             }
