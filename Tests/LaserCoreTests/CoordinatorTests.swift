@@ -147,6 +147,16 @@ import Testing
         #expect(w.rewardModels.map(\.name) == ["oracle"])
     }
 
+    /// A worker whose Hello reads JSON-escaped candidates gets them so; the others get text.
+    @Test func candidatesTravelInTheFormEachWorkerAskedFor() throws {
+        var sim = Simulation(plan: Fixtures.plan(), iterations: data, workers: [("w0", 2, .good), ("w1", 2, .good), ("w2", 1, .good)], seed: 3)
+        sim.workers[1].json = true
+        sim.run()
+        _ = try sim.requireSummary()
+        #expect(sim.wrongCandidateForm == 0)
+        #expect((sim.tasksByCandidateForm[true] ?? 0) > 0 && (sim.tasksByCandidateForm[false] ?? 0) > 0)
+    }
+
     @Test func undecodableBytesAreCountedNotFatal() throws {
         var sim = Simulation(plan: Fixtures.plan(), iterations: data, workers: [("w", 1, .good)], seed: 0)
         sim.feed(.start)

@@ -32,6 +32,8 @@ struct Simulation {
         var behaviour: SimBehaviour
         var rms: [String] = []
         var labels: [String] = []
+        /// Its Hello says it reads candidates as JSON-escaped bytes.
+        var json = false
         var answered = 0
         var dead = false
         var outstanding = 0
@@ -75,6 +77,10 @@ struct Simulation {
     var finished: RunSummary?
     var failure: String?
     var sentToPeers: [(PeerID, WireMessage)] = []
+    /// Score tasks sent with candidates as JSON bytes (true) or as text (false); and how many went in a
+    /// form the receiving worker's Hello did not ask for.
+    var tasksByCandidateForm: [Bool: Int] = [:]
+    var wrongCandidateForm = 0
     var maxOutstandingSeen: [String: Int] = [:]
 
     init(plan: RunPlan, iterations: [[PromptRecord]], workers: [(String, UInt32, SimBehaviour)], seed: UInt64) {
@@ -136,7 +142,8 @@ struct Simulation {
     mutating func run(maxSteps: Int = 200_000) {
         feed(.start)
         for i in workers.indices {
-            feed(.message(from: workers[i].peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim", labels: workers[i].labels))))
+            feed(.message(from: workers[i].peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim", labels: workers[i].labels,
+                                                              acceptsJSONCandidates: workers[i].json))))
         }
         if let t = trainerPeer { feed(.message(from: t, .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim")))) }
         var steps = 0
@@ -203,10 +210,13 @@ struct Simulation {
         guard let i = workers.firstIndex(where: { $0.peer == peer }), !workers[i].dead else { return }
         if case .disconnect = message {
             // A real worker says Hello again when the coordinator no longer knows it.
-            feed(.message(from: peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim"))))
+            feed(.message(from: peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim",
+                                                   acceptsJSONCandidates: workers[i].json))))
             return
         }
         guard case .scoreTask(let task) = message else { return }
+        tasksByCandidateForm[task.candidatesAsJSON, default: 0] += 1
+        if task.candidatesAsJSON != workers[i].json { wrongCandidateForm += 1 }
         workers[i].outstanding += 1
         maxOutstandingSeen[workers[i].id] = max(maxOutstandingSeen[workers[i].id] ?? 0, workers[i].outstanding)
         var scores = task.items.map { Self.score(rm: task.rewardModel, item: $0) }
