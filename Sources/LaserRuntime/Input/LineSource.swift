@@ -71,34 +71,41 @@ final class LineSource {
         return FileStamp(st) == stamp
     }
 
-    /// Calls `body` with the next non-blank line (without its newline); nil at the end of the file.
-    func nextLine<R>(_ body: (_ number: Int, _ offset: Int, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R? {
-        while true {
-            if end > start, let nl = memchr(buffer + start, 0x0A, end - start) {
-                let lineEnd = buffer.distance(to: nl)
-                let lineStart = start
-                start = lineEnd + 1
-                lineNumber += 1
-                if isBlank(lineStart, lineEnd) { continue }
-                return try body(lineNumber, bufferOffset + lineStart, UnsafeRawBufferPointer(start: buffer + lineStart, count: lineEnd - lineStart))
-            }
-            if atEOF {
-                guard start < end else { return nil }
-                let lineStart = start
-                start = end
-                lineNumber += 1
-                if isBlank(lineStart, end) { return nil }
-                return try body(lineNumber, bufferOffset + lineStart, UnsafeRawBufferPointer(start: buffer + lineStart, count: end - lineStart))
-            }
-            try fill()
-        }
-    }
-
-    /// A line of a group from `nextLines`: its number, file offset and place in the group's bytes.
+    /// A non-blank line of the file: its number, file offset and place in the buffer.
     struct LineSpan {
         var number: Int
         var offset: Int
         var range: Range<Int>
+    }
+
+    /// The next non-blank line that lies whole in the buffer (or the file's last line, at its end),
+    /// without reading more; nil when the buffer holds none.
+    private func cutLine() -> LineSpan? {
+        while end > start, let nl = memchr(buffer + start, 0x0A, end - start) {
+            let lineEnd = buffer.distance(to: nl)
+            let lineStart = start
+            start = lineEnd + 1
+            lineNumber += 1
+            if !isBlank(lineStart, lineEnd) { return LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<lineEnd) }
+        }
+        if atEOF, start < end {
+            let lineStart = start
+            start = end
+            lineNumber += 1
+            if !isBlank(lineStart, end) { return LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<end) }
+        }
+        return nil
+    }
+
+    /// Calls `body` with the next non-blank line (without its newline); nil at the end of the file.
+    func nextLine<R>(_ body: (_ number: Int, _ offset: Int, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        while true {
+            if let line = cutLine() {
+                return try body(line.number, line.offset, UnsafeRawBufferPointer(start: buffer + line.range.lowerBound, count: line.range.count))
+            }
+            if atEOF { return nil }
+            try fill()
+        }
     }
 
     /// Up to `max` next non-blank lines, all from the buffer as it is (more is read only when it holds
@@ -107,23 +114,9 @@ final class LineSource {
     func nextLines<R>(max: Int, _ body: (_ lines: [LineSpan], _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R? {
         var lines: [LineSpan] = []
         while lines.isEmpty {
-            while lines.count < max, end > start, let nl = memchr(buffer + start, 0x0A, end - start) {
-                let lineEnd = buffer.distance(to: nl)
-                let lineStart = start
-                start = lineEnd + 1
-                lineNumber += 1
-                if !isBlank(lineStart, lineEnd) { lines.append(LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<lineEnd)) }
-            }
+            while lines.count < max, let line = cutLine() { lines.append(line) }
             if !lines.isEmpty { break }
-            if atEOF {
-                guard start < end else { return nil }
-                let lineStart = start
-                start = end
-                lineNumber += 1
-                if isBlank(lineStart, end) { return nil }
-                lines.append(LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<end))
-                break
-            }
+            if atEOF { return nil }
             try fill()
         }
         return try body(lines, UnsafeRawBufferPointer(start: buffer, count: end))
