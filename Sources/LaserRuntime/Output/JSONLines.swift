@@ -26,15 +26,7 @@ public enum JSONLines {
         appendNumber(p.chosenScore, to: &out)
         out.append(contentsOf: #","rejected_score":"#.utf8)
         appendNumber(p.rejectedScore, to: &out)
-        out.append(contentsOf: #","rm":"#.utf8)
-        appendString(p.rm, to: &out)
-        out.append(contentsOf: #","prompt_id":"#.utf8)
-        appendString(p.promptID, to: &out)
-        out.append(contentsOf: #","iteration":"#.utf8)
-        appendInteger(p.iteration, to: &out)
-        out.append(contentsOf: #","batch":"#.utf8)
-        appendInteger(p.batch, to: &out)
-        out.append(0x7D)
+        appendProvenance(rm: p.rm, promptID: p.promptID, iteration: p.iteration, batch: p.batch, to: &out)
     }
 
     /// A best-of-n line: the response the selected RM ranked first, with provenance.
@@ -49,11 +41,22 @@ public enum JSONLines {
         appendString(c.prompt, to: &out)
         out.append(contentsOf: #","response":"#.utf8)
         append(c.responseJSON, to: &out)
-        out.append(contentsOf: ",\"score\":\(number(c.score)),\"rm\":".utf8)
-        appendString(c.rm, to: &out)
+        out.append(contentsOf: #","score":"#.utf8)
+        appendNumber(c.score, to: &out)
+        appendProvenance(rm: c.rm, promptID: c.promptID, iteration: c.iteration, batch: c.batch, to: &out)
+    }
+
+    /// The end both line kinds share: `,"rm":..,"prompt_id":..,"iteration":..,"batch":..}`.
+    private static func appendProvenance(rm: String, promptID: String, iteration: Int, batch: Int, to out: inout [UInt8]) {
+        out.append(contentsOf: #","rm":"#.utf8)
+        appendString(rm, to: &out)
         out.append(contentsOf: #","prompt_id":"#.utf8)
-        appendString(c.promptID, to: &out)
-        out.append(contentsOf: ",\"iteration\":\(c.iteration),\"batch\":\(c.batch)}".utf8)
+        appendString(promptID, to: &out)
+        out.append(contentsOf: #","iteration":"#.utf8)
+        appendInteger(iteration, to: &out)
+        out.append(contentsOf: #","batch":"#.utf8)
+        appendInteger(batch, to: &out)
+        out.append(0x7D)
     }
 
     /// `number(x)`'s bytes.
