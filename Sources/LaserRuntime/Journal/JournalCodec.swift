@@ -8,18 +8,32 @@ import LaserCore
 /// through them.
 enum JournalCodec {
     static func encode(_ record: JournalRecord, fallback: JSONEncoder) throws -> [UInt8] {
-        if let bytes = fastEncode(record) { return bytes }
-        return Array(try fallback.encode(record))
+        var out: [UInt8] = []
+        try encode(record, into: &out, fallback: fallback)
+        return out
     }
 
-    private static func fastEncode(_ record: JournalRecord) -> [UInt8]? {
-        var out: [UInt8] = []
+    /// Appends the record's JSON to `out` (the journal writes frames straight into its pending buffer).
+    static func encode(_ record: JournalRecord, into out: inout [UInt8], fallback: JSONEncoder) throws {
+        let mark = out.count
+        if fastEncode(record, into: &out) { return }
+        out.removeSubrange(mark...)
+        out.append(contentsOf: try fallback.encode(record))
+    }
+
+    /// False (with `out` partly written) for a record the fast path does not cover. Numbers are
+    /// written as bytes, the same digits as `description` (a String per score cost a tenth of the
+    /// output thread).
+    private static func fastEncode(_ record: JournalRecord, into out: inout [UInt8]) -> Bool {
         switch record {
         case .scored(let batch, let rm, let firstPrompt, let scores):
-            out.reserveCapacity(96 + rm.utf8.count + 20 * scores.count * (scores.first?.count ?? 0))
-            out.append(contentsOf: Array("{\"scored\":{\"batch\":\(batch),\"firstPrompt\":\(firstPrompt),\"rm\":".utf8))
+            JSONLines.appendLiteral(#"{"scored":{"batch":"#, to: &out)
+            JSONLines.appendInteger(batch, to: &out)
+            JSONLines.appendLiteral(#","firstPrompt":"#, to: &out)
+            JSONLines.appendInteger(firstPrompt, to: &out)
+            JSONLines.appendLiteral(#","rm":"#, to: &out)
             JSONLines.appendString(rm, to: &out)
-            out.append(contentsOf: Array(",\"scores\":[".utf8))
+            JSONLines.appendLiteral(#","scores":["#, to: &out)
             var firstRow = true
             for list in scores {
                 if !firstRow { out.append(0x2C) }
@@ -29,30 +43,41 @@ enum JournalCodec {
                 for x in list {
                     if !firstItem { out.append(0x2C) }
                     firstItem = false
-                    if !x.isFinite { return nil }
-                    out.append(contentsOf: Array(x.description.utf8))
+                    guard x.isFinite else { return false }
+                    if x == 0 && x.sign == .minus {
+                        JSONLines.appendLiteral("-0.0", to: &out)
+                    } else {
+                        JSONLines.appendNumber(x, to: &out)
+                    }
                 }
                 out.append(0x5D)
             }
-            out.append(contentsOf: Array("]}}".utf8))
+            JSONLines.appendLiteral("]}}", to: &out)
         case .selected(let batch, let selections):
-            out.append(contentsOf: Array("{\"selected\":{\"batch\":\(batch),\"selections\":[".utf8))
+            JSONLines.appendLiteral(#"{"selected":{"batch":"#, to: &out)
+            JSONLines.appendInteger(batch, to: &out)
+            JSONLines.appendLiteral(#","selections":["#, to: &out)
             var first = true
             for selection in selections {
                 if !first { out.append(0x2C) }
                 first = false
                 switch selection {
-                case .arm(let k): out.append(contentsOf: Array("{\"arm\":{\"_0\":\(k)}}".utf8))
-                case .ensemble: out.append(contentsOf: Array("{\"ensemble\":{}}".utf8))
+                case .arm(let k):
+                    JSONLines.appendLiteral(#"{"arm":{"_0":"#, to: &out)
+                    JSONLines.appendInteger(k, to: &out)
+                    JSONLines.appendLiteral("}}", to: &out)
+                case .ensemble: JSONLines.appendLiteral(#"{"ensemble":{}}"#, to: &out)
                 }
             }
-            out.append(contentsOf: Array("]}}".utf8))
+            JSONLines.appendLiteral("]}}", to: &out)
         case .emitted(let batch):
-            out.append(contentsOf: Array("{\"emitted\":{\"batch\":\(batch)}}".utf8))
+            JSONLines.appendLiteral(#"{"emitted":{"batch":"#, to: &out)
+            JSONLines.appendInteger(batch, to: &out)
+            JSONLines.appendLiteral("}}", to: &out)
         default:
-            return nil
+            return false
         }
-        return out
+        return true
     }
 
 

@@ -69,36 +69,55 @@ public final class JournalFile {
         return (records, offset)
     }
 
-    static func readU32(_ b: [UInt8], _ i: Int) -> UInt32 {
-        UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
-    }
-
-    static func frame(_ payload: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(payload.count + 8)
-        for v in [UInt32(payload.count), CRC32.checksum(payload)] {
-            for shift in stride(from: 0, to: 32, by: 8) { out.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
-        }
-        out.append(contentsOf: payload)
-        return out
-    }
+    /// Frames queued by `enqueue`, not yet written.
+    private var pending: [UInt8] = []
+    private var pendingRecords = 0
 
     /// Appends one record; with `sync` it (and everything before it) is durable when this returns.
     public func append(_ record: JournalRecord, sync: Bool) throws {
-        let frame = Self.frame(try JournalCodec.encode(record, fallback: encoder))
-        var offset = 0
-        while offset < frame.count {
-            let n = frame.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, frame.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                // Leave no partial frame behind; if even that fails, the reader cuts it as a torn tail.
-                _ = ftruncate(fd, lseek(fd, 0, SEEK_CUR) - off_t(offset))
-                throw StorageError.errno("cannot append to journal", path, code)
-            }
-            offset += n
+        try enqueue(record)
+        try writePending(sync: sync)
+    }
+
+    /// Frames a record into the pending buffer: nothing reaches the file before `writePending`, which
+    /// writes every queued frame in one call (the output thread queues a burst of score records and
+    /// writes them together; a record per write() was a tenth of that thread).
+    public func enqueue(_ record: JournalRecord) throws {
+        let start = pending.count
+        pending.append(contentsOf: repeatElement(0, count: 8))
+        do { try JournalCodec.encode(record, into: &pending, fallback: encoder) } catch {
+            pending.removeSubrange(start...)
+            throw error
         }
-        unsynced += 1
+        let length = pending.count - start - 8
+        let crc = pending.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 8)...])) }
+        pending.withUnsafeMutableBytes { b in
+            b.storeBytes(of: UInt32(length).littleEndian, toByteOffset: start, as: UInt32.self)
+            b.storeBytes(of: crc.littleEndian, toByteOffset: start + 4, as: UInt32.self)
+        }
+        pendingRecords += 1
+    }
+
+    /// Writes the queued frames (in order, in one write unless the kernel takes less); with `sync`
+    /// they and everything before them are durable when this returns. A failed write leaves no partial
+    /// frame behind (the queued frames are dropped: the caller stops writing at its first failure).
+    public func writePending(sync: Bool) throws {
+        if !pending.isEmpty {
+            defer { pending.removeAll(keepingCapacity: pending.capacity <= 1 << 20); pendingRecords = 0 }
+            var offset = 0
+            while offset < pending.count {
+                let n = pending.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, pending.count - offset) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    let code = errno
+                    // Leave no partial frame behind; if even that fails, the reader cuts it as a torn tail.
+                    _ = ftruncate(fd, lseek(fd, 0, SEEK_CUR) - off_t(offset))
+                    throw StorageError.errno("cannot append to journal", path, code)
+                }
+                offset += n
+            }
+            unsynced += pendingRecords
+        }
         if sync { try self.sync() }
     }
 

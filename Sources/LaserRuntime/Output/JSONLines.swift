@@ -15,16 +15,16 @@ public enum JSONLines {
     /// Appends the pair's line (without a newline) as UTF-8. (No reserveCapacity here: reserving a little
     /// more for every pair of a batch reallocates the whole buffer each time.)
     public static func append(_ p: PreferencePair, to out: inout [UInt8]) {
-        out.append(contentsOf: #"{"prompt":"#.utf8)
+        appendLiteral(#"{"prompt":"#, to: &out)
         appendString(p.prompt, to: &out)
-        out.append(contentsOf: #","chosen":"#.utf8)
+        appendLiteral(#","chosen":"#, to: &out)
         append(p.chosenJSON, to: &out)
-        out.append(contentsOf: #","rejected":"#.utf8)
+        appendLiteral(#","rejected":"#, to: &out)
         append(p.rejectedJSON, to: &out)
         // Pieces appended one by one: an interpolated String per line cost more than the line's texts.
-        out.append(contentsOf: #","chosen_score":"#.utf8)
+        appendLiteral(#","chosen_score":"#, to: &out)
         appendNumber(p.chosenScore, to: &out)
-        out.append(contentsOf: #","rejected_score":"#.utf8)
+        appendLiteral(#","rejected_score":"#, to: &out)
         appendNumber(p.rejectedScore, to: &out)
         appendProvenance(rm: p.rm, promptID: p.promptID, iteration: p.iteration, batch: p.batch, to: &out)
     }
@@ -37,24 +37,24 @@ public enum JSONLines {
     }
 
     public static func append(_ c: BestOfNChoice, to out: inout [UInt8]) {
-        out.append(contentsOf: #"{"prompt":"#.utf8)
+        appendLiteral(#"{"prompt":"#, to: &out)
         appendString(c.prompt, to: &out)
-        out.append(contentsOf: #","response":"#.utf8)
+        appendLiteral(#","response":"#, to: &out)
         append(c.responseJSON, to: &out)
-        out.append(contentsOf: #","score":"#.utf8)
+        appendLiteral(#","score":"#, to: &out)
         appendNumber(c.score, to: &out)
         appendProvenance(rm: c.rm, promptID: c.promptID, iteration: c.iteration, batch: c.batch, to: &out)
     }
 
     /// The end both line kinds share: `,"rm":..,"prompt_id":..,"iteration":..,"batch":..}`.
     private static func appendProvenance(rm: String, promptID: String, iteration: Int, batch: Int, to out: inout [UInt8]) {
-        out.append(contentsOf: #","rm":"#.utf8)
+        appendLiteral(#","rm":"#, to: &out)
         appendString(rm, to: &out)
-        out.append(contentsOf: #","prompt_id":"#.utf8)
+        appendLiteral(#","prompt_id":"#, to: &out)
         appendString(promptID, to: &out)
-        out.append(contentsOf: #","iteration":"#.utf8)
+        appendLiteral(#","iteration":"#, to: &out)
         appendInteger(iteration, to: &out)
-        out.append(contentsOf: #","batch":"#.utf8)
+        appendLiteral(#","batch":"#, to: &out)
         appendInteger(batch, to: &out)
         out.append(0x7D)
     }
@@ -63,10 +63,17 @@ public enum JSONLines {
     static func appendNumber(_ x: Double, to out: inout [UInt8]) {
         if x == x.rounded(), abs(x) < 1e15 {
             appendInteger(Int(x), to: &out)
-            out.append(contentsOf: ".0".utf8)
+            appendLiteral(".0", to: &out)
         } else {
             out.append(contentsOf: number(x).utf8)
         }
+    }
+
+    /// A literal's bytes (a StaticString's buffer is appended as one copy; `String.UTF8View` went
+    /// through the generic element-by-element path).
+    @inline(__always)
+    static func appendLiteral(_ text: StaticString, to out: inout [UInt8]) {
+        text.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
     /// An integer's decimal digits, without a String.

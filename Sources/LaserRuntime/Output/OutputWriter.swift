@@ -23,7 +23,7 @@ final class OutputWriter: @unchecked Sendable {
     private var busy = false
     private var stopped = false
     private var failure: Error?
-    /// (seconds, sync) of each journal append since the last `takeJournalTimings`.
+    /// (seconds, sync) of each journal write (one or more records) since the last `takeJournalTimings`.
     private var timings: [(Double, Bool)] = []
     /// Jobs queued before `submit` waits for the thread (a disk slower than the run).
     static let maxQueued = 256
@@ -83,13 +83,20 @@ final class OutputWriter: @unchecked Sendable {
         return t.map { (seconds: $0.0, sync: $0.1) }
     }
 
+    /// Takes every queued job at once and carries them out in order. Journal records are framed into
+    /// the journal's pending buffer and written together: before the next batch file (so a batch's
+    /// selections and scores reach the file first, as they did one write at a time), at a record that
+    /// must be durable (`sync`), and at the end of the group. A batch's `emitted` record is queued
+    /// after the batch, so it is written only once the file is durable.
     private func run() {
+        var group: [Job] = []
         while true {
             condition.lock()
             while head == queue.count && !stopped { condition.wait() }
             if head == queue.count || failure != nil { condition.unlock(); return }
-            let job = queue[head]
-            head += 1
+            group.removeAll(keepingCapacity: true)
+            group.append(contentsOf: queue[head...])
+            head = queue.count
             if head > 1024 && head * 2 > queue.count {
                 queue.removeFirst(head)
                 head = 0
@@ -97,25 +104,36 @@ final class OutputWriter: @unchecked Sendable {
             busy = true
             condition.broadcast()
             condition.unlock()
-            var timing: (Double, Bool)?
+            var written: [(Double, Bool)] = []
             var caught: Error?
             do {
-                switch job {
-                case .batch(let batch):
-                    if try !runDirectory.write(batch) {
-                        logger.info("batch \(batch.iteration)/\(batch.batch) was already written before the restart; kept as is")
-                    }
-                case .journal(let record, let sync):
-                    let started = DispatchTime.now().uptimeNanoseconds
-                    try journal.append(record, sync: sync)
-                    timing = (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, sync)
+                var started: UInt64?
+                func writeJournal(sync: Bool) throws {
+                    guard let t0 = started else { return }
+                    try journal.writePending(sync: sync)
+                    written.append((Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, sync))
+                    started = nil
                 }
+                for job in group {
+                    switch job {
+                    case .batch(let batch):
+                        try writeJournal(sync: false)
+                        if try !runDirectory.write(batch) {
+                            logger.info("batch \(batch.iteration)/\(batch.batch) was already written before the restart; kept as is")
+                        }
+                    case .journal(let record, let sync):
+                        if started == nil { started = DispatchTime.now().uptimeNanoseconds }
+                        try journal.enqueue(record)
+                        if sync { try writeJournal(sync: true) }
+                    }
+                }
+                try writeJournal(sync: false)
             } catch {
                 caught = error
             }
             condition.lock()
             busy = false
-            if let timing { timings.append(timing) }
+            timings.append(contentsOf: written)
             if let caught, failure == nil { failure = caught }
             condition.broadcast()
             let failed = failure != nil

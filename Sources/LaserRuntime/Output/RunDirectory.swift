@@ -70,7 +70,8 @@ public struct RunDirectory: Sendable {
     /// Returns false when the file was already there.
     @discardableResult
     public func write(_ batch: EmittedBatch) throws -> Bool {
-        try AtomicFile.makeDirectory(iterationDirectory(batch.iteration))
+        let folder = iterationDirectory(batch.iteration)
+        if mkdir(folder, 0o755) != 0 && errno != EEXIST { try AtomicFile.makeDirectory(folder) }
         var bytes: [UInt8] = []
         // Once, for the whole file (texts plus escapes and the fixed keys, roughly).
         bytes.reserveCapacity(batch.pairs.reduce(0) { $0 + $1.prompt.utf8.count + $1.chosenJSON.escapedCount + $1.rejectedJSON.escapedCount + 200 }
@@ -84,7 +85,7 @@ public struct RunDirectory: Sendable {
             bytes.append(0x0A)
         }
         let path = path(of: batch)
-        if let existing = FileManager.default.contents(atPath: path) {
+        if access(path, F_OK) == 0, let existing = FileManager.default.contents(atPath: path) {
             guard existing.elementsEqual(bytes) else {
                 throw StorageError("\(path) already exists with different content: this run is not reproducing its earlier output (did an RM, the input or the config change?). laser will not overwrite an emitted batch; move the file away to emit it anew.")
             }
