@@ -178,10 +178,8 @@ extension Coordinator {
         guard let base = batches[task.batch]?.range.lowerBound else { preconditionFailure("task \(task.id) belongs to no open batch") }
         // In place: a copy of the batch taken out of `batches` and written back would copy its score
         // arrays on every result (copy-on-write, as the dictionary still holds the original).
-        for (offset, index) in task.indices.enumerated() { batches[task.batch]!.scores[task.rm]![index - base] = perItem[offset] }
-        batches[task.batch]!.remainingTasks -= 1
-        let prompts = batches[task.batch]!.prompts
-        summary.recordRMCalls(rm: task.rm, prompts: task.indices.map { prompts[$0 - base] })
+        batches[task.batch]!.record(perItem, of: task.rm, at: task.indices, base: base)
+        summary.recordRMCalls(rm: task.rm, prompts: batches[task.batch]!.prompts, offsets: task.indices.lazy.map { $0 - base })
         completeBatches(&actions)
     }
 

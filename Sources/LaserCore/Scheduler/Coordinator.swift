@@ -62,6 +62,17 @@ public struct Coordinator: Sendable {
         var units: [SelectionUnit]
         var scores: [String: [[Double]?]]
         var remainingTasks: Int
+
+        /// A score task's results (`perItem[i]` for prompt `indices[i]` of the iteration), stored in
+        /// place with one look-up of the RM's list, and the task counted as done.
+        mutating func record(_ perItem: [[Double]], of rm: String, at indices: [Int], base: Int) {
+            Self.store(perItem, at: indices, base: base, into: &scores[rm]!)
+            remainingTasks -= 1
+        }
+
+        private static func store(_ perItem: [[Double]], at indices: [Int], base: Int, into list: inout [[Double]?]) {
+            for (offset, index) in indices.enumerated() { list[index - base] = perItem[offset] }
+        }
     }
     /// The prompts (offsets within the batch) that one decision covers, with its context.
     struct SelectionUnit: Sendable {
@@ -396,7 +407,10 @@ public struct Coordinator: Sendable {
         var accuracy = LabelPairAccuracy()
         var updates: [Feedback] = []
         var lossUnits: [(arm: Int, context: [Double], probability: Double)] = []
-        var rmOfPrompt: [String] = []
+        var tally = BatchTally()
+        var distinctRMs: Set<String> = []
+        let prompts = batch.prompts
+        if plan.mode == .pairs { pairs.reserveCapacity(prompts.count) } else { choices.reserveCapacity(prompts.count) }
         for unit in batch.units {
             var arm: Int?
             let rmName: String
@@ -404,40 +418,48 @@ public struct Coordinator: Sendable {
             case .arm(let k): rmName = plan.rewardModels[k].name; arm = k
             case .ensemble: rmName = "ensemble"
             }
+            if !unit.offsets.isEmpty { distinctRMs.insert(rmName) }
+            // The unit's score lists, looked up once (not per prompt): the selected RM's, or every RM's.
+            let lists = arm != nil ? [batch.scores[rmName]!] : plan.armNames.map { batch.scores[$0]! }
+            let agreement = plan.strategy == .agreement && arm == nil
+            let threshold = plan.agreementThreshold
             var unitAccuracy = LabelPairAccuracy()
             var labelled = false
             var unitOutput = 0
             for offset in unit.offsets {
-                let p = batch.prompts[offset]
-                rmOfPrompt.append(rmName)
-                let perRM = arm != nil ? [batch.scores[rmName]![offset]!] : plan.armNames.map { batch.scores[$0]![offset]! }
+                let perRM = lists.map { $0[offset]! }
                 let scores = arm != nil ? perRM[0] : ScoreEnsemble.combine(perRM)
-                let threshold = plan.agreementThreshold
-                let accept: (Int, Int) -> Bool = plan.strategy == .agreement && arm == nil
-                    ? { (AgreementFilter.agreement(perRM, chosen: $0, rejected: $1) ?? 0) >= threshold }
-                    : { _, _ in true }
-                if p.candidates.contains(where: { $0.correct != nil }) { labelled = true }
+                let candidates = prompts[offset].candidates
+                if !labelled && candidates.contains(where: { $0.correct != nil }) { labelled = true }
+                var promptAccuracy = LabelPairAccuracy()
+                var promptOutput = 0
                 switch plan.mode {
                 case .pairs:
-                    for (c, r) in plan.pairPolicy.pairs(scores: scores, accept: accept) {
+                    let chosen = agreement
+                        ? plan.pairPolicy.pairs(scores: scores) { (AgreementFilter.agreement(perRM, chosen: $0, rejected: $1) ?? 0) >= threshold }
+                        : plan.pairPolicy.pairs(scores: scores)
+                    for (c, r) in chosen {
                         let pair = PreferencePair(
-                            prompt: p.prompt, chosenJSON: p.candidates[c].json, rejectedJSON: p.candidates[r].json,
-                            chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: p.id,
+                            prompt: prompts[offset].prompt, chosenJSON: candidates[c].json, rejectedJSON: candidates[r].json,
+                            chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: prompts[offset].id,
                             iteration: iteration, batch: batch.indexInIteration,
-                            chosenCorrect: p.candidates[c].correct, rejectedCorrect: p.candidates[r].correct)
-                        unitAccuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
+                            chosenCorrect: candidates[c].correct, rejectedCorrect: candidates[r].correct)
+                        promptAccuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
                         pairs.append(pair)
-                        unitOutput += 1
+                        promptOutput += 1
                     }
                 case .bestOfN:
                     // The best candidate; ties go to the earliest.
                     let best = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
-                    choices.append(BestOfNChoice(prompt: p.prompt, responseJSON: p.candidates[best].json, score: scores[best],
-                                                 rm: rmName, promptID: p.id, iteration: iteration, batch: batch.indexInIteration,
-                                                 correct: p.candidates[best].correct))
-                    unitAccuracy.add(choiceCorrect: p.candidates[best].correct)
-                    unitOutput += 1
+                    choices.append(BestOfNChoice(prompt: prompts[offset].prompt, responseJSON: candidates[best].json, score: scores[best],
+                                                 rm: rmName, promptID: prompts[offset].id, iteration: iteration, batch: batch.indexInIteration,
+                                                 correct: candidates[best].correct))
+                    promptAccuracy.add(choiceCorrect: candidates[best].correct)
+                    promptOutput += 1
                 }
+                tally.add(task: prompts[offset].task, rm: rmName, outputs: promptOutput, accuracy: promptAccuracy)
+                unitAccuracy.add(promptAccuracy)
+                unitOutput += promptOutput
             }
             accuracy.add(unitAccuracy)
             guard let arm else { continue }
@@ -452,14 +474,16 @@ public struct Coordinator: Sendable {
         }
         // The texts the batch keeps, copied out of its input lines (about 2 KiB per prompt out of 8),
         // so that a batch waiting for the disk or a trainer does not hold all of them.
-        let kept = JSONText.packed(pairs.flatMap { [$0.chosenJSON, $0.rejectedJSON] } + choices.map(\.responseJSON))
+        var texts: [JSONText] = []
+        texts.reserveCapacity(2 * pairs.count + choices.count)
+        for pair in pairs { texts.append(pair.chosenJSON); texts.append(pair.rejectedJSON) }
+        for choice in choices { texts.append(choice.responseJSON) }
+        let kept = JSONText.packed(texts)
         for i in pairs.indices { (pairs[i].chosenJSON, pairs[i].rejectedJSON) = (kept[2 * i], kept[2 * i + 1]) }
         for i in choices.indices { choices[i].responseJSON = kept[2 * pairs.count + i] }
-        let distinct = Array(Set(rmOfPrompt)).sorted()
-        let rmLabel = distinct.count == 1 ? distinct[0] : "mixed"
+        let rmLabel = distinctRMs.count == 1 ? distinctRMs.first! : "mixed"
         let raw: Double? = plan.rewardSource == .labelPairAccuracy ? updates.compactMap { if case .reward(let r, _, _, _) = $0 { return r } else { return nil } }.average : nil
-        summary.recordBatch(prompts: batch.prompts[...], rms: rmOfPrompt, pairs: pairs, choices: choices,
-                            arms: batch.units.compactMap { if case .arm(let k) = $0.selection { return k } else { return nil } })
+        summary.recordBatch(tally, arms: batch.units.compactMap { if case .arm(let k) = $0.selection { return k } else { return nil } })
         let emitted = EmittedBatch(
             iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmLabel,
             promptCount: batch.range.count, pairs: pairs, choices: choices, labelAccuracy: accuracy.value, rawReward: raw)

@@ -72,6 +72,31 @@ public struct ArmSummary: Equatable, Sendable, Codable {
     public init(name: String) { self.name = name }
 }
 
+/// What the prompts of one emitted batch gave, prompt by prompt, for `SummaryBuilder.recordBatch`.
+/// Consecutive prompts of one family ranked by one RM (the usual case) are merged into one run, so
+/// the summary's dictionaries are updated per run, not per prompt.
+struct BatchTally {
+    struct Run {
+        var task: String
+        var rm: String
+        var prompts: Int
+        /// Pairs (or best-of-n choices) the run's prompts gave, and their label accuracy.
+        var outputs: Int
+        var accuracy: LabelPairAccuracy
+    }
+    private(set) var runs: [Run] = []
+
+    mutating func add(task: String, rm: String, outputs: Int, accuracy: LabelPairAccuracy) {
+        if let last = runs.indices.last, runs[last].task == task, runs[last].rm == rm {
+            runs[last].prompts += 1
+            runs[last].outputs += outputs
+            runs[last].accuracy.add(accuracy)
+        } else {
+            runs.append(Run(task: task, rm: rm, prompts: 1, outputs: outputs, accuracy: accuracy))
+        }
+    }
+}
+
 /// Accumulates a `RunSummary` as batches are emitted.
 struct SummaryBuilder: Equatable, Sendable {
     struct FamilyAccumulator: Equatable, Sendable {
@@ -86,7 +111,7 @@ struct SummaryBuilder: Equatable, Sendable {
 
         /// Families are listed in the order they first appear.
         mutating func ensureFamily(_ task: String) {
-            guard families[task] == nil else { return }
+            guard families.index(forKey: task) == nil else { return }
             families[task] = FamilyAccumulator(summary: TaskFamilySummary(task: task))
             familyOrder.append(task)
         }
@@ -114,30 +139,19 @@ struct SummaryBuilder: Equatable, Sendable {
 
     mutating func setWallSeconds(_ s: Double) { iterations[iterations.count - 1].summary.wallSeconds = s }
 
-    /// `rms`: the RM that ranked each prompt; `arms`: every decision's arm.
-    mutating func recordBatch(prompts: ArraySlice<PromptRecord>, rms: [String], pairs: [PreferencePair],
-                              choices: [BestOfNChoice], arms: [Int]) {
+    /// An emitted batch: `tally` holds what each of its prompts gave (see `BatchTally`); `arms`: every
+    /// decision's arm.
+    mutating func recordBatch(_ tally: BatchTally, arms: [Int]) {
         var it = iterations.removeLast()
         it.summary.batches += 1
-        it.summary.pairs += pairs.count
-        for (p, rm) in zip(prompts, rms) {
-            it.ensureFamily(p.task)
-            it.families[p.task]!.summary.prompts += 1
-            it.families[p.task]!.summary.selections[rm, default: 0] += 1
-        }
-        let taskOf = Dictionary(prompts.map { ($0.id, $0.task) }, uniquingKeysWith: { a, _ in a })
-        for pair in pairs {
-            let task = taskOf[pair.promptID] ?? "default"
-            it.families[task]!.summary.pairs += 1
-            it.families[task]!.accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
-            it.accuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
-        }
-        for choice in choices {
-            let task = taskOf[choice.promptID] ?? "default"
-            it.summary.pairs += 1
-            it.families[task]!.summary.pairs += 1
-            it.families[task]!.accuracy.add(choiceCorrect: choice.correct)
-            it.accuracy.add(choiceCorrect: choice.correct)
+        for run in tally.runs {
+            it.ensureFamily(run.task)
+            it.summary.pairs += run.outputs
+            it.accuracy.add(run.accuracy)
+            it.families[run.task]!.summary.prompts += run.prompts
+            it.families[run.task]!.summary.selections[run.rm, default: 0] += run.prompts
+            it.families[run.task]!.summary.pairs += run.outputs
+            it.families[run.task]!.accuracy.add(run.accuracy)
         }
         iterations.append(it)
         for arm in arms { self.arms[arm].batches += 1 }
@@ -149,13 +163,29 @@ struct SummaryBuilder: Equatable, Sendable {
         arms[arm].meanRawReward = rewardSums[arm] / Double(arms[arm].rewardedBatches)
     }
 
-    mutating func recordRMCalls(rm: String, prompts: [PromptRecord]) {
+    /// RM `rm` scored the candidates of `prompts[offsets]`. Consecutive prompts of one family are
+    /// counted together: one dictionary update per family run, not per prompt.
+    mutating func recordRMCalls(rm: String, prompts: [PromptRecord], offsets: some Sequence<Int>) {
         var it = iterations.removeLast()
-        for p in prompts {
-            it.ensureFamily(p.task)
-            it.families[p.task]!.summary.rmCalls[rm, default: 0] += p.candidates.count
-            it.summary.rmCalls[rm, default: 0] += p.candidates.count
+        var total = 0
+        var run: (task: String, candidates: Int)?
+        func flush() {
+            guard let (task, n) = run else { return }
+            it.ensureFamily(task)
+            it.families[task]!.summary.rmCalls[rm, default: 0] += n
         }
+        for offset in offsets {
+            let n = prompts[offset].candidates.count
+            total += n
+            if run?.task == prompts[offset].task {
+                run!.candidates += n
+            } else {
+                flush()
+                run = (prompts[offset].task, n)
+            }
+        }
+        flush()
+        if total > 0 { it.summary.rmCalls[rm, default: 0] += total }
         iterations.append(it)
     }
 
