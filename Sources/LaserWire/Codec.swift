@@ -8,6 +8,30 @@ import Glibc
 public enum WireCodec {
     /// Serialises a message into one Envelope.
     public static func encode(_ message: WireMessage) -> [UInt8] {
+        withEnvelope(message) { env in
+            let size = laser__v1__envelope__get_packed_size(env)
+            return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                let written = laser__v1__envelope__pack(env, buffer.baseAddress)
+                precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
+                count = size
+            }
+        }
+    }
+
+    /// The same bytes as `encode`, in memory from malloc that the caller frees (or hands to
+    /// `ZMQSocket.send(_:thenMalloced:)`, which sends them without a copy).
+    public static func encodeMalloced(_ message: WireMessage) -> UnsafeMutableRawBufferPointer {
+        withEnvelope(message) { env in
+            let size = laser__v1__envelope__get_packed_size(env)
+            let base = malloc(max(size, 1))!
+            let written = laser__v1__envelope__pack(env, base.assumingMemoryBound(to: UInt8.self))
+            precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
+            return UnsafeMutableRawBufferPointer(start: base, count: size)
+        }
+    }
+
+    /// Builds the message's Envelope and runs `body` on it while everything it points at is alive.
+    private static func withEnvelope<R>(_ message: WireMessage, _ body: (UnsafePointer<Laser__V1__Envelope>) -> R) -> R {
         let arena = Arena()
         var env = Laser__V1__Envelope()
         laser__v1__envelope__init(&env)
@@ -187,14 +211,7 @@ public enum WireCodec {
             env.feedback_ack = m
         }
         // The arena (and the texts it keeps) back every pointer in `env`: alive until packed.
-        return withExtendedLifetime(arena) {
-            let size = laser__v1__envelope__get_packed_size(&env)
-            return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-                let written = laser__v1__envelope__pack(&env, buffer.baseAddress)
-                precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
-                count = size
-            }
-        }
+        return withExtendedLifetime(arena) { withUnsafePointer(to: &env) { body($0) } }
     }
 
     /// Decodes one Envelope. Throws `WireError` for anything that is not a well-formed message of

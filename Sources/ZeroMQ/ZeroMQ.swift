@@ -144,9 +144,14 @@ public final class ZMQSocket {
     @discardableResult
     public func send(_ frames: [[UInt8]], nonBlocking: Bool = false) throws -> Bool {
         precondition(!frames.isEmpty, "a ZeroMQ message has at least one frame")
+        return try sendCopies(frames, moreFollows: false, nonBlocking: nonBlocking)
+    }
+
+    /// Sends each frame (copied by libzmq); the last one with ZMQ_SNDMORE too if `moreFollows`.
+    private func sendCopies(_ frames: [[UInt8]], moreFollows: Bool, nonBlocking: Bool) throws -> Bool {
         for (i, frame) in frames.enumerated() {
             var flags: Int32 = nonBlocking ? ZMQ_DONTWAIT : 0
-            if i < frames.count - 1 { flags |= ZMQ_SNDMORE }
+            if i < frames.count - 1 || moreFollows { flags |= ZMQ_SNDMORE }
             while true {
                 let rc = frame.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, flags) }
                 if rc >= 0 { break }
@@ -158,6 +163,28 @@ public final class ZMQSocket {
             }
         }
         return true
+    }
+
+    /// Sends `frames` and then `body` as the message's last frame, without copying `body`: ZeroMQ
+    /// takes the malloc'd bytes and frees them once they are on the wire (or at once when the send
+    /// fails; the bytes are the caller's no longer in every case). For large bodies (a score task's
+    /// candidates) this saves a copy per message. Returns false if `nonBlocking` and it would block.
+    @discardableResult
+    public func send(_ frames: [[UInt8]], thenMalloced body: UnsafeMutableRawBufferPointer, nonBlocking: Bool = false) throws -> Bool {
+        var msg = zmq_msg_t()
+        guard zmq_msg_init_data(&msg, body.baseAddress, body.count, { data, _ in free(data) }, nil) == 0 else {
+            free(body.baseAddress)
+            throw ZMQError.last("zmq_msg_init_data")
+        }
+        defer { zmq_msg_close(&msg) }  // frees the bytes unless the send took them
+        if !frames.isEmpty, try !sendCopies(frames, moreFollows: true, nonBlocking: nonBlocking) { return false }
+        while true {
+            if zmq_msg_send(&msg, handle, nonBlocking ? ZMQ_DONTWAIT : 0) >= 0 { return true }
+            let err = ZMQError.last("zmq_msg_send")
+            if err.code == EINTR { continue }
+            if err.isWouldBlock && frames.isEmpty { return false }
+            throw err
+        }
     }
 
     /// Receives one whole multipart message, or nil if `nonBlocking` and none is waiting.

@@ -25,6 +25,31 @@ import ZeroMQ
         #expect(try dealer.receive(nonBlocking: true) == nil)
     }
 
+    /// The no-copy send: the malloc'd body arrives whole after the identity frame, the same bytes as
+    /// `encode`; a send to an unknown peer throws (and frees the body: run under ASan/valgrind to see).
+    @Test func mallocedBodyIsSentWithoutACopy() throws {
+        let ctx = try ZMQContext()
+        let router = try ZMQSocket(ctx, type: .router)
+        try router.setRouterMandatory(true)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try ZMQSocket(ctx, type: .dealer)
+        try dealer.connect(try router.lastEndpoint())
+        try dealer.send([WireCodec.encode(.heartbeat)])
+        _ = try ZMQPoller.poll([(router, .readable)], timeoutMs: 5000)
+        let identity = try #require(try router.receive())[0]
+        let message = WireMessage.shutdown(reason: String(repeating: "long enough to leave libzmq's inline buffer ", count: 40))
+        let body = WireCodec.encodeMalloced(message)
+        #expect(Array(UnsafeRawBufferPointer(body)) == WireCodec.encode(message))
+        #expect(try router.send([identity], thenMalloced: body, nonBlocking: true))
+        _ = try ZMQPoller.poll([(dealer, .readable)], timeoutMs: 5000)
+        let got = try #require(try dealer.receive())
+        #expect(got.count == 1 && got[0] == WireCodec.encode(message))
+        #expect(try WireCodec.decode(got[0]) == message)
+        #expect(throws: ZMQError.self) {
+            try router.send([[9, 9, 9]], thenMalloced: WireCodec.encodeMalloced(message), nonBlocking: true)
+        }
+    }
+
     @Test func routerMandatoryReportsUnknownPeers() throws {
         let ctx = try ZMQContext()
         let router = try ZMQSocket(ctx, type: .router)

@@ -192,7 +192,7 @@ public final class CoordinatorService {
             }
             do {
                 // Never block on a peer: one that does not read (full pipe) is treated like one that left.
-                if try !router.send([peer.bytes, WireCodec.encode(message)], nonBlocking: true) {
+                if try !router.send([peer.bytes], thenMalloced: WireCodec.encodeMalloced(message), nonBlocking: true) {
                     pending.append(.unreachable(peer))
                 }
             } catch let error as ZMQError where error.isHostUnreachable {
