@@ -72,7 +72,7 @@ import Testing
         let endpoint = "tcp://127.0.0.1:\(port)"
         var coordinator = LaserProcess(["coordinator", slow, "--bind", endpoint, "--out", out, "--log-level", "info"])
         try coordinator.start()
-        var worker = LaserProcess(["worker", "--connect", endpoint, "--give-up-after", "60"])
+        let worker = LaserProcess(["worker", "--connect", endpoint, "--give-up-after", "60"])
         try worker.start()
         var trainer = LaserProcess(["trainer-sim", "--connect", endpoint, "--step-ms", "40", "--window", "2"])
         try trainer.start()

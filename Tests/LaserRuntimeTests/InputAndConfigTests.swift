@@ -80,7 +80,10 @@ func temporaryDirectory() -> String {
         try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
         let scan = try reader.scan(path: path)
         #expect(scan.prompts == 1)
-        #expect(try reader.rescan(path: path, digest: scan.digest, prompts: 1) == scan)
+        // The same scan, without the canonical-line marks (nothing was checked).
+        var digestOnly = scan
+        digestOnly.canonicalLines = nil
+        #expect(try reader.rescan(path: path, digest: scan.digest, prompts: 1) == digestOnly)
         try "{\"prompt\": \"p\", \"candidates\": [\"a\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: InputError.self) { try reader.rescan(path: path, digest: scan.digest, prompts: 1) }
         try "{\"prompt\": \"q\", \"candidates\": [\"a\", \"b\"]}\n\n{\"prompt\": \"r\", \"candidates\": [\"a\", \"b\"]}".write(toFile: path, atomically: true, encoding: .utf8)
@@ -360,7 +363,7 @@ func temporaryDirectory() -> String {
             let length = Int(rng.next() % 700)
             let text = (0..<length).map { _ in rng.next() % 4 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "x" }.joined()
             let json = String(data: try JSONSerialization.data(withJSONObject: ["s": text]), encoding: .utf8)!
-            let (value, sawNUL) = try Array(json.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0) }
+            let (value, sawNUL, _) = try Array(json.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0) }
             #expect(value["s"] == .string(text))
             #expect(sawNUL == text.contains("\u{0}"))
             // Validate-only keeps short texts and checks long ones without keeping them.
@@ -397,6 +400,8 @@ func temporaryDirectory() -> String {
                 let p = b.baseAddress!
                 let fast = laser_json_string(p, from, n, nil), exact = laser_json_string_exact(p, from, n, nil)
                 #expect(fast.error == exact.error && fast.at == exact.at && (fast.non_ascii != 0) == (exact.non_ascii != 0) && fast.saw_nul == exact.saw_nul, "\(Array(body[from...]))")
+                // Stepping over a valid string (what a stream does with lines the scan checked) ends where checking it does.
+                if exact.error == Int32(LASER_JSON_OK) { #expect(laser_json_string_end(p, from, n) == exact.at, "\(Array(body[from...]))") }
                 var a = [UInt8](repeating: 0, count: n + 16), e = [UInt8](repeating: 0, count: n + 16)
                 let fd = laser_json_string(p, from, n, &a), ed = laser_json_string_exact(p, from, n, &e)
                 #expect(fd.error == ed.error && fd.at == ed.at && fd.written == ed.written, "\(Array(body[from...]))")
@@ -440,6 +445,46 @@ func temporaryDirectory() -> String {
                 #expect(kept == escaped, "\(r.id)")
             }
         }
+    }
+}
+
+/// The scan marks the lines whose strings are all escaped laser's way; a stream steps over those
+/// lines' candidate texts without checking them again, and must find the same texts as a full check.
+@Suite struct TrustedLineTests {
+    @Test func canonicalLinesAreMarkedAndSteppedOverToTheSameTexts() throws {
+        let dir = NSTemporaryDirectory() + "laser-trusted-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Backslash runs next to quotes and at a text's end are where stepping over could go wrong.
+        let texts = ["end\\", "\\\"q\"", "\\\\", String(repeating: "x\\\\\"y ", count: 70), "plain", "tab\t\u{1}"]
+        let canonical = texts.map { t -> String in var o: [UInt8] = []; JSONLines.appendString(t, to: &o); return String(decoding: o, as: UTF8.self) }
+        let lines = [
+            #"{"id": "a", "prompt": "q", "candidates": [\#(canonical.joined(separator: ", "))]}"#,
+            #"{"id": "b", "prompt": "q\/slash", "candidates": [\#(canonical.joined(separator: ", "))]}"#,  // \/ in the prompt
+            "",
+            #"{"id": "c", "prompt": "q", "candidates": [{"text": \#(canonical[0]), "correct": true}, "\u00e9"]}"#,
+            #"{"id": "d", "prompt": "q", "candidates": [{"text": \#(canonical[3])}, \#(canonical[1])]}"#,
+        ]
+        let path = dir + "/in.jsonl"
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let reader = PromptReader(contextDimension: 8)
+        let scan = try reader.scan(path: path)
+        let marked = try #require(scan.canonicalLines)
+        #expect((1...5).filter { marked.contains($0) } == [1, 5])
+        // Streamed with the marks (lines 1 and 5 stepped over) and without (every line checked).
+        let trusted = try PromptStream(path: path, scan: scan, reader: reader).next(10)
+        var unmarked = scan
+        unmarked.canonicalLines = nil
+        let checked = try PromptStream(path: path, scan: unmarked, reader: reader).next(10)
+        #expect(trusted.map(\.id) == ["a", "b", "c", "d"])
+        for (t, c) in zip(trusted, checked) {
+            #expect(t.candidates.map(\.text) == c.candidates.map(\.text), "\(t.id)")
+            #expect(t.candidates.map { $0.json.withEscapedBytes { Array($0) } } == c.candidates.map { $0.json.withEscapedBytes { Array($0) } })
+        }
+        #expect(trusted[0].candidates.map(\.text) == texts && trusted[1].candidates.map(\.text) == texts)
+        #expect(trusted[2].candidates.map(\.text) == ["end\\", "é"])
+        // A rescan by digest knows no marks: the stream checks every line again.
+        #expect(try reader.rescan(path: path, digest: scan.digest, prompts: scan.prompts).canonicalLines == nil)
     }
 }
 

@@ -287,6 +287,39 @@ static inline laser_json_string_result laser_json_string(const uint8_t *p, size_
 #endif
 }
 
+/// Where a string body starting at p[from] ends: the index of the first '"' not escaped, or `end` if
+/// there is none. Checks nothing (for bytes a validating pass already checked): the same 64-byte
+/// masks as `laser_json_string`, without its control-character and escape checks.
+static inline size_t laser_json_string_end(const uint8_t *p, size_t from, size_t end) {
+    size_t k = from;
+#if defined(__SSE2__)
+    const uint64_t odd = 0xAAAAAAAAAAAAAAAAULL;
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    while (k + 64 <= end) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 48));
+        uint64_t bs = laser_json_mask64(_mm_cmpeq_epi8(a, backslash), _mm_cmpeq_epi8(b, backslash),
+                                        _mm_cmpeq_epi8(c, backslash), _mm_cmpeq_epi8(d, backslash));
+        uint64_t qs = laser_json_mask64(_mm_cmpeq_epi8(a, quote), _mm_cmpeq_epi8(b, quote),
+                                        _mm_cmpeq_epi8(c, quote), _mm_cmpeq_epi8(d, quote));
+        uint64_t x = ((bs << 1 | odd) - bs) ^ odd;
+        uint64_t escape = x & bs, escaped = x ^ bs;
+        uint64_t closing = qs & ~escaped;
+        if (closing) return k + (size_t)__builtin_ctzll(closing);
+        // A backslash in the block's last byte escapes the next block's first byte: step over it.
+        k += (escape >> 63) ? 65 : 64;
+    }
+#endif
+    while (k < end) {
+        if (p[k] == '\\') { k += 2; continue; }
+        if (p[k] == '"') return k;
+        k++;
+    }
+    return end;
+}
+
 /// Escapes src[*k..<n] as a JSON string body (no quotes) into out[0..<cap], cap >= 32, until src or
 /// out runs out; advances *k and returns the bytes written. Escaped as laser's writers always have:
 /// '"', '\\', \n, \r and \t by name, other control characters as \u00xx, everything else (UTF-8

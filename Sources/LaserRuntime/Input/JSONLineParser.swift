@@ -46,6 +46,8 @@ struct JSONLineParser {
 
     /// Whether a `\u0000` escape put a NUL into some string.
     private(set) var sawNUL = false
+    /// Whether some string is escaped another way than laser writes (`\/`, `\u00e9`, ...).
+    private(set) var sawNonCanonical = false
 
     static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue { try parseReportingNUL(bytes).value }
 
@@ -57,23 +59,29 @@ struct JSONLineParser {
     /// `escapedIn`: `bytes` lie at `offset` in `storage`; strings inside arrays (candidate texts, and
     /// the `text` of candidate objects) come back as `.text`, checked but not decoded, pointing into the
     /// storage (decoded and escaped again only if their escapes are not the ones laser writes).
-    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false,
-                                  escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> (value: JSONValue, sawNUL: Bool) {
+    /// `trusted` (with `escapedIn`: a line whose bytes a validating pass checked and found escaped
+    /// laser's way, `canonical` below): those strings are only stepped over to their closing quote, not
+    /// checked again.
+    /// `canonical` in the result: no string of the line is escaped another way than laser writes.
+    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false, trusted: Bool = false,
+                                  escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> (value: JSONValue, sawNUL: Bool, canonical: Bool) {
         var p = JSONLineParser(bytes: bytes)
         p.materialize = materialize
         p.skim = skim
+        p.trusted = trusted
         p.escapedIn = escapedIn
         defer { p.scratch?.deallocate() }
         p.skipSpace()
         let v = try p.value()
         p.skipSpace()
         guard p.i == bytes.count else { throw p.error("unexpected text after the JSON value") }
-        return (v, p.sawNUL)
+        return (v, p.sawNUL, !p.sawNonCanonical)
     }
 
     private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
     private var materialize = true
     private var skim = false
+    private var trusted = false
     private var escapedIn: (storage: JSONTextStorage, offset: Int)?
     /// Where strings with escapes are decoded: as long as the line (freed by `parseReportingNUL`).
     private var scratch: UnsafeMutablePointer<UInt8>?
@@ -196,20 +204,7 @@ struct JSONLineParser {
         let end = bytes.count
         var high: UInt32 = 0
         if skim && depth >= 2 {
-            // Step over the string: the next quote not escaped (preceded by an even number of
-            // backslashes), found with memchr, which runs at memory speed.
-            var k = start
-            while true {
-                guard let hit = memchr(base + k, 0x22, end - k) else { i = end; throw error("unterminated string") }
-                let q = base.distance(to: UnsafeRawPointer(hit))
-                var backslashes = 0
-                while q - backslashes - 1 >= start, base.load(fromByteOffset: q - backslashes - 1, as: UInt8.self) == UInt8(ascii: "\\") {
-                    backslashes += 1
-                }
-                k = q
-                if backslashes % 2 == 0 { break }
-                k += 1
-            }
+            let k = try closingQuote(from: start)
             if k - start > Self.longString {
                 i = k + 1
                 return ""
@@ -254,8 +249,17 @@ struct JSONLineParser {
         }
     }
 
+    /// Steps over a string body starting at `start`: the index of the next quote not escaped
+    /// (`laser_json_string_end`, 64 bytes per step). Checks nothing.
+    private mutating func closingQuote(from start: Int) throws -> Int {
+        let k = Int(laser_json_string_end(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), start, bytes.count))
+        guard k < bytes.count else { i = bytes.count; throw error("unterminated string") }
+        return k
+    }
+
     /// Throws the error a scan of a string found, at its offset.
     private mutating func check(_ r: laser_json_string_result) throws {
+        if r.non_canonical != 0 { sawNonCanonical = true }
         guard r.error != Int32(LASER_JSON_OK) else { return }
         i = r.at
         if r.error == Int32(LASER_JSON_INVALID_ESCAPE) { throw error("an invalid escape '\\\(Self.show(bytes[i + 1]))'") }
@@ -267,6 +271,11 @@ struct JSONLineParser {
     private mutating func escapedText(_ keep: (storage: JSONTextStorage, offset: Int)) throws -> JSONText {
         i += 1
         let start = i
+        if trusted {
+            let k = try closingQuote(from: start)
+            i = k + 1
+            return JSONText(storage: keep.storage, range: (keep.offset + start)..<(keep.offset + k))
+        }
         let u8 = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let r = laser_json_string(u8, start, bytes.count, nil)
         try check(r)

@@ -241,7 +241,7 @@ public final class PromptStream {
         results.initialize(repeating: nil)
         defer { results.deinitialize(); results.deallocate() }
         let slots = SendablePointer(results)
-        let reader = reader, path = path, ranges = lineRanges
+        let reader = reader, path = path, ranges = lineRanges, canonical = scan.canonicalLines
         let lineBytes = UnsafeRawBufferPointer(start: texts ? storage!.baseAddress : UnsafeRawPointer(buffer), count: used)
         withExtendedLifetime(storage) {
             let bytes = lineBytes
@@ -252,7 +252,7 @@ public final class PromptStream {
                     let (number, range) = ranges[i]
                     slots.buffer[i] = Result {
                         try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)",
-                                         defaultID: "line-\(number)", skim: !texts,
+                                         defaultID: "line-\(number)", skim: !texts, trusted: canonical?.contains(number) ?? false,
                                          escapedIn: storage.map { ($0, range.lowerBound) })
                     }
                 }

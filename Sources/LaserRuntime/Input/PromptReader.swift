@@ -36,6 +36,25 @@ public struct PromptReader: Sendable {
         public var bytes: Int
         /// The file's identity when scanned: a stream refuses a file that changed since.
         var stamp: FileStamp
+        /// The lines (by number) whose strings are all escaped laser's way: a stream of the unchanged
+        /// file steps over their candidate texts without checking them a second time. Nil after a
+        /// `rescan` that only digested the file: every line is then checked again as it is read.
+        var canonicalLines: LineBits?
+    }
+
+    /// A set of line numbers, one bit each (12.5 KB per 100,000 lines).
+    struct LineBits: Sendable, Equatable {
+        private var words: [UInt64] = []
+
+        func contains(_ line: Int) -> Bool {
+            line >= 0 && line / 64 < words.count && words[line / 64] & (1 << UInt64(line % 64)) != 0
+        }
+
+        mutating func insert(_ line: Int) {
+            precondition(line >= 0)
+            while words.count <= line / 64 { words.append(0) }
+            words[line / 64] |= 1 << UInt64(line % 64)
+        }
     }
 
     /// `scan` for a file that a scan already validated once (a resume: the journal holds its digest and
@@ -77,7 +96,8 @@ public struct PromptReader: Sendable {
         // The lines of each chunk are parsed on `LineSource.parallelism` threads (the scan is most of
         // the time before the first batch goes out); ids are then checked in file order, so the first
         // bad line of the file is the one reported, as in a one-thread scan.
-        var ids: [Result<String, Error>?] = []
+        var canonical = LineBits()
+        var ids: [Result<(id: String, canonical: Bool), Error>?] = []
         while try lines.nextLines(max: 4096, { group, bytes -> Bool in
             let n = group.count
             ids.removeAll(keepingCapacity: true)
@@ -89,15 +109,17 @@ public struct PromptReader: Sendable {
                     for i in stride(from: t, to: n, by: threads) {
                         let line = group[i]
                         slots.buffer[i] = Result {
-                            try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[line.range]), where: "\(path):\(line.number)",
-                                             defaultID: "line-\(line.number)", idOnly: true).id
+                            let (record, canonical) = try reader.parseLine(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[line.range]),
+                                                                           where: "\(path):\(line.number)", defaultID: "line-\(line.number)", idOnly: true)
+                            return (record.id, canonical)
                         }
                     }
                 }
             }
             for i in 0..<n {
                 let (number, offset) = (group[i].number, group[i].offset)
-                let id = try ids[i]!.get()
+                let (id, isCanonical) = try ids[i]!.get()
+                if isCanonical { canonical.insert(number) }
                 let h = FNV1a.hash(id.utf8)
                 if let first = seen[h] {
                     let earlier = try lines.line(atOffset: first.offset).withUnsafeBytes {
@@ -113,7 +135,7 @@ public struct PromptReader: Sendable {
             }
             return true
         }) != nil {}
-        return Scan(prompts: count, digest: digest.finish(), bytes: lines.bytesRead, stamp: lines.stamp)
+        return Scan(prompts: count, digest: digest.finish(), bytes: lines.bytesRead, stamp: lines.stamp, canonicalLines: canonical)
     }
 
     /// Every record of `path` (small files and tests; the coordinator streams).
@@ -126,11 +148,22 @@ public struct PromptReader: Sendable {
     /// `skim`: the line was validated before and its candidate texts will not be read (a batch a
     /// resume replays without emitting it again): they come back empty, unless the line has a
     /// reference (its labels are derived from the texts).
+    /// `trusted`: the line is one the scan found canonical (`Scan.canonicalLines`), in an unchanged
+    /// file: its candidate texts are stepped over, not checked again.
     func parse(bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String, idOnly: Bool = false, skim: Bool = false,
-               escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> PromptRecord {
+               trusted: Bool = false, escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> PromptRecord {
+        try parseLine(bytes: bytes, where: location(), defaultID: defaultID(), idOnly: idOnly, skim: skim, trusted: trusted, escapedIn: escapedIn).record
+    }
+
+    /// `parse`, and whether every string of the line is escaped laser's way.
+    func parseLine(bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String, idOnly: Bool = false, skim: Bool = false,
+                   trusted: Bool = false, escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> (record: PromptRecord, canonical: Bool) {
         let o: JSONValue
         let sawNUL: Bool
-        do { (o, sawNUL) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly, skim: skim, escapedIn: escapedIn) } catch {
+        let canonical: Bool
+        do {
+            (o, sawNUL, canonical) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly, skim: skim, trusted: trusted && escapedIn != nil, escapedIn: escapedIn)
+        } catch {
             throw InputError("\(location()): not valid JSON (\(error)); each line must be one JSON object")
         }
         guard case .object = o else {
@@ -153,7 +186,7 @@ public struct PromptReader: Sendable {
             throw InputError("\(location()): prompt '\(id)' has \(rawCandidates.count) candidate(s); a preference pair needs at least 2")
         }
         if skim, let r = o["reference"], r != .null {
-            return try parse(bytes: bytes, where: location(), defaultID: defaultID(), idOnly: idOnly)
+            return try parseLine(bytes: bytes, where: location(), defaultID: defaultID(), idOnly: idOnly)
         }
         var reference: String?
         switch o["reference"] {
@@ -209,7 +242,7 @@ public struct PromptReader: Sendable {
         }
         // protobuf-c carries strings as C strings: an embedded NUL (only a \u0000 escape can make one)
         // would silently cut them. (The scan does not keep long strings: it asks again in full.)
-        if sawNUL && idOnly { return try parse(bytes: bytes, where: location(), defaultID: defaultID()) }
+        if sawNUL && idOnly { return try parseLine(bytes: bytes, where: location(), defaultID: defaultID()) }
         if sawNUL {
             for (name, text) in [("id", id), ("prompt", prompt), ("reference", reference ?? "")] + candidates.map({ ("candidate", $0.text) })
             where text.utf8.contains(0) {
@@ -225,7 +258,7 @@ public struct PromptReader: Sendable {
             }
             if context.isEmpty { context = featurizer.features(prompt) }
         }
-        return PromptRecord(id: id, prompt: prompt, candidates: candidates, reference: reference, task: task, context: context)
+        return (PromptRecord(id: id, prompt: prompt, candidates: candidates, reference: reference, task: task, context: context), canonical)
     }
 
     /// A JSON number as an id or reference: integers as written, others in Swift's shortest form.
