@@ -1,5 +1,6 @@
 import Foundation
 import LaserCore
+import Logging
 import Testing
 @testable import LaserRuntime
 
@@ -46,5 +47,33 @@ import Testing
         try journal.append(.emitted(batch: 8), sync: true)
         let (_, again, tornAgain) = try JournalFile.open(path: path)
         #expect(again == Self.records + [.emitted(batch: 8)] && tornAgain == 0)
+    }
+}
+
+/// The output thread is woken at once only for batch files and records that must be durable; other
+/// records wait for those, for a backlog, or for the thread's next look (`OutputWriter.maxDelay`).
+@Suite struct OutputWriterTests {
+    @Test func aLoneScoreRecordStillReachesTheJournalSoon() throws {
+        let dir = temporaryDirectory()
+        let (journal, _, _) = try JournalFile.open(path: dir + "/journal")
+        let writer = OutputWriter(runDirectory: try RunDirectory(path: dir + "/run"), journal: journal, logger: Logger(label: "test"))
+        defer { writer.stop() }
+        let record = JournalRecord.scored(batch: 0, rm: "a", firstPrompt: 0, scores: [[1, 2]])
+        Thread.sleep(forTimeInterval: 0.2)  // the thread is waiting by now: the submit alone does not wake it
+        #expect(writer.submit(.journal(record, sync: false)))
+        // No flush, no batch, no sync: the thread's own look writes it.
+        var found: [JournalRecord] = []
+        for _ in 0..<50 where found.isEmpty {
+            Thread.sleep(forTimeInterval: 0.02)
+            found = try JournalFile.decode(Data(contentsOf: URL(fileURLWithPath: dir + "/journal")), path: "journal").0
+        }
+        #expect(found == [record])
+        // A flush writes what is queued at once, in order, and a sync record is durable on return.
+        let more: [(JournalRecord, Bool)] = [(.selected(batch: 1, selections: [.arm(0)]), false), (.emitted(batch: 0), true),
+                                             (.scored(batch: 1, rm: "a", firstPrompt: 64, scores: [[3]]), false)]
+        for (r, sync) in more { #expect(writer.submit(.journal(r, sync: sync))) }
+        #expect(writer.flush() == nil)
+        let all = try JournalFile.decode(Data(contentsOf: URL(fileURLWithPath: dir + "/journal")), path: "journal").0
+        #expect(all == [record] + more.map(\.0))
     }
 }
