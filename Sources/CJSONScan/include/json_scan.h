@@ -219,6 +219,31 @@ static inline uint64_t laser_json_mask64(__m128i a, __m128i b, __m128i c, __m128
     return (uint64_t)(uint32_t)_mm_movemask_epi8(a) | (uint64_t)(uint32_t)_mm_movemask_epi8(b) << 16 |
            (uint64_t)(uint32_t)_mm_movemask_epi8(c) << 32 | (uint64_t)(uint32_t)_mm_movemask_epi8(d) << 48;
 }
+
+/// 64 bytes of a string body, as the block paths below read them.
+typedef struct { __m128i a, b, c, d; } laser_json_block;
+
+static inline laser_json_block laser_json_load_block(const uint8_t *p) {
+    laser_json_block v = {_mm_loadu_si128((const __m128i *)(const void *)p), _mm_loadu_si128((const __m128i *)(const void *)(p + 16)),
+                          _mm_loadu_si128((const __m128i *)(const void *)(p + 32)), _mm_loadu_si128((const __m128i *)(const void *)(p + 48))};
+    return v;
+}
+
+/// Bit i set where byte i of the block equals `c`.
+static inline uint64_t laser_json_eq_mask(laser_json_block v, char c) {
+    const __m128i x = _mm_set1_epi8(c);
+    return laser_json_mask64(_mm_cmpeq_epi8(v.a, x), _mm_cmpeq_epi8(v.b, x), _mm_cmpeq_epi8(v.c, x), _mm_cmpeq_epi8(v.d, x));
+}
+
+/// From the block's backslash mask: the backslashes that escape the next byte (the first of each pair
+/// in a run; simdjson's subtraction trick, valid when the block does not start on an escaped byte),
+/// and the bytes they escape.
+static inline void laser_json_escapes(uint64_t bs, uint64_t *escape, uint64_t *escaped) {
+    const uint64_t odd = 0xAAAAAAAAAAAAAAAAULL;
+    uint64_t x = ((bs << 1 | odd) - bs) ^ odd;
+    *escape = x & bs;
+    *escaped = x ^ bs;
+}
 #endif
 
 /// The body of a JSON string: p[from] is the first byte after the opening quote. Checks every escape
@@ -236,26 +261,18 @@ static inline uint64_t laser_json_mask64(__m128i a, __m128i b, __m128i c, __m128
 static inline laser_json_string_result laser_json_string(const uint8_t *p, size_t from, size_t end, uint8_t *out) {
 #if defined(__SSE2__)
     if (out) return laser_json_string_from(p, from, end, out, 0, 0);
-    const uint64_t odd = 0xAAAAAAAAAAAAAAAAULL;
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
+    const __m128i control = _mm_set1_epi8(0x1F);
     size_t k = from;
     uint64_t high = 0;
     int non_canonical = 0;
     while (k + 64 <= end) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
-        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 16));
-        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 32));
-        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 48));
-        uint64_t bs = laser_json_mask64(_mm_cmpeq_epi8(a, backslash), _mm_cmpeq_epi8(b, backslash),
-                                        _mm_cmpeq_epi8(c, backslash), _mm_cmpeq_epi8(d, backslash));
-        uint64_t qs = laser_json_mask64(_mm_cmpeq_epi8(a, quote), _mm_cmpeq_epi8(b, quote),
-                                        _mm_cmpeq_epi8(c, quote), _mm_cmpeq_epi8(d, quote));
-        uint64_t ctl = laser_json_mask64(_mm_cmpeq_epi8(_mm_min_epu8(a, control), a), _mm_cmpeq_epi8(_mm_min_epu8(b, control), b),
-                                         _mm_cmpeq_epi8(_mm_min_epu8(c, control), c), _mm_cmpeq_epi8(_mm_min_epu8(d, control), d));
-        uint64_t top = laser_json_mask64(a, b, c, d);
-        // Backslashes that escape the next byte (the first of each pair in a run), and escaped bytes.
-        uint64_t x = ((bs << 1 | odd) - bs) ^ odd;
-        uint64_t escape = x & bs, escaped = x ^ bs;
+        laser_json_block v = laser_json_load_block(p + k);
+        uint64_t bs = laser_json_eq_mask(v, '\\'), qs = laser_json_eq_mask(v, '"');
+        uint64_t ctl = laser_json_mask64(_mm_cmpeq_epi8(_mm_min_epu8(v.a, control), v.a), _mm_cmpeq_epi8(_mm_min_epu8(v.b, control), v.b),
+                                         _mm_cmpeq_epi8(_mm_min_epu8(v.c, control), v.c), _mm_cmpeq_epi8(_mm_min_epu8(v.d, control), v.d));
+        uint64_t top = laser_json_mask64(v.a, v.b, v.c, v.d);
+        uint64_t escape, escaped;
+        laser_json_escapes(bs, &escape, &escaped);
         uint64_t closing = qs & ~escaped;
         uint64_t before = closing ? (closing & (0 - closing)) - 1 : ~(uint64_t)0;
         if (ctl & before) break;
@@ -293,20 +310,11 @@ static inline laser_json_string_result laser_json_string(const uint8_t *p, size_
 static inline size_t laser_json_string_end(const uint8_t *p, size_t from, size_t end) {
     size_t k = from;
 #if defined(__SSE2__)
-    const uint64_t odd = 0xAAAAAAAAAAAAAAAAULL;
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
     while (k + 64 <= end) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
-        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 16));
-        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 32));
-        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 48));
-        uint64_t bs = laser_json_mask64(_mm_cmpeq_epi8(a, backslash), _mm_cmpeq_epi8(b, backslash),
-                                        _mm_cmpeq_epi8(c, backslash), _mm_cmpeq_epi8(d, backslash));
-        uint64_t qs = laser_json_mask64(_mm_cmpeq_epi8(a, quote), _mm_cmpeq_epi8(b, quote),
-                                        _mm_cmpeq_epi8(c, quote), _mm_cmpeq_epi8(d, quote));
-        uint64_t x = ((bs << 1 | odd) - bs) ^ odd;
-        uint64_t escape = x & bs, escaped = x ^ bs;
-        uint64_t closing = qs & ~escaped;
+        laser_json_block v = laser_json_load_block(p + k);
+        uint64_t escape, escaped;
+        laser_json_escapes(laser_json_eq_mask(v, '\\'), &escape, &escaped);
+        uint64_t closing = laser_json_eq_mask(v, '"') & ~escaped;
         if (closing) return k + (size_t)__builtin_ctzll(closing);
         // A backslash in the block's last byte escapes the next block's first byte: step over it.
         k += (escape >> 63) ? 65 : 64;
