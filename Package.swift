@@ -29,10 +29,12 @@ let package = Package(
 
         // The JSON string scan of the input parser and batch-file writer (SSE2; see its header).
         .target(name: "CJSONScan", path: "Sources/CJSONScan"),
+        // Refuses protobuf wire bytes whose string fields hold a NUL (protobuf-c would cut them silently).
+        .target(name: "CProtoCheck", dependencies: ["CProtobufC"]),
         // A small Swift face for libzmq: context, sockets, multipart frames, poll.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Wire messages as Swift value types; the only module that touches protobuf-c structs.
-        .target(name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan"]),
+        .target(name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan", "CProtoCheck"]),
         // Seeded PRNG and stable hashes: the same numbers in every process, so runs replay exactly.
         .target(name: "StableRandom"),
         // The functional core: bandit, pairs, rewards, contexts, the coordinator state machine. No I/O.

@@ -6,6 +6,30 @@ public enum RewardModelCatalog {
         "simulated-latency", "null-rm", "subprocess", "http",
     ]
 
+    /// Kinds that only compute on the text they are given: no process, no network, no file. A worker
+    /// builds these from the definition the coordinator sends; every other kind (``backendKinds``) it
+    /// builds only from its own `--rm-config` (docs/security.md).
+    public static let builtInKinds: Set<String> = [
+        "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
+        "simulated-latency", "null-rm",
+    ]
+    /// Kinds that start processes or call servers: defined on the worker's side only.
+    public static let backendKinds: Set<String> = ["subprocess", "http"]
+
+    /// Whether a definition is side-effect free as a whole: a built-in kind, and for the wrappers
+    /// (`noisy`, `simulated-latency`, any kind with a `base` param) a built-in base too: their other
+    /// params go to the base, so a wrapper over `subprocess` would start a process.
+    public static func isBuiltIn(_ spec: RewardModelSpec) -> Bool {
+        guard builtInKinds.contains(spec.kind) else { return false }
+        if let base = spec.params["base"] ?? (wrapperKinds.contains(spec.kind) ? "" : nil) {
+            return builtInKinds.contains(base) && !wrapperKinds.contains(base)
+        }
+        return true
+    }
+
+    /// Kinds that wrap another kind named by their `base` param.
+    static let wrapperKinds: Set<String> = ["noisy", "simulated-latency"]
+
     /// Builds the RM a spec describes. `runSeed` seeds RMs with randomness (``NoisyRM``) so that a
     /// run replays exactly. Throws for an unknown kind and for missing, malformed or unknown params.
     public static func make(_ spec: RewardModelSpec, runSeed: UInt64) throws -> any RewardModel {

@@ -1,4 +1,5 @@
 import CProtobufC
+import CProtoCheck
 import LaserProtoC
 #if canImport(Glibc)
 import Glibc
@@ -217,6 +218,13 @@ public enum WireCodec {
     /// Decodes one Envelope. Throws `WireError` for anything that is not a well-formed message of
     /// this protocol version (protobuf-c's unpack reports every failure the same way, as NULL).
     public static func decode(_ bytes: [UInt8]) throws -> WireMessage {
+        // protobuf-c cuts a string at its first NUL ("ghost\0hidden" would read as "ghost"): such a
+        // message is malformed, not quietly something else.
+        let check = bytes.withUnsafeBufferPointer { buf in
+            withUnsafePointer(to: laser__v1__envelope__descriptor) { laser_proto_check_strings($0, buf.baseAddress, buf.count) }
+        }
+        if check == 1 { throw WireError("a string field holds a NUL byte (\(bytes.count) bytes); strings must not contain NUL") }
+        if check != 0 { throw WireError("not a laser protobuf Envelope (\(bytes.count) bytes are not well-formed protobuf)") }
         let unpacked = bytes.withUnsafeBufferPointer { buf -> UnsafeMutablePointer<Laser__V1__Envelope>? in
             // protobuf-c wants a non-NULL pointer even for zero bytes.
             guard let base = buf.baseAddress else {

@@ -189,28 +189,54 @@ public final class ZMQSocket {
 
     /// Receives one whole multipart message, or nil if `nonBlocking` and none is waiting.
     public func receive(nonBlocking: Bool = false) throws -> [[UInt8]]? {
-        var frames: [[UInt8]] = []
+        try receive(nonBlocking: nonBlocking, maxFrames: Int.max).map(\.frames)
+    }
+
+    /// One received message: its frames (at most `maxFrames` kept; `framesDropped` more were read and
+    /// discarded, so a peer cannot make the receiver hold any number of them) and the User-Id that the
+    /// ZAP handler gave its connection (the client's CURVE key in laser; nil without ZAP).
+    public struct Received {
+        public var frames: [[UInt8]]
+        public var framesDropped: Int
+        public var userID: String?
+        public init(frames: [[UInt8]], framesDropped: Int = 0, userID: String? = nil) {
+            self.frames = frames
+            self.framesDropped = framesDropped
+            self.userID = userID
+        }
+    }
+
+    public func receive(nonBlocking: Bool = false, maxFrames: Int) throws -> Received? {
+        var received = Received(frames: [], framesDropped: 0, userID: nil)
+        var first = true
         while true {
             var msg = zmq_msg_t()
             zmq_msg_init(&msg)
             defer { zmq_msg_close(&msg) }
             var rc: Int32
             repeat {
-                rc = zmq_msg_recv(&msg, handle, (nonBlocking && frames.isEmpty) ? ZMQ_DONTWAIT : 0)
+                rc = zmq_msg_recv(&msg, handle, (nonBlocking && first) ? ZMQ_DONTWAIT : 0)
             } while rc < 0 && zmq_errno() == EINTR
             if rc < 0 {
                 let err = ZMQError.last("zmq_msg_recv")
-                if err.isWouldBlock && frames.isEmpty { return nil }
+                if err.isWouldBlock && first { return nil }
                 throw err
             }
-            let size = zmq_msg_size(&msg)
-            if size == 0 {
-                frames.append([])
+            // A ROUTER's identity frame is made locally and has no metadata: take it from any frame.
+            if received.userID == nil, let user = zmq_msg_gets(&msg, "User-Id") { received.userID = String(cString: user) }
+            first = false
+            if received.frames.count >= maxFrames {
+                received.framesDropped += 1
             } else {
-                let data = zmq_msg_data(&msg)!
-                frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
+                let size = zmq_msg_size(&msg)
+                if size == 0 {
+                    received.frames.append([])
+                } else {
+                    let data = zmq_msg_data(&msg)!
+                    received.frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
+                }
             }
-            if zmq_msg_more(&msg) == 0 { return frames }
+            if zmq_msg_more(&msg) == 0 { return received }
         }
     }
 }
@@ -252,5 +278,53 @@ public enum ZMQPoller {
         }
         return (items.prefix(sockets.count).map { ZMQPollEvents(rawValue: $0.revents) },
                 items.suffix(fds.count).map { $0.revents & Int16(ZMQ_POLLIN) != 0 })
+    }
+}
+
+/// A failed handshake as a socket monitor reports it (ZMQ_EVENT_HANDSHAKE_FAILED_*): what libzmq knows
+/// about a client that never got in (no CURVE keys, a wrong server key, a ZAP refusal).
+public struct ZMQHandshakeFailure: Sendable, Equatable {
+    /// The ZMQ_EVENT_* code and its value (the ZMQ_PROTOCOL_ERROR_* code for protocol failures).
+    public var event: UInt16
+    public var value: UInt32
+    /// The endpoint the event is about (for a server socket: the endpoint it bound).
+    public var endpoint: String
+
+    /// What probably went wrong, in words.
+    public var explanation: String {
+        switch (Int32(event), Int32(bitPattern: value)) {
+        case (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH):
+            return "the client does not use CURVE (a worker or trainer started without --server-key/--key?)"
+        case (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC):
+            return "the client's CURVE handshake does not decrypt (its --server-key is not this coordinator's public key?)"
+        case (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, _):
+            return "the client's key was refused (not in the allow-lists)"
+        case (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, _):
+            return "protocol error 0x\(String(value, radix: 16)) (not a laser client, or another ZeroMQ version?)"
+        default:
+            return "no detail (the client closed the connection during the handshake?)"
+        }
+    }
+}
+
+extension ZMQSocket {
+    /// Starts a monitor of this socket's failed handshakes and returns the PAIR socket that receives
+    /// them (read it with `ZMQSocket.handshakeFailure(from:)`). `name` makes the inproc endpoint unique.
+    public func monitorHandshakeFailures(name: String) throws -> ZMQSocket {
+        let endpoint = "inproc://laser.monitor." + name
+        let events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+        guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
+        let pair = try ZMQSocket(context, type: .pair)
+        try pair.connect(endpoint)
+        return pair
+    }
+
+    /// Decodes one monitor message: [uint16 event, uint32 value] and the endpoint.
+    public static func handshakeFailure(from frames: [[UInt8]]) -> ZMQHandshakeFailure? {
+        guard frames.count == 2, frames[0].count >= 6 else { return nil }
+        let f = frames[0]
+        let event = UInt16(f[0]) | UInt16(f[1]) << 8
+        let value = UInt32(f[2]) | UInt32(f[3]) << 8 | UInt32(f[4]) << 16 | UInt32(f[5]) << 24
+        return ZMQHandshakeFailure(event: event, value: value, endpoint: String(decoding: frames[1], as: UTF8.self))
     }
 }

@@ -114,6 +114,9 @@ struct Run: ParsableCommand {
     @Option(help: "With reward.source: trainer-loss, start a SIMULATED trainer taking this many ms per step (a stand-in loss, no model).")
     var simulateTrainer: Double?
 
+    @Flag(help: "Use CURVE secret key files that group or others may read (refused otherwise, as ssh does).")
+    var allowInsecureKeyPermissions = false
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
@@ -125,6 +128,8 @@ struct Run: ParsableCommand {
             try checkMetricsPort(metricsPort, bind: metricsBind)
             let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            // One writer per run directory: before anything is written into it (demo data, config).
+            if !compare { try RunDirectoryLock.acquire(dir.path) }
             if resume == nil && !existed { created = dir.path }
             var base: RunConfig
             if let resume, config == nil {
@@ -136,6 +141,7 @@ struct Run: ParsableCommand {
                 base = try DemoJob.prepare(in: dir.path, seed: seed ?? 0)
             }
             if let workers { base.localWorkers = workers }
+            base.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
             if let seed { base.seed = seed }
             try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &base)
             if let s = strategy {
@@ -260,6 +266,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Address the metrics endpoint listens on (overrides metrics.bind; default 127.0.0.1).")
     var metricsBind: String?
 
+    @Flag(help: "Use a CURVE secret key file that group or others may read (refused otherwise, as ssh does).")
+    var allowInsecureKeyPermissions = false
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
@@ -272,9 +281,11 @@ struct CoordinatorCommand: ParsableCommand {
             try checkMetricsPort(metricsPort, bind: metricsBind)
             let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+            try RunDirectoryLock.acquire(dir.path)
             if resume == nil && !existed { created = dir.path }
             var c = try RunConfig.load(path: config ?? dir.configPath)
             if let bind { c.bind = bind }
+            c.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
             try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
             let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: resume != nil, force: force)
             if resume == nil { try AtomicFile.write(c.yaml(), to: dir.configPath) }
@@ -307,8 +318,11 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Unique worker name (default: HOST-PID).")
     var id: String?
 
-    @Option(name: .customLong("rm"), help: "An RM (by its name in the run config) to serve; repeat for several. Default: all.")
+    @Option(name: .customLong("rm"), help: "An RM (by its name in the run config) to offer; repeat for several. Default: every RM of --rm-config, or else any built-in RM the coordinator assigns.")
     var rewardModels: [String] = []
+
+    @Option(help: "YAML file with this worker's own reward_models list (a run config will do). Subprocess and http RMs run only from here, never from the coordinator's message (docs/security.md).")
+    var rmConfig: String?
 
     @Option(help: "Score tasks accepted at once.")
     var slots: UInt32 = 2
@@ -330,8 +344,11 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file (NAME.pub); with --key, connect encrypted.")
     var serverKey: String?
 
-    @Option(help: "This worker's CURVE key file (NAME.key from laser keygen); its NAME.pub must be in the coordinator's allowed_clients.")
+    @Option(help: "This worker's CURVE key file (NAME.key from laser keygen); its NAME.pub must be in the coordinator's allowed_workers.")
     var key: String?
+
+    @Flag(help: "Use a --key file that group or others may read (refused otherwise, as ssh does).")
+    var allowInsecureKeyPermissions = false
 
     @OptionGroup var logging: LoggingOptions
 
@@ -344,25 +361,29 @@ struct WorkerCommand: ParsableCommand {
         }
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         do {
-            var options = WorkerOptions(endpoint: connect, workerID: name, rewardModels: rewardModels, slots: slots,
+            let local = try rmConfig.map { try RunConfig.loadRewardModels(path: CLIPath.absolute($0)) } ?? []
+            let offer = try LocalRewardModels(definitions: local, selected: rewardModels)
+            var options = WorkerOptions(endpoint: connect, workerID: name, rewardModels: offer.offered, slots: slots,
                                         giveUpAfterSeconds: giveUpAfter)
+            options.localDefinitions = local
             options.parentPID = parentPid
             options.labels = labels
             // MetricsHTTPServer checks the port and the address and says what is wrong.
             options.metricsPort = metricsPort
             options.metricsBind = metricsBind
             if let serverKey, let key {
-                try options.useCurve(serverKeyFile: serverKey, keyFile: key) { logger.warning("\($0)") }
+                try options.useCurve(serverKeyFile: serverKey, keyFile: key, allowInsecurePermissions: allowInsecureKeyPermissions) { logger.warning("\($0)") }
             }
             let worker = try WorkerService(options: options, logger: logger)
             switch try worker.run() {
             case .shutdown: return
             case .rejected(let reason): throw RunFailure("the coordinator rejected this worker: \(reason)")
+            case .refused(let reason): throw RunFailure("this worker refused the coordinator's assignment: \(reason)")
             case .gaveUp:
                 // A refused CURVE handshake looks like silence from here, so say what to check.
                 let hint = key == nil
                     ? " (if the coordinator runs with security.curve, pass --server-key and --key)"
-                    : " (with CURVE: is this worker's .pub in the coordinator's allowed_clients, and --server-key the coordinator's .pub?)"
+                    : " (with CURVE: is this worker's .pub in the coordinator's allowed_workers, and --server-key the coordinator's .pub?)"
                 throw RunFailure("no coordinator answered at \(connect) within \(giveUpAfter) s\(hint)")
             }
         } catch {
@@ -407,7 +428,7 @@ struct KeyGen: ParsableCommand {
         abstract: "Write a CURVE key pair: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub (share this one).",
         discussion: """
             The coordinator's NAME.key goes in security.server_key; each worker's NAME.pub goes into the \
-            coordinator's security.allowed_clients folder; workers run with --server-key coordinator.pub --key NAME.key.
+            coordinator's security.allowed_workers folder (a trainer's into security.allowed_trainers); workers run with --server-key coordinator.pub --key NAME.key.
             """)
 
     @Option(help: "Folder to write into (created with mode 0700 if missing).")
@@ -539,7 +560,8 @@ func checkMetricsPort(_ port: Int?, bind: String?) throws {
 /// it (only the empty iterations/ folder), so a failed start leaves no half-made run behind.
 func removeIfUntouched(_ path: String) {
     let fm = FileManager.default
-    guard let top = try? fm.contentsOfDirectory(atPath: path), top.isEmpty || top == ["iterations"],
+    // `.lock` is this process's own (RunDirectoryLock): it does not count as something written.
+    guard let top = (try? fm.contentsOfDirectory(atPath: path))?.filter({ $0 != ".lock" }), top.isEmpty || top == ["iterations"],
           (try? fm.contentsOfDirectory(atPath: path + "/iterations"))?.isEmpty ?? true else { return }
     try? fm.removeItem(atPath: path)
 }

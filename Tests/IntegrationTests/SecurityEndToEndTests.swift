@@ -40,7 +40,7 @@ import Testing
         let (strangerCode, _, strangerErr) = try stranger.wait(timeout: 30)
         let (plainCode, _, plainErr) = try plaintext.wait(timeout: 30)
         #expect(strangerCode != 0)
-        #expect(strangerErr.contains("no coordinator answered") && strangerErr.contains("allowed_clients"), "\(strangerErr)")
+        #expect(strangerErr.contains("no coordinator answered") && strangerErr.contains("allowed_workers"), "\(strangerErr)")
         #expect(plainCode != 0)
         #expect(plainErr.contains("pass --server-key and --key"), "\(plainErr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/run/summary.json"))

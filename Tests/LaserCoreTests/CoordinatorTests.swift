@@ -79,8 +79,9 @@ import Testing
         var sim = Simulation(plan: Fixtures.plan(), iterations: data, workers: [("dup", 2, .duplicates)], seed: 1)
         sim.run()
         let summary = try sim.requireSummary()
-        // The last duplicate may arrive after the run finished (then it is answered with Shutdown).
-        #expect(summary.counters.duplicateResults >= summary.counters.tasksDispatched - 1)
+        // The last duplicate may arrive after the run finished (then it is answered with Shutdown). A
+        // second result for a task the worker no longer holds is a foreign result (it may not send it).
+        #expect(summary.counters.duplicateResults + summary.counters.foreignResults >= summary.counters.tasksDispatched - 1)
         #expect(sim.output == expected.output)
     }
 

@@ -5,12 +5,16 @@ import Testing
 @Suite struct PlacementTests {
     let all = ["a", "b", "c"]
 
-    @Test func precedenceIsOwnListThenWorkerThenLabelsThenAll() {
+    @Test func precedenceIsWorkerThenLabelsThenAllWithinTheOffer() {
         let p = Placement(byWorker: ["w1": ["c"]], byLabel: ["gpu": ["b", "a"], "cpu": ["c"]])
         func served(_ id: String, rms: [String] = [], labels: [String] = []) -> [String] {
             p.rewardModels(for: Hello(workerID: id, rewardModels: rms, slots: 1, softwareVersion: "", labels: labels), all: all)
         }
-        #expect(served("w1", rms: ["a"], labels: ["gpu"]) == ["a"])
+        // An offer (--rm, --rm-config) bounds what placement gives; without a placement entry it is taken as is.
+        #expect(served("w1", rms: ["a", "c"], labels: ["gpu"]) == ["c"])
+        #expect(served("w1", rms: ["a"], labels: ["gpu"]) == [])
+        #expect(served("w2", rms: ["c", "b"], labels: ["gpu"]) == ["b"])
+        #expect(served("w3", rms: ["c"]) == ["c"])
         #expect(served("w1", labels: ["gpu"]) == ["c"])
         #expect(served("w2", labels: ["gpu"]) == ["a", "b"])
         #expect(served("w2", labels: ["gpu", "cpu"]) == ["a", "b", "c"])

@@ -21,6 +21,10 @@ enum SimBehaviour: Equatable {
     case duplicates
     /// Goes silent (dies) after answering `n` tasks.
     case diesAfter(Int)
+    /// A hostile peer: fails or garbles every task it gets, and on every message it receives also sends
+    /// results for task ids it guesses (held by others), undecodable bytes, Hellos claiming another
+    /// worker's id, and losses it was never asked for.
+    case rogue
 }
 
 /// A seeded, single-threaded simulation of the coordinator core with fake workers and a fake clock.
@@ -160,12 +164,13 @@ struct Simulation {
                 deliver(message, to: peer)
             } else {
                 feed(.tick)
-                // Live workers heartbeat about every 50 ms (the interval is 100 ms).
-                for i in workers.indices where !workers[i].dead && now.milliseconds(since: workers[i].lastHeartbeat) >= 50 {
-                    workers[i].lastHeartbeat = now
-                    feed(.message(from: workers[i].peer, .heartbeat))
-                }
                 if let t = trainerPeer { feed(.message(from: t, .heartbeat)) }
+            }
+            // Live workers heartbeat about every 50 ms (the interval is 100 ms), on their own clock: a
+            // flood of messages to others does not silence them.
+            for i in workers.indices where !workers[i].dead && now.milliseconds(since: workers[i].lastHeartbeat) >= 50 {
+                workers[i].lastHeartbeat = now
+                feed(.message(from: workers[i].peer, .heartbeat))
             }
         }
     }
@@ -208,8 +213,15 @@ struct Simulation {
             return
         }
         guard let i = workers.firstIndex(where: { $0.peer == peer }), !workers[i].dead else { return }
+        if workers[i].behaviour == .rogue { forge(from: i) }
         if case .disconnect = message {
             // A real worker says Hello again when the coordinator no longer knows it.
+            feed(.message(from: peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim",
+                                                   acceptsJSONCandidates: workers[i].json))))
+            return
+        }
+        if case .reject(_, let retry) = message, retry > 0 {
+            // Refused for now (its id looks taken): a real worker says Hello again after `retry` ms.
             feed(.message(from: peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim",
                                                    acceptsJSONCandidates: workers[i].json))))
             return
@@ -236,11 +248,47 @@ struct Simulation {
             times = 2
         case .diesAfter(let n):
             if workers[i].answered >= n { workers[i].dead = true; return }
+        case .rogue:
+            // (A well-formed wrong answer to a task it holds is within its power: no coordinator can tell.
+            // What it must not do is anything beyond that.)
+            switch rng.next() % 4 {
+            case 0: outcome = .failure("rogue says no")
+            case 1: scores[0].append(1); outcome = .success(scores)
+            case 2: return  // keeps it (until its lease runs out)
+            default: scores[0][0] = .infinity; outcome = .success(scores)
+            }
         }
         workers[i].answered += 1
         workers[i].outstanding -= 1
         for _ in 0..<times {
             feed(.message(from: peer, .scoreResult(ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: 5))))
+        }
+    }
+
+    /// What a rogue sends besides its answers: results for task ids it guesses (this incarnation's ids
+    /// are (epoch << 32) | n), attempts it guesses, undecodable bytes, a Hello claiming another worker's
+    /// id, and losses. None of it may change the output.
+    mutating func forge(from i: Int) {
+        let peer = workers[i].peer
+        for _ in 0..<Int(rng.next() % 4) {
+            let epoch = UInt64(crashes)
+            let id = epoch << 32 | (1 + rng.next() % 300)
+            let attempt = UInt32(1 + rng.next() % 3)
+            let width = 2 + Int(rng.next() % 4)
+            let outcome: ScoreResult.Outcome = rng.next() % 3 == 0
+                ? .failure("forged failure")
+                : .success((0..<3).map { _ in (0..<width).map { _ in Double(rng.next() % 1000) / 100 } })
+            feed(.message(from: peer, .scoreResult(ScoreResult(taskID: id, attempt: attempt, outcome: outcome, elapsedMicros: 1))))
+        }
+        switch rng.next() % 8 {
+        case 0: feed(.undecodable(from: peer, reason: "forged garbage"))
+        case 1:
+            if let victim = workers.first(where: { $0.behaviour != .rogue }) {
+                feed(.message(from: PeerID(peer.bytes + [0xEE]), .hello(Hello(workerID: victim.id, rewardModels: [], slots: 9, softwareVersion: "rogue"))))
+            }
+        case 2: feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: rng.next() % 20, loss: -1e308))))
+        case 3: feed(.message(from: peer, .trainerHello(TrainerHello(trainerID: "rogue-trainer", window: 1000, softwareVersion: "rogue"))))
+        default: break
         }
     }
 

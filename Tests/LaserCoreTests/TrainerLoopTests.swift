@@ -61,11 +61,14 @@ import Testing
     @Test func badLossesAreRefusedAndCounted() {
         var sim = Simulation(plan: plan(), iterations: data, workers: [("w", 1, .good)], seed: 0)
         sim.feed(.start)
-        func ack(_ f: BatchFeedback) -> FeedbackAck? {
+        func ack(_ f: BatchFeedback, from peer: PeerID = PeerID([0xCC])) -> FeedbackAck? {
             let before = sim.sentToPeers.count
-            sim.feed(.message(from: PeerID([0xCC]), .batchFeedback(f)))
+            sim.feed(.message(from: peer, .batchFeedback(f)))
             return sim.sentToPeers[before...].compactMap { if case .feedbackAck(let a) = $0.1 { return a } else { return nil } }.first
         }
+        // Only the registered trainer reports losses (issue 19 item 4).
+        #expect(ack(BatchFeedback(globalBatch: 0, loss: 0.5))?.reason.contains("only the registered trainer reports losses") == true)
+        sim.feed(.message(from: PeerID([0xCC]), .trainerHello(TrainerHello(trainerID: "t", window: 100, softwareVersion: ""))))
         #expect(ack(BatchFeedback(globalBatch: 99, loss: 0.5))?.reason.contains("has not been emitted") == true)
         #expect(ack(BatchFeedback(globalBatch: 0, loss: 0.5, iteration: 9, batch: 9))?.reason.contains("9/9 has not been emitted") == true)
         // A worker joins; deliver until a batch with pairs is out, then report NaN, a loss, the same again.
@@ -81,15 +84,19 @@ import Testing
         }
         let g = UInt64(first.globalIndex)
         #expect(ack(BatchFeedback(globalBatch: g, loss: .nan))?.reason.contains("not a finite number") == true)
+        // A loss beyond reward.max_abs_loss (issue 19 item 3), and one from a peer that is not the trainer.
+        #expect(ack(BatchFeedback(globalBatch: g, loss: -1e308))?.reason.contains("reward.max_abs_loss") == true)
+        #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7), from: PeerID([0xDD]))?.reason.contains("only the registered trainer") == true)
         #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7))?.accepted == true)
         #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7))?.reason.contains("already has a loss") == true)
-        #expect(sim.core.currentSummary.counters.lossesRejected == 4)
+        #expect(sim.core.currentSummary.counters.lossesRejected == 7)
         #expect(sim.journal.contains(.feedback(batch: Int(g), loss: 0.7)))
     }
 
     @Test func aLabelRunRefusesLosses() {
         var sim = Simulation(plan: Fixtures.plan(), iterations: data, workers: [("w", 1, .good)], seed: 0)
         sim.feed(.start)
+        sim.feed(.message(from: PeerID([0xCC]), .trainerHello(TrainerHello(trainerID: "t", window: 1, softwareVersion: ""))))
         sim.feed(.message(from: PeerID([0xCC]), .batchFeedback(BatchFeedback(globalBatch: 0, loss: 0.5))))
         let ack = sim.sentToPeers.compactMap { if case .feedbackAck(let a) = $0.1 { return a } else { return nil } }.first
         #expect(ack?.accepted == false)

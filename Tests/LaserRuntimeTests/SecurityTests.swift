@@ -29,11 +29,14 @@ import ZeroMQ
         #expect(message { _ = try CurveKeyFiles.generate(directory: dir, name: "../x") }.contains("not a usable key name"))
     }
 
-    @Test func aSecretKeyOthersCanReadIsWarnedAbout() throws {
+    @Test func aSecretKeyOthersCanReadIsRefusedUnlessAllowed() throws {
         let written = try CurveKeyFiles.generate(directory: temporaryDirectory(), name: "c")
         chmod(written.secretKeyPath, 0o640)
+        // Refused by default, as ssh refuses such keys (issue 19 item 10).
+        let refused = message { _ = try CurveKeyFiles.readKeyPair(path: written.secretKeyPath) }
+        #expect(refused.contains("mode 640") && refused.contains("--allow-insecure-key-permissions"), "\(refused)")
         var warnings: [String] = []
-        _ = try CurveKeyFiles.readKeyPair(path: written.secretKeyPath) { warnings.append($0) }
+        _ = try CurveKeyFiles.readKeyPair(path: written.secretKeyPath, allowInsecurePermissions: true) { warnings.append($0) }
         #expect(warnings.count == 1)
         #expect(warnings.first?.contains("\(written.secretKeyPath): secret key file is accessible to group or others (mode 640); run: chmod 600") == true)
     }
@@ -84,7 +87,7 @@ import ZeroMQ
         let list = try CurveKeyFiles.allowList(directory: dir)
         #expect(list.map(\.key) == [a.keyPair.publicKey, b.keyPair.publicKey])
         #expect(list.map(\.file) == [dir + "/a.pub", dir + "/b.pub"])
-        #expect(message { _ = try CurveKeyFiles.allowList(directory: dir + "/missing") }.contains("allowed_clients folder does not exist"))
+        #expect(message { _ = try CurveKeyFiles.allowList(directory: dir + "/missing") }.contains("does not exist. Create it and copy each peer's NAME.pub into it"))
     }
 }
 
@@ -118,10 +121,12 @@ import ZeroMQ
 
     @Test func errorsSayWhereAndWhat() {
         #expect(error(base + "security: {curve: true, allowed_clients: w}").contains("cfg.yaml: security.server_key is required with curve: true"))
-        #expect(error(base + "security: {curve: true, server_key: c.key}").contains("cfg.yaml: security.allowed_clients is required with curve: true"))
+        #expect(error(base + "security: {curve: true, server_key: c.key}").contains("cfg.yaml: security.allowed_workers is required with curve: true"))
         #expect(error(base + "security: {curve: yes please}").contains("security.curve must be true or false"))
         #expect(error(base + "security: {curve: true, server_key: c.key, allowed_clients: w, client_key: x}")
-            .contains("security.client_key is not a known key here; known keys: allowed_clients, curve, server_key"))
+            .contains("security.client_key is not a known key here; known keys: allowed_clients, allowed_trainers, allowed_workers, curve, server_key"))
+        #expect(error(base + "security: {curve: true, server_key: c.key, allowed_clients: w, allowed_workers: w}")
+            .contains("allowed_clients and allowed_workers are the same setting"))
         #expect(error(base + "security: on").contains("security must be a mapping"))
         #expect(error(base + "security: {server_key: [a, b]}").contains("security.server_key must be a path (a string)"))
     }
@@ -139,7 +144,7 @@ import ZeroMQ
             _ = try CoordinatorService.configureSecurity(settings, router: router, context: context, logger: .init(label: "t"))
             Issue.record("no error")
         } catch {
-            #expect("\(error)".contains("\(dir)/allowed: the allowed_clients folder has no *.pub files"))
+            #expect("\(error)".contains("\(dir)/allowed: the allowed_workers folder has no *.pub files"))
         }
         #expect(try CoordinatorService.configureSecurity(SecuritySettings(), router: router, context: context, logger: .init(label: "t")) == nil)
     }

@@ -156,6 +156,11 @@ class LaserTrainer:
                             sock.send(self._envelope(trainer_hello=pb.TrainerHello(
                                 trainer_id=self.trainer_id, window=self.window, software_version="python")))
                             hello_sent = time.monotonic()
+                        elif kind == "reject" and env.reject.retry_after_ms > 0:
+                            # Another trainer holds the role for now (a live one): ask again after the
+                            # time the coordinator names, never right away (that would take turns forever).
+                            welcomed = False
+                            hello_sent = time.monotonic() + env.reject.retry_after_ms / 1000.0 - 2
                         elif kind == "reject":
                             self._error = "the coordinator rejected this trainer: " + env.reject.reason
                             return

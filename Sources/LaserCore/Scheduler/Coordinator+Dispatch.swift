@@ -5,29 +5,49 @@ extension Coordinator {
 
     mutating func dispatch(now: Instant, _ actions: inout [CoordinatorAction]) {
         for rm in plan.armNames {
-            while let id = queues[rm]?.first {
+            // A task that no free worker may take (its only candidates hold it or failed it) is stepped
+            // over, so it does not hold up the tasks behind it; at most `maxSkipped`, to bound the work.
+            var position = 0, skipped = 0
+            let maxSkipped = 64
+            while let queue = queues[rm], position < queue.count, skipped < maxSkipped,
+                  workers.values.contains(where: { $0.free > 0 && $0.quarantinedUntil == nil && $0.rewardModels.contains(rm) }) {
+                let id = queue[position]
                 // A worker that has not failed this task, then the most free slots, then the lowest
                 // worker id (for reproducible logs).
                 let avoid = tasks[id]!.avoid
                 // Wait for another worker rather than hand a task back to one that failed it, unless
                 // no other worker serves this RM at all.
-                let alternativeExists = workers.contains { !avoid.contains($0.key) && $0.value.rewardModels.contains(rm) }
+                let holders = tasks[id]!.holders
+                let alternativeExists = workers.contains {
+                    !avoid.contains($0.key) && $0.value.rewardModels.contains(rm) && $0.value.quarantinedUntil == nil && holders[$0.key] == nil
+                }
                 var best: PeerID?
+                let failedBy = tasks[id]!.failedBy
                 func better(_ p: PeerID, than q: PeerID) -> Bool {
                     let a = workers[p]!, b = workers[q]!
+                    // First a worker that has not failed it in this round of attempts, then one that has
+                    // never failed it (on this connection), then the most free slots.
+                    let (fa, fb) = (!failedBy.contains(a.workerID), !failedBy.contains(b.workerID))
+                    if fa != fb { return fa }
                     let (pa, pb) = (!avoid.contains(p), !avoid.contains(q))
                     if pa != pb { return pa }
                     if a.free != b.free { return a.free > b.free }
                     return a.workerID < b.workerID
                 }
-                for (peer, w) in workers where w.free > 0 && w.rewardModels.contains(rm) && !(alternativeExists && avoid.contains(peer)) {
+                // Never to a worker that still holds it (an expired lease), nor to a quarantined one.
+                for (peer, w) in workers where w.free > 0 && w.rewardModels.contains(rm) && w.quarantinedUntil == nil
+                    && holders[peer] == nil && !(alternativeExists && avoid.contains(peer)) {
                     if best == nil || better(peer, than: best!) { best = peer }
                 }
-                guard let peer = best else { break }
-                queues[rm]!.removeFirst()
+                guard let peer = best else {
+                    position += 1
+                    skipped += 1
+                    continue
+                }
+                queues[rm]!.remove(at: position)
                 // In place (a copy written back would copy `holders` on insert).
                 tasks[id]!.queued = false
-                tasks[id]!.holders.insert(peer)
+                tasks[id]!.holders[peer] = tasks[id]!.attempt
                 tasks[id]!.deadline = now.adding(milliseconds: plan.scheduler.leaseMs)
                 let task = tasks[id]!
                 workers[peer]!.inFlight.insert(id)
@@ -59,6 +79,12 @@ extension Coordinator {
                 actions.append(.send(to: peer, .heartbeat))
             }
         }
+        for peer in workers.keys.sorted() {
+            guard let until = workers[peer]!.quarantinedUntil, until <= now else { continue }
+            workers[peer]!.quarantinedUntil = nil
+            workers[peer]!.failureStreak = 0
+            actions.append(.log(.info, "worker \(PeerText.printable(workers[peer]!.workerID)) is out of quarantine"))
+        }
         for id in tasks.keys.sorted() {
             guard let task = tasks[id], !task.queued, let deadline = task.deadline, deadline < now else { continue }
             actions.append(.log(.warning, "task \(id) (RM \(task.rm)) got no result within its \(plan.scheduler.leaseMs) ms lease; queued again"))
@@ -66,10 +92,12 @@ extension Coordinator {
             // Its holders keep the credit until they answer or die; a late answer is still accepted if first.
             var t = tasks[id]!
             let holders = t.holders
-            t.avoid.formUnion(holders)
-            t.holders = []
+            t.avoid.formUnion(holders.keys)
+            // A lease that ran out is charged to its holders like a failure (see `retry`).
+            for peer in holders.keys { if let w = workers[peer] { t.failedBy.insert(w.workerID) } }
+            t.holders = [:]
             tasks[id] = t
-            retry(id, error: "no result within the lease", &actions)
+            retry(id, error: "no result within the lease", culprits: holders.keys.compactMap { workers[$0]?.workerID }, &actions)
             if tasks[id] != nil { tasks[id]!.holders = holders }
             if phase != .running { return }
         }
@@ -83,8 +111,6 @@ extension Coordinator {
         }
     }
 
-    /// Floods of bad input are counted in full but logged sparingly: the first ten, then every 10,000th.
-    static func worthLogging(_ count: Int) -> Bool { count <= 10 || count % 10_000 == 0 }
 
     /// When the bandit concentrates on some RMs, workers that host only the others sit idle. Report
     /// each such worker once per window (log and counter), so the operator can restart it with busy RMs.
@@ -102,5 +128,27 @@ extension Coordinator {
             summary.counters.idleWorkerReports += 1
             actions.append(.log(.warning, "worker \(w.workerID) hosts only RMs that got no task in the last \(Int(plan.placement.idleReportSeconds)) s (\(w.rewardModels.sorted().joined(separator: ", "))) while \(busy.joined(separator: ", ")) are busy; restart it with --rm \(busy[0]) (or change placement) to put it to work"))
         }
+    }
+}
+
+/// Floods of one kind of peer-driven message are counted in full but logged sparingly: the first ten of a
+/// kind (or `first`), then every 10,000th. Kinds are fixed strings, so the table stays small.
+struct LogLimiter: Sendable {
+    private var counts: [String: Int] = [:]
+    private var firsts: [String: Int] = [:]
+
+    mutating func allow(_ kind: String, first: Int = 10) -> Bool {
+        let n = counts[kind, default: 0] + 1
+        counts[kind] = n
+        firsts[kind] = first
+        return n <= first || n % 10_000 == 0
+    }
+
+    /// What to add to a line that `allow` let through: a note once the limit starts to apply.
+    func suffix(_ kind: String) -> String {
+        let n = counts[kind, default: 0], first = firsts[kind, default: 10]
+        if n == first { return " (further messages of this kind: one in 10,000)" }
+        if n > first { return " (\(n) so far)" }
+        return ""
     }
 }

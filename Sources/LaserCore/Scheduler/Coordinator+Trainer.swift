@@ -7,17 +7,28 @@ import LaserWire
 /// loss is journaled before it is acknowledged, and a second loss for the same batch is refused).
 extension Coordinator {
     mutating func registerTrainer(_ hello: TrainerHello, peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
-        guard !hello.trainerID.isEmpty, hello.window >= 1 else {
-            let reason = hello.trainerID.isEmpty ? "trainer_id is empty" : "window must be at least 1"
-            actions.append(.log(.warning, "rejected trainer \(peer): \(reason)"))
-            actions.append(.send(to: peer, .reject(reason: reason)))
+        if let problem = PeerText.identifierProblem(hello.trainerID, what: "trainer_id", maxBytes: Self.maxIDBytes) {
+            refuseHello(peer, problem, &actions)
             return
         }
+        guard hello.window >= 1 else {
+            refuseHello(peer, "window must be at least 1", &actions)
+            return
+        }
+        let id = PeerText.printable(hello.trainerID)
         if let old = trainer, old.peer != peer {
-            actions.append(.log(.warning, "trainer \(old.trainerID) replaced by \(hello.trainerID); \(old.sent.count) batch(es) without a loss go to the new one"))
+            // One trainer at a time, and a live one keeps the role: another connection is refused for now
+            // (it retries), so nobody takes a live trainer's batches. A silent one is replaced.
+            let retry = plan.scheduler.deadAfterMs
+            if now.milliseconds(since: old.lastHeard) <= Double(retry) {
+                refuseHello(peer, "trainer '\(PeerText.printable(old.trainerID))' is connected and alive; one trainer at a time (retrying in \(retry) ms)",
+                            retryAfterMs: UInt32(clamping: retry), &actions)
+                return
+            }
+            actions.append(.log(.warning, "trainer \(PeerText.printable(old.trainerID)) (silent) replaced by \(id); \(old.sent.count) batch(es) without a loss go to the new one"))
         }
         trainer = Trainer(peer: peer, trainerID: hello.trainerID, window: Int(hello.window), lastHeard: now, lastSent: now)
-        actions.append(.log(.info, "trainer \(hello.trainerID) connected (window \(hello.window))"))
+        actions.append(.log(.info, "trainer \(id) connected (window \(hello.window))"))
         actions.append(.send(to: peer, .trainerWelcome(TrainerWelcome(
             coordinatorID: plan.coordinatorID, heartbeatIntervalMs: UInt32(clamping: plan.scheduler.heartbeatIntervalMs),
             liveness: plan.scheduler.liveness, wantsLoss: plan.rewardSource == .trainerLoss))))
@@ -50,9 +61,14 @@ extension Coordinator {
             path: b.relativePath)
     }
 
-    /// A loss from the trainer (or from `laser feedback`): validated, journaled, acknowledged.
+    /// A loss from the trainer (`laser feedback` registers as one too): validated, journaled, acknowledged.
+    /// Only the registered trainer's connection may report, and only for batches it was sent.
     mutating func receiveLoss(_ f: BatchFeedback, from peer: PeerID, _ actions: inout [CoordinatorAction]) {
         var global = Int(clamping: f.globalBatch)
+        guard let t = trainer, t.peer == peer else {
+            refuseLoss(f, global: global, "only the registered trainer reports losses: send TrainerHello first (a connected, live trainer keeps the role)", peer, &actions)
+            return
+        }
         if f.iteration > 0 {
             guard let hit = batchLog.first(where: { $0.iteration == Int(f.iteration) && $0.batch == Int(f.batch) }) else {
                 refuseLoss(f, global: -1, "batch \(f.iteration)/\(f.batch) has not been emitted (yet)", peer, &actions)
@@ -68,6 +84,10 @@ extension Coordinator {
             refuseLoss(f, global: global, "loss \(f.loss) is not a finite number; report the batch again with a finite loss", peer, &actions)
             return
         }
+        guard abs(f.loss) <= plan.maxAbsLoss else {
+            refuseLoss(f, global: global, "loss \(f.loss) is outside [-\(plan.maxAbsLoss), \(plan.maxAbsLoss)] (reward.max_abs_loss); report the batch again with the loss of its step", peer, &actions)
+            return
+        }
         guard awaitingLoss[global] != nil else {
             let reason: String
             if global >= nextToEmit || global < 0 { reason = "batch \(global) has not been emitted (yet)" }
@@ -76,14 +96,18 @@ extension Coordinator {
             refuseLoss(f, global: global, reason, peer, &actions)
             return
         }
+        guard t.sent.contains(global) else {
+            refuseLoss(f, global: global, "batch \(global) was not sent to this trainer; report losses only for the PreferenceBatch messages it received", peer, &actions)
+            return
+        }
         acceptLoss(f.loss, batch: global, journaled: false, &actions)
         actions.append(.send(to: peer, .feedbackAck(FeedbackAck(globalBatch: UInt64(global), accepted: true, reason: ""))))
     }
 
     mutating func refuseLoss(_ f: BatchFeedback, global: Int, _ reason: String, _ peer: PeerID, _ actions: inout [CoordinatorAction]) {
         summary.counters.lossesRejected += 1
-        if Self.worthLogging(summary.counters.lossesRejected) {
-            actions.append(.log(.warning, "refused a loss from \(peer): \(reason)"))
+        if logLimiter.allow("loss-refused") {
+            actions.append(.log(.warning, "refused a loss from \(peer): \(reason)\(logLimiter.suffix("loss-refused"))"))
         }
         actions.append(.send(to: peer, .feedbackAck(FeedbackAck(globalBatch: UInt64(max(global, 0)), accepted: false, reason: reason))))
     }
@@ -92,10 +116,13 @@ extension Coordinator {
     mutating func acceptLoss(_ loss: Double, batch g: Int, journaled: Bool, _ actions: inout [CoordinatorAction]) {
         guard let pending = awaitingLoss.removeValue(forKey: g) else { return }
         // Every unit that produced pairs shares the batch's loss (the trainer reports one per batch).
-        feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: -loss, arm: $0.arm, context: $0.context, probability: $0.probability) }
+        // New losses outside the bound are refused (receiveLoss); one an earlier version journaled is clamped
+        // here, so a resume of such a journal finishes with finite statistics.
+        let bounded = min(max(loss, -plan.maxAbsLoss), plan.maxAbsLoss)
+        feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: -bounded, arm: $0.arm, context: $0.context, probability: $0.probability) }
         if !journaled { actions.append(.journal(.feedback(batch: g, loss: loss), sync: true)) }
         batchLog[g].loss = loss
-        batchLog[g].rawReward = -loss
+        batchLog[g].rawReward = -bounded
         trainer?.sent.remove(g)
         summary.counters.lossesAccepted += 1
         deliverToTrainer(&actions)
@@ -106,7 +133,7 @@ extension Coordinator {
         let interval = plan.scheduler.heartbeatIntervalMs
         let deadAfter = interval * UInt64(plan.scheduler.liveness)
         if now.milliseconds(since: t.lastHeard) > Double(deadAfter) {
-            actions.append(.log(.warning, "trainer \(t.trainerID) silent for more than \(deadAfter) ms; its \(t.sent.count) batch(es) without a loss go to the next trainer that connects"))
+            actions.append(.log(.warning, "trainer \(PeerText.printable(t.trainerID)) silent for more than \(deadAfter) ms; its \(t.sent.count) batch(es) without a loss go to the next trainer that connects"))
             trainer = nil
         } else if now.milliseconds(since: t.lastSent) >= Double(interval) {
             trainer!.lastSent = now

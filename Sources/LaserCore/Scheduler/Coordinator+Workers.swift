@@ -19,12 +19,19 @@ extension Coordinator {
             if trainer?.peer == peer { trainer!.lastHeard = now }
             receiveLoss(f, from: peer, &actions)
             return
+        case .disconnect where trainer?.peer == peer:
+            // The trainer gives the role back (laser feedback does when done): the next one need not wait.
+            actions.append(.log(.info, "trainer \(PeerText.printable(trainer!.trainerID)) left; its \(trainer!.sent.count) batch(es) without a loss go to the next trainer"))
+            trainer = nil
+            return
         default:
             if trainer?.peer == peer {
                 trainer!.lastHeard = now
                 if message != .heartbeat {
                     summary.counters.malformedMessages += 1
-                    actions.append(.log(.warning, "trainer \(trainer!.trainerID) sent \(message.kind), which a trainer does not send; ignored"))
+                    if logLimiter.allow("trainer-sent-other") {
+                        actions.append(.log(.warning, "trainer \(PeerText.printable(trainer!.trainerID)) sent \(message.kind), which a trainer does not send; ignored\(logLimiter.suffix("trainer-sent-other"))"))
+                    }
                 }
                 return
             }
@@ -32,6 +39,9 @@ extension Coordinator {
         guard workers[peer] != nil else {
             // After a coordinator restart workers are unknown: tell them to say Hello again.
             summary.counters.unknownPeerMessages += 1
+            if case .scoreResult = message, logLimiter.allow("unknown-peer-result") {
+                actions.append(.log(.info, "a result from unknown peer \(peer) (not registered, or registered with an earlier coordinator); dropped\(logLimiter.suffix("unknown-peer-result"))"))
+            }
             actions.append(.send(to: peer, .disconnect(reason: "unknown peer: send Hello first")))
             return
         }
@@ -44,55 +54,104 @@ extension Coordinator {
             handle(result, from: peer, now: now, &actions)
         default:
             summary.counters.malformedMessages += 1
-            actions.append(.log(.warning, "worker \(workers[peer]!.workerID) sent \(message.kind), which only a coordinator sends; ignored"))
+            if logLimiter.allow("coordinator-only") {
+                actions.append(.log(.warning, "worker \(PeerText.printable(workers[peer]!.workerID)) sent \(message.kind), which only a coordinator sends; ignored\(logLimiter.suffix("coordinator-only"))"))
+            }
         }
     }
 
-    mutating func register(_ hello: Hello, peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
+    /// Limits on what a Hello may carry (docs/protocol.md): a stranger's Hello costs bounded memory.
+    static let maxIDBytes = 128
+    static let maxLabels = 32
+    static let maxOfferedRMs = 256
+
+    /// Why a Hello is refused outright (before any state changes), or nil.
+    func helloProblem(_ hello: Hello) -> String? {
+        if hello.workerID.isEmpty { return "worker_id is empty; start the worker with --id NAME" }
+        if let p = PeerText.identifierProblem(hello.workerID, what: "worker_id", maxBytes: Self.maxIDBytes) { return p }
+        let id = PeerText.printable(hello.workerID)
+        if hello.slots == 0 { return "worker '\(id)' declared 0 slots; use --slots 1 or more" }
+        if hello.labels.count > Self.maxLabels { return "worker '\(id)' sent \(hello.labels.count) labels; at most \(Self.maxLabels) are allowed" }
+        for label in hello.labels {
+            if let p = PeerText.identifierProblem(label, what: "label", maxBytes: Self.maxIDBytes) { return "worker '\(id)': \(p)" }
+        }
+        if hello.rewardModels.count > Self.maxOfferedRMs {
+            return "worker '\(id)' offers \(hello.rewardModels.count) RMs; at most \(Self.maxOfferedRMs) are allowed"
+        }
         let known = Set(plan.armNames)
         let unknown = hello.rewardModels.filter { !known.contains($0) }
-        var problem: String?
-        if hello.workerID.isEmpty { problem = "worker_id is empty; start the worker with --id NAME" }
-        else if hello.slots == 0 { problem = "worker '\(hello.workerID)' declared 0 slots; use --slots 1 or more" }
-        else if !unknown.isEmpty {
-            problem = "worker '\(hello.workerID)' offers reward model(s) \(unknown.joined(separator: ", ")) that this run does not define; the run defines \(plan.armNames.joined(separator: ", ")). Start it with --rm NAME for those, or without --rm to serve all."
+        if !unknown.isEmpty {
+            return "worker '\(id)' offers reward model(s) \(unknown.prefix(5).map { PeerText.printable($0) }.joined(separator: ", ")) that this run does not define; the run defines \(plan.armNames.joined(separator: ", ")). Start it with --rm NAME for those, or without --rm to serve all."
         }
-        if let problem {
-            actions.append(.log(.warning, "rejected \(peer): \(problem)"))
-            actions.append(.send(to: peer, .reject(reason: problem)))
+        return nil
+    }
+
+    /// Refuses a Hello or TrainerHello: counted, logged sparingly, answered with Reject.
+    mutating func refuseHello(_ peer: PeerID, _ problem: String, retryAfterMs: UInt32 = 0, _ actions: inout [CoordinatorAction]) {
+        summary.counters.hellosRefused += 1
+        if logLimiter.allow("hello-refused") {
+            actions.append(.log(.warning, "refused \(peer): \(problem)\(logLimiter.suffix("hello-refused"))"))
+        }
+        actions.append(.send(to: peer, .reject(reason: problem, retryAfterMs: retryAfterMs)))
+    }
+
+    mutating func register(_ hello: Hello, peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
+        if let problem = helloProblem(hello) {
+            refuseHello(peer, problem, &actions)
             return
         }
+        let id = PeerText.printable(hello.workerID)
         // A re-registration is a protocol reset, not a failure of its tasks: they go back to the queue
         // without using up an attempt (otherwise a peer repeating Hello could fail any task).
         if workers[peer] != nil { forget(peer, reason: "it said Hello again", countsAsAttempt: false, now: now, &actions) }
         if let old = peerByWorkerID[hello.workerID], old != peer, let holder = workers[old] {
-            // The id is held by a connection that is still talking: two workers share an id. Refuse the
-            // newcomer for now (it retries); if the holder is a dead predecessor, it falls silent and
-            // the id frees up. Swapping them would bounce every task between the two.
-            let window = plan.scheduler.heartbeatIntervalMs * 2
-            if holder.answered && now.milliseconds(since: holder.lastHeard) <= Double(window) {
+            // The id is held by another connection. It is taken over only once the holder is gone: silent
+            // for the liveness window (or unreachable, which forgets it). Until then the newcomer is refused
+            // for now and retries: a second worker with the same id, or a peer trying to take over a live
+            // worker's id (and its tasks), never gets in while the holder lives.
+            if now.milliseconds(since: holder.lastHeard) <= Double(plan.scheduler.deadAfterMs) {
                 summary.counters.duplicateWorkerIDs += 1
-                let retry = plan.scheduler.heartbeatIntervalMs * UInt64(plan.scheduler.liveness)
-                if Self.worthLogging(summary.counters.duplicateWorkerIDs) {
-                    actions.append(.log(.warning, "a second worker says it is '\(hello.workerID)' while that worker is connected and alive; refused for now (give each worker a unique --id)"))
+                // An unanswered holder is most likely a stale socket of this same worker: the heartbeat
+                // the coordinator sends it within one interval finds it gone, so retry soon.
+                let retry = holder.answered ? plan.scheduler.deadAfterMs : plan.scheduler.heartbeatIntervalMs
+                if logLimiter.allow("duplicate-id") {
+                    actions.append(.log(.warning, "a second connection says it is worker '\(id)' while that worker is connected and alive; refused for now (give each worker a unique --id)\(logLimiter.suffix("duplicate-id"))"))
                 }
-                actions.append(.send(to: peer, .reject(reason: "worker id '\(hello.workerID)' is in use by a live connection; give each worker a unique --id (retrying in \(retry) ms)", retryAfterMs: UInt32(clamping: retry))))
+                summary.counters.hellosRefused += 1
+                actions.append(.send(to: peer, .reject(reason: "worker id '\(id)' is in use by a live connection; give each worker a unique --id (retrying in \(retry) ms)", retryAfterMs: UInt32(clamping: retry))))
                 return
             }
-            forget(old, reason: "it re-registered from a new connection", countsAsAttempt: false, now: now, &actions)
+            forget(old, reason: "it re-registered from a new connection after \(Int(now.milliseconds(since: holder.lastHeard))) ms of silence", countsAsAttempt: true, now: now, &actions)
         }
-        let served = plan.placement.rewardModels(for: hello, all: plan.armNames)
+        var served = plan.placement.rewardModels(for: hello, all: plan.armNames)
+        if hello.rewardModels.isEmpty {
+            // A worker that offers nothing by name builds what the Welcome defines, which for subprocess
+            // and HTTP RMs it never does: those go only to workers that offer them (--rm-config).
+            served = served.filter { !plan.workerDefinedRMs.contains($0) }
+        }
         guard !served.isEmpty else {
-            let problem = "worker '\(hello.workerID)' would serve no RM: its placement lists none of this run's RMs (\(plan.armNames.joined(separator: ", ")))"
-            actions.append(.log(.warning, "rejected \(peer): \(problem)"))
-            actions.append(.send(to: peer, .reject(reason: problem)))
+            let backends = plan.armNames.filter { plan.workerDefinedRMs.contains($0) }
+            let problem = hello.rewardModels.isEmpty && !backends.isEmpty
+                ? "worker '\(id)' would serve no RM: \(backends.joined(separator: ", ")) are subprocess/http RMs, which a worker runs only from its own definition; start it with --rm-config FILE (the run's config will do)"
+                : "worker '\(id)' would serve no RM: its placement lists none of this run's RMs (\(plan.armNames.joined(separator: ", ")))"
+            refuseHello(peer, problem, &actions)
             return
         }
-        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(hello.slots), lastHeard: now, lastSent: now, joined: now,
+        var slots = hello.slots
+        if slots > plan.scheduler.maxSlotsPerWorker {
+            summary.counters.slotsCapped += 1
+            if logLimiter.allow("slots-capped") {
+                actions.append(.log(.warning, "worker \(id) declared \(slots) slots; it gets at most \(plan.scheduler.maxSlotsPerWorker) (network.max_slots_per_worker)\(logLimiter.suffix("slots-capped"))"))
+            }
+            slots = plan.scheduler.maxSlotsPerWorker
+        }
+        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(slots), lastHeard: now, lastSent: now, joined: now,
                                acceptsJSONCandidates: hello.acceptsJSONCandidates)
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
-        actions.append(.log(.info, "worker \(hello.workerID) joined: \(hello.slots) slots, RMs \(served.joined(separator: ", "))"))
+        if logLimiter.allow("joined", first: 100) {
+            actions.append(.log(.info, "worker \(id) joined: \(slots) slots, RMs \(served.joined(separator: ", "))\(logLimiter.suffix("joined"))"))
+        }
         actions.append(.send(to: peer, .welcome(Welcome(
             coordinatorID: plan.coordinatorID,
             heartbeatIntervalMs: UInt32(clamping: plan.scheduler.heartbeatIntervalMs),
@@ -108,14 +167,20 @@ extension Coordinator {
         guard let worker = workers.removeValue(forKey: peer) else { return }
         if peerByWorkerID[worker.workerID] == peer { peerByWorkerID[worker.workerID] = nil }
         summary.counters.workersLost += 1
-        actions.append(.log(.warning, "worker \(worker.workerID) removed: \(reason); \(worker.inFlight.count) task(s) go back to the queue"))
+        if logLimiter.allow("removed", first: 100) {
+            actions.append(.log(.warning, "worker \(PeerText.printable(worker.workerID)) removed: \(reason); \(worker.inFlight.count) task(s) go back to the queue\(logLimiter.suffix("removed"))"))
+        }
         for id in worker.inFlight.sorted() {
-            guard var task = tasks[id] else { continue }
-            task.holders.remove(peer)
-            tasks[id] = task
+            guard tasks[id] != nil else { continue }
+            tasks[id]!.holders[peer] = nil
+            if countsAsAttempt {
+                tasks[id]!.failedBy.insert(worker.workerID)
+                tasks[id]!.avoid.insert(peer)
+            }
+            let task = tasks[id]!
             if task.holders.isEmpty && !task.queued {
                 if countsAsAttempt {
-                    retry(id, error: "worker \(worker.workerID) was lost (\(reason))", &actions)
+                    retry(id, error: "worker \(PeerText.printable(worker.workerID)) was lost (\(reason))", culprits: [worker.workerID], &actions)
                 } else {
                     requeue(id)
                 }
@@ -123,30 +188,90 @@ extension Coordinator {
         }
     }
 
+    /// A registered worker sent something that does not decode or validate: it is removed (its tasks go
+    /// back to the queue, charged to it) and told to say Hello again, so no slot stays taken by a message
+    /// that could not be matched to its task.
+    mutating func dropMisbehaving(_ peer: PeerID, why: String, now: Instant, _ actions: inout [CoordinatorAction]) {
+        guard workers[peer] != nil else { return }
+        forget(peer, reason: why, countsAsAttempt: true, now: now, &actions)
+        actions.append(.send(to: peer, .disconnect(reason: "\(why); say Hello again")))
+    }
+
     mutating func handle(_ result: ScoreResult, from peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
         let workerID = workers[peer]!.workerID
-        workers[peer]!.inFlight.remove(result.taskID)
-        guard var task = tasks[result.taskID] else {
-            summary.counters.duplicateResults += 1
-            actions.append(.log(.debug, "dropped late or duplicate result for task \(result.taskID) from \(workerID)"))
+        let id = PeerText.printable(workerID)
+        guard let task = tasks[result.taskID] else {
+            if workers[peer]!.inFlight.remove(result.taskID) != nil {
+                // It held the task, which another worker's result completed first.
+                summary.counters.duplicateResults += 1
+                actions.append(.log(.debug, "dropped late or duplicate result for task \(result.taskID) from \(id)"))
+            } else {
+                refuseForeign(result, from: id, "task \(result.taskID) is not out with this worker", &actions)
+            }
             return
         }
-        task.holders.remove(peer)
-        tasks[result.taskID] = task
+        // A peer's result counts only for a task it holds, for the attempt it was given: a registered
+        // peer that guesses another worker's task id changes nothing.
+        guard let given = task.holders[peer] else {
+            refuseForeign(result, from: id, "task \(result.taskID) is held by another worker", &actions)
+            return
+        }
+        guard given == result.attempt else {
+            refuseForeign(result, from: id, "task \(result.taskID) was given to it as attempt \(given), not \(result.attempt)", &actions)
+            return
+        }
+        workers[peer]!.inFlight.remove(result.taskID)
+        tasks[result.taskID]!.holders[peer] = nil
         switch result.outcome {
         case .failure(let message):
-            actions.append(.log(.warning, "RM \(task.rm) failed task \(task.id) on worker \(workerID) (attempt \(task.attempt)): \(message)"))
-            tasks[task.id]!.avoid.insert(peer)
-            retry(task.id, error: "worker \(workerID): \(message)", &actions)
+            if logLimiter.allow("rm-failed", first: 100) {
+                actions.append(.log(.warning, "RM \(task.rm) failed task \(task.id) on worker \(id) (attempt \(task.attempt)): \(PeerText.printable(message))\(logLimiter.suffix("rm-failed"))"))
+            }
+            charge(task.id, to: peer, error: "worker \(id): \(PeerText.printable(message))", now: now, &actions)
         case .success(let perItem):
             if let problem = validate(perItem, for: task) {
                 summary.counters.invalidResults += 1
-                if Self.worthLogging(summary.counters.invalidResults) { actions.append(.log(.error, "worker \(workerID) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried")) }
-                tasks[task.id]!.avoid.insert(peer)
-                retry(task.id, error: "worker \(workerID) sent an invalid result: \(problem)", &actions)
+                if logLimiter.allow("invalid-result") { actions.append(.log(.error, "worker \(id) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried\(logLimiter.suffix("invalid-result"))")) }
+                charge(task.id, to: peer, error: "worker \(id) sent an invalid result: \(problem)", now: now, &actions)
                 return
             }
-            complete(task, scores: perItem, journaled: false, &actions)
+            workers[peer]!.failureStreak = 0
+            provenWorkers[task.rm, default: []].insert(workerID)
+            complete(tasks[result.taskID]!, scores: perItem, journaled: false, &actions)
+        }
+    }
+
+    mutating func refuseForeign(_ result: ScoreResult, from id: String, _ why: String, _ actions: inout [CoordinatorAction]) {
+        summary.counters.foreignResults += 1
+        if logLimiter.allow("foreign-result") {
+            actions.append(.log(.warning, "worker \(id) sent a result it may not send: \(why); dropped\(logLimiter.suffix("foreign-result"))"))
+        }
+    }
+
+    /// A failure (an RM error or an invalid result) charged to the worker that sent it: the task avoids
+    /// that worker, and the worker is quarantined after `quarantineAfter` failures in a row.
+    mutating func charge(_ taskID: UInt64, to peer: PeerID, error: String, now: Instant, _ actions: inout [CoordinatorAction]) {
+        guard let worker = workers[peer] else { return }
+        if tasks[taskID] != nil {
+            tasks[taskID]!.avoid.insert(peer)
+            tasks[taskID]!.failedBy.insert(worker.workerID)
+        }
+        workers[peer]!.failureStreak += 1
+        quarantineIfFailing(peer, now: now, &actions)
+        retry(taskID, error: error, culprits: [worker.workerID], &actions)
+    }
+
+    /// Quarantines a worker that failed `quarantineAfter` tasks in a row, unless it is the last worker
+    /// that serves one of its RMs (then the failures are evidence against the RM, and attempts decide).
+    mutating func quarantineIfFailing(_ peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
+        let limit = plan.scheduler.quarantineAfter
+        guard limit > 0, let w = workers[peer], w.quarantinedUntil == nil, w.failureStreak >= limit else { return }
+        let others = workers.filter { $0.key != peer && $0.value.quarantinedUntil == nil }
+        guard w.rewardModels.allSatisfy({ rm in others.values.contains { $0.rewardModels.contains(rm) } }) else { return }
+        workers[peer]!.quarantinedUntil = now.adding(milliseconds: UInt64(plan.scheduler.quarantineSeconds * 1000))
+        summary.counters.workersQuarantined += 1
+        if logLimiter.allow("quarantined") {
+            actions.append(.log(.warning, "worker \(PeerText.printable(w.workerID)) failed \(w.failureStreak) tasks in a row; it gets no tasks for \(plan.scheduler.quarantineSeconds) s (network.quarantine_after, quarantine_seconds)\(logLimiter.suffix("quarantined"))"))
         }
     }
 
@@ -190,8 +315,14 @@ extension Coordinator {
         queues[tasks[id]!.rm, default: []].insert(id, at: 0)
     }
 
-    /// Queues a task again with attempt + 1, or fails the run once its attempts are used up.
-    mutating func retry(_ id: UInt64, error: String, _ actions: inout [CoordinatorAction]) {
+    /// After a failure: queues the task again. While some connected, unquarantined worker that serves its
+    /// RM has not failed it, it keeps its attempt (a failure is charged to the worker, not the task, so
+    /// peers that fail everything cannot use up its attempts). Once every such worker has failed it, the
+    /// failure is evidence against the RM, and the task takes attempt + 1, if it is credible: it comes from
+    /// a worker that has scored this RM before, or no worker has, or every connected worker that has is
+    /// among those that failed it. Otherwise (strangers failing while the proven workers are away) it waits
+    /// for a proven worker. After `maxAttempts` the run fails with the RM's last error.
+    mutating func retry(_ id: UInt64, error: String, culprits: [String] = [], _ actions: inout [CoordinatorAction]) {
         guard var task = tasks[id] else { return }
         task.lastError = error
         // Still out with another worker (a lease expired earlier): that one may yet answer.
@@ -199,6 +330,20 @@ extension Coordinator {
             tasks[id] = task
             return
         }
+        let untried = workers.values.contains {
+            $0.quarantinedUntil == nil && $0.rewardModels.contains(task.rm) && !task.failedBy.contains($0.workerID)
+        }
+        let proven = provenWorkers[task.rm] ?? []
+        let provenConnected = workers.values.filter { proven.contains($0.workerID) && $0.rewardModels.contains(task.rm) }
+        let credible = proven.isEmpty || culprits.contains(where: proven.contains)
+            || (!provenConnected.isEmpty && provenConnected.allSatisfy { task.failedBy.contains($0.workerID) })
+        if untried || !credible {
+            tasks[id] = task
+            requeue(id)
+            summary.counters.tasksRetried += 1
+            return
+        }
+        task.failedBy = []
         task.attempt += 1
         if task.attempt > plan.scheduler.maxAttempts {
             tasks[id] = task

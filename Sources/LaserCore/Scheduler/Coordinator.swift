@@ -31,6 +31,10 @@ public struct Coordinator: Sendable {
         var reportedIdle: Instant?
         /// Its Hello said it reads candidates as JSON-escaped bytes.
         var acceptsJSONCandidates = false
+        /// Failures (RM errors, invalid results) since its last valid result.
+        var failureStreak = 0
+        /// Gets no tasks until then (it failed too many in a row); nil: not quarantined.
+        var quarantinedUntil: Instant?
         var free: Int { slots - inFlight.count }
     }
     /// When each RM last had a task dispatched (for the idle-worker report).
@@ -125,7 +129,11 @@ public struct Coordinator: Sendable {
         /// Prompt indices within the iteration, ascending (contiguous for batch-level selection).
         var indices: [Int]
         var attempt: UInt32 = 1
-        var holders: Set<PeerID> = []
+        /// The workers it is out with, and the attempt each was given: only they may answer, for that attempt.
+        var holders: [PeerID: UInt32] = [:]
+        /// Workers (by id) that failed this attempt round; the attempt goes up once every worker serving
+        /// the RM is in here (see `retry`).
+        var failedBy: Set<String> = []
         var queued = true
         var deadline: Instant?
         var lastError: String?
@@ -141,6 +149,10 @@ public struct Coordinator: Sendable {
     /// Emitted batches without their pairs (selections.jsonl), including those replayed.
     public internal(set) var batchLog: [BatchOutcome] = []
     var starvationWarned: [String: Instant] = [:]
+    /// Worker ids that have delivered a valid result, per RM: whose failures count as evidence against it.
+    var provenWorkers: [String: Set<String>] = [:]
+    /// Peer-driven log lines are rate-limited per kind.
+    var logLimiter = LogLimiter()
     /// The context of the most recent decision (for status displays: the arms' current UCB).
     var lastContext: [Double]?
 
@@ -203,10 +215,21 @@ public struct Coordinator: Sendable {
             receive(message, from: peer, now: now, &actions)
         case .undecodable(let peer, let reason):
             summary.counters.malformedMessages += 1
-            if Self.worthLogging(summary.counters.malformedMessages) {
-                actions.append(.log(.warning, "peer \(peer) sent a message that does not decode (\(reason)); dropped (\(summary.counters.malformedMessages) so far). Is it a laser worker of the same version?"))
+            if logLimiter.allow("undecodable") {
+                actions.append(.log(.warning, "peer \(peer) sent a message that does not decode (\(PeerText.printable(reason))); dropped (\(summary.counters.malformedMessages) so far). Is it a laser worker of the same version?\(logLimiter.suffix("undecodable"))"))
             }
-            if workers[peer] != nil { workers[peer]!.lastHeard = now }
+            // A registered worker's message that cannot be matched to anything (a result without an
+            // outcome, say) must not leave its slot taken: the worker is removed and says Hello again.
+            dropMisbehaving(peer, why: "it sent a message that does not decode", now: now, &actions)
+        case .forbidden(let peer, let message, let reason):
+            switch message {
+            case .batchFeedback(let f):
+                refuseLoss(f, global: Int(clamping: f.globalBatch), reason, peer, &actions)
+            case .hello, .trainerHello:
+                refuseHello(peer, reason, &actions)
+            default:
+                summary.counters.malformedMessages += 1
+            }
         case .unreachable(let peer):
             summary.counters.undeliverable += 1
             if trainer?.peer == peer { trainer = nil }
@@ -227,6 +250,7 @@ public struct Coordinator: Sendable {
     }
 
     // MARK: iterations and batches
+
 
     mutating func begin(iteration n: Int, promptCount count: Int, now: Instant, _ actions: inout [CoordinatorAction]) {
         loading = false

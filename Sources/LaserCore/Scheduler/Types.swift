@@ -41,20 +41,33 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var liveness: UInt32 = 5
     /// A task not answered within this time is queued again (attempt + 1).
     public var leaseMs: UInt64 = 60_000
-    /// After this many attempts a task fails the run loudly with the RM's last error.
+    /// After this many attempts a task fails the run loudly with the RM's last error. An attempt is used
+    /// up only once every connected worker that serves the RM has failed the task (docs/reliability.md).
     public var maxAttempts: UInt32 = 3
+    /// Slots a Hello may declare; more are clamped to this (a peer must not take every task).
+    public var maxSlotsPerWorker: UInt32 = 64
+    /// A worker that fails this many tasks in a row gets no tasks for `quarantineSeconds` (0: never).
+    public var quarantineAfter: Int = 5
+    public var quarantineSeconds: Double = 60
 
-    public init(heartbeatIntervalMs: UInt64 = 1000, liveness: UInt32 = 5, leaseMs: UInt64 = 60_000, maxAttempts: UInt32 = 3) {
+    public init(heartbeatIntervalMs: UInt64 = 1000, liveness: UInt32 = 5, leaseMs: UInt64 = 60_000, maxAttempts: UInt32 = 3,
+                maxSlotsPerWorker: UInt32 = 64, quarantineAfter: Int = 5, quarantineSeconds: Double = 60) {
         self.heartbeatIntervalMs = heartbeatIntervalMs
         self.liveness = liveness
         self.leaseMs = leaseMs
         self.maxAttempts = maxAttempts
+        self.maxSlotsPerWorker = maxSlotsPerWorker
+        self.quarantineAfter = quarantineAfter
+        self.quarantineSeconds = quarantineSeconds
     }
+
+    /// How long a peer may be silent before it is taken for gone.
+    public var deadAfterMs: UInt64 { heartbeatIntervalMs * UInt64(liveness) }
 }
 
-/// Which workers host which RMs, for workers that do not name their RMs themselves (`--rm`).
-/// Precedence: the worker's own `--rm` list, then `byWorker[worker id]`, then the union of
-/// `byLabel[label]` over its labels, then every RM of the run.
+/// Which workers host which RMs. Precedence: `byWorker[worker id]`, then the union of `byLabel[label]`
+/// over its labels, then every RM of the run; a worker that offers a list (`--rm`, `--rm-config`) gets
+/// only those of its offer.
 public struct Placement: Equatable, Sendable {
     public var byWorker: [String: [String]] = [:]
     public var byLabel: [String: [String]] = [:]
@@ -68,15 +81,17 @@ public struct Placement: Equatable, Sendable {
         self.idleReportSeconds = idleReportSeconds
     }
 
-    /// The RMs a worker serves, in the run's RM order.
+    /// The RMs a worker serves, in the run's RM order: what placement gives it (`byWorker[id]`, else the
+    /// union of `byLabel` over its labels, else every RM), within what it offers when it offers a list.
     public func rewardModels(for hello: Hello, all: [String]) -> [String] {
-        let wanted: [String]
-        if !hello.rewardModels.isEmpty { wanted = hello.rewardModels }
-        else if let listed = byWorker[hello.workerID] { wanted = listed }
+        var placed: [String]?
+        if let listed = byWorker[hello.workerID] { placed = listed }
         else {
             let fromLabels = hello.labels.flatMap { byLabel[$0] ?? [] }
-            wanted = fromLabels.isEmpty ? all : fromLabels
+            if !fromLabels.isEmpty { placed = fromLabels }
         }
+        var wanted = placed ?? all
+        if !hello.rewardModels.isEmpty { wanted = placed.map { p in hello.rewardModels.filter(p.contains) } ?? hello.rewardModels }
         return all.filter { wanted.contains($0) }
     }
 }
@@ -112,6 +127,11 @@ public struct RunPlan: Equatable, Sendable {
     public var granularity: Granularity = .batch
     /// Preference pairs for training, or best-of-n (one chosen response per prompt, no training).
     public var mode: OutputMode = .pairs
+    /// RMs a worker runs only from its own definition (subprocess and HTTP backends): assigned only to
+    /// workers that offer them by name in their Hello (docs/security.md).
+    public var workerDefinedRMs: Set<String> = []
+    /// Trainer losses outside [-maxAbsLoss, maxAbsLoss] are refused (reward.max_abs_loss).
+    public var maxAbsLoss: Double = 1e6
 
     public init(coordinatorID: String = "coordinator", seed: UInt64 = 0, iterations: Int = 1, batchSize: Int = 16,
                 shardSize: Int = 4, pipelineDepth: Int = 1, strategy: StrategyKind = .linucb, alpha: Double = 0.1,
@@ -119,7 +139,8 @@ public struct RunPlan: Equatable, Sendable {
                 pairPolicy: PairPolicy = PairPolicy(), rewardSource: RewardSource = .labelPairAccuracy,
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
                 scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
-                gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement()) {
+                gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement(),
+                maxAbsLoss: Double = 1e6, workerDefinedRMs: Set<String> = []) {
         self.coordinatorID = coordinatorID
         self.seed = seed
         self.iterations = iterations
@@ -141,6 +162,8 @@ public struct RunPlan: Equatable, Sendable {
         self.gamma = gamma
         self.agreementThreshold = agreementThreshold
         self.placement = placement
+        self.workerDefinedRMs = workerDefinedRMs
+        self.maxAbsLoss = maxAbsLoss
     }
 
     public var armNames: [String] { rewardModels.map(\.name) }
@@ -160,6 +183,9 @@ public enum CoordinatorEvent: Sendable {
     case message(from: PeerID, WireMessage)
     /// Bytes from a peer that did not decode.
     case undecodable(from: PeerID, reason: String)
+    /// A message whose sender's identity (CURVE key) does not have the role it asks for (a worker key
+    /// saying TrainerHello, say): refused, never acted on.
+    case forbidden(from: PeerID, WireMessage, reason: String)
     /// A peer's outgoing message could not be routed (ROUTER_MANDATORY: it disconnected).
     case unreachable(PeerID)
     /// Time passed.

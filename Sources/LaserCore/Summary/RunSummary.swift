@@ -27,7 +27,27 @@ public struct RunSummary: Equatable, Sendable, Codable {
         public var idleWorkerReports = 0
         /// Hellos refused because a live worker already had that worker id.
         public var duplicateWorkerIDs = 0
+        /// Score results for a task the sender does not hold (or for another attempt than it was given).
+        public var foreignResults = 0
+        /// Hellos that declared more slots than network.max_slots_per_worker (clamped to it).
+        public var slotsCapped = 0
+        /// Times a worker was quarantined for failing network.quarantine_after tasks in a row.
+        public var workersQuarantined = 0
+        /// Hellos and TrainerHellos refused (malformed ids, unknown RMs, a live trainer already connected, ...).
+        public var hellosRefused = 0
         public init() {}
+
+        /// Snake-case names as in summary.json (the encoder's conversion would write "duplicate_worker_i_ds").
+        enum CodingKeys: String, CodingKey {
+            case tasksDispatched = "tasks_dispatched", tasksRetried = "tasks_retried"
+            case duplicateResults = "duplicate_results", invalidResults = "invalid_results"
+            case malformedMessages = "malformed_messages", lossesAccepted = "losses_accepted"
+            case lossesRejected = "losses_rejected", unknownPeerMessages = "unknown_peer_messages"
+            case undeliverable, workersRegistered = "workers_registered", workersLost = "workers_lost"
+            case idleWorkerReports = "idle_worker_reports", duplicateWorkerIDs = "duplicate_worker_ids"
+            case foreignResults = "foreign_results", slotsCapped = "slots_capped"
+            case workersQuarantined = "workers_quarantined", hellosRefused = "hellos_refused"
+        }
     }
 }
 

@@ -36,6 +36,10 @@ extension RunConfig {
         y += "context:\n  dimension: \(contextDimension)\n  ngrams: \(contextNgrams)\n"
         y += "pairs:\n  mode: \(pairs.mode.rawValue)\n  max_pairs: \(pairs.maxPairs)\n  margin: \(pairs.margin)\n"
         y += "reward:\n  source: \(rewardSource.rawValue)\n  normalize: \(normalizeRewards)\n"
+        // Only when changed, so the digest of a config from before the key existed stays the same.
+        if maxAbsLoss != RunConfig(inputs: inputs, iterations: iterations, rewardModels: rewardModels).maxAbsLoss {
+            y += "  max_abs_loss: \(maxAbsLoss)\n"
+        }
         y += "reward_models:\n"
         for rm in rewardModels {
             y += "  - name: \(q(rm.name))\n    kind: \(q(rm.kind))\n"
@@ -51,12 +55,15 @@ extension RunConfig {
         }
         y += "network:\n  bind: \(q(bind))\n  heartbeat_ms: \(scheduler.heartbeatIntervalMs)\n  liveness: \(scheduler.liveness)\n"
         y += "  lease_ms: \(scheduler.leaseMs)\n  max_attempts: \(scheduler.maxAttempts)\n  max_message_bytes: \(maxMessageBytes)\n"
+        y += "  max_slots_per_worker: \(scheduler.maxSlotsPerWorker)\n  quarantine_after: \(scheduler.quarantineAfter)\n"
+        y += "  quarantine_seconds: \(scheduler.quarantineSeconds)\n"
         y += "workers:\n  local: \(localWorkers)\n  slots: \(workerSlots)\n"
         // Only when set: an unsecured config stays as before, and a user can append a security section.
         if security != SecuritySettings() {
             y += "security:\n  curve: \(security.curve)\n"
             if let k = security.serverKey { y += "  server_key: \(q(k))\n" }
-            if let d = security.allowedClients { y += "  allowed_clients: \(q(d))\n" }
+            if let d = security.allowedClients { y += "  allowed_workers: \(q(d))\n" }
+            if let d = security.allowedTrainers { y += "  allowed_trainers: \(q(d))\n" }
         }
         if let port = metrics.port { y += "metrics:\n  port: \(port)\n  bind: \(q(metrics.bind))\n" }
         return y

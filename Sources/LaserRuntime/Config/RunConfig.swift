@@ -32,6 +32,8 @@ public struct RunConfig: Equatable, Sendable {
     public var bind = "tcp://127.0.0.1:*"
     public var scheduler = SchedulerSettings()
     public var maxMessageBytes: Int64 = 64 << 20
+    /// Trainer losses outside [-maxAbsLoss, maxAbsLoss] are refused (`reward.max_abs_loss`).
+    public var maxAbsLoss: Double = 1e6
     /// Local worker processes `laser run` starts (0: only external workers).
     public var localWorkers = 3
     public var workerSlots = 2
@@ -52,9 +54,14 @@ public struct RunConfig: Equatable, Sendable {
             coordinatorID: coordinatorID, seed: seed, iterations: iterations, batchSize: batchSize,
             shardSize: shardSize, pipelineDepth: pipelineDepth, strategy: strategy, alpha: alpha, lambda: lambda,
             fixedArm: fixedRM.flatMap { name in rewardModels.firstIndex { $0.name == name } } ?? 0,
-            rewardModels: rewardModels.map { RewardModelDefinition(name: $0.name, kind: $0.kind, params: $0.params) },
+            // A backend RM (subprocess, http) travels by name and kind only: its command, URL and key
+            // stay on this side, and a worker runs it only from its own --rm-config (docs/security.md).
+            rewardModels: rewardModels.map {
+                RewardModelDefinition(name: $0.name, kind: $0.kind, params: RewardModelCatalog.isBuiltIn($0) ? $0.params : [:])
+            },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
-            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement)
+            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
+            maxAbsLoss: maxAbsLoss, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -75,33 +82,13 @@ extension RunConfig {
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ConfigError("\(path): cannot read the config file (\(error.localizedDescription)); check the path (laser demo-data --out DIR writes an example config)")
         }
-        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let base = URL(fileURLWithPath: CLIPath.absolute(path)).deletingLastPathComponent().path
         return try parse(yaml: text, source: path, baseDirectory: base)
     }
 
-    public static func parse(yaml: String, source: String, baseDirectory: String) throws -> RunConfig {
-        let root: Any?
-        do {
-            // YAML lets a later duplicate key silently win; in a config that hides a mistake.
-            if let node = try Yams.compose(yaml: yaml) { try rejectDuplicateKeys(node, source: source, path: "") }
-            root = try Yams.load(yaml: yaml)
-        } catch let e as ConfigError {
-            throw e
-        } catch {
-            throw ConfigError("\(source): not valid YAML: \(error)")
-        }
-        guard let map = root as? [String: Any] else {
-            throw ConfigError("\(source): the top level must be a mapping of keys (iterations, input, reward_models, ...)")
-        }
-        let r = Section(map, path: "", source: source)
-        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
-                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security", "metrics"])
-
-        let inputs: [String]
-        if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
-        guard !inputs.isEmpty else { throw r.error("input", "is missing: list one JSONL file per iteration") }
-        let resolved = inputs.map { $0.hasPrefix("/") ? $0 : URL(fileURLWithPath: baseDirectory).appendingPathComponent($0).standardized.path }
-
+    /// The `reward_models` list of a config (or of a worker's `--rm-config`), each definition checked by
+    /// building it once (nothing starts: backends start on their first request).
+    fileprivate static func parseRewardModels(_ r: Section, source: String) throws -> [RewardModelSpec] {
         guard let rmList = r.map["reward_models"] as? [Any], !rmList.isEmpty else {
             throw r.error("reward_models", "is missing or empty: list at least one {name, kind, params}")
         }
@@ -124,6 +111,49 @@ extension RunConfig {
             }
             specs.append(spec)
         }
+        return specs
+    }
+
+    /// A worker's own RM definitions (`laser worker --rm-config FILE`): the `reward_models` list of a YAML
+    /// file, which may be a whole run config (its other keys are ignored). Subprocess and HTTP RMs run
+    /// only from such a file, never from what a coordinator sends (docs/security.md).
+    public static func loadRewardModels(path: String) throws -> [RewardModelSpec] {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError("\(path): cannot read the RM definitions (\(error.localizedDescription)); --rm-config takes a YAML file with a reward_models list (a run config will do)")
+        }
+        let map = try yamlMapping(text, source: path, expected: "a mapping with a reward_models list")
+        return try parseRewardModels(Section(map, path: "", source: path), source: path)
+    }
+
+    /// A YAML document's top-level mapping; duplicate keys are refused (YAML lets a later one silently
+    /// win, which in a config hides a mistake).
+    private static func yamlMapping(_ text: String, source: String, expected: String) throws -> [String: Any] {
+        let root: Any?
+        do {
+            if let node = try Yams.compose(yaml: text) { try rejectDuplicateKeys(node, source: source, path: "") }
+            root = try Yams.load(yaml: text)
+        } catch let e as ConfigError {
+            throw e
+        } catch {
+            throw ConfigError("\(source): not valid YAML: \(error)")
+        }
+        guard let map = root as? [String: Any] else { throw ConfigError("\(source): the top level must be \(expected)") }
+        return map
+    }
+
+    public static func parse(yaml: String, source: String, baseDirectory: String) throws -> RunConfig {
+        let map = try yamlMapping(yaml, source: source, expected: "a mapping of keys (iterations, input, reward_models, ...)")
+        let r = Section(map, path: "", source: source)
+        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
+                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security", "metrics"])
+
+        let inputs: [String]
+        if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
+        guard !inputs.isEmpty else { throw r.error("input", "is missing: list one JSONL file per iteration") }
+        let resolved = inputs.map { CLIPath.absolute($0, base: baseDirectory) }
+
+        let specs = try parseRewardModels(r, source: source)
 
         var c = RunConfig(inputs: resolved, iterations: try r.int("iterations", min: 1) ?? resolved.count, rewardModels: specs)
         c.seed = UInt64(try r.int("seed", min: 0) ?? 0)
@@ -207,7 +237,10 @@ extension RunConfig {
             c.pairs.margin = try p.double("margin", min: 0) ?? c.pairs.margin
         }
         if let w = try r.section("reward") {
-            try w.allow(["source", "normalize"])
+            try w.allow(["source", "normalize", "max_abs_loss"])
+            c.maxAbsLoss = try w.double("max_abs_loss", min: 1e-300) ?? c.maxAbsLoss
+            // Bounded so that sums and differences of accepted losses stay finite in every statistic.
+            guard c.maxAbsLoss <= 1e300 else { throw w.error("max_abs_loss", "must be at most 1e300, got \(c.maxAbsLoss)") }
             if let s = try w.string("source") {
                 guard let src = RewardSource(rawValue: s) else {
                     throw w.error("source", "'\(s)' is not supported; this version supports \(RewardSource.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -217,7 +250,11 @@ extension RunConfig {
             c.normalizeRewards = try w.bool("normalize") ?? c.normalizeRewards
         }
         if let n = try r.section("network") {
-            try n.allow(["bind", "heartbeat_ms", "liveness", "lease_ms", "max_attempts", "max_message_bytes"])
+            try n.allow(["bind", "heartbeat_ms", "liveness", "lease_ms", "max_attempts", "max_message_bytes",
+                         "max_slots_per_worker", "quarantine_after", "quarantine_seconds"])
+            c.scheduler.maxSlotsPerWorker = UInt32(clamping: try n.int("max_slots_per_worker", min: 1) ?? Int(c.scheduler.maxSlotsPerWorker))
+            c.scheduler.quarantineAfter = try n.int("quarantine_after", min: 0) ?? c.scheduler.quarantineAfter
+            c.scheduler.quarantineSeconds = try n.double("quarantine_seconds", min: 0) ?? c.scheduler.quarantineSeconds
             c.bind = try n.string("bind") ?? c.bind
             c.scheduler.heartbeatIntervalMs = UInt64(try n.int("heartbeat_ms", min: 10) ?? Int(c.scheduler.heartbeatIntervalMs))
             c.scheduler.liveness = UInt32(try n.int("liveness", min: 2) ?? Int(c.scheduler.liveness))
@@ -231,16 +268,22 @@ extension RunConfig {
             c.workerSlots = try w.int("slots", min: 1) ?? c.workerSlots
         }
         if let s = try r.section("security") {
-            try s.allow(["curve", "server_key", "allowed_clients"])
+            try s.allow(["curve", "server_key", "allowed_clients", "allowed_workers", "allowed_trainers"])
             c.security.curve = try s.bool("curve") ?? c.security.curve
             c.security.serverKey = try s.path("server_key", base: baseDirectory)
-            c.security.allowedClients = try s.path("allowed_clients", base: baseDirectory)
+            // allowed_clients: the earlier spelling of allowed_workers.
+            let workers = try s.path("allowed_workers", base: baseDirectory), clients = try s.path("allowed_clients", base: baseDirectory)
+            if workers != nil && clients != nil {
+                throw s.error("allowed_clients", "and allowed_workers are the same setting (allowed_clients is its earlier name); keep allowed_workers")
+            }
+            c.security.allowedClients = workers ?? clients
+            c.security.allowedTrainers = try s.path("allowed_trainers", base: baseDirectory)
             // Key files are read when the coordinator starts; here only what must be there.
             if c.security.curve && c.security.serverKey == nil {
                 throw s.error("server_key", "is required with curve: true: the coordinator's NAME.key (laser keygen --out DIR --name coordinator)")
             }
             if c.security.curve && c.security.allowedClients == nil {
-                throw s.error("allowed_clients", "is required with curve: true: a folder with the NAME.pub file of every worker to admit")
+                throw s.error("allowed_workers", "is required with curve: true: a folder with the NAME.pub file of every worker to admit")
             }
         }
         if let m = try r.section("metrics") {
@@ -336,7 +379,7 @@ private struct Section {
     func path(_ key: String, base: String) throws -> String? {
         guard let v = map[key], !(v is NSNull) else { return nil }
         guard let p = v as? String, !p.isEmpty else { throw error(key, "must be a path (a string), got \(v)") }
-        return p.hasPrefix("/") ? p : URL(fileURLWithPath: base).appendingPathComponent(p).standardized.path
+        return CLIPath.absolute(p, base: base)
     }
 
     func strings(_ key: String) throws -> [String]? {

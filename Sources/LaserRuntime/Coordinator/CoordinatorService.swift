@@ -27,6 +27,12 @@ public final class CoordinatorService {
     private let router: ZMQSocket
     /// The ZAP handler when security.curve is on; lives as long as the ROUTER.
     private let authenticator: ZAPAuthenticator?
+    /// Which CURVE keys may act as workers and as the trainer (nil: CURVE off, no identities).
+    private let roles: PeerRoles?
+    /// Failed CURVE handshakes of the ROUTER (a client without keys, a wrong server key), to log: a
+    /// refused client gets silence, so this side says what happened.
+    private let monitor: ZMQSocket?
+    private let handshakeRefusals = RefusalLog()
     /// The endpoint actually bound (a "tcp://host:*" bind resolves to the chosen port).
     public let endpoint: String
     /// Called about once a second with the core's progress (for terminal output).
@@ -47,7 +53,9 @@ public final class CoordinatorService {
         self.config = config
         self.runDirectory = runDirectory
         self.logger = logger
-        // First, so a metrics port in use stops the start before anything is written.
+        // One writer per run directory, before anything in it is read or written (Output/RunDirectoryLock.swift).
+        try RunDirectoryLock.acquire(runDirectory.path)
+        // Next, so a metrics port in use stops the start before anything is written.
         observer = try RunObserver(runDirectory: runDirectory, settings: config.metrics, strategy: config.strategy.rawValue,
                                    rewardModels: config.rewardModels.map(\.name), logger: logger)
         let (journal, records, torn) = try JournalFile.open(path: runDirectory.journalPath)
@@ -84,7 +92,10 @@ public final class CoordinatorService {
         try router.setSendHighWaterMark(100_000)
         try router.setReceiveHighWaterMark(100_000)
         // CurveZMQ (Security/CoordinatorSecurity.swift): before bind, so no client connects in plaintext.
-        authenticator = try Self.configureSecurity(config.security, router: router, context: context, logger: logger)
+        let security = try Self.configureSecurity(config.security, router: router, context: context, logger: logger)
+        authenticator = security?.0
+        roles = security?.1
+        monitor = security == nil ? nil : try router.monitorHandshakeFailures(name: "coordinator-\(getpid())-\(UInt(bitPattern: ObjectIdentifier(router).hashValue))")
         do { try router.bind(config.bind) } catch {
             throw ConfigError("coordinator cannot bind \(config.bind): \(error). Is another coordinator running there? Choose another network.bind address (port * picks a free one).")
         }
@@ -115,15 +126,18 @@ public final class CoordinatorService {
             let now = Self.now()
             var wait = nextTick > now ? Int((nextTick.nanoseconds - now.nanoseconds) / 1_000_000) : 0
             if loader != nil { wait = min(wait, 2) }
-            let ready = try ZMQPoller.poll([(router, .readable)], timeoutMs: max(0, wait))
+            var sockets = [(router, ZMQPollEvents.readable)]
+            if let monitor { sockets.append((monitor, .readable)) }
+            let ready = try ZMQPoller.poll(sockets, timeoutMs: max(0, wait))
+            if let monitor, ready.count > 1, ready[1].contains(.readable) { logHandshakeFailures(monitor) }
             checkLoader()
             checkOutput()
             if ready[0].contains(.readable) {
                 // Bounded per wake-up so ticks (heartbeats, leases) are never starved by traffic.
                 var received = 0
-                while received < 10_000, let frames = try router.receive(nonBlocking: true) {
+                while received < 10_000, let message = try router.receive(nonBlocking: true, maxFrames: 3) {
                     received += 1
-                    pending.append(Self.event(from: frames))
+                    pending.append(Self.event(from: message, roles: roles))
                     drain()
                     if outcome != nil { break }
                 }
@@ -150,6 +164,14 @@ public final class CoordinatorService {
 
     public var progress: CoordinatorProgress { core.progress }
 
+    /// Logs failed CURVE handshakes, sparingly (the first ten, then every 10,000th).
+    private func logHandshakeFailures(_ monitor: ZMQSocket) {
+        while let frames = try? monitor.receive(nonBlocking: true) {
+            guard let failure = ZMQSocket.handshakeFailure(from: frames), handshakeRefusals.allow() else { continue }
+            logger.warning("CURVE: a client's handshake failed on \(failure.endpoint): \(failure.explanation)\(handshakeRefusals.suffix)")
+        }
+    }
+
     static func now() -> Instant {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -157,13 +179,25 @@ public final class CoordinatorService {
     }
 
     static func event(from frames: [[UInt8]]) -> CoordinatorEvent {
+        event(from: ZMQSocket.Received(frames: frames, framesDropped: 0, userID: nil), roles: nil)
+    }
+
+    /// The core's event for one message from the ROUTER: identity frame, then exactly one payload frame.
+    /// With CURVE, a message that asks for a role its key does not have is handed over as `.forbidden`.
+    static func event(from received: ZMQSocket.Received, roles: PeerRoles?) -> CoordinatorEvent {
+        let frames = received.frames
         let peer = PeerID(frames[0])
-        guard frames.count == 2 else {
-            return .undecodable(from: peer, reason: "expected 1 payload frame, got \(frames.count - 1)")
+        guard frames.count == 2, received.framesDropped == 0 else {
+            return .undecodable(from: peer, reason: "expected 1 payload frame, got \(frames.count - 1 + received.framesDropped)")
         }
-        do { return .message(from: peer, try WireCodec.decode(frames[1])) } catch {
+        let message: WireMessage
+        do { message = try WireCodec.decode(frames[1]) } catch {
             return .undecodable(from: peer, reason: "\(error)")
         }
+        if let roles, let refusal = roles.refusal(of: message, key: received.userID) {
+            return .forbidden(from: peer, message, reason: refusal)
+        }
+        return .message(from: peer, message)
     }
 
     private func drain() {

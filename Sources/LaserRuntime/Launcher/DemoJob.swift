@@ -24,7 +24,7 @@ public enum DemoJob {
                                fixedRM: String? = nil, iterations: Int = iterations,
                                promptsPerTask: Int = promptsPerTask) throws -> RunConfig {
         // Absolute, so config.yaml's input paths do not depend on where it is read from.
-        let directory = URL(fileURLWithPath: directory).standardized.path
+        let directory = CLIPath.absolute(directory)
         try AtomicFile.makeDirectory(directory + "/input")
         var inputs: [String] = []
         let batchSize = 8

@@ -42,13 +42,18 @@ public struct LocalRun {
         if !resume { try AtomicFile.write(config.yaml(), to: runDirectory.configPath) }
         onStart?(service)
         try AtomicFile.makeDirectory(runDirectory.logsDirectory)
+        // The local workers' own RM definitions (--rm-config): this config, so subprocess and HTTP RMs
+        // run on them without the coordinator ever sending a command or URL (docs/security.md).
+        let rmConfig = runDirectory.path + "/local-workers.yaml"
+        if config.localWorkers > 0 { try AtomicFile.write(config.yaml(), to: rmConfig) }
         var workers: [Process] = []
         defer { Self.stop(workers) }
         for i in 1...max(config.localWorkers, 1) where config.localWorkers > 0 {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["worker", "--connect", service.endpoint, "--id", "local-\(i)",
-                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())"] + (secured.workerArguments[i] ?? []) + workerArguments
+                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())",
+                           "--rm-config", rmConfig] + (secured.workerArguments[i] ?? []) + workerArguments
             let log = runDirectory.logsDirectory + "/worker-\(i).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = FileHandle(forWritingAtPath: log)

@@ -15,6 +15,9 @@ public final class LaserMetrics: @unchecked Sendable {
 
     private var lastCounts: [String: Int] = [:]
     private var workerGauges: [String: [Gauge]] = [:]
+    /// Per-worker histograms (rm_call), by worker id: unregistered with its gauges when it leaves, so
+    /// worker churn does not grow /metrics.
+    private var workerHistograms: [String: [ValueHistogram]] = [:]
     private var phaseGauges: [String: Gauge] = [:]
 
     public init(strategy: String, rewardModels: [String]) {
@@ -61,8 +64,10 @@ public final class LaserMetrics: @unchecked Sendable {
     /// A score result arrived for a task dispatched to `worker`: RM time as the worker measured it
     /// (ScoreResult.elapsed_us) and the round trip as the coordinator saw it.
     func recordResult(rm: String, worker: String, elapsedMicros: UInt32, roundTripSeconds: Double, failed: Bool) {
-        histogram("rm_call", "RM time per score task as the worker measured it (ScoreResult.elapsed_us), per RM and worker.",
-                  [("rm", rm), ("worker", worker)], buckets: Self.latencyBuckets).record(Double(elapsedMicros) / 1e6)
+        let h = histogram("rm_call", "RM time per score task as the worker measured it (ScoreResult.elapsed_us), per RM and worker.",
+                          [("rm", rm), ("worker", worker)], buckets: Self.latencyBuckets)
+        h.record(Double(elapsedMicros) / 1e6)
+        if !(workerHistograms[worker]?.contains { $0 === h } ?? false) { workerHistograms[worker, default: []].append(h) }
         histogram("task_round_trip", "From dispatch to result at the coordinator, per RM.", [("rm", rm)], buckets: Self.latencyBuckets)
             .record(roundTripSeconds)
         if failed { counter("task_failures", "Score results that were an RM error, per RM.", [("rm", rm)]).increment() }
@@ -110,6 +115,10 @@ public final class LaserMetrics: @unchecked Sendable {
         for (id, gauges) in workerGauges where !present.contains(id) {
             for g in gauges { registry.unregisterGauge(g) }
             workerGauges[id] = nil
+        }
+        for (id, histograms) in workerHistograms where !present.contains(id) {
+            for h in histograms { registry.unregisterValueHistogram(h) }
+            workerHistograms[id] = nil
         }
         for w in s.workers {
             let l = [("worker", w.workerID)]

@@ -85,8 +85,9 @@ extension LiveStatus {
                        secondsSinceHeard: ($0.secondsSinceHeard * 10).rounded() / 10)
             },
             arms: s.arms.map {
-                Arm(name: $0.name, selections: $0.selections, rewards: $0.rewards, meanReward: $0.meanRawReward,
-                    ucb: $0.upperConfidenceBound, probability: $0.probability)
+                // A non-finite number has no JSON form: shown as absent rather than failing the whole file.
+                Arm(name: $0.name, selections: $0.selections, rewards: $0.rewards, meanReward: $0.meanRawReward.flatMap(\.finite),
+                    ucb: $0.upperConfidenceBound.flatMap(\.finite), probability: $0.probability.flatMap(\.finite))
             },
             batchesAwaitingLoss: s.batchesAwaitingLoss, trainer: s.trainer, tasksRetried: s.counters.tasksRetried,
             tasksFailed: tasksFailed)
@@ -99,7 +100,8 @@ extension LiveStatus {
         return e
     }
 
-    public func json() -> [UInt8] { (try? Array(Self.encoder.encode(self))).map { $0 + [0x0A] } ?? [] }
+    /// The status as JSON. Throws rather than return nothing, so status.json keeps its last content.
+    public func json() throws -> [UInt8] { try Array(Self.encoder.encode(self)) + [0x0A] }
 
     /// Reads RUN_DIR/status.json, with a message that says what is wrong and what to do.
     public static func read(runDirectory: String) throws -> LiveStatus {
@@ -116,4 +118,9 @@ extension LiveStatus {
             throw StorageError("\(path) is not a status file this laser version understands (\(error)); was it written by another version?")
         }
     }
+}
+
+extension Double {
+    /// The value when finite, else nil (JSON has no form for NaN or infinity).
+    var finite: Double? { isFinite ? self : nil }
 }

@@ -3,9 +3,10 @@ import Foundation
 import Glibc
 #endif
 
-/// A tiny blocking HTTP/1.1 responder on its own thread: `GET /metrics` (and HEAD) answers with the
+/// A tiny HTTP/1.1 responder on its own thread: `GET /metrics` (and HEAD) answers with the
 /// body the owner supplies, every other path 404, every other method 405. One request per connection
-/// (`Connection: close`), handled in turn; a client gets 2 s to send its request and to read the answer.
+/// (`Connection: close`); up to 32 connections at once, multiplexed on one thread, each with 2 s in all
+/// to send its request and read the answer, so a slow or idle client never delays another's scrape.
 ///
 /// Why not swift-nio or hummingbird: a scrape every few seconds needs none of their concurrency, and
 /// they would add minutes to every clean CI build (docs/architecture.md#dependencies).
@@ -48,6 +49,7 @@ public final class MetricsHTTPServer: @unchecked Sendable {
                 : "cannot listen on \(host):\(port): \(String(cString: strerror(code)))"
             throw ConfigError("metrics endpoint: \(what). Choose another port with --metrics-port N or metrics.port in the config (0 picks a free one), or leave metrics off.")
         }
+        _ = fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK)
         guard listen(s, 16) == 0 else {
             let code = errno
             close(s)
@@ -104,43 +106,81 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         return stopping
     }
 
+    /// Most connections served at once; a new one beyond that pushes out the one closest to its deadline.
+    static let maxConnections = 32
+    /// Each connection gets this long, in all, to send its request and read the answer.
+    static let requestDeadlineSeconds = 2.0
+
+    /// One client connection: reading its request, then writing the answer; closed at its deadline.
+    private struct Connection {
+        var fd: Int32
+        var deadline: Date
+        var request: [UInt8] = []
+        var response: [UInt8]?
+        var sent = 0
+    }
+
+    /// One thread multiplexes every connection with poll(2), never blocking on one client: a client
+    /// that sends a byte now and then (slowloris) delays nobody, and is cut off at its deadline.
     private func serve() {
         defer { done.signal() }
+        var connections: [Connection] = []
+        defer { for c in connections { close(c.fd) } }
         while !shouldStop {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let n = poll(&p, 1, 100)
-            if n <= 0 { continue }
-            let client = accept(fd, nil, nil)
-            if client < 0 { continue }
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-            handle(client)
-            close(client)
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            for c in connections { fds.append(pollfd(fd: c.fd, events: Int16(c.response == nil ? POLLIN : POLLOUT), revents: 0)) }
+            let n = poll(&fds, nfds_t(fds.count), 100)
+            let now = Date()
+            if n > 0 {
+                for i in connections.indices where fds[i + 1].revents != 0 { step(&connections[i]) }
+                if fds[0].revents & Int16(POLLIN) != 0 {
+                    while true {
+                        let client = accept(fd, nil, nil)  // the listening socket is non-blocking
+                        if client < 0 { break }
+                        _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+                        if connections.count >= Self.maxConnections, let oldest = connections.indices.min(by: { connections[$0].deadline < connections[$1].deadline }) {
+                            close(connections[oldest].fd)
+                            connections.remove(at: oldest)
+                        }
+                        connections.append(Connection(fd: client, deadline: now.addingTimeInterval(Self.requestDeadlineSeconds)))
+                    }
+                }
+            }
+            connections.removeAll { c in
+                let over = c.fd < 0 || c.deadline < now
+                if over && c.fd >= 0 { close(c.fd) }
+                return over
+            }
         }
     }
 
-    private func handle(_ client: Int32) {
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var request: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let end: [UInt8] = [13, 10, 13, 10]
-        while request.count < 16_384 {
-            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            request += buffer[0..<n]
-            if request.windowsIndex(of: end) != nil { break }
+    /// Reads what the client sent (answering once the request is complete) or writes what it can;
+    /// marks the connection finished (fd -1) when done or broken.
+    private func step(_ c: inout Connection) {
+        if c.response == nil {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
+                close(c.fd)
+                c.fd = -1
+                return
+            }
+            if n > 0 { c.request += buffer[0..<n] }
+            let end: [UInt8] = [13, 10, 13, 10]
+            guard c.request.windowsIndex(of: end) != nil || c.request.count >= 16_384 else { return }
+            let (status, headers, payload) = Self.respond(to: c.request, body: body)
+            var out = Array("HTTP/1.1 \(status)\r\n".utf8)
+            for (k, v) in headers { out += Array("\(k): \(v)\r\n".utf8) }
+            out += Array("Connection: close\r\n\r\n".utf8)
+            c.response = out + payload
         }
-        let (status, headers, payload) = Self.respond(to: request, body: body)
-        var out = Array("HTTP/1.1 \(status)\r\n".utf8)
-        for (k, v) in headers { out += Array("\(k): \(v)\r\n".utf8) }
-        out += Array("Connection: close\r\n\r\n".utf8)
-        out += payload
-        var sent = 0
-        while sent < out.count {
-            let n = out.withUnsafeBytes { send(client, $0.baseAddress! + sent, out.count - sent, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { break }
-            sent += n
+        guard let out = c.response else { return }
+        let n = out.withUnsafeBytes { send(c.fd, $0.baseAddress! + c.sent, out.count - c.sent, Int32(MSG_NOSIGNAL)) }
+        if n > 0 { c.sent += n }
+        if c.sent >= out.count || (n < 0 && errno != EAGAIN && errno != EINTR) {
+            close(c.fd)
+            c.fd = -1
         }
     }
 

@@ -64,8 +64,8 @@ public final class RunObserver {
     /// Every event the core handled and the actions it answered with.
     func observe(_ event: CoordinatorEvent, _ actions: [CoordinatorAction], now: Instant) {
         switch event {
-        case .message(let peer, .hello(let hello)):
-            workerNames[peer] = hello.workerID
+        case .unreachable(let peer):
+            workerNames[peer] = nil
         case .message(_, .scoreResult(let r)):
             if let task = outstanding.removeValue(forKey: r.taskID) {
                 var failed = false
@@ -76,9 +76,20 @@ public final class RunObserver {
         default:
             break
         }
+        // Names only of registered workers (a Welcome), forgotten when the core lets them go: refused
+        // and departed peers cost no memory here.
+        if case .message(let peer, .hello(let hello)) = event,
+           actions.contains(where: { if case .send(peer, .welcome) = $0 { return true } else { return false } }) {
+            workerNames[peer] = hello.workerID
+        }
         for action in actions {
-            if case .send(let peer, .scoreTask(let t)) = action {
+            switch action {
+            case .send(let peer, .scoreTask(let t)):
                 outstanding[t.taskID] = (t.rewardModel, workerNames[peer] ?? peer.description, now)
+            case .send(let peer, .disconnect), .send(let peer, .reject), .send(let peer, .shutdown):
+                workerNames[peer] = nil
+            default:
+                break
             }
         }
     }
@@ -101,6 +112,10 @@ public final class RunObserver {
                               candidatesPerSecond: (rate * 10).rounded() / 10, endpoint: endpoint,
                               metricsAddress: metricsAddress, tasksFailed: tasksFailed + s.counters.invalidResults)
         last = live
+        // Workers the core dropped without a message to them (silent ones) are forgotten here too.
+        let present = Set(s.workers.map(\.workerID))
+        workerNames = workerNames.filter { present.contains($0.value) }
+        outstanding = outstanding.filter { present.contains($0.value.worker) || now.milliseconds(since: $0.value.sent) < 60_000 }
         metrics?.update(s, candidatesPerSecond: rate)
         attempt("status") { try Self.replace(statusPath, with: live.json()) }
         attempt("timeline") {

@@ -16,7 +16,7 @@ public struct RunDirectory: Sendable {
     public let path: String
 
     public init(path: String) throws {
-        self.path = URL(fileURLWithPath: path).standardized.path
+        self.path = CLIPath.absolute(path)
         try AtomicFile.makeDirectory(self.path)
         try AtomicFile.makeDirectory(self.path + "/iterations")
     }

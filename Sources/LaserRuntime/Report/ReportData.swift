@@ -96,7 +96,7 @@ struct ReportData {
     // MARK: loading
 
     static func load(runDirectory: String) throws -> ReportData {
-        let dir = URL(fileURLWithPath: runDirectory).standardized.path
+        let dir = CLIPath.absolute(runDirectory)
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {

@@ -84,19 +84,29 @@ public enum CurveKeyFiles {
         }
     }
 
-    /// Reads a `NAME.key` file. Calls `onWarning` when group or others may access it.
-    public static func readKeyPair(path: String, onWarning: (String) -> Void = { _ in }) throws -> CurveKeyPair {
+    /// Reads a `NAME.key` file. One that group or others may access is refused, as ssh refuses such
+    /// keys, unless `allowInsecurePermissions` (`--allow-insecure-key-permissions`): then `onWarning`
+    /// hears about it.
+    public static func readKeyPair(path: String, allowInsecurePermissions: Bool = false,
+                                   onWarning: (String) -> Void = { _ in }) throws -> CurveKeyPair {
         let fields = try curveFields(path)
-        if let warning = permissionWarning(path: path) { onWarning(warning) }
         guard let secret = fields["secret-key"] else {
             throw KeyFileError("\(path): has no curve secret-key. Give the NAME.key file that laser keygen wrote (NAME.pub holds only the public key).")
         }
+        let pair: CurveKeyPair
         do {
-            if let pub = fields["public-key"] { return try CurveKeyPair(publicKey: pub, secretKey: secret) }
-            return try CurveKeyPair(secretKey: secret)
+            if let pub = fields["public-key"] { pair = try CurveKeyPair(publicKey: pub, secretKey: secret) }
+            else { pair = try CurveKeyPair(secretKey: secret) }
         } catch {
             throw KeyFileError("\(path): \(error). The file is damaged or was edited; generate a new pair with laser keygen.")
         }
+        if let warning = permissionWarning(path: path) {
+            guard allowInsecurePermissions else {
+                throw KeyFileError("\(warning). A secret key others can read is refused; fix the mode, or pass --allow-insecure-key-permissions to use it anyway")
+            }
+            onWarning(warning)
+        }
+        return pair
     }
 
     /// Reads the public key of a `NAME.pub` (or `NAME.key`) file.
@@ -115,11 +125,11 @@ public enum CurveKeyFiles {
     public static func allowList(directory: String) throws -> [(key: String, file: String)] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw KeyFileError("\(directory): the allowed_clients folder does not exist. Create it and copy each worker's NAME.pub into it.")
+            throw KeyFileError("\(directory): the key folder (security.allowed_workers / allowed_trainers) does not exist. Create it and copy each peer's NAME.pub into it.")
         }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw KeyFileError("\(directory): cannot list the allowed_clients folder: \(error.localizedDescription)")
+            throw KeyFileError("\(directory): cannot list the key folder: \(error.localizedDescription)")
         }
         return try names.filter { $0.hasSuffix(".pub") }.sorted().map { name in
             let path = directory + "/" + name

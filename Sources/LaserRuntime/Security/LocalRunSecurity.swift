@@ -32,7 +32,7 @@ enum LocalRunSecurity {
                 throw KeyFileError("cannot remove the old local keys \(keys): \(error.localizedDescription)")
             }
         }
-        let server = try CurveKeyFiles.readKeyPair(path: serverKey)
+        let server = try CurveKeyFiles.readKeyPair(path: serverKey, allowInsecurePermissions: config.security.allowInsecureKeyPermissions)
         try CurveKeyFiles.writePublicKey(server.publicKey, directory: keys, name: "coordinator")
         // Created even when there is nothing to copy: an empty allow-list is reported by the coordinator.
         try CurveKeyFiles.makeKeyDirectory(allowed)

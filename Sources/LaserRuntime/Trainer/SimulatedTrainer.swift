@@ -1,3 +1,4 @@
+import CZeroMQ
 import Foundation
 import LaserWire
 import Logging
@@ -139,18 +140,43 @@ public enum FeedbackClient {
             .replacingOccurrences(of: "//*:", with: "//127.0.0.1:")
     }
 
-    /// Sends the loss and waits for the acknowledgement.
+    /// Registers as the trainer (only the trainer may report losses, docs/security.md), sends the loss
+    /// and waits for the acknowledgement. Refused while another trainer is connected and alive.
     public static func send(_ feedback: BatchFeedback, to endpoint: String, timeoutSeconds: Double) throws -> FeedbackAck {
         let ctx = try ZMQContext()
         let s = try ZMQSocket(ctx, type: .dealer)
         defer { s.close() }
         try s.connect(endpoint)
-        try s.send([WireCodec.encode(.batchFeedback(feedback))])
+        // A window that takes every batch still waiting for a loss, so the one to report is among them.
+        let hello = TrainerHello(trainerID: "laser-feedback-\(getpid())", window: 1_000_000, softwareVersion: laserVersion)
+        try s.send([WireCodec.encode(.trainerHello(hello))])
         let deadline = Date().addingTimeInterval(timeoutSeconds)
+        var welcomed = false
         while Date() < deadline {
             _ = try ZMQPoller.poll([(s, .readable)], timeoutMs: 100)
             while let frames = try s.receive(nonBlocking: true) {
-                if frames.count == 1, case .feedbackAck(let a)? = try? WireCodec.decode(frames[0]) { return a }
+                guard frames.count == 1, let message = try? WireCodec.decode(frames[0]) else { continue }
+                switch message {
+                case .trainerWelcome where !welcomed:
+                    welcomed = true
+                    try s.send([WireCodec.encode(.batchFeedback(feedback))])
+                case .reject(let reason, let retryAfterMs) where retryAfterMs > 0 && !welcomed:
+                    // Another trainer holds the role for now (a live one, or an earlier laser feedback
+                    // that has not been seen leaving): ask again after the time the coordinator names.
+                    let wait = min(Double(retryAfterMs) / 1000, max(0, deadline.timeIntervalSinceNow))
+                    if wait <= 0 { throw RunFailure("the coordinator refused this client as the trainer: \(PeerText.printable(reason))") }
+                    usleep(UInt32(min(wait, 1.0) * 1_000_000))
+                    try s.send([WireCodec.encode(.trainerHello(hello))])
+                case .reject(let reason, _):
+                    throw RunFailure("the coordinator refused this client as the trainer: \(PeerText.printable(reason))")
+                case .feedbackAck(let a):
+                    // Give the role back at once, so the next trainer (or laser feedback) is not kept waiting.
+                    try s.setOption(ZMQ_LINGER, Int32(500))
+                    _ = try? s.send([WireCodec.encode(.disconnect(reason: "feedback sent"))])
+                    return a
+                default:
+                    continue
+                }
             }
         }
         throw RunFailure("no answer from the coordinator at \(endpoint) within \(timeoutSeconds) s; is it running?")

@@ -8,8 +8,10 @@ import ZeroMQ
 public struct WorkerOptions: Sendable {
     public var endpoint: String
     public var workerID: String
-    /// RM names to serve; empty: whatever the coordinator's config defines.
+    /// RM names offered in Hello; empty: any built-in RM the coordinator assigns.
     public var rewardModels: [String]
+    /// RMs defined on this side (`--rm-config`): the only subprocess and HTTP RMs this worker runs.
+    public var localDefinitions: [RewardModelSpec] = []
     public var slots: UInt32
     /// Give up when no coordinator has answered for this long (0: keep trying forever).
     public var giveUpAfterSeconds: Double
@@ -46,6 +48,8 @@ public enum WorkerExit: Equatable, Sendable {
     case rejected(String)
     /// No coordinator answered within `giveUpAfterSeconds`.
     case gaveUp
+    /// The coordinator asked for something this worker does not run (docs/security.md); nothing was run.
+    case refused(String)
 }
 
 /// The worker process shell: one DEALER socket to the coordinator, the RMs it hosts, and the
@@ -77,6 +81,9 @@ public final class WorkerService {
     /// Seconds without a Welcome before Hello is sent again (longer after a temporary Reject).
     private var helloRetrySeconds = 2.0
     private var startedWaiting = Date()
+    /// Whether this wait for a Welcome has been reported as silent.
+    private var warnedSilent = false
+    static let silentWarningSeconds = 5.0
 
     public init(options: WorkerOptions, logger: Logger) throws {
         self.options = options
@@ -132,6 +139,15 @@ public final class WorkerService {
                     try send(.heartbeat)
                 }
             } else {
+                // Silence is all a refused CURVE handshake (wrong server key, no keys, key not listed) or a
+                // wrong address gives: say what to check, once per wait.
+                if !warnedSilent, now.timeIntervalSince(startedWaiting) > Self.silentWarningSeconds {
+                    warnedSilent = true
+                    let curve = options.curveKeyPair == nil
+                        ? "if the coordinator runs with security.curve, pass --server-key and --key"
+                        : "check --server-key (the coordinator's .pub) and that this worker's .pub is in the coordinator's allowed_workers"
+                    logger.warning("no answer from the coordinator at \(options.endpoint) after \(Int(Self.silentWarningSeconds)) s; still trying. Check the address and that the coordinator runs; \(curve)")
+                }
                 if options.giveUpAfterSeconds > 0, now.timeIntervalSince(startedWaiting) > options.giveUpAfterSeconds {
                     logger.error("no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s; giving up")
                     return .gaveUp
@@ -194,12 +210,20 @@ public final class WorkerService {
         switch message {
         case .welcome(let welcome):
             if modelDefinitions == nil || modelDefinitions! != (welcome.rewardModels, welcome.runSeed) {
+                // Only what this side defines, or built-in kinds: never a command or URL from the wire.
+                let specs: [RewardModelSpec]
+                do {
+                    specs = try LocalRewardModels(definitions: options.localDefinitions, selected: options.rewardModels).resolve(welcome.rewardModels)
+                } catch {
+                    logger.error("\(error)")
+                    return .refused("\(error)")
+                }
                 var built: [String: any RewardModel] = [:]
-                for def in welcome.rewardModels {
-                    let spec = RewardModelSpec(name: def.name, kind: def.kind, params: def.params)
-                    do { built[def.name] = try RewardModelCatalog.make(spec, runSeed: welcome.runSeed) } catch {
-                        logger.error("cannot build RM \(def.name): \(error)")
-                        return .rejected("cannot build RM \(def.name): \(error)")
+                for spec in specs {
+                    do { built[spec.name] = try RewardModelCatalog.make(spec, runSeed: welcome.runSeed) } catch {
+                        let message = "cannot build RM \(PeerText.printable(spec.name)): \(PeerText.printable("\(error)"))"
+                        logger.error("\(message)")
+                        return .refused(message)
                     }
                 }
                 for old in models.values { old.close() }
@@ -208,25 +232,29 @@ public final class WorkerService {
             }
             heartbeatMs = UInt64(max(10, welcome.heartbeatIntervalMs))
             liveness = max(2, welcome.liveness)
+            // Once per registration: a repeated Welcome (answers to Hellos sent while waiting) says nothing new.
+            if !registered {
+                logger.info("registered with \(PeerText.printable(welcome.coordinatorID)): serving \(welcome.rewardModels.map { PeerText.printable($0.name) }.joined(separator: ", "))")
+            }
             registered = true
-            logger.info("registered with \(welcome.coordinatorID): serving \(welcome.rewardModels.map(\.name).joined(separator: ", "))")
+            warnedSilent = false
         case .reject(let reason, let retryAfterMs) where retryAfterMs > 0:
-            logger.warning("coordinator refused this worker for now: \(reason)")
+            logger.warning("coordinator refused this worker for now: \(PeerText.printable(reason))")
             registered = false
             helloSent = Date()
             helloRetrySeconds = Double(retryAfterMs) / 1000
         case .reject(let reason, _):
-            logger.error("coordinator rejected this worker: \(reason)")
-            return .rejected(reason)
+            logger.error("coordinator rejected this worker: \(PeerText.printable(reason))")
+            return .rejected(PeerText.printable(reason))
         case .heartbeat:
             break
         case .disconnect(let reason):
-            logger.info("coordinator disconnected this worker (\(reason)); saying Hello again")
+            logger.info("coordinator disconnected this worker (\(PeerText.printable(reason))); saying Hello again")
             registered = false
             startedWaiting = Date()
             try sendHello()
         case .shutdown(let reason):
-            logger.info("coordinator shut this worker down: \(reason)")
+            logger.info("coordinator shut this worker down: \(PeerText.printable(reason))")
             return .shutdown(reason)
         case .scoreTask(let task):
             metrics?.taskStarted(task)
