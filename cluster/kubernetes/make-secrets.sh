@@ -2,7 +2,7 @@
 # Makes the CURVE keys for the Kubernetes deployment with `laser keygen` and prints the three
 # Secrets the manifests mount, as YAML:
 #   laser-coordinator-key   coordinator.key (the coordinator's secret key; security.server_key)
-#   laser-allowed-clients   worker.pub (the allow-list folder; security.allowed_clients)
+#   laser-allowed-clients   worker.pub (the worker allow-list folder; security.allowed_workers)
 #   laser-worker-key        worker.key + coordinator.pub (every worker replica: --key, --server-key)
 #
 #   cluster/kubernetes/make-secrets.sh KEY_DIR | kubectl apply -f -

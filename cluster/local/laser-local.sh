@@ -16,13 +16,16 @@
 #   --bind ENDPOINT   coordinator endpoint (default tcp://127.0.0.1:P; tcp://0.0.0.0:P lets other hosts join)
 #   --slots S         slots per worker (default 2)
 #   --rm NAME         an RM every local worker serves (repeatable; default all)
+#   --rm-config FILE  the workers' own RM definitions (laser worker --rm-config; subprocess and http RMs
+#                     run only from it). Default: the config the coordinator reads (CONFIG, or
+#                     RUN_DIR/config.yaml with --resume)
 #   --restarts K      restarts per worker and of the coordinator (default 5)
 #   --laser BIN       the laser executable (default: laser on PATH, else .build/release/laser)
 #   --logs DIR        process logs (default RUN_DIR/supervisor)
 # More workers can join at any time from anywhere: laser worker --connect tcp://HOST:P --id NAME
 set -uo pipefail
 
-workers=2 gpus="" port=5555 bind="" slots=2 restarts=5 config="" out="" resume="" logs="" rms=()
+workers=2 gpus="" port=5555 bind="" slots=2 restarts=5 config="" out="" resume="" logs="" rm_config="" rms=()
 laser=$(command -v laser || true)
 [ -n "$laser" ] || laser="$(cd "$(dirname "$0")/../.." && pwd)/.build/release/laser"
 while [ $# -gt 0 ]; do
@@ -33,12 +36,13 @@ while [ $# -gt 0 ]; do
     --bind) bind=$2; shift 2;;
     --slots) slots=$2; shift 2;;
     --rm) rms+=(--rm "$2"); shift 2;;
+    --rm-config) rm_config=$2; shift 2;;
     --restarts) restarts=$2; shift 2;;
     --laser) laser=$2; shift 2;;
     --out) out=$2; shift 2;;
     --resume) resume=$2; shift 2;;
     --logs) logs=$2; shift 2;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2;;
     *) config=$1; shift;;
   esac
@@ -49,6 +53,12 @@ done
 run_dir=${resume:-${out:-runs/local-$(date +%Y%m%d-%H%M%S)}}
 bind=${bind:-tcp://127.0.0.1:$port}
 logs=${logs:-$run_dir/supervisor}
+# Workers build subprocess and http RMs only from their own definitions (--rm-config), never from what
+# the coordinator sends: by default they get the config the coordinator reads.
+if [ -z "$rm_config" ]; then
+  if [ -n "$resume" ]; then rm_config=$run_dir/config.yaml; else rm_config=$config; fi
+fi
+[ -f "$rm_config" ] || { echo "no RM definitions for the workers at '$rm_config' (--rm-config)" >&2; exit 2; }
 mkdir -p "$logs"
 if [ -n "$gpus" ]; then IFS=, read -r -a gpu_list <<< "$gpus"; else gpu_list=(); for ((i = 0; i < workers; i++)); do gpu_list+=(""); done; fi
 
@@ -77,9 +87,9 @@ start_worker() { # index
   local i=$1 gpu=${gpu_list[$1]} id
   id="$(hostname -s)-local$i"
   if [ -n "$gpu" ]; then
-    CUDA_VISIBLE_DEVICES=$gpu "$laser" worker --connect "tcp://127.0.0.1:$port" --id "$id" --slots "$slots" "${rms[@]}" >>"$logs/worker-$i.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=$gpu "$laser" worker --connect "tcp://127.0.0.1:$port" --id "$id" --slots "$slots" --rm-config "$rm_config" "${rms[@]}" >>"$logs/worker-$i.log" 2>&1 &
   else
-    "$laser" worker --connect "tcp://127.0.0.1:$port" --id "$id" --slots "$slots" "${rms[@]}" >>"$logs/worker-$i.log" 2>&1 &
+    "$laser" worker --connect "tcp://127.0.0.1:$port" --id "$id" --slots "$slots" --rm-config "$rm_config" "${rms[@]}" >>"$logs/worker-$i.log" 2>&1 &
   fi
   worker_pid[i]=$!
   worker_starts[i]=$((${worker_starts[i]:-0} + 1))
