@@ -18,7 +18,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-# The Python trainer client needs pyzmq and protobuf (PyPI).
+# The Python trainer client needs pyzmq and protobuf (PyPI); the attacker tests (Tests/hostile) pytest.
+if ! python3 -c "import pytest" >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check 'pytest>=7' 2>&1 | grep -v "Running pip as the 'root' user" || true
+fi
 if ! python3 -c "import zmq, google.protobuf" >/dev/null 2>&1; then
   echo "installing Python packages: pyzmq protobuf"
   python3 -m pip install -q --disable-pip-version-check 'pyzmq>=25' 'protobuf>=4.21' 2>&1 | grep -v "Running pip as the 'root' user" || true

@@ -16,4 +16,8 @@ else
   # rest's do not slow each other's timing-bound tests (suites run in parallel).
   swift test --skip-build --skip ClusterTests --skip HostileInputTests
   swift test --skip-build --filter 'ClusterTests|HostileInputTests'
+  # The wire's NUL check in plain C (valgrind and sanitizers), and the attacker's side in Python, written
+  # from proto/ alone against real laser processes (docs/security.md).
+  Tests/CProtoCheckC/run.sh
+  Tests/hostile/run.sh
 fi

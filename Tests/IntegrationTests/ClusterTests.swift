@@ -95,7 +95,7 @@ import ZeroMQ
         defer { second.kill() }
         let (code, _, err) = try coordinator.wait(timeout: 120)
         #expect(code == 0, "\(err)")
-        #expect(err.contains("a second worker says it is 'twin' while that worker is connected and alive"), "the second twin was not refused")
+        #expect(err.contains("a second connection says it is worker 'twin' while that worker is connected and alive"), "the second twin was not refused")
         #expect(!err.contains("re-registered from a new connection"), "the twins swapped places")
         #expect(try batchFiles(out) == expected)
         #expect(second.stderr.contains("refused this worker for now"))

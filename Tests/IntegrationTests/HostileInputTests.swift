@@ -110,7 +110,7 @@ import ZeroMQ
                 }
             }
         }
-        try #require(welcomed, "the coordinator did not answer Hello after the flood")
+        try #require(welcomed, "the coordinator did not answer Hello after the flood: \(coordinator.stderr.suffix(3000))")
         let floodDone = coordinator.process.isRunning
 
         // Phase 3: the rogue, now registered, answers every task with bad scores (NaN, infinity,
