@@ -19,8 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 # The Python trainer client needs pyzmq and protobuf (PyPI); the attacker tests (Tests/hostile) pytest.
-if ! python3 -c "import pytest" >/dev/null 2>&1; then
-  python3 -m pip install -q --disable-pip-version-check 'pytest>=7' 2>&1 | grep -v "Running pip as the 'root' user" || true
+# The conformance worker (Tests/conformance) counts grapheme clusters with `regex`, as the length RM does.
+if ! python3 -c "import pytest, regex" >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check 'pytest>=7' regex 2>&1 | grep -v "Running pip as the 'root' user" || true
 fi
 if ! python3 -c "import zmq, google.protobuf" >/dev/null 2>&1; then
   echo "installing Python packages: pyzmq protobuf"

@@ -20,4 +20,6 @@ else
   # from proto/ alone against real laser processes (docs/security.md).
   Tests/CProtoCheckC/run.sh
   Tests/hostile/run.sh
+  # A worker written in Python from proto/ and docs/protocol.md alone must give byte-identical batches.
+  Tests/conformance/run.sh
 fi

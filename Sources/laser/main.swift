@@ -12,7 +12,7 @@ struct Laser: ParsableCommand {
         commandName: "laser",
         abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
         version: laserVersion,
-        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self],
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self, ValidateCommand.self],
         defaultSubcommand: Run.self)
 }
 
@@ -63,8 +63,28 @@ func ignoreFatalSignals() {
 
 /// Prints an error the way a user should see it (no stack trace) and exits non-zero.
 func fail(_ error: Error) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    if let stop = error as? RunInterrupted {
+        // Not an error: a requested stop, with what to do next (exit status 128 + signal).
+        FileHandle.standardError.write(Data("laser: \(stop)\n".utf8))
+        return ExitCode(stop.exitCode)
+    }
+    FileHandle.standardError.write(Data("error: \(describe(error))\n".utf8))
     return ExitCode(1)
+}
+
+/// An error in words: Foundation's file errors ("NSCocoaErrorDomain Code=640") become what happened,
+/// to which file, and what to do; laser's own errors are already worded.
+func describe(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return "\(error)" }
+    let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    var code = ns.domain == NSPOSIXErrorDomain ? Int32(ns.code) : nil
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain { code = Int32(underlying.code) }
+    if ns.domain == NSCocoaErrorDomain && ns.code == NSFileWriteOutOfSpaceError { code = ENOSPC }
+    guard let code else { return "\(error)" }
+    let hint = code == ENOSPC || code == EDQUOT ? "; free space on that file system, then resume the run (laser run --resume RUN_DIR)"
+        : code == EACCES || code == EROFS ? "; check the permissions" : ""
+    return "\(path.map { "\($0): " } ?? "")\(String(cString: strerror(code))) (errno \(code))\(hint)"
 }
 
 struct Run: ParsableCommand {
@@ -87,7 +107,7 @@ struct Run: ParsableCommand {
     @Option(help: "Local worker processes to start (overrides workers.local).")
     var workers: Int?
 
-    @Option(help: "Selection strategy (overrides the config): linucb, random, sequential, ensemble, fixed.")
+    @Option(help: ArgumentHelp("Selection strategy (overrides the config): \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", ")) (fixed needs --fixed-rm)."))
     var strategy: String?
 
     @Option(help: "RM for --strategy fixed.")
@@ -111,6 +131,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Do not write RUN_DIR/report.html at the end.")
     var noReport = false
 
+    @Flag(help: "Check the config and every input file, print what would run, and stop (creates nothing).")
+    var dryRun = false
+
     @Option(help: "With reward.source: trainer-loss, start a SIMULATED trainer taking this many ms per step (a stand-in loss, no model).")
     var simulateTrainer: Double?
 
@@ -121,45 +144,61 @@ struct Run: ParsableCommand {
 
     mutating func run() throws {
         ignoreFatalSignals()
+        StopSignal.install()
         let logger = try logging.logger("laser", default: .warning)
         if resume != nil && (out != nil || compare) { throw ValidationError("--resume names the run directory; it does not go with --out or --compare") }
+        // `laser stauts` would be read as the config path of the default command: suggest the command.
+        if let config, !FileManager.default.fileExists(atPath: config), !config.contains("/"), !config.contains("."),
+           let near = Laser.configuration.subcommands.compactMap({ $0.configuration.commandName }).min(by: { editDistance($0, config) < editDistance($1, config) }),
+           editDistance(near, config) <= 2 {
+            throw ValidationError("'\(config)' is neither a command nor a config file; did you mean: laser \(near)?")
+        }
         var created: String?
         do {
             try checkMetricsPort(metricsPort, bind: metricsBind)
+            // The config and every input it names are checked before a run directory is made, so a typo
+            // or a bad line leaves nothing behind (laser validate does only this).
+            var loaded: RunConfig?
+            if let resume, config == nil {
+                loaded = try RunConfig.load(path: RunDirectory.existing(path: resume).configPath)
+            } else if let config {
+                loaded = try RunConfig.load(path: config)
+            }
+            var validated: ValidatedInputs?
+            if loaded != nil {
+                try applyOverrides(&loaded!)
+                validated = try ValidatedInputs.check(loaded!)
+                if dryRun {
+                    print(validated!.plan(loaded!))
+                    return
+                }
+            }
+            if dryRun && loaded == nil {
+                // The demo's data is generated: into a temporary folder, removed again.
+                let temp = NSTemporaryDirectory() + "laser-dry-run-\(getpid())"
+                defer { try? FileManager.default.removeItem(atPath: temp) }
+                var demo = try DemoJob.prepare(in: temp, seed: seed ?? 0)
+                try applyOverrides(&demo)
+                print(try ValidatedInputs.check(demo).plan(demo))
+                return
+            }
             let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
             // One writer per run directory: before anything is written into it (demo data, config).
             if !compare { try RunDirectoryLock.acquire(dir.path) }
             if resume == nil && !existed { created = dir.path }
-            var base: RunConfig
-            if let resume, config == nil {
-                base = try RunConfig.load(path: RunDirectory.existing(path: resume).configPath)
-            } else if let config {
-                base = try RunConfig.load(path: config)
-            } else {
+            if loaded == nil {
                 print("laser: no config given, running the built-in demo (3 task families, 5 rule-based RMs)")
-                base = try DemoJob.prepare(in: dir.path, seed: seed ?? 0)
-            }
-            if let workers { base.localWorkers = workers }
-            base.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
-            if let seed { base.seed = seed }
-            try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &base)
-            if let s = strategy {
-                guard let k = StrategyKind(rawValue: s) else {
-                    throw ValidationError("--strategy \(s) is not one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                loaded = try DemoJob.prepare(in: dir.path, seed: seed ?? 0)
+                try applyOverrides(&loaded!)
+                validated = try ValidatedInputs.check(loaded!)
+                if dryRun {
+                    print(validated!.plan(loaded!))
+                    return
                 }
-                base.strategy = k
             }
-            if let f = fixedRm {
-                guard base.rewardModels.contains(where: { $0.name == f }) else {
-                    throw ValidationError("--fixed-rm \(f) is not one of \(base.rewardModels.map(\.name).joined(separator: ", "))")
-                }
-                base.fixedRM = f
-                if strategy == nil { base.strategy = .fixed }
-            }
-            if base.strategy == .fixed && base.fixedRM == nil {
-                throw ValidationError("strategy fixed needs --fixed-rm NAME")
-            }
+            let base = loaded!
+            if let warning = validated?.unrewardedWarning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
             if compare {
                 try runComparison(base, dir, logger)
             } else {
@@ -167,6 +206,7 @@ struct Run: ParsableCommand {
                 do {
                     var local = LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
                                          logger: logger, showProgress: !noProgress, resume: resume != nil, force: force)
+                    local.validated = validated
                     local.simulatedTrainerStepMs = simulateTrainer
                     local.workerArguments = logging.forwarded
                     local.onStart = { service in
@@ -183,6 +223,8 @@ struct Run: ParsableCommand {
                     if !noReport { writeReport(dir, quietly: false) }
                 } catch let e as ConfigError {
                     throw e
+                } catch let e as RunInterrupted {
+                    throw e
                 } catch {
                     throw RunFailure("\(error)\nEverything done so far is kept in \(dir.path); continue with: laser run --resume \(dir.path)")
                 }
@@ -193,6 +235,30 @@ struct Run: ParsableCommand {
         } catch {
             if let created { removeIfUntouched(created) }
             throw fail(error)
+        }
+    }
+
+    /// The command line's overrides of the config.
+    func applyOverrides(_ c: inout RunConfig) throws {
+        if let workers { c.localWorkers = workers }
+        c.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
+        if let seed { c.seed = seed }
+        try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
+        if let s = strategy {
+            guard let k = StrategyKind(rawValue: s) else {
+                throw ValidationError("--strategy \(s) is not one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.strategy = k
+        }
+        if let f = fixedRm {
+            guard c.rewardModels.contains(where: { $0.name == f }) else {
+                throw ValidationError("--fixed-rm \(f) is not one of \(c.rewardModels.map(\.name).joined(separator: ", "))")
+            }
+            c.fixedRM = f
+            if strategy == nil { c.strategy = .fixed }
+        }
+        if c.strategy == .fixed && c.fixedRM == nil {
+            throw ValidationError("strategy fixed needs --fixed-rm NAME")
         }
     }
 
@@ -269,33 +335,44 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(help: "Use a CURVE secret key file that group or others may read (refused otherwise, as ssh does).")
     var allowInsecureKeyPermissions = false
 
+    @Flag(help: "No live progress line.")
+    var noProgress = false
+
     @OptionGroup var logging: LoggingOptions
 
     mutating func run() throws {
         ignoreFatalSignals()
+        StopSignal.install()
         let logger = try logging.logger("laser.coordinator", default: .info)
         guard config != nil || resume != nil else { throw ValidationError("give a CONFIG, or --resume RUN_DIR") }
         if resume != nil && out != nil { throw ValidationError("--resume names the run directory; it does not go with --out") }
         var created: String?
         do {
             try checkMetricsPort(metricsPort, bind: metricsBind)
+            // The config and every input it names are checked before a run directory is made.
+            var c = try RunConfig.load(path: config ?? RunDirectory.existing(path: resume!).configPath)
+            if let bind {
+                if let problem = Endpoint.problem(bind, bind: true) { throw ValidationError("--bind \(problem)") }
+                c.bind = bind
+            }
+            c.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
+            try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
+            let validated = try ValidatedInputs.check(c)
+            if let warning = validated.unrewardedWarning { logger.warning("\(warning)") }
             let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
             let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
             try RunDirectoryLock.acquire(dir.path)
             if resume == nil && !existed { created = dir.path }
-            var c = try RunConfig.load(path: config ?? dir.configPath)
-            if let bind { c.bind = bind }
-            c.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
-            try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &c)
-            let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: resume != nil, force: force)
-            if resume == nil { try AtomicFile.write(c.yaml(), to: dir.configPath) }
+            let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: resume != nil, force: force,
+                                                 validated: validated)
+            if resume == nil || service.startedAfresh { try AtomicFile.write(c.yaml(), to: dir.configPath) }
             // RUN_DIR/endpoint before the line below: whoever reads that line may read the file next
             // (service.run() writes it again).
             try AtomicFile.write(service.endpoint + "\n", to: dir.path + "/endpoint")
             // Unbuffered: scripts and tests read the endpoint from a pipe while the run goes on.
             FileHandle.standardOutput.write(Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
             if let url = service.observer.metricsAddress { FileHandle.standardOutput.write(Data("metrics on \(url)\n".utf8)) }
-            let printer = ProgressPrinter(enabled: true)
+            let printer = ProgressPrinter(enabled: !noProgress)
             service.onStatus = { printer.update($0) }
             let summary = try service.run()
             printer.finish()
@@ -327,6 +404,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Score tasks accepted at once.")
     var slots: UInt32 = 2
 
+    @Option(help: "Largest message accepted from the coordinator, in bytes (keep it at least the run's network.max_message_bytes).")
+    var maxMessageBytes: Int64 = 256 << 20
+
     @Option(name: .customLong("label"), help: "A label for the run's placement (e.g. a100); repeat for several.")
     var labels: [String] = []
 
@@ -336,8 +416,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Address for --metrics-port (127.0.0.1: this machine only; 0.0.0.0: all interfaces).")
     var metricsBind = "127.0.0.1"
 
-    @Option(help: "Exit when no coordinator answers for this many seconds (0: wait forever).")
-    var giveUpAfter: Double = 0
+    @Option(help: "Exit when no coordinator answers for this many seconds (0: wait forever). It says it is still trying after 5 s.")
+    var giveUpAfter: Double = 600
 
     @Option(help: .hidden)
     var parentPid: Int32?
@@ -359,12 +439,14 @@ struct WorkerCommand: ParsableCommand {
         guard (serverKey == nil) == (key == nil) else {
             throw ValidationError("CURVE needs both --server-key (the coordinator's NAME.pub) and --key (this worker's NAME.key)")
         }
+        if let problem = Endpoint.problem(connect, bind: false) { throw ValidationError("--connect \(problem)") }
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         do {
             let local = try rmConfig.map { try RunConfig.loadRewardModels(path: CLIPath.absolute($0)) } ?? []
             let offer = try LocalRewardModels(definitions: local, selected: rewardModels)
+            guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
             var options = WorkerOptions(endpoint: connect, workerID: name, rewardModels: offer.offered, slots: slots,
-                                        giveUpAfterSeconds: giveUpAfter)
+                                        giveUpAfterSeconds: giveUpAfter, maxMessageBytes: maxMessageBytes)
             options.localDefinitions = local
             options.parentPID = parentPid
             options.labels = labels
@@ -386,6 +468,24 @@ struct WorkerCommand: ParsableCommand {
                     : " (with CURVE: is this worker's .pub in the coordinator's allowed_workers, and --server-key the coordinator's .pub?)"
                 throw RunFailure("no coordinator answered at \(connect) within \(giveUpAfter) s\(hint)")
             }
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check a run config and every input file it names (a streaming pass), print what would run, and create nothing.")
+
+    @Argument(help: "The run config (YAML).")
+    var config: String
+
+    mutating func run() throws {
+        do {
+            let c = try RunConfig.load(path: config)
+            print(try ValidatedInputs.check(c).plan(c))
         } catch {
             throw fail(error)
         }
@@ -633,4 +733,20 @@ struct ReportCommand: ParsableCommand {
             throw fail(error)
         }
     }
+}
+
+/// Levenshtein distance, for suggesting the command a user mistyped.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(1, a.count) where !a.isEmpty {
+        var previous = row[0]
+        row[0] = i
+        for j in stride(from: 1, through: b.count, by: 1) {
+            let current = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = current
+        }
+    }
+    return a.isEmpty ? b.count : row[b.count]
 }

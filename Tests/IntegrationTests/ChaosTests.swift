@@ -139,7 +139,7 @@ import ZeroMQ
             .write(toFile: changed, atomically: true, encoding: .utf8)
         let (refused, _, err) = try Laser.run(["run", changed, "--resume", out, "--no-progress"])
         #expect(refused != 0)
-        #expect(err.contains("the config differs from the one"), "\(err)")
+        #expect(err.contains("the config differs in seed from the one"), "\(err)")
         let (again, _, err2) = try Laser.run(["run", config, "--out", out, "--no-progress"])
         #expect(again != 0)
         #expect(err2.contains("already holds a run"), "\(err2)")

@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -285,10 +284,19 @@ class Peer:
         self.closed = False
 
     def send(self, env):
-        self.sock.send(env.SerializeToString() if hasattr(env, "SerializeToString") else env)
+        """Never blocks: with the send queue full (a peer that is gone), the message is dropped; False then."""
+        try:
+            self.sock.send(env.SerializeToString() if hasattr(env, "SerializeToString") else env, zmq.DONTWAIT)
+            return True
+        except zmq.Again:
+            return False
 
     def send_frames(self, frames):
-        self.sock.send_multipart(frames)
+        try:
+            self.sock.send_multipart(frames, zmq.DONTWAIT)
+            return True
+        except zmq.Again:
+            return False
 
     def recv(self, timeout):
         """The next Envelope, or None after timeout seconds."""
@@ -335,8 +343,11 @@ class RogueLoop(threading.Thread):
     """Runs handler(peer) on its own thread until stop() (for peers that must keep misbehaving while the
     test waits for the coordinator). handler is called repeatedly; it should return within ~0.1 s."""
 
+    all_loops = []
+
     def __init__(self, peer, handler):
         super().__init__(daemon=True)
+        RogueLoop.all_loops.append(self)
         self.peer = peer
         self.handler = handler
         self._halt = threading.Event()
@@ -528,6 +539,11 @@ class Lab:
         return coord
 
     def close(self):
+        # Threads that use peers' sockets stop before any socket is closed (ZeroMQ sockets are not
+        # thread-safe).
+        for loop in RogueLoop.all_loops:
+            loop.stop()
+        RogueLoop.all_loops.clear()
         for p in self.peers:
             try:
                 p.close()

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The attacker's side (issue 19, issue 14): Python peers written from proto/ alone against real laser
-# processes. Needs the debug build (swift build) or LASER_BIN. pytest's exit 5 (no tests ran) is a failure.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
+# Attacker-side tests of laser's trust boundaries (issue 19, security items of issue 14).
+# Runs from the repository root; LASER_BIN overrides the binary (default .build/debug/laser).
+# Needs python3 with pytest, pyzmq and protobuf, and protoc on PATH.
+set -u
+cd "$(dirname "$0")/../.." || exit 2
 python3 -m pytest -q -p no:cacheprovider Tests/hostile "$@"
 rc=$?
-if [ $rc -eq 5 ]; then echo "Tests/hostile: no tests ran" >&2; exit 1; fi
-exit $rc
+if [ "$rc" -eq 5 ]; then
+    echo "run.sh: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$rc"

@@ -17,7 +17,7 @@ import time
 import pytest
 import zmq
 
-from conftest import envelope, kind_of, pb, wait_for
+from conftest import envelope, kind_of, pb
 
 SECRET_ENV = "LASER_HOSTILE_API_KEY"
 SECRET_VALUE = "hostile-secret-4f1c9a"
@@ -55,8 +55,8 @@ class FakeCoordinator:
                                               liveness=5, reward_models=specs, run_seed=7)))
 
     def pump(self, seconds, stop=lambda env: False):
-        """Receive for up to `seconds`, heartbeating the worker; returns the first env for which stop() is
-        true (or None)."""
+        """Receive for up to `seconds`, heartbeating the worker; returns the first env (or None, when nothing
+        arrived) for which stop(env) is true; None after `seconds`."""
         deadline = time.monotonic() + seconds
         next_beat = 0.0
         while time.monotonic() < deadline:
@@ -64,7 +64,7 @@ class FakeCoordinator:
                 self.send(envelope(heartbeat=pb.Heartbeat()))
                 next_beat = time.monotonic() + 0.5
             _, env = self.recv(min(0.1, max(0.0, deadline - time.monotonic())))
-            if env is not None and stop(env):
+            if stop(env):      # called with None too, so "the worker exited" ends the wait at once
                 return env
         return None
 
@@ -195,3 +195,113 @@ def test_builtin_rm_from_welcome_is_served_and_unknown_rm_task_fails(lab):
     assert env is not None and env.score_result.task_id == 13 and env.score_result.HasField("success")
     fake.send(envelope(shutdown=pb.Shutdown(reason="test over")))
     assert worker.wait(10) == 0
+
+
+# 19.1 (a), wrapped: a `noisy` (or `simulated-latency`) RM whose base is a backend kind, pushed by the
+# coordinator, is a backend too: refused, nothing started.
+@pytest.mark.parametrize("wrapper", ["noisy", "simulated-latency"])
+def test_welcome_with_wrapped_subprocess_rm_is_refused(lab, wrapper):
+    marker = lab.dir / f"pwned-{wrapper}"
+    fake = FakeCoordinator(lab)
+    worker, _ = start_worker(lab, fake, offered="length")
+    extra = {"sigma": "0"} if wrapper == "noisy" else {"ms": "0"}
+    fake.welcome([spec("length", wrapper, base="subprocess", command=f"touch {marker}", **extra)])
+    fake.send(score_task(1, "length", ITEMS))
+    fake.pump(5.0, stop=lambda env: not worker.alive())
+    time.sleep(0.5)
+    assert not marker.exists(), f"the worker ran a command pushed inside a {wrapper} wrapper"
+    assert_refused(worker, "length", within=3.0)
+
+
+# 19.1: an RM kind the worker does not know is refused (never "best effort").
+def test_welcome_with_unknown_kind_is_refused(lab):
+    fake = FakeCoordinator(lab)
+    worker, _ = start_worker(lab, fake, offered="length")
+    fake.welcome([spec("length", "exec", command="true")])
+    fake.pump(5.0, stop=lambda env: not worker.alive())
+    assert_refused(worker, "length", within=3.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 19.1 with the worker's own definitions (`laser worker --rm-config FILE`).
+# ---------------------------------------------------------------------------------------------------
+
+LOCAL_RM = r'''
+import json, sys
+open(sys.argv[1], "w").close()          # proves the LOCAL command ran
+for line in sys.stdin:
+    req = json.loads(line)
+    scores = [[float(len(c)) for c in p["candidates"]] for p in req["prompts"]]
+    sys.stdout.write(json.dumps({"id": req["id"], "scores": scores}) + "\n")
+    sys.stdout.flush()
+'''
+
+
+def write_rm_config(lab, body):
+    path = lab.dir / "worker-rms.yaml"
+    path.write_text("reward_models:\n" + body)
+    return path
+
+
+def local_subprocess_config(lab):
+    script = lab.dir / "local_rm.py"
+    script.write_text(LOCAL_RM)
+    local_marker = lab.dir / "local-ran"
+    cfg = write_rm_config(lab, f'  - name: "judge"\n    kind: "subprocess"\n    params:\n'
+                               f'      command: "python3 {script} {local_marker}"\n      timeout_ms: "10000"\n')
+    return cfg, local_marker
+
+
+# The coordinator names a locally defined subprocess RM but sends hostile params: they are never used.
+# Either the worker serves the RM from its own definition, or it refuses; it never runs the pushed command.
+def test_rm_config_local_definition_wins_over_pushed_params(lab):
+    cfg, local_marker = local_subprocess_config(lab)
+    pushed_marker = lab.dir / "pwned-pushed"
+    fake = FakeCoordinator(lab)
+    worker = lab.worker(fake.endpoint, "w", extra=["--rm-config", cfg], give_up_after=20)
+    h = fake.wait_hello()
+    assert list(h.reward_models) == ["judge"], f"offer should be the --rm-config names: {list(h.reward_models)}"
+    fake.welcome([spec("judge", "subprocess", command=f"touch {pushed_marker}")])
+    fake.send(score_task(21, "judge", ITEMS))
+    env = fake.pump(10.0, stop=lambda e: kind_of(e) == "score_result" or not worker.alive())
+    time.sleep(0.3)
+    assert not pushed_marker.exists(), "the worker ran the command the coordinator pushed"
+    if worker.alive():
+        assert env is not None and env.score_result.HasField("success"), \
+            f"no successful result from the local RM: {env}\n{worker.tail()}"
+        assert local_marker.exists(), "the result did not come from the local definition"
+        assert [list(i.scores) for i in env.score_result.success.items] == [[float(len(c)) for c in cands]
+                                                                             for cands in ITEMS]
+    else:
+        assert worker.poll() != 0
+
+
+# Same name, other kind than the worker's own definition: refused, message names both kinds.
+def test_rm_config_kind_mismatch_is_refused(lab):
+    cfg, local_marker = local_subprocess_config(lab)
+    listener = lab.http_recorder()
+    fake = FakeCoordinator(lab)
+    worker = lab.worker(fake.endpoint, "w", extra=["--rm-config", cfg], give_up_after=20)
+    fake.wait_hello()
+    fake.welcome([spec("judge", "http")])
+    fake.send(score_task(1, "judge", ITEMS))
+    fake.pump(5.0, stop=lambda env: not worker.alive())
+    assert not listener.requests
+    assert not local_marker.exists(), "the worker served an RM whose kind differs from its own definition"
+    assert_refused(worker, "judge", also=("subprocess", "http"), within=3.0)
+
+
+# Built-in kind defined locally with other params than the coordinator's: refused (the same RM must
+# score the same everywhere).
+def test_rm_config_builtin_params_mismatch_is_refused(lab):
+    cfg = write_rm_config(lab, '  - name: "length"\n    kind: "length"\n    params:\n      prefer: "shorter"\n')
+    fake = FakeCoordinator(lab)
+    worker = lab.worker(fake.endpoint, "w", extra=["--rm-config", cfg], give_up_after=20)
+    fake.wait_hello()
+    fake.welcome([spec("length", "length", prefer="longer")])
+    fake.send(score_task(1, "length", ITEMS))
+    scored = fake.pump(5.0, stop=lambda e: (kind_of(e) == "score_result" and e.score_result.HasField("success"))
+                       or not worker.alive())
+    assert not (scored is not None and kind_of(scored) == "score_result"), \
+        "the worker scored with params that differ from its own definition"
+    assert_refused(worker, "length", within=3.0)

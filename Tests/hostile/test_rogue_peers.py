@@ -107,18 +107,21 @@ def test_14_1_forged_results_for_tasks_not_held_are_dropped(lab):
     coord = lab.coordinator(config)
     rogue = lab.peer(coord.endpoint)
     welcomed(rogue.hello("forger", slots=1), "forger")
-    held = set()
-    shapes = [[6, 6, 6, 6], [6, 6], [6], [4, 4, 4, 4], [8, 8, 8, 8]]   # guesses; learned ones are added
+    # The rogue is the only worker: the first task comes to it. It never answers it, so (credit: "the first
+    # holder keeps its slot until it answers or dies") it never gets another one. Only then does it start
+    # forging: a forged result for a task it held itself would be a legitimate (if wrong) answer.
+    first = rogue.recv_kind("score_task", 5.0)
+    assert first is not None, f"the rogue got no task:\n{coord.tail()}"
+    held = {first.score_task.task_id}
+    extra_tasks = []
+    shapes = [task_shape(first.score_task), [6, 6, 6, 6], [6, 6], [4, 4, 4, 4], [8, 8, 8, 8]]
     sent = [0]
 
     def forge(peer):
         env = peer.recv(0.01)
         if env is not None and kind_of(env) == "score_task":
-            t = env.score_task
-            held.add(t.task_id)                       # never answered: it "serves no tasks itself"
-            shape = task_shape(t)
-            if shape not in shapes:
-                shapes.insert(0, shape)
+            held.add(env.score_task.task_id)         # never answered
+            extra_tasks.append(env.score_task.task_id)
         # Task ids are (incarnation << 32) | n, n from 1 up; incarnation 0 for a fresh run.
         for n in range(1, 41):
             if n in held:
@@ -140,6 +143,8 @@ def test_14_1_forged_results_for_tasks_not_held_are_dropped(lab):
     rc = coord.wait(RUN_TIMEOUT)
     loop.stop()
     assert loop.error is None, loop.error
+    assert not extra_tasks, (f"the coordinator sent tasks {extra_tasks} to a slots=1 worker still holding task "
+                             f"{first.score_task.task_id} (credit violated; forgeries for them may have counted)")
     assert rc == 0, f"the run did not complete (rc {rc}):\n{coord.tail()}"
     assert_same_output(coord, reference)
     counters = coord.counters()
@@ -409,6 +414,10 @@ def test_19_6_control_characters_never_reach_stderr_raw(lab):
         p = lab.peer(coord.endpoint)
         p.hello(fields.pop("worker_id"), slots=1, timeout=2.0, **fields)
         p.close()
+    # 19.6: peer strings are cut to 200 characters in log lines.
+    p = lab.peer(coord.endpoint)
+    p.hello("long-" + "Z" * 10000, slots=1, timeout=2.0)
+    p.close()
     p = lab.peer(coord.endpoint)
     p.send(trainer_hello("trainer\x1b[2J\nFAKE-LOG-LINE trainer"))
     p.recv_kind(("trainer_welcome", "reject"), 2.0, heartbeat_every=0)
@@ -419,6 +428,7 @@ def test_19_6_control_characters_never_reach_stderr_raw(lab):
     assert b"\r" not in err, "a carriage return from a peer reached the coordinator's stderr raw"
     forged = [line for line in err.split(b"\n") if line.startswith(b"FAKE-LOG-LINE")]
     assert not forged, f"a peer forged log lines with a newline: {forged}"
+    assert b"Z" * 201 not in err, "a 10,000-character worker id was logged uncut (limit: 200 characters)"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -47,6 +47,15 @@ public struct PromptRecord: Equatable, Sendable {
     }
 }
 
+extension PromptRecord {
+    /// About what the prompt adds to a score task on the wire (texts plus field overhead), an upper
+    /// bound for both candidate forms (escaped JSON is never shorter than the text it escapes).
+    public var wireBytes: Int {
+        id.utf8.count + prompt.utf8.count + (reference?.utf8.count ?? 0) + 32
+            + candidates.reduce(0) { $0 + $1.json.escapedCount + 8 }
+    }
+}
+
 /// One emitted preference pair, in TRL's format plus provenance.
 public struct PreferencePair: Equatable, Sendable {
     public var prompt: String

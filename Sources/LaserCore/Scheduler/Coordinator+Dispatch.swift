@@ -104,7 +104,9 @@ extension Coordinator {
         reportIdleWorkers(now: now, &actions)
         for rm in plan.armNames where !(queues[rm] ?? []).isEmpty {
             let served = workers.values.contains { $0.rewardModels.contains(rm) }
-            if !served, starvationWarned[rm].map({ now.milliseconds(since: $0) > 10_000 }) ?? true {
+            // Not in the first seconds of a run: workers need a moment to connect.
+            let settled = startedAt.map { now.milliseconds(since: $0) > 10_000 } ?? true
+            if !served, settled, starvationWarned[rm].map({ now.milliseconds(since: $0) > 10_000 }) ?? true {
                 starvationWarned[rm] = now
                 actions.append(.log(.warning, "\(queues[rm]!.count) task(s) for RM \(rm) are waiting: no connected worker serves it. Start a worker with --rm \(rm) (or without --rm)."))
             }

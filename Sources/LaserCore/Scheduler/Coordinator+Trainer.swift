@@ -129,7 +129,15 @@ extension Coordinator {
     }
 
     mutating func trainerTick(now: Instant, _ actions: inout [CoordinatorAction]) {
-        guard let t = trainer else { return }
+        guard let t = trainer else {
+            // Losses are the reward and nobody reports them: say so now and then, not only in the report.
+            if plan.rewardSource == .trainerLoss, !awaitingLoss.isEmpty,
+               lastNoTrainerWarning.map({ now.milliseconds(since: $0) > 30_000 }) ?? true {
+                lastNoTrainerWarning = now
+                actions.append(.log(.warning, "\(awaitingLoss.count) batch(es) wait for the trainer's loss (reward.source: trainer-loss) and no trainer is connected; the run cannot finish without one. Connect one (clients/python, laser feedback), or use another reward.source"))
+            }
+            return
+        }
         let interval = plan.scheduler.heartbeatIntervalMs
         let deadAfter = interval * UInt64(plan.scheduler.liveness)
         if now.milliseconds(since: t.lastHeard) > Double(deadAfter) {

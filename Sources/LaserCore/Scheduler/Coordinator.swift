@@ -104,6 +104,10 @@ public struct Coordinator: Sendable {
         var sent: Set<Int> = []
     }
     var trainer: Trainer?
+    /// When this incarnation started (the core's clock).
+    var startedAt: Instant?
+    /// When the coordinator last said that losses wait and no trainer is connected.
+    var lastNoTrainerWarning: Instant?
     /// Emitted batches waiting for the trainer's loss (reward.source: trainer-loss), with what the
     /// bandit update needs once it arrives.
     struct AwaitingLoss: Sendable {
@@ -176,6 +180,7 @@ public struct Coordinator: Sendable {
         case .start:
             guard phase == .idle else { break }
             phase = .running
+            startedAt = now
             loading = true
             let epoch = recovery.epochs
             // Task ids carry the incarnation, so results addressed to an earlier one never match.
@@ -310,6 +315,28 @@ public struct Coordinator: Sendable {
         }
     }
 
+    /// Splits a batch's prompt indices into score tasks: at most `size` prompts each, and a new task
+    /// before one would carry more than `maxBytes` of text (so every task fits in one message; the input
+    /// scan refuses a prompt too large for a task of its own). Deterministic in the prompts, as resume needs.
+    static func shards(_ indices: [Int], of prompts: [PromptRecord], base: Int, size: Int, maxBytes: Int) -> [[Int]] {
+        var out: [[Int]] = []
+        var current: [Int] = []
+        var bytes = 0
+        for index in indices {
+            let p = prompts[index - base]
+            let cost = maxBytes == .max ? 0 : p.wireBytes
+            if !current.isEmpty && (current.count == size || bytes + cost > maxBytes) {
+                out.append(current)
+                current = []
+                bytes = 0
+            }
+            current.append(index)
+            bytes += cost
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
+    }
+
     /// Selects the next batch; false while its prompts are still being read.
     mutating func select(now: Instant, _ actions: inout [CoordinatorAction]) -> Bool {
         let range = batchRanges[nextBatchInIteration]
@@ -369,10 +396,10 @@ public struct Coordinator: Sendable {
         for rm in plan.armNames {
             guard let indices = promptsByRM[rm]?.sorted() else { continue }
             batch.scores[rm] = Array(repeating: nil, count: range.count)
-            for start in stride(from: 0, to: indices.count, by: plan.shardSize) {
+            for shard in Self.shards(indices, of: prompts, base: range.lowerBound, size: plan.shardSize, maxBytes: plan.maxTaskBytes) {
                 let id = nextTaskID
                 nextTaskID += 1
-                tasks[id] = ScoreTaskState(id: id, batch: global, rm: rm, indices: Array(indices[start..<min(start + plan.shardSize, indices.count)]))
+                tasks[id] = ScoreTaskState(id: id, batch: global, rm: rm, indices: shard)
                 created.append(id)
                 batch.remainingTasks += 1
             }
@@ -563,4 +590,13 @@ public struct Coordinator: Sendable {
 
     /// The run summary so far.
     public var currentSummary: RunSummary { summary.build() }
+
+    /// The summary so far, with the wall time of an unfinished iteration up to `now` (a stopped run).
+    public func summary(now: Instant) -> RunSummary {
+        var s = summary.build()
+        if phase == .running, iteration > 0, !iterationDone, !loading, let last = s.iterations.indices.last {
+            s.iterations[last].wallSeconds = now.milliseconds(since: iterationStart) / 1000
+        }
+        return s
+    }
 }

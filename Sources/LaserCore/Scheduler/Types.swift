@@ -132,6 +132,9 @@ public struct RunPlan: Equatable, Sendable {
     public var workerDefinedRMs: Set<String> = []
     /// Trainer losses outside [-maxAbsLoss, maxAbsLoss] are refused (reward.max_abs_loss).
     public var maxAbsLoss: Double = 1e6
+    /// Most text bytes one score task carries (from network.max_message_bytes, less room for framing);
+    /// a batch's prompts are split over more tasks rather than exceed it.
+    public var maxTaskBytes: Int = .max
 
     public init(coordinatorID: String = "coordinator", seed: UInt64 = 0, iterations: Int = 1, batchSize: Int = 16,
                 shardSize: Int = 4, pipelineDepth: Int = 1, strategy: StrategyKind = .linucb, alpha: Double = 0.1,
@@ -140,7 +143,7 @@ public struct RunPlan: Equatable, Sendable {
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
                 scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
                 gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement(),
-                maxAbsLoss: Double = 1e6, workerDefinedRMs: Set<String> = []) {
+                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, workerDefinedRMs: Set<String> = []) {
         self.coordinatorID = coordinatorID
         self.seed = seed
         self.iterations = iterations
@@ -164,6 +167,7 @@ public struct RunPlan: Equatable, Sendable {
         self.placement = placement
         self.workerDefinedRMs = workerDefinedRMs
         self.maxAbsLoss = maxAbsLoss
+        self.maxTaskBytes = maxTaskBytes
     }
 
     public var armNames: [String] { rewardModels.map(\.name) }

@@ -104,7 +104,9 @@ struct  Laser__V1__Hello
    */
   char *worker_id;
   /*
-   * Names of the reward models this worker serves. Empty means "every RM of the run's config".
+   * Names of the reward models this worker offers (its --rm list, or its own --rm-config). Empty means
+   * "any RM of a built-in kind the run assigns": subprocess and http RMs go only to workers that offer
+   * them by name and define them on their own side (docs/security.md).
    */
   size_t n_reward_models;
   char **reward_models;
@@ -172,7 +174,8 @@ struct  Laser__V1__Welcome
    */
   uint32_t liveness;
   /*
-   * Definitions of the RMs the worker is to serve (the ones it named, or all of them).
+   * The RMs the worker is to serve. Built-in kinds carry their params; subprocess and http RMs carry only
+   * name and kind (the worker builds them from its own definition, never from this message).
    */
   size_t n_reward_models;
   Laser__V1__RewardModelSpec **reward_models;
@@ -363,7 +366,8 @@ struct  Laser__V1__Shutdown
 
 /*
  * trainer -> coordinator: a trainer connects (the same ROUTER socket as the workers). One trainer is
- * active at a time; a new TrainerHello replaces the previous trainer.
+ * active at a time; a live trainer keeps the role (another TrainerHello gets Reject with retry_after_ms),
+ * a silent one is replaced. A trainer gives the role back by sending Disconnect.
  */
 struct  Laser__V1__TrainerHello
 {
@@ -445,7 +449,8 @@ struct  Laser__V1__PreferenceBatch
 
 /*
  * trainer -> coordinator: the trainer's loss on a batch, after its optimiser step. The bandit's reward
- * is -loss, normalised. Any peer may send it (laser feedback does, without a TrainerHello).
+ * is -loss, normalised. Accepted only from the registered trainer, for a batch it was sent, and within
+ * reward.max_abs_loss (laser feedback says TrainerHello first).
  */
 struct  Laser__V1__BatchFeedback
 {

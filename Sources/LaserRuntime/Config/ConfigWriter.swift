@@ -4,7 +4,29 @@ import LaserRewardModels
 extension RunConfig {
     /// A digest of everything that shapes the run's output (network and local-worker settings left
     /// out): a resume with a config of another digest would not reproduce the interrupted run.
-    public var semanticDigest: String {
+    public var semanticDigest: String { contentDigest(semanticYAML.utf8) }
+
+    /// The top-level keys (and reward_models entries) in which this config's output-shaping part differs
+    /// from `other`'s, for a refusal that says what changed.
+    public func differingKeys(from other: RunConfig) -> [String] {
+        func sections(_ yaml: String) -> [String: String] {
+            var out: [String: String] = [:]
+            var key = ""
+            for line in yaml.split(separator: "\n", omittingEmptySubsequences: false) {
+                if let first = line.first, first != " ", first != "#", let colon = line.firstIndex(of: ":") {
+                    key = String(line[..<colon])
+                }
+                if !key.isEmpty { out[key, default: ""] += line + "\n" }
+            }
+            return out
+        }
+        let a = sections(semanticYAML), b = sections(other.semanticYAML)
+        return Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
+    }
+
+    /// The config with everything that does not shape the output (network, workers, security, metrics,
+    /// placement, shard size) set to defaults: what the digest covers.
+    var semanticYAML: String {
         var c = self
         let defaults = RunConfig(inputs: inputs, iterations: iterations, rewardModels: rewardModels)
         c.bind = defaults.bind
@@ -16,7 +38,7 @@ extension RunConfig {
         c.security = defaults.security
         c.placement = defaults.placement
         c.metrics = defaults.metrics
-        return contentDigest(c.yaml().utf8)
+        return c.yaml()
     }
 
     /// The config as YAML, every key spelled out (the run directory's config.yaml).

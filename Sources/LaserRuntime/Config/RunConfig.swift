@@ -34,6 +34,14 @@ public struct RunConfig: Equatable, Sendable {
     public var maxMessageBytes: Int64 = 64 << 20
     /// Trainer losses outside [-maxAbsLoss, maxAbsLoss] are refused (`reward.max_abs_loss`).
     public var maxAbsLoss: Double = 1e6
+    /// Start even when the reward can never arrive (label reward on unlabelled input): a warning instead
+    /// of an error (`reward.allow_unrewarded`).
+    public var allowUnrewarded = false
+
+    /// Room left in a message for everything but the texts (envelope, ids, numbers).
+    public static let messageOverheadBytes = 64 << 10
+    /// Most text one score task may carry; one input line longer than this is an input error.
+    public var maxTaskBytes: Int { Int(maxMessageBytes) - min(Self.messageOverheadBytes, Int(maxMessageBytes) / 4) }
     /// Local worker processes `laser run` starts (0: only external workers).
     public var localWorkers = 3
     public var workerSlots = 2
@@ -61,7 +69,7 @@ public struct RunConfig: Equatable, Sendable {
             },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
             contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
-            maxAbsLoss: maxAbsLoss, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
+            maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -237,7 +245,8 @@ extension RunConfig {
             c.pairs.margin = try p.double("margin", min: 0) ?? c.pairs.margin
         }
         if let w = try r.section("reward") {
-            try w.allow(["source", "normalize", "max_abs_loss"])
+            try w.allow(["source", "normalize", "max_abs_loss", "allow_unrewarded"])
+            c.allowUnrewarded = try w.bool("allow_unrewarded") ?? c.allowUnrewarded
             c.maxAbsLoss = try w.double("max_abs_loss", min: 1e-300) ?? c.maxAbsLoss
             // Bounded so that sums and differences of accepted losses stay finite in every statistic.
             guard c.maxAbsLoss <= 1e300 else { throw w.error("max_abs_loss", "must be at most 1e300, got \(c.maxAbsLoss)") }
@@ -256,6 +265,7 @@ extension RunConfig {
             c.scheduler.quarantineAfter = try n.int("quarantine_after", min: 0) ?? c.scheduler.quarantineAfter
             c.scheduler.quarantineSeconds = try n.double("quarantine_seconds", min: 0) ?? c.scheduler.quarantineSeconds
             c.bind = try n.string("bind") ?? c.bind
+            if let problem = Endpoint.problem(c.bind, bind: true) { throw n.error("bind", problem) }
             c.scheduler.heartbeatIntervalMs = UInt64(try n.int("heartbeat_ms", min: 10) ?? Int(c.scheduler.heartbeatIntervalMs))
             c.scheduler.liveness = UInt32(try n.int("liveness", min: 2) ?? Int(c.scheduler.liveness))
             c.scheduler.leaseMs = UInt64(try n.int("lease_ms", min: 10) ?? Int(c.scheduler.leaseMs))

@@ -42,6 +42,11 @@ public final class CoordinatorService {
     /// Metrics, status.json and timeline.jsonl (Observe/RunObserver.swift).
     public let observer: RunObserver
     private var pending: [CoordinatorEvent] = []
+    /// The inputs as scanned at start (InputValidation), reused instead of a second scan.
+    private let validated: ValidatedInputs?
+    /// The run directory held no run, or one that did no work: this is a fresh start (the caller writes
+    /// the run's config.yaml).
+    public private(set) var startedAfresh = false
     private var outcome: Result<RunSummary, Error>?
     private let journal: JournalFile
 
@@ -49,8 +54,9 @@ public final class CoordinatorService {
     /// a journal is only ever resumed; a resume with a config that differs in anything that shapes the
     /// output is refused unless `force` (which also accepts changed input files).
     public init(config: RunConfig, runDirectory: RunDirectory, logger: Logger, coordinatorID: String = "coordinator",
-                resume: Bool = false, force: Bool = false) throws {
+                resume: Bool = false, force: Bool = false, validated: ValidatedInputs? = nil) throws {
         self.config = config
+        self.validated = validated
         self.runDirectory = runDirectory
         self.logger = logger
         // One writer per run directory, before anything in it is read or written (Output/RunDirectoryLock.swift).
@@ -65,15 +71,43 @@ public final class CoordinatorService {
         var newRun = false
         let stale = runDirectory.removeStaleTemporaryFiles()
         if stale > 0 { logger.info("removed \(stale) temp file(s) a crash left mid-write") }
-        if case .runStarted(let digest, _)? = records.first {
+        // Work that a resume must not contradict: scores, emitted batches, losses. (Selections alone are
+        // decisions nothing was built on yet: a fresh start may make them again, differently.)
+        let progressed = records.contains {
+            switch $0 {
+            case .scored, .emitted, .feedback: return true
+            case .runStarted, .started, .iterationLoaded, .selected: return false
+            }
+        }
+        if case .runStarted(let digest, _)? = records.first, !progressed {
+            // A run that did no work (a typo in an input, a bad line, a stop before the first batch) never
+            // blocks a corrected start, fresh or --resume, with whatever config.
+            logger.info("\(runDirectory.path) holds a run that did no work yet; starting it afresh with this config")
+            _ = digest
+            try journal.reset()
+            newRun = true
+            replay = []
+        } else if case .runStarted(let digest, _)? = records.first {
             guard resume else {
                 throw ConfigError("\(runDirectory.path) already holds a run (\(records.count) journal records); continue it with --resume \(runDirectory.path), or choose another --out")
             }
             if digest != config.semanticDigest {
+                let keys = (try? RunConfig.load(path: runDirectory.configPath)).map { config.differingKeys(from: $0) } ?? []
+                let which = keys.isEmpty ? "" : " in \(keys.joined(separator: ", "))"
                 guard force else {
-                    throw ConfigError("the config differs from the one \(runDirectory.path) was started with (\(runDirectory.configPath)); resume with that config, or pass --force to continue with this one")
+                    throw ConfigError("the config differs\(which) from the one \(runDirectory.path) was started with (\(runDirectory.configPath)); resume with that config, or pass --force to continue with this one")
                 }
-                logger.warning("resuming with a different config (--force): output may differ from an uninterrupted run")
+                logger.warning("resuming with a config that differs\(which) (--force): output may differ from an uninterrupted run")
+            }
+            // The inputs of iterations that started must be the same bytes (checked here, at start, naming
+            // the file); inputs of iterations not started yet may change (docs/reliability.md).
+            if let validated, !force {
+                for case .iterationLoaded(let n, let recorded, _) in records {
+                    let path = config.input(forIteration: n)
+                    guard let now = validated.scans[path]?.digest, now != recorded else { continue }
+                    if (try? PromptReader.legacyDigest(path: path)) == recorded { continue }
+                    throw ConfigError("the input of iteration \(n) (\(path)) changed since the run started (digest \(recorded), now \(now)); restore the original file, or resume with --force to accept the new one")
+                }
             }
             if force {
                 replay = records.filter { if case .iterationLoaded = $0 { return false } else { return true } }
@@ -82,9 +116,11 @@ public final class CoordinatorService {
             newRun = true
             replay = []
         }
+        startedAfresh = newRun
+        if !newRun { baseline = SummaryBaseline(path: runDirectory.summaryPath) }
         core = Coordinator(plan: config.plan(coordinatorID: coordinatorID), journal: replay)
         for case .iterationLoaded(let n, let digest, let prompts) in replay { recordedInputs[n] = (digest, prompts) }
-        reader = PromptReader(contextDimension: config.contextDimension, ngrams: config.contextNgrams)
+        reader = ValidatedInputs.reader(for: config)
         context = try ZMQContext()
         router = try ZMQSocket(context, type: .router)
         try router.setRouterMandatory(true)
@@ -118,11 +154,19 @@ public final class CoordinatorService {
         defer {
             output.stop()
             input?.stop()
-            observer.finish(core.status(now: Self.now()), now: Self.now())
+            observer.finish(core.status(now: Self.now()), now: Self.now(), stopped: stopInfo)
         }
         pending.append(.start)
         drain()
         while outcome == nil {
+            if StopSignal.received != 0 {
+                stop(because: RunInterrupted(signal: StopSignal.received, runDirectory: runDirectory.path))
+                break
+            }
+            if let error = stopRequest {
+                stop(because: error)
+                break
+            }
             let now = Self.now()
             var wait = nextTick > now ? Int((nextTick.nanoseconds - now.nanoseconds) / 1_000_000) : 0
             if loader != nil { wait = min(wait, 2) }
@@ -158,11 +202,47 @@ public final class CoordinatorService {
         // Give Shutdown messages a moment to leave before the socket closes (linger is 0).
         flushOutgoing()
         onProgress?(core.progress)
-        if let live = observer.finish(core.status(now: Self.now()), now: Self.now()) { onStatus?(live) }
+        if case .failure(let error)? = outcome, stopInfo == nil, core.status(now: Self.now()).phase != .finished {
+            stopInfo = (Self.oneLine(error), "laser run --resume \(runDirectory.path)")
+        }
+        if let live = observer.finish(core.status(now: Self.now()), now: Self.now(), stopped: stopInfo) { onStatus?(live) }
         return try outcome!.get()
     }
 
     public var progress: CoordinatorProgress { core.progress }
+
+    private var stopRequest: Error?
+    /// Whether this incarnation emitted a batch (a resume of a complete run emits none).
+    private var emittedAny = false
+    /// What earlier incarnations of this run counted (their summary.json): totals add up across resumes.
+    private var baseline = SummaryBaseline()
+
+    /// Stops the run cleanly at the next turn of the loop (from a callback on this thread, such as
+    /// `onStatus`): journal synced, status written with the reason, `run()` throws `error`.
+    public func requestStop(_ error: Error) {
+        if stopRequest == nil { stopRequest = error }
+    }
+
+    /// How the run ended when the shell stopped it (for status.json), set once.
+    private var stopInfo: (reason: String, resume: String)?
+
+    static func oneLine(_ error: Error) -> String {
+        String("\(error)".split(separator: "\n").first ?? "")
+    }
+
+    /// A clean stop: what is queued for disk is written and synced, selections and summary so far are
+    /// written, workers and the trainer are told, and the run ends with `error`.
+    private func stop(because error: Error) {
+        logger.warning("\(error)")
+        _ = output?.flush()
+        try? journal.sync()
+        try? runDirectory.write(selections: core.batchLog)
+        try? runDirectory.write(summary: baseline.adding(to: core.summary(now: Self.now())))
+        stopInfo = (Self.oneLine(error), "laser run --resume \(runDirectory.path)")
+        // No Shutdown to the workers: they keep knocking (Paranoid Pirate) and rejoin a resumed
+        // coordinator; local workers of laser run leave with their parent.
+        outcome = .failure(error)
+    }
 
     /// Logs failed CURVE handshakes, sparingly (the first ten, then every 10,000th).
     private func logHandshakeFailures(_ monitor: ZMQSocket) {
@@ -235,7 +315,9 @@ public final class CoordinatorService {
                 logger.error("cannot send \(message.kind) to \(peer): \(error); the message is dropped (a worker that misses messages is dropped by its heartbeat and its tasks retried)")
             }
         case .loadIteration(let n):
-            loader = InputLoader(iteration: n, path: config.input(forIteration: n), reader: reader, recorded: recordedInputs[n])
+            let path = config.input(forIteration: n)
+            loader = InputLoader(iteration: n, path: path, reader: reader, recorded: recordedInputs[n],
+                                 validated: validated?.scans[path])
         case .readPrompts(let n, let range):
             do {
                 guard let input else { throw RunFailure("internal error: prompts \(range) of iteration \(n) asked for before the iteration was opened") }
@@ -244,6 +326,7 @@ public final class CoordinatorService {
                 outcome = .failure(error)
             }
         case .emitBatch(let batch):
+            emittedAny = true
             if output?.submit(.batch(batch)) == false { outcome = .failure(output?.error ?? RunFailure("the output thread stopped")) }
         case .journal(let record, let sync):
             if output?.submit(.journal(record, sync: sync)) == false { outcome = .failure(output?.error ?? RunFailure("the output thread stopped")) }
@@ -259,11 +342,18 @@ public final class CoordinatorService {
                 outcome = .failure(error)
                 return
             }
+            let total = baseline.adding(to: summary)
+            // A resume of a run that was already complete did nothing: its files stay as they were.
+            if !emittedAny && summary.counters.tasksDispatched == 0 && baseline.present {
+                logger.info("the run was already complete; summary.json and selections.jsonl are left as they were")
+                outcome = .success(total)
+                return
+            }
             do {
                 try journal.sync()
                 try runDirectory.write(selections: core.batchLog)
-                try runDirectory.write(summary: summary)
-                outcome = .success(summary)
+                try runDirectory.write(summary: total)
+                outcome = .success(total)
             } catch {
                 outcome = .failure(error)
             }
@@ -271,7 +361,7 @@ public final class CoordinatorService {
             _ = output?.flush()
             try? journal.sync()
             try? runDirectory.write(selections: core.batchLog)
-            try? runDirectory.write(summary: core.currentSummary)
+            try? runDirectory.write(summary: baseline.adding(to: core.summary(now: Self.now())))
             outcome = .failure(RunFailure(message))
         }
     }

@@ -88,11 +88,18 @@ final class InputLoader: @unchecked Sendable {
     private var result: Result<(scan: PromptReader.Scan, stream: PromptStream), Error>?
 
     /// `recorded`: the journal's digest and prompt count for this input (a resume), if any.
-    init(iteration: Int, path: String, reader: PromptReader, recorded: (digest: String, prompts: Int)?) {
+    /// `validated`: the scan made at start (InputValidation) when the file is still the one scanned then.
+    init(iteration: Int, path: String, reader: PromptReader, recorded: (digest: String, prompts: Int)?,
+         validated: PromptReader.Scan? = nil) {
         self.iteration = iteration
         let thread = Thread { [self] in
             nameThisThread("laser-scan")
             let r = Result { () -> (scan: PromptReader.Scan, stream: PromptStream) in
+                // Scanned at start and unchanged since (the stream checks the file's identity): no second
+                // pass. (An earlier digest that differs goes the long way, for the legacy digest rule.)
+                if let validated, recorded == nil || recorded?.digest == validated.digest {
+                    return (validated, try PromptStream(path: path, scan: validated, reader: reader))
+                }
                 // A resume re-validates an input whose bytes are unchanged by its digest alone.
                 let scan = try recorded.map { try reader.rescan(path: path, digest: $0.digest, prompts: $0.prompts) }
                     ?? reader.scan(path: path)

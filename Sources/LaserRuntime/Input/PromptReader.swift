@@ -25,6 +25,10 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
 public struct PromptReader: Sendable {
     public let featurizer: HashingFeaturizer
 
+    /// A line longer than this cannot travel in one score task (network.max_message_bytes): the scan
+    /// refuses it, naming file and line, before any worker is involved.
+    public var maxLineBytes = Int.max
+
     public init(contextDimension: Int, ngrams: Int = 2) {
         featurizer = HashingFeaturizer(dimension: contextDimension, ngrams: ngrams)
     }
@@ -118,6 +122,9 @@ public struct PromptReader: Sendable {
             }
             for i in 0..<n {
                 let (number, offset) = (group[i].number, group[i].offset)
+                if group[i].range.count > maxLineBytes {
+                    throw InputError("\(path):\(number): the line is \(group[i].range.count) bytes, more than one score task can carry (\(maxLineBytes) bytes: network.max_message_bytes less room for framing); raise network.max_message_bytes (and the workers' --max-message-bytes) or shorten this prompt and its candidates")
+                }
                 let (id, isCanonical) = try ids[i]!.get()
                 if isCanonical { canonical.insert(number) }
                 let h = FNV1a.hash(id.utf8)

@@ -39,6 +39,13 @@ public final class JournalFile {
         return (JournalFile(path: path, fd: fd), records, data.count - good)
     }
 
+    /// Empties the journal (durably): a run directory whose run did no work starts afresh.
+    public func reset() throws {
+        guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) >= 0 else { throw StorageError.errno("cannot empty", path) }
+        guard fsync(fd) == 0 else { throw StorageError.errno("cannot fsync", path) }
+        unsynced = 0
+    }
+
     private init(path: String, fd: Int32) {
         self.path = path
         self.fd = fd

@@ -22,10 +22,16 @@ public final class ProgressPrinter: @unchecked Sendable {
     }
 
     /// The live status, about once a second (CoordinatorService.onStatus).
-    public func update(_ s: LiveStatus) {
+    public func update(_ status: LiveStatus) {
         guard enabled else { return }
+        var s = status
+        let final = s.phase == "finished" || s.phase == "failed"
+        // The run's average rate once it is over (the 10 s window is empty by then).
+        if final, s.elapsedSeconds > 0 { s.candidatesPerSecond = (Double(s.candidatesScored) / s.elapsedSeconds * 10).rounded() / 10 }
         rate.add(s)
         lastStatus = s
+        // A plain final line is written once, by `finish`.
+        if final && !isTerminal { return }
         if isTerminal {
             let lines = Self.render(s, eta: rate.eta(s), width: Self.terminalWidth())
             var out = linesOnScreen > 1 ? "\u{1B}[\(linesOnScreen - 1)A" : ""
@@ -53,11 +59,18 @@ public final class ProgressPrinter: @unchecked Sendable {
 
     public func finish() {
         if linesOnScreen > 0 { FileHandle.standardError.write(Data("\n".utf8)) }
-        else if enabled, !isTerminal, let s = lastStatus, lastPlain != .distantPast { writePlain(s) }
+        else if enabled, !isTerminal, let s = lastStatus, lastPlain != .distantPast, lastWritten != s.updatedAt {
+            // Once, and with the run's average rate: the last 10 s window is empty once the work is done.
+            writePlain(s)
+        }
         linesOnScreen = 0
     }
 
+    /// The snapshot (by its time) last written as a plain line, so the final one is not written twice.
+    private var lastWritten: Double?
+
     private func writePlain(_ s: LiveStatus) {
+        lastWritten = s.updatedAt
         let stamp = ISO8601DateFormatter().string(from: Date())
         FileHandle.standardError.write(Data("\(stamp) progress: \(Self.plain(s, eta: rate.eta(s)))\n".utf8))
     }

@@ -47,6 +47,13 @@ public enum SummaryTable {
             out += (it.labelAccuracy.map { String(format: "%.3f", $0) } ?? "n/a")
             out += ", \(calls) RM calls, \(String(format: "%.2f", it.wallSeconds)) s\n"
         }
+        // How much the bandit had to learn from: a run whose batches got no reward learned nothing.
+        let batches = s.iterations.reduce(0) { $0 + $1.batches }, rewarded = s.arms.reduce(0) { $0 + $1.rewardedBatches }
+        if s.strategy != "ensemble" && s.strategy != "agreement" {
+            out += "rewarded: \(rewarded) of \(batches) batch decisions got a reward"
+            out += rewarded == 0 && batches > 0 ? ": the bandit learned nothing in this run\n" : "\n"
+        }
+        if batches == 0 { out += "nothing ran: the input has no prompts\n" }
         return out
     }
 

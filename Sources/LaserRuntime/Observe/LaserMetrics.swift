@@ -35,6 +35,22 @@ public final class LaserMetrics: @unchecked Sendable {
             gauge("tasks_queued", "Score tasks waiting for a worker, per RM.", [("rm", rm)]).set(0.0)
             gauge("tasks_in_flight", "Score tasks out with a worker, per RM.", [("rm", rm)]).set(0.0)
         }
+        // Every counter exists at 0 from the start (docs/user-guide.md#metrics): a rate() over a scrape
+        // before the first event works, and an alert on a counter that never moved can fire.
+        _ = counter("batches_emitted", "Mini-batches emitted over the run.")
+        _ = counter("tasks_dispatched", "Score tasks sent to workers (retries included).")
+        _ = counter("tasks_retried", "Score tasks queued again after a failure, a lost worker or an expired lease.")
+        _ = counter("invalid_results", "Score results rejected as invalid (wrong counts, non-finite scores).")
+        _ = counter("duplicate_results", "Late or duplicate score results dropped.")
+        _ = counter("malformed_messages", "Messages that did not decode.")
+        _ = counter("unknown_peer_messages", "Messages from peers that never said Hello.")
+        _ = counter("workers_registered", "Worker registrations.")
+        _ = counter("workers_lost", "Workers removed (dead, silent, gone).")
+        _ = counter("losses_accepted", "Trainer losses accepted.")
+        _ = counter("losses_rejected", "Trainer losses refused.")
+        _ = counter("foreign_results", "Score results for a task the sender does not hold (or another attempt), dropped.")
+        _ = counter("workers_quarantined", "Times a worker was quarantined for failing tasks in a row.")
+        _ = counter("hellos_refused", "Hellos and TrainerHellos refused (bad ids, unknown RMs, a live holder, a key without the role).")
     }
 
     func descriptor(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -103,6 +119,9 @@ public final class LaserMetrics: @unchecked Sendable {
         advance("workers_lost", "Workers removed (dead, silent, gone).", to: c.workersLost)
         advance("losses_accepted", "Trainer losses accepted.", to: c.lossesAccepted)
         advance("losses_rejected", "Trainer losses refused.", to: c.lossesRejected)
+        advance("foreign_results", "Score results for a task the sender does not hold (or another attempt), dropped.", to: c.foreignResults)
+        advance("workers_quarantined", "Times a worker was quarantined for failing tasks in a row.", to: c.workersQuarantined)
+        advance("hellos_refused", "Hellos and TrainerHellos refused (bad ids, unknown RMs, a live holder, a key without the role).", to: c.hellosRefused)
         gauge("feedback_awaiting_batches", "Emitted batches waiting for the trainer's loss (feedback lag).").set(Double(s.batchesAwaitingLoss))
         gauge("trainer_connected", "1 while a trainer is connected.").set(s.trainer == nil ? 0.0 : 1.0)
 

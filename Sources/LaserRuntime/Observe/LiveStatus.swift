@@ -34,6 +34,10 @@ public struct LiveStatus: Codable, Equatable, Sendable {
     public var tasksRetried: Int
     /// Results that were an RM error or invalid.
     public var tasksFailed: Int
+    /// How the run ended when it did not finish (failed, interrupted, a bad input, a full disk), and the
+    /// command that continues it; absent while it runs and after it finished.
+    public var stopReason: String? = nil
+    public var resumeCommand: String? = nil
 
     public struct QueueEntry: Codable, Equatable, Sendable {
         public var rm: String

@@ -26,6 +26,8 @@ public final class RunObserver {
     private var warned: Set<String> = []
     private var finished = false
     public private(set) var last: LiveStatus?
+    /// Why the run stopped and how to continue it (set by `finish` for a run the shell stopped).
+    private var stopInfo: (reason: String, resume: String)?
 
     public var statusPath: String { runDirectory.path + "/status.json" }
     public var timelinePath: String { runDirectory.path + "/timeline.jsonl" }
@@ -108,9 +110,11 @@ public final class RunObserver {
         if let first = samples.first, let lastSample = samples.last, lastSample.0 - first.0 > 0.2 {
             rate = Double(lastSample.1 - first.1) / (lastSample.0 - first.0)
         }
-        let live = LiveStatus(s, updatedAt: Date().timeIntervalSince1970, elapsedSeconds: (t * 10).rounded() / 10,
+        var live = LiveStatus(s, updatedAt: Date().timeIntervalSince1970, elapsedSeconds: (t * 10).rounded() / 10,
                               candidatesPerSecond: (rate * 10).rounded() / 10, endpoint: endpoint,
                               metricsAddress: metricsAddress, tasksFailed: tasksFailed + s.counters.invalidResults)
+        live.stopReason = stopInfo?.reason
+        live.resumeCommand = stopInfo?.resume
         last = live
         // Workers the core dropped without a message to them (silent ones) are forgotten here too.
         let present = Set(s.workers.map(\.workerID))
@@ -136,10 +140,19 @@ public final class RunObserver {
 
     /// The last snapshot (phase finished or failed) and the end of the metrics endpoint; once.
     @discardableResult
-    func finish(_ s: CoordinatorStatus, now: Instant) -> LiveStatus? {
+    func finish(_ s: CoordinatorStatus, now: Instant, stopped: (reason: String, resume: String)? = nil) -> LiveStatus? {
         guard !finished else { return nil }
         finished = true
-        let live = sample(s, now: now)
+        var status = s
+        // A run stopped by the shell (a signal, bad input, a full disk) still has the core's phase
+        // "running": the file says how it ended and how to continue, and lists no workers as live.
+        if let stopped, status.phase != .finished {
+            status.phase = .failed
+            status.workers = []
+            stopInfo = stopped
+        }
+        if status.phase == .finished { status.workers = [] }
+        let live = sample(status, now: now)
         server?.stop()
         try? timeline?.close()
         timeline = nil

@@ -118,19 +118,22 @@ public enum RunReport {
             h += "<p class=\"desc\">From <code>timeline.jsonl</code>, one sample a second: candidates scored per second, and the share of the workers' slots holding a task (with the number of workers).</p>\n"
             let t0 = t[0].time
             var rate: [(x: Double, y: Double)] = []
-            for i in 1..<t.count where t[i].time > t[i - 1].time {
+            // Samples are a second apart while a coordinator runs; a longer gap is an outage (a crash or a
+            // stop before a resume): no rate across it, and no line drawn over it.
+            let gap = 5.0
+            for i in 1..<t.count where t[i].time > t[i - 1].time && t[i].time - t[i - 1].time <= gap {
                 rate.append((t[i].time - t0, max(0, Double(t[i].candidatesScored - t[i - 1].candidatesScored) / (t[i].time - t[i - 1].time))))
             }
             h += SVGChart.lines(id: "chart-throughput", title: "Throughput", xTitle: "seconds since start", yTitle: "candidates / s",
                                 series: [.init(name: "candidates scored per second", color: SVGChart.color(0), points: rate)],
-                                yRange: 0...max(1, (rate.map(\.y).max() ?? 1) * 1.1))
+                                yRange: 0...max(1, (rate.map(\.y).max() ?? 1) * 1.1), gapAfter: gap)
             let util = t.map { (x: $0.time - t0, y: $0.slots > 0 ? 100 * Double($0.busySlots) / Double($0.slots) : 0) }
             let workers = t.map { (x: $0.time - t0, y: Double($0.workers)) }
             h += SVGChart.lines(id: "chart-utilisation", title: "Worker utilisation", xTitle: "seconds since start", yTitle: "% of slots busy",
-                                series: [.init(name: "slots busy (%)", color: SVGChart.color(1), points: util)], yRange: 0...100)
+                                series: [.init(name: "slots busy (%)", color: SVGChart.color(1), points: util)], yRange: 0...100, gapAfter: gap)
             h += SVGChart.lines(id: "chart-workers", title: "Workers connected", xTitle: "seconds since start", yTitle: "workers",
                                 series: [.init(name: "workers connected", color: SVGChart.color(2), points: workers)],
-                                yRange: 0...max(1, (workers.map(\.y).max() ?? 1) + 1), height: 180)
+                                yRange: 0...max(1, (workers.map(\.y).max() ?? 1) + 1), height: 180, gapAfter: gap)
         } else {
             h += note(d.timeline == nil
                 ? "No <code>timeline.jsonl</code> in this run directory: it was made by a laser version that did not record one. Runs of this version record a sample every second."

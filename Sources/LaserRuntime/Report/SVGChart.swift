@@ -43,8 +43,11 @@ enum SVGChart {
     }
 
     /// A line chart with axes, ticks, axis titles and a legend.
+    /// `gapAfter`: consecutive points further apart than this on x are not joined (an outage between a
+    /// crash and a resume shows as a gap, not as a straight line across it).
     static func lines(id: String, title: String, xTitle: String, yTitle: String, series: [Series],
-                      yRange: ClosedRange<Double>? = nil, width: Double = 760, height: Double = 280) -> String {
+                      yRange: ClosedRange<Double>? = nil, width: Double = 760, height: Double = 280,
+                      gapAfter: Double = .infinity) -> String {
         let all = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite }
         guard !all.isEmpty else { return "" }
         var xLo = all.map(\.x).min()!, xHi = all.map(\.x).max()!
@@ -64,7 +67,9 @@ enum SVGChart {
             let pts = s.points.filter { $0.x.isFinite && $0.y.isFinite }
             guard !pts.isEmpty else { continue }
             if !s.dotsOnly && pts.count > 1 {
-                let d = pts.enumerated().map { ($0.offset == 0 ? "M" : "L") + "\(num(px($0.element.x))),\(num(py($0.element.y)))" }.joined(separator: " ")
+                let d = pts.enumerated().map { i, p in
+                    (i == 0 || p.x - pts[i - 1].x > gapAfter ? "M" : "L") + "\(num(px(p.x))),\(num(py(p.y)))"
+                }.joined(separator: " ")
                 svg += "<path class=\"series\" d=\"\(d)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"\(s.faint ? 1 : 2)\"\(s.dashed ? " stroke-dasharray=\"5 4\"" : "")\(s.faint ? " opacity=\"0.5\"" : "")><title>\(escape(s.name))</title></path>\n"
             }
             if s.dotsOnly || pts.count <= 30 {

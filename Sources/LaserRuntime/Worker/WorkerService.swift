@@ -30,7 +30,7 @@ public struct WorkerOptions: Sendable {
     public var curveKeyPair: CurveKeyPair?
 
     public init(endpoint: String, workerID: String, rewardModels: [String] = [], slots: UInt32 = 2,
-                giveUpAfterSeconds: Double = 0, maxMessageBytes: Int64 = 64 << 20) {
+                giveUpAfterSeconds: Double = 0, maxMessageBytes: Int64 = 256 << 20) {
         self.endpoint = endpoint
         self.workerID = workerID
         self.rewardModels = rewardModels
@@ -105,6 +105,7 @@ public final class WorkerService {
         }
         defer { metricsServer?.stop() }
         defer { stopScoring(pool) }
+        logger.info("connecting to the coordinator at \(options.endpoint) as \(options.workerID)\(options.giveUpAfterSeconds > 0 ? " (giving up after \(Int(options.giveUpAfterSeconds)) s without an answer)" : "")")
         try connect()
         while true {
             let ready = try ZMQPoller.poll([(socket!, .readable)], readableFileDescriptors: [pool.wakeFD], timeoutMs: 50)
