@@ -352,7 +352,7 @@ struct CoordinatorCommand: ParsableCommand {
             // The config and every input it names are checked before a run directory is made.
             var c = try RunConfig.load(path: config ?? RunDirectory.existing(path: resume!).configPath)
             if let bind {
-                if let problem = Endpoint.problem(bind, bind: true) { throw ValidationError("--bind \(problem)") }
+                if let problem = Endpoint.problem(bind, bind: true) { throw ConfigError("--bind \(problem)") }
                 c.bind = bind
             }
             c.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
