@@ -52,6 +52,8 @@ import Testing
         #expect(coordinatorCode == 0, "coordinator failed: \(coordinatorErr)")
         #expect(coordinatorErr.contains("CURVE on: 1 worker key(s) allowed"))
         #expect(coordinatorErr.contains("client key is not on the allow-list"), "the stranger's refusal is logged")
+        // Issue 19 item 9: a client without CURVE gets silence, so the coordinator says what happened.
+        #expect(coordinatorErr.contains("CURVE: a client's handshake failed") && coordinatorErr.contains("does not use CURVE"), "\(coordinatorErr)")
         #expect(!coordinatorErr.contains("worker stranger joined") && !coordinatorErr.contains("worker plaintext joined"))
         #expect(try batchFiles(dir + "/run").count == 3)  // 24 prompts / batch size 8
         // The run directory's config keeps the security section, with absolute paths.
