@@ -74,16 +74,16 @@ extension Coordinator {
             if now.milliseconds(since: w.lastHeard) > Double(deadAfter) {
                 forget(peer, reason: "silent for more than \(deadAfter) ms", now: now, &actions)
                 actions.append(.send(to: peer, .disconnect(reason: "no heartbeat for \(deadAfter) ms")))
+                continue
             } else if now.milliseconds(since: w.lastSent) >= Double(interval) {
                 workers[peer]!.lastSent = now
                 actions.append(.send(to: peer, .heartbeat))
             }
-        }
-        for peer in workers.keys.sorted() {
-            guard let until = workers[peer]!.quarantinedUntil, until <= now else { continue }
-            workers[peer]!.quarantinedUntil = nil
-            workers[peer]!.failureStreak = 0
-            actions.append(.log(.info, "worker \(PeerText.printable(workers[peer]!.workerID)) is out of quarantine"))
+            if let until = w.quarantinedUntil, until <= now {
+                workers[peer]!.quarantinedUntil = nil
+                workers[peer]!.failureStreak = 0
+                actions.append(.log(.info, "worker \(PeerText.printable(w.workerID)) is out of quarantine"))
+            }
         }
         for id in tasks.keys.sorted() {
             guard let task = tasks[id], !task.queued, let deadline = task.deadline, deadline < now else { continue }
@@ -92,9 +92,8 @@ extension Coordinator {
             // Its holders keep the credit until they answer or die; a late answer is still accepted if first.
             var t = tasks[id]!
             let holders = t.holders
-            t.avoid.formUnion(holders.keys)
             // A lease that ran out is charged to its holders like a failure (see `retry`).
-            for peer in holders.keys { if let w = workers[peer] { t.failedBy.insert(w.workerID) } }
+            for peer in holders.keys { t.charge(peer, workerID: workers[peer]?.workerID) }
             t.holders = [:]
             tasks[id] = t
             retry(id, error: "no result within the lease", culprits: holders.keys.compactMap { workers[$0]?.workerID }, &actions)

@@ -174,8 +174,7 @@ extension Coordinator {
             guard tasks[id] != nil else { continue }
             tasks[id]!.holders[peer] = nil
             if countsAsAttempt {
-                tasks[id]!.failedBy.insert(worker.workerID)
-                tasks[id]!.avoid.insert(peer)
+                tasks[id]!.charge(peer, workerID: worker.workerID)
             }
             let task = tasks[id]!
             if task.holders.isEmpty && !task.queued {
@@ -253,8 +252,7 @@ extension Coordinator {
     mutating func charge(_ taskID: UInt64, to peer: PeerID, error: String, now: Instant, _ actions: inout [CoordinatorAction]) {
         guard let worker = workers[peer] else { return }
         if tasks[taskID] != nil {
-            tasks[taskID]!.avoid.insert(peer)
-            tasks[taskID]!.failedBy.insert(worker.workerID)
+            tasks[taskID]!.charge(peer, workerID: worker.workerID)
         }
         workers[peer]!.failureStreak += 1
         quarantineIfFailing(peer, now: now, &actions)

@@ -143,6 +143,13 @@ public struct Coordinator: Sendable {
         var lastError: String?
         /// Workers that failed this task or let its lease expire: a retry prefers any other worker.
         var avoid: Set<PeerID> = []
+
+        /// A failure, a lost worker or an expired lease, charged to the worker: the task avoids its
+        /// connection and counts the worker among those that failed it this round (see `retry`).
+        mutating func charge(_ peer: PeerID, workerID: String?) {
+            avoid.insert(peer)
+            if let workerID { failedBy.insert(workerID) }
+        }
     }
     var tasks: [UInt64: ScoreTaskState] = [:]
     var queues: [String: [UInt64]] = [:]

@@ -79,11 +79,10 @@ public final class CoordinatorService {
             case .runStarted, .started, .iterationLoaded, .selected: return false
             }
         }
-        if case .runStarted(let digest, _)? = records.first, !progressed {
+        if case .runStarted? = records.first, !progressed {
             // A run that did no work (a typo in an input, a bad line, a stop before the first batch) never
             // blocks a corrected start, fresh or --resume, with whatever config.
             logger.info("\(runDirectory.path) holds a run that did no work yet; starting it afresh with this config")
-            _ = digest
             try journal.reset()
             newRun = true
             replay = []
@@ -230,14 +229,20 @@ public final class CoordinatorService {
         String("\(error)".split(separator: "\n").first ?? "")
     }
 
-    /// A clean stop: what is queued for disk is written and synced, selections and summary so far are
-    /// written, workers and the trainer are told, and the run ends with `error`.
-    private func stop(because error: Error) {
-        logger.warning("\(error)")
+    /// On a failure or a stop: what is queued for disk is written, the journal synced, and selections and
+    /// the summary so far (with earlier incarnations' totals) written, best effort.
+    private func keepWhatWasDone() {
         _ = output?.flush()
         try? journal.sync()
         try? runDirectory.write(selections: core.batchLog)
         try? runDirectory.write(summary: baseline.adding(to: core.summary(now: Self.now())))
+    }
+
+    /// A clean stop: what is queued for disk is written and synced, selections and summary so far are
+    /// written, workers and the trainer are told, and the run ends with `error`.
+    private func stop(because error: Error) {
+        logger.warning("\(error)")
+        keepWhatWasDone()
         stopInfo = (Self.oneLine(error), "laser run --resume \(runDirectory.path)")
         // No Shutdown to the workers: they keep knocking (Paranoid Pirate) and rejoin a resumed
         // coordinator; local workers of laser run leave with their parent.
@@ -358,10 +363,7 @@ public final class CoordinatorService {
                 outcome = .failure(error)
             }
         case .fail(let message):
-            _ = output?.flush()
-            try? journal.sync()
-            try? runDirectory.write(selections: core.batchLog)
-            try? runDirectory.write(summary: baseline.adding(to: core.summary(now: Self.now())))
+            keepWhatWasDone()
             outcome = .failure(RunFailure(message))
         }
     }
