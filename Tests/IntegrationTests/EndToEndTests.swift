@@ -93,6 +93,65 @@ import ZeroMQ
         #expect(FileManager.default.fileExists(atPath: dir + "/runs/" + runs[0] + "/summary.json"))
     }
 
+    /// TRL's conversational format end to end: the demo's input with each prompt as one user message
+    /// gives the same pairs, scores and bandit decisions as the plain input, written back as messages.
+    /// The copied folder also shows that demo-data's config.yaml names its inputs relative to itself.
+    @Test func conversationalInputGivesThePlainRunsPairsAsMessages() throws {
+        let plain = try demoData(iterations: 1, promptsPerTask: 8)
+        let config = try String(contentsOfFile: plain + "/config.yaml", encoding: .utf8)
+        #expect(config.contains("input/iteration-1.jsonl") && !config.contains(plain), "\(config)")
+        let conversational = Laser.temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: conversational + "/input", withIntermediateDirectories: true)
+        try config.write(toFile: conversational + "/config.yaml", atomically: true, encoding: .utf8)
+        let lines = try String(contentsOfFile: plain + "/input/iteration-1.jsonl", encoding: .utf8).split(separator: "\n").map { line in
+            var o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            o["prompt"] = [["role": "user", "content": o["prompt"] as! String]]
+            return String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: conversational + "/input/iteration-1.jsonl", atomically: true, encoding: .utf8)
+        var batches: [[[String: Any]]] = []
+        for data in [plain, conversational] {
+            let (code, _, stderr) = try Laser.run(["run", data + "/config.yaml", "--out", data + "/run", "--no-progress"], timeout: 180)
+            try #require(code == 0, "\(stderr)")
+            let folder = data + "/run/iterations/0001"
+            let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            batches.append(try files.flatMap { file in
+                try String(contentsOfFile: folder + "/" + file, encoding: .utf8).split(separator: "\n").map {
+                    try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+                }
+            })
+        }
+        try #require(batches[0].count == batches[1].count && !batches[0].isEmpty)
+        func message(_ value: Any?, role: String) -> String? {
+            guard let list = value as? [[String: String]], list.count == 1, list[0]["role"] == role else { return nil }
+            return list[0]["content"]
+        }
+        for (p, c) in zip(batches[0], batches[1]) {
+            #expect(message(c["prompt"], role: "user") == p["prompt"] as? String)
+            #expect(message(c["chosen"], role: "assistant") == p["chosen"] as? String)
+            #expect(message(c["rejected"], role: "assistant") == p["rejected"] as? String)
+            for key in ["chosen_score", "rejected_score", "rm", "prompt_id", "iteration", "batch"] {
+                #expect((p[key] as? NSObject) == (c[key] as? NSObject), "\(key)")
+            }
+        }
+        let selections = try [plain, conversational].map { try String(contentsOfFile: $0 + "/run/selections.jsonl", encoding: .utf8) }
+        #expect(selections[0] == selections[1])
+    }
+
+    /// `--compare` runs each strategy in a folder of its own; the top folder holds only those (no empty
+    /// iterations/ of a run that never happened).
+    @Test func compareWritesOneRunPerStrategyAndNothingElse() throws {
+        let data = try demoData(iterations: 1, promptsPerTask: 4)
+        let out = data + "/compare"
+        let (code, stdout, stderr) = try Laser.run(["run", data + "/config.yaml", "--compare", "--out", out, "--no-progress"], timeout: 300)
+        try #require(code == 0, "\(stderr)")
+        #expect(stdout.contains("fixed:answer-match"))
+        let top = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0 != ".lock" }.sorted()
+        #expect(!top.contains("iterations"), "\(top)")
+        #expect(top.contains("linucb") && top.contains("fixed-length"), "\(top)")
+        #expect(FileManager.default.fileExists(atPath: out + "/linucb/iterations/0001"))
+    }
+
     @Test func badInputFailsWithFileAndLineAndWritesNoBatch() throws {
         let dir = Laser.temporaryDirectory()
         try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{\"prompt\": \"q\", \"candidates\": [\"only one\"]}\n"

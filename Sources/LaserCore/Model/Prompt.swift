@@ -28,7 +28,13 @@ public struct Candidate: Equatable, Sendable {
 /// One input line: a prompt, its sampled candidates and optional reference, task family and context.
 public struct PromptRecord: Equatable, Sendable {
     public var id: String
+    /// The prompt as RMs, the featurizer and the trainer's wire see it: the input's string, or the
+    /// rendering of its messages (see `messagesJSON`).
     public var prompt: String
+    /// TRL's conversational format: the input's `prompt` messages as one JSON array (laser's escaping,
+    /// keys in input order), written back to batch files as the prompt, with chosen and rejected as
+    /// assistant messages. Nil for a plain string prompt.
+    public var messagesJSON: String?
     public var candidates: [Candidate]
     public var reference: String?
     /// Task family, for reporting only ("default" when the input names none). The bandit never sees it.
@@ -37,9 +43,10 @@ public struct PromptRecord: Equatable, Sendable {
     public var context: [Double]
 
     public init(id: String, prompt: String, candidates: [Candidate], reference: String? = nil,
-                task: String = "default", context: [Double]) {
+                task: String = "default", context: [Double], messagesJSON: String? = nil) {
         self.id = id
         self.prompt = prompt
+        self.messagesJSON = messagesJSON
         self.candidates = candidates
         self.reference = reference
         self.task = task
@@ -59,6 +66,9 @@ extension PromptRecord {
 /// One emitted preference pair, in TRL's format plus provenance.
 public struct PreferencePair: Equatable, Sendable {
     public var prompt: String
+    /// The prompt's messages when the input used TRL's conversational format (`PromptRecord.messagesJSON`):
+    /// the batch file then writes prompt, chosen and rejected as message lists.
+    public var messagesJSON: String?
     /// The chosen and rejected texts, kept JSON-escaped as read (see `Candidate.json`).
     public var chosenJSON: JSONText
     public var rejectedJSON: JSONText
@@ -83,16 +93,17 @@ public struct PreferencePair: Equatable, Sendable {
 
     public init(prompt: String, chosen: String, rejected: String, chosenScore: Double, rejectedScore: Double,
                 rm: String, promptID: String, iteration: Int, batch: Int,
-                chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil) {
+                chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil, messagesJSON: String? = nil) {
         self.init(prompt: prompt, chosenJSON: JSONText(chosen), rejectedJSON: JSONText(rejected), chosenScore: chosenScore,
                   rejectedScore: rejectedScore, rm: rm, promptID: promptID, iteration: iteration, batch: batch,
-                  chosenCorrect: chosenCorrect, rejectedCorrect: rejectedCorrect)
+                  chosenCorrect: chosenCorrect, rejectedCorrect: rejectedCorrect, messagesJSON: messagesJSON)
     }
 
     public init(prompt: String, chosenJSON: JSONText, rejectedJSON: JSONText, chosenScore: Double, rejectedScore: Double,
                 rm: String, promptID: String, iteration: Int, batch: Int,
-                chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil) {
+                chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil, messagesJSON: String? = nil) {
         self.prompt = prompt
+        self.messagesJSON = messagesJSON
         self.chosenJSON = chosenJSON
         self.rejectedJSON = rejectedJSON
         self.chosenScore = chosenScore

@@ -501,7 +501,8 @@ public struct Coordinator: Sendable {
                             prompt: prompts[offset].prompt, chosenJSON: candidates[c].json, rejectedJSON: candidates[r].json,
                             chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: prompts[offset].id,
                             iteration: iteration, batch: batch.indexInIteration,
-                            chosenCorrect: candidates[c].correct, rejectedCorrect: candidates[r].correct)
+                            chosenCorrect: candidates[c].correct, rejectedCorrect: candidates[r].correct,
+                            messagesJSON: prompts[offset].messagesJSON)
                         promptAccuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
                         pairs.append(pair)
                         promptOutput += 1
@@ -509,7 +510,7 @@ public struct Coordinator: Sendable {
                 case .bestOfN:
                     // The best candidate; ties go to the earliest.
                     let best = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
-                    choices.append(BestOfNChoice(prompt: prompts[offset].prompt, responseJSON: candidates[best].json, score: scores[best],
+                    choices.append(BestOfNChoice(prompt: prompts[offset].prompt, messagesJSON: prompts[offset].messagesJSON, responseJSON: candidates[best].json, score: scores[best],
                                                  rm: rmName, promptID: prompts[offset].id, iteration: iteration, batch: batch.indexInIteration,
                                                  correct: candidates[best].correct))
                     promptAccuracy.add(choiceCorrect: candidates[best].correct)

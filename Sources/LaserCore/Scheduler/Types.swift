@@ -234,6 +234,8 @@ public enum OutputMode: String, Sendable, Codable, CaseIterable {
 /// Best-of-n output: the response the selected RM ranked first.
 public struct BestOfNChoice: Equatable, Sendable {
     public var prompt: String
+    /// The prompt's messages in TRL's conversational format, as in `PreferencePair.messagesJSON`.
+    public var messagesJSON: String?
     /// The response, kept JSON-escaped as read (see `Candidate.json`).
     public var responseJSON: JSONText
     public var response: String { responseJSON.string }

@@ -183,8 +183,16 @@ public struct PromptReader: Sendable {
         case .number(let literal, let value)?: id = Self.numberText(literal, value)
         default: throw InputError("\(location()): \"id\" must be a string or a number")
         }
-        guard case .string(let prompt)? = o["prompt"] else {
-            throw InputError("\(location()): \"prompt\" is missing or not a string")
+        let prompt: String
+        var messagesJSON: String?
+        switch o["prompt"] {
+        case .string(let s)?: prompt = s
+        case .array(let list)?:
+            let messages = try Conversation.messages(list, what: "\"prompt\"", at: location())
+            prompt = Conversation.render(messages)
+            if !idOnly { messagesJSON = Conversation.json(list) }
+        default:
+            throw InputError("\(location()): \"prompt\" is missing or not a string or a list of {\"role\", \"content\"} messages")
         }
         guard case .array(let rawCandidates)? = o["candidates"] else {
             throw InputError("\(location()): \"candidates\" must be an array of strings or of {\"text\", \"correct\"} objects, got \(o["candidates"].map(Self.typeName) ?? "nothing")")
@@ -192,7 +200,9 @@ public struct PromptReader: Sendable {
         guard rawCandidates.count >= 2 else {
             throw InputError("\(location()): prompt '\(id)' has \(rawCandidates.count) candidate(s); a preference pair needs at least 2")
         }
-        if skim, let r = o["reference"], r != .null {
+        // Texts the skim left out that this record still needs: candidates' (labels are derived from
+        // them against a reference) and a conversational prompt's (the featurizer reads its rendering).
+        if skim, (o["reference"].map { $0 != .null } ?? false) || messagesJSON != nil {
             return try parseLine(bytes: bytes, where: location(), defaultID: defaultID(), idOnly: idOnly)
         }
         var reference: String?
@@ -210,6 +220,13 @@ public struct PromptReader: Sendable {
                 candidates.append(Candidate(text: text))
             case .text(let json):
                 candidates.append(Candidate(json: json))
+            case .array(let list):
+                // TRL's conversational completion: one assistant message.
+                let messages = try Conversation.messages(list, what: "candidate \(i)", at: location())
+                guard messages.count == 1, messages[0].role == "assistant" else {
+                    throw InputError("\(location()): candidate \(i) is a list of \(messages.count) message(s); a conversational candidate must be one {\"role\": \"assistant\", \"content\": ...} message (TRL's format)")
+                }
+                candidates.append(Candidate(text: messages[0].content))
             case .object:
                 let json: JSONText
                 switch c["text"] {
@@ -265,7 +282,8 @@ public struct PromptReader: Sendable {
             }
             if context.isEmpty { context = featurizer.features(prompt) }
         }
-        return (PromptRecord(id: id, prompt: prompt, candidates: candidates, reference: reference, task: task, context: context), canonical)
+        return (PromptRecord(id: id, prompt: prompt, candidates: candidates, reference: reference, task: task, context: context,
+                             messagesJSON: messagesJSON), canonical)
     }
 
     /// A JSON number as an id or reference: integers as written, others in Swift's shortest form.

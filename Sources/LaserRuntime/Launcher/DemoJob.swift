@@ -23,7 +23,7 @@ public enum DemoJob {
     public static func prepare(in directory: String, seed: UInt64, strategy: StrategyKind = .linucb,
                                fixedRM: String? = nil, iterations: Int = iterations,
                                promptsPerTask: Int = promptsPerTask) throws -> RunConfig {
-        // Absolute, so config.yaml's input paths do not depend on where it is read from.
+        // Absolute: the returned config's inputs are used from wherever laser runs.
         let directory = CLIPath.absolute(directory)
         try AtomicFile.makeDirectory(directory + "/input")
         var inputs: [String] = []
@@ -44,7 +44,11 @@ public enum DemoJob {
         // The paper's alpha = 0.1 never leaves arm 0 on this data within a few hundred batches (see
         // docs/architecture.md); 2.0 explores enough to find each family's RM within the demo.
         config.alpha = 2.0
-        try AtomicFile.write(config.yaml(), to: directory + "/config.yaml")
+        // The file names its inputs relative to itself (a config's `input:` entries are read relative to
+        // the config's folder), so the folder can be moved or copied to another machine as a whole.
+        var written = config
+        written.inputs = (1...iterations).map { "input/iteration-\($0).jsonl" }
+        try AtomicFile.write(written.yaml(), to: directory + "/config.yaml")
         return config
     }
 

@@ -16,11 +16,20 @@ public enum JSONLines {
     /// more for every pair of a batch reallocates the whole buffer each time.)
     public static func append(_ p: PreferencePair, to out: inout [UInt8]) {
         appendLiteral(#"{"prompt":"#, to: &out)
-        appendString(p.prompt, to: &out)
-        appendLiteral(#","chosen":"#, to: &out)
-        append(p.chosenJSON, to: &out)
-        appendLiteral(#","rejected":"#, to: &out)
-        append(p.rejectedJSON, to: &out)
+        if let messages = p.messagesJSON {
+            // TRL's conversational format: the prompt's messages, chosen and rejected as assistant turns.
+            out.append(contentsOf: messages.utf8)
+            appendLiteral(#","chosen":"#, to: &out)
+            appendAssistant(p.chosenJSON, to: &out)
+            appendLiteral(#","rejected":"#, to: &out)
+            appendAssistant(p.rejectedJSON, to: &out)
+        } else {
+            appendString(p.prompt, to: &out)
+            appendLiteral(#","chosen":"#, to: &out)
+            append(p.chosenJSON, to: &out)
+            appendLiteral(#","rejected":"#, to: &out)
+            append(p.rejectedJSON, to: &out)
+        }
         // Pieces appended one by one: an interpolated String per line cost more than the line's texts.
         appendLiteral(#","chosen_score":"#, to: &out)
         appendNumber(p.chosenScore, to: &out)
@@ -38,12 +47,25 @@ public enum JSONLines {
 
     public static func append(_ c: BestOfNChoice, to out: inout [UInt8]) {
         appendLiteral(#"{"prompt":"#, to: &out)
-        appendString(c.prompt, to: &out)
-        appendLiteral(#","response":"#, to: &out)
-        append(c.responseJSON, to: &out)
+        if let messages = c.messagesJSON {
+            out.append(contentsOf: messages.utf8)
+            appendLiteral(#","response":"#, to: &out)
+            appendAssistant(c.responseJSON, to: &out)
+        } else {
+            appendString(c.prompt, to: &out)
+            appendLiteral(#","response":"#, to: &out)
+            append(c.responseJSON, to: &out)
+        }
         appendLiteral(#","score":"#, to: &out)
         appendNumber(c.score, to: &out)
         appendProvenance(rm: c.rm, promptID: c.promptID, iteration: c.iteration, batch: c.batch, to: &out)
+    }
+
+    /// A response as TRL's conversational completion: `[{"role":"assistant","content":"..."}]`.
+    private static func appendAssistant(_ text: JSONText, to out: inout [UInt8]) {
+        appendLiteral(#"[{"role":"assistant","content":"#, to: &out)
+        append(text, to: &out)
+        appendLiteral("}]", to: &out)
     }
 
     /// The end both line kinds share: `,"rm":..,"prompt_id":..,"iteration":..,"batch":..}`.

@@ -18,7 +18,8 @@ public struct RunDirectory: Sendable {
     public init(path: String) throws {
         self.path = CLIPath.absolute(path)
         try AtomicFile.makeDirectory(self.path)
-        try AtomicFile.makeDirectory(self.path + "/iterations")
+        // iterations/ comes with the first batch file (`write`): a folder that holds only other runs
+        // (`laser run --compare`) or none yet has no empty one.
     }
 
     /// An existing run directory (for --resume), with a clear error when it is not one.
@@ -74,8 +75,8 @@ public struct RunDirectory: Sendable {
         if mkdir(folder, 0o755) != 0 && errno != EEXIST { try AtomicFile.makeDirectory(folder) }
         var bytes: [UInt8] = []
         // Once, for the whole file (texts plus escapes and the fixed keys, roughly).
-        bytes.reserveCapacity(batch.pairs.reduce(0) { $0 + $1.prompt.utf8.count + $1.chosenJSON.escapedCount + $1.rejectedJSON.escapedCount + 200 }
-            + batch.choices.reduce(0) { $0 + $1.prompt.utf8.count + $1.responseJSON.escapedCount + 200 })
+        bytes.reserveCapacity(batch.pairs.reduce(0) { $0 + $1.prompt.utf8.count + ($1.messagesJSON?.utf8.count ?? 0) + $1.chosenJSON.escapedCount + $1.rejectedJSON.escapedCount + 200 }
+            + batch.choices.reduce(0) { $0 + $1.prompt.utf8.count + ($1.messagesJSON?.utf8.count ?? 0) + $1.responseJSON.escapedCount + 200 })
         for pair in batch.pairs {
             JSONLines.append(pair, to: &bytes)
             bytes.append(0x0A)
