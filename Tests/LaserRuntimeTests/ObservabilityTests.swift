@@ -1,5 +1,6 @@
 import Foundation
 import LaserCore
+import LaserRewardModels
 import Logging
 import Testing
 @testable import LaserRuntime
@@ -286,6 +287,64 @@ final class Captured: @unchecked Sendable {
         #expect(m.value(1, 0) == 0)                         // symmetric
         #expect(m.value(0, 0) == 1)
         #expect(ReportData.agreement([(0, "A", 0, [[0, 1]]), (1, "B", 0, [[1, 0]])], rms: ["A", "B"]) == nil)
+    }
+
+    /// An RM's (and a family's) colour is its own: the same in a report whose arms come in another order
+    /// or with other RMs beside it, and never shared within one report.
+    @Test func colorsAreStablePerNameAndDistinct() {
+        let rms = ["length", "self-consistency", "arithmetic-check", "instruction-following", "answer-match"]
+        let a = SVGChart.stableColors(rms), b = SVGChart.stableColors(rms.reversed())
+        #expect(a == b)
+        #expect(Set(a.values).count == rms.count)
+        let many = (0..<20).map { "rm-\($0)" }
+        #expect(Set(SVGChart.stableColors(many).values).count == 20)
+        // A name keeps its preferred colour when others come and go, unless one of them wanted it first.
+        let alone = SVGChart.stableColors(["length"])["length"]
+        #expect(alone == a["length"] || rms.contains { $0 < "length" })
+    }
+
+    /// Iteration and batch axes are counted: a two-iteration chart has ticks 1 and 2, not 1.5.
+    @Test func countedAxesHaveWholeTicks() {
+        let svg = SVGChart.lines(id: "x", title: "t", xTitle: "iteration", yTitle: "y",
+                                 series: [.init(name: "s", color: "#000", points: [(1, 0.5), (2, 0.7)])], yRange: 0...1, integerX: true)
+        #expect(svg.contains(">1</text>") && svg.contains(">2</text>"))
+        #expect(!svg.contains(">1.5</text>") && !svg.contains(">1.2</text>"))
+        #expect(SVGChart.wholeTicks(0, 12) == [0, 5, 10])
+        #expect(SVGChart.wholeTicks(1, 290) == [100, 200])
+        #expect(SVGChart.wholeTicks(1, 3) == [1, 2, 3])
+    }
+
+    /// Families take turns in the run's batches; each family's bars are binned over its own prompts, so
+    /// no bar of its chart is empty (a white gap) where the run was busy with another family.
+    @Test func familyBarsHaveNoEmptyBins() throws {
+        let dir = temporaryDirectory()
+        // 12 batches of 2 prompts: batches alternate between family a and family b.
+        let lines = (0..<24).map { #"{"task": "\#($0 / 2 % 2 == 0 ? "a" : "b")", "prompt": "p", "candidates": ["x", "y"]}"# }
+        try lines.joined(separator: "\n").write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+        var config = RunConfig(inputs: [dir + "/in.jsonl"], iterations: 1, rewardModels: [RewardModelSpec(name: "length", kind: "length")])
+        config.batchSize = 2
+        let selections = (0..<12).map { ReportData.SelectionLine(iteration: 1, batch: $0 + 1, global: $0, rm: "length", prompts: 2, rawReward: nil, loss: nil) }
+        let selected = Dictionary(uniqueKeysWithValues: (0..<12).map { ($0, [Selection.arm(0)]) })
+        let bins = try #require(try ReportData.familyBins(config: config, selections: selections, selected: selected, rms: ["length"]))
+        #expect(bins.map(\.family) == ["a", "b"])
+        for f in bins {
+            #expect(f.counts.count == 12 && f.counts.allSatisfy { ($0["length"] ?? 0) == 1 }, "\(f)")
+        }
+        #expect(bins[0].bins.first == "1" && bins[1].bins.first == "2")
+    }
+
+    /// The throughput chart covers the scoring, not the wait for workers before it: the wait is named.
+    @Test func throughputLeavesOutTheWaitForWorkers() throws {
+        let dir = try oldRun()
+        let samples = (0..<30).map { i -> String in
+            let scored = i < 20 ? 0 : (i - 19) * 100
+            return #"{"time":\#(1000 + i),"iteration":1,"batches_emitted":0,"prompts_scored_in_iteration":0,"candidates_scored":\#(scored),"candidates_per_second":0,"tasks_queued":0,"tasks_in_flight":0,"workers":\#(i < 20 ? 0 : 2),"slots":4,"busy_slots":2}"#
+        }
+        try samples.joined(separator: "\n").write(toFile: dir + "/timeline.jsonl", atomically: true, encoding: .utf8)
+        let html = try String(contentsOfFile: try RunReport.write(runDirectory: dir), encoding: .utf8)
+        #expect(html.contains("Not shown: 19 s before the first candidate was scored (waiting for workers)"), "\(html)")
+        let throughput = try #require(html.components(separatedBy: "id=\"chart-throughput\"").last?.components(separatedBy: "</svg>").first)
+        #expect(!throughput.contains(">15</text>"))
     }
 
     @Test func ticksAreRound() {

@@ -31,11 +31,16 @@ struct ReportData {
     var agreement: Agreement?
     var agreementNote = ""
 
+    /// Each RM's colour, the same in every report (`SVGChart.stableColors`), in the run's arm order.
     var rmColors: [(name: String, color: String)] {
-        var out = summary.rewardModels.enumerated().map { ($0.element, SVGChart.color($0.offset)) }
+        let colors = SVGChart.stableColors(summary.rewardModels)
+        var out = summary.rewardModels.map { ($0, colors[$0]!) }
         out.append(("ensemble", "#555555"))
         return out
     }
+
+    /// Each task family's colour, the same in every report.
+    var familyColors: [String: String] { SVGChart.stableColors(families) }
 
     /// Families in the order they first appear.
     var families: [String] {
@@ -67,7 +72,7 @@ struct ReportData {
 
     var rewardSeries: [SVGChart.Series] {
         var out: [SVGChart.Series] = []
-        for (i, rm) in summary.rewardModels.enumerated() {
+        for (rm, color) in rmColors {
             let pts = selections.filter { $0.rm == rm }.compactMap { s in s.rawReward.map { (x: Double(s.global + 1), y: $0) } }
             guard !pts.isEmpty else { continue }
             let window = max(3, pts.count / 12)
@@ -76,8 +81,8 @@ struct ReportData {
                 let lo = max(0, k - window + 1)
                 avg.append((pts[k].x, pts[lo...k].reduce(0) { $0 + $1.y } / Double(k - lo + 1)))
             }
-            out.append(.init(name: rm + " (points)", color: SVGChart.color(i), points: pts, dotsOnly: true, faint: true))
-            out.append(.init(name: rm, color: SVGChart.color(i), points: avg))
+            out.append(.init(name: rm + " (points)", color: color, points: pts, dotsOnly: true, faint: true))
+            out.append(.init(name: rm, color: color, points: avg))
         }
         return out
     }
@@ -86,9 +91,10 @@ struct ReportData {
         let overall = summary.iterations.compactMap { it in it.labelAccuracy.map { (x: Double(it.iteration), y: $0) } }
         guard !overall.isEmpty else { return [] }
         var out = [SVGChart.Series(name: "all families", color: "#222222", points: overall)]
-        for (i, f) in families.enumerated() {
+        let colors = familyColors
+        for f in families {
             let pts = summary.iterations.compactMap { it in it.tasks.first { $0.task == f }?.labelAccuracy.map { (x: Double(it.iteration), y: $0) } }
-            if !pts.isEmpty { out.append(.init(name: f, color: SVGChart.color(i + 5), points: pts, dashed: true)) }
+            if !pts.isEmpty { out.append(.init(name: f, color: colors[f]!, points: pts, dashed: true)) }
         }
         return out
     }
@@ -234,11 +240,10 @@ struct ReportData {
         for it in Set(selections.map(\.iteration)) {
             tasksOf[it] = try tasks(ofInput: config.input(forIteration: it))
         }
-        let batches = selections.sorted { $0.global < $1.global }
-        let binSize = max(1, Int((Double(batches.count) / 60).rounded(.up)))
+        // Each family's prompts in run order, with the RM that ranked each and its mini-batch.
         var order: [String] = []
-        var perBin: [[String: [String: Int]]] = Array(repeating: [:], count: (batches.count + binSize - 1) / binSize)
-        for (n, b) in batches.enumerated() {
+        var decisionsOf: [String: [(batch: Int, rm: String)]] = [:]
+        for b in selections.sorted(by: { $0.global < $1.global }) {
             guard let decisions = selected[b.global], let tasks = tasksOf[b.iteration] else { continue }
             let start = (b.batch - 1) * config.batchSize
             for offset in 0..<b.prompts where start + offset < tasks.count {
@@ -249,15 +254,24 @@ struct ReportData {
                 case .ensemble: rm = "ensemble"
                 }
                 let family = tasks[start + offset]
-                if !order.contains(family) { order.append(family) }
-                perBin[n / binSize][family, default: [:]][rm, default: 0] += 1
+                if decisionsOf[family] == nil { order.append(family) }
+                decisionsOf[family, default: []].append((b.global + 1, rm))
             }
         }
-        let labels = perBin.indices.map { i -> String in
-            let lo = i * binSize + 1, hi = min(batches.count, (i + 1) * binSize)
-            return lo == hi ? "\(lo)" : "\(lo)-\(hi)"
+        // Binned per family over its own prompts (at most 60 bins of equal size): every bin holds some
+        // of the family's prompts, so no bar is empty where the run was busy with other families.
+        return order.map { f in
+            let list = decisionsOf[f]!
+            let binSize = max(1, Int((Double(list.count) / 60).rounded(.up)))
+            var bins: [String] = [], counts: [[String: Int]] = []
+            for lo in stride(from: 0, to: list.count, by: binSize) {
+                let slice = list[lo..<min(list.count, lo + binSize)]
+                let (first, last) = (slice.first!.batch, slice.last!.batch)
+                bins.append(first == last ? "\(first)" : "\(first)-\(last)")
+                counts.append(slice.reduce(into: [:]) { $0[$1.rm, default: 0] += 1 })
+            }
+            return FamilyBins(family: f, bins: bins, counts: counts)
         }
-        return order.map { f in FamilyBins(family: f, bins: labels, counts: perBin.map { $0[f] ?? [:] }) }
     }
 
     /// How often two RMs prefer the same candidate of a pair, over pairs both rank strictly.

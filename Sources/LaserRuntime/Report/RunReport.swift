@@ -26,7 +26,7 @@ public enum RunReport {
         <title>laser run report: \(e(d.name))</title>
         <style>
         body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 0; background: #fafafa; }
-        main { max-width: 880px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; }
+        main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; }
         h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 32px 0 6px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
         h3 { font-size: 14px; margin: 16px 0 2px; }
         .sub { color: #666; margin: 0 0 16px; } .note { background: #fff7e0; border-left: 3px solid #e0a800; padding: 8px 12px; color: #444; }
@@ -35,7 +35,7 @@ public enum RunReport {
         .card b { display: block; font-size: 18px; } .card span { color: #666; font-size: 12px; }
         table { border-collapse: collapse; margin: 8px 0; font-size: 13px; } th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
         th:first-child, td:first-child { text-align: left; } th { background: #f4f4f4; }
-        svg.chart { display: block; max-width: 100%; height: auto; margin: 6px 0; }
+        svg.chart { display: block; max-width: 100%; height: auto; margin: 6px 0; } svg.chart.wide { width: 100%; }
         svg .axis { font-size: 11px; fill: #555; } svg .title { font-size: 12px; fill: #333; } svg .legend { font-size: 12px; fill: #333; }
         svg .grid { stroke: #eee; } svg .tick { stroke: #999; } svg .frame { fill: none; stroke: #bbb; }
         svg .cellv { font-size: 14px; font-weight: 600; } svg .celln { font-size: 10px; }
@@ -64,7 +64,7 @@ public enum RunReport {
             h += "<p class=\"desc\">Share of each family's prompts ranked by each RM, over the run's mini-batches (from the journal's decisions and the input's <code>task</code> fields). A bandit that learns moves from mixed colours to one colour per family.</p>\n"
             for (i, f) in byBatch.enumerated() {
                 h += "<h3>\(e(f.family))</h3>\n"
-                h += SVGChart.stackedBars(id: "chart-rm-family-\(i)", title: "RM chosen for \(f.family)", xTitle: "mini-batch (over the run)",
+                h += SVGChart.stackedBars(id: "chart-rm-family-\(i)", title: "RM chosen for \(f.family)", xTitle: "mini-batches (over the run) holding this family's prompts, in bins of equal prompt count",
                                           yTitle: "share of prompts", categories: f.bins,
                                           series: d.rmColors.map { rm in (rm.name, rm.color, f.counts.map { Double($0[rm.name] ?? 0) }) }
                                               .filter { $0.2.contains { $0 > 0 } }, normalise: true, height: 190)
@@ -89,7 +89,8 @@ public enum RunReport {
             h += note(d.rewardNote)
         } else {
             h += "<p class=\"desc\">Raw reward of each batch (dots) for the RM that ranked it, and its moving average (lines). \(e(d.rewardMeaning))</p>\n"
-            h += SVGChart.lines(id: "chart-reward", title: "Reward per arm", xTitle: "mini-batch (over the run)", yTitle: "raw reward", series: rewardSeries)
+            h += SVGChart.lines(id: "chart-reward", title: "Reward per arm", xTitle: "mini-batch (over the run)", yTitle: "raw reward", series: rewardSeries,
+                                integerX: true)
         }
         var armRows = [["RM", "chosen", "rewarded", "mean raw reward"]]
         for a in s.arms { armRows.append([a.name, "\(a.batches)", "\(a.rewarded)", a.meanRawReward.map { String(format: "%.3f", $0) } ?? "-"]) }
@@ -103,7 +104,7 @@ public enum RunReport {
         } else {
             h += "<p class=\"desc\">Share of labelled pairs whose chosen response is correct and rejected one is not (same label: half), overall (thick) and per task family.\(d.bestOfN ? " In best-of-n mode: the share of correct choices." : "")</p>\n"
             h += SVGChart.lines(id: "chart-accuracy", title: "Pair accuracy per iteration", xTitle: "iteration", yTitle: "pair accuracy",
-                                series: accuracy, yRange: 0...1)
+                                series: accuracy, yRange: 0...1, integerX: true)
         }
         var itRows = [["iteration", "prompts", "batches", d.bestOfN ? "choices" : "pairs", "pair accuracy", "RM calls", "wall s"]]
         for it in s.iterations {
@@ -114,8 +115,20 @@ public enum RunReport {
 
         // 4. Throughput and utilisation.
         h += "<h2>Throughput and worker utilisation</h2>\n"
-        if let t = d.timeline, t.count >= 3 {
-            h += "<p class=\"desc\">From <code>timeline.jsonl</code>, one sample a second: candidates scored per second, and the share of the workers' slots holding a task (with the number of workers).</p>\n"
+        if let all = d.timeline, all.count >= 3 {
+            // The scoring window: from the sample before the first candidate was scored to the one after
+            // the last. Time before it (waiting for workers) and after it (waiting for the trainer, writing
+            // the summary) is named, not drawn, so the chart is about scoring.
+            let scored = all.indices.filter { $0 > 0 && all[$0].candidatesScored > all[$0 - 1].candidatesScored }
+            let lo: Int = scored.first.map { max(0, $0 - 1) } ?? 0
+            let hi: Int = scored.last.map { min(all.count - 1, $0 + 1) } ?? all.count - 1
+            let t: [TimelinePoint] = Array(all[lo...hi])
+            let before: Double = t[0].time - all[0].time
+            let after: Double = all[all.count - 1].time - t[t.count - 1].time
+            var left: [String] = []
+            if before >= 2 { left.append(String(format: "%.0f s before the first candidate was scored (waiting for workers)", before)) }
+            if after >= 2 { left.append(String(format: "%.0f s after the last one (waiting for the trainer, finishing)", after)) }
+            h += "<p class=\"desc\">From <code>timeline.jsonl</code>, one sample a second: candidates scored per second, and the share of the workers' slots holding a task (with the number of workers).\(left.isEmpty ? "" : " Not shown: " + left.joined(separator: "; ") + ".")</p>\n"
             let t0 = t[0].time
             var rate: [(x: Double, y: Double)] = []
             // Samples are a second apart while a coordinator runs; a longer gap is an outage (a crash or a

@@ -1,10 +1,29 @@
 import Foundation
+import StableRandom
 
 /// Hand-made inline SVG charts for the run report: no script, no network, readable when printed.
 enum SVGChart {
     static let palette = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+    /// Lighter companions of `palette`, used once its ten colours are taken (Tableau 20).
+    static let lightPalette = ["#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#86bcb6", "#f1ce63", "#d4a6c8", "#fabfd2", "#d7b5a6", "#79706e"]
 
     static func color(_ i: Int) -> String { palette[i % palette.count] }
+
+    /// A colour per name that depends on the name, not on its position: the same RM or family has the
+    /// same colour in every report. Each name prefers the palette slot its stable hash picks; names are
+    /// placed in sorted order, and a taken slot passes to the next free one (so two names never share
+    /// a colour while there are colours left).
+    static func stableColors(_ names: [String]) -> [String: String] {
+        var out: [String: String] = [:]
+        var taken = Set<Int>()
+        let all = palette + lightPalette
+        for (k, name) in Set(names).sorted().enumerated() {
+            let preferred = Int(FNV1a.hash(name.utf8) % UInt64(palette.count))
+            let slot = (0..<all.count).lazy.map { (preferred + $0) % all.count }.first { !taken.contains($0) }
+            if let slot { taken.insert(slot); out[name] = all[slot] } else { out[name] = all[k % all.count] }
+        }
+        return out
+    }
 
     struct Series {
         var name: String
@@ -23,6 +42,10 @@ enum SVGChart {
 
     static func num(_ x: Double) -> String { String(format: "%.1f", x) }
 
+    /// The drawing width of charts that span the page (they scale to the column's width; see the
+    /// report's CSS).
+    static let defaultWidth = 1100.0
+
     /// About `count` round tick values covering lo...hi.
     static func ticks(_ lo: Double, _ hi: Double, count: Int = 5) -> [Double] {
         guard hi > lo, lo.isFinite, hi.isFinite else { return [lo] }
@@ -33,6 +56,16 @@ enum SVGChart {
         var out: [Double] = []
         while t <= hi + step * 1e-9 { out.append(abs(t) < step * 1e-9 ? 0 : t); t += step }
         return out
+    }
+
+    /// About `count` whole-number ticks covering lo...hi, a step of 1, 2 or 5 times a power of ten.
+    static func wholeTicks(_ lo: Double, _ hi: Double, count: Int = 5) -> [Double] {
+        guard hi > lo, lo.isFinite, hi.isFinite else { return [lo.rounded()] }
+        let raw = (hi - lo) / Double(max(1, count))
+        var magnitude = 1.0
+        while [1.0, 2, 5].allSatisfy({ $0 * magnitude < raw }) { magnitude *= 10 }
+        let step = [1.0, 2, 5].map { $0 * magnitude }.first { $0 >= raw }!
+        return Array(stride(from: ceil(lo / step) * step, through: hi, by: step))
     }
 
     static func label(_ x: Double) -> String {
@@ -46,8 +79,8 @@ enum SVGChart {
     /// `gapAfter`: consecutive points further apart than this on x are not joined (an outage between a
     /// crash and a resume shows as a gap, not as a straight line across it).
     static func lines(id: String, title: String, xTitle: String, yTitle: String, series: [Series],
-                      yRange: ClosedRange<Double>? = nil, width: Double = 760, height: Double = 280,
-                      gapAfter: Double = .infinity) -> String {
+                      yRange: ClosedRange<Double>? = nil, width: Double = defaultWidth, height: Double = 280,
+                      gapAfter: Double = .infinity, integerX: Bool = false) -> String {
         let all = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite }
         guard !all.isEmpty else { return "" }
         var xLo = all.map(\.x).min()!, xHi = all.map(\.x).max()!
@@ -61,7 +94,9 @@ enum SVGChart {
         func px(_ x: Double) -> Double { left + (x - xLo) / (xHi - xLo) * plotW }
         func py(_ y: Double) -> Double { top + (1 - (y - yLo) / (yHi - yLo)) * plotH }
         var svg = open(id: id, title: title, width: width, height: height + legendHeight)
-        svg += axes(left: left, top: top, plotW: plotW, plotH: plotH, xTicks: ticks(xLo, xHi).map { (px($0), label($0)) },
+        // Iterations and batches are counted: no tick at 1.5.
+        let xTicks = integerX ? wholeTicks(xLo, xHi) : ticks(xLo, xHi)
+        svg += axes(left: left, top: top, plotW: plotW, plotH: plotH, xTicks: xTicks.map { (px($0), label($0)) },
                     yTicks: ticks(yLo, yHi).map { (py($0), label($0)) }, xTitle: xTitle, yTitle: yTitle, height: height)
         for s in series {
             let pts = s.points.filter { $0.x.isFinite && $0.y.isFinite }
@@ -74,7 +109,8 @@ enum SVGChart {
             }
             if s.dotsOnly || pts.count <= 30 {
                 for p in pts {
-                    svg += "<circle cx=\"\(num(px(p.x)))\" cy=\"\(num(py(p.y)))\" r=\"\(s.dotsOnly ? 2 : 3)\" fill=\"\(s.color)\"\(s.dotsOnly ? " opacity=\"0.35\"" : "")><title>\(escape(s.name)): \(label(p.x)), \(String(format: "%.3f", p.y))</title></circle>\n"
+                    // Marks big enough to read at the page's width; a white rim keeps overlapping ones apart.
+                    svg += "<circle cx=\"\(num(px(p.x)))\" cy=\"\(num(py(p.y)))\" r=\"\(s.dotsOnly ? (pts.count > 300 ? 3 : 4) : 3.5)\" fill=\"\(s.color)\" stroke=\"#fff\" stroke-width=\"0.8\"\(s.dotsOnly ? " opacity=\"0.7\"" : "")><title>\(escape(s.name)): \(label(p.x)), \(String(format: "%.3f", p.y))</title></circle>\n"
                 }
             }
         }
@@ -85,7 +121,7 @@ enum SVGChart {
     /// Stacked bars: one bar per x category, segments per series (values are shares or counts).
     static func stackedBars(id: String, title: String, xTitle: String, yTitle: String, categories: [String],
                             series: [(name: String, color: String, values: [Double])], normalise: Bool,
-                            width: Double = 760, height: Double = 220) -> String {
+                            width: Double = defaultWidth, height: Double = 220) -> String {
         guard !categories.isEmpty else { return "" }
         let left = 60.0, right = 20.0, top = 30.0, bottom = 46.0
         let legendHeight = 18.0 * Double((series.count + 3) / 4)
@@ -93,7 +129,8 @@ enum SVGChart {
         let totals = categories.indices.map { i in series.reduce(0) { $0 + $1.values[i] } }
         let yHi = normalise ? 1 : max(1, totals.max() ?? 1)
         let slot = plotW / Double(categories.count)
-        let barW = max(1, slot * (categories.count > 40 ? 1 : 0.8))
+        // Bars touch: a share over time reads as one band per RM, with no white between bins.
+        let barW = slot
         var svg = open(id: id, title: title, width: width, height: height + legendHeight)
         let stride = max(1, categories.count / 12)
         let xTicks = categories.indices.filter { $0 % stride == 0 }.map { (left + (Double($0) + 0.5) * slot, categories[$0]) }
@@ -120,7 +157,7 @@ enum SVGChart {
     static func heatmap(id: String, title: String, names: [String], value: (Int, Int) -> Double?, count: (Int, Int) -> Int) -> String {
         let cell = 78.0, labelW = 150.0, top = 120.0
         let width = labelW + cell * Double(names.count) + 20, height = top + cell * Double(names.count) + 20
-        var svg = open(id: id, title: title, width: width, height: height)
+        var svg = open(id: id, title: title, width: width, height: height, wide: false)
         for (j, n) in names.enumerated() {
             let x = labelW + (Double(j) + 0.5) * cell
             svg += "<text class=\"axis\" transform=\"translate(\(num(x)),\(num(top - 8))) rotate(-35)\" text-anchor=\"start\">\(escape(n))</text>\n"
@@ -149,8 +186,10 @@ enum SVGChart {
         return String(format: "#%02x%02x%02x", r, g, b)
     }
 
-    private static func open(id: String, title: String, width: Double, height: Double) -> String {
-        "<svg id=\"\(id)\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(num(width)) \(num(height))\" width=\"\(num(width))\" height=\"\(num(height))\" role=\"img\" aria-label=\"\(escape(title))\">\n<title>\(escape(title))</title>\n"
+    /// `wide`: the chart spans the column (`svg.chart.wide` in the report's CSS); otherwise it keeps its
+    /// own size, shrinking only on narrow screens.
+    private static func open(id: String, title: String, width: Double, height: Double, wide: Bool = true) -> String {
+        "<svg id=\"\(id)\" class=\"chart\(wide ? " wide" : "")\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(num(width)) \(num(height))\" width=\"\(num(width))\" height=\"\(num(height))\" role=\"img\" aria-label=\"\(escape(title))\">\n<title>\(escape(title))</title>\n"
     }
 
     private static func axes(left: Double, top: Double, plotW: Double, plotH: Double, xTicks: [(Double, String)], yTicks: [(Double, String)],
