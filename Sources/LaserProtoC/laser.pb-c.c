@@ -2075,7 +2075,7 @@ const ProtobufCMessageDescriptor laser__v1__trainer_hello__descriptor =
   (ProtobufCMessageInit) laser__v1__trainer_hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__trainer_welcome__field_descriptors[4] =
+static const ProtobufCFieldDescriptor laser__v1__trainer_welcome__field_descriptors[5] =
 {
   {
     "coordinator_id",
@@ -2125,17 +2125,30 @@ static const ProtobufCFieldDescriptor laser__v1__trainer_welcome__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "wants_loss_after",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerWelcome, wants_loss_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__trainer_welcome__field_indices_by_name[] = {
   0,   /* field[0] = coordinator_id */
   1,   /* field[1] = heartbeat_interval_ms */
   2,   /* field[2] = liveness */
   3,   /* field[3] = wants_loss */
+  4,   /* field[4] = wants_loss_after */
 };
 static const ProtobufCIntRange laser__v1__trainer_welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor =
 {
@@ -2145,7 +2158,7 @@ const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor =
   "Laser__V1__TrainerWelcome",
   "laser.v1",
   sizeof(Laser__V1__TrainerWelcome),
-  4,
+  5,
   laser__v1__trainer_welcome__field_descriptors,
   laser__v1__trainer_welcome__field_indices_by_name,
   1,  laser__v1__trainer_welcome__number_ranges,
@@ -2358,7 +2371,7 @@ const ProtobufCMessageDescriptor laser__v1__preference_batch__descriptor =
   (ProtobufCMessageInit) laser__v1__preference_batch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__batch_feedback__field_descriptors[4] =
+static const ProtobufCFieldDescriptor laser__v1__batch_feedback__field_descriptors[6] =
 {
   {
     "global_batch",
@@ -2408,17 +2421,43 @@ static const ProtobufCFieldDescriptor laser__v1__batch_feedback__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "loss_after",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, loss_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_loss_after",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, has_loss_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__batch_feedback__field_indices_by_name[] = {
   3,   /* field[3] = batch */
   0,   /* field[0] = global_batch */
+  5,   /* field[5] = has_loss_after */
   2,   /* field[2] = iteration */
   1,   /* field[1] = loss */
+  4,   /* field[4] = loss_after */
 };
 static const ProtobufCIntRange laser__v1__batch_feedback__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor laser__v1__batch_feedback__descriptor =
 {
@@ -2428,7 +2467,7 @@ const ProtobufCMessageDescriptor laser__v1__batch_feedback__descriptor =
   "Laser__V1__BatchFeedback",
   "laser.v1",
   sizeof(Laser__V1__BatchFeedback),
-  4,
+  6,
   laser__v1__batch_feedback__field_descriptors,
   laser__v1__batch_feedback__field_indices_by_name,
   1,  laser__v1__batch_feedback__number_ranges,

@@ -171,6 +171,7 @@ public enum WireCodec {
             m.pointee.heartbeat_interval_ms = w.heartbeatIntervalMs
             m.pointee.liveness = w.liveness
             m.pointee.wants_loss = w.wantsLoss ? 1 : 0
+            m.pointee.wants_loss_after = w.wantsLossAfter ? 1 : 0
             env.body_case = LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME
             env.trainer_welcome = m
         case .preferenceBatch(let b):
@@ -201,6 +202,10 @@ public enum WireCodec {
             m.pointee.loss = f.loss
             m.pointee.iteration = f.iteration
             m.pointee.batch = f.batch
+            if let after = f.lossAfter {
+                m.pointee.loss_after = after
+                m.pointee.has_loss_after = 1
+            }
             env.body_case = LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK
             env.batch_feedback = m
         case .feedbackAck(let a):
@@ -338,7 +343,8 @@ public enum WireCodec {
             let w = e.trainer_welcome!.pointee
             return .trainerWelcome(TrainerWelcome(
                 coordinatorID: try text(w.coordinator_id, "TrainerWelcome.coordinator_id"),
-                heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness, wantsLoss: w.wants_loss != 0))
+                heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness, wantsLoss: w.wants_loss != 0,
+                wantsLossAfter: w.wants_loss_after != 0))
         case LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH:
             let b = e.preference_batch!.pointee
             var pairs: [TrainerPair] = []
@@ -356,7 +362,8 @@ public enum WireCodec {
                 path: try text(b.path, "PreferenceBatch.path")))
         case LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK:
             let f = e.batch_feedback!.pointee
-            return .batchFeedback(BatchFeedback(globalBatch: f.global_batch, loss: f.loss, iteration: f.iteration, batch: f.batch))
+            return .batchFeedback(BatchFeedback(globalBatch: f.global_batch, loss: f.loss, iteration: f.iteration, batch: f.batch,
+                                                lossAfter: f.has_loss_after != 0 ? f.loss_after : nil))
         case LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK:
             let a = e.feedback_ack!.pointee
             return .feedbackAck(FeedbackAck(globalBatch: a.global_batch, accepted: a.accepted != 0,

@@ -195,14 +195,17 @@ public struct TrainerWelcome: Equatable, Sendable {
     public var coordinatorID: String
     public var heartbeatIntervalMs: UInt32
     public var liveness: UInt32
-    /// Whether the coordinator waits for the trainer's losses (reward.source: trainer-loss).
+    /// Whether the coordinator waits for the trainer's losses (reward.source: trainer-loss or prediction-gain).
     public var wantsLoss: Bool
+    /// Whether each loss must come with the loss on the same pairs after the step (prediction-gain).
+    public var wantsLossAfter: Bool
 
-    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32, wantsLoss: Bool) {
+    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32, wantsLoss: Bool, wantsLossAfter: Bool = false) {
         self.coordinatorID = coordinatorID
         self.heartbeatIntervalMs = heartbeatIntervalMs
         self.liveness = liveness
         self.wantsLoss = wantsLoss
+        self.wantsLossAfter = wantsLossAfter
     }
 }
 
@@ -248,15 +251,19 @@ public struct PreferenceBatch: Equatable, Sendable {
 /// (as in its file name) instead of `globalBatch`.
 public struct BatchFeedback: Equatable, Sendable {
     public var globalBatch: UInt64
+    /// The loss on the batch's pairs before (or at) the trainer's step.
     public var loss: Double
     public var iteration: UInt32
     public var batch: UInt32
+    /// The loss on the same pairs after the step (prediction-gain); nil when not reported.
+    public var lossAfter: Double?
 
-    public init(globalBatch: UInt64, loss: Double, iteration: UInt32 = 0, batch: UInt32 = 0) {
+    public init(globalBatch: UInt64, loss: Double, iteration: UInt32 = 0, batch: UInt32 = 0, lossAfter: Double? = nil) {
         self.globalBatch = globalBatch
         self.loss = loss
         self.iteration = iteration
         self.batch = batch
+        self.lossAfter = lossAfter
     }
 }
 

@@ -559,8 +559,11 @@ struct FeedbackCommand: ParsableCommand {
     @Option(help: "ITERATION/BATCH (e.g. 2/7) or the global batch number.")
     var batch: String
 
-    @Option(help: "The trainer's loss on that batch, after its optimiser step.")
+    @Option(help: "The trainer's loss on that batch, at its optimiser step.")
     var loss: Double
+
+    @Option(help: "With reward.source: prediction-gain, the loss on the same pairs after the step.")
+    var lossAfter: Double?
 
     @Option(help: "The coordinator's endpoint (default: from RUN_DIR/endpoint).")
     var connect: String?
@@ -569,7 +572,7 @@ struct FeedbackCommand: ParsableCommand {
     var timeout: Double = 10
 
     mutating func run() throws {
-        var feedback = BatchFeedback(globalBatch: 0, loss: loss)
+        var feedback = BatchFeedback(globalBatch: 0, loss: loss, lossAfter: lossAfter)
         let parts = batch.split(separator: "/")
         if parts.count == 2, let i = UInt32(parts[0]), let b = UInt32(parts[1]), i > 0, b > 0 {
             feedback.iteration = i

@@ -4,7 +4,7 @@ import Testing
 @testable import LaserCore
 
 /// Explicit-inverse Float64 LinUCB, the closed form the Float32 Cholesky version must match.
-private struct ClosedFormLinUCB {
+struct ClosedFormLinUCB {
     var a: [[[Double]]]
     var b: [[Double]]
     let alpha: Double

@@ -197,6 +197,11 @@ struct Simulation {
         b.pairs.reduce(0.0) { $0 + log1p(exp(-($1.chosenScore - $1.rejectedScore))) } / Double(max(1, b.pairs.count))
     }
 
+    /// prediction-gain's loss after the step: a deterministic share of the loss, different per batch.
+    static func lossAfter(_ b: PreferenceBatch, _ loss: Double) -> Double {
+        loss * (0.5 + 0.4 * Double(SplitMix64.mix(0x1055, b.globalBatch) % 1000) / 1000)
+    }
+
     mutating func deliver(_ message: WireMessage, to peer: PeerID) {
         if peer == trainerPeer {
             switch message {
@@ -205,7 +210,9 @@ struct Simulation {
             case .preferenceBatch(let b):
                 if b.pairs.contains(where: { $0.chosen.isEmpty || $0.rejected.isEmpty }) { blankTextsSent += 1 }
                 lossesSent[Int(b.globalBatch), default: 0] += 1
-                feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: Self.standInLoss(b)))))
+                let loss = Self.standInLoss(b)
+                feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: loss,
+                                                                       lossAfter: plan.rewardSource == .predictionGain ? Self.lossAfter(b, loss) : nil))))
             case .feedbackAck(let a):
                 if a.accepted { lossesAccepted += 1 }
             default: break

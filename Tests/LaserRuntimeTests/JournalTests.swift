@@ -15,6 +15,7 @@ import Testing
                 scores: [[1, -2.5, 0.1 + 0.2, 1e-300, -0.0, 123_456_789.125, 5e307], [], [Double.leastNonzeroMagnitude]]),
         .emitted(batch: 7),
         .feedback(batch: 7, loss: 0.693),
+        .feedback(batch: 8, loss: 0.693, lossAfter: 0.0),
     ]
 
     /// The hand-written codec and JSONEncoder/JSONDecoder read each other's records.

@@ -35,6 +35,8 @@ import Testing
         ], path: "/runs/x/iterations/0003/batch-0007.jsonl")),
         .preferenceBatch(PreferenceBatch(globalBatch: 0, iteration: 1, batch: 1, rewardModel: "ensemble", pairs: [], path: "")),
         .batchFeedback(BatchFeedback(globalBatch: 41, loss: 0.6931)),
+        .batchFeedback(BatchFeedback(globalBatch: 42, loss: 0.6931, lossAfter: 0)),
+        .trainerWelcome(TrainerWelcome(coordinatorID: "c", heartbeatIntervalMs: 500, liveness: 5, wantsLoss: true, wantsLossAfter: true)),
         .batchFeedback(BatchFeedback(globalBatch: 0, loss: -2, iteration: 3, batch: 7)),
         .feedbackAck(FeedbackAck(globalBatch: 41, accepted: false, reason: "already rewarded")),
     ]

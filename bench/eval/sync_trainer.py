@@ -25,7 +25,7 @@ def _envelope(**body):
 
 
 def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: True, report=True):
-    """Calls step(batch) -> loss for every PreferenceBatch until the coordinator shuts down; returns
+    """Calls step(batch) -> loss, or (loss, loss_after) for prediction-gain, for every PreferenceBatch until the coordinator shuts down; returns
     the refusals [(global_batch, reason)]. alive() false (the coordinator's process has ended) also ends it.
     report=False: train on the batches but send no losses (a run whose reward is label-based streams
     its batches to the trainer and takes no losses)."""
@@ -48,11 +48,15 @@ def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: T
                 if kind == "trainer_welcome":
                     heartbeat_s = max(0.01, env.trainer_welcome.heartbeat_interval_ms / 1000.0)
                 elif kind == "preference_batch":
-                    loss = step(env.preference_batch)
+                    result = step(env.preference_batch)
                     if not report:
                         continue
-                    sock.send(_envelope(batch_feedback=pb.BatchFeedback(
-                        global_batch=env.preference_batch.global_batch, loss=float(loss))))
+                    loss, after = result if isinstance(result, tuple) else (result, None)
+                    feedback = pb.BatchFeedback(global_batch=env.preference_batch.global_batch, loss=float(loss))
+                    if after is not None:
+                        feedback.loss_after = float(after)
+                        feedback.has_loss_after = True
+                    sock.send(_envelope(batch_feedback=feedback))
                     last_sent = time.monotonic()
                 elif kind == "feedback_ack" and not env.feedback_ack.accepted:
                     refusals.append((env.feedback_ack.global_batch, env.feedback_ack.reason))

@@ -38,6 +38,7 @@ class LaserTrainer:
         self.curve = curve
         self.refusals = []          # (global_batch, reason) the coordinator refused
         self.wants_loss = None      # set on welcome: whether the coordinator waits for losses
+        self.wants_loss_after = None  # set on welcome: whether each loss needs loss_after (prediction-gain)
         self._inbox = queue.Queue()
         self._outbox = queue.Queue()
         self._stop = threading.Event()
@@ -66,10 +67,12 @@ class LaserTrainer:
                 return
             yield item
 
-    def report(self, batch, loss):
-        """Reports the loss on a batch (a PreferenceBatch or its global_batch number)."""
+    def report(self, batch, loss, loss_after=None):
+        """Reports the loss on a batch (a PreferenceBatch or its global_batch number). With
+        reward.source: prediction-gain (`wants_loss_after` true after the welcome), also give
+        loss_after: the loss on the same pairs after the optimiser step; the reward is loss - loss_after."""
         global_batch = batch.global_batch if hasattr(batch, "global_batch") else int(batch)
-        self._outbox.put((global_batch, float(loss)))
+        self._outbox.put((global_batch, float(loss), None if loss_after is None else float(loss_after)))
         with self._wake_lock:
             self._wake_tx.send(b"", zmq.NOBLOCK)
 
@@ -146,6 +149,7 @@ class LaserTrainer:
                             heartbeat_s = max(0.01, env.trainer_welcome.heartbeat_interval_ms / 1000.0)
                             liveness = max(2, env.trainer_welcome.liveness)
                             self.wants_loss = env.trainer_welcome.wants_loss
+                            self.wants_loss_after = env.trainer_welcome.wants_loss_after
                         elif kind == "preference_batch":
                             self._inbox.put(env.preference_batch)
                         elif kind == "feedback_ack" and not env.feedback_ack.accepted:
@@ -168,10 +172,14 @@ class LaserTrainer:
                             return
                 while True:
                     try:
-                        global_batch, loss = self._outbox.get_nowait()
+                        global_batch, loss, loss_after = self._outbox.get_nowait()
                     except queue.Empty:
                         break
-                    sock.send(self._envelope(batch_feedback=pb.BatchFeedback(global_batch=global_batch, loss=loss)))
+                    feedback = pb.BatchFeedback(global_batch=global_batch, loss=loss)
+                    if loss_after is not None:
+                        feedback.loss_after = loss_after
+                        feedback.has_loss_after = True
+                    sock.send(self._envelope(batch_feedback=feedback))
                     last_sent = time.monotonic()
                 now = time.monotonic()
                 if welcomed:

@@ -32,10 +32,20 @@ public struct Selector: Equatable, Sendable {
     public let fixedArm: Int
     public private(set) var linucb: LinUCB?
     public private(set) var exp3: Exp3?
+    /// Warm start and tie-breaking of LinUCB.
+    public let options: BanditOptions
+    /// The order in which a warm start tries the arms (a permutation seeded by the run's seed).
+    public let warmOrder: [Int]
+    /// One decision per prompt (`granularity: instance`): a warm start covers the first batch's prompts.
+    public let perPrompt: Bool
 
     public init(kind: StrategyKind, armCount: Int, dimension: Int, seed: UInt64,
-                alpha: Double = 0.1, lambda: Double = 1.0, fixedArm: Int = 0, gamma: Double = 0.1) {
+                alpha: Double = 0.1, lambda: Double = 1.0, fixedArm: Int = 0, gamma: Double = 0.1,
+                options: BanditOptions = BanditOptions(), perPrompt: Bool = false) {
         precondition(armCount > 0)
+        self.options = options
+        self.perPrompt = perPrompt
+        warmOrder = BanditOptions.permutation(armCount, seed: seed, tag: 0x3A53, 0, 0)
         self.kind = kind
         self.armCount = armCount
         self.seed = seed
@@ -66,7 +76,11 @@ public struct Selector: Equatable, Sendable {
 
     private func selectDeterministic(context x: [Double], batch: Int, unit: Int) -> Selection {
         switch kind {
-        case .linucb: return .arm(linucb!.select(x))
+        case .linucb:
+            if let arm = warmStartArm(batch: batch, unit: unit) { return .arm(arm) }
+            guard options.ties == .seeded else { return .arm(linucb!.select(x)) }
+            return .arm(Self.best(linucb!.upperConfidenceBounds(x),
+                                  order: BanditOptions.permutation(armCount, seed: seed, tag: 0x71E5, UInt64(batch), UInt64(unit))))
         case .random:
             let h = unit == 0 ? SplitMix64.mix(seed, 0xBA7C4, UInt64(batch)) : SplitMix64.mix(seed, 0xBA7C4, UInt64(batch), UInt64(unit))
             return .arm(Int(h % UInt64(armCount)))
@@ -75,6 +89,20 @@ public struct Selector: Equatable, Sendable {
         case .fixed: return .arm(fixedArm)
         case .exp3: preconditionFailure("exp3 draws in selectWithProbability")
         }
+    }
+
+    /// The arm a warm start gives this decision, if it is one of the warm start's.
+    func warmStartArm(batch: Int, unit: Int) -> Int? {
+        guard options.warmStart == .roundRobin else { return nil }
+        if perPrompt { return batch == 0 ? warmOrder[unit % armCount] : nil }
+        return batch < armCount ? warmOrder[batch] : nil
+    }
+
+    /// The arm with the highest bound; among equal ones, the one that comes first in `order`.
+    static func best(_ bounds: [Double], order: [Int]) -> Int {
+        var best = order[0]
+        for k in order.dropFirst() where bounds[k] > bounds[best] { best = k }
+        return best
     }
 
     /// Whether this strategy learns from rewards at all.

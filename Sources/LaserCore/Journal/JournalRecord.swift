@@ -17,8 +17,9 @@ public enum JournalRecord: Equatable, Sendable, Codable {
     case scored(batch: Int, rm: String, firstPrompt: Int, scores: [[Double]])
     /// The batch's file is durable. The shell appends this after the atomic write, then syncs.
     case emitted(batch: Int)
-    /// The trainer's loss on a batch (reward.source: trainer-loss), durable before it is acknowledged.
-    case feedback(batch: Int, loss: Double)
+    /// The trainer's loss on a batch (reward.source: trainer-loss), durable before it is acknowledged;
+    /// with prediction-gain also its loss on the same pairs after the step (absent in older journals).
+    case feedback(batch: Int, loss: Double, lossAfter: Double? = nil)
 }
 
 /// What a journal says about a run so far, in the form the coordinator consults while it replays.
@@ -34,7 +35,7 @@ struct Recovery: Sendable {
     var selections: [Int: [Selection]] = [:]
     var scores: [ShardKey: [[Double]]] = [:]
     var emitted: Set<Int> = []
-    var losses: [Int: Double] = [:]
+    var losses: [Int: (loss: Double, after: Double?)] = [:]
 
     init(_ records: [JournalRecord]) {
         for r in records {
@@ -45,7 +46,7 @@ struct Recovery: Sendable {
             case .selected(let batch, let s): selections[batch] = s
             case .scored(let batch, let rm, let first, let s): scores[ShardKey(batch: batch, rm: rm, firstPrompt: first)] = s
             case .emitted(let batch): emitted.insert(batch)
-            case .feedback(let batch, let loss): losses[batch] = loss
+            case .feedback(let batch, let loss, let after): losses[batch] = (loss, after)
             }
         }
     }

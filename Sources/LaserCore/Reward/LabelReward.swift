@@ -37,4 +37,10 @@ public enum RewardSource: String, Sendable, Codable, CaseIterable {
     case labelPairAccuracy = "label-pair-accuracy"
     /// The paper's reward: -loss of the trainer on the batch's pairs, reported after its step.
     case trainerLoss = "trainer-loss"
+    /// Prediction gain (Graves et al. 2017, "Automated Curriculum Learning for Neural Networks"): the
+    /// decrease of the trainer's loss on the batch's own pairs across its step, `loss - loss_after`.
+    case predictionGain = "prediction-gain"
+
+    /// Whether the reward comes from a trainer: batches wait for its report, which is journaled.
+    public var fromTrainer: Bool { self == .trainerLoss || self == .predictionGain }
 }

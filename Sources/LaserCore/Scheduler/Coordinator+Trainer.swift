@@ -31,13 +31,14 @@ extension Coordinator {
         actions.append(.log(.info, "trainer \(id) connected (window \(hello.window))"))
         actions.append(.send(to: peer, .trainerWelcome(TrainerWelcome(
             coordinatorID: plan.coordinatorID, heartbeatIntervalMs: UInt32(clamping: plan.scheduler.heartbeatIntervalMs),
-            liveness: plan.scheduler.liveness, wantsLoss: plan.rewardSource == .trainerLoss))))
+            liveness: plan.scheduler.liveness, wantsLoss: plan.rewardSource.fromTrainer,
+            wantsLossAfter: plan.rewardSource == .predictionGain))))
         deliverToTrainer(&actions)
     }
 
     /// Sends the batches that wait for a loss, oldest first, up to the trainer's window.
     mutating func deliverToTrainer(_ actions: inout [CoordinatorAction]) {
-        guard var t = trainer, plan.rewardSource == .trainerLoss else { return }
+        guard var t = trainer, plan.rewardSource.fromTrainer else { return }
         for g in awaitingLoss.keys.sorted() where !t.sent.contains(g) && t.sent.count < t.window {
             t.sent.insert(g)
             actions.append(.send(to: t.peer, .preferenceBatch(Self.message(for: awaitingLoss[g]!.batch))))
@@ -47,7 +48,7 @@ extension Coordinator {
 
     /// In label-reward runs a connected trainer gets each batch as it is emitted; nothing waits for it.
     mutating func streamToTrainer(_ batch: EmittedBatch, _ actions: inout [CoordinatorAction]) {
-        guard let t = trainer, plan.rewardSource != .trainerLoss, !batch.pairs.isEmpty else { return }
+        guard let t = trainer, !plan.rewardSource.fromTrainer, !batch.pairs.isEmpty else { return }
         actions.append(.send(to: t.peer, .preferenceBatch(Self.message(for: batch))))
     }
 
@@ -76,16 +77,23 @@ extension Coordinator {
             }
             global = hit.globalIndex
         }
-        guard plan.rewardSource == .trainerLoss else {
-            refuseLoss(f, global: global, "this run's reward is \(plan.rewardSource.rawValue); it takes no losses (set reward.source: trainer-loss)", peer, &actions)
+        guard plan.rewardSource.fromTrainer else {
+            refuseLoss(f, global: global, "this run's reward is \(plan.rewardSource.rawValue); it takes no losses (set reward.source: trainer-loss or prediction-gain)", peer, &actions)
             return
         }
-        guard f.loss.isFinite else {
-            refuseLoss(f, global: global, "loss \(f.loss) is not a finite number; report the batch again with a finite loss", peer, &actions)
-            return
+        for (name, value) in [("loss", f.loss), ("loss_after", f.lossAfter)] {
+            guard let value else { continue }
+            guard value.isFinite else {
+                refuseLoss(f, global: global, "\(name) \(value) is not a finite number; report the batch again with a finite \(name)", peer, &actions)
+                return
+            }
+            guard abs(value) <= plan.maxAbsLoss else {
+                refuseLoss(f, global: global, "\(name) \(value) is outside [-\(plan.maxAbsLoss), \(plan.maxAbsLoss)] (reward.max_abs_loss); report the batch again with the loss of its step", peer, &actions)
+                return
+            }
         }
-        guard abs(f.loss) <= plan.maxAbsLoss else {
-            refuseLoss(f, global: global, "loss \(f.loss) is outside [-\(plan.maxAbsLoss), \(plan.maxAbsLoss)] (reward.max_abs_loss); report the batch again with the loss of its step", peer, &actions)
+        if plan.rewardSource == .predictionGain && f.lossAfter == nil {
+            refuseLoss(f, global: global, "this run's reward is prediction-gain: report the batch's loss before the step (loss) and on the same pairs after it (loss_after, with has_loss_after set)", peer, &actions)
             return
         }
         guard awaitingLoss[global] != nil else {
@@ -100,7 +108,7 @@ extension Coordinator {
             refuseLoss(f, global: global, "batch \(global) was not sent to this trainer; report losses only for the PreferenceBatch messages it received", peer, &actions)
             return
         }
-        acceptLoss(f.loss, batch: global, journaled: false, &actions)
+        acceptLoss(f.loss, after: plan.rewardSource == .predictionGain ? f.lossAfter : nil, batch: global, journaled: false, &actions)
         actions.append(.send(to: peer, .feedbackAck(FeedbackAck(globalBatch: UInt64(global), accepted: true, reason: ""))))
     }
 
@@ -112,17 +120,21 @@ extension Coordinator {
         actions.append(.send(to: peer, .feedbackAck(FeedbackAck(globalBatch: UInt64(max(global, 0)), accepted: false, reason: reason))))
     }
 
-    /// Records the loss as the batch's feedback (applied in batch order by `advance`).
-    mutating func acceptLoss(_ loss: Double, batch g: Int, journaled: Bool, _ actions: inout [CoordinatorAction]) {
+    /// Records the loss as the batch's feedback (applied in batch order by `advance`). The raw reward is
+    /// `-loss` (trainer-loss) or `loss - after` (prediction-gain: how much the step on this batch
+    /// lowered the loss on its own pairs).
+    mutating func acceptLoss(_ loss: Double, after: Double?, batch g: Int, journaled: Bool, _ actions: inout [CoordinatorAction]) {
         guard let pending = awaitingLoss.removeValue(forKey: g) else { return }
         // Every unit that produced pairs shares the batch's loss (the trainer reports one per batch).
         // New losses outside the bound are refused (receiveLoss); one an earlier version journaled is clamped
         // here, so a resume of such a journal finishes with finite statistics.
-        let bounded = min(max(loss, -plan.maxAbsLoss), plan.maxAbsLoss)
-        feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: -bounded, arm: $0.arm, context: $0.context, probability: $0.probability) }
-        if !journaled { actions.append(.journal(.feedback(batch: g, loss: loss), sync: true)) }
+        func bounded(_ x: Double) -> Double { min(max(x, -plan.maxAbsLoss), plan.maxAbsLoss) }
+        // A prediction-gain journal record without loss_after (not written by this version) gains nothing.
+        let raw = plan.rewardSource == .predictionGain ? bounded(loss) - bounded(after ?? loss) : -bounded(loss)
+        feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: raw, arm: $0.arm, context: $0.context, probability: $0.probability) }
+        if !journaled { actions.append(.journal(.feedback(batch: g, loss: loss, lossAfter: after), sync: true)) }
         batchLog[g].loss = loss
-        batchLog[g].rawReward = -bounded
+        batchLog[g].rawReward = raw
         trainer?.sent.remove(g)
         summary.counters.lossesAccepted += 1
         deliverToTrainer(&actions)
@@ -131,7 +143,7 @@ extension Coordinator {
     mutating func trainerTick(now: Instant, _ actions: inout [CoordinatorAction]) {
         guard let t = trainer else {
             // Losses are the reward and nobody reports them: say so now and then, not only in the report.
-            if plan.rewardSource == .trainerLoss, !awaitingLoss.isEmpty,
+            if plan.rewardSource.fromTrainer, !awaitingLoss.isEmpty,
                lastNoTrainerWarning.map({ now.milliseconds(since: $0) > 30_000 }) ?? true {
                 lastNoTrainerWarning = now
                 actions.append(.log(.warning, "\(awaitingLoss.count) batch(es) wait for the trainer's loss (reward.source: trainer-loss) and no trainer is connected; the run cannot finish without one. Connect one (clients/python, laser feedback), or use another reward.source"))

@@ -174,7 +174,8 @@ public struct Coordinator: Sendable {
         precondition(plan.batchSize >= 1 && plan.shardSize >= 1 && plan.pipelineDepth >= 1 && plan.iterations >= 1)
         self.plan = plan
         selector = Selector(kind: plan.strategy, armCount: plan.rewardModels.count, dimension: plan.contextDimension,
-                            seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm, gamma: plan.gamma)
+                            seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm, gamma: plan.gamma,
+                            options: plan.bandit, perPrompt: plan.granularity == .instance)
         summary = SummaryBuilder(strategy: plan.strategy.rawValue, armNames: plan.armNames)
         for name in plan.armNames { queues[name] = [] }
         recovery = Recovery(journal)
@@ -444,7 +445,9 @@ public struct Coordinator: Sendable {
         case .reward(let raw, let arm, let context, let probability):
             summary.recordReward(arm: arm, raw: raw)
             guard selector.learns else { return }
-            let reward = plan.normalizeRewards ? normalizer.normalize(raw) : raw
+            var reward = plan.normalizeRewards ? normalizer.normalize(raw) : raw
+            // The normaliser passes the first reward through raw (the paper's code); `neutral` makes it 0.5.
+            if plan.normalizeRewards && plan.bandit.firstReward == .neutral && normalizer.sortedHistory.count == 1 { reward = 0.5 }
             selector.update(arm: arm, context: context, reward: reward, probability: probability)
             actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) raw \(format4(raw)) reward \(format4(reward))"))
         }
@@ -526,7 +529,7 @@ public struct Coordinator: Sendable {
             case .labelPairAccuracy:
                 // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
                 if labelled { updates.append(.reward(raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context, probability: unit.probability)) }
-            case .trainerLoss:
+            case .trainerLoss, .predictionGain:
                 if unitOutput == 0 { updates.append(.penalty(arm: arm, context: unit.context, probability: unit.probability)) }
                 else { lossUnits.append((arm, unit.context, unit.probability)) }
             }
@@ -554,12 +557,12 @@ public struct Coordinator: Sendable {
             actions.append(.emitBatch(emitted))
             actions.append(.journal(.emitted(batch: global), sync: true))
         }
-        if plan.rewardSource == .trainerLoss && !pairs.isEmpty {
+        if plan.rewardSource.fromTrainer && !pairs.isEmpty {
             awaitingLoss[global] = AwaitingLoss(batch: emitted, updates: lossUnits)
             feedback[global] = nil
             pendingUpdates[global] = updates
             if let loss = recovery.losses.removeValue(forKey: global) {
-                acceptLoss(loss, batch: global, journaled: true, &actions)
+                acceptLoss(loss.loss, after: loss.after, batch: global, journaled: true, &actions)
             }
         } else {
             feedback[global] = updates
@@ -576,7 +579,7 @@ public struct Coordinator: Sendable {
     /// emitted and that will not go to a trainer again (label reward, or its loss is recorded). A
     /// resume replays such batches without emitting them, so the shell may leave their texts empty.
     public func textsNeeded(forBatch global: Int) -> Bool {
-        !(recovery.emitted.contains(global) && (plan.rewardSource != .trainerLoss || recovery.losses[global] != nil))
+        !(recovery.emitted.contains(global) && (!plan.rewardSource.fromTrainer || recovery.losses[global] != nil))
     }
 
     // MARK: observation

@@ -121,6 +121,8 @@ public struct RunPlan: Equatable, Sendable {
     public var placement = Placement()
     /// Exp3's exploration rate.
     public var gamma: Double = 0.1
+    /// LinUCB's warm start, tie-breaking and first-reward rule (config section `bandit`).
+    public var bandit = BanditOptions()
     /// The agreement ensemble keeps a pair when at least this share of the opinionated RMs agree.
     public var agreementThreshold: Double = 0.75
     /// One decision per mini-batch (the paper's default) or one per prompt.
@@ -143,7 +145,8 @@ public struct RunPlan: Equatable, Sendable {
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
                 scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
                 gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement(),
-                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, workerDefinedRMs: Set<String> = []) {
+                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, bandit: BanditOptions = BanditOptions(), workerDefinedRMs: Set<String> = []) {
+        self.bandit = bandit
         self.coordinatorID = coordinatorID
         self.seed = seed
         self.iterations = iterations

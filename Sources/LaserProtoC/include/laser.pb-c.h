@@ -395,13 +395,18 @@ struct  Laser__V1__TrainerWelcome
   uint32_t heartbeat_interval_ms;
   uint32_t liveness;
   /*
-   * Whether the coordinator waits for losses (reward.source = trainer-loss).
+   * Whether the coordinator waits for losses (reward.source = trainer-loss or prediction-gain).
    */
   protobuf_c_boolean wants_loss;
+  /*
+   * Whether each BatchFeedback must also carry loss_after (reward.source = prediction-gain): the
+   * trainer's loss on the same pairs after its step on them.
+   */
+  protobuf_c_boolean wants_loss_after;
 };
 #define LASER__V1__TRAINER_WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__trainer_welcome__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 struct  Laser__V1__PreferencePair
@@ -449,7 +454,7 @@ struct  Laser__V1__PreferenceBatch
 
 /*
  * trainer -> coordinator: the trainer's loss on a batch, after its optimiser step. The bandit's reward
- * is -loss, normalised. Accepted only from the registered trainer, for a batch it was sent, and within
+ * is -loss (trainer-loss) or loss - loss_after (prediction-gain), normalised. Accepted only from the registered trainer, for a batch it was sent, and within
  * reward.max_abs_loss (laser feedback says TrainerHello first).
  */
 struct  Laser__V1__BatchFeedback
@@ -462,10 +467,16 @@ struct  Laser__V1__BatchFeedback
    */
   uint32_t iteration;
   uint32_t batch;
+  /*
+   * prediction-gain: the loss on the same pairs after the trainer's step on them; the reward is
+   * loss - loss_after. Read only when has_loss_after is true (a loss_after of 0 is a real value).
+   */
+  double loss_after;
+  protobuf_c_boolean has_loss_after;
 };
 #define LASER__V1__BATCH_FEEDBACK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__batch_feedback__descriptor) \
-    , 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0 }
 
 
 /*

@@ -50,7 +50,12 @@ extension RunConfig {
         y += "seed: \(seed)\n"
         y += "strategy: \(strategy.rawValue)\n"
         if let f = fixedRM { y += "fixed_rm: \(q(f))\n" }
+        if let preset { y += "preset: \(preset)\n" }
         y += "linucb:\n  alpha: \(alpha)\n  lambda: \(lambda)\n"
+        // Only when changed, so the digest of a config from before the section existed stays the same.
+        if bandit != BanditOptions() {
+            y += "bandit:\n  warm_start: \(bandit.warmStart.rawValue)\n  ties: \(bandit.ties.rawValue)\n  first_reward: \(bandit.firstReward.rawValue)\n"
+        }
         y += "exp3:\n  gamma: \(gamma)\n"
         y += "agreement:\n  threshold: \(agreementThreshold)\n"
         y += "batch_size: \(batchSize)\nshard_size: \(shardSize)\npipeline_depth: \(pipelineDepth)\n"

@@ -27,6 +27,10 @@ public struct RunConfig: Equatable, Sendable {
     public var pairs = PairPolicy()
     public var rewardSource = RewardSource.labelPairAccuracy
     public var normalizeRewards = true
+    /// LinUCB's warm start, tie-breaking and first-reward rule (section `bandit`).
+    public var bandit = BanditOptions()
+    /// `preset: paper`, when the config asked for it (written back so the run's config.yaml says so).
+    public var preset: String?
     public var rewardModels: [RewardModelSpec]
     /// Any free loopback port by default; a cluster sets tcp://0.0.0.0:PORT.
     public var bind = "tcp://127.0.0.1:*"
@@ -69,12 +73,25 @@ public struct RunConfig: Equatable, Sendable {
             },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
             contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
-            maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
+            maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, bandit: bandit, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
     /// iterations are listed (the same candidates re-ranked each iteration).
     public func input(forIteration n: Int) -> String { inputs[min(n, inputs.count) - 1] }
+
+    /// `preset: NAME`: defaults a config starts from before its own keys apply.
+    /// `paper`: the LASeR paper's code (arXiv 2410.01735): LinUCB with alpha 0.1, ties to arm 0, the
+    /// first raw reward kept, no warm start, the trainer's loss as the reward.
+    public static let presets: [String: @Sendable (inout RunConfig) -> Void] = [
+        "paper": { c in
+            c.strategy = .linucb
+            c.alpha = 0.1
+            c.bandit = BanditOptions(warmStart: .none, ties: .first, firstReward: .paper)
+            c.rewardSource = .trainerLoss
+            c.normalizeRewards = true
+        },
+    ]
 }
 
 /// A problem with a config file: where, what, and what to do.
@@ -153,7 +170,7 @@ extension RunConfig {
     public static func parse(yaml: String, source: String, baseDirectory: String) throws -> RunConfig {
         let map = try yamlMapping(yaml, source: source, expected: "a mapping of keys (iterations, input, reward_models, ...)")
         let r = Section(map, path: "", source: source)
-        try r.allow(["input", "iterations", "seed", "strategy", "fixed_rm", "linucb", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
+        try r.allow(["input", "iterations", "seed", "preset", "strategy", "fixed_rm", "linucb", "bandit", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
                      "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security", "metrics"])
 
         let inputs: [String]
@@ -165,6 +182,14 @@ extension RunConfig {
 
         var c = RunConfig(inputs: resolved, iterations: try r.int("iterations", min: 1) ?? resolved.count, rewardModels: specs)
         c.seed = UInt64(try r.int("seed", min: 0) ?? 0)
+        // A preset sets defaults; keys given beside it override them.
+        if let p = try r.string("preset") {
+            guard let preset = RunConfig.presets[p] else {
+                throw r.error("preset", "'\(p)' is not a preset; choose one of \(RunConfig.presets.keys.sorted().joined(separator: ", "))")
+            }
+            preset(&c)
+            c.preset = p
+        }
         if let s = try r.string("strategy") {
             guard let k = StrategyKind(rawValue: s) else {
                 throw r.error("strategy", "'\(s)' is not a strategy; choose one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -180,6 +205,19 @@ extension RunConfig {
             try l.allow(["alpha", "lambda"])
             c.alpha = try l.double("alpha", min: 0) ?? c.alpha
             c.lambda = try l.double("lambda", min: 1e-12) ?? c.lambda
+        }
+        if let b = try r.section("bandit") {
+            try b.allow(["warm_start", "ties", "first_reward"])
+            func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ type: T.Type) throws -> T? where T.RawValue == String {
+                guard let s = try b.string(key) else { return nil }
+                guard let v = T(rawValue: s) else {
+                    throw b.error(key, "'\(s)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return v
+            }
+            c.bandit.warmStart = try choice("warm_start", BanditOptions.WarmStart.self) ?? c.bandit.warmStart
+            c.bandit.ties = try choice("ties", BanditOptions.Ties.self) ?? c.bandit.ties
+            c.bandit.firstReward = try choice("first_reward", BanditOptions.FirstReward.self) ?? c.bandit.firstReward
         }
         if let e = try r.section("exp3") {
             try e.allow(["gamma"])
@@ -302,8 +340,8 @@ extension RunConfig {
             if let p = c.metrics.port, p > 65535 { throw m.error("port", "must be a TCP port (0-65535; 0 picks a free one), got \(p)") }
             c.metrics.bind = try m.string("bind") ?? c.metrics.bind
         }
-        if c.mode == .bestOfN && c.rewardSource == .trainerLoss {
-            throw r.error("reward.source", "trainer-loss does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy")
+        if c.mode == .bestOfN && c.rewardSource.fromTrainer {
+            throw r.error("reward.source", "\(c.rewardSource.rawValue) does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy")
         }
         return c
     }

@@ -74,8 +74,8 @@ public struct LocalRun {
             p.standardError = FileHandle(forWritingAtPath: log)
             do { try p.run() } catch { throw RunFailure("cannot start the simulated trainer from \(executable): \(error). Is that laser binary still there and executable?") }
             others.append(p)
-        } else if config.rewardSource == .trainerLoss {
-            FileHandle.standardError.write(Data("reward.source is trainer-loss: waiting for a trainer at \(service.endpoint) (clients/python/laser_trainer.py, or laser run --simulate-trainer MS)\n".utf8))
+        } else if config.rewardSource.fromTrainer {
+            FileHandle.standardError.write(Data("reward.source is \(config.rewardSource.rawValue): waiting for a trainer at \(service.endpoint) (clients/python/laser_trainer.py, or laser run --simulate-trainer MS)\n".utf8))
         }
         let printer = ProgressPrinter(enabled: showProgress)
         service.onStatus = { live in

@@ -30,6 +30,8 @@ public final class SimulatedTrainer {
     private var lastSent = Date()
     private var helloSent = Date.distantPast
     private var welcomed = false
+    /// prediction-gain: the coordinator wants each batch's loss after the step too.
+    private var wantsLossAfter = false
     private var heartbeatMs = 1000.0
     private var liveness = 5.0
     /// Batches trained (a batch sent again after a restart is trained again: delivery is at least once).
@@ -62,6 +64,7 @@ public final class SimulatedTrainer {
                     switch message {
                     case .trainerWelcome(let w):
                         welcomed = true
+                        wantsLossAfter = w.wantsLossAfter
                         heartbeatMs = Double(max(10, w.heartbeatIntervalMs))
                         liveness = Double(max(2, w.liveness))
                     case .preferenceBatch(let b):
@@ -85,7 +88,10 @@ public final class SimulatedTrainer {
                 let b = queue.removeFirst()
                 if options.stepMs > 0 { usleep(useconds_t(options.stepMs * 1000)) }
                 stepsTaken += 1
-                try send(.batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: Self.standInLoss(b))))
+                let loss = Self.standInLoss(b)
+                // No model, so no loss after a step to measure: a SIMULATED step that lowers the stand-in
+                // loss by a tenth, so prediction-gain runs end to end (the gain is loss / 10).
+                try send(.batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: loss, lossAfter: wantsLossAfter ? loss * 0.9 : nil)))
             }
             let now = Date()
             if welcomed {

@@ -1,0 +1,177 @@
+import LaserWire
+import StableRandom
+import Testing
+@testable import LaserCore
+
+/// Warm start, seeded ties and the first-reward rule (issue 16), each against a reference written
+/// here from its definition; prediction gain as a reward, through the core and across crashes.
+@Suite struct BanditOptionsTests {
+    /// The reference rule for a decision: warm start first, then LinUCB's bound from the closed form,
+    /// ties to whichever comes first in the given order.
+    func reference(_ bandit: ClosedFormLinUCB, x: [Double], batch: Int, warm: [Int]?, order: [Int]) -> Int {
+        if let warm, batch < warm.count { return warm[batch] }
+        let p = bandit.ucb(x)
+        let top = p.max()!
+        // Equal within the Float32 factor's rounding counts as a tie, as the closed form is exact.
+        return order.first { abs(p[$0] - top) <= 1e-5 * max(1, abs(top)) }!
+    }
+
+    @Test func warmStartTriesEveryArmOnceInASeededOrderThenLinUCB() {
+        var orders = Set<[Int]>()
+        for seed in 0..<20 as Range<UInt64> {
+            let s = Selector(kind: .linucb, armCount: 4, dimension: 3, seed: seed, options: BanditOptions(warmStart: .roundRobin))
+            let first = (0..<4).map { s.select(context: [1, 0, 0], batch: $0) }
+            #expect(first.compactMap { if case .arm(let k) = $0 { return k } else { return nil } }.sorted() == [0, 1, 2, 3], "seed \(seed)")
+            #expect(first == s.warmOrder.map { .arm($0) })
+            orders.insert(s.warmOrder)
+            // Batch 4 is LinUCB's own decision (a fresh bandit: every bound equal, arm 0 under `first` ties).
+            #expect(s.select(context: [1, 0, 0], batch: 4) == .arm(0))
+        }
+        // The order is the seed's, not the config's: arm 0 does not always go first.
+        #expect(orders.count > 5 && orders.contains { $0[0] != 0 })
+        // Instance level: the first batch's prompts cycle through the same order.
+        let p = Selector(kind: .linucb, armCount: 3, dimension: 2, seed: 9, options: BanditOptions(warmStart: .roundRobin), perPrompt: true)
+        #expect((0..<6).map { p.select(context: [1, 0], batch: 0, unit: $0) } == (0..<6).map { .arm(p.warmOrder[$0 % 3]) })
+        #expect(p.select(context: [1, 0], batch: 1, unit: 0) == .arm(0))
+    }
+
+    @Test func seededTiesFollowAPermutationAndMatchTheReference() {
+        let arms = 4, d = 5
+        var rng = SplitMix64(seed: 5)
+        func uniform() -> Double { Double(rng.next() >> 11) * 0x1.0p-53 }
+        for warm in [false, true] {
+            var s = Selector(kind: .linucb, armCount: arms, dimension: d, seed: 77, alpha: 0.5,
+                             options: BanditOptions(warmStart: warm ? .roundRobin : .none, ties: .seeded))
+            var closed = ClosedFormLinUCB(arms: arms, d: d, alpha: 0.5, lambda: 1)
+            var wins = Array(repeating: 0, count: arms)
+            for t in 0..<60 {
+                // Every other context is the same one-hot vector: before an arm is updated along it, the
+                // untouched arms tie exactly.
+                let x = t % 2 == 0 ? [1.0, 0, 0, 0, 0] : (0..<d).map { _ in uniform() - 0.5 }
+                let order = BanditOptions.permutation(arms, seed: 77, tag: 0x71E5, UInt64(t), 0)
+                let expected = reference(closed, x: x, batch: t, warm: warm ? s.warmOrder : nil, order: order)
+                guard case .arm(let k) = s.select(context: x, batch: t) else { Issue.record("no arm"); return }
+                #expect(k == expected, "t \(t) warm \(warm)")
+                wins[k] += 1
+                let r = uniform() < 0.3 + 0.1 * Double(k) ? 1.0 : 0.0
+                s.update(arm: k, context: x, reward: r)
+                closed.update(k, x, r)
+            }
+            #expect(wins.allSatisfy { $0 > 0 }, "\(wins)")
+        }
+        // A fresh bandit: every bound is equal. `first` always says arm 0; `seeded` spreads the ties.
+        let fresh = Selector(kind: .linucb, armCount: arms, dimension: d, seed: 1, options: BanditOptions(ties: .seeded))
+        let picks = (0..<400).map { fresh.select(context: [1, 0, 0, 0, 0], batch: $0) }
+        for k in 0..<arms { #expect(picks.filter { $0 == .arm(k) }.count > 60, "arm \(k)") }
+        let paper = Selector(kind: .linucb, armCount: arms, dimension: d, seed: 1)
+        #expect((0..<50).allSatisfy { paper.select(context: [1, 0, 0, 0, 0], batch: $0) == .arm(0) })
+    }
+
+    @Test func permutationsArePermutationsAndSeeded() {
+        for n in 1...7 {
+            let p = BanditOptions.permutation(n, seed: 3, tag: 1, 2, 3)
+            #expect(p.sorted() == Array(0..<n))
+            #expect(p == BanditOptions.permutation(n, seed: 3, tag: 1, 2, 3))
+        }
+        #expect(Set((0..<50).map { BanditOptions.permutation(5, seed: $0, tag: 1, 0, 0) }).count > 20)
+    }
+
+    /// The first reward is passed raw by the normaliser (the paper's code) or counts as 0.5 (`neutral`):
+    /// after one update, arm 0's estimate is r x / (1 + |x|^2) with that r.
+    @Test(arguments: [(BanditOptions.FirstReward.paper, 0.9), (.neutral, 0.5)])
+    func theFirstRewardRule(rule: BanditOptions.FirstReward, expected: Double) {
+        var plan = Fixtures.plan()
+        plan.bandit.firstReward = rule
+        var core = Coordinator(plan: plan)
+        var actions: [CoordinatorAction] = []
+        var x = Array(repeating: 0.0, count: plan.contextDimension)
+        x[0] = 0.6
+        x[1] = 0.8
+        core.apply(.reward(raw: 0.9, arm: 0, context: x, probability: 1), batch: 0, &actions)
+        let theta = core.selector.linucb!.theta(arm: 0)
+        #expect(abs(theta[0] - expected * 0.6 / 2) < 1e-6 && abs(theta[1] - expected * 0.8 / 2) < 1e-6, "\(theta[0...1])")
+        // The second reward is normalised against both, as before: the lower one maps to 0.
+        core.apply(.reward(raw: 0.1, arm: 1, context: x, probability: 1), batch: 1, &actions)
+        #expect(abs(core.selector.linucb!.theta(arm: 1)[0]) < 1e-9)
+    }
+
+    // MARK: prediction gain
+
+    func predictionGainPlan(depth: Int = 1) -> RunPlan {
+        var p = Fixtures.plan(depth: depth)
+        p.rewardSource = .predictionGain
+        p.bandit = BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral)
+        return p
+    }
+
+    func run(_ plan: RunPlan, workers: [(String, UInt32, SimBehaviour)] = [("solo", 1, .good)], seed: UInt64 = 0,
+             crashRate: UInt64 = 0, maxCrashes: Int = 0) -> Simulation {
+        var sim = Simulation(plan: plan, iterations: Fixtures.iterations(2, prompts: 40, seed: 11), workers: workers, seed: seed)
+        sim.trainerPeer = PeerID([0xEE])
+        sim.trainerWindow = 2
+        sim.crashRate = crashRate
+        sim.maxCrashes = maxCrashes
+        sim.run()
+        return sim
+    }
+
+    @Test func theRewardIsTheLossDecreaseOnTheBatch() throws {
+        let sim = run(predictionGainPlan())
+        let summary = try sim.requireSummary()
+        let withPairs = sim.emitted.filter { !$0.pairs.isEmpty }
+        #expect(summary.counters.lossesAccepted == withPairs.count && !withPairs.isEmpty)
+        for b in withPairs {
+            let entry = sim.core.batchLog[b.globalIndex]
+            let loss = Simulation.standInLoss(Coordinator.message(for: b))
+            let after = Simulation.lossAfter(Coordinator.message(for: b), loss)
+            #expect(entry.loss == loss)
+            #expect(abs(entry.rawReward! - (loss - after)) < 1e-12)
+            #expect(sim.journal.contains(.feedback(batch: b.globalIndex, loss: loss, lossAfter: after)))
+        }
+    }
+
+    @Test func aLossWithoutTheLossAfterIsRefusedWithWhatToSend() {
+        var sim = Simulation(plan: predictionGainPlan(), iterations: Fixtures.iterations(1, prompts: 16, seed: 2), workers: [("w", 1, .good)], seed: 0)
+        sim.feed(.start)
+        sim.feed(.message(from: PeerID([0xCC]), .trainerHello(TrainerHello(trainerID: "t", window: 4, softwareVersion: ""))))
+        let welcome = sim.sentToPeers.compactMap { if case .trainerWelcome(let w) = $0.1 { return w } else { return nil } }.first
+        #expect(welcome?.wantsLoss == true && welcome?.wantsLossAfter == true)
+        sim.feed(.message(from: sim.workers[0].peer, .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: ""))))
+        var steps = 0
+        while !sim.emitted.contains(where: { !$0.pairs.isEmpty }) && steps < 10_000 {
+            steps += 1
+            if let (peer, m) = sim.toWorkers.first { sim.toWorkers.removeFirst(); sim.deliver(m, to: peer) }
+        }
+        guard let first = sim.emitted.first(where: { !$0.pairs.isEmpty }) else { Issue.record("no batch with pairs"); return }
+        func ack(_ f: BatchFeedback) -> FeedbackAck? {
+            let before = sim.sentToPeers.count
+            sim.feed(.message(from: PeerID([0xCC]), .batchFeedback(f)))
+            return sim.sentToPeers[before...].compactMap { if case .feedbackAck(let a) = $0.1 { return a } else { return nil } }.first
+        }
+        let g = UInt64(first.globalIndex)
+        #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7))?.reason.contains("report the batch's loss before the step (loss) and on the same pairs after it (loss_after") == true)
+        #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7, lossAfter: .infinity))?.reason.contains("loss_after inf is not a finite number") == true)
+        #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7, lossAfter: 0.4))?.accepted == true)
+        #expect(abs(sim.core.batchLog[first.globalIndex].rawReward! - 0.3) < 1e-12)
+    }
+
+    /// The determinism rule and the fault campaign for the new options and the new feedback field:
+    /// any worker count, message order, pipeline depth or coordinator crash gives the same bytes and
+    /// the same bandit state, and every loss pair is applied exactly once.
+    @Test(arguments: [1, 2])
+    func newOptionsAreDeterministicAndSurviveCrashes(depth: Int) throws {
+        let plan = predictionGainPlan(depth: depth)
+        let expected = run(plan)
+        _ = try expected.requireSummary()
+        var crashes = 0
+        for seed in 0..<10 as Range<UInt64> {
+            let sim = run(plan, workers: [("a", 2, .good), ("b", 1, .good)], seed: seed, crashRate: seed % 2 == 0 ? 0 : 15, maxCrashes: 4)
+            _ = try sim.requireSummary()
+            crashes += sim.crashes
+            #expect(sim.output == expected.output, "seed \(seed)")
+            #expect(sim.core.selector == expected.core.selector, "seed \(seed)")
+            #expect(sim.conflicts == 0)
+        }
+        #expect(crashes > 0)
+    }
+}
