@@ -772,6 +772,51 @@ void   laser__v1__trainer_welcome__free_unpacked
   assert(message->base.descriptor == &laser__v1__trainer_welcome__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   laser__v1__probe_set__init
+                     (Laser__V1__ProbeSet         *message)
+{
+  static const Laser__V1__ProbeSet init_value = LASER__V1__PROBE_SET__INIT;
+  *message = init_value;
+}
+size_t laser__v1__probe_set__get_packed_size
+                     (const Laser__V1__ProbeSet *message)
+{
+  assert(message->base.descriptor == &laser__v1__probe_set__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__probe_set__pack
+                     (const Laser__V1__ProbeSet *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__probe_set__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__probe_set__pack_to_buffer
+                     (const Laser__V1__ProbeSet *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__probe_set__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__ProbeSet *
+       laser__v1__probe_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__ProbeSet *)
+     protobuf_c_message_unpack (&laser__v1__probe_set__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__probe_set__free_unpacked
+                     (Laser__V1__ProbeSet *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__probe_set__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   laser__v1__preference_pair__init
                      (Laser__V1__PreferencePair         *message)
 {
@@ -952,7 +997,7 @@ void   laser__v1__feedback_ack__free_unpacked
   assert(message->base.descriptor == &laser__v1__feedback_ack__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[14] =
+static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[15] =
 {
   {
     "protocol_version",
@@ -1122,6 +1167,18 @@ static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[14]
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "probe_set",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, probe_set),
+    &laser__v1__probe_set__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__envelope__field_indices_by_name[] = {
   12,   /* field[12] = batch_feedback */
@@ -1130,6 +1187,7 @@ static const unsigned laser__v1__envelope__field_indices_by_name[] = {
   4,   /* field[4] = heartbeat */
   1,   /* field[1] = hello */
   11,   /* field[11] = preference_batch */
+  14,   /* field[14] = probe_set */
   0,   /* field[0] = protocol_version */
   3,   /* field[3] = reject */
   6,   /* field[6] = score_result */
@@ -1144,7 +1202,7 @@ static const ProtobufCIntRange laser__v1__envelope__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 1 },
   { 20, 9 },
-  { 0, 14 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
 {
@@ -1154,7 +1212,7 @@ const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
   "Laser__V1__Envelope",
   "laser.v1",
   sizeof(Laser__V1__Envelope),
-  14,
+  15,
   laser__v1__envelope__field_descriptors,
   laser__v1__envelope__field_indices_by_name,
   3,  laser__v1__envelope__number_ranges,
@@ -2075,7 +2133,7 @@ const ProtobufCMessageDescriptor laser__v1__trainer_hello__descriptor =
   (ProtobufCMessageInit) laser__v1__trainer_hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__trainer_welcome__field_descriptors[5] =
+static const ProtobufCFieldDescriptor laser__v1__trainer_welcome__field_descriptors[6] =
 {
   {
     "coordinator_id",
@@ -2137,6 +2195,18 @@ static const ProtobufCFieldDescriptor laser__v1__trainer_welcome__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "wants_probe_losses",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__TrainerWelcome, wants_probe_losses),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__trainer_welcome__field_indices_by_name[] = {
   0,   /* field[0] = coordinator_id */
@@ -2144,11 +2214,12 @@ static const unsigned laser__v1__trainer_welcome__field_indices_by_name[] = {
   2,   /* field[2] = liveness */
   3,   /* field[3] = wants_loss */
   4,   /* field[4] = wants_loss_after */
+  5,   /* field[5] = wants_probe_losses */
 };
 static const ProtobufCIntRange laser__v1__trainer_welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor =
 {
@@ -2158,11 +2229,62 @@ const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor =
   "Laser__V1__TrainerWelcome",
   "laser.v1",
   sizeof(Laser__V1__TrainerWelcome),
-  5,
+  6,
   laser__v1__trainer_welcome__field_descriptors,
   laser__v1__trainer_welcome__field_indices_by_name,
   1,  laser__v1__trainer_welcome__number_ranges,
   (ProtobufCMessageInit) laser__v1__trainer_welcome__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__probe_set__field_descriptors[2] =
+{
+  {
+    "pairs",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__ProbeSet, n_pairs),
+    offsetof(Laser__V1__ProbeSet, pairs),
+    &laser__v1__preference_pair__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prompts",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__ProbeSet, prompts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__probe_set__field_indices_by_name[] = {
+  0,   /* field[0] = pairs */
+  1,   /* field[1] = prompts */
+};
+static const ProtobufCIntRange laser__v1__probe_set__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor laser__v1__probe_set__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.ProbeSet",
+  "ProbeSet",
+  "Laser__V1__ProbeSet",
+  "laser.v1",
+  sizeof(Laser__V1__ProbeSet),
+  2,
+  laser__v1__probe_set__field_descriptors,
+  laser__v1__probe_set__field_indices_by_name,
+  1,  laser__v1__probe_set__number_ranges,
+  (ProtobufCMessageInit) laser__v1__probe_set__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor laser__v1__preference_pair__field_descriptors[6] =
@@ -2371,7 +2493,7 @@ const ProtobufCMessageDescriptor laser__v1__preference_batch__descriptor =
   (ProtobufCMessageInit) laser__v1__preference_batch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__batch_feedback__field_descriptors[6] =
+static const ProtobufCFieldDescriptor laser__v1__batch_feedback__field_descriptors[9] =
 {
   {
     "global_batch",
@@ -2445,19 +2567,58 @@ static const ProtobufCFieldDescriptor laser__v1__batch_feedback__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "probe_loss_before",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, probe_loss_before),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "probe_loss_after",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, probe_loss_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_probe_losses",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__BatchFeedback, has_probe_losses),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__batch_feedback__field_indices_by_name[] = {
   3,   /* field[3] = batch */
   0,   /* field[0] = global_batch */
   5,   /* field[5] = has_loss_after */
+  8,   /* field[8] = has_probe_losses */
   2,   /* field[2] = iteration */
   1,   /* field[1] = loss */
   4,   /* field[4] = loss_after */
+  7,   /* field[7] = probe_loss_after */
+  6,   /* field[6] = probe_loss_before */
 };
 static const ProtobufCIntRange laser__v1__batch_feedback__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor laser__v1__batch_feedback__descriptor =
 {
@@ -2467,7 +2628,7 @@ const ProtobufCMessageDescriptor laser__v1__batch_feedback__descriptor =
   "Laser__V1__BatchFeedback",
   "laser.v1",
   sizeof(Laser__V1__BatchFeedback),
-  6,
+  9,
   laser__v1__batch_feedback__field_descriptors,
   laser__v1__batch_feedback__field_indices_by_name,
   1,  laser__v1__batch_feedback__number_ranges,

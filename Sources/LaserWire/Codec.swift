@@ -172,6 +172,7 @@ public enum WireCodec {
             m.pointee.liveness = w.liveness
             m.pointee.wants_loss = w.wantsLoss ? 1 : 0
             m.pointee.wants_loss_after = w.wantsLossAfter ? 1 : 0
+            m.pointee.wants_probe_losses = w.wantsProbeLosses ? 1 : 0
             env.body_case = LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME
             env.trainer_welcome = m
         case .preferenceBatch(let b):
@@ -181,21 +182,17 @@ public enum WireCodec {
             m.pointee.batch = b.batch
             m.pointee.reward_model = arena.string(b.rewardModel)
             m.pointee.path = arena.string(b.path)
-            let pairs = arena.array(UnsafeMutablePointer<Laser__V1__PreferencePair>?.self, count: b.pairs.count)
-            for (i, p) in b.pairs.enumerated() {
-                let q = arena.make(Laser__V1__PreferencePair.self, laser__v1__preference_pair__init)
-                q.pointee.prompt = arena.string(p.prompt)
-                q.pointee.chosen = arena.string(p.chosen)
-                q.pointee.rejected = arena.string(p.rejected)
-                q.pointee.chosen_score = p.chosenScore
-                q.pointee.rejected_score = p.rejectedScore
-                q.pointee.prompt_id = arena.string(p.promptID)
-                pairs[i] = q
-            }
             m.pointee.n_pairs = b.pairs.count
-            m.pointee.pairs = pairs
+            m.pointee.pairs = encodePairs(b.pairs, arena)
             env.body_case = LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH
             env.preference_batch = m
+        case .probeSet(let p):
+            let m = arena.make(Laser__V1__ProbeSet.self, laser__v1__probe_set__init)
+            m.pointee.prompts = p.prompts
+            m.pointee.n_pairs = p.pairs.count
+            m.pointee.pairs = encodePairs(p.pairs, arena)
+            env.body_case = LASER__V1__ENVELOPE__BODY_PROBE_SET
+            env.probe_set = m
         case .batchFeedback(let f):
             let m = arena.make(Laser__V1__BatchFeedback.self, laser__v1__batch_feedback__init)
             m.pointee.global_batch = f.globalBatch
@@ -205,6 +202,11 @@ public enum WireCodec {
             if let after = f.lossAfter {
                 m.pointee.loss_after = after
                 m.pointee.has_loss_after = 1
+            }
+            if let probe = f.probeLosses {
+                m.pointee.probe_loss_before = probe.before
+                m.pointee.probe_loss_after = probe.after
+                m.pointee.has_probe_losses = 1
             }
             env.body_case = LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK
             env.batch_feedback = m
@@ -344,18 +346,10 @@ public enum WireCodec {
             return .trainerWelcome(TrainerWelcome(
                 coordinatorID: try text(w.coordinator_id, "TrainerWelcome.coordinator_id"),
                 heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness, wantsLoss: w.wants_loss != 0,
-                wantsLossAfter: w.wants_loss_after != 0))
+                wantsLossAfter: w.wants_loss_after != 0, wantsProbeLosses: w.wants_probe_losses != 0))
         case LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH:
             let b = e.preference_batch!.pointee
-            var pairs: [TrainerPair] = []
-            pairs.reserveCapacity(b.n_pairs)
-            for i in 0..<b.n_pairs {
-                let p = b.pairs[i]!.pointee
-                pairs.append(TrainerPair(
-                    prompt: try text(p.prompt, "PreferencePair.prompt"), chosen: try text(p.chosen, "PreferencePair.chosen"),
-                    rejected: try text(p.rejected, "PreferencePair.rejected"), chosenScore: p.chosen_score,
-                    rejectedScore: p.rejected_score, promptID: try text(p.prompt_id, "PreferencePair.prompt_id")))
-            }
+            let pairs = try decodePairs(b.pairs, b.n_pairs)
             return .preferenceBatch(PreferenceBatch(
                 globalBatch: b.global_batch, iteration: b.iteration, batch: b.batch,
                 rewardModel: try text(b.reward_model, "PreferenceBatch.reward_model"), pairs: pairs,
@@ -363,7 +357,11 @@ public enum WireCodec {
         case LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK:
             let f = e.batch_feedback!.pointee
             return .batchFeedback(BatchFeedback(globalBatch: f.global_batch, loss: f.loss, iteration: f.iteration, batch: f.batch,
-                                                lossAfter: f.has_loss_after != 0 ? f.loss_after : nil))
+                                                lossAfter: f.has_loss_after != 0 ? f.loss_after : nil,
+                                                probeLosses: f.has_probe_losses != 0 ? (f.probe_loss_before, f.probe_loss_after) : nil))
+        case LASER__V1__ENVELOPE__BODY_PROBE_SET:
+            let p = e.probe_set!.pointee
+            return .probeSet(ProbeSet(pairs: try decodePairs(p.pairs, p.n_pairs), prompts: p.prompts))
         case LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK:
             let a = e.feedback_ack!.pointee
             return .feedbackAck(FeedbackAck(globalBatch: a.global_batch, accepted: a.accepted != 0,
@@ -377,6 +375,35 @@ public enum WireCodec {
         guard let p else { return "" }
         guard let s = String(validatingCString: p) else { throw WireError("\(field) is not valid UTF-8") }
         return s
+    }
+
+    /// PreferencePair messages (PreferenceBatch.pairs, ProbeSet.pairs) from the arena's memory.
+    private static func encodePairs(_ pairs: [TrainerPair], _ arena: Arena) -> UnsafeMutablePointer<UnsafeMutablePointer<Laser__V1__PreferencePair>?> {
+        let out = arena.array(UnsafeMutablePointer<Laser__V1__PreferencePair>?.self, count: pairs.count)
+        for (i, p) in pairs.enumerated() {
+            let q = arena.make(Laser__V1__PreferencePair.self, laser__v1__preference_pair__init)
+            q.pointee.prompt = arena.string(p.prompt)
+            q.pointee.chosen = arena.string(p.chosen)
+            q.pointee.rejected = arena.string(p.rejected)
+            q.pointee.chosen_score = p.chosenScore
+            q.pointee.rejected_score = p.rejectedScore
+            q.pointee.prompt_id = arena.string(p.promptID)
+            out[i] = q
+        }
+        return out
+    }
+
+    private static func decodePairs(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Laser__V1__PreferencePair>?>?, _ n: Int) throws -> [TrainerPair] {
+        var pairs: [TrainerPair] = []
+        pairs.reserveCapacity(n)
+        for i in 0..<n {
+            let q = p![i]!.pointee
+            pairs.append(TrainerPair(
+                prompt: try text(q.prompt, "PreferencePair.prompt"), chosen: try text(q.chosen, "PreferencePair.chosen"),
+                rejected: try text(q.rejected, "PreferencePair.rejected"), chosenScore: q.chosen_score,
+                rejectedScore: q.rejected_score, promptID: try text(q.prompt_id, "PreferencePair.prompt_id")))
+        }
+        return pairs
     }
 
     private static func texts(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: String) throws -> [String] {

@@ -17,6 +17,7 @@ public enum WireMessage: Equatable, Sendable {
     case preferenceBatch(PreferenceBatch)
     case batchFeedback(BatchFeedback)
     case feedbackAck(FeedbackAck)
+    case probeSet(ProbeSet)
 
     /// The message's name as in the proto file, for logs and errors.
     public var kind: String {
@@ -34,6 +35,7 @@ public enum WireMessage: Equatable, Sendable {
         case .preferenceBatch: return "PreferenceBatch"
         case .batchFeedback: return "BatchFeedback"
         case .feedbackAck: return "FeedbackAck"
+        case .probeSet: return "ProbeSet"
         }
     }
 }
@@ -199,8 +201,12 @@ public struct TrainerWelcome: Equatable, Sendable {
     public var wantsLoss: Bool
     /// Whether each loss must come with the loss on the same pairs after the step (prediction-gain).
     public var wantsLossAfter: Bool
+    /// Whether each loss must come with the probe's loss before and after the step (probe-progress).
+    public var wantsProbeLosses: Bool
 
-    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32, wantsLoss: Bool, wantsLossAfter: Bool = false) {
+    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32, wantsLoss: Bool, wantsLossAfter: Bool = false,
+                wantsProbeLosses: Bool = false) {
+        self.wantsProbeLosses = wantsProbeLosses
         self.coordinatorID = coordinatorID
         self.heartbeatIntervalMs = heartbeatIntervalMs
         self.liveness = liveness
@@ -257,13 +263,34 @@ public struct BatchFeedback: Equatable, Sendable {
     public var batch: UInt32
     /// The loss on the same pairs after the step (prediction-gain); nil when not reported.
     public var lossAfter: Double?
+    /// The mean loss on the probe's pairs before and after the step (probe-progress); nil when not reported.
+    public var probeLosses: (before: Double, after: Double)?
 
-    public init(globalBatch: UInt64, loss: Double, iteration: UInt32 = 0, batch: UInt32 = 0, lossAfter: Double? = nil) {
+    public static func == (a: BatchFeedback, b: BatchFeedback) -> Bool {
+        a.globalBatch == b.globalBatch && a.loss == b.loss && a.iteration == b.iteration && a.batch == b.batch
+            && a.lossAfter == b.lossAfter && a.probeLosses?.before == b.probeLosses?.before && a.probeLosses?.after == b.probeLosses?.after
+            && (a.probeLosses == nil) == (b.probeLosses == nil)
+    }
+
+    public init(globalBatch: UInt64, loss: Double, iteration: UInt32 = 0, batch: UInt32 = 0, lossAfter: Double? = nil,
+                probeLosses: (before: Double, after: Double)? = nil) {
+        self.probeLosses = probeLosses
         self.globalBatch = globalBatch
         self.loss = loss
         self.iteration = iteration
         self.batch = batch
         self.lossAfter = lossAfter
+    }
+}
+
+/// coordinator -> trainer (probe-progress): the label-free probe's consensus pairs, once per session.
+public struct ProbeSet: Equatable, Sendable {
+    public var pairs: [TrainerPair]
+    public var prompts: UInt32
+
+    public init(pairs: [TrainerPair], prompts: UInt32) {
+        self.pairs = pairs
+        self.prompts = prompts
     }
 }
 

@@ -182,7 +182,7 @@ import Testing
         // An earlier laser accepted -1e308 as the loss of batch 0 and journaled it; then it crashed.
         guard let g = sim.emitted.first(where: { !$0.pairs.isEmpty })?.globalIndex,
               sim.journal.contains(.emitted(batch: g)),
-              !sim.journal.contains(where: { if case .feedback(g, _, _) = $0 { return true } else { return false } }) else {
+              !sim.journal.contains(where: { if case .feedback(g, _, _, _, _) = $0 { return true } else { return false } }) else {
             return  // this seed got batch 0's loss in already; nothing to inject
         }
         sim.journal.append(.feedback(batch: g, loss: -1e308))

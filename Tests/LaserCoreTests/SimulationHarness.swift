@@ -72,6 +72,9 @@ struct Simulation {
     /// Losses the trainer reported, by global batch, as often as it reported them.
     var lossesSent: [Int: Int] = [:]
     var lossesAccepted = 0
+    /// The probe the trainer was sent (probe-progress), and how often one came.
+    var probeSeen: ProbeSet?
+    var probeSetsReceived = 0
     var rng: SplitMix64
     var workers: [SimWorker]
     var iterations: [[PromptRecord]]
@@ -123,6 +126,8 @@ struct Simulation {
                     }
                 }
                 feed(.promptsRead(iteration: n, first: range.lowerBound, prompts: prompts))
+            case .readProbePrompts(let n, let count):
+                feed(.probePromptsRead(iteration: n, prompts: Array(iterations[n - 1].prefix(count))))
             case .emitBatch(let b):
                 emitted.append(b)
                 let key = [b.iteration, b.batch]
@@ -159,7 +164,10 @@ struct Simulation {
             }
             now = now.adding(milliseconds: rng.next() % 20)
             if !toWorkers.isEmpty && rng.next() % 8 != 0 {
-                let pick = Int(rng.next() % UInt64(toWorkers.count))
+                var pick = Int(rng.next() % UInt64(toWorkers.count))
+                // One connection delivers in order (ZeroMQ keeps a pipe's order): the trainer gets its
+                // messages as sent (the ProbeSet before any batch). Workers' messages are mixed freely.
+                if toWorkers[pick].0 == trainerPeer { pick = toWorkers.firstIndex { $0.0 == trainerPeer }! }
                 let (peer, message) = toWorkers.remove(at: pick)
                 deliver(message, to: peer)
             } else {
@@ -197,6 +205,16 @@ struct Simulation {
         b.pairs.reduce(0.0) { $0 + log1p(exp(-($1.chosenScore - $1.rejectedScore))) } / Double(max(1, b.pairs.count))
     }
 
+    /// probe-progress's losses on the probe before and after a batch's step: deterministic in the probe
+    /// and the batch (the share of the batch's pairs whose prompt is one of the probe's counts for more).
+    static func probeLosses(_ b: PreferenceBatch, probe: ProbeSet?) -> (before: Double, after: Double) {
+        let pairs = probe?.pairs ?? []
+        let before = pairs.reduce(0.0) { $0 + log1p(exp(-($1.chosenScore - $1.rejectedScore))) } / Double(max(1, pairs.count))
+        let probeIDs = Set(pairs.map(\.promptID))
+        let overlap = Double(b.pairs.filter { probeIDs.contains($0.promptID) }.count) / Double(max(1, b.pairs.count))
+        return (before, before * (0.9 - 0.2 * overlap))
+    }
+
     /// prediction-gain's loss after the step: a deterministic share of the loss, different per batch.
     static func lossAfter(_ b: PreferenceBatch, _ loss: Double) -> Double {
         loss * (0.5 + 0.4 * Double(SplitMix64.mix(0x1055, b.globalBatch) % 1000) / 1000)
@@ -211,8 +229,13 @@ struct Simulation {
                 if b.pairs.contains(where: { $0.chosen.isEmpty || $0.rejected.isEmpty }) { blankTextsSent += 1 }
                 lossesSent[Int(b.globalBatch), default: 0] += 1
                 let loss = Self.standInLoss(b)
+                let probe = plan.rewardSource == .probeProgress ? Self.probeLosses(b, probe: probeSeen) : nil
                 feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: loss,
-                                                                       lossAfter: plan.rewardSource == .predictionGain ? Self.lossAfter(b, loss) : nil))))
+                                                                       lossAfter: plan.rewardSource == .predictionGain ? Self.lossAfter(b, loss) : nil,
+                                                                       probeLosses: probe))))
+            case .probeSet(let set):
+                probeSeen = set
+                probeSetsReceived += 1
             case .feedbackAck(let a):
                 if a.accepted { lossesAccepted += 1 }
             default: break

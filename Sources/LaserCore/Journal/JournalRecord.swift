@@ -1,3 +1,5 @@
+import LaserWire
+
 /// One entry of the run's append-only journal. Replaying the journal into a fresh `Coordinator`
 /// rebuilds its state: selections stay made, scored shards are not scored again, emitted batches are
 /// not emitted again.
@@ -18,8 +20,26 @@ public enum JournalRecord: Equatable, Sendable, Codable {
     /// The batch's file is durable. The shell appends this after the atomic write, then syncs.
     case emitted(batch: Int)
     /// The trainer's loss on a batch (reward.source: trainer-loss), durable before it is acknowledged;
-    /// with prediction-gain also its loss on the same pairs after the step (absent in older journals).
-    case feedback(batch: Int, loss: Double, lossAfter: Double? = nil)
+    /// with prediction-gain also its loss on the same pairs after the step, with probe-progress its loss
+    /// on the probe before and after the step (absent in older journals).
+    case feedback(batch: Int, loss: Double, lossAfter: Double? = nil, probeBefore: Double? = nil, probeAfter: Double? = nil)
+}
+
+/// What a trainer reported for a batch (`BatchFeedback`), as the reward needs it.
+struct TrainerReport: Sendable {
+    var loss: Double
+    var lossAfter: Double?
+    var probe: (before: Double, after: Double)?
+
+    init(loss: Double, lossAfter: Double? = nil, probe: (before: Double, after: Double)? = nil) {
+        self.loss = loss
+        self.lossAfter = lossAfter
+        self.probe = probe
+    }
+
+    init(_ f: BatchFeedback) { self.init(loss: f.loss, lossAfter: f.lossAfter, probe: f.probeLosses) }
+
+    var record: (lossAfter: Double?, probeBefore: Double?, probeAfter: Double?) { (lossAfter, probe?.before, probe?.after) }
 }
 
 /// What a journal says about a run so far, in the form the coordinator consults while it replays.
@@ -35,7 +55,7 @@ struct Recovery: Sendable {
     var selections: [Int: [Selection]] = [:]
     var scores: [ShardKey: [[Double]]] = [:]
     var emitted: Set<Int> = []
-    var losses: [Int: (loss: Double, after: Double?)] = [:]
+    var losses: [Int: TrainerReport] = [:]
 
     init(_ records: [JournalRecord]) {
         for r in records {
@@ -46,7 +66,9 @@ struct Recovery: Sendable {
             case .selected(let batch, let s): selections[batch] = s
             case .scored(let batch, let rm, let first, let s): scores[ShardKey(batch: batch, rm: rm, firstPrompt: first)] = s
             case .emitted(let batch): emitted.insert(batch)
-            case .feedback(let batch, let loss, let after): losses[batch] = (loss, after)
+            case .feedback(let batch, let loss, let after, let probeBefore, let probeAfter):
+                losses[batch] = TrainerReport(loss: loss, lossAfter: after,
+                                              probe: probeBefore.flatMap { b in probeAfter.map { (b, $0) } })
             }
         }
     }

@@ -40,7 +40,11 @@ public enum RewardSource: String, Sendable, Codable, CaseIterable {
     /// Prediction gain (Graves et al. 2017, "Automated Curriculum Learning for Neural Networks"): the
     /// decrease of the trainer's loss on the batch's own pairs across its step, `loss - loss_after`.
     case predictionGain = "prediction-gain"
+    /// Progress on a label-free probe: every RM scores a sample of prompts once; the pairs all RMs with
+    /// an opinion agree on go to the trainer, which reports its loss on them before and after each
+    /// batch's step; the reward is the decrease (`Coordinator+Probe.swift`).
+    case probeProgress = "probe-progress"
 
     /// Whether the reward comes from a trainer: batches wait for its report, which is journaled.
-    public var fromTrainer: Bool { self == .trainerLoss || self == .predictionGain }
+    public var fromTrainer: Bool { self == .trainerLoss || self == .predictionGain || self == .probeProgress }
 }

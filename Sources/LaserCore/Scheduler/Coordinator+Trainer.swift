@@ -32,13 +32,15 @@ extension Coordinator {
         actions.append(.send(to: peer, .trainerWelcome(TrainerWelcome(
             coordinatorID: plan.coordinatorID, heartbeatIntervalMs: UInt32(clamping: plan.scheduler.heartbeatIntervalMs),
             liveness: plan.scheduler.liveness, wantsLoss: plan.rewardSource.fromTrainer,
-            wantsLossAfter: plan.rewardSource == .predictionGain))))
+            wantsLossAfter: plan.rewardSource == .predictionGain, wantsProbeLosses: plan.rewardSource == .probeProgress))))
+        // The probe comes before any batch, once per session (a new trainer has not seen it).
+        if let set = probeSet { actions.append(.send(to: peer, .probeSet(set))) }
         deliverToTrainer(&actions)
     }
 
     /// Sends the batches that wait for a loss, oldest first, up to the trainer's window.
     mutating func deliverToTrainer(_ actions: inout [CoordinatorAction]) {
-        guard var t = trainer, plan.rewardSource.fromTrainer else { return }
+        guard var t = trainer, plan.rewardSource.fromTrainer, !probePending else { return }
         for g in awaitingLoss.keys.sorted() where !t.sent.contains(g) && t.sent.count < t.window {
             t.sent.insert(g)
             actions.append(.send(to: t.peer, .preferenceBatch(Self.message(for: awaitingLoss[g]!.batch))))
@@ -81,7 +83,8 @@ extension Coordinator {
             refuseLoss(f, global: global, "this run's reward is \(plan.rewardSource.rawValue); it takes no losses (set reward.source: trainer-loss or prediction-gain)", peer, &actions)
             return
         }
-        for (name, value) in [("loss", f.loss), ("loss_after", f.lossAfter)] {
+        for (name, value) in [("loss", f.loss), ("loss_after", f.lossAfter), ("probe_loss_before", f.probeLosses?.before),
+                              ("probe_loss_after", f.probeLosses?.after)] {
             guard let value else { continue }
             guard value.isFinite else {
                 refuseLoss(f, global: global, "\(name) \(value) is not a finite number; report the batch again with a finite \(name)", peer, &actions)
@@ -108,7 +111,11 @@ extension Coordinator {
             refuseLoss(f, global: global, "batch \(global) was not sent to this trainer; report losses only for the PreferenceBatch messages it received", peer, &actions)
             return
         }
-        acceptLoss(f.loss, after: plan.rewardSource == .predictionGain ? f.lossAfter : nil, batch: global, journaled: false, &actions)
+        if plan.rewardSource == .probeProgress && f.probeLosses == nil {
+            refuseLoss(f, global: global, "this run's reward is probe-progress: report the mean loss on the ProbeSet's pairs just before and just after the step (probe_loss_before, probe_loss_after, with has_probe_losses set)", peer, &actions)
+            return
+        }
+        acceptLoss(TrainerReport(f), batch: global, journaled: false, &actions)
         actions.append(.send(to: peer, .feedbackAck(FeedbackAck(globalBatch: UInt64(global), accepted: true, reason: ""))))
     }
 
@@ -121,18 +128,28 @@ extension Coordinator {
     }
 
     /// Records the loss as the batch's feedback (applied in batch order by `advance`). The raw reward is
-    /// `-loss` (trainer-loss) or `loss - after` (prediction-gain: how much the step on this batch
-    /// lowered the loss on its own pairs).
-    mutating func acceptLoss(_ loss: Double, after: Double?, batch g: Int, journaled: Bool, _ actions: inout [CoordinatorAction]) {
+    /// `-loss` (trainer-loss), `loss - loss_after` (prediction-gain: how much the step on this batch
+    /// lowered the loss on its own pairs) or `probe_before - probe_after` (probe-progress: how much it
+    /// lowered the loss on the probe's consensus pairs).
+    mutating func acceptLoss(_ report: TrainerReport, batch g: Int, journaled: Bool, _ actions: inout [CoordinatorAction]) {
+        let loss = report.loss
         guard let pending = awaitingLoss.removeValue(forKey: g) else { return }
         // Every unit that produced pairs shares the batch's loss (the trainer reports one per batch).
         // New losses outside the bound are refused (receiveLoss); one an earlier version journaled is clamped
         // here, so a resume of such a journal finishes with finite statistics.
         func bounded(_ x: Double) -> Double { min(max(x, -plan.maxAbsLoss), plan.maxAbsLoss) }
-        // A prediction-gain journal record without loss_after (not written by this version) gains nothing.
-        let raw = plan.rewardSource == .predictionGain ? bounded(loss) - bounded(after ?? loss) : -bounded(loss)
+        // A journal record without the fields its reward needs (not written by this version) gains nothing.
+        let raw: Double
+        switch plan.rewardSource {
+        case .predictionGain: raw = bounded(loss) - bounded(report.lossAfter ?? loss)
+        case .probeProgress: raw = report.probe.map { bounded($0.before) - bounded($0.after) } ?? 0
+        default: raw = -bounded(loss)
+        }
         feedback[g] = (pendingUpdates.removeValue(forKey: g) ?? []) + pending.updates.map { .reward(raw: raw, arm: $0.arm, context: $0.context, probability: $0.probability) }
-        if !journaled { actions.append(.journal(.feedback(batch: g, loss: loss, lossAfter: after), sync: true)) }
+        if !journaled {
+            let r = report.record
+            actions.append(.journal(.feedback(batch: g, loss: loss, lossAfter: r.lossAfter, probeBefore: r.probeBefore, probeAfter: r.probeAfter), sync: true))
+        }
         batchLog[g].loss = loss
         batchLog[g].rawReward = raw
         trainer?.sent.remove(g)

@@ -303,6 +303,10 @@ extension Coordinator {
         // arrays on every result (copy-on-write, as the dictionary still holds the original).
         batches[task.batch]!.record(perItem, of: task.rm, at: task.indices, base: base)
         summary.recordRMCalls(rm: task.rm, prompts: batches[task.batch]!.prompts, offsets: task.indices.lazy.map { $0 - base })
+        if task.batch == Self.probeBatch {
+            if batches[task.batch]!.remainingTasks == 0 { finishProbe(&actions) }
+            return
+        }
         completeBatches(&actions)
     }
 

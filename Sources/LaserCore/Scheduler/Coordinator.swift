@@ -124,6 +124,8 @@ public struct Coordinator: Sendable {
     var nextGlobal = 0
     var nextToEmit = 0
     var applied = 0
+    /// probe-progress's probe (Coordinator+Probe.swift).
+    var probe = ProbeState.none
 
     // Score tasks.
     struct ScoreTaskState: Sendable {
@@ -179,6 +181,7 @@ public struct Coordinator: Sendable {
         summary = SummaryBuilder(strategy: plan.strategy.rawValue, armNames: plan.armNames)
         for name in plan.armNames { queues[name] = [] }
         recovery = Recovery(journal)
+        if plan.rewardSource == .probeProgress { probe = .waiting }
     }
 
     /// The single state-changing entry point.
@@ -224,6 +227,12 @@ public struct Coordinator: Sendable {
                 break
             }
             staged = (first, read)
+        case .probePromptsRead(let n, let read):
+            guard phase == .running, probe == .reading, n == 1, !read.isEmpty else {
+                actions.append(.log(.warning, "ignored probe prompts of iteration \(n): not asked for"))
+                break
+            }
+            startProbe(read, &actions)
         case .message(let peer, let message):
             receive(message, from: peer, now: now, &actions)
         case .undecodable(let peer, let reason):
@@ -279,6 +288,7 @@ public struct Coordinator: Sendable {
         summary.beginIteration(n, prompts: count)
         if count == 0 { actions.append(.log(.warning, "iteration \(n) has no prompts")) }
         actions.append(.log(.info, "iteration \(n)/\(plan.iterations): \(count) prompts in \(batchRanges.count) mini-batches"))
+        requestProbe(promptCount: count, &actions)
     }
 
     var selectionsExhausted: Bool {
@@ -290,7 +300,7 @@ public struct Coordinator: Sendable {
         while progressed && phase == .running {
             progressed = false
             // Select batch t only once the feedback of exactly batches 0...t-D has been applied.
-            while phase == .running, !loading, iteration > 0, nextBatchInIteration < batchRanges.count,
+            while phase == .running, !loading, iteration > 0, !probePending, nextBatchInIteration < batchRanges.count,
                   applied >= nextGlobal - plan.pipelineDepth + 1 {
                 guard select(now: now, &actions) else { break }
                 progressed = true
@@ -529,7 +539,7 @@ public struct Coordinator: Sendable {
             case .labelPairAccuracy:
                 // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
                 if labelled { updates.append(.reward(raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context, probability: unit.probability)) }
-            case .trainerLoss, .predictionGain:
+            case .trainerLoss, .predictionGain, .probeProgress:
                 if unitOutput == 0 { updates.append(.penalty(arm: arm, context: unit.context, probability: unit.probability)) }
                 else { lossUnits.append((arm, unit.context, unit.probability)) }
             }
@@ -562,7 +572,7 @@ public struct Coordinator: Sendable {
             feedback[global] = nil
             pendingUpdates[global] = updates
             if let loss = recovery.losses.removeValue(forKey: global) {
-                acceptLoss(loss.loss, after: loss.after, batch: global, journaled: true, &actions)
+                acceptLoss(loss, batch: global, journaled: true, &actions)
             }
         } else {
             feedback[global] = updates

@@ -123,6 +123,8 @@ public struct RunPlan: Equatable, Sendable {
     public var gamma: Double = 0.1
     /// LinUCB's warm start, tie-breaking and first-reward rule (config section `bandit`).
     public var bandit = BanditOptions()
+    /// probe-progress: how many of iteration 1's first prompts every RM scores for the probe.
+    public var probeSize = 64
     /// The agreement ensemble keeps a pair when at least this share of the opinionated RMs agree.
     public var agreementThreshold: Double = 0.75
     /// One decision per mini-batch (the paper's default) or one per prompt.
@@ -145,8 +147,9 @@ public struct RunPlan: Equatable, Sendable {
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
                 scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
                 gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement(),
-                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, bandit: BanditOptions = BanditOptions(), workerDefinedRMs: Set<String> = []) {
+                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, bandit: BanditOptions = BanditOptions(), probeSize: Int = 64, workerDefinedRMs: Set<String> = []) {
         self.bandit = bandit
+        self.probeSize = probeSize
         self.coordinatorID = coordinatorID
         self.seed = seed
         self.iterations = iterations
@@ -186,6 +189,8 @@ public enum CoordinatorEvent: Sendable {
     case iterationOpened(iteration: Int, prompts: Int, digest: String)
     /// The prompts `.readPrompts` asked for: the iteration's prompts from index `first` on, in order.
     case promptsRead(iteration: Int, first: Int, prompts: [PromptRecord])
+    /// The prompts `.readProbePrompts` asked for.
+    case probePromptsRead(iteration: Int, prompts: [PromptRecord])
     /// A decoded message from a peer.
     case message(from: PeerID, WireMessage)
     /// Bytes from a peer that did not decode.
@@ -207,6 +212,9 @@ public enum CoordinatorAction: Sendable, Equatable {
     /// Read the prompts of `range` (indices within the iteration; always the next ones in order) and
     /// answer with `.promptsRead`.
     case readPrompts(iteration: Int, range: Range<Int>)
+    /// reward.source probe-progress: read the first `count` prompts of iteration `iteration` (with their
+    /// texts, apart from the batch stream) and answer with `.probePromptsRead`.
+    case readProbePrompts(iteration: Int, count: Int)
     /// Write this batch's pairs (atomically) where the trainer will find them.
     case emitBatch(EmittedBatch)
     /// Append this record to the journal (`sync`: make it durable before going on).

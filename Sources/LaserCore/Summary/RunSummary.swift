@@ -6,6 +6,26 @@ public struct RunSummary: Equatable, Sendable, Codable {
     public var iterations: [IterationSummary]
     public var arms: [ArmSummary]
     public var counters: Counters
+    /// reward.source probe-progress: the probe (absent for other reward sources).
+    public var probe: ProbeSummary?
+
+    public init(strategy: String, rewardModels: [String], iterations: [IterationSummary], arms: [ArmSummary], counters: Counters,
+                probe: ProbeSummary? = nil) {
+        self.strategy = strategy
+        self.rewardModels = rewardModels
+        self.iterations = iterations
+        self.arms = arms
+        self.counters = counters
+        self.probe = probe
+    }
+
+    /// The label-free probe of probe-progress: prompts every RM scored once, and the consensus pairs.
+    public struct ProbeSummary: Equatable, Sendable, Codable {
+        public var prompts: Int
+        public var pairs: Int
+        /// Candidates scored for the probe, all RMs together (also counted in iteration 1's rm_calls).
+        public var rmCalls: Int
+    }
 
     /// Operational counters of the scheduler.
     public struct Counters: Equatable, Sendable, Codable {
@@ -143,6 +163,7 @@ struct SummaryBuilder: Equatable, Sendable {
     var arms: [ArmSummary]
     var rewardSums: [Double]
     var counters = RunSummary.Counters()
+    var probe: RunSummary.ProbeSummary?
 
     init(strategy: String, armNames: [String]) {
         self.strategy = strategy
@@ -224,6 +245,6 @@ struct SummaryBuilder: Equatable, Sendable {
                 }
                 return s
             },
-            arms: arms, counters: counters)
+            arms: arms, counters: counters, probe: probe)
     }
 }

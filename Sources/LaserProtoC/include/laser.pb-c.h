@@ -32,6 +32,7 @@ typedef struct Laser__V1__Disconnect Laser__V1__Disconnect;
 typedef struct Laser__V1__Shutdown Laser__V1__Shutdown;
 typedef struct Laser__V1__TrainerHello Laser__V1__TrainerHello;
 typedef struct Laser__V1__TrainerWelcome Laser__V1__TrainerWelcome;
+typedef struct Laser__V1__ProbeSet Laser__V1__ProbeSet;
 typedef struct Laser__V1__PreferencePair Laser__V1__PreferencePair;
 typedef struct Laser__V1__PreferenceBatch Laser__V1__PreferenceBatch;
 typedef struct Laser__V1__BatchFeedback Laser__V1__BatchFeedback;
@@ -57,7 +58,8 @@ typedef enum {
   LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME = 21,
   LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH = 22,
   LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK = 23,
-  LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK = 24
+  LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK = 24,
+  LASER__V1__ENVELOPE__BODY_PROBE_SET = 25
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LASER__V1__ENVELOPE__BODY__CASE)
 } Laser__V1__Envelope__BodyCase;
 
@@ -86,6 +88,7 @@ struct  Laser__V1__Envelope
     Laser__V1__PreferenceBatch *preference_batch;
     Laser__V1__BatchFeedback *batch_feedback;
     Laser__V1__FeedbackAck *feedback_ack;
+    Laser__V1__ProbeSet *probe_set;
   };
 };
 #define LASER__V1__ENVELOPE__INIT \
@@ -403,10 +406,36 @@ struct  Laser__V1__TrainerWelcome
    * trainer's loss on the same pairs after its step on them.
    */
   protobuf_c_boolean wants_loss_after;
+  /*
+   * Whether each BatchFeedback must carry probe_loss_before and probe_loss_after (reward.source =
+   * probe-progress): the trainer's mean loss on the ProbeSet's pairs before and after its step.
+   */
+  protobuf_c_boolean wants_probe_losses;
 };
 #define LASER__V1__TRAINER_WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__trainer_welcome__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0 }
+
+
+/*
+ * coordinator -> trainer (reward.source = probe-progress): the label-free probe, sent once per trainer
+ * session, after TrainerWelcome and before any PreferenceBatch. Its pairs are the consensus pairs of a
+ * sample of prompts scored by every RM: pairs on which at least two RMs have an opinion (different
+ * scores) and every RM with an opinion prefers the same candidate. Keep them; do not train on them.
+ */
+struct  Laser__V1__ProbeSet
+{
+  ProtobufCMessage base;
+  size_t n_pairs;
+  Laser__V1__PreferencePair **pairs;
+  /*
+   * How many prompts were scored for the probe (every RM scored each).
+   */
+  uint32_t prompts;
+};
+#define LASER__V1__PROBE_SET__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__probe_set__descriptor) \
+    , 0,NULL, 0 }
 
 
 struct  Laser__V1__PreferencePair
@@ -473,10 +502,17 @@ struct  Laser__V1__BatchFeedback
    */
   double loss_after;
   protobuf_c_boolean has_loss_after;
+  /*
+   * probe-progress: the mean loss on the ProbeSet's pairs just before and just after the step on this
+   * batch; the reward is probe_loss_before - probe_loss_after. Read only when has_probe_losses is true.
+   */
+  double probe_loss_before;
+  double probe_loss_after;
+  protobuf_c_boolean has_probe_losses;
 };
 #define LASER__V1__BATCH_FEEDBACK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__batch_feedback__descriptor) \
-    , 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 /*
@@ -820,6 +856,25 @@ Laser__V1__TrainerWelcome *
 void   laser__v1__trainer_welcome__free_unpacked
                      (Laser__V1__TrainerWelcome *message,
                       ProtobufCAllocator *allocator);
+/* Laser__V1__ProbeSet methods */
+void   laser__v1__probe_set__init
+                     (Laser__V1__ProbeSet         *message);
+size_t laser__v1__probe_set__get_packed_size
+                     (const Laser__V1__ProbeSet   *message);
+size_t laser__v1__probe_set__pack
+                     (const Laser__V1__ProbeSet   *message,
+                      uint8_t             *out);
+size_t laser__v1__probe_set__pack_to_buffer
+                     (const Laser__V1__ProbeSet   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__ProbeSet *
+       laser__v1__probe_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__probe_set__free_unpacked
+                     (Laser__V1__ProbeSet *message,
+                      ProtobufCAllocator *allocator);
 /* Laser__V1__PreferencePair methods */
 void   laser__v1__preference_pair__init
                      (Laser__V1__PreferencePair         *message);
@@ -949,6 +1004,9 @@ typedef void (*Laser__V1__TrainerHello_Closure)
 typedef void (*Laser__V1__TrainerWelcome_Closure)
                  (const Laser__V1__TrainerWelcome *message,
                   void *closure_data);
+typedef void (*Laser__V1__ProbeSet_Closure)
+                 (const Laser__V1__ProbeSet *message,
+                  void *closure_data);
 typedef void (*Laser__V1__PreferencePair_Closure)
                  (const Laser__V1__PreferencePair *message,
                   void *closure_data);
@@ -984,6 +1042,7 @@ extern const ProtobufCMessageDescriptor laser__v1__disconnect__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__shutdown__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__trainer_hello__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__probe_set__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__preference_pair__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__preference_batch__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__batch_feedback__descriptor;

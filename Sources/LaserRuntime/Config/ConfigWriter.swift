@@ -64,9 +64,9 @@ extension RunConfig {
         y += "pairs:\n  mode: \(pairs.mode.rawValue)\n  max_pairs: \(pairs.maxPairs)\n  margin: \(pairs.margin)\n"
         y += "reward:\n  source: \(rewardSource.rawValue)\n  normalize: \(normalizeRewards)\n"
         // Only when changed, so the digest of a config from before the key existed stays the same.
-        if maxAbsLoss != RunConfig(inputs: inputs, iterations: iterations, rewardModels: rewardModels).maxAbsLoss {
-            y += "  max_abs_loss: \(maxAbsLoss)\n"
-        }
+        let defaults = RunConfig(inputs: inputs, iterations: iterations, rewardModels: rewardModels)
+        if maxAbsLoss != defaults.maxAbsLoss { y += "  max_abs_loss: \(maxAbsLoss)\n" }
+        if probeSize != defaults.probeSize { y += "  probe_size: \(probeSize)\n" }
         y += "reward_models:\n"
         for rm in rewardModels {
             y += "  - name: \(q(rm.name))\n    kind: \(q(rm.kind))\n"

@@ -29,6 +29,8 @@ public struct RunConfig: Equatable, Sendable {
     public var normalizeRewards = true
     /// LinUCB's warm start, tie-breaking and first-reward rule (section `bandit`).
     public var bandit = BanditOptions()
+    /// reward.probe_size: prompts every RM scores once for probe-progress's probe.
+    public var probeSize = 64
     /// `preset: paper`, when the config asked for it (written back so the run's config.yaml says so).
     public var preset: String?
     public var rewardModels: [RewardModelSpec]
@@ -73,7 +75,7 @@ public struct RunConfig: Equatable, Sendable {
             },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
             contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
-            maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, bandit: bandit, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
+            maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, bandit: bandit, probeSize: probeSize, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -283,7 +285,8 @@ extension RunConfig {
             c.pairs.margin = try p.double("margin", min: 0) ?? c.pairs.margin
         }
         if let w = try r.section("reward") {
-            try w.allow(["source", "normalize", "max_abs_loss", "allow_unrewarded"])
+            try w.allow(["source", "normalize", "max_abs_loss", "allow_unrewarded", "probe_size"])
+            c.probeSize = try w.int("probe_size", min: 1) ?? c.probeSize
             c.allowUnrewarded = try w.bool("allow_unrewarded") ?? c.allowUnrewarded
             c.maxAbsLoss = try w.double("max_abs_loss", min: 1e-300) ?? c.maxAbsLoss
             // Bounded so that sums and differences of accepted losses stay finite in every statistic.

@@ -23,6 +23,8 @@ public final class CoordinatorService {
     private var output: OutputWriter?
     /// The scan of the next iteration's input, while it runs (see `checkLoader`).
     private var loader: InputLoader?
+    /// The open iteration's input and its scan (a probe reads its first prompts apart from the batches).
+    private var opened: (iteration: Int, path: String, scan: PromptReader.Scan)?
     private let context: ZMQContext
     private let router: ZMQSocket
     /// The ZAP handler when security.curve is on; lives as long as the ROUTER.
@@ -323,6 +325,14 @@ public final class CoordinatorService {
             let path = config.input(forIteration: n)
             loader = InputLoader(iteration: n, path: path, reader: reader, recorded: recordedInputs[n],
                                  validated: validated?.scans[path])
+        case .readProbePrompts(let n, let count):
+            do {
+                guard let opened, opened.iteration == n else { throw RunFailure("internal error: probe prompts of iteration \(n) asked for before the iteration was opened") }
+                let stream = try PromptStream(path: opened.path, scan: opened.scan, reader: reader)
+                pending.append(.probePromptsRead(iteration: n, prompts: try stream.next(count)))
+            } catch {
+                outcome = .failure(error)
+            }
         case .readPrompts(let n, let range):
             do {
                 guard let input else { throw RunFailure("internal error: prompts \(range) of iteration \(n) asked for before the iteration was opened") }
@@ -387,6 +397,7 @@ public final class CoordinatorService {
             let settled = Set((0..<((scan.prompts + size - 1) / size)).filter { !core.textsNeeded(forBatch: first + $0) })
             input = PromptPrefetcher(stream: stream, batchSize: size, depth: config.pipelineDepth + 1,
                                      textsNeeded: { !settled.contains($0) })
+            opened = (loading.iteration, config.input(forIteration: loading.iteration), scan)
             pending.append(.iterationOpened(iteration: loading.iteration, prompts: scan.prompts, digest: scan.digest))
             drain()
         case .failure(let error):

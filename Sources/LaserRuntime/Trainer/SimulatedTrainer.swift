@@ -32,6 +32,9 @@ public final class SimulatedTrainer {
     private var welcomed = false
     /// prediction-gain: the coordinator wants each batch's loss after the step too.
     private var wantsLossAfter = false
+    /// probe-progress: the probe's pairs, and whether the coordinator wants losses on them.
+    private var wantsProbeLosses = false
+    private var probe: [TrainerPair] = []
     private var heartbeatMs = 1000.0
     private var liveness = 5.0
     /// Batches trained (a batch sent again after a restart is trained again: delivery is at least once).
@@ -65,8 +68,11 @@ public final class SimulatedTrainer {
                     case .trainerWelcome(let w):
                         welcomed = true
                         wantsLossAfter = w.wantsLossAfter
+                        wantsProbeLosses = w.wantsProbeLosses
                         heartbeatMs = Double(max(10, w.heartbeatIntervalMs))
                         liveness = Double(max(2, w.liveness))
+                    case .probeSet(let set):
+                        probe = set.pairs
                     case .preferenceBatch(let b):
                         queue.append(b)
                     case .feedbackAck(let a) where !a.accepted:
@@ -91,7 +97,10 @@ public final class SimulatedTrainer {
                 let loss = Self.standInLoss(b)
                 // No model, so no loss after a step to measure: a SIMULATED step that lowers the stand-in
                 // loss by a tenth, so prediction-gain runs end to end (the gain is loss / 10).
-                try send(.batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: loss, lossAfter: wantsLossAfter ? loss * 0.9 : nil)))
+                // The probe the same way: its stand-in loss, lowered by a tenth of the batch's own share.
+                let probeBefore = Self.standInLoss(PreferenceBatch(globalBatch: 0, iteration: 0, batch: 0, rewardModel: "", pairs: probe, path: ""))
+                try send(.batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: loss, lossAfter: wantsLossAfter ? loss * 0.9 : nil,
+                                                      probeLosses: wantsProbeLosses ? (probeBefore, probeBefore - loss / 10) : nil)))
             }
             let now = Date()
             if welcomed {

@@ -260,7 +260,7 @@ public final class WorkerService {
         case .scoreTask(let task):
             metrics?.taskStarted(task)
             pool?.submit(task, model: models[task.rewardModel], served: Array(models.keys))
-        case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck:
+        case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck, .probeSet:
             logger.warning("coordinator sent \(message.kind), which only workers send; ignored")
         }
         return nil
