@@ -10,8 +10,12 @@ import Testing
         return URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../clients/python").standardized.path
     }
 
-    @Test func theDPOExampleTrainsAndEveryLossIsTheBanditsReward() throws {
-        let config = try SlowJob.make(ms: 0, iterations: 2, promptsPerTask: 16, extra: "reward: {source: trainer-loss}").config
+    /// Each reward source a trainer feeds (docs/trainer.md#reward-sources), with the real Python client:
+    /// every batch with pairs gets exactly one accepted report, and the reward is what the source says.
+    @Test(arguments: ["trainer-loss", "prediction-gain", "probe-progress"])
+    func theDPOExampleTrainsAndEveryLossIsTheBanditsReward(source: String) throws {
+        let config = try SlowJob.make(ms: 0, iterations: 2, promptsPerTask: 16,
+                                      extra: "reward: {source: \(source), probe_size: 16}\nbandit: {warm_start: round-robin, ties: seeded, first_reward: neutral}").config
         let out = Laser.temporaryDirectory() + "/py"
         let coordinator = LaserProcess(["coordinator", config, "--bind", "tcp://127.0.0.1:*", "--out", out, "--log-level", "warning"])
         try coordinator.start()
@@ -45,5 +49,23 @@ import Testing
         // selections.jsonl carries each loss and the reward derived from it.
         let selections = try String(contentsOfFile: out + "/selections.jsonl", encoding: .utf8)
         #expect(selections.split(separator: "\n").filter { $0.contains("\"loss\":") }.count == nonEmpty)
+        // The raw reward: -loss for the paper's source; a decrease for the other two (the stand-in's step
+        // lowers the loss on the batch it trained on, so prediction gains are positive).
+        let rows = selections.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["loss"] != nil }
+        for row in rows {
+            let loss = (row["loss"] as! NSNumber).doubleValue, raw = (row["raw_reward"] as! NSNumber).doubleValue
+            switch source {
+            case "trainer-loss": #expect(raw == -loss)
+            case "prediction-gain": #expect(raw > 0 && raw < loss, "\(row)")
+            default: #expect(raw != -loss, "\(row)")
+            }
+        }
+        if source == "probe-progress" {
+            let probe = try #require(summary["probe"] as? [String: Any])
+            #expect((probe["prompts"] as? Int) == 16 && ((probe["pairs"] as? Int) ?? 0) > 0, "\(probe)")
+        } else {
+            #expect(summary["probe"] == nil)
+        }
     }
 }

@@ -208,6 +208,25 @@ func temporaryDirectory() -> String {
         #expect(c.input(forIteration: 5) == "/abs/b.jsonl")
     }
 
+    /// Issue 16's keys: `preset: paper` sets the paper's setting and later keys override it; the bandit
+    /// section and the new reward sources parse, round-trip, and refuse what they do not know.
+    @Test func presetBanditAndRewardSources() throws {
+        let paper = try parse(minimal + "\npreset: paper\nlinucb: {alpha: 2}\n")
+        #expect(paper.preset == "paper" && paper.rewardSource == .trainerLoss && paper.alpha == 2 && paper.bandit == BanditOptions())
+        let fair = try parse(minimal + "\nbandit: {warm_start: round-robin, ties: seeded, first_reward: neutral}\nreward: {source: probe-progress, probe_size: 32}\n")
+        #expect(fair.bandit == BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral))
+        #expect(fair.rewardSource == .probeProgress && fair.probeSize == 32)
+        #expect(fair.plan(coordinatorID: "c").bandit == fair.bandit && fair.plan(coordinatorID: "c").probeSize == 32)
+        for c in [paper, fair] { #expect(try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/elsewhere") == c) }
+        // A config without the new keys writes none of them (its digest, and so its resumes, stay as they were).
+        let plain = try parse(minimal).yaml()
+        #expect(!plain.contains("bandit:") && !plain.contains("probe_size") && !plain.contains("preset"))
+        #expect(error(minimal + "\npreset: fast\n").contains("cfg.yaml: preset 'fast' is not a preset; choose one of paper"))
+        #expect(error(minimal + "\nbandit: {ties: last}\n").contains("bandit.ties 'last' is not one of first, seeded"))
+        #expect(error(minimal + "\nbandit: {warm: 1}\n").contains("bandit"))
+        #expect(error(minimal + "\nreward: {source: prediction-gain}\nmode: best-of-n\n").contains("prediction-gain does not go with mode: best-of-n"))
+    }
+
     @Test func yamlRoundTrip() throws {
         var c = try parse(minimal + "\nstrategy: fixed\nfixed_rm: am\npairs: {mode: best-vs-worst}\n")
         c.seed = 9

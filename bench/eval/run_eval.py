@@ -34,6 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "clients", "python"))
 
 import eval_data  # noqa: E402
+import reward_study  # noqa: E402
 import standin_policy  # noqa: E402
 import sync_trainer  # noqa: E402
 
@@ -161,6 +162,8 @@ def rm_yaml(name, kind, params, condition, noisy_rm, latency_ms, index):
 def write_config(path, inputs, setting, method, seed, condition, noisy_rm, latency_ms, workers):
     m = method
     lines = ["# written by bench/eval/run_eval.py", "input:"] + ["  - %s" % yaml_str(p) for p in inputs]
+    if m.get("preset"):
+        lines.append("preset: %s" % m["preset"])
     lines += ["iterations: %d" % len(inputs), "seed: %d" % seed, "strategy: %s" % m["strategy"]]
     if m.get("fixed_rm"):
         lines.append("fixed_rm: %s" % yaml_str(m["fixed_rm"]))
@@ -170,6 +173,9 @@ def write_config(path, inputs, setting, method, seed, condition, noisy_rm, laten
               "context:", "  dimension: %d" % setting.context_dim, "  ngrams: 2",
               "pairs:", "  mode: best-vs-rest", "  max_pairs: 10", "  margin: 0.0",
               "reward:", "  source: %s" % m.get("reward", "trainer-loss"), "  normalize: true",
+              "  probe_size: %d" % m.get("probe_size", 64),
+              "bandit:", "  warm_start: %s" % m.get("warm_start", "none"), "  ties: %s" % m.get("ties", "first"),
+              "  first_reward: %s" % m.get("first_reward", "paper"),
               "workers:", "  local: %d" % workers, "  slots: 1",
               "reward_models:"]
     lines += [rm_yaml(n, k, p, condition, noisy_rm, latency_ms, i) for i, (n, k, p) in enumerate(setting.rms)]
@@ -219,17 +225,32 @@ def run_one(args, setting, data, label, method, seed, condition, noisy_rm, run_d
     by_iteration, losses = [], {}
     state = {"steps": 0, "current": 1}
 
+    reward = method.get("reward", "trainer-loss")
+    probe = []
+    rewards = {}
+
     def step(batch):
         while batch.iteration > state["current"]:  # the policy after each iteration, on the test prompts
             by_iteration.append(policy.accuracy(data.test)[0])
             state["current"] += 1
-        loss = policy.step(list(batch.pairs))
+        pairs = list(batch.pairs)
+        probe_before = policy.loss(probe) if reward == "probe-progress" else None
+        loss = policy.step(pairs)
         state["steps"] += 1
         losses.setdefault(batch.reward_model, []).append(loss)
+        if reward == "prediction-gain":
+            after = policy.loss(pairs)
+            rewards.setdefault(batch.reward_model, []).append(loss - after)
+            return {"loss": loss, "loss_after": after}
+        if reward == "probe-progress":
+            after = policy.loss(probe)
+            rewards.setdefault(batch.reward_model, []).append(probe_before - after)
+            return {"loss": loss, "probe_before": probe_before, "probe_after": after}
         return loss
 
     refused = sync_trainer.train(endpoint, step, alive=lambda: proc.poll() is None,
-                                 report=method.get("reward", "trainer-loss") == "trainer-loss")
+                                 report=reward in ("trainer-loss", "prediction-gain", "probe-progress"),
+                                 on_probe=probe.extend)
     steps = state["steps"]
     while len(by_iteration) < len(data.iterations):
         by_iteration.append(policy.accuracy(data.test)[0])
@@ -265,6 +286,8 @@ def run_one(args, setting, data, label, method, seed, condition, noisy_rm, run_d
         "wall_s": sum(i.get("wall_seconds", 0) for i in its), "process_wall_s": process_wall,
         "steps": steps, "losses_accepted": summary["counters"]["losses_accepted"], "refused": len(refused),
         "mean_loss_per_rm": {k: sum(v) / len(v) for k, v in losses.items()},
+        "mean_reward_per_rm": {k: sum(v) / len(v) for k, v in rewards.items()},
+        "probe": summary.get("probe"),
         "selections": selections, "latency_ms": latency, "noisy_rm": noisy_rm if condition == "noise-one" else None,
         "theta": policy.theta, "inputs": [os.path.relpath(p, args.out) for p in inputs],
     }
@@ -716,6 +739,7 @@ def main():
     ap.add_argument("--rerun", action="store_true", help="run again even where a result exists")
     ap.add_argument("--report-only", action="store_true", help="only write the tables from the results in --out")
     ap.add_argument("--lr-check", action="store_true", help="only show how the learning rate was chosen (train split only)")
+    ap.add_argument("--study-only", action="store_true", help="only the label-free reward study (--quick implies it)")
     args = ap.parse_args()
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     for d in args.datasets:
@@ -741,8 +765,20 @@ def main():
             eval_data.load_gsm8k(args.gsm8k, limit=1)
         except eval_data.DataMissing as e:
             sys.exit("error: %s" % e)
-    runtime = run_all(args)
-    report(args, runtime)
+    t0 = time.monotonic()
+    if not (args.quick or args.study_only):
+        runtime = run_all(args)
+        report(args, runtime)
+    # The label-free reward study (issue 16), and its headline as the last line of output.
+    seeds = list(range(1, args.seeds + 1))
+    results = reward_study.run_study(args)
+    head, detail = reward_study.summarise(results, seeds)
+    lines = reward_study.report_lines(detail, head)
+    with open(os.path.join(args.out, "study.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print("evaluation took %.0f s" % (time.monotonic() - t0))
+    print(json.dumps(head, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -299,6 +299,25 @@ class StandInPolicy:
         th = self.theta
         return [sum(a * b for a, b in zip(th, v)) for v in self.table.vectors[pid]]
 
+    def loss(self, pairs):
+        """The mean training loss (DPO + NLL, as in step) on pairs, without a step: the loss a trainer
+        reports on prediction-gain's batch after its step, or on probe-progress's probe."""
+        total, n, cache = 0.0, 0, {}
+        for p in pairs:
+            ids = self.table.texts.get(p.prompt_id)
+            if ids is None or p.chosen not in ids or p.rejected not in ids:
+                raise KeyError("pair for an unknown prompt or response: %s" % p.prompt_id)
+            c, r = ids[p.chosen], ids[p.rejected]
+            if p.prompt_id not in cache:
+                s = self.scores(p.prompt_id)
+                m = max(s)
+                cache[p.prompt_id] = (s, m + math.log(sum(math.exp(x - m) for x in s)))
+            s, log_z = cache[p.prompt_id]
+            z = self.beta * (s[c] - s[r])
+            total += (math.log1p(math.exp(-z)) if z > -30 else -z) + self.nll_weight * (log_z - s[c])
+            n += 1
+        return total / n if n else 0.0
+
     def step(self, pairs):
         """One SGD step on a mini-batch's pairs (objects with prompt_id, chosen, rejected); returns
         the mean loss before the step, which the trainer reports to laser (the bandit's reward)."""

@@ -24,8 +24,10 @@ def _envelope(**body):
     return env.SerializeToString()
 
 
-def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: True, report=True):
-    """Calls step(batch) -> loss, or (loss, loss_after) for prediction-gain, for every PreferenceBatch until the coordinator shuts down; returns
+def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: True, report=True, on_probe=None):
+    """Calls step(batch) -> loss, or a dict {"loss", "loss_after" (prediction-gain), "probe_before",
+    "probe_after" (probe-progress)}, for every PreferenceBatch; on_probe(pairs) gets probe-progress's
+    ProbeSet until the coordinator shuts down; returns
     the refusals [(global_batch, reason)]. alive() false (the coordinator's process has ended) also ends it.
     report=False: train on the batches but send no losses (a run whose reward is label-based streams
     its batches to the trainer and takes no losses)."""
@@ -51,13 +53,20 @@ def train(endpoint, step, trainer_id="eval", give_up_after=60.0, alive=lambda: T
                     result = step(env.preference_batch)
                     if not report:
                         continue
-                    loss, after = result if isinstance(result, tuple) else (result, None)
-                    feedback = pb.BatchFeedback(global_batch=env.preference_batch.global_batch, loss=float(loss))
-                    if after is not None:
-                        feedback.loss_after = float(after)
+                    r = result if isinstance(result, dict) else {"loss": result}
+                    feedback = pb.BatchFeedback(global_batch=env.preference_batch.global_batch, loss=float(r["loss"]))
+                    if r.get("loss_after") is not None:
+                        feedback.loss_after = float(r["loss_after"])
                         feedback.has_loss_after = True
+                    if r.get("probe_before") is not None:
+                        feedback.probe_loss_before = float(r["probe_before"])
+                        feedback.probe_loss_after = float(r["probe_after"])
+                        feedback.has_probe_losses = True
                     sock.send(_envelope(batch_feedback=feedback))
                     last_sent = time.monotonic()
+                elif kind == "probe_set":
+                    if on_probe:
+                        on_probe(list(env.probe_set.pairs))
                 elif kind == "feedback_ack" and not env.feedback_ack.accepted:
                     refusals.append((env.feedback_ack.global_batch, env.feedback_ack.reason))
                 elif kind == "disconnect":

@@ -39,6 +39,8 @@ class LaserTrainer:
         self.refusals = []          # (global_batch, reason) the coordinator refused
         self.wants_loss = None      # set on welcome: whether the coordinator waits for losses
         self.wants_loss_after = None  # set on welcome: whether each loss needs loss_after (prediction-gain)
+        self.wants_probe_losses = None  # set on welcome: whether each loss needs the probe's losses
+        self.probe = None           # probe-progress: the ProbeSet's pairs, before the first batch
         self._inbox = queue.Queue()
         self._outbox = queue.Queue()
         self._stop = threading.Event()
@@ -67,12 +69,15 @@ class LaserTrainer:
                 return
             yield item
 
-    def report(self, batch, loss, loss_after=None):
-        """Reports the loss on a batch (a PreferenceBatch or its global_batch number). With
-        reward.source: prediction-gain (`wants_loss_after` true after the welcome), also give
-        loss_after: the loss on the same pairs after the optimiser step; the reward is loss - loss_after."""
+    def report(self, batch, loss, loss_after=None, probe_loss_before=None, probe_loss_after=None):
+        """Reports the loss on a batch (a PreferenceBatch or its global_batch number).
+        reward.source prediction-gain (`wants_loss_after`): also loss_after, the loss on the same pairs
+        after the optimiser step; the reward is loss - loss_after.
+        reward.source probe-progress (`wants_probe_losses`): also the mean loss on `probe` (the
+        ProbeSet's pairs) just before and just after the step; the reward is their difference."""
         global_batch = batch.global_batch if hasattr(batch, "global_batch") else int(batch)
-        self._outbox.put((global_batch, float(loss), None if loss_after is None else float(loss_after)))
+        probe = None if probe_loss_before is None else (float(probe_loss_before), float(probe_loss_after))
+        self._outbox.put((global_batch, float(loss), None if loss_after is None else float(loss_after), probe))
         with self._wake_lock:
             self._wake_tx.send(b"", zmq.NOBLOCK)
 
@@ -150,6 +155,9 @@ class LaserTrainer:
                             liveness = max(2, env.trainer_welcome.liveness)
                             self.wants_loss = env.trainer_welcome.wants_loss
                             self.wants_loss_after = env.trainer_welcome.wants_loss_after
+                            self.wants_probe_losses = env.trainer_welcome.wants_probe_losses
+                        elif kind == "probe_set":
+                            self.probe = list(env.probe_set.pairs)
                         elif kind == "preference_batch":
                             self._inbox.put(env.preference_batch)
                         elif kind == "feedback_ack" and not env.feedback_ack.accepted:
@@ -172,13 +180,16 @@ class LaserTrainer:
                             return
                 while True:
                     try:
-                        global_batch, loss, loss_after = self._outbox.get_nowait()
+                        global_batch, loss, loss_after, probe = self._outbox.get_nowait()
                     except queue.Empty:
                         break
                     feedback = pb.BatchFeedback(global_batch=global_batch, loss=loss)
                     if loss_after is not None:
                         feedback.loss_after = loss_after
                         feedback.has_loss_after = True
+                    if probe is not None:
+                        feedback.probe_loss_before, feedback.probe_loss_after = probe
+                        feedback.has_probe_losses = True
                     sock.send(self._envelope(batch_feedback=feedback))
                     last_sent = time.monotonic()
                 now = time.monotonic()

@@ -44,7 +44,11 @@ class StandInPolicy:
     def score(self, phi):
         return sum(self.theta[k] * v for k, v in phi.items())
 
-    def step(self, pairs):
+    def loss(self, pairs):
+        """The mean loss on pairs, without a step (prediction-gain's loss after, probe-progress's probe)."""
+        return self.step(pairs, update=False)
+
+    def step(self, pairs, update=True):
         """One SGD step on a batch; returns the batch's mean loss before the step (what laser rewards)."""
         if not pairs:
             return 0.0
@@ -78,8 +82,9 @@ class StandInPolicy:
             for k, v in phis[p.chosen].items():
                 grad[k] = grad.get(k, 0.0) - self.nll_weight * v
         n = len(pairs)
-        for k, v in grad.items():
-            self.theta[k] -= self.lr * v / n
+        if update:
+            for k, v in grad.items():
+                self.theta[k] -= self.lr * v / n
         return total / n
 
 
@@ -98,8 +103,18 @@ def main():
     steps, first, last = 0, None, None
     with LaserTrainer(args.connect, trainer_id=args.id, window=args.window, give_up_after=args.give_up_after) as trainer:
         for batch in trainer.batches():
-            loss = policy.step(list(batch.pairs))
-            trainer.report(batch, loss)
+            pairs = list(batch.pairs)
+            # What the run's reward needs (docs/trainer.md#reward-sources): the loss at the step, and for
+            # prediction-gain the loss on the same pairs after it, for probe-progress the loss on the
+            # probe's pairs before and after it.
+            probe_before = policy.loss(trainer.probe) if trainer.wants_probe_losses else None
+            loss = policy.step(pairs)
+            if trainer.wants_probe_losses:
+                trainer.report(batch, loss, probe_loss_before=probe_before, probe_loss_after=policy.loss(trainer.probe))
+            elif trainer.wants_loss_after:
+                trainer.report(batch, loss, loss_after=policy.loss(pairs))
+            else:
+                trainer.report(batch, loss)
             steps += 1
             first = loss if first is None else first
             last = loss
