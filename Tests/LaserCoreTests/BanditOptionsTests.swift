@@ -175,3 +175,36 @@ import Testing
         #expect(crashes > 0)
     }
 }
+
+/// `bandit.record_decisions: full`: selections.jsonl's record is enough to replay every decision with
+/// a LinUCB written from the paper's formulas (closed form, Float64) and the normaliser.
+@Suite struct DecisionRecordTests {
+    @Test func aRunsDecisionsReplayFromTheirRecord() throws {
+        var plan = Fixtures.plan()
+        plan.bandit.record = .full
+        var sim = Simulation(plan: plan, iterations: Fixtures.iterations(2, prompts: 40, seed: 11), workers: [("w", 2, .good)], seed: 1)
+        sim.run()
+        _ = try sim.requireSummary()
+        var closed = ClosedFormLinUCB(arms: plan.rewardModels.count, d: plan.contextDimension, alpha: plan.alpha, lambda: plan.lambda)
+        var normalizer = RewardNormalizer()
+        #expect(!sim.core.batchLog.isEmpty)
+        for b in sim.core.batchLog {
+            let d = try #require(b.decisions?.first)
+            let x = try #require(d.context)
+            #expect(d.contextDigest == DecisionRecord.digest(x) && d.contextDigest.count == 16)
+            let expected = closed.ucb(x)
+            let bounds = try #require(d.bounds)
+            for k in expected.indices { #expect(abs(bounds[k] - expected[k]) <= 1e-5 * max(1, abs(expected[k])), "batch \(b.globalIndex) arm \(k)") }
+            let top = expected.max()!
+            let arm = expected.indices.first { abs(expected[$0] - top) <= 1e-5 * max(1, abs(top)) }!
+            #expect(d.arm == arm, "batch \(b.globalIndex)")
+            // The update the coordinator applied (label reward, depth 1): normalised raw reward, or the
+            // penalty 0 for a batch without pairs.
+            if b.pairs == 0 { closed.update(d.arm!, x, 0) } else if let raw = b.rawReward { closed.update(d.arm!, x, normalizer.normalize(raw)) }
+        }
+        // Without the option nothing is recorded.
+        var plain = Simulation(plan: Fixtures.plan(iterations: 1), iterations: Fixtures.iterations(1, prompts: 16, seed: 2), workers: [("w", 1, .good)], seed: 0)
+        plain.run()
+        #expect(plain.core.batchLog.allSatisfy { $0.decisions == nil })
+    }
+}

@@ -27,14 +27,27 @@ public struct BanditOptions: Equatable, Sendable {
         case neutral
     }
 
+    public enum Record: String, CaseIterable, Sendable {
+        /// selections.jsonl holds the batch's RM only.
+        case none
+        /// Each decision's context digest (FNV-1a of its numbers) and every arm's bound (LinUCB's
+        /// upper confidence bound, Exp3's probability) when it was made.
+        case bounds
+        /// `bounds` and the context vector itself, enough to replay every decision independently.
+        case full
+    }
+
     public var warmStart = WarmStart.none
     public var ties = Ties.first
     public var firstReward = FirstReward.paper
+    /// What selections.jsonl records of each decision (`bandit.record_decisions`).
+    public var record = Record.none
 
-    public init(warmStart: WarmStart = .none, ties: Ties = .first, firstReward: FirstReward = .paper) {
+    public init(warmStart: WarmStart = .none, ties: Ties = .first, firstReward: FirstReward = .paper, record: Record = .none) {
         self.warmStart = warmStart
         self.ties = ties
         self.firstReward = firstReward
+        self.record = record
     }
 
     /// A permutation of 0..<n drawn from the stream (seed, tag, a, b): Fisher-Yates with SplitMix64.

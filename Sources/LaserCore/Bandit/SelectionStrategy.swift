@@ -91,6 +91,16 @@ public struct Selector: Equatable, Sendable {
         }
     }
 
+    /// Every arm's bound for context x as the strategy sees it now: LinUCB's upper confidence bound,
+    /// Exp3's probability; nil for strategies without one (for the decision record).
+    public func bounds(context x: [Double]) -> [Double]? {
+        switch kind {
+        case .linucb: return linucb!.upperConfidenceBounds(x)
+        case .exp3: return exp3!.probabilities
+        default: return nil
+        }
+    }
+
     /// The arm a warm start gives this decision, if it is one of the warm start's.
     func warmStartArm(batch: Int, unit: Int) -> Int? {
         guard options.warmStart == .roundRobin else { return nil }

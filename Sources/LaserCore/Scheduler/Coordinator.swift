@@ -85,6 +85,8 @@ public struct Coordinator: Sendable {
         var context: [Double]
         /// The probability the selection had (Exp3's importance weight; 1 otherwise).
         var probability: Double = 1
+        /// Every arm's bound when it was decided (`bandit.record_decisions`).
+        var bounds: [Double]?
     }
     /// One bandit update, applied in batch order.
     enum Feedback: Sendable {
@@ -398,6 +400,7 @@ public struct Coordinator: Sendable {
         for i in units.indices {
             units[i].selection = chosen[i]
             if case .arm(let k) = chosen[i] { units[i].probability = selector.probability(of: k) }
+            if plan.bandit.record != .none { units[i].bounds = selector.bounds(context: units[i].context) }
         }
         // Which prompts each RM scores.
         var promptsByRM: [String: [Int]] = [:]
@@ -559,7 +562,15 @@ public struct Coordinator: Sendable {
         let emitted = EmittedBatch(
             iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmLabel,
             promptCount: batch.range.count, pairs: pairs, choices: choices, labelAccuracy: accuracy.value, rawReward: raw)
-        batchLog.append(BatchOutcome(emitted))
+        var outcome = BatchOutcome(emitted)
+        if plan.bandit.record != .none {
+            outcome.decisions = batch.units.map { u in
+                DecisionRecord(contextDigest: DecisionRecord.digest(u.context), bounds: u.bounds,
+                               context: plan.bandit.record == .full ? u.context : nil,
+                               arm: { if case .arm(let k) = u.selection { return k } else { return nil } }())
+            }
+        }
+        batchLog.append(outcome)
         let replayed = recovery.emitted.remove(global) != nil
         if replayed {
             actions.append(.log(.debug, "batch \(global) was emitted before the restart; not emitted again"))

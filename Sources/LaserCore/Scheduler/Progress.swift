@@ -10,6 +10,8 @@ public struct BatchOutcome: Sendable, Equatable {
     public var rawReward: Double?
     /// The trainer's loss on the batch (reward.source: trainer-loss).
     public var loss: Double?
+    /// `bandit.record_decisions`: each decision of the batch, as it was made.
+    public var decisions: [DecisionRecord]?
 
     init(_ b: EmittedBatch) {
         iteration = b.iteration
@@ -20,6 +22,27 @@ public struct BatchOutcome: Sendable, Equatable {
         pairs = b.pairs.count
         labelAccuracy = b.labelAccuracy
         rawReward = b.rawReward
+    }
+}
+
+/// One decision as selections.jsonl records it (`bandit.record_decisions`).
+public struct DecisionRecord: Sendable, Equatable {
+    /// FNV-1a over the context's numbers (their IEEE 754 bits, little-endian), as 16 hex digits.
+    public var contextDigest: String
+    /// Every arm's bound when the decision was made (LinUCB: upper confidence bound; Exp3: probability).
+    public var bounds: [Double]?
+    /// The context itself (`full`).
+    public var context: [Double]?
+    /// The arm chosen (nil: ensemble).
+    public var arm: Int?
+
+    static func digest(_ x: [Double]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in x {
+            var bits = v.bitPattern.littleEndian
+            withUnsafeBytes(of: &bits) { for b in $0 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 } }
+        }
+        return String(h, radix: 16).leftPadded(16, with: "0")
     }
 }
 

@@ -55,6 +55,7 @@ extension RunConfig {
         // Only when changed, so the digest of a config from before the section existed stays the same.
         if bandit != BanditOptions() {
             y += "bandit:\n  warm_start: \(bandit.warmStart.rawValue)\n  ties: \(bandit.ties.rawValue)\n  first_reward: \(bandit.firstReward.rawValue)\n"
+            y += "  record_decisions: \(bandit.record.rawValue)\n"
         }
         y += "exp3:\n  gamma: \(gamma)\n"
         y += "agreement:\n  threshold: \(agreementThreshold)\n"

@@ -209,7 +209,7 @@ extension RunConfig {
             c.lambda = try l.double("lambda", min: 1e-12) ?? c.lambda
         }
         if let b = try r.section("bandit") {
-            try b.allow(["warm_start", "ties", "first_reward"])
+            try b.allow(["warm_start", "ties", "first_reward", "record_decisions"])
             func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ type: T.Type) throws -> T? where T.RawValue == String {
                 guard let s = try b.string(key) else { return nil }
                 guard let v = T(rawValue: s) else {
@@ -220,6 +220,7 @@ extension RunConfig {
             c.bandit.warmStart = try choice("warm_start", BanditOptions.WarmStart.self) ?? c.bandit.warmStart
             c.bandit.ties = try choice("ties", BanditOptions.Ties.self) ?? c.bandit.ties
             c.bandit.firstReward = try choice("first_reward", BanditOptions.FirstReward.self) ?? c.bandit.firstReward
+            c.bandit.record = try choice("record_decisions", BanditOptions.Record.self) ?? c.bandit.record
         }
         if let e = try r.section("exp3") {
             try e.allow(["gamma"])

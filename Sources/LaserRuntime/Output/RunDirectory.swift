@@ -122,6 +122,15 @@ public struct RunDirectory: Sendable {
             if let a = b.labelAccuracy { text += ",\"label_accuracy\":\(JSONLines.number(a))" }
             if let r = b.rawReward { text += ",\"raw_reward\":\(JSONLines.number(r))" }
             if let l = b.loss { text += ",\"loss\":\(JSONLines.number(l))" }
+            if let decisions = b.decisions {
+                text += ",\"decisions\":[" + decisions.map { d in
+                    var s = "{\"context_fnv1a\":\"\(d.contextDigest)\""
+                    if let arm = d.arm { s += ",\"arm\":\(arm)" }
+                    if let bounds = d.bounds { s += ",\"bounds\":[" + bounds.map(JSONLines.number).joined(separator: ",") + "]" }
+                    if let x = d.context { s += ",\"context\":[" + x.map(JSONLines.number).joined(separator: ",") + "]" }
+                    return s + "}"
+                }.joined(separator: ",") + "]"
+            }
             text += "}\n"
         }
         try AtomicFile.write(text, to: selectionsPath)
