@@ -208,3 +208,72 @@ import Testing
         #expect(plain.core.batchLog.allSatisfy { $0.decisions == nil })
     }
 }
+
+/// Linear Thompson sampling: the draw against its formula, the normal draws, learning, priors, and
+/// the determinism matrix with crashes.
+@Suite struct ThompsonSamplingTests {
+    @Test func drawsFollowThePosteriorAndThePriorCombination() {
+        let posterior = [(mean: 0.2, variance: 0.5), (mean: -0.1, variance: 2.0), (mean: 0.4, variance: 0.01)]
+        let plain = ThompsonSettings(v: 0.7)
+        let withPriors = ThompsonSettings(v: 0.7, priors: [ArmPrior(mean: 0.9, variance: 0.01), ArmPrior(mean: 0.1, variance: 1), ArmPrior(mean: 0.5, variance: 0.2)])
+        for batch in 0..<50 {
+            let s = ThompsonSampling.samples(posterior, settings: plain, seed: 4, batch: batch, unit: 0)
+            let p = ThompsonSampling.samples(posterior, settings: withPriors, seed: 4, batch: batch, unit: 0)
+            for k in 0..<3 {
+                let z = ThompsonSampling.standardNormal(seed: 4, batch: batch, unit: 0, arm: k)
+                let v2 = 0.49 * posterior[k].variance
+                #expect(abs(s[k] - (posterior[k].mean + v2.squareRoot() * z)) < 1e-12)
+                // Precision-weighted: 1/var = 1/s^2 + 1/(v^2 x'A^-1x).
+                let prior = withPriors.priors[k]
+                let variance = 1 / (1 / prior.variance + 1 / v2)
+                let mean = variance * (prior.mean / prior.variance + posterior[k].mean / v2)
+                #expect(abs(p[k] - (mean + variance.squareRoot() * z)) < 1e-12)
+            }
+        }
+    }
+
+    @Test func normalDrawsAreStandardNormal() {
+        let z = (0..<20_000).map { ThompsonSampling.standardNormal(seed: 1, batch: $0, unit: 0, arm: 0) }
+        let mean = z.reduce(0, +) / Double(z.count)
+        let variance = z.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(z.count - 1)
+        #expect(abs(mean) < 0.03 && abs(variance - 1) < 0.05, "\(mean) \(variance)")
+        #expect(abs(Double(z.filter { abs($0) < 1.96 }.count) / Double(z.count) - 0.95) < 0.01)
+    }
+
+    func plan(priors: [ArmPrior] = []) -> RunPlan {
+        var p = Fixtures.plan(strategy: .thompson, depth: 1)
+        p.thompson = ThompsonSettings(v: 0.3, priors: priors)
+        p.bandit = BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral)
+        return p
+    }
+
+    @Test func learnsTheOracleRMAndIsDeterministicAcrossCrashes() throws {
+        let data = Fixtures.iterations(3, prompts: 48, seed: 5)
+        var p = plan()
+        p.iterations = 3
+        var expected = Simulation(plan: p, iterations: data, workers: [("solo", 1, .good)], seed: 0)
+        expected.run()
+        let summary = try expected.requireSummary()
+        let oracle = summary.arms.first { $0.name == "oracle" }!.batches
+        #expect(oracle > summary.arms.map(\.batches).reduce(0, +) / 2, "\(summary.arms)")
+        for seed in 0..<8 as Range<UInt64> {
+            var sim = Simulation(plan: p, iterations: data, workers: [("a", 2, .good), ("b", 1, .good)], seed: seed)
+            sim.crashRate = seed % 2 == 0 ? 0 : 12
+            sim.maxCrashes = 4
+            sim.run()
+            _ = try sim.requireSummary()
+            #expect(sim.output == expected.output, "seed \(seed)")
+            #expect(sim.core.selector == expected.core.selector, "seed \(seed)")
+        }
+    }
+
+    /// A confident prior for an arm makes the first decisions after the warm start its own.
+    @Test func aPriorSteersTheStart() {
+        let confident = [ArmPrior(mean: 0, variance: 0.0001), ArmPrior(mean: 0, variance: 0.0001), ArmPrior(mean: 1, variance: 0.0001)]
+        let s = Selector(kind: .thompson, armCount: 3, dimension: 4, seed: 2, thompson: ThompsonSettings(v: 0.5, priors: confident))
+        #expect((0..<40).allSatisfy { s.select(context: [1, 0, 0, 0], batch: $0) == .arm(2) })
+        let flat = Selector(kind: .thompson, armCount: 3, dimension: 4, seed: 2)
+        let picks = Set((0..<60).compactMap { if case .arm(let k) = flat.select(context: [1, 0, 0, 0], batch: $0) { return k } else { return nil } })
+        #expect(picks.count == 3)
+    }
+}

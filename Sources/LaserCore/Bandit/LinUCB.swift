@@ -79,6 +79,14 @@ public struct LinUCB: Equatable, Sendable {
         return parts.map { $0.mean + alpha * $0.variance.squareRoot() }
     }
 
+    /// Every arm's posterior for context x: the ridge estimate `theta_k . x` and `x^T A_k^-1 x` (the
+    /// variance factor), from the same sweep as the bounds.
+    public func posterior(_ x: [Double]) -> [(mean: Double, variance: Double)] {
+        precondition(x.count == dimension, "context has \(x.count) dimensions, bandit has \(dimension)")
+        let threads = storage.factorBytes > Self.parallelThreshold ? min(maxThreads, Self.processors) : 1
+        return storage.solveAll(x, threads: threads)
+    }
+
     /// The arm with the highest bound; ties go to the lowest arm index (so the first pick is arm 0).
     public func select(_ x: [Double]) -> Int {
         let p = upperConfidenceBounds(x)

@@ -16,6 +16,9 @@ public enum StrategyKind: String, CaseIterable, Sendable, Codable {
     /// Every RM scores every candidate; a pair of the score ensemble's ranking is kept only where the
     /// RMs agree on its direction (see `AgreementFilter`). K times the RM cost.
     case agreement
+    /// Linear Thompson sampling (Agrawal & Goyal 2013) on LinUCB's ridge posterior per arm, with optional
+    /// Gaussian priors per arm (`laser calibrate`): see `ThompsonSampling`.
+    case thompson
 }
 
 /// What a strategy decided for one mini-batch.
@@ -38,11 +41,15 @@ public struct Selector: Equatable, Sendable {
     public let warmOrder: [Int]
     /// One decision per prompt (`granularity: instance`): a warm start covers the first batch's prompts.
     public let perPrompt: Bool
+    /// Thompson sampling's scale and priors (`thompson` section).
+    public let thompson: ThompsonSettings
 
     public init(kind: StrategyKind, armCount: Int, dimension: Int, seed: UInt64,
                 alpha: Double = 0.1, lambda: Double = 1.0, fixedArm: Int = 0, gamma: Double = 0.1,
-                options: BanditOptions = BanditOptions(), perPrompt: Bool = false) {
+                options: BanditOptions = BanditOptions(), perPrompt: Bool = false, thompson: ThompsonSettings = ThompsonSettings()) {
         precondition(armCount > 0)
+        precondition(thompson.priors.isEmpty || thompson.priors.count == armCount)
+        self.thompson = thompson
         self.options = options
         self.perPrompt = perPrompt
         warmOrder = BanditOptions.permutation(armCount, seed: seed, tag: 0x3A53, 0, 0)
@@ -50,7 +57,7 @@ public struct Selector: Equatable, Sendable {
         self.armCount = armCount
         self.seed = seed
         self.fixedArm = fixedArm
-        linucb = kind == .linucb ? LinUCB(armCount: armCount, dimension: dimension, alpha: alpha, lambda: lambda) : nil
+        linucb = kind == .linucb || kind == .thompson ? LinUCB(armCount: armCount, dimension: dimension, alpha: alpha, lambda: lambda) : nil
         exp3 = kind == .exp3 ? Exp3(armCount: armCount, gamma: gamma) : nil
     }
 
@@ -85,6 +92,10 @@ public struct Selector: Equatable, Sendable {
             let h = unit == 0 ? SplitMix64.mix(seed, 0xBA7C4, UInt64(batch)) : SplitMix64.mix(seed, 0xBA7C4, UInt64(batch), UInt64(unit))
             return .arm(Int(h % UInt64(armCount)))
         case .sequential: return .arm((batch + unit) % armCount)
+        case .thompson:
+            if let arm = warmStartArm(batch: batch, unit: unit) { return .arm(arm) }
+            let samples = ThompsonSampling.samples(linucb!.posterior(x), settings: thompson, seed: seed, batch: batch, unit: unit)
+            return .arm(Self.best(samples, order: Array(0..<armCount)))
         case .ensemble, .agreement: return .ensemble
         case .fixed: return .arm(fixedArm)
         case .exp3: preconditionFailure("exp3 draws in selectWithProbability")
@@ -96,6 +107,7 @@ public struct Selector: Equatable, Sendable {
     public func bounds(context x: [Double]) -> [Double]? {
         switch kind {
         case .linucb: return linucb!.upperConfidenceBounds(x)
+        case .thompson: return linucb!.posterior(x).map(\.mean)
         case .exp3: return exp3!.probabilities
         default: return nil
         }
@@ -116,12 +128,12 @@ public struct Selector: Equatable, Sendable {
     }
 
     /// Whether this strategy learns from rewards at all.
-    public var learns: Bool { kind == .linucb || kind == .exp3 }
+    public var learns: Bool { kind == .linucb || kind == .exp3 || kind == .thompson }
 
     /// `probability`: what the arm had when it was selected (Exp3's importance weight).
     public mutating func update(arm: Int, context x: [Double], reward: Double, probability: Double = 1) {
         switch kind {
-        case .linucb: linucb!.update(arm: arm, context: x, reward: reward)
+        case .linucb, .thompson: linucb!.update(arm: arm, context: x, reward: reward)
         case .exp3: exp3!.update(arm: arm, reward: min(1, max(0, reward)), probability: probability)
         default: break
         }

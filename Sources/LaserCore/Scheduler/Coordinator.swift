@@ -179,7 +179,7 @@ public struct Coordinator: Sendable {
         self.plan = plan
         selector = Selector(kind: plan.strategy, armCount: plan.rewardModels.count, dimension: plan.contextDimension,
                             seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm, gamma: plan.gamma,
-                            options: plan.bandit, perPrompt: plan.granularity == .instance)
+                            options: plan.bandit, perPrompt: plan.granularity == .instance, thompson: plan.thompson)
         summary = SummaryBuilder(strategy: plan.strategy.rawValue, armNames: plan.armNames)
         for name in plan.armNames { queues[name] = [] }
         recovery = Recovery(journal)

@@ -125,6 +125,8 @@ public struct RunPlan: Equatable, Sendable {
     public var bandit = BanditOptions()
     /// probe-progress: how many of iteration 1's first prompts every RM scores for the probe.
     public var probeSize = 64
+    /// strategy thompson: its scale and per-arm priors.
+    public var thompson = ThompsonSettings()
     /// The agreement ensemble keeps a pair when at least this share of the opinionated RMs agree.
     public var agreementThreshold: Double = 0.75
     /// One decision per mini-batch (the paper's default) or one per prompt.
@@ -147,8 +149,10 @@ public struct RunPlan: Equatable, Sendable {
                 normalizeRewards: Bool = true, contextDimension: Int = 256,
                 scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
                 gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement(),
-                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, bandit: BanditOptions = BanditOptions(), probeSize: Int = 64, workerDefinedRMs: Set<String> = []) {
+                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, bandit: BanditOptions = BanditOptions(), probeSize: Int = 64, thompson: ThompsonSettings = ThompsonSettings(),
+                workerDefinedRMs: Set<String> = []) {
         self.bandit = bandit
+        self.thompson = thompson
         self.probeSize = probeSize
         self.coordinatorID = coordinatorID
         self.seed = seed

@@ -58,6 +58,13 @@ extension RunConfig {
             y += "  record_decisions: \(bandit.record.rawValue)\n"
         }
         y += "exp3:\n  gamma: \(gamma)\n"
+        // Only when used; priors inline, so the run's config.yaml (and its digest) holds their values.
+        if strategy == .thompson || !priors.isEmpty || thompsonV != 0.5 {
+            y += "thompson:\n  v: \(thompsonV)\n"
+            if !priors.isEmpty {
+                y += "  priors:\n" + rewardModels.compactMap { rm in priors[rm.name].map { "    \(q(rm.name)): {mean: \($0.mean), variance: \($0.variance)}\n" } }.joined()
+            }
+        }
         y += "agreement:\n  threshold: \(agreementThreshold)\n"
         y += "batch_size: \(batchSize)\nshard_size: \(shardSize)\npipeline_depth: \(pipelineDepth)\n"
         y += "mode: \(mode.rawValue)\ngranularity: \(granularity.rawValue)\n"

@@ -31,6 +31,9 @@ public struct RunConfig: Equatable, Sendable {
     public var bandit = BanditOptions()
     /// reward.probe_size: prompts every RM scores once for probe-progress's probe.
     public var probeSize = 64
+    /// strategy thompson: `thompson.v` and per-RM priors (by RM name; from `laser calibrate`).
+    public var thompsonV = 0.5
+    public var priors: [String: ArmPrior] = [:]
     /// `preset: paper`, when the config asked for it (written back so the run's config.yaml says so).
     public var preset: String?
     public var rewardModels: [RewardModelSpec]
@@ -75,7 +78,8 @@ public struct RunConfig: Equatable, Sendable {
             },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
             contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
-            maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, bandit: bandit, probeSize: probeSize, workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
+            maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, bandit: bandit, probeSize: probeSize,
+            thompson: ThompsonSettings(v: thompsonV, priors: priors.isEmpty ? [] : rewardModels.map { priors[$0.name]! }), workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -172,7 +176,7 @@ extension RunConfig {
     public static func parse(yaml: String, source: String, baseDirectory: String) throws -> RunConfig {
         let map = try yamlMapping(yaml, source: source, expected: "a mapping of keys (iterations, input, reward_models, ...)")
         let r = Section(map, path: "", source: source)
-        try r.allow(["input", "iterations", "seed", "preset", "strategy", "fixed_rm", "linucb", "bandit", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
+        try r.allow(["input", "iterations", "seed", "preset", "strategy", "fixed_rm", "linucb", "bandit", "thompson", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
                      "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security", "metrics"])
 
         let inputs: [String]
@@ -221,6 +225,35 @@ extension RunConfig {
             c.bandit.ties = try choice("ties", BanditOptions.Ties.self) ?? c.bandit.ties
             c.bandit.firstReward = try choice("first_reward", BanditOptions.FirstReward.self) ?? c.bandit.firstReward
             c.bandit.record = try choice("record_decisions", BanditOptions.Record.self) ?? c.bandit.record
+        }
+        if let t = try r.section("thompson") {
+            try t.allow(["v", "priors"])
+            c.thompsonV = try t.double("v", min: 1e-9) ?? c.thompsonV
+            // Priors inline (a mapping RM -> {mean, variance}), or a file `laser calibrate` wrote.
+            var table: [String: Any]?
+            var origin = "thompson.priors"
+            if let m = t.map["priors"] as? [String: Any] {
+                table = m
+            } else if let path = try t.path("priors", base: baseDirectory) {
+                origin = path
+                let text: String
+                do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                    throw t.error("priors", "cannot be read from \(path): \(error.localizedDescription); write it with laser calibrate CONFIG --input LABELLED.jsonl --out \(path)")
+                }
+                table = try yamlMapping(text, source: path, expected: "a mapping of RM names to {mean, variance}")
+            }
+            if let table {
+                for spec in specs {
+                    guard let entry = table[spec.name] as? [String: Any] else {
+                        throw t.error("priors", "(\(origin)) has no prior for RM '\(spec.name)'; run laser calibrate again with this config")
+                    }
+                    func number(_ key: String) -> Double? { (entry[key] as? Double) ?? (entry[key] as? Int).map(Double.init) }
+                    guard let mean = number("mean"), let variance = number("variance"), mean.isFinite, variance.isFinite, variance > 0 else {
+                        throw t.error("priors", "(\(origin)): the prior of '\(spec.name)' needs a finite mean and a positive variance")
+                    }
+                    c.priors[spec.name] = ArmPrior(mean: mean, variance: variance)
+                }
+            }
         }
         if let e = try r.section("exp3") {
             try e.allow(["gamma"])

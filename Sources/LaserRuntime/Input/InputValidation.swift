@@ -39,7 +39,7 @@ public struct ValidatedInputs: Sendable {
             out.promptsPerIteration.append(scan.prompts)
         }
         // Only strategies that learn from the reward need it (fixed, random, sequential and the ensembles do not).
-        if config.rewardSource == .labelPairAccuracy && [.linucb, .exp3].contains(config.strategy) {
+        if config.rewardSource == .labelPairAccuracy && [.linucb, .exp3, .thompson].contains(config.strategy) {
             try out.checkLabels(config, reader: reader)
         }
         return out

@@ -12,7 +12,7 @@ struct Laser: ParsableCommand {
         commandName: "laser",
         abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
         version: laserVersion,
-        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self, ValidateCommand.self],
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self, ValidateCommand.self, CalibrateCommand.self],
         defaultSubcommand: Run.self)
 }
 
@@ -274,7 +274,7 @@ struct Run: ParsableCommand {
 
     func runComparison(_ base: RunConfig, _ dir: RunDirectory, _ logger: Logger) throws {
         var variants: [(String, RunConfig)] = []
-        for kind in [StrategyKind.linucb, .exp3, .random, .sequential, .ensemble, .agreement] {
+        for kind in [StrategyKind.linucb, .thompson, .exp3, .random, .sequential, .ensemble, .agreement] {
             var c = base
             c.strategy = kind
             variants.append((kind.rawValue, c))
