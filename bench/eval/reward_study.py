@@ -38,8 +38,32 @@ def study_methods(quick):
             ("loss a=2, fair start", dict({"strategy": "linucb", "alpha": 2.0, "reward": "trainer-loss"}, **FAIR_START)),
             ("probe-progress a=0.5, fair start", dict(RECOMMENDED, alpha=0.5)),
             ("ensemble", {"strategy": "ensemble"}),
+            # Variants of the recommended one (chosen among by the train split's pair accuracy only).
+            ("probe-progress a=4, fair start", dict(RECOMMENDED, alpha=4.0)),
+            ("probe-progress a=2, fair start, probe 256", dict(RECOMMENDED, probe_size=256)),
+            ("probe-progress a=2, fair start, DPO probe loss", dict(RECOMMENDED, probe_loss="dpo")),
+            ("thompson probe-progress, fair start", dict(RECOMMENDED, strategy="thompson", v=0.5)),
+            ("thompson probe-progress, calibrated priors", dict(RECOMMENDED, strategy="thompson", v=0.5, priors="CALIBRATED")),
+            ("thompson loss, calibrated priors", dict({"strategy": "thompson", "v": 0.5, "reward": "trainer-loss", "priors": "CALIBRATED"}, **FAIR_START)),
         ]
     return rows
+
+
+def calibrated_priors(args, setting, data, rms, seed):
+    """`laser calibrate` on 50 labelled TRAIN prompts (the first of iteration 1; the study's other runs
+    use no labels), for this arm order's config; returns the priors file."""
+    import subprocess
+    folder = os.path.join(args.out, "study", "calibration", "%s-seed%d-%s" % (setting.name, seed, "-".join(n[:4] for n, _, _ in rms)))
+    out = os.path.join(folder, "priors.yaml")
+    if os.path.exists(out):
+        return out
+    os.makedirs(folder, exist_ok=True)
+    labelled = run_eval.eval_data.write_inputs([data.iterations[0][:50]], os.path.join(folder, "input"))[0]
+    cfg = os.path.join(folder, "config.yaml")
+    s = run_eval.Setting(setting.name, rms, setting.batch_size, 1, setting.context_dim, [], ["clean"])
+    run_eval.write_config(cfg, [labelled], s, {"strategy": "linucb"}, seed, "clean", None, 0, 1)
+    subprocess.run([args.laser, "calibrate", cfg, "--input", labelled, "--out", out], check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def orders(rms):
@@ -86,6 +110,8 @@ def run_study(args):
                             results[key] = json.load(f)
                         continue
                     s = run_eval.Setting(setting.name, rms, setting.batch_size, setting.iterations, setting.context_dim, [], [condition])
+                    if m.get("priors") == "CALIBRATED":
+                        m = dict(m, priors=calibrated_priors(args, setting, data, rms, seed))
                     t = time.monotonic()
                     r = run_eval.run_one(args, s, data, label, m, seed, condition, best, p[:-5])
                     r["order"] = order
@@ -127,7 +153,9 @@ def summarise(results, seeds):
         for label in rows:
             per_order = {o: _mean(acc(label, order=o)) for o in ("given", "reversed", "shuffled") if acc(label, order=o)}
             vals = acc(label)
-            table[label] = {"mean": _mean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals),
+            train_pairs = [r["pair_accuracy"] for (d, c, l, o, s), r in results.items()
+                           if d == dataset and c == "clean" and l == label and r.get("pair_accuracy") is not None]
+            table[label] = {"mean": _mean(vals), "train_pair_accuracy": _mean(train_pairs), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals),
                             "per_order": per_order,
                             "order_spread": (max(per_order.values()) - min(per_order.values())) if len(per_order) > 1 else 0.0,
                             "noise_one": _mean(acc(label, "noise-one"))}
@@ -152,13 +180,14 @@ def report_lines(detail, head):
              "Held-out accuracy (%) of the stand-in, mean ± sd over seeds and arm orders; per order: mean over seeds.", ""]
     for dataset, d in detail.items():
         lines += ["### %s (best single RM on the train split: %s)" % (dataset, d["best_single_rm"]), "",
-                  "| method | held-out % | given | reversed | shuffled | order spread | noise-one |", "|---|---|---|---|---|---|---|"]
+                  "| method | held-out % | given | reversed | shuffled | order spread | noise-one | pair acc (train) |", "|---|---|---|---|---|---|---|---|"]
         for label, r in sorted(d["rows"].items(), key=lambda kv: -(kv[1]["mean"] or 0)):
             po = r["per_order"]
             cell = lambda o: "%.1f" % po[o] if o in po else "-"  # noqa: E731
-            lines.append("| %s | %.1f ± %.1f (n=%d) | %s | %s | %s | %.1f | %s |" % (
+            lines.append("| %s | %.1f ± %.1f (n=%d) | %s | %s | %s | %.1f | %s | %s |" % (
                 label, r["mean"], r["sd"], r["n"], cell("given"), cell("reversed"), cell("shuffled"), r["order_spread"],
-                "%.1f" % r["noise_one"] if r["noise_one"] is not None else "-"))
+                "%.1f" % r["noise_one"] if r["noise_one"] is not None else "-",
+                "%.3f" % r["train_pair_accuracy"] if r["train_pair_accuracy"] is not None else "-"))
         lines.append("")
     lines += ["Headline: `%s`" % json.dumps(head, sort_keys=True), ""]
     return lines

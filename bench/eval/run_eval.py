@@ -164,6 +164,10 @@ def write_config(path, inputs, setting, method, seed, condition, noisy_rm, laten
     lines = ["# written by bench/eval/run_eval.py", "input:"] + ["  - %s" % yaml_str(p) for p in inputs]
     if m.get("preset"):
         lines.append("preset: %s" % m["preset"])
+    if m.get("priors"):
+        lines += ["thompson:", "  v: %g" % m.get("v", 0.5), "  priors: %s" % yaml_str(m["priors"])]
+    elif m["strategy"] == "thompson":
+        lines += ["thompson:", "  v: %g" % m.get("v", 0.5)]
     lines += ["iterations: %d" % len(inputs), "seed: %d" % seed, "strategy: %s" % m["strategy"]]
     if m.get("fixed_rm"):
         lines.append("fixed_rm: %s" % yaml_str(m["fixed_rm"]))
@@ -234,7 +238,9 @@ def run_one(args, setting, data, label, method, seed, condition, noisy_rm, run_d
             by_iteration.append(policy.accuracy(data.test)[0])
             state["current"] += 1
         pairs = list(batch.pairs)
-        probe_before = policy.loss(probe) if reward == "probe-progress" else None
+        # The probe's loss: the training loss, or (method "probe_loss": "dpo") its DPO term alone.
+        probe_nll = method.get("probe_loss", "train") != "dpo"
+        probe_before = policy.loss(probe, nll=probe_nll) if reward == "probe-progress" else None
         loss = policy.step(pairs)
         state["steps"] += 1
         losses.setdefault(batch.reward_model, []).append(loss)
@@ -243,7 +249,7 @@ def run_one(args, setting, data, label, method, seed, condition, noisy_rm, run_d
             rewards.setdefault(batch.reward_model, []).append(loss - after)
             return {"loss": loss, "loss_after": after}
         if reward == "probe-progress":
-            after = policy.loss(probe)
+            after = policy.loss(probe, nll=probe_nll)
             rewards.setdefault(batch.reward_model, []).append(probe_before - after)
             return {"loss": loss, "probe_before": probe_before, "probe_after": after}
         return loss

@@ -299,9 +299,9 @@ class StandInPolicy:
         th = self.theta
         return [sum(a * b for a, b in zip(th, v)) for v in self.table.vectors[pid]]
 
-    def loss(self, pairs):
-        """The mean training loss (DPO + NLL, as in step) on pairs, without a step: the loss a trainer
-        reports on prediction-gain's batch after its step, or on probe-progress's probe."""
+    def loss(self, pairs, nll=True):
+        """The mean training loss (DPO + NLL, as in step; nll=False: DPO only) on pairs, without a step:
+        the loss a trainer reports on prediction-gain's batch after its step, or on probe-progress's probe."""
         total, n, cache = 0.0, 0, {}
         for p in pairs:
             ids = self.table.texts.get(p.prompt_id)
@@ -314,7 +314,7 @@ class StandInPolicy:
                 cache[p.prompt_id] = (s, m + math.log(sum(math.exp(x - m) for x in s)))
             s, log_z = cache[p.prompt_id]
             z = self.beta * (s[c] - s[r])
-            total += (math.log1p(math.exp(-z)) if z > -30 else -z) + self.nll_weight * (log_z - s[c])
+            total += (math.log1p(math.exp(-z)) if z > -30 else -z) + (self.nll_weight * (log_z - s[c]) if nll else 0.0)
             n += 1
         return total / n if n else 0.0
 
