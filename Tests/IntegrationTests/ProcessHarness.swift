@@ -111,6 +111,8 @@ struct HarnessError: Error, CustomStringConvertible {
 func batchFiles(_ runDirectory: String) throws -> [String: Data] {
     var out: [String: Data] = [:]
     let root = runDirectory + "/iterations"
+    // iterations/ appears with the first batch file; before that a run has no batches.
+    guard FileManager.default.fileExists(atPath: root) else { return out }
     for it in try FileManager.default.contentsOfDirectory(atPath: root).sorted() {
         // Hidden names are temp files of a write in progress, not batches.
         for f in try FileManager.default.contentsOfDirectory(atPath: root + "/" + it).sorted() where !f.hasPrefix(".") {

@@ -7,8 +7,9 @@ import Testing
 @Suite struct CrashRecoveryTests {
     let data = Fixtures.iterations(2, prompts: 40, seed: 11)
 
-    func reference(_ plan: RunPlan, data: [[PromptRecord]]) -> Simulation {
+    func reference(_ plan: RunPlan, data: [[PromptRecord]], trainer: Bool = false) -> Simulation {
         var sim = Simulation(plan: plan, iterations: data, workers: [("solo", 1, .good)], seed: 0)
+        if trainer { sim.trainerPeer = PeerID([0xEE]); sim.trainerWindow = 2 }
         sim.run()
         return sim
     }
@@ -79,9 +80,18 @@ import Testing
             var rng = SplitMix64(seed: 0xFA17 ^ seed)
             let strategy = StrategyKind.allCases[Int(rng.next() % UInt64(StrategyKind.allCases.count))]
             let depth = 1 + Int(rng.next() % 3)
-            let plan = Fixtures.plan(strategy: strategy, depth: depth, maxAttempts: 1000, leaseMs: 300)
-            let key = "\(strategy)-\(depth)"
-            if references[key] == nil { references[key] = reference(plan, data: small) }
+            var plan = Fixtures.plan(strategy: strategy, depth: depth, maxAttempts: 1000, leaseMs: 300)
+            // The reward's source too: the labels, or a simulated trainer's feedback (loss, loss before
+            // and after, probe losses), which must count exactly once across crashes.
+            let sources: [RewardSource] = [.labelPairAccuracy, .trainerLoss, .predictionGain, .probeProgress]
+            let source = strategy == .linucb || strategy == .thompson ? sources[Int(rng.next() % 4)] : .labelPairAccuracy
+            if source != .labelPairAccuracy {
+                plan.rewardSource = source
+                plan.probeSize = 8
+                plan.bandit = BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral)
+            }
+            let key = "\(strategy)-\(depth)-\(source.rawValue)"
+            if references[key] == nil { references[key] = reference(plan, data: small, trainer: source.fromTrainer) }
             // Always one good worker, so the run can finish; up to three others of any kind.
             var pool: [(String, UInt32, SimBehaviour)] = [("good", UInt32(1 + rng.next() % 3), .good)]
             for i in 0..<Int(rng.next() % 4) {
@@ -90,18 +100,19 @@ import Testing
                 pool.append(("w\(i)", UInt32(1 + rng.next() % 3), b))
             }
             var sim = Simulation(plan: plan, iterations: small, workers: pool, seed: seed)
+            if source.fromTrainer { sim.trainerPeer = PeerID([0xEE]); sim.trainerWindow = 2 }
             sim.crashRate = 8 + rng.next() % 60
             sim.maxCrashes = Int(rng.next() % 5)
             sim.run()
             crashes += sim.crashes
             guard let summary = sim.finished, sim.conflicts == 0, sim.blankTextsSent == 0, sim.output == references[key]!.output,
-                  sim.core.selector == references[key]!.core.selector else {
+                  sim.core.selector == references[key]!.core.selector, sim.probeSeen == references[key]!.probeSeen else {
                 Issue.record("seed \(seed) (\(key), workers \(pool.map { "\($0.2)" })): failure \(sim.failure ?? "none"), conflicts \(sim.conflicts), blank texts sent \(sim.blankTextsSent), output equal \(sim.output == references[key]!.output)")
                 return
             }
             rejected += summary.counters.invalidResults + summary.counters.duplicateResults
         }
-        print("fault campaign: \(runs) seeded runs, \(faults) faulty workers, \(crashes) coordinator crashes, \(rejected) invalid or duplicate results dropped, 0 lost, 0 emitted twice with different content")
+        print("fault campaign: \(runs) seeded runs (\(Set(references.keys).count) strategy/depth/reward combinations), \(faults) faulty workers, \(crashes) coordinator crashes, \(rejected) invalid or duplicate results dropped, 0 lost, 0 emitted twice with different content")
         #expect(crashes > runs / 2)
     }
 }
