@@ -53,7 +53,11 @@ import Testing
         #expect(coordinatorErr.contains("CURVE on: 1 worker key(s) allowed"))
         #expect(coordinatorErr.contains("client key is not on the allow-list"), "the stranger's refusal is logged")
         // Issue 19 item 9: a client without CURVE gets silence, so the coordinator says what happened.
-        #expect(coordinatorErr.contains("CURVE: a client's handshake failed") && coordinatorErr.contains("does not use CURVE"), "\(coordinatorErr)")
+        // libzmq reports a NULL client as ZMTP_MECHANISM_MISMATCH, unless the client, which sees the
+        // mismatch too, closes first: then the server's monitor gets HANDSHAKE_FAILED_NO_DETAIL (seen
+        // once in CI under load). Either way the coordinator must say that a handshake failed.
+        #expect(coordinatorErr.contains("CURVE: a client's handshake failed")
+                && (coordinatorErr.contains("does not use CURVE") || coordinatorErr.contains("no detail (the client closed the connection")), "\(coordinatorErr)")
         #expect(!coordinatorErr.contains("worker stranger joined") && !coordinatorErr.contains("worker plaintext joined"))
         #expect(try batchFiles(dir + "/run").count == 3)  // 24 prompts / batch size 8
         // The run directory's config keeps the security section, with absolute paths.
