@@ -196,15 +196,21 @@ public final class WorkerService {
         try sendHello()
     }
 
+    /// Never blocks: before a handshake has succeeded (a refused CURVE handshake, a coordinator that is
+    /// not up) libzmq may have no pipe to queue on, and a blocking send would hang the worker past
+    /// `--give-up-after`. A hello that cannot be queued now is sent again by the retry in the loop.
     private func sendHello() throws {
         helloSent = Date()
-        try send(.hello(Hello(workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
-                              softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true)))
+        if try !send(.hello(Hello(workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
+                                  softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true)), nonBlocking: true) {
+            logger.debug("the hello could not be queued yet (no connection); retrying")
+        }
     }
 
-    private func send(_ message: WireMessage) throws {
+    @discardableResult
+    private func send(_ message: WireMessage, nonBlocking: Bool = false) throws -> Bool {
         lastSent = Date()
-        try socket!.send([WireCodec.encode(message)])
+        return try socket!.send([WireCodec.encode(message)], nonBlocking: nonBlocking)
     }
 
     private func handle(_ message: WireMessage) throws -> WorkerExit? {
