@@ -49,12 +49,14 @@ import ZeroMQ
     }
 
     @Test func aHundredThousandHostileFramesChangeNothing() throws {
-        // The demo's data with RMs slowed down (simulated latency), so the run outlasts the flood.
+        // The demo's data with RMs slowed down (simulated latency, 250 ms a prompt: about 12 s for 48
+        // prompts on one slot), so the run outlasts the flood even on a loaded CI machine (at 50 ms it once
+        // finished first).
         let data = Laser.temporaryDirectory()
         let (code, _, err) = try Laser.run(["demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "16"])
         try #require(code == 0, "\(err)")
         let rms = ["length", "self-consistency", "arithmetic-check", "instruction-following", "answer-match"].map {
-            "  - {name: \($0), kind: simulated-latency, params: {base: \($0), ms: 50}}"
+            "  - {name: \($0), kind: simulated-latency, params: {base: \($0), ms: 250}}"
         }.joined(separator: "\n")
         let config = data + "/hostile.yaml"
         try """
