@@ -22,4 +22,6 @@ else
   Tests/hostile/run.sh
   # A worker written in Python from proto/ and docs/protocol.md alone must give byte-identical batches.
   Tests/conformance/run.sh
+  # The trainer client as a pip package (clients/python/pyproject.toml, laser-client).
+  clients/python/check-install.sh
 fi
