@@ -7,11 +7,18 @@ import Testing
 @Suite struct CrashRecoveryTests {
     let data = Fixtures.iterations(2, prompts: 40, seed: 11)
 
-    func reference(_ plan: RunPlan, data: [[PromptRecord]], trainer: Bool = false) -> Simulation {
+    func reference(_ plan: RunPlan, data: [[PromptRecord]]) -> Simulation {
         var sim = Simulation(plan: plan, iterations: data, workers: [("solo", 1, .good)], seed: 0)
-        if trainer { sim.trainerPeer = PeerID([0xEE]); sim.trainerWindow = 2 }
+        Self.attachTrainerIfNeeded(&sim)
         sim.run()
         return sim
+    }
+
+    /// A simulated trainer (window 2) when the plan's reward comes from one.
+    static func attachTrainerIfNeeded(_ sim: inout Simulation) {
+        guard sim.plan.rewardSource.fromTrainer else { return }
+        sim.trainerPeer = PeerID([0xEE])
+        sim.trainerWindow = 2
     }
 
     @Test(arguments: [StrategyKind.linucb, .random, .ensemble], [1, 2])
@@ -84,14 +91,14 @@ import Testing
             // The reward's source too: the labels, or a simulated trainer's feedback (loss, loss before
             // and after, probe losses), which must count exactly once across crashes.
             let sources: [RewardSource] = [.labelPairAccuracy, .trainerLoss, .predictionGain, .probeProgress]
-            let source = strategy == .linucb || strategy == .thompson ? sources[Int(rng.next() % 4)] : .labelPairAccuracy
+            let source = strategy == .linucb || strategy == .thompson ? sources[Int(rng.next() % UInt64(sources.count))] : .labelPairAccuracy
             if source != .labelPairAccuracy {
                 plan.rewardSource = source
                 plan.probeSize = 8
                 plan.bandit = BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral)
             }
             let key = "\(strategy)-\(depth)-\(source.rawValue)"
-            if references[key] == nil { references[key] = reference(plan, data: small, trainer: source.fromTrainer) }
+            if references[key] == nil { references[key] = reference(plan, data: small) }
             // Always one good worker, so the run can finish; up to three others of any kind.
             var pool: [(String, UInt32, SimBehaviour)] = [("good", UInt32(1 + rng.next() % 3), .good)]
             for i in 0..<Int(rng.next() % 4) {
@@ -100,7 +107,7 @@ import Testing
                 pool.append(("w\(i)", UInt32(1 + rng.next() % 3), b))
             }
             var sim = Simulation(plan: plan, iterations: small, workers: pool, seed: seed)
-            if source.fromTrainer { sim.trainerPeer = PeerID([0xEE]); sim.trainerWindow = 2 }
+            Self.attachTrainerIfNeeded(&sim)
             sim.crashRate = 8 + rng.next() % 60
             sim.maxCrashes = Int(rng.next() % 5)
             sim.run()
@@ -112,7 +119,7 @@ import Testing
             }
             rejected += summary.counters.invalidResults + summary.counters.duplicateResults
         }
-        print("fault campaign: \(runs) seeded runs (\(Set(references.keys).count) strategy/depth/reward combinations), \(faults) faulty workers, \(crashes) coordinator crashes, \(rejected) invalid or duplicate results dropped, 0 lost, 0 emitted twice with different content")
+        print("fault campaign: \(runs) seeded runs (\(references.count) strategy/depth/reward combinations), \(faults) faulty workers, \(crashes) coordinator crashes, \(rejected) invalid or duplicate results dropped, 0 lost, 0 emitted twice with different content")
         #expect(crashes > runs / 2)
     }
 }
