@@ -37,6 +37,10 @@ public protocol RewardModel: Sendable {
     /// Releases what the RM holds (child processes, connections). The worker calls it when it
     /// exits or replaces its RMs. The default does nothing.
     func close()
+    /// How many candidates one backend call should carry at most, for backends that batch on a GPU
+    /// server (`max_batch`): the worker then hands queued tasks for this RM to one ``scoreBatch(_:)``
+    /// call up to this many candidates. nil (the default): one call per task.
+    var maxBatchCandidates: Int? { get }
 }
 
 extension RewardModel {
@@ -45,6 +49,8 @@ extension RewardModel {
     }
 
     public func close() {}
+
+    public var maxBatchCandidates: Int? { nil }
 }
 
 /// A reward model definition: a configured name, a kind (which implementation) and its parameters.

@@ -59,6 +59,9 @@ public enum RewardModelCatalog {
             // Starts nothing here: the child starts on the first request (docs/rm-backends.md).
             return try SubprocessRM(name: spec.name, params: spec.params)
         case "http":
+            if spec.params["api"]?.trimmingWhitespace() == "loglik" {
+                return try LogLikelihoodRM(name: spec.name, params: spec.params)
+            }
             return try HTTPRM(name: spec.name, params: spec.params)
         default:
             throw RewardModelError(

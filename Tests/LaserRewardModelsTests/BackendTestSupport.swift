@@ -84,15 +84,24 @@ final class ServerProcess: @unchecked Sendable {
 
     /// GET a path, the body as text.
     func get(_ path: String) throws -> String {
+        try Self.fetch(url + path)
+    }
+
+    static func fetch(_ url: String) throws -> String {
+        try fetch(URLRequest(url: URL(string: url)!))
+    }
+
+    /// A request's body as text (10 s at most).
+    static func fetch(_ request: URLRequest) throws -> String {
         final class Box: @unchecked Sendable { var text: String?; var error: Error? }
         let box = Box(), done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: URL(string: url + path)!) { data, _, error in
+        URLSession.shared.dataTask(with: request) { data, _, error in
             box.text = data.map { String(decoding: $0, as: UTF8.self) }
             box.error = error
             done.signal()
         }.resume()
         guard done.wait(timeout: .now() + 10) == .success, let text = box.text else {
-            throw RewardModelError("GET \(path): \(box.error.map { "\($0)" } ?? "no answer")")
+            throw RewardModelError("\(request.httpMethod ?? "GET") \(request.url?.absoluteString ?? ""): \(box.error.map { "\($0)" } ?? "no answer")")
         }
         return text
     }

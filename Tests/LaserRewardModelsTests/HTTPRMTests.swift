@@ -176,20 +176,28 @@ import Testing
 
     @Test func requestBodiesHaveTheDocumentedShapes() throws {
         let items = [(requests[0], "two plus two is 4"), (requests[1], "red")]
-        let openrlhf = try HTTPRM(name: "o", params: ["url": "http://h/get_reward", "api": "openrlhf", "separator": " "])
-        #expect(String(decoding: openrlhf.requestBody(items), as: UTF8.self)
+        func body(_ api: ServerAPI, _ model: String? = nil, _ separator: String = "") -> String {
+            String(decoding: APIRequest(api: api, model: model).body(items.map { ($0.0.prompt, $0.1, $0.0.reference) }, separator: separator), as: UTF8.self)
+        }
+        #expect(body(.openrlhf, nil, " ")
             == #"{"labels":["4",""],"prompts":["What is two plus two?","Name a colour"],"query":["What is two plus two? two plus two is 4","Name a colour red"]}"#)
-        let vllm = try HTTPRM(name: "v", params: ["url": "http://h/score", "api": "vllm-score", "model": "BAAI/bge-reranker-v2-m3"])
-        #expect(String(decoding: vllm.requestBody(items), as: UTF8.self)
+        #expect(body(.crossEncoder, "BAAI/bge-reranker-v2-m3")
             == #"{"model":"BAAI/bge-reranker-v2-m3","text_1":["What is two plus two?","Name a colour"],"text_2":["two plus two is 4","red"]}"#)
+        var classify = APIRequest(api: .vllmClassify, model: "rm", activation: .useActivationFalse)
+        #expect(String(decoding: classify.body([("P", "R", nil)], separator: "\n"), as: UTF8.self)
+            == #"{"input":["P\nR"],"model":"rm","use_activation":false}"#)
+        classify.activation = .activationFalse
+        #expect(String(decoding: classify.body([("P", "R", nil)], separator: ""), as: UTF8.self) == #"{"activation":false,"input":["PR"],"model":"rm"}"#)
+        #expect(String(decoding: APIRequest(api: .sglangEmbeddings).body([("P", "R", nil)], separator: ""), as: UTF8.self)
+            == #"{"encoding_format":"float","input":["PR"]}"#)
     }
 
     @Test func backoffDoublesWithJitterAndACap() {
         let rm = HTTPRM(name: "b", url: URL(string: "http://h/x")!, api: .openrlhf, backoffMs: 100)
         for _ in 0..<50 {
-            #expect((50...100).contains(rm.backoffDelayMs(afterAttempt: 1)))
-            #expect((100...200).contains(rm.backoffDelayMs(afterAttempt: 2)))
-            #expect((15_000...30_000).contains(rm.backoffDelayMs(afterAttempt: 40)))
+            #expect((50...100).contains(rm.client.backoffDelayMs(afterAttempt: 1)))
+            #expect((100...200).contains(rm.client.backoffDelayMs(afterAttempt: 2)))
+            #expect((15_000...30_000).contains(rm.client.backoffDelayMs(afterAttempt: 40)))
         }
     }
 
@@ -200,7 +208,11 @@ import Testing
         let base = ["url": "http://127.0.0.1:5000/get_reward", "api": "openrlhf"]
         #expect(message(["api": "openrlhf"]).contains("missing param 'url'"))
         #expect(message(["url": "ftp://x/y", "api": "openrlhf"]).contains("param 'url' must be an http:// or https:// URL"))
-        #expect(message(["url": "http://x/y", "api": "tgi"]).contains("param 'api' must be \"openrlhf\" or \"vllm-score\""))
+        #expect(message(["url": "http://x/y", "api": "tgi"]).contains("param 'api' must be \"openrlhf\", \"cross-encoder\", \"vllm-classify\""))
+        #expect(message(base.merging(["max_batch": "8", "batch_size": "8"]) { $1 }).contains("left out when max_batch is set"))
+        #expect(message(base.merging(["max_concurrency": "0"]) { $1 }).contains("param 'max_concurrency'"))
+        #expect(message(["url": "http://x/classify", "api": "vllm-classify", "version": "latest"]).contains("param 'version' must be a vLLM version"))
+        #expect(message(["url": "http://x/pooling", "api": "vllm-pooling", "version": "0.11.2", "task": "token_classify", "label_index": "0"]) == "")
         #expect(message(base.merging(["batch_size": "0"]) { $1 }).contains("param 'batch_size'"))
         #expect(message(base.merging(["retries": "-1"]) { $1 }).contains("param 'retries'"))
         #expect(message(base.merging(["model": "m"]) { $1 }).contains("unknown param 'model'"))
