@@ -53,4 +53,32 @@ import Testing
             .failure("RM short returned 1 scores (some not finite?) for 2 candidates of prompt p0"),
         ])
     }
+
+    /// An RM with `maxBatchCandidates` (an HTTP RM's `max_batch`) gets queued tasks for it in one
+    /// call while they fit; each task still gets its own result, and other RMs' tasks are not mixed in.
+    @Test func queuedTasksForABatchingRMShareOneCall() throws {
+        final class Batching: RewardModel, @unchecked Sendable {
+            let name = "gpu"
+            let lock = NSLock()
+            var calls: [Int] = []
+            var maxBatchCandidates: Int? { 6 }
+            func score(_ r: ScoringRequest) throws -> [Double] { r.candidates.map { Double($0.count) } }
+            func scoreBatch(_ requests: [ScoringRequest]) throws -> [[Double]] {
+                lock.lock(); calls.append(requests.count); lock.unlock()
+                usleep(200_000)
+                return try requests.map { try score($0) }
+            }
+        }
+        let gpu = Batching()
+        let pool = try ScoringPool(threads: 1, workerID: "w")
+        defer { pool.stop(timeout: 2) }
+        pool.submit(task(1, rm: "gpu"), model: gpu, served: [])      // taken alone: the queue is empty
+        usleep(50_000)
+        for id in UInt64(2)...6 { pool.submit(task(id, rm: "gpu"), model: gpu, served: []) }  // 2 candidates each
+        pool.submit(task(7, rm: "other"), model: LengthRM(name: "other", prefer: .longer), served: [])
+        let results = waitForResults(pool, count: 7)
+        #expect(results.map(\.taskID).sorted() == Array(1...7))
+        for result in results where result.taskID != 7 { #expect(result.outcome == .success([[1, 3]])) }
+        #expect(gpu.calls == [1, 3, 2], "task 1 alone, then 3 tasks (6 candidates), then the last 2")
+    }
 }

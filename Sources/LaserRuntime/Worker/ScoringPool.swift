@@ -94,38 +94,99 @@ final class ScoringPool: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let job = queue.removeFirst()
-            scoring += 1
+            let jobs = takeJobs()
+            scoring += jobs.count
             condition.unlock()
 
-            let result = ScoringPool.score(job.task, model: job.model, served: job.served, workerID: workerID)
+            let scored = ScoringPool.score(jobs.map { ($0.task, $0.model, $0.served) }, workerID: workerID)
 
             condition.lock()
-            scoring -= 1
-            if !stopped { results.append(result) }
+            scoring -= jobs.count
+            if !stopped { results.append(contentsOf: scored) }
             condition.unlock()
             var byte: UInt8 = 1
             _ = write(wakeWriteFD, &byte, 1)  // EAGAIN: the pipe is full, the socket thread is awake anyway
         }
     }
 
+    /// The oldest queued job, plus (for an RM with a `maxBatchCandidates`, such as an HTTP RM's
+    /// `max_batch`) later queued jobs for the same RM while their candidates fit, oldest first, so a
+    /// GPU server gets full batches. Called with the lock held and the queue not empty.
+    private func takeJobs() -> [Job] {
+        let first = queue.removeFirst()
+        guard let limit = first.model?.maxBatchCandidates else { return [first] }
+        var jobs = [first]
+        var candidates = first.task.items.reduce(0) { $0 + $1.candidateCount }
+        var i = 0
+        while i < queue.count && candidates < limit {
+            let next = queue[i]
+            let count = next.task.items.reduce(0) { $0 + $1.candidateCount }
+            if next.task.rewardModel == first.task.rewardModel && next.model != nil && candidates + count <= limit {
+                jobs.append(queue.remove(at: i))
+                candidates += count
+            } else {
+                i += 1
+            }
+        }
+        return jobs
+    }
+
+    /// Scores tasks for one RM with one `scoreBatch` call (all their items), one result per task;
+    /// an RM error fails every task of the call.
+    static func score(_ jobs: [(task: ScoreTask, model: (any RewardModel)?, served: [String])], workerID: String) -> [ScoreResult] {
+        guard jobs.count > 1, let model = jobs[0].model else {
+            return jobs.map { score($0.task, model: $0.model, served: $0.served, workerID: workerID) }
+        }
+        var requests: [ScoringRequest] = []
+        for job in jobs {
+            for item in job.task.items {
+                requests.append(ScoringRequest(promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
+                                               reference: item.reference, iteration: job.task.iteration))
+            }
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let outcome = Result { try model.scoreBatch(requests) }
+        let us = UInt32(clamping: (DispatchTime.now().uptimeNanoseconds - start) / 1000)
+        var offset = 0
+        return jobs.map { job in
+            let count = job.task.items.count
+            defer { offset += count }
+            let one: Result<[[Double]], Error> = outcome.flatMap { batch in
+                guard batch.count == requests.count else {
+                    return .failure(RewardModelError("returned \(batch.count) score lists for \(requests.count) prompts of \(jobs.count) tasks"))
+                }
+                return .success(Array(batch[offset..<offset + count]))
+            }
+            return result(job.task, one, elapsedMicros: us)
+        }
+    }
+
     /// Scores a task with `scoreBatch` (all its items in one call); any RM error becomes a failure
     /// result, so the coordinator can retry it or fail loudly.
     static func score(_ task: ScoreTask, model: (any RewardModel)?, served: [String], workerID: String) -> ScoreResult {
-        let start = DispatchTime.now().uptimeNanoseconds
-        func result(_ outcome: ScoreResult.Outcome) -> ScoreResult {
-            let us = (DispatchTime.now().uptimeNanoseconds - start) / 1000
-            return ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: UInt32(clamping: us))
-        }
         guard let model else {
-            return result(.failure("worker \(workerID) does not serve RM \(task.rewardModel) (it serves \(served.sorted().joined(separator: ", ")))"))
+            let failure = ScoreResult.Outcome.failure("worker \(workerID) does not serve RM \(task.rewardModel) (it serves \(served.sorted().joined(separator: ", ")))")
+            return ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: failure, elapsedMicros: 0)
         }
         let requests = task.items.map { item in
             ScoringRequest(promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
                            reference: item.reference, iteration: task.iteration)
         }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let outcome = Result { try model.scoreBatch(requests) }
+        return result(task, outcome, elapsedMicros: UInt32(clamping: (DispatchTime.now().uptimeNanoseconds - start) / 1000))
+    }
+
+    /// A task's result from its RM call's outcome: the scores when there is one finite score per
+    /// candidate, else a failure naming the prompts.
+    private static func result(_ task: ScoreTask, _ outcome: Result<[[Double]], Error>, elapsedMicros: UInt32) -> ScoreResult {
+        func result(_ outcome: ScoreResult.Outcome) -> ScoreResult {
+            ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: elapsedMicros)
+        }
         let batch: [[Double]]
-        do { batch = try model.scoreBatch(requests) } catch {
+        switch outcome {
+        case .success(let scores): batch = scores
+        case .failure(let error):
             let prompts = task.items.map(\.promptID)
             let which = prompts.count == 1 ? "prompt \(prompts[0])" : "prompts \(prompts.prefix(5).joined(separator: ", "))\(prompts.count > 5 ? ", ..." : "")"
             return result(.failure("RM \(task.rewardModel) failed on \(which): \(error)"))
