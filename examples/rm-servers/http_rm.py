@@ -7,7 +7,7 @@ Routes (both score with the same `score` function below):
       <- {"query": ["<prompt><response>", ...], "prompts": ["<prompt>", ...], "labels": ["<reference or empty>", ...]}
       -> {"rewards": [0.5, ...]}                      one number per query, in order
 
-  POST /score, /v1/score   the shape of vLLM's score API (laser: api: vllm-score)
+  POST /score, /v1/score   the shape of vLLM's score API (laser: api: cross-encoder, formerly vllm-score)
       <- {"model": "...", "text_1": ["<prompt>", ...], "text_2": ["<response>", ...]}   (text_1 may be one string)
       -> {"id": "...", "object": "list", "model": "...", "data": [{"index": 0, "object": "score", "score": 0.5}, ...], "usage": {...}}
 
