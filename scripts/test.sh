@@ -24,4 +24,8 @@ else
   Tests/conformance/run.sh
   # The trainer client as a pip package (clients/python/pyproject.toml, laser-client).
   clients/python/check-install.sh
+  # The real stack: real Hugging Face models (made on the spot) behind the transformers RM server, TRL
+  # training through laser, the on-policy loop. Installs torch, transformers, trl and datasets into
+  # .venv-ml the first time (scripts/ml-env.sh prints how long that took).
+  Tests/realstack/run.sh
 fi

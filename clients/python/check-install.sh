@@ -16,6 +16,9 @@ root = sys.argv[1]
 assert os.path.dirname(laser_trainer.__file__) != os.path.join(root, "clients", "python"), laser_trainer.__file__
 assert filecmp.cmp(laser_pb2.__file__, os.path.join(root, "clients", "python", "laser_pb2.py"), shallow=False), "installed laser_pb2 differs"
 assert filecmp.cmp(laser_trainer.__file__, os.path.join(root, "clients", "python", "laser_trainer.py"), shallow=False)
+# laser_trl needs trl (the [trl] extra): checked as a file here, imported by Tests/realstack.
+installed_trl = os.path.join(os.path.dirname(laser_trainer.__file__), "laser_trl.py")
+assert filecmp.cmp(installed_trl, os.path.join(root, "clients", "python", "laser_trl.py"), shallow=False), "laser_trl not installed"
 env = laser_pb2.Envelope(protocol_version=1)
 env.batch_feedback.global_batch = 3
 env.batch_feedback.loss = 0.5

@@ -128,7 +128,13 @@ class LaserTrainer:
         try:
             while not self._stop.is_set():
                 poller.register(sock, zmq.POLLIN)
-                ready = dict(poller.poll(50))
+                # No fixed poll period: sleep until the next heartbeat is due (report() and incoming
+                # frames wake the poll at once), so no batch waits on a timer.
+                if welcomed:
+                    due = min(heartbeat_s - (time.monotonic() - last_sent), heartbeat_s * liveness - (time.monotonic() - last_heard))
+                else:
+                    due = 0.25
+                ready = dict(poller.poll(max(1, int(due * 1000))))
                 poller.unregister(sock)
                 if self._wake_rx in ready:
                     while True:
