@@ -38,6 +38,7 @@ extension RunConfig {
         c.security = defaults.security
         c.placement = defaults.placement
         c.metrics = defaults.metrics
+        c.inputPattern?.waitTimeoutSeconds = InputPattern(directory: "", pattern: "").waitTimeoutSeconds
         return c.yaml()
     }
 
@@ -45,7 +46,11 @@ extension RunConfig {
     public func yaml() -> String {
         func q(_ s: String) -> String { JSONLines.quoted(s) }  // JSON strings are valid YAML scalars
         var y = "# laser run configuration (every key: docs/configuration.md)\n"
-        y += "input:\n" + inputs.map { "  - \(q($0))\n" }.joined()
+        if let p = inputPattern {
+            y += "input:\n  dir: \(q(p.directory))\n  pattern: \(q(p.pattern))\n  ready: \(p.ready.rawValue)\n  wait_timeout_s: \(p.waitTimeoutSeconds)\n"
+        } else {
+            y += "input:\n" + inputs.map { "  - \(q($0))\n" }.joined()
+        }
         y += "iterations: \(iterations)\n"
         y += "seed: \(seed)\n"
         y += "strategy: \(strategy.rawValue)\n"

@@ -6,8 +6,12 @@ import Yams
 
 /// A run's configuration, as read from YAML (see docs/configuration.md for every key).
 public struct RunConfig: Equatable, Sendable {
-    /// One JSONL file per iteration (absolute paths once loaded).
+    /// One JSONL file per iteration (absolute paths once loaded). With `inputPattern`, the pattern's
+    /// path for each iteration.
     public var inputs: [String]
+    /// `input: {dir, pattern, ...}`: on-policy iterations whose files are written while the run goes
+    /// (docs/on-policy.md); the coordinator waits for each one.
+    public var inputPattern: InputPattern?
     public var iterations: Int
     public var seed: UInt64 = 0
     public var strategy: StrategyKind = .linucb
@@ -85,6 +89,10 @@ public struct RunConfig: Equatable, Sendable {
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
     /// iterations are listed (the same candidates re-ranked each iteration).
     public func input(forIteration n: Int) -> String { inputs[min(n, inputs.count) - 1] }
+
+    /// Whether iteration n's input may be read now: always for listed files; for a pattern, when the
+    /// file is complete by the pattern's `ready` rule.
+    public func inputReady(forIteration n: Int) -> Bool { inputPattern?.isReady(n) ?? true }
 
     /// `preset: NAME`: defaults a config starts from before its own keys apply.
     /// `paper`: the LASeR paper's code (arXiv 2410.01735): LinUCB with alpha 0.1, ties to arm 0, the
@@ -179,14 +187,28 @@ extension RunConfig {
         try r.allow(["input", "iterations", "seed", "preset", "strategy", "fixed_rm", "linucb", "bandit", "thompson", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
                      "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security", "metrics"])
 
-        let inputs: [String]
-        if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
-        guard !inputs.isEmpty else { throw r.error("input", "is missing: list one JSONL file per iteration") }
-        let resolved = inputs.map { CLIPath.absolute($0, base: baseDirectory) }
+        var resolved: [String]
+        var pattern: InputPattern?
+        var iterations = try r.int("iterations", min: 1)
+        if map["input"] is [String: Any], let p = try r.section("input") {
+            pattern = try InputPattern.parse(p, base: baseDirectory)
+            if let n = try p.int("iterations", min: 1) {
+                if let top = iterations, top != n { throw r.error("iterations", "is \(top) but input.iterations is \(n); give one") }
+                iterations = n
+            }
+            guard let n = iterations else { throw p.error("iterations", "is missing: how many iterations the pattern names (iteration-{n} for n = 1...iterations)") }
+            resolved = (1...n).map { pattern!.path(forIteration: $0) }
+        } else {
+            let inputs: [String]
+            if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
+            guard !inputs.isEmpty else { throw r.error("input", "is missing: list one JSONL file per iteration, or give {dir, pattern, iterations} for on-policy iterations") }
+            resolved = inputs.map { CLIPath.absolute($0, base: baseDirectory) }
+        }
 
         let specs = try parseRewardModels(r, source: source)
 
-        var c = RunConfig(inputs: resolved, iterations: try r.int("iterations", min: 1) ?? resolved.count, rewardModels: specs)
+        var c = RunConfig(inputs: resolved, iterations: iterations ?? resolved.count, rewardModels: specs)
+        c.inputPattern = pattern
         c.seed = UInt64(try r.int("seed", min: 0) ?? 0)
         // A preset sets defaults; keys given beside it override them.
         if let p = try r.string("preset") {
@@ -498,5 +520,67 @@ private struct Section {
         guard let v = map[key], !(v is NSNull) else { return nil }
         guard let m = v as? [String: Any] else { throw error(key, "must be a mapping") }
         return Section(m, path: path.isEmpty ? key : path + "." + key, source: source)
+    }
+}
+
+/// `input: {dir, pattern, iterations, ready, wait_timeout_s}`: one file per iteration, named by a
+/// pattern with `{n}` (1-based), written while the run goes (on-policy: sample from the policy trained on
+/// the previous iterations, then write the next file). The coordinator waits for each file to be
+/// complete: with `ready: done-file` (default) when `FILE.done` exists beside it, with `ready: exists`
+/// when the file exists (for writers that rename a finished file into place).
+public struct InputPattern: Equatable, Sendable {
+    public enum Ready: String, Sendable, CaseIterable {
+        case doneFile = "done-file"
+        case exists
+    }
+
+    /// Absolute.
+    public var directory: String
+    public var pattern: String
+    public var ready = Ready.doneFile
+    /// Longest wait for one iteration's input before the run stops (resumable); 0: no limit.
+    public var waitTimeoutSeconds: Double = 86_400
+
+    public init(directory: String, pattern: String, ready: Ready = .doneFile, waitTimeoutSeconds: Double = 86_400) {
+        self.directory = directory
+        self.pattern = pattern
+        self.ready = ready
+        self.waitTimeoutSeconds = waitTimeoutSeconds
+    }
+
+    public func path(forIteration n: Int) -> String {
+        let name = pattern.replacingOccurrences(of: "{n}", with: String(n))
+        return directory.hasSuffix("/") ? directory + name : directory + "/" + name
+    }
+
+    /// The marker that says the file is complete (`ready: done-file`).
+    public func marker(forIteration n: Int) -> String { path(forIteration: n) + ".done" }
+
+    public func isReady(_ n: Int) -> Bool {
+        let fm = FileManager.default
+        switch ready {
+        case .doneFile: return fm.fileExists(atPath: marker(forIteration: n)) && fm.fileExists(atPath: path(forIteration: n))
+        case .exists: return fm.fileExists(atPath: path(forIteration: n))
+        }
+    }
+
+    /// What a waiting run says it waits for.
+    public func waitingText(forIteration n: Int) -> String {
+        ready == .doneFile ? "\(path(forIteration: n)) and its marker \(marker(forIteration: n))" : path(forIteration: n)
+    }
+
+    fileprivate static func parse(_ s: Section, base: String) throws -> InputPattern {
+        try s.allow(["dir", "pattern", "iterations", "ready", "wait_timeout_s"])
+        guard let dir = try s.string("dir"), !dir.isEmpty else { throw s.error("dir", "is missing: the folder the iteration files are written to") }
+        guard let pattern = try s.string("pattern"), pattern.contains("{n}"), !pattern.contains("/") else {
+            throw s.error("pattern", "must be a file name with {n} for the iteration number, for example \"iteration-{n}.jsonl\"")
+        }
+        var out = InputPattern(directory: CLIPath.absolute(dir, base: base), pattern: pattern)
+        if let ready = try s.string("ready") {
+            guard let r = Ready(rawValue: ready) else { throw s.error("ready", "'\(ready)' is not one of done-file, exists") }
+            out.ready = r
+        }
+        out.waitTimeoutSeconds = try s.double("wait_timeout_s", min: 0) ?? out.waitTimeoutSeconds
+        return out
     }
 }

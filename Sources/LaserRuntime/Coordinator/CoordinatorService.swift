@@ -171,10 +171,12 @@ public final class CoordinatorService {
             let now = Self.now()
             var wait = nextTick > now ? Int((nextTick.nanoseconds - now.nanoseconds) / 1_000_000) : 0
             if loader != nil { wait = min(wait, 2) }
+            if waitingForInput != nil { wait = min(wait, 50) }
             var sockets = [(router, ZMQPollEvents.readable)]
             if let monitor { sockets.append((monitor, .readable)) }
             let ready = try ZMQPoller.poll(sockets, timeoutMs: max(0, wait))
             if let monitor, ready.count > 1, ready[1].contains(.readable) { logHandshakeFailures(monitor) }
+            checkWaiting()
             checkLoader()
             checkOutput()
             if ready[0].contains(.readable) {
@@ -322,9 +324,15 @@ public final class CoordinatorService {
                 logger.error("cannot send \(message.kind) to \(peer): \(error); the message is dropped (a worker that misses messages is dropped by its heartbeat and its tasks retried)")
             }
         case .loadIteration(let n):
-            let path = config.input(forIteration: n)
-            loader = InputLoader(iteration: n, path: path, reader: reader, recorded: recordedInputs[n],
-                                 validated: validated?.scans[path])
+            guard config.inputReady(forIteration: n) else {
+                // On-policy: the file is written while the run goes; wait for it (checkWaiting).
+                let what = "iteration \(n) input (\(config.inputPattern?.waitingText(forIteration: n) ?? config.input(forIteration: n)))"
+                waitingForInput = (n, Self.now(), what)
+                observer.waitingForInput = what
+                logger.info("waiting for \(what)")
+                return
+            }
+            startLoading(n)
         case .readProbePrompts(let n, let count):
             do {
                 guard let opened, opened.iteration == n else { throw RunFailure("internal error: probe prompts of iteration \(n) asked for before the iteration was opened") }
@@ -375,6 +383,32 @@ public final class CoordinatorService {
         case .fail(let message):
             keepWhatWasDone()
             outcome = .failure(RunFailure(message))
+        }
+    }
+
+    private func startLoading(_ n: Int) {
+        let path = config.input(forIteration: n)
+        loader = InputLoader(iteration: n, path: path, reader: reader, recorded: recordedInputs[n],
+                             validated: validated?.scans[path])
+    }
+
+    /// An on-policy iteration the run waits for: loaded once its file is complete; the run stops
+    /// (resumable) after input.wait_timeout_s.
+    private var waitingForInput: (iteration: Int, since: Instant, what: String)?
+
+    private func checkWaiting() {
+        guard let waiting = waitingForInput else { return }
+        if config.inputReady(forIteration: waiting.iteration) {
+            waitingForInput = nil
+            observer.waitingForInput = nil
+            let waited = Self.now().milliseconds(since: waiting.since) / 1000
+            logger.info("iteration \(waiting.iteration) input is ready after \(String(format: "%.1f", waited)) s; loading \(config.input(forIteration: waiting.iteration))")
+            startLoading(waiting.iteration)
+            return
+        }
+        let limit = config.inputPattern?.waitTimeoutSeconds ?? 0
+        if limit > 0, Self.now().milliseconds(since: waiting.since) / 1000 > limit {
+            outcome = .failure(InputError("waited \(Int(limit)) s (input.wait_timeout_s) for \(waiting.what) and it did not come; write it (and its .done marker), then continue with laser run --resume \(runDirectory.path)"))
         }
     }
 

@@ -8,8 +8,10 @@ import LaserCore
 public struct ValidatedInputs: Sendable {
     /// By absolute path.
     public var scans: [String: PromptReader.Scan] = [:]
-    /// Prompts per iteration (1-based index into the array: iteration n at n - 1).
+    /// Prompts per iteration (1-based index into the array: iteration n at n - 1); 0 for one not written yet.
     public var promptsPerIteration: [Int] = []
+    /// On-policy iterations whose input is not written yet (the run will wait for them).
+    public var waiting: [Int] = []
 
     public init() {}
 
@@ -29,6 +31,12 @@ public struct ValidatedInputs: Sendable {
             let path = config.input(forIteration: n)
             if let known = out.scans[path] {
                 out.promptsPerIteration.append(known.prompts)
+                continue
+            }
+            // On-policy: a file not written yet is checked when the run gets to it (it waits for it).
+            if !config.inputReady(forIteration: n) {
+                out.promptsPerIteration.append(0)
+                out.waiting.append(n)
                 continue
             }
             guard FileManager.default.fileExists(atPath: path) else {
@@ -73,12 +81,16 @@ public struct ValidatedInputs: Sendable {
         let batches = promptsPerIteration.map { ($0 + config.batchSize - 1) / config.batchSize }
         lines.append("config OK: \(config.iterations) iteration(s), strategy \(config.strategy.rawValue), reward \(config.rewardSource.rawValue)")
         for (i, p) in promptsPerIteration.enumerated() {
+            if waiting.contains(i + 1) {
+                lines.append("  iteration \(i + 1): not written yet; the run will wait for \(config.inputPattern?.waitingText(forIteration: i + 1) ?? config.input(forIteration: i + 1))")
+                continue
+            }
             lines.append("  iteration \(i + 1): \(p) prompts in \(batches[i]) mini-batch(es) of up to \(config.batchSize) (\(config.input(forIteration: i + 1)))")
         }
         let kinds = config.rewardModels.map { "\($0.name) (\($0.kind))" }.joined(separator: ", ")
         lines.append("  reward models: \(kinds)")
         lines.append("  workers: \(config.localWorkers) local with laser run (\(config.workerSlots) slot(s) each); more may connect to \(config.bind)")
-        if promptsPerIteration.allSatisfy({ $0 == 0 }) { lines.append("  note: every input is empty: nothing would run") }
+        if waiting.isEmpty && promptsPerIteration.allSatisfy({ $0 == 0 }) { lines.append("  note: every input is empty: nothing would run") }
         return lines.joined(separator: "\n")
     }
 }

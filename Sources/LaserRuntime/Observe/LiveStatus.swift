@@ -38,6 +38,8 @@ public struct LiveStatus: Codable, Equatable, Sendable {
     /// command that continues it; absent while it runs and after it finished.
     public var stopReason: String? = nil
     public var resumeCommand: String? = nil
+    /// While an on-policy run waits for the next iteration's file: "iteration N input (PATH ...)".
+    public var waitingForInput: String? = nil
 
     public struct QueueEntry: Codable, Equatable, Sendable {
         public var rm: String

@@ -26,6 +26,8 @@ public final class RunObserver {
     private var warned: Set<String> = []
     private var finished = false
     public private(set) var last: LiveStatus?
+    /// Set by the coordinator while it waits for an on-policy iteration's input ("iteration 3 input (PATH)").
+    public var waitingForInput: String?
     /// Why the run stopped and how to continue it (set by `finish` for a run the shell stopped).
     private var stopInfo: (reason: String, resume: String)?
 
@@ -115,6 +117,7 @@ public final class RunObserver {
                               metricsAddress: metricsAddress, tasksFailed: tasksFailed + s.counters.invalidResults)
         live.stopReason = stopInfo?.reason
         live.resumeCommand = stopInfo?.resume
+        live.waitingForInput = waitingForInput
         last = live
         // Workers the core dropped without a message to them (silent ones) are forgotten here too.
         let present = Set(s.workers.map(\.workerID))

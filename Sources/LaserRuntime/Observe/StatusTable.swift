@@ -10,6 +10,7 @@ public enum StatusTable {
             out += "   (status is \(Int(age)) s old: the coordinator may have stopped; laser run --resume continues a killed run)"
         }
         out += "\n"
+        if let waiting = s.waitingForInput { out += "waiting for \(waiting)\n" }
         let pct = s.promptsInIteration > 0 ? 100 * s.promptsScoredInIteration / s.promptsInIteration : 0
         out += "iteration \(s.iteration)/\(s.iterations): \(s.promptsScoredInIteration)/\(s.promptsInIteration) prompts scored (\(pct)%), "
         out += "batches \(s.batchesEmittedInIteration)/\(s.batchesInIteration) (\(s.batchesEmitted) over the run)\n"
