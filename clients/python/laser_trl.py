@@ -105,33 +105,41 @@ class LaserDPOTrainer(DPOTrainer):
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.item())
 
-    def train_on_laser(self, on_step=None):
+    def train_on_laser(self, on_step=None, lock=None):
         """Trains until the coordinator ends the run; returns the steps taken.
-        on_step(batch, loss) is called after each report (for logging)."""
+        on_step(batch, loss) is called after each report (for logging). lock: held while a batch is
+        trained, for a program that also uses the model between steps (on-policy sampling)."""
+        import contextlib
+        lock = lock or contextlib.nullcontext()
         steps = self.args.max_steps if self.args.max_steps and self.args.max_steps > 0 else 1_000_000
         self.create_optimizer_and_scheduler(num_training_steps=steps)
-        probe_rows = None
+        self._probe_rows = None
         batch = self._first
         while batch is not None:
-            if batch.pairs:
-                rows = batch_rows(batch)
-                extras = {}
-                if self.laser.wants_probe_losses:
-                    if probe_rows is None:
-                        probe_rows = [pair_row(p) for p in (self.laser.probe or [])]
-                    extras["probe_loss_before"] = self.laser_loss(probe_rows)
-                loss = self.laser_step(rows)
-                if not math.isfinite(loss):
-                    raise RuntimeError("TRL's loss on batch %d is %r" % (batch.global_batch, loss))
-                if self.laser.wants_loss_after:
-                    extras["loss_after"] = self.laser_loss(rows)
-                if self.laser.wants_probe_losses:
-                    extras["probe_loss_after"] = self.laser_loss(probe_rows)
-                self.laser.report(batch, loss, **extras)
-                self.laser_steps.append((batch.global_batch, batch.reward_model, len(rows), loss))
-                if on_step:
-                    on_step(batch, loss)
-            else:
-                self.laser.report(batch, 0.0, **self._zero_extras())
+            with lock:
+                self._train_one(batch, on_step)
             batch = next(self._batches, None)
         return self.laser_steps
+
+    def _train_one(self, batch, on_step):
+        """Trains on one batch and reports its loss (an empty batch gets 0: nothing to learn from)."""
+        if batch.pairs:
+            rows = batch_rows(batch)
+            extras = {}
+            if self.laser.wants_probe_losses:
+                if self._probe_rows is None:
+                    self._probe_rows = [pair_row(p) for p in (self.laser.probe or [])]
+                extras["probe_loss_before"] = self.laser_loss(self._probe_rows)
+            loss = self.laser_step(rows)
+            if not math.isfinite(loss):
+                raise RuntimeError("TRL's loss on batch %d is %r" % (batch.global_batch, loss))
+            if self.laser.wants_loss_after:
+                extras["loss_after"] = self.laser_loss(rows)
+            if self.laser.wants_probe_losses:
+                extras["probe_loss_after"] = self.laser_loss(self._probe_rows)
+            self.laser.report(batch, loss, **extras)
+            self.laser_steps.append((batch.global_batch, batch.reward_model, len(rows), loss))
+            if on_step:
+                on_step(batch, loss)
+        else:
+            self.laser.report(batch, 0.0, **self._zero_extras())
