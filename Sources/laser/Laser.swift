@@ -12,7 +12,7 @@ struct Laser: ParsableCommand {
         commandName: "laser",
         abstract: "LASeR on a cluster: a coordinator picks one reward model per mini-batch with a bandit; workers score; preference batches come out.",
         version: laserVersion,
-        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self, ValidateCommand.self, CalibrateCommand.self],
+        subcommands: [Run.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ReportCommand.self, FeedbackCommand.self, TrainerSim.self, DemoData.self, KeyGen.self, ValidateCommand.self, CalibrateCommand.self, ExportCommand.self],
         defaultSubcommand: Run.self)
 }
 
