@@ -116,5 +116,7 @@ def test_laser_scores_through_every_api_equal_the_models_own(hf_server, direct, 
             worst[line["rm"]] = max(worst.get(line["rm"], 0.0), gap)
     print("max abs difference laser vs direct, by RM:", json.dumps(worst))
     assert set(worst) == set(rms), "every RM scored a batch (sequential strategy): %s" % sorted(worst)
+    assert any(l["rm"] == "loglik-plain-mean" and l["prompt"] == "The answ" for l in lines), \
+        "batch t uses RM t mod 6: the boundary-inside-a-token prompt (5th) goes to the plain-text log-likelihood RM"
     for rm, gap in worst.items():
         assert gap < 1e-4, "%s: laser's scores differ from the model's by %g" % (rm, gap)
