@@ -96,8 +96,10 @@ import Testing
                 plan.rewardSource = source
                 plan.probeSize = 8
                 plan.bandit = BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral)
+                // Both probe rules (from the seed, so the other draws stay as they were).
+                plan.probeConsensus = seed % 2 == 0 ? .unanimous : .weighted
             }
-            let key = "\(strategy)-\(depth)-\(source.rawValue)"
+            let key = "\(strategy)-\(depth)-\(source.rawValue)-\(plan.probeConsensus.rawValue)"
             if references[key] == nil { references[key] = reference(plan, data: small) }
             // Always one good worker, so the run can finish; up to three others of any kind.
             var pool: [(String, UInt32, SimBehaviour)] = [("good", UInt32(1 + rng.next() % 3), .good)]

@@ -8,8 +8,9 @@ import Testing
 @Suite struct ProbeProgressTests {
     let data = Fixtures.iterations(2, prompts: 40, seed: 11)
 
-    func plan(depth: Int = 1, probeSize: Int = 12) -> RunPlan {
+    func plan(depth: Int = 1, probeSize: Int = 12, consensus: ProbeConsensus = .unanimous) -> RunPlan {
         var p = Fixtures.plan(depth: depth)
+        p.probeConsensus = consensus
         p.rewardSource = .probeProgress
         p.probeSize = probeSize
         p.bandit = BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral)
@@ -107,13 +108,24 @@ import Testing
 
     /// The determinism matrix and the fault campaign for probe-progress: worker counts, message order,
     /// pipeline depth and coordinator crashes (during the probe too) give the same bytes and bandit state.
-    @Test(arguments: [1, 2])
-    func deterministicAndCrashSafe(depth: Int) throws {
-        let expected = run(plan(depth: depth))
+    @Test(arguments: [(1, ProbeConsensus.unanimous), (2, .unanimous), (2, .weighted)])
+    func deterministicAndCrashSafe(depth: Int, consensus: ProbeConsensus) throws {
+        let probeSize = consensus == .weighted ? 40 : 12
+        var base = plan(depth: depth, probeSize: probeSize, consensus: consensus)
+        if consensus == .weighted {
+            // Weights need RMs that agree beyond chance: two more oracles ("oracle..." scores "right..." high).
+            base.rewardModels += ["oracle-b", "oracle-c"].map { RewardModelDefinition(name: $0, kind: "sim", params: [:]) }
+        }
+        let expected = run(base)
         _ = try expected.requireSummary()
+        if consensus == .weighted {
+            #expect(expected.logs.contains { $0.hasPrefix("probe: RM competences estimated") } && !expected.logs.contains { $0.contains("using the unanimous rule") }, "\(expected.logs.filter { $0.hasPrefix("probe") })")
+            _ = (
+                    "\(expected.logs.filter { $0.hasPrefix("probe") })")
+        }
         var crashes = 0
         for seed in 0..<12 as Range<UInt64> {
-            let sim = run(plan(depth: depth), workers: [("a", 2, .good), ("b", 1, .good)], seed: seed,
+            let sim = run(base, workers: [("a", 2, .good), ("b", 1, .good)], seed: seed,
                           crashRate: seed % 3 == 0 ? 0 : 10, maxCrashes: 5)
             _ = try sim.requireSummary()
             crashes += sim.crashes
@@ -123,5 +135,50 @@ import Testing
             #expect(sim.conflicts == 0)
         }
         #expect(crashes > 0)
+    }
+
+    /// reward.probe_consensus weighted: the competence of each RM is the triad estimate from agreement
+    /// counts, checked against a brute-force computation; noise gets no weight and no veto.
+    @Test func weightedConsensusTrustsRMsByTheirAgreementAndIgnoresNoise() {
+        var rng = SplitMix64(seed: 9)
+        func uniform() -> Double { Double(rng.next() % 1_000_000) / 1_000_000 }
+        // 80 prompts of 6 candidates; a true quality per candidate; RMs see it with less or more noise.
+        var scores: [[[Double]]] = []
+        for _ in 0..<80 {
+            let truth = (0..<6).map { _ in uniform() }
+            let sharp = truth.map { $0 + 0.05 * uniform() }
+            let fair = truth.map { $0 + 0.4 * uniform() }
+            let fairToo = truth.map { $0 + 0.4 * uniform() }
+            let noise = truth.map { _ in uniform() }
+            scores.append([sharp, fair, fairToo, noise])
+        }
+        let c = ProbeWeights.competences(scores)
+        #expect(c[0] > c[1] && c[0] > c[2] && c[1] > c[3] + 0.3 && c[2] > c[3] + 0.3, "\(c)")
+        #expect(c[3] < 0.2, "noise: \(c[3])")
+        // The triad formula against a brute-force count, with three RMs (one triad each).
+        let three = scores.map { Array($0.prefix(3)) }
+        func kappa(_ a: Int, _ b: Int) -> Double {
+            var agree = 0, both = 0
+            for perRM in three {
+                for i in 0..<6 { for j in (i + 1)..<6 {
+                    let x = perRM[a][i] - perRM[a][j], y = perRM[b][i] - perRM[b][j]
+                    guard x != 0 && y != 0 else { continue }
+                    both += 1
+                    if (x > 0) == (y > 0) { agree += 1 }
+                } }
+            }
+            return 2 * Double(agree) / Double(both) - 1
+        }
+        let reference = [kappa(0, 1) * kappa(0, 2) / kappa(1, 2), kappa(0, 1) * kappa(1, 2) / kappa(0, 2), kappa(0, 2) * kappa(1, 2) / kappa(0, 1)]
+            .map { min(ProbeWeights.maximumCompetence, max(0, $0).squareRoot()) }
+        let got = ProbeWeights.competences(three)
+        #expect(zip(got, reference).allSatisfy { abs($0 - $1) < 1e-12 }, "\(got) vs \(reference)")
+        // A pair the trusted RMs agree on is kept though the noise RM disagrees (unanimity would drop it).
+        let weights = c.map(ProbeWeights.logOdds)
+        let prompt: [[Double]] = [[2, 1], [2, 1], [2, 1], [1, 2]]
+        #expect(ProbeWeights.weightedPairs(prompt, weights: weights).map { [$0.chosen, $0.rejected] } == [[0, 1]])
+        #expect(Coordinator.consensusPairs(prompt).isEmpty)
+        // Two weak voters that disagree leave the pair out.
+        #expect(ProbeWeights.weightedPairs([[2, 1], [1, 2]], weights: [1, 1]).isEmpty)
     }
 }

@@ -56,6 +56,8 @@ struct Simulation {
     var latest: [[Int]: EmittedBatch] = [:]
     /// A batch file about to be written with other content than it already has (must never happen).
     var conflicts = 0
+    /// The core's log lines, in order.
+    var logs: [String] = []
     /// As the shell does on a resume: batches the core says need no candidate texts get them empty.
     var blankSettledTexts = true
     /// PreferenceBatches that reached the trainer with an empty text (must stay 0).
@@ -104,7 +106,7 @@ struct Simulation {
     static func score(rm: String, item: ScoreItem) -> [Double] {
         item.candidates.enumerated().map { i, text in
             let h = FNV1a.hash(rm + "|" + item.promptID + "|" + text)
-            return Double(h % 1000) / 1000 + (rm == "oracle" && text.hasPrefix("right") ? 10 : 0)
+            return Double(h % 1000) / 1000 + (rm.hasPrefix("oracle") && text.hasPrefix("right") ? 10 : 0)
         }
     }
 
@@ -141,7 +143,7 @@ struct Simulation {
             case .journal(let record, let sync):
                 journal.append(record)
                 if sync { durable = journal.count }
-            case .log: break
+            case .log(_, let text): logs.append(text)
             case .finish(let s): finished = s
             case .fail(let m): failure = m
             }

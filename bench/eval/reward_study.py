@@ -42,6 +42,7 @@ def study_methods(quick):
             ("probe-progress a=4, fair start", dict(RECOMMENDED, alpha=4.0)),
             ("probe-progress a=2, fair start, probe 256", dict(RECOMMENDED, probe_size=256)),
             ("probe-progress a=2, fair start, DPO probe loss", dict(RECOMMENDED, probe_loss="dpo")),
+            ("probe-progress a=2, fair start, weighted probe", dict(RECOMMENDED, probe_consensus="weighted")),
             ("thompson probe-progress, fair start", dict(RECOMMENDED, strategy="thompson", v=0.5)),
             ("thompson probe-progress, calibrated priors", dict(RECOMMENDED, strategy="thompson", v=0.5, priors="CALIBRATED")),
             ("thompson loss, calibrated priors", dict({"strategy": "thompson", "v": 0.5, "reward": "trainer-loss", "priors": "CALIBRATED"}, **FAIR_START)),

@@ -178,6 +178,7 @@ def write_config(path, inputs, setting, method, seed, condition, noisy_rm, laten
               "pairs:", "  mode: best-vs-rest", "  max_pairs: 10", "  margin: 0.0",
               "reward:", "  source: %s" % m.get("reward", "trainer-loss"), "  normalize: true",
               "  probe_size: %d" % m.get("probe_size", 64),
+              "  probe_consensus: %s" % m.get("probe_consensus", "unanimous"),
               "bandit:", "  warm_start: %s" % m.get("warm_start", "none"), "  ties: %s" % m.get("ties", "first"),
               "  first_reward: %s" % m.get("first_reward", "paper"),
               "workers:", "  local: %d" % workers, "  slots: 1",

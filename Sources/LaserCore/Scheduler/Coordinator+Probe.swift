@@ -1,3 +1,4 @@
+import Foundation
 import LaserWire
 
 /// reward.source: probe-progress. Before the first batch is selected, every RM scores the first
@@ -80,10 +81,24 @@ extension Coordinator {
     mutating func finishProbe(_ actions: inout [CoordinatorAction]) {
         guard let b = batches.removeValue(forKey: Self.probeBatch) else { return }
         var pairs: [TrainerPair] = []
+        let scores = b.prompts.indices.map { offset in plan.armNames.map { b.scores[$0]![offset]! } }
+        var weights: [Double]?
+        if plan.probeConsensus == .weighted {
+            let competence = ProbeWeights.competences(scores)
+            weights = competence.map(ProbeWeights.logOdds)
+            let shown = zip(plan.armNames, competence).map { "\($0) \(String(format: "%.2f", $1))" }.joined(separator: ", ")
+            actions.append(.log(.info, "probe: RM competences estimated from their agreement (2p - 1): \(shown)"))
+            // Too little agreement to estimate anything: the unanimous rule, said in the log.
+            if competence.allSatisfy({ $0 == 0 }) || !scores.contains(where: { !ProbeWeights.weightedPairs($0, weights: weights!).isEmpty }) {
+                weights = nil
+                actions.append(.log(.warning, "probe: the RMs' agreement on \(b.prompts.count) prompts gives no usable competence estimate; using the unanimous rule (raise reward.probe_size)"))
+            }
+        }
         for (offset, p) in b.prompts.enumerated() {
-            let perRM = plan.armNames.map { b.scores[$0]![offset]! }
+            let perRM = scores[offset]
             let combined = ScoreEnsemble.combine(perRM)
-            for (c, r) in Self.consensusPairs(perRM) {
+            let chosen = weights.map { ProbeWeights.weightedPairs(perRM, weights: $0) } ?? Self.consensusPairs(perRM)
+            for (c, r) in chosen {
                 pairs.append(TrainerPair(prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
                                          chosenScore: combined[c], rejectedScore: combined[r], promptID: p.id))
             }
@@ -113,6 +128,89 @@ extension Coordinator {
                 }
                 guard opinions >= 2 else { continue }
                 if forFirst == opinions { out.append((i, j)) } else if forFirst == 0 { out.append((j, i)) }
+            }
+        }
+        return out
+    }
+}
+
+/// reward.probe_consensus: weighted. Label-free RM weights from agreement between RMs, as in the
+/// one-coin Dawid-Skene model: if RM a prefers the truly better candidate with probability p_a,
+/// independently of the others, two RMs agree with probability p_a p_b + (1 - p_a)(1 - p_b), so their
+/// agreement beyond chance k_ab = 2 * agree_ab - 1 = c_a * c_b with the competence c = 2p - 1, and
+/// c_a^2 = k_ab * k_ac / k_bc for any two others b, c (the triad estimate; the median over triads is
+/// used). An RM that is noise (c = 0), or agrees with nobody, gets weight 0 instead of a veto; the vote
+/// weight is the log-odds log(p / (1 - p)), the optimal weighted majority under the model.
+enum ProbeWeights {
+    /// Pairs two RMs must both have opinions on before their agreement counts.
+    static let minimumOverlap = 10
+    /// Competence is capped below 1 so a weight stays finite.
+    static let maximumCompetence = 0.98
+    /// A pair is kept when the weighted vote's posterior is at least this.
+    static let posterior = 0.9
+
+    /// Each RM's competence c in [0, maximumCompetence] from the probe's scores (prompt, RM, candidate).
+    /// With fewer than 3 RMs there is no triad: every RM gets 0.5 (equal weights).
+    static func competences(_ scores: [[[Double]]]) -> [Double] {
+        let k = scores.first?.count ?? 0
+        guard k >= 3 else { return Array(repeating: 0.5, count: k) }
+        var agree = Array(repeating: Array(repeating: 0, count: k), count: k)
+        var both = agree
+        for perRM in scores {
+            let n = perRM.first?.count ?? 0
+            for i in 0..<n {
+                for j in (i + 1)..<max(i + 1, n) {
+                    let opinion = perRM.map { $0[i] == $0[j] ? 0 : ($0[i] > $0[j] ? 1 : -1) }
+                    for a in 0..<k where opinion[a] != 0 {
+                        for b in (a + 1)..<k where opinion[b] != 0 {
+                            both[a][b] += 1
+                            if opinion[a] == opinion[b] { agree[a][b] += 1 }
+                        }
+                    }
+                }
+            }
+        }
+        func kappa(_ a: Int, _ b: Int) -> Double? {
+            let (x, y) = (min(a, b), max(a, b))
+            guard both[x][y] >= minimumOverlap else { return nil }
+            return 2 * Double(agree[x][y]) / Double(both[x][y]) - 1
+        }
+        return (0..<k).map { a in
+            var estimates: [Double] = []
+            for b in 0..<k where b != a {
+                for c in (b + 1)..<k where c != a {
+                    guard let ab = kappa(a, b), let ac = kappa(a, c), let bc = kappa(b, c), bc > 0.05 else { continue }
+                    estimates.append(ab * ac / bc)
+                }
+            }
+            guard !estimates.isEmpty else { return 0 }
+            estimates.sort()
+            let m = estimates.count
+            let median = m % 2 == 1 ? estimates[m / 2] : (estimates[m / 2 - 1] + estimates[m / 2]) / 2
+            return min(maximumCompetence, max(0, median).squareRoot())
+        }
+    }
+
+    static func logOdds(_ competence: Double) -> Double {
+        let p = (1 + competence) / 2
+        return log(p / (1 - p))
+    }
+
+    /// The probe pairs of one prompt, (chosen, rejected): at least two RMs with weight have an
+    /// opinion, and the weighted vote's posterior (uniform prior) is at least `posterior`.
+    static func weightedPairs(_ perRM: [[Double]], weights: [Double]) -> [(chosen: Int, rejected: Int)] {
+        guard let n = perRM.first?.count else { return [] }
+        let threshold = log(posterior / (1 - posterior))
+        var out: [(Int, Int)] = []
+        for i in 0..<n {
+            for j in (i + 1)..<max(i + 1, n) {
+                var vote = 0.0, voters = 0
+                for (s, w) in zip(perRM, weights) where s[i] != s[j] && w > 0 {
+                    voters += 1
+                    vote += s[i] > s[j] ? w : -w
+                }
+                guard voters >= 2, abs(vote) >= threshold else { continue }
+                out.append(vote > 0 ? (i, j) : (j, i))
             }
         }
         return out

@@ -125,6 +125,8 @@ public struct RunPlan: Equatable, Sendable {
     public var bandit = BanditOptions()
     /// probe-progress: how many of iteration 1's first prompts every RM scores for the probe.
     public var probeSize = 64
+    /// probe-progress: which pairs make the probe (reward.probe_consensus; Coordinator+Probe.swift).
+    public var probeConsensus = ProbeConsensus.unanimous
     /// strategy thompson: its scale and per-arm priors.
     public var thompson = ThompsonSettings()
     /// The agreement ensemble keeps a pair when at least this share of the opinionated RMs agree.
@@ -291,4 +293,13 @@ public struct EmittedBatch: Sendable, Equatable {
     /// The bandit's raw and normalised reward for this batch (nil: no update, e.g. no labels).
     public var rawReward: Double?
     public var normalizedReward: Double?
+}
+
+/// How probe-progress chooses its probe pairs from every RM's scores (reward.probe_consensus).
+public enum ProbeConsensus: String, Sendable, Equatable, CaseIterable, Codable {
+    /// At least two RMs have an opinion and every RM with one agrees.
+    case unanimous
+    /// Each RM's vote weighted by its competence estimated from agreement between RMs (no labels):
+    /// a pair is kept when the weighted vote makes it at least 90 % likely.
+    case weighted
 }

@@ -80,6 +80,7 @@ extension RunConfig {
         let defaults = RunConfig(inputs: inputs, iterations: iterations, rewardModels: rewardModels)
         if maxAbsLoss != defaults.maxAbsLoss { y += "  max_abs_loss: \(maxAbsLoss)\n" }
         if probeSize != defaults.probeSize { y += "  probe_size: \(probeSize)\n" }
+        if probeConsensus != defaults.probeConsensus { y += "  probe_consensus: \(probeConsensus.rawValue)\n" }
         y += "reward_models:\n"
         for rm in rewardModels {
             y += "  - name: \(q(rm.name))\n    kind: \(q(rm.kind))\n"

@@ -35,6 +35,8 @@ public struct RunConfig: Equatable, Sendable {
     public var bandit = BanditOptions()
     /// reward.probe_size: prompts every RM scores once for probe-progress's probe.
     public var probeSize = 64
+    /// reward.probe_consensus: unanimous (default) or weighted.
+    public var probeConsensus = ProbeConsensus.unanimous
     /// strategy thompson: `thompson.v` and per-RM priors (by RM name; from `laser calibrate`).
     public var thompsonV = 0.5
     public var priors: [String: ArmPrior] = [:]
@@ -71,7 +73,7 @@ public struct RunConfig: Equatable, Sendable {
 
     /// The core's view of this config.
     public func plan(coordinatorID: String) -> RunPlan {
-        RunPlan(
+        var plan = RunPlan(
             coordinatorID: coordinatorID, seed: seed, iterations: iterations, batchSize: batchSize,
             shardSize: shardSize, pipelineDepth: pipelineDepth, strategy: strategy, alpha: alpha, lambda: lambda,
             fixedArm: fixedRM.flatMap { name in rewardModels.firstIndex { $0.name == name } } ?? 0,
@@ -84,6 +86,8 @@ public struct RunConfig: Equatable, Sendable {
             contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
             maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, bandit: bandit, probeSize: probeSize,
             thompson: ThompsonSettings(v: thompsonV, priors: priors.isEmpty ? [] : rewardModels.map { priors[$0.name]! }), workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
+        plan.probeConsensus = probeConsensus
+        return plan
     }
 
     /// The input file for a 1-based iteration: the n-th file, or the last one when fewer files than
@@ -341,8 +345,14 @@ extension RunConfig {
             c.pairs.margin = try p.double("margin", min: 0) ?? c.pairs.margin
         }
         if let w = try r.section("reward") {
-            try w.allow(["source", "normalize", "max_abs_loss", "allow_unrewarded", "probe_size"])
+            try w.allow(["source", "normalize", "max_abs_loss", "allow_unrewarded", "probe_size", "probe_consensus"])
             c.probeSize = try w.int("probe_size", min: 1) ?? c.probeSize
+            if let text = try w.string("probe_consensus") {
+                guard let k = ProbeConsensus(rawValue: text) else {
+                    throw w.error("probe_consensus", "'\(text)' is not one of \(ProbeConsensus.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                c.probeConsensus = k
+            }
             c.allowUnrewarded = try w.bool("allow_unrewarded") ?? c.allowUnrewarded
             c.maxAbsLoss = try w.double("max_abs_loss", min: 1e-300) ?? c.maxAbsLoss
             // Bounded so that sums and differences of accepted losses stay finite in every statistic.
