@@ -24,6 +24,10 @@ FAIR_START = {"warm_start": "round-robin", "ties": "seeded", "first_reward": "ne
 # replica: consensus-probe progress was the only label-free reward within a point of the label reward).
 RECOMMENDED_LABEL = "probe-progress a=2, fair start"
 RECOMMENDED = dict({"strategy": "linucb", "alpha": 2.0, "reward": "probe-progress", "probe_size": 64}, **FAIR_START)
+# The probe weighted by label-free RM competences (reward.probe_consensus: weighted), aimed at the noise
+# failure of the unanimous probe; it also runs in the noise condition.
+WEIGHTED_LABEL = "probe-progress a=2, fair start, weighted probe"
+NOISE_ROWS = (RECOMMENDED_LABEL, "paper preset", WEIGHTED_LABEL)
 
 
 def study_methods(quick):
@@ -42,7 +46,7 @@ def study_methods(quick):
             ("probe-progress a=4, fair start", dict(RECOMMENDED, alpha=4.0)),
             ("probe-progress a=2, fair start, probe 256", dict(RECOMMENDED, probe_size=256)),
             ("probe-progress a=2, fair start, DPO probe loss", dict(RECOMMENDED, probe_loss="dpo")),
-            ("probe-progress a=2, fair start, weighted probe", dict(RECOMMENDED, probe_consensus="weighted")),
+            (WEIGHTED_LABEL, dict(RECOMMENDED, probe_consensus="weighted")),
             ("thompson probe-progress, fair start", dict(RECOMMENDED, strategy="thompson", v=0.5)),
             ("thompson probe-progress, calibrated priors", dict(RECOMMENDED, strategy="thompson", v=0.5, priors="CALIBRATED")),
             ("thompson loss, calibrated priors", dict({"strategy": "thompson", "v": 0.5, "reward": "trainer-loss", "priors": "CALIBRATED"}, **FAIR_START)),
@@ -98,7 +102,7 @@ def run_study(args):
                     jobs += [(label, m, "given", setting.rms) for label, m in fixed]
                 for order, rms in orders(setting.rms):
                     for label, m in rows:
-                        if condition == "noise-one" and label not in (RECOMMENDED_LABEL, "paper preset"):
+                        if condition == "noise-one" and label not in NOISE_ROWS:
                             continue
                         jobs.append((label, m, order, rms))
                 if condition == "noise-one" and best is None:

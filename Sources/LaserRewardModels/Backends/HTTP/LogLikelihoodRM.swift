@@ -12,7 +12,7 @@ import Foundation
 ///    the boundary falls inside a token (the last prompt characters and the first response ones merge
 ///    into one token), that token differs between the lists and counts as the response's.
 /// 3. One completions request per `max_batch` candidates sends the full token lists with
-///    `echo: true, logprobs: 0, max_tokens: 1, temperature: 0`; `choices[i].logprobs.token_logprobs`
+///    `echo: true, logprobs: 1, max_tokens: 1, temperature: 0`; `choices[i].logprobs.token_logprobs`
 ///    gives each prompt token's log-probability (the first is null).
 /// 4. The score is the response tokens' sum (`reduce: sum`), their mean (`mean`), or the implicit
 ///    DPO reward `beta * (sum - sum_ref)` (`dpo`), with `sum_ref` from `ref_url` (the reference
@@ -224,7 +224,7 @@ enum LogLikelihood {
         var members: [String: JSONValue] = [
             "prompt": .array(sequences.map { .array($0.map { .number(Double($0)) }) }),
             "echo": .bool(true),
-            "logprobs": .number(0),
+            "logprobs": .number(1),  // SGLang counts 0 as off (docs/notes/loglik-api.md); vLLM accepts 0 or 1
             "max_tokens": .number(1),
             "temperature": .number(0),
         ]
