@@ -61,7 +61,8 @@ let package = Package(
             ]),
 
         // Micro-benchmarks quoted in docs/performance.md (swift run -c release laser-bench ...).
-        .executableTarget(name: "laser-bench", dependencies: ["LaserCore", "LaserRuntime", "StableRandom", "CJSONScan"]),
+        .executableTarget(
+            name: "laser-bench", dependencies: ["LaserCore", "LaserRuntime", "StableRandom", "CJSONScan"]),
 
         .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
         .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ", "CJSONScan"]),

@@ -44,10 +44,14 @@ enum ArithmeticFamily {
                 error = .none
             } else {
                 let draw = rng.unit()
-                error = draw < 0.5 ? popularSlip
-                    : draw < 0.7 ? .slip(step: rng.int(in: 0...lastStep), delta: slipDelta(&rng))
-                    : draw < 0.85 ? popularMistake
-                    : .unsupportedAnswer(delta: slipDelta(&rng))
+                error =
+                    draw < 0.5
+                    ? popularSlip
+                    : draw < 0.7
+                        ? .slip(step: rng.int(in: 0...lastStep), delta: slipDelta(&rng))
+                        : draw < 0.85
+                            ? popularMistake
+                            : .unsupportedAnswer(delta: slipDelta(&rng))
             }
             return DemoCandidate(text: solve(problem, with: error, rng: &rng), correct: correct)
         }
@@ -132,10 +136,16 @@ enum ArithmeticFamily {
                 + "\(person.pronoun.capitalized) gives \(given) pencils to classmates. "
                 + "How many pencils does \(person.name) have left?",
             steps: [
-                Step(lhs: .given(boxes), op: "*", rhs: .given(perBox), mistake: "+",
-                     phrasings: ["The boxes hold {calc} pencils.", "\(person.name) starts with {calc} pencils in total."]),
-                Step(lhs: .step(0), op: "-", rhs: .given(given), mistake: "+",
-                     phrasings: ["After giving some away \(person.pronoun) has {calc} pencils.", "That leaves {calc} pencils."]),
+                Step(
+                    lhs: .given(boxes), op: "*", rhs: .given(perBox), mistake: "+",
+                    phrasings: [
+                        "The boxes hold {calc} pencils.", "\(person.name) starts with {calc} pencils in total.",
+                    ]),
+                Step(
+                    lhs: .step(0), op: "-", rhs: .given(given), mistake: "+",
+                    phrasings: [
+                        "After giving some away \(person.pronoun) has {calc} pencils.", "That leaves {calc} pencils.",
+                    ]),
             ])
     }
 
@@ -145,10 +155,12 @@ enum ArithmeticFamily {
             question: "A bakery bakes \(trays) trays of muffins with \(perTray) muffins on each tray. "
                 + "Each muffin sells for $\(price). How many dollars does the bakery earn if it sells every muffin?",
             steps: [
-                Step(lhs: .given(trays), op: "*", rhs: .given(perTray), mistake: "+",
-                     phrasings: ["The bakery makes {calc} muffins.", "There are {calc} muffins in all."]),
-                Step(lhs: .step(0), op: "*", rhs: .given(price), mistake: "+",
-                     phrasings: ["Selling them earns {calc} dollars.", "The muffins bring in {calc} dollars."]),
+                Step(
+                    lhs: .given(trays), op: "*", rhs: .given(perTray), mistake: "+",
+                    phrasings: ["The bakery makes {calc} muffins.", "There are {calc} muffins in all."]),
+                Step(
+                    lhs: .step(0), op: "*", rhs: .given(price), mistake: "+",
+                    phrasings: ["Selling them earns {calc} dollars.", "The muffins bring in {calc} dollars."]),
             ])
     }
 
@@ -160,12 +172,17 @@ enum ArithmeticFamily {
             question: "\(person.name) earns $\(rate) per hour and works \(hours) hours a week. "
                 + "After \(weeks) weeks \(person.pronoun) spends $\(bike) on a bike. How much money is left?",
             steps: [
-                Step(lhs: .given(rate), op: "*", rhs: .given(hours), mistake: "+",
-                     phrasings: ["Each week pays {calc} dollars.", "\(person.name) makes {calc} dollars a week."]),
-                Step(lhs: .step(0), op: "*", rhs: .given(weeks), mistake: "+",
-                     phrasings: ["Over the weeks that is {calc} dollars.", "In total \(person.pronoun) earns {calc} dollars."]),
-                Step(lhs: .step(1), op: "-", rhs: .given(bike), mistake: "+",
-                     phrasings: ["After the bike {calc} dollars are left.", "The bike leaves {calc} dollars."]),
+                Step(
+                    lhs: .given(rate), op: "*", rhs: .given(hours), mistake: "+",
+                    phrasings: ["Each week pays {calc} dollars.", "\(person.name) makes {calc} dollars a week."]),
+                Step(
+                    lhs: .step(0), op: "*", rhs: .given(weeks), mistake: "+",
+                    phrasings: [
+                        "Over the weeks that is {calc} dollars.", "In total \(person.pronoun) earns {calc} dollars.",
+                    ]),
+                Step(
+                    lhs: .step(1), op: "-", rhs: .given(bike), mistake: "+",
+                    phrasings: ["After the bike {calc} dollars are left.", "The bike leaves {calc} dollars."]),
             ])
     }
 
@@ -178,12 +195,15 @@ enum ArithmeticFamily {
                 + "Each tree gives \(apples) apples. The farmer packs the apples in bags of \(bag). "
                 + "How many bags can the farmer fill?",
             steps: [
-                Step(lhs: .given(rows), op: "*", rhs: .given(perRow), mistake: "+",
-                     phrasings: ["The orchard has {calc} trees.", "There are {calc} trees."]),
-                Step(lhs: .step(0), op: "*", rhs: .given(apples), mistake: "+",
-                     phrasings: ["They give {calc} apples.", "The harvest is {calc} apples."]),
-                Step(lhs: .step(1), op: "/", rhs: .given(bag), mistake: "*",
-                     phrasings: ["Packed in bags that fills {calc} bags.", "So the farmer fills {calc} bags."]),
+                Step(
+                    lhs: .given(rows), op: "*", rhs: .given(perRow), mistake: "+",
+                    phrasings: ["The orchard has {calc} trees.", "There are {calc} trees."]),
+                Step(
+                    lhs: .step(0), op: "*", rhs: .given(apples), mistake: "+",
+                    phrasings: ["They give {calc} apples.", "The harvest is {calc} apples."]),
+                Step(
+                    lhs: .step(1), op: "/", rhs: .given(bag), mistake: "*",
+                    phrasings: ["Packed in bags that fills {calc} bags.", "So the farmer fills {calc} bags."]),
             ])
     }
 
@@ -194,12 +214,15 @@ enum ArithmeticFamily {
             question: "A train travels at \(speed1) miles per hour for \(hours1) hours and then at \(speed2) "
                 + "miles per hour for \(hours2) hours. How many miles does the train travel in total?",
             steps: [
-                Step(lhs: .given(speed1), op: "*", rhs: .given(hours1), mistake: "+",
-                     phrasings: ["The first part covers {calc} miles.", "First it goes {calc} miles."]),
-                Step(lhs: .given(speed2), op: "*", rhs: .given(hours2), mistake: "+",
-                     phrasings: ["The second part covers {calc} miles.", "Then it goes {calc} miles."]),
-                Step(lhs: .step(0), op: "+", rhs: .step(1), mistake: "-",
-                     phrasings: ["Together that is {calc} miles.", "The whole trip is {calc} miles."]),
+                Step(
+                    lhs: .given(speed1), op: "*", rhs: .given(hours1), mistake: "+",
+                    phrasings: ["The first part covers {calc} miles.", "First it goes {calc} miles."]),
+                Step(
+                    lhs: .given(speed2), op: "*", rhs: .given(hours2), mistake: "+",
+                    phrasings: ["The second part covers {calc} miles.", "Then it goes {calc} miles."]),
+                Step(
+                    lhs: .step(0), op: "+", rhs: .step(1), mistake: "-",
+                    phrasings: ["Together that is {calc} miles.", "The whole trip is {calc} miles."]),
             ])
     }
 
@@ -211,10 +234,12 @@ enum ArithmeticFamily {
             question: "\(person.name) reads \(perDay) pages every day for \(days) days. The book has \(total) pages. "
                 + "How many pages are left to read?",
             steps: [
-                Step(lhs: .given(perDay), op: "*", rhs: .given(days), mistake: "+",
-                     phrasings: ["\(person.name) has read {calc} pages.", "So far that is {calc} pages."]),
-                Step(lhs: .given(total), op: "-", rhs: .step(0), mistake: "+",
-                     phrasings: ["That leaves {calc} pages.", "There are {calc} pages still to read."]),
+                Step(
+                    lhs: .given(perDay), op: "*", rhs: .given(days), mistake: "+",
+                    phrasings: ["\(person.name) has read {calc} pages.", "So far that is {calc} pages."]),
+                Step(
+                    lhs: .given(total), op: "-", rhs: .step(0), mistake: "+",
+                    phrasings: ["That leaves {calc} pages.", "There are {calc} pages still to read."]),
             ])
     }
 
@@ -227,12 +252,15 @@ enum ArithmeticFamily {
                 + "\(broken) markers are broken. The rest are shared equally among \(rooms) classrooms. "
                 + "How many markers does each classroom get?",
             steps: [
-                Step(lhs: .given(packs), op: "*", rhs: .given(perPack), mistake: "+",
-                     phrasings: ["The school gets {calc} markers.", "The order has {calc} markers."]),
-                Step(lhs: .step(0), op: "-", rhs: .given(broken), mistake: "+",
-                     phrasings: ["Without the broken ones {calc} markers work.", "That leaves {calc} good markers."]),
-                Step(lhs: .step(1), op: "/", rhs: .given(rooms), mistake: "*",
-                     phrasings: ["Each classroom gets {calc} markers.", "Shared out that is {calc} markers each."]),
+                Step(
+                    lhs: .given(packs), op: "*", rhs: .given(perPack), mistake: "+",
+                    phrasings: ["The school gets {calc} markers.", "The order has {calc} markers."]),
+                Step(
+                    lhs: .step(0), op: "-", rhs: .given(broken), mistake: "+",
+                    phrasings: ["Without the broken ones {calc} markers work.", "That leaves {calc} good markers."]),
+                Step(
+                    lhs: .step(1), op: "/", rhs: .given(rooms), mistake: "*",
+                    phrasings: ["Each classroom gets {calc} markers.", "Shared out that is {calc} markers each."]),
             ])
     }
 
@@ -245,12 +273,15 @@ enum ArithmeticFamily {
                 + "as a gift. \(person.pronoun.capitalized) buys a game for $\(game). "
                 + "How much money does \(person.name) have now?",
             steps: [
-                Step(lhs: .given(weekly), op: "*", rhs: .given(weeks), mistake: "+",
-                     phrasings: ["Saving gives {calc} dollars.", "\(person.name) saves {calc} dollars."]),
-                Step(lhs: .step(0), op: "+", rhs: .given(gift), mistake: "-",
-                     phrasings: ["With the gift that is {calc} dollars.", "The gift brings it to {calc} dollars."]),
-                Step(lhs: .step(1), op: "-", rhs: .given(game), mistake: "+",
-                     phrasings: ["After the game {calc} dollars are left.", "The game leaves {calc} dollars."]),
+                Step(
+                    lhs: .given(weekly), op: "*", rhs: .given(weeks), mistake: "+",
+                    phrasings: ["Saving gives {calc} dollars.", "\(person.name) saves {calc} dollars."]),
+                Step(
+                    lhs: .step(0), op: "+", rhs: .given(gift), mistake: "-",
+                    phrasings: ["With the gift that is {calc} dollars.", "The gift brings it to {calc} dollars."]),
+                Step(
+                    lhs: .step(1), op: "-", rhs: .given(game), mistake: "+",
+                    phrasings: ["After the game {calc} dollars are left.", "The game leaves {calc} dollars."]),
             ])
     }
 }

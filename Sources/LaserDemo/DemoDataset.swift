@@ -72,18 +72,21 @@ public enum DemoDataset {
         iteration: Int, seed: UInt64, promptsPerTask: Int, candidatesPerPrompt: Int, batchSize: Int
     ) -> [DemoPrompt] {
         precondition(iteration >= 0, "iteration must be >= 0, got \(iteration)")
-        precondition((0...maxPromptsPerTask).contains(promptsPerTask),
-                     "promptsPerTask must be in 0...\(maxPromptsPerTask), got \(promptsPerTask)")
-        precondition((2...maxCandidatesPerPrompt).contains(candidatesPerPrompt),
-                     "candidatesPerPrompt must be in 2...\(maxCandidatesPerPrompt), got \(candidatesPerPrompt)")
+        precondition(
+            (0...maxPromptsPerTask).contains(promptsPerTask),
+            "promptsPerTask must be in 0...\(maxPromptsPerTask), got \(promptsPerTask)")
+        precondition(
+            (2...maxCandidatesPerPrompt).contains(candidatesPerPrompt),
+            "candidatesPerPrompt must be in 2...\(maxCandidatesPerPrompt), got \(candidatesPerPrompt)")
         precondition(batchSize >= 1, "batchSize must be >= 1, got \(batchSize)")
 
         var fullRuns: [[DemoPrompt]] = []
         var shortRuns: [[DemoPrompt]] = []
         for taskIndex in tasks.indices {
             let prompts = (0..<promptsPerTask).map { index in
-                makePrompt(task: taskIndex, index: index, iteration: iteration, seed: seed,
-                           candidates: candidatesPerPrompt)
+                makePrompt(
+                    task: taskIndex, index: index, iteration: iteration, seed: seed,
+                    candidates: candidatesPerPrompt)
             }
             for start in stride(from: 0, to: prompts.count, by: batchSize) {
                 let run = Array(prompts[start..<min(start + batchSize, prompts.count)])
@@ -112,8 +115,9 @@ public enum DemoDataset {
         default:
             preconditionFailure("unknown demo task \(tasks[task])")
         }
-        return DemoPrompt(id: id, prompt: sample.prompt, candidates: sample.candidates,
-                          reference: sample.reference, task: tasks[task])
+        return DemoPrompt(
+            id: id, prompt: sample.prompt, candidates: sample.candidates,
+            reference: sample.reference, task: tasks[task])
     }
 
     /// Which candidates are right: mostly 20-60% per prompt, sometimes none or all, as from a policy

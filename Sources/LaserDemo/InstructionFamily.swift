@@ -21,26 +21,66 @@ enum InstructionFamily {
     }
 
     static let topics: [Topic] = [
-        Topic(name: "autumn", words: ["leaves", "crisp", "golden", "harvest", "wind", "orchard", "amber", "cool",
-                                      "mornings", "pumpkins", "fading", "light", "rustling", "maple"]),
-        Topic(name: "the ocean", words: ["waves", "salt", "tide", "horizon", "blue", "gulls", "foam", "deep",
-                                         "currents", "shore", "endless", "spray", "shells"]),
-        Topic(name: "a city at night", words: ["neon", "streets", "traffic", "glowing", "windows", "quiet",
-                                               "sirens", "towers", "rain", "lamps", "midnight", "taxis"]),
-        Topic(name: "coffee", words: ["bitter", "aroma", "steam", "roasted", "beans", "morning", "mug", "warm",
-                                      "dark", "espresso", "crema", "ritual"]),
-        Topic(name: "mountains", words: ["peaks", "snow", "granite", "trails", "thin", "air", "summit", "pines",
-                                         "valleys", "silent", "ridges", "eagles"]),
-        Topic(name: "a library", words: ["shelves", "pages", "silence", "dust", "stories", "readers", "lamps",
-                                         "ink", "spines", "wisdom", "atlas", "whispers"]),
-        Topic(name: "winter", words: ["frost", "snow", "ice", "fireplace", "breath", "pale", "sky", "bare",
-                                      "branches", "blankets", "cocoa", "sleds"]),
-        Topic(name: "a garden", words: ["roses", "soil", "bees", "blooms", "green", "petals", "sunlight", "weeds",
-                                        "seeds", "gentle", "hedges", "tulips"]),
-        Topic(name: "the desert", words: ["dunes", "sand", "heat", "cactus", "mirage", "sun", "dry", "wind",
-                                          "stars", "vast", "camels", "oasis"]),
-        Topic(name: "a thunderstorm", words: ["thunder", "lightning", "clouds", "rain", "rumbling", "dark", "flash",
-                                              "gusts", "puddles", "electric", "storm", "shutters"]),
+        Topic(
+            name: "autumn",
+            words: [
+                "leaves", "crisp", "golden", "harvest", "wind", "orchard", "amber", "cool",
+                "mornings", "pumpkins", "fading", "light", "rustling", "maple",
+            ]),
+        Topic(
+            name: "the ocean",
+            words: [
+                "waves", "salt", "tide", "horizon", "blue", "gulls", "foam", "deep",
+                "currents", "shore", "endless", "spray", "shells",
+            ]),
+        Topic(
+            name: "a city at night",
+            words: [
+                "neon", "streets", "traffic", "glowing", "windows", "quiet",
+                "sirens", "towers", "rain", "lamps", "midnight", "taxis",
+            ]),
+        Topic(
+            name: "coffee",
+            words: [
+                "bitter", "aroma", "steam", "roasted", "beans", "morning", "mug", "warm",
+                "dark", "espresso", "crema", "ritual",
+            ]),
+        Topic(
+            name: "mountains",
+            words: [
+                "peaks", "snow", "granite", "trails", "thin", "air", "summit", "pines",
+                "valleys", "silent", "ridges", "eagles",
+            ]),
+        Topic(
+            name: "a library",
+            words: [
+                "shelves", "pages", "silence", "dust", "stories", "readers", "lamps",
+                "ink", "spines", "wisdom", "atlas", "whispers",
+            ]),
+        Topic(
+            name: "winter",
+            words: [
+                "frost", "snow", "ice", "fireplace", "breath", "pale", "sky", "bare",
+                "branches", "blankets", "cocoa", "sleds",
+            ]),
+        Topic(
+            name: "a garden",
+            words: [
+                "roses", "soil", "bees", "blooms", "green", "petals", "sunlight", "weeds",
+                "seeds", "gentle", "hedges", "tulips",
+            ]),
+        Topic(
+            name: "the desert",
+            words: [
+                "dunes", "sand", "heat", "cactus", "mirage", "sun", "dry", "wind",
+                "stars", "vast", "camels", "oasis",
+            ]),
+        Topic(
+            name: "a thunderstorm",
+            words: [
+                "thunder", "lightning", "clouds", "rain", "rumbling", "dark", "flash",
+                "gusts", "puddles", "electric", "storm", "shutters",
+            ]),
     ]
 
     private static let numberWords = [
@@ -101,28 +141,38 @@ enum InstructionFamily {
         for instruction in instructions {
             switch instruction {
             case .exactWords(let n):
-                head = "\(rng.pick(["Describe", "Write about", "Sketch"])) \(topic.name) in exactly \(number(n, &rng)) words"
+                head =
+                    "\(rng.pick(["Describe", "Write about", "Sketch"])) \(topic.name) in exactly \(number(n, &rng)) words"
             case .atMostWords(let n):
-                head = "\(rng.pick(["Write a short note about", "Describe"])) \(topic.name) in at most \(number(n, &rng)) words"
+                head =
+                    "\(rng.pick(["Write a short note about", "Describe"])) \(topic.name) in at most \(number(n, &rng)) words"
             case .atLeastWords(let n):
-                head = "\(rng.pick(["Write a few lines about", "Describe"])) \(topic.name) in at least \(number(n, &rng)) words"
+                head =
+                    "\(rng.pick(["Write a few lines about", "Describe"])) \(topic.name) in at least \(number(n, &rng)) words"
             case .bullets(let n):
                 head = "\(rng.pick(["Describe", "Summarise"])) \(topic.name) as \(number(n, &rng)) bullet points"
             case .lowercase:
-                clauses.append(asList ? rng.pick(["all in lowercase", "in all lowercase letters"])
-                                      : "Your entire response should be in lowercase.")
+                clauses.append(
+                    asList
+                        ? rng.pick(["all in lowercase", "in all lowercase letters"])
+                        : "Your entire response should be in lowercase.")
             case .uppercase:
-                clauses.append(asList ? rng.pick(["all in capital letters", "in all uppercase letters"])
-                                      : "Your entire response should be in capital letters.")
+                clauses.append(
+                    asList
+                        ? rng.pick(["all in capital letters", "in all uppercase letters"])
+                        : "Your entire response should be in capital letters.")
             case .endWith(let word):
-                clauses.append(asList ? "end your response with the word '\(word)'" : "End your response with the word '\(word)'.")
+                clauses.append(
+                    asList ? "end your response with the word '\(word)'" : "End your response with the word '\(word)'.")
             case .include(let word):
                 clauses.append(asList ? "include the keyword '\(word)'" : "Include the keyword '\(word)'.")
             case .noCommas:
                 clauses.append(asList ? "do not use any commas" : "Do not use any commas.")
             case .quoted:
-                clauses.append(asList ? "wrap your entire response in double quotes"
-                                      : "Wrap your entire response in double quotes.")
+                clauses.append(
+                    asList
+                        ? "wrap your entire response in double quotes"
+                        : "Wrap your entire response in double quotes.")
             }
         }
         guard asList else { return head + ". " + clauses.joined(separator: " ") }
@@ -204,7 +254,9 @@ enum InstructionFamily {
             var start = 0
             for row in 0..<lines {
                 let remainingRows = lines - row
-                let size = row == lines - 1 ? words.count - start
+                let size =
+                    row == lines - 1
+                    ? words.count - start
                     : max(1, min(words.count - start - (remainingRows - 1), rng.int(in: 2...4)))
                 rows.append(marker + words[start..<(start + size)].joined(separator: " "))
                 start += size

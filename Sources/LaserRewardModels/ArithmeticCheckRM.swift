@@ -27,7 +27,8 @@ public struct ArithmeticCheckRM: RewardModel {
         let correct = annotations.filter(\.isCorrect).count
         var score = Double(correct - (annotations.count - correct)) / Double(annotations.count)
         if let lastResult = CalculatorAnnotation.number(last.result),
-           FinalAnswer.key(of: solution) != FinalAnswer.canonical(lastResult) {
+            FinalAnswer.key(of: solution) != FinalAnswer.canonical(lastResult)
+        {
             score -= unsupportedAnswerPenalty
         }
         return score

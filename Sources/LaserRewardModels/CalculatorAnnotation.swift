@@ -17,8 +17,9 @@ struct CalculatorAnnotation: Equatable {
             guard let close = rest[open.upperBound...].range(of: ">>") else { break }
             let body = rest[open.upperBound..<close.lowerBound]
             if let equals = body.lastIndex(of: "="), body.count <= maxBodyLength {
-                annotations.append(CalculatorAnnotation(
-                    expression: String(body[..<equals]), result: String(body[body.index(after: equals)...])))
+                annotations.append(
+                    CalculatorAnnotation(
+                        expression: String(body[..<equals]), result: String(body[body.index(after: equals)...])))
             } else {
                 annotations.append(CalculatorAnnotation(expression: String(body.prefix(maxBodyLength)), result: ""))
             }
@@ -104,7 +105,8 @@ enum CalculatorExpression {
                     j += 1
                 }
                 guard literal.filter({ $0 == "." }).count <= 1, literal != ".",
-                      let value = Double(literal.hasPrefix(".") ? "0" + literal : literal) else { return nil }
+                    let value = Double(literal.hasPrefix(".") ? "0" + literal : literal)
+                else { return nil }
                 tokens.append(.number(value))
                 i = j
             default:

@@ -75,7 +75,8 @@ public enum FinalAnswer {
 
     private static func extractMarked(_ text: String) -> String? {
         if let hashes = text.range(of: "####", options: .backwards),
-           let answer = answerSegment(text[hashes.upperBound...]) {
+            let answer = answerSegment(text[hashes.upperBound...])
+        {
             return answer
         }
         if let marker = lastAnswerMarker(in: text), let answer = answerSegment(text[marker...]) {
@@ -102,7 +103,8 @@ public enum FinalAnswer {
         var searchEnd = text.endIndex
         while let range = text.range(of: "A:", options: .backwards, range: text.startIndex..<searchEnd) {
             if range.lowerBound == text.startIndex
-                || !isWordCharacter(text[text.index(before: range.lowerBound)]) {
+                || !isWordCharacter(text[text.index(before: range.lowerBound)])
+            {
                 consider(range)
                 break
             }
@@ -118,7 +120,8 @@ public enum FinalAnswer {
         var end = line.count
         for i in line.indices.dropLast() where ".!?".contains(line[i]) && line[i + 1].isWhitespace {
             // "3.5" has no space after its point; "H. G. Wells" and "D.C. is" are initials, not sentence ends.
-            let isInitial = line[i] == "." && i >= 1 && line[i - 1].isLetter
+            let isInitial =
+                line[i] == "." && i >= 1 && line[i - 1].isLetter
                 && (i == 1 || !line[i - 2].isLetter)
             if !isInitial {
                 end = i
@@ -162,13 +165,15 @@ public enum FinalAnswer {
         var found: [String] = []
         var i = 0
         while i < chars.count {
-            let startsNumber = chars[i].isASCIIDigit
+            let startsNumber =
+                chars[i].isASCIIDigit
                 || (chars[i] == "." && i + 1 < chars.count && chars[i + 1].isASCIIDigit
                     && (i == 0 || !chars[i - 1].isASCIIDigit))
             guard startsNumber else { i += 1; continue }
             var start = i
             if start > 0, chars[start - 1] == "-",
-               start == 1 || !(isWordCharacter(chars[start - 2]) || chars[start - 2] == ")") {
+                start == 1 || !(isWordCharacter(chars[start - 2]) || chars[start - 2] == ")")
+            {
                 start -= 1
             }
             var end = i
@@ -229,7 +234,8 @@ public enum FinalAnswer {
         let parts = token.split(separator: "/", omittingEmptySubsequences: false)
         if parts.count == 2 {
             guard let numerator = parseDecimal(parts[0]), let denominator = parseDecimal(parts[1]),
-                  denominator != 0 else { return nil }
+                denominator != 0
+            else { return nil }
             return numerator / denominator
         }
         guard parts.count == 1 else { return nil }
@@ -239,9 +245,10 @@ public enum FinalAnswer {
     private static func parseDecimal(_ token: Substring) -> Double? {
         let plain = token.replacingOccurrences(of: ",", with: "")
         guard !plain.isEmpty, plain.filter({ $0 == "." }).count <= 1,
-              plain.allSatisfy({ $0.isASCIIDigit || $0 == "." }),
-              plain.contains(where: \.isASCIIDigit),
-              let value = Double(plain), value.isFinite else { return nil }
+            plain.allSatisfy({ $0.isASCIIDigit || $0 == "." }),
+            plain.contains(where: \.isASCIIDigit),
+            let value = Double(plain), value.isFinite
+        else { return nil }
         return value
     }
 

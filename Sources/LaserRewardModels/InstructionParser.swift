@@ -38,26 +38,32 @@ enum InstructionParser {
     }
 
     private enum Pattern {
-        static let num = #"(\d{1,4}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty)"#
+        static let num =
+            #"(\d{1,4}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty)"#
         static let quoted = #"(?:'([^']+)'|"([^"]+)")"#
         static let wordCount = regex(
             #"\b(exactly|at most|at least|no more than|no fewer than|no less than|fewer than|less than|more than|up to)\s+"#
                 + num + #"\s+words?\b"#)
         static let wordCountOr = regex(#"\b"# + num + #"\s+words?\s+or\s+(less|fewer|more)\b"#)
         static let lowercase = regex(
-            #"\b(?:all|entirely|only|in|use|using)\s+(?:in\s+)?(?:lowercase|lower case|lower-case)\b|\b(?:lowercase|lower case) letters only\b"#)
+            #"\b(?:all|entirely|only|in|use|using)\s+(?:in\s+)?(?:lowercase|lower case|lower-case)\b|\b(?:lowercase|lower case) letters only\b"#
+        )
         static let uppercase = regex(
-            #"\b(?:all|entirely|only|in|use|using)\s+(?:in\s+)?(?:uppercase|upper case|upper-case|capital letters|capitals|caps)\b"#)
+            #"\b(?:all|entirely|only|in|use|using)\s+(?:in\s+)?(?:uppercase|upper case|upper-case|capital letters|capitals|caps)\b"#
+        )
         static let endsWith = regex(
             #"\b(?:end|finish)\s+(?:your\s+(?:response|answer|reply)\s+|it\s+)?with\s+(?:the\s+(?:exact\s+)?(?:word|phrase)\s+)?"#
                 + quoted)
         static let includes = regex(
-            #"(\b(?:do not|don't|dont|never|avoid)\s+(?:to\s+)?)?\b(?:include|use|using|mention|contain)s?\s+(?:the\s+)?(?:key\s?words?|words?|phrases?)\s+(?=['"])"#)
+            #"(\b(?:do not|don't|dont|never|avoid)\s+(?:to\s+)?)?\b(?:include|use|using|mention|contain)s?\s+(?:the\s+)?(?:key\s?words?|words?|phrases?)\s+(?=['"])"#
+        )
         static let noCommas = regex(
-            #"\b(?:do not|don't|dont|never)\s+use\s+(?:any\s+)?commas\b|\bwithout\s+(?:using\s+)?(?:any\s+)?commas\b|\bno\s+commas\b|\b(?:avoid|refrain from)\s+(?:using\s+)?(?:any\s+)?commas\b"#)
+            #"\b(?:do not|don't|dont|never)\s+use\s+(?:any\s+)?commas\b|\bwithout\s+(?:using\s+)?(?:any\s+)?commas\b|\bno\s+commas\b|\b(?:avoid|refrain from)\s+(?:using\s+)?(?:any\s+)?commas\b"#
+        )
         static let bullets = regex(#"\b"# + num + #"\s+(?:bullet(?:\s+|-)?points?|bullets)\b"#)
         static let doubleQuotes = regex(
-            #"\b(?:wrap|enclose)\s+(?:your\s+)?(?:entire\s+|whole\s+)?(?:response|answer|reply|output)\s+(?:in|with|inside|within)\s+double\s+quot(?:es|ation\s+marks?)\b"#)
+            #"\b(?:wrap|enclose)\s+(?:your\s+)?(?:entire\s+|whole\s+)?(?:response|answer|reply|output)\s+(?:in|with|inside|within)\s+double\s+quot(?:es|ation\s+marks?)\b"#
+        )
 
         private static func regex(_ pattern: String) -> CompiledPattern {
             do {

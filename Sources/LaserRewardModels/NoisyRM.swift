@@ -33,7 +33,8 @@ public struct NoisyRM: RewardModel {
     /// (Double >= 0, required), `seed` (UInt64, default 0); every other param goes to the base RM.
     public init(name: String, params: [String: String], runSeed: UInt64) throws {
         var reader = ParamReader(rm: name, kind: "noisy", params: params)
-        let baseKind = try reader.requiredString("base", expected: "the kind of the wrapped RM, one of \(RewardModelCatalog.kinds.joined(separator: ", "))")
+        let baseKind = try reader.requiredString(
+            "base", expected: "the kind of the wrapped RM, one of \(RewardModelCatalog.kinds.joined(separator: ", "))")
         let sigmaText = try reader.requiredString("sigma", expected: "a number >= 0")
         guard let sigma = Double(sigmaText), sigma.isFinite, sigma >= 0 else {
             throw reader.invalid("sigma", sigmaText, expected: "a finite number >= 0")
@@ -71,7 +72,8 @@ public struct NoisyRM: RewardModel {
     private func perturb(_ scores: [Double], of request: ScoringRequest) throws -> [Double] {
         guard scores.count == request.candidates.count else {
             throw RewardModelError(
-                "reward model '\(name)': base returned \(scores.count) scores for \(request.candidates.count) candidates")
+                "reward model '\(name)': base returned \(scores.count) scores for \(request.candidates.count) candidates"
+            )
         }
         guard sigma > 0 else { return scores }
         var prefix = StableHash()

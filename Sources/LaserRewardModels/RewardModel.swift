@@ -9,7 +9,8 @@ public struct ScoringRequest: Sendable, Equatable {
     /// 1-based iteration number of the run.
     public var iteration: UInt32
 
-    public init(promptID: String, prompt: String, candidates: [String], reference: String? = nil, iteration: UInt32 = 1) {
+    public init(promptID: String, prompt: String, candidates: [String], reference: String? = nil, iteration: UInt32 = 1)
+    {
         self.promptID = promptID
         self.prompt = prompt
         self.candidates = candidates

@@ -42,7 +42,8 @@ extension SimulatedLatencyRM {
         }
         let baseParams = params.filter { !["base", "ms"].contains($0.key) }
         reader.markUsed(baseParams.keys)
-        let base = try RewardModelCatalog.make(RewardModelSpec(name: name, kind: baseKind, params: baseParams), runSeed: runSeed)
+        let base = try RewardModelCatalog.make(
+            RewardModelSpec(name: name, kind: baseKind, params: baseParams), runSeed: runSeed)
         self.init(name: name, base: base, milliseconds: ms)
     }
 }

@@ -82,7 +82,8 @@ enum VerifiableInstruction: Equatable, Sendable {
         guard !target.isEmpty else { return false }
         var searchStart = text.startIndex
         while let range = text.range(of: target, range: searchStart..<text.endIndex) {
-            let startsWord = range.lowerBound == text.startIndex
+            let startsWord =
+                range.lowerBound == text.startIndex
                 || !isWordCharacter(text[text.index(before: range.lowerBound)])
             let endsWord = range.upperBound == text.endIndex || !isWordCharacter(text[range.upperBound])
             if startsWord && endsWord { return true }

@@ -32,7 +32,8 @@ public enum WireCodec {
     }
 
     /// Builds the message's Envelope and runs `body` on it while everything it points at is alive.
-    private static func withEnvelope<R>(_ message: WireMessage, _ body: (UnsafePointer<Laser__V1__Envelope>) -> R) -> R {
+    private static func withEnvelope<R>(_ message: WireMessage, _ body: (UnsafePointer<Laser__V1__Envelope>) -> R) -> R
+    {
         let arena = Arena()
         var env = Laser__V1__Envelope()
         laser__v1__envelope__init(&env)
@@ -102,7 +103,10 @@ public enum WireCodec {
                     let texts = arena.array(ProtobufCBinaryData.self, count: candidates.count)
                     for (j, text) in candidates.enumerated() {
                         arena.keep(text.storage)
-                        texts[j] = ProtobufCBinaryData(len: text.escapedCount, data: UnsafeMutablePointer(mutating: text.escapedPointer.assumingMemoryBound(to: UInt8.self)))
+                        texts[j] = ProtobufCBinaryData(
+                            len: text.escapedCount,
+                            data: UnsafeMutablePointer(
+                                mutating: text.escapedPointer.assumingMemoryBound(to: UInt8.self)))
                     }
                     s.pointee.n_candidates_json = candidates.count
                     s.pointee.candidates_json = texts
@@ -228,10 +232,16 @@ public enum WireCodec {
         // protobuf-c cuts a string at its first NUL ("ghost\0hidden" would read as "ghost"): such a
         // message is malformed, not quietly something else.
         let check = bytes.withUnsafeBufferPointer { buf in
-            withUnsafePointer(to: laser__v1__envelope__descriptor) { laser_proto_check_strings($0, buf.baseAddress, buf.count) }
+            withUnsafePointer(to: laser__v1__envelope__descriptor) {
+                laser_proto_check_strings($0, buf.baseAddress, buf.count)
+            }
         }
-        if check == 1 { throw WireError("a string field holds a NUL byte (\(bytes.count) bytes); strings must not contain NUL") }
-        if check != 0 { throw WireError("not a laser protobuf Envelope (\(bytes.count) bytes are not well-formed protobuf)") }
+        if check == 1 {
+            throw WireError("a string field holds a NUL byte (\(bytes.count) bytes); strings must not contain NUL")
+        }
+        if check != 0 {
+            throw WireError("not a laser protobuf Envelope (\(bytes.count) bytes are not well-formed protobuf)")
+        }
         let unpacked = bytes.withUnsafeBufferPointer { buf -> UnsafeMutablePointer<Laser__V1__Envelope>? in
             // protobuf-c wants a non-NULL pointer even for zero bytes.
             guard let base = buf.baseAddress else {
@@ -246,18 +256,21 @@ public enum WireCodec {
         defer { laser__v1__envelope__free_unpacked(env, nil) }
         let e = env.pointee
         guard e.protocol_version == laserProtocolVersion else {
-            throw WireError("unsupported protocol version \(e.protocol_version) (this build speaks \(laserProtocolVersion)); run the same laser version on every node")
+            throw WireError(
+                "unsupported protocol version \(e.protocol_version) (this build speaks \(laserProtocolVersion)); run the same laser version on every node"
+            )
         }
         switch e.body_case {
         case LASER__V1__ENVELOPE__BODY_HELLO:
             let h = e.hello!.pointee
-            return .hello(Hello(
-                workerID: try text(h.worker_id, "Hello.worker_id"),
-                rewardModels: try texts(h.n_reward_models, h.reward_models, "Hello.reward_models"),
-                slots: h.slots,
-                softwareVersion: try text(h.software_version, "Hello.software_version"),
-                labels: try texts(h.n_labels, h.labels, "Hello.labels"),
-                acceptsJSONCandidates: h.json_candidates != 0))
+            return .hello(
+                Hello(
+                    workerID: try text(h.worker_id, "Hello.worker_id"),
+                    rewardModels: try texts(h.n_reward_models, h.reward_models, "Hello.reward_models"),
+                    slots: h.slots,
+                    softwareVersion: try text(h.software_version, "Hello.software_version"),
+                    labels: try texts(h.n_labels, h.labels, "Hello.labels"),
+                    acceptsJSONCandidates: h.json_candidates != 0))
         case LASER__V1__ENVELOPE__BODY_WELCOME:
             let w = e.welcome!.pointee
             var defs: [RewardModelDefinition] = []
@@ -268,16 +281,20 @@ public enum WireCodec {
                     let p = s.params[j]!.pointee
                     params[try text(p.key, "Param.key")] = try text(p.value, "Param.value")
                 }
-                defs.append(RewardModelDefinition(
-                    name: try text(s.name, "RewardModelSpec.name"), kind: try text(s.kind, "RewardModelSpec.kind"),
-                    params: params))
+                defs.append(
+                    RewardModelDefinition(
+                        name: try text(s.name, "RewardModelSpec.name"), kind: try text(s.kind, "RewardModelSpec.kind"),
+                        params: params))
             }
-            return .welcome(Welcome(
-                coordinatorID: try text(w.coordinator_id, "Welcome.coordinator_id"),
-                heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness,
-                rewardModels: defs, runSeed: w.run_seed))
+            return .welcome(
+                Welcome(
+                    coordinatorID: try text(w.coordinator_id, "Welcome.coordinator_id"),
+                    heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness,
+                    rewardModels: defs, runSeed: w.run_seed))
         case LASER__V1__ENVELOPE__BODY_REJECT:
-            return .reject(reason: try text(e.reject!.pointee.reason, "Reject.reason"), retryAfterMs: e.reject!.pointee.retry_after_ms)
+            return .reject(
+                reason: try text(e.reject!.pointee.reason, "Reject.reason"),
+                retryAfterMs: e.reject!.pointee.retry_after_ms)
         case LASER__V1__ENVELOPE__BODY_HEARTBEAT:
             return .heartbeat
         case LASER__V1__ENVELOPE__BODY_SCORE_TASK:
@@ -289,30 +306,38 @@ public enum WireCodec {
                 let s = t.items[i]!.pointee
                 var candidates: [String]
                 if s.n_candidates_json > 0 {
-                    guard s.n_candidates == 0 else { throw WireError("ScoreItem has both candidates and candidates_json; a sender fills one of them") }
+                    guard s.n_candidates == 0 else {
+                        throw WireError("ScoreItem has both candidates and candidates_json; a sender fills one of them")
+                    }
                     asJSON = true
                     candidates = []
                     candidates.reserveCapacity(s.n_candidates_json)
                     for j in 0..<s.n_candidates_json {
                         let b = s.candidates_json[j]
                         // Decoded here, in one pass that also checks them: what the RM reads.
-                        do { candidates.append(try JSONText.decode(body: UnsafeRawBufferPointer(start: b.data, count: b.len))) } catch {
-                            throw WireError("ScoreItem.candidates_json[\(j)] is not the body of a JSON string: \(error)")
+                        do {
+                            candidates.append(
+                                try JSONText.decode(body: UnsafeRawBufferPointer(start: b.data, count: b.len)))
+                        } catch {
+                            throw WireError(
+                                "ScoreItem.candidates_json[\(j)] is not the body of a JSON string: \(error)")
                         }
                     }
                 } else {
                     candidates = try texts(s.n_candidates, s.candidates, "ScoreItem.candidates")
                 }
-                items.append(ScoreItem(
-                    promptID: try text(s.prompt_id, "ScoreItem.prompt_id"),
-                    prompt: try text(s.prompt, "ScoreItem.prompt"),
-                    candidates: candidates,
-                    reference: s.has_reference != 0 ? try text(s.reference, "ScoreItem.reference") : nil))
+                items.append(
+                    ScoreItem(
+                        promptID: try text(s.prompt_id, "ScoreItem.prompt_id"),
+                        prompt: try text(s.prompt, "ScoreItem.prompt"),
+                        candidates: candidates,
+                        reference: s.has_reference != 0 ? try text(s.reference, "ScoreItem.reference") : nil))
             }
-            return .scoreTask(ScoreTask(
-                taskID: t.task_id, attempt: t.attempt,
-                rewardModel: try text(t.reward_model, "ScoreTask.reward_model"),
-                iteration: t.iteration, items: items, candidatesAsJSON: asJSON))
+            return .scoreTask(
+                ScoreTask(
+                    taskID: t.task_id, attempt: t.attempt,
+                    rewardModel: try text(t.reward_model, "ScoreTask.reward_model"),
+                    iteration: t.iteration, items: items, candidatesAsJSON: asJSON))
         case LASER__V1__ENVELOPE__BODY_SCORE_RESULT:
             let r = e.score_result!.pointee
             let outcome: ScoreResult.Outcome
@@ -331,41 +356,49 @@ public enum WireCodec {
             default:
                 throw WireError("ScoreResult for task \(r.task_id) has neither success nor failure")
             }
-            return .scoreResult(ScoreResult(taskID: r.task_id, attempt: r.attempt, outcome: outcome, elapsedMicros: r.elapsed_us))
+            return .scoreResult(
+                ScoreResult(taskID: r.task_id, attempt: r.attempt, outcome: outcome, elapsedMicros: r.elapsed_us))
         case LASER__V1__ENVELOPE__BODY_DISCONNECT:
             return .disconnect(reason: try text(e.disconnect!.pointee.reason, "Disconnect.reason"))
         case LASER__V1__ENVELOPE__BODY_SHUTDOWN:
             return .shutdown(reason: try text(e.shutdown!.pointee.reason, "Shutdown.reason"))
         case LASER__V1__ENVELOPE__BODY_TRAINER_HELLO:
             let h = e.trainer_hello!.pointee
-            return .trainerHello(TrainerHello(
-                trainerID: try text(h.trainer_id, "TrainerHello.trainer_id"), window: h.window,
-                softwareVersion: try text(h.software_version, "TrainerHello.software_version")))
+            return .trainerHello(
+                TrainerHello(
+                    trainerID: try text(h.trainer_id, "TrainerHello.trainer_id"), window: h.window,
+                    softwareVersion: try text(h.software_version, "TrainerHello.software_version")))
         case LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME:
             let w = e.trainer_welcome!.pointee
-            return .trainerWelcome(TrainerWelcome(
-                coordinatorID: try text(w.coordinator_id, "TrainerWelcome.coordinator_id"),
-                heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness, wantsLoss: w.wants_loss != 0,
-                wantsLossAfter: w.wants_loss_after != 0, wantsProbeLosses: w.wants_probe_losses != 0))
+            return .trainerWelcome(
+                TrainerWelcome(
+                    coordinatorID: try text(w.coordinator_id, "TrainerWelcome.coordinator_id"),
+                    heartbeatIntervalMs: w.heartbeat_interval_ms, liveness: w.liveness, wantsLoss: w.wants_loss != 0,
+                    wantsLossAfter: w.wants_loss_after != 0, wantsProbeLosses: w.wants_probe_losses != 0))
         case LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH:
             let b = e.preference_batch!.pointee
             let pairs = try decodePairs(b.pairs, b.n_pairs)
-            return .preferenceBatch(PreferenceBatch(
-                globalBatch: b.global_batch, iteration: b.iteration, batch: b.batch,
-                rewardModel: try text(b.reward_model, "PreferenceBatch.reward_model"), pairs: pairs,
-                path: try text(b.path, "PreferenceBatch.path")))
+            return .preferenceBatch(
+                PreferenceBatch(
+                    globalBatch: b.global_batch, iteration: b.iteration, batch: b.batch,
+                    rewardModel: try text(b.reward_model, "PreferenceBatch.reward_model"), pairs: pairs,
+                    path: try text(b.path, "PreferenceBatch.path")))
         case LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK:
             let f = e.batch_feedback!.pointee
-            return .batchFeedback(BatchFeedback(globalBatch: f.global_batch, loss: f.loss, iteration: f.iteration, batch: f.batch,
-                                                lossAfter: f.has_loss_after != 0 ? f.loss_after : nil,
-                                                probeLosses: f.has_probe_losses != 0 ? (f.probe_loss_before, f.probe_loss_after) : nil))
+            return .batchFeedback(
+                BatchFeedback(
+                    globalBatch: f.global_batch, loss: f.loss, iteration: f.iteration, batch: f.batch,
+                    lossAfter: f.has_loss_after != 0 ? f.loss_after : nil,
+                    probeLosses: f.has_probe_losses != 0 ? (f.probe_loss_before, f.probe_loss_after) : nil))
         case LASER__V1__ENVELOPE__BODY_PROBE_SET:
             let p = e.probe_set!.pointee
             return .probeSet(ProbeSet(pairs: try decodePairs(p.pairs, p.n_pairs), prompts: p.prompts))
         case LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK:
             let a = e.feedback_ack!.pointee
-            return .feedbackAck(FeedbackAck(globalBatch: a.global_batch, accepted: a.accepted != 0,
-                                            reason: try text(a.reason, "FeedbackAck.reason")))
+            return .feedbackAck(
+                FeedbackAck(
+                    globalBatch: a.global_batch, accepted: a.accepted != 0,
+                    reason: try text(a.reason, "FeedbackAck.reason")))
         default:
             throw WireError("Envelope carries no message this build knows (body field \(e.body_case.rawValue))")
         }
@@ -378,7 +411,9 @@ public enum WireCodec {
     }
 
     /// PreferencePair messages (PreferenceBatch.pairs, ProbeSet.pairs) from the arena's memory.
-    private static func encodePairs(_ pairs: [TrainerPair], _ arena: Arena) -> UnsafeMutablePointer<UnsafeMutablePointer<Laser__V1__PreferencePair>?> {
+    private static func encodePairs(
+        _ pairs: [TrainerPair], _ arena: Arena
+    ) -> UnsafeMutablePointer<UnsafeMutablePointer<Laser__V1__PreferencePair>?> {
         let out = arena.array(UnsafeMutablePointer<Laser__V1__PreferencePair>?.self, count: pairs.count)
         for (i, p) in pairs.enumerated() {
             let q = arena.make(Laser__V1__PreferencePair.self, laser__v1__preference_pair__init)
@@ -393,20 +428,26 @@ public enum WireCodec {
         return out
     }
 
-    private static func decodePairs(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Laser__V1__PreferencePair>?>?, _ n: Int) throws -> [TrainerPair] {
+    private static func decodePairs(
+        _ p: UnsafeMutablePointer<UnsafeMutablePointer<Laser__V1__PreferencePair>?>?, _ n: Int
+    ) throws -> [TrainerPair] {
         var pairs: [TrainerPair] = []
         pairs.reserveCapacity(n)
         for i in 0..<n {
             let q = p![i]!.pointee
-            pairs.append(TrainerPair(
-                prompt: try text(q.prompt, "PreferencePair.prompt"), chosen: try text(q.chosen, "PreferencePair.chosen"),
-                rejected: try text(q.rejected, "PreferencePair.rejected"), chosenScore: q.chosen_score,
-                rejectedScore: q.rejected_score, promptID: try text(q.prompt_id, "PreferencePair.prompt_id")))
+            pairs.append(
+                TrainerPair(
+                    prompt: try text(q.prompt, "PreferencePair.prompt"),
+                    chosen: try text(q.chosen, "PreferencePair.chosen"),
+                    rejected: try text(q.rejected, "PreferencePair.rejected"), chosenScore: q.chosen_score,
+                    rejectedScore: q.rejected_score, promptID: try text(q.prompt_id, "PreferencePair.prompt_id")))
         }
         return pairs
     }
 
-    private static func texts(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: String) throws -> [String] {
+    private static func texts(
+        _ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: String
+    ) throws -> [String] {
         guard n > 0, let p else { return [] }
         var out: [String] = []
         out.reserveCapacity(n)

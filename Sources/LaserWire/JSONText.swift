@@ -64,7 +64,8 @@ public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomSt
             let r = laser_json_string_exact(p, 0, bytes.count, out.baseAddress!)
             // No closing quote in a body: the scanner must run to the end and report it "unterminated".
             guard r.error == Int32(LASER_JSON_UNTERMINATED_STRING), r.at == bytes.count else {
-                let what = r.error == Int32(LASER_JSON_OK) ? "an unescaped quote" : "an invalid escape or a control character"
+                let what =
+                    r.error == Int32(LASER_JSON_OK) ? "an unescaped quote" : "an invalid escape or a control character"
                 failure = InvalidBody(description: "\(what) at byte \(r.at)")
                 return 0
             }
@@ -90,7 +91,9 @@ public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomSt
         var ranges: [Range<Int>] = []
         ranges.reserveCapacity(texts.count)
         for t in texts {
-            t.withEscapedBytes { if $0.count > 0 { (base + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            t.withEscapedBytes {
+                if $0.count > 0 { (base + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
             ranges.append(at..<(at + t.range.count))
             at += t.range.count
         }
@@ -100,7 +103,9 @@ public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomSt
 
     /// The escaped bytes (no quotes), valid while `body` runs.
     public func withEscapedBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.base + range.lowerBound, count: range.count)) }
+        try withExtendedLifetime(storage) {
+            try body(UnsafeRawBufferPointer(start: storage.base + range.lowerBound, count: range.count))
+        }
     }
 
     /// Where the escaped bytes are: stable for as long as `storage` lives (the wire encoder points
@@ -129,7 +134,9 @@ public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomSt
     public static func == (a: JSONText, b: JSONText) -> Bool {
         guard a.range.count == b.range.count else { return false }
         if a.range.isEmpty { return true }
-        return a.withEscapedBytes { x in b.withEscapedBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
+        return a.withEscapedBytes { x in
+            b.withEscapedBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+        }
     }
 
     public func hash(into hasher: inout Hasher) {

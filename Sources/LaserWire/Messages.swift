@@ -52,8 +52,10 @@ public struct Hello: Equatable, Sendable {
     /// The worker reads candidates sent as JSON-escaped bytes (`ScoreItem.candidates_json`).
     public var acceptsJSONCandidates: Bool
 
-    public init(workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String, labels: [String] = [],
-                acceptsJSONCandidates: Bool = false) {
+    public init(
+        workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String, labels: [String] = [],
+        acceptsJSONCandidates: Bool = false
+    ) {
         self.workerID = workerID
         self.rewardModels = rewardModels
         self.slots = slots
@@ -84,8 +86,10 @@ public struct Welcome: Equatable, Sendable {
     public var rewardModels: [RewardModelDefinition]
     public var runSeed: UInt64
 
-    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32,
-                rewardModels: [RewardModelDefinition], runSeed: UInt64) {
+    public init(
+        coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32,
+        rewardModels: [RewardModelDefinition], runSeed: UInt64
+    ) {
         self.coordinatorID = coordinatorID
         self.heartbeatIntervalMs = heartbeatIntervalMs
         self.liveness = liveness
@@ -147,8 +151,10 @@ public struct ScoreTask: Equatable, Sendable {
     /// accepts them) or as text (`candidates`). The same task either way once decoded.
     public var candidatesAsJSON: Bool
 
-    public init(taskID: UInt64, attempt: UInt32, rewardModel: String, iteration: UInt32, items: [ScoreItem],
-                candidatesAsJSON: Bool = false) {
+    public init(
+        taskID: UInt64, attempt: UInt32, rewardModel: String, iteration: UInt32, items: [ScoreItem],
+        candidatesAsJSON: Bool = false
+    ) {
         self.taskID = taskID
         self.attempt = attempt
         self.rewardModel = rewardModel
@@ -204,8 +210,11 @@ public struct TrainerWelcome: Equatable, Sendable {
     /// Whether each loss must come with the probe's loss before and after the step (probe-progress).
     public var wantsProbeLosses: Bool
 
-    public init(coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32, wantsLoss: Bool, wantsLossAfter: Bool = false,
-                wantsProbeLosses: Bool = false) {
+    public init(
+        coordinatorID: String, heartbeatIntervalMs: UInt32, liveness: UInt32, wantsLoss: Bool,
+        wantsLossAfter: Bool = false,
+        wantsProbeLosses: Bool = false
+    ) {
         self.wantsProbeLosses = wantsProbeLosses
         self.coordinatorID = coordinatorID
         self.heartbeatIntervalMs = heartbeatIntervalMs
@@ -224,7 +233,9 @@ public struct TrainerPair: Equatable, Sendable {
     public var rejectedScore: Double
     public var promptID: String
 
-    public init(prompt: String, chosen: String, rejected: String, chosenScore: Double, rejectedScore: Double, promptID: String) {
+    public init(
+        prompt: String, chosen: String, rejected: String, chosenScore: Double, rejectedScore: Double, promptID: String
+    ) {
         self.prompt = prompt
         self.chosen = chosen
         self.rejected = rejected
@@ -243,7 +254,9 @@ public struct PreferenceBatch: Equatable, Sendable {
     public var pairs: [TrainerPair]
     public var path: String
 
-    public init(globalBatch: UInt64, iteration: UInt32, batch: UInt32, rewardModel: String, pairs: [TrainerPair], path: String) {
+    public init(
+        globalBatch: UInt64, iteration: UInt32, batch: UInt32, rewardModel: String, pairs: [TrainerPair], path: String
+    ) {
         self.globalBatch = globalBatch
         self.iteration = iteration
         self.batch = batch
@@ -268,12 +281,15 @@ public struct BatchFeedback: Equatable, Sendable {
 
     public static func == (a: BatchFeedback, b: BatchFeedback) -> Bool {
         a.globalBatch == b.globalBatch && a.loss == b.loss && a.iteration == b.iteration && a.batch == b.batch
-            && a.lossAfter == b.lossAfter && a.probeLosses?.before == b.probeLosses?.before && a.probeLosses?.after == b.probeLosses?.after
+            && a.lossAfter == b.lossAfter && a.probeLosses?.before == b.probeLosses?.before
+            && a.probeLosses?.after == b.probeLosses?.after
             && (a.probeLosses == nil) == (b.probeLosses == nil)
     }
 
-    public init(globalBatch: UInt64, loss: Double, iteration: UInt32 = 0, batch: UInt32 = 0, lossAfter: Double? = nil,
-                probeLosses: (before: Double, after: Double)? = nil) {
+    public init(
+        globalBatch: UInt64, loss: Double, iteration: UInt32 = 0, batch: UInt32 = 0, lossAfter: Double? = nil,
+        probeLosses: (before: Double, after: Double)? = nil
+    ) {
         self.probeLosses = probeLosses
         self.globalBatch = globalBatch
         self.loss = loss

@@ -43,8 +43,12 @@ public enum PeerText {
     /// UTF-8 without control characters.
     public static func identifierProblem(_ text: String, what: String, maxBytes: Int = 128) -> String? {
         if text.isEmpty { return "\(what) is empty" }
-        if text.utf8.count > maxBytes { return "\(what) is \(text.utf8.count) bytes long; at most \(maxBytes) are allowed" }
-        if hasControlCharacters(text) { return "\(what) '\(printable(text))' contains control characters; use printable text" }
+        if text.utf8.count > maxBytes {
+            return "\(what) is \(text.utf8.count) bytes long; at most \(maxBytes) are allowed"
+        }
+        if hasControlCharacters(text) {
+            return "\(what) '\(printable(text))' contains control characters; use printable text"
+        }
         return nil
     }
 }

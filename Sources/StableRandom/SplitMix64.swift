@@ -46,7 +46,8 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
 /// 64-bit FNV-1a, a stable string hash (Swift's Hasher is randomised per process).
 public enum FNV1a {
-    public static func hash<S: Sequence>(_ bytes: S, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 where S.Element == UInt8 {
+    public static func hash<S: Sequence>(_ bytes: S, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64
+    where S.Element == UInt8 {
         var h = seed
         for b in bytes {
             h ^= UInt64(b)

@@ -75,7 +75,9 @@ public struct CurveKeyPair: Equatable, Sendable {
         _ = try Z85.decodeKey(publicKey)
         let derived = try CurveKeyPair(secretKey: secretKey)
         guard derived.publicKey == publicKey else {
-            throw CurveKeyError("the public key \(publicKey) does not belong to this secret key (its public key is \(derived.publicKey))")
+            throw CurveKeyError(
+                "the public key \(publicKey) does not belong to this secret key (its public key is \(derived.publicKey))"
+            )
         }
         self = derived
     }
@@ -91,7 +93,8 @@ public struct CurveKeyPair: Equatable, Sendable {
 
     private static func requireCurve() throws {
         guard isAvailable else {
-            throw CurveKeyError("this libzmq has no CURVE support (zmq_has(\"curve\") is false); install a libzmq built with libsodium")
+            throw CurveKeyError(
+                "this libzmq has no CURVE support (zmq_has(\"curve\") is false); install a libzmq built with libsodium")
         }
     }
 }
@@ -109,7 +112,9 @@ extension ZMQSocket {
     /// unauthenticated) whenever no ZAP handler answers, i.e. it fails open.
     public func makeCurveServer(secretKey: String, zapDomain: String) throws {
         let secret = try Z85.decodeKey(secretKey)
-        guard !zapDomain.isEmpty else { throw CurveKeyError("a CURVE server needs a non-empty ZAP domain (an empty one is not enforced)") }
+        guard !zapDomain.isEmpty else {
+            throw CurveKeyError("a CURVE server needs a non-empty ZAP domain (an empty one is not enforced)")
+        }
         try setOption(ZMQ_CURVE_SERVER, Int32(1))
         try setOption(ZMQ_CURVE_SECRETKEY, bytes: secret)
         try setOption(ZMQ_ZAP_DOMAIN, string: zapDomain)

@@ -35,8 +35,10 @@ public final class ZAPAuthenticator {
     ///   - allowedClientKeys: Z85 public keys of the clients to admit.
     ///   - onDecision: called on the handler thread for each request, before the reply goes out
     ///     (so keep it short: the client's handshake waits); must not call `stop()`.
-    public init(context: ZMQContext, domain: String, allowedClientKeys: Set<String>,
-                onDecision: (@Sendable (ZAPDecision) -> Void)? = nil) throws {
+    public init(
+        context: ZMQContext, domain: String, allowedClientKeys: Set<String>,
+        onDecision: (@Sendable (ZAPDecision) -> Void)? = nil
+    ) throws {
         var keys = Set<[UInt8]>()
         for key in allowedClientKeys {
             do { keys.insert(try Z85.decodeKey(key)) } catch {
@@ -138,7 +140,9 @@ private final class ZAPHandlerState: @unchecked Sendable {
             do {
                 // A timeout rather than blocking forever, so the stop flag is seen promptly.
                 let ready = try ZMQPoller.poll([(socket, .readable)], timeoutMs: Self.pollMs)
-                guard ready[0].contains(.readable), let request = try socket.receive(nonBlocking: true) else { continue }
+                guard ready[0].contains(.readable), let request = try socket.receive(nonBlocking: true) else {
+                    continue
+                }
                 let (reply, decision) = answer(request)
                 // Counted and reported before the reply, so whoever sees the handshake's outcome
                 // also sees the count.
@@ -168,13 +172,17 @@ private final class ZAPHandlerState: @unchecked Sendable {
             decision.reason = reason
             decision.allowed = code == "200"
             // version, request id, status code, status text, user id, metadata (none)
-            return ([Array("1.0".utf8), requestID, Array(code.utf8), Array(reason.utf8), Array(userID.utf8), []], decision)
+            return (
+                [Array("1.0".utf8), requestID, Array(code.utf8), Array(reason.utf8), Array(userID.utf8), []], decision
+            )
         }
         // version, request id, domain, address, identity, mechanism, credentials...
         guard frames.count >= 6, text(0) == "1.0" else { return reply("500", "malformed ZAP request") }
         guard mechanism == "CURVE" else { return reply("400", "mechanism \(mechanism) is not allowed; CURVE only") }
         guard text(2) == domain else { return reply("400", "unknown ZAP domain '\(text(2))'") }
-        guard frames.count == 7, frames[6].count == 32 else { return reply("400", "CURVE credentials must be one 32-byte public key") }
+        guard frames.count == 7, frames[6].count == 32 else {
+            return reply("400", "CURVE credentials must be one 32-byte public key")
+        }
         let key = frames[6]
         decision.clientKey = try? Z85.encodeKey(key)
         guard allowed.contains(key) else { return reply("400", "client key is not on the allow-list") }

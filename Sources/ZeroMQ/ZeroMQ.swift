@@ -170,7 +170,9 @@ public final class ZMQSocket {
     /// fails; the bytes are the caller's no longer in every case). For large bodies (a score task's
     /// candidates) this saves a copy per message. Returns false if `nonBlocking` and it would block.
     @discardableResult
-    public func send(_ frames: [[UInt8]], thenMalloced body: UnsafeMutableRawBufferPointer, nonBlocking: Bool = false) throws -> Bool {
+    public func send(
+        _ frames: [[UInt8]], thenMalloced body: UnsafeMutableRawBufferPointer, nonBlocking: Bool = false
+    ) throws -> Bool {
         var msg = zmq_msg_t()
         guard zmq_msg_init_data(&msg, body.baseAddress, body.count, { data, _ in free(data) }, nil) == 0 else {
             free(body.baseAddress)
@@ -223,7 +225,9 @@ public final class ZMQSocket {
                 throw err
             }
             // A ROUTER's identity frame is made locally and has no metadata: take it from any frame.
-            if received.userID == nil, let user = zmq_msg_gets(&msg, "User-Id") { received.userID = String(cString: user) }
+            if received.userID == nil, let user = zmq_msg_gets(&msg, "User-Id") {
+                received.userID = String(cString: user)
+            }
             first = false
             if received.frames.count >= maxFrames {
                 received.framesDropped += 1
@@ -266,18 +270,24 @@ public enum ZMQPoller {
 
     /// Like ``poll(_:timeoutMs:)``, plus plain file descriptors (a pipe another thread writes to
     /// wake this one, for example), polled for readability.
-    public static func poll(_ sockets: [(ZMQSocket, ZMQPollEvents)], readableFileDescriptors fds: [Int32],
-                            timeoutMs: Int) throws -> (sockets: [ZMQPollEvents], fileDescriptors: [Bool]) {
+    public static func poll(
+        _ sockets: [(ZMQSocket, ZMQPollEvents)], readableFileDescriptors fds: [Int32],
+        timeoutMs: Int
+    ) throws -> (sockets: [ZMQPollEvents], fileDescriptors: [Bool]) {
         var items = sockets.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: $0.1.rawValue, revents: 0) }
         items += fds.map { zmq_pollitem_t(socket: nil, fd: $0, events: Int16(ZMQ_POLLIN), revents: 0) }
         let rc = items.withUnsafeMutableBufferPointer { zmq_poll($0.baseAddress, Int32($0.count), timeoutMs) }
         if rc < 0 {
             let err = ZMQError.last("zmq_poll")
-            if err.code == EINTR { return (Array(repeating: [], count: sockets.count), Array(repeating: false, count: fds.count)) }
+            if err.code == EINTR {
+                return (Array(repeating: [], count: sockets.count), Array(repeating: false, count: fds.count))
+            }
             throw err
         }
-        return (items.prefix(sockets.count).map { ZMQPollEvents(rawValue: $0.revents) },
-                items.suffix(fds.count).map { $0.revents & Int16(ZMQ_POLLIN) != 0 })
+        return (
+            items.prefix(sockets.count).map { ZMQPollEvents(rawValue: $0.revents) },
+            items.suffix(fds.count).map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+        )
     }
 }
 
@@ -296,7 +306,8 @@ public struct ZMQHandshakeFailure: Sendable, Equatable {
         case (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH):
             return "the client does not use CURVE (a worker or trainer started without --server-key/--key?)"
         case (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC):
-            return "the client's CURVE handshake does not decrypt (its --server-key is not this coordinator's public key?)"
+            return
+                "the client's CURVE handshake does not decrypt (its --server-key is not this coordinator's public key?)"
         case (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, _):
             return "the client's key was refused (not in the allow-lists)"
         case (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, _):
@@ -312,7 +323,8 @@ extension ZMQSocket {
     /// them (read it with `ZMQSocket.handshakeFailure(from:)`). `name` makes the inproc endpoint unique.
     public func monitorHandshakeFailures(name: String) throws -> ZMQSocket {
         let endpoint = "inproc://laser.monitor." + name
-        let events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+        let events =
+            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
         guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
         let pair = try ZMQSocket(context, type: .pair)
         try pair.connect(endpoint)

@@ -70,10 +70,19 @@ func strings(path: String, repeats: Int) throws {
     }
     let escape = Double(decoded.count) / median(times) / 1e9
     print("\(path): first \(n >> 20) MiB, \(starts.count) strings, \(check.bytes >> 20) MiB of string bodies")
-    print(String(format: "check:  %.2f GB/s (exact path %.2f GB/s, %.2fx)", check.gbps, checkExact.gbps, check.gbps / checkExact.gbps))
-    print(String(format: "decode: %.2f GB/s (exact path %.2f GB/s, %.2fx)", decode.gbps, decodeExact.gbps, decode.gbps / decodeExact.gbps))
+    print(
+        String(
+            format: "check:  %.2f GB/s (exact path %.2f GB/s, %.2fx)", check.gbps, checkExact.gbps,
+            check.gbps / checkExact.gbps))
+    print(
+        String(
+            format: "decode: %.2f GB/s (exact path %.2f GB/s, %.2fx)", decode.gbps, decodeExact.gbps,
+            decode.gbps / decodeExact.gbps))
     print(String(format: "escape: %.2f GB/s (%d decoded bytes -> %d)", escape, decoded.count, escapedBytes))
-    print(json(["benchmark": "strings", "bytes": check.bytes, "strings": starts.count, "repeats": repeats,
-                "check_gb_s": check.gbps, "check_exact_gb_s": checkExact.gbps, "decode_gb_s": decode.gbps,
-                "decode_exact_gb_s": decodeExact.gbps, "escape_gb_s": escape]))
+    print(
+        json([
+            "benchmark": "strings", "bytes": check.bytes, "strings": starts.count, "repeats": repeats,
+            "check_gb_s": check.gbps, "check_exact_gb_s": checkExact.gbps, "decode_gb_s": decode.gbps,
+            "decode_exact_gb_s": decodeExact.gbps, "escape_gb_s": escape,
+        ]))
 }

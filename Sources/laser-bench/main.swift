@@ -133,30 +133,46 @@ func bandit(dims: [Int], steps: Int, baselineSteps: Int) {
     let arms = 4
     let dramBytes = 1 << 30
     let dram1 = readBandwidth(bytes: dramBytes, threads: 1), dram2 = readBandwidth(bytes: dramBytes, threads: 2)
-    print(String(format: "read bandwidth, 1 GiB buffer, 8 streams per thread: %.1f GB/s (1 thread), %.1f GB/s (2 threads)", dram1 / 1e9, dram2 / 1e9))
-    print("LinUCB select + update, K = \(arms) arms, medians of \(steps) steps (the Float64 baseline: \(baselineSteps) steps at d >= 4096)")
+    print(
+        String(
+            format: "read bandwidth, 1 GiB buffer, 8 streams per thread: %.1f GB/s (1 thread), %.1f GB/s (2 threads)",
+            dram1 / 1e9, dram2 / 1e9))
+    print(
+        "LinUCB select + update, K = \(arms) arms, medians of \(steps) steps (the Float64 baseline: \(baselineSteps) steps at d >= 4096)"
+    )
     print("bandwidth: over a buffer of the new state's size; limit: bytes moved per step / the higher of the two")
-    print("state: bytes the bandit keeps (its resident-set growth is in the JSON); moved: bytes a step must read + write")
-    print("float32_cholesky_*: this LinUCB with maxThreads 2 and 1 (2 threads only above LinUCB.parallelThreshold = "
-          + "\(LinUCB.parallelThreshold >> 20) MiB of factors, d >= 512 here); dense_float64_baseline: the code it replaced")
-    print("d     implementation           ms/step  select ms  update ms  state MB  K*d^2*4 MB  moved MB/step  BW GB/s 1T/2T  limit ms  ratio")
+    print(
+        "state: bytes the bandit keeps (its resident-set growth is in the JSON); moved: bytes a step must read + write")
+    print(
+        "float32_cholesky_*: this LinUCB with maxThreads 2 and 1 (2 threads only above LinUCB.parallelThreshold = "
+            + "\(LinUCB.parallelThreshold >> 20) MiB of factors, d >= 512 here); dense_float64_baseline: the code it replaced"
+    )
+    print(
+        "d     implementation           ms/step  select ms  update ms  state MB  K*d^2*4 MB  moved MB/step  BW GB/s 1T/2T  limit ms  ratio"
+    )
     var results: [[String: Any]] = []
     for d in dims {
         let packedBytes = d * (d + 1) / 2 * 4
         let bound = arms * d * d * 4
         let bw1 = readBandwidth(bytes: arms * packedBytes, threads: 1)
         let bw2 = readBandwidth(bytes: arms * packedBytes, threads: 2)
-        var row: [String: Any] = ["d": d, "state_bound_bytes": bound, "bandwidth_1t_gb_s": bw1 / 1e9, "bandwidth_2t_gb_s": bw2 / 1e9,
-                                  "threads_used_by_2t": arms * packedBytes > LinUCB.parallelThreshold ? 2 : 1]
+        var row: [String: Any] = [
+            "d": d, "state_bound_bytes": bound, "bandwidth_1t_gb_s": bw1 / 1e9, "bandwidth_2t_gb_s": bw2 / 1e9,
+            "threads_used_by_2t": arms * packedBytes > LinUCB.parallelThreshold ? 2 : 1,
+        ]
         func report(_ name: String, _ t: StepTimes, state: Int, moved: Int) -> [String: Any] {
             let limit = Double(moved) / max(bw1, bw2) * 1000
-            print(String(format: "%-5d ", d) + name.padding(toLength: 24, withPad: " ", startingAt: 0)
-                + String(format: " %-8.3f %-10.3f %-10.4f %-9.1f %-11.1f %-14.1f %5.1f / %-6.1f %-9.3f %.2f",
-                         median(t.step), median(t.select), median(t.update), Double(state) / 1e6, Double(bound) / 1e6,
-                         Double(moved) / 1e6, bw1 / 1e9, bw2 / 1e9, limit, median(t.step) / limit))
-            return ["ms_per_step": median(t.step), "select_ms": median(t.select), "update_ms": median(t.update),
-                    "steps": t.step.count, "choices": t.choices, "state_bytes": state, "resident_growth_bytes": t.resident,
-                    "bytes_moved_per_step": moved, "limit_ms": limit, "ratio_to_limit": median(t.step) / limit]
+            print(
+                String(format: "%-5d ", d) + name.padding(toLength: 24, withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %-8.3f %-10.3f %-10.4f %-9.1f %-11.1f %-14.1f %5.1f / %-6.1f %-9.3f %.2f",
+                        median(t.step), median(t.select), median(t.update), Double(state) / 1e6, Double(bound) / 1e6,
+                        Double(moved) / 1e6, bw1 / 1e9, bw2 / 1e9, limit, median(t.step) / limit))
+            return [
+                "ms_per_step": median(t.step), "select_ms": median(t.select), "update_ms": median(t.update),
+                "steps": t.step.count, "choices": t.choices, "state_bytes": state, "resident_growth_bytes": t.resident,
+                "bytes_moved_per_step": moved, "limit_ms": limit, "ratio_to_limit": median(t.step) / limit,
+            ]
         }
         // A step reads every arm's Float32 factor once; for the updated arm (rotated in the same pass
         // by the select after the update) it also reads its bfloat16 carries and writes both:
@@ -172,7 +188,8 @@ func bandit(dims: [Int], steps: Int, baselineSteps: Int) {
                 return b
             }
             choices.append(t.choices)
-            row["float32_cholesky_\(threads)t"] = report("float32_cholesky_\(threads)t", t, state: stateBytes, moved: moved)
+            row["float32_cholesky_\(threads)t"] = report(
+                "float32_cholesky_\(threads)t", t, state: stateBytes, moved: moved)
         }
         // The thread count must not change a single choice.
         row["same_choices_1t_2t"] = choices[0] == choices[1]
@@ -181,12 +198,17 @@ func bandit(dims: [Int], steps: Int, baselineSteps: Int) {
         let old = timeSteps(d: d, steps: d >= 4096 ? baselineSteps : steps, warmup: 1) {
             DenseFloat64LinUCB(armCount: arms, dimension: d, alpha: 0.1, lambda: 1)
         }
-        row["dense_float64_baseline"] = report("dense_float64_baseline", old, state: arms * (d * d + d) * 8, moved: (arms + 3) * d * d * 8)
-        row["speedup_2t_vs_baseline"] = median(old.step) / ((row["float32_cholesky_2t"] as! [String: Any])["ms_per_step"] as! Double)
+        row["dense_float64_baseline"] = report(
+            "dense_float64_baseline", old, state: arms * (d * d + d) * 8, moved: (arms + 3) * d * d * 8)
+        row["speedup_2t_vs_baseline"] =
+            median(old.step) / ((row["float32_cholesky_2t"] as! [String: Any])["ms_per_step"] as! Double)
         results.append(row)
     }
-    print(json(["benchmark": "bandit", "arms": arms, "steps": steps, "baseline_steps_d4096": baselineSteps,
-                "dram_bandwidth_1t_gb_s": dram1 / 1e9, "dram_bandwidth_2t_gb_s": dram2 / 1e9, "results": results]))
+    print(
+        json([
+            "benchmark": "bandit", "arms": arms, "steps": steps, "baseline_steps_d4096": baselineSteps,
+            "dram_bandwidth_1t_gb_s": dram1 / 1e9, "dram_bandwidth_2t_gb_s": dram2 / 1e9, "results": results,
+        ]))
 }
 
 /// The Float64 matrix A = lambda I + sum x x^T, packed lower by columns like the factor.
@@ -328,7 +350,9 @@ func drift(dims: [Int], compareDims: Set<Int>, updates: Int) {
     print("max|L L^T - A| / max|A|: the factor a select uses (Float32 values) against A summed in Float64")
     print("max|A^-1 A - I|: (L L^T)^-1 A for the factor; the kept inverse for Sherman-Morrison (SM)")
     print("no carry: the same factor updates in Float32 without the carry (max|LL^T-A|/max|A|)")
-    print("d     contexts    updates   factor max|LL^T-A|/max|A|  factor max|(LL^T)^-1 A - I|  no carry max|LL^T-A|/..  SM f32 max|A^-1 A - I|  SM f64 max|A^-1 A - I|")
+    print(
+        "d     contexts    updates   factor max|LL^T-A|/max|A|  factor max|(LL^T)^-1 A - I|  no carry max|LL^T-A|/..  SM f32 max|A^-1 A - I|  SM f64 max|A^-1 A - I|"
+    )
     for d in dims {
         for kind in ["random", "featurizer"] {
             var bandit = LinUCB(armCount: 1, dimension: d, alpha: 0.1, lambda: 1)
@@ -348,8 +372,10 @@ func drift(dims: [Int], compareDims: Set<Int>, updates: Int) {
                 sm64?.update(arm: 0, context: x, reward: 0.5)
                 guard u == next || u == updates else { continue }
                 let e = factorErrors(bandit.choleskyFactor(arm: 0), gram)
-                var row: [String: Any] = ["d": d, "contexts": kind, "updates": u, "cholesky_f32_backward": e.backward,
-                                          "cholesky_f32_inverse": e.inverse]
+                var row: [String: Any] = [
+                    "d": d, "contexts": kind, "updates": u, "cholesky_f32_backward": e.backward,
+                    "cholesky_f32_inverse": e.inverse,
+                ]
                 var s32 = "-", s64 = "-", sp = "-"
                 if let f = plain {
                     let v = factorErrors(f.l.map { Double($0) }, gram).backward
@@ -373,10 +399,11 @@ func drift(dims: [Int], compareDims: Set<Int>, updates: Int) {
                     row["sherman_morrison_f64_inverse"] = worst
                     s64 = String(format: "%.3e", worst)
                 }
-                print(String(format: "%-5d ", d) + kind.padding(toLength: 11, withPad: " ", startingAt: 0)
-                    + String(format: " %-9d %-26.3e %-29.3e ", u, e.backward, e.inverse)
-                    + sp.padding(toLength: 24, withPad: " ", startingAt: 0)
-                    + s32.padding(toLength: 24, withPad: " ", startingAt: 0) + s64)
+                print(
+                    String(format: "%-5d ", d) + kind.padding(toLength: 11, withPad: " ", startingAt: 0)
+                        + String(format: " %-9d %-26.3e %-29.3e ", u, e.backward, e.inverse)
+                        + sp.padding(toLength: 24, withPad: " ", startingAt: 0)
+                        + s32.padding(toLength: 24, withPad: " ", startingAt: 0) + s64)
                 rows.append(row)
                 next *= 10
             }
@@ -393,10 +420,15 @@ func option(_ name: String, in args: [String] = Array(CommandLine.arguments.drop
 func ints(_ s: String) -> [Int] { s.split(separator: ",").compactMap { Int($0) } }
 switch args.first {
 case "bandit":
-    bandit(dims: ints(option("--dims") ?? "384,1024,4096"), steps: Int(option("--steps") ?? "50") ?? 50,
-           baselineSteps: Int(option("--baseline-steps") ?? "5") ?? 5)
+    bandit(
+        dims: ints(option("--dims") ?? "384,1024,4096"), steps: Int(option("--steps") ?? "50") ?? 50,
+        baselineSteps: Int(option("--baseline-steps") ?? "5") ?? 5)
 case "ingest" where args.count >= 2:
-    do { try ingest(path: args[1], repeats: Int(option("--repeats") ?? "3") ?? 3, contextDimension: Int(option("--context-dimension") ?? "256") ?? 256) } catch {
+    do {
+        try ingest(
+            path: args[1], repeats: Int(option("--repeats") ?? "3") ?? 3,
+            contextDimension: Int(option("--context-dimension") ?? "256") ?? 256)
+    } catch {
         print("error: \(error)")
         exit(1)
     }
@@ -406,9 +438,12 @@ case "strings" where args.count >= 2:
         exit(1)
     }
 case "drift":
-    drift(dims: ints(option("--dims") ?? "64,384"), compareDims: Set(ints(option("--compare-dims") ?? "64")),
-          updates: Int(option("--updates") ?? "100000") ?? 100_000)
+    drift(
+        dims: ints(option("--dims") ?? "64,384"), compareDims: Set(ints(option("--compare-dims") ?? "64")),
+        updates: Int(option("--updates") ?? "100000") ?? 100_000)
 default:
-    print("usage: laser-bench bandit [--dims 384,1024,4096] [--steps N] [--baseline-steps N] | drift [--dims 64,384] [--compare-dims 64] [--updates 100000] | ingest FILE.jsonl [--repeats 3] | strings FILE.jsonl [--repeats 5]")
+    print(
+        "usage: laser-bench bandit [--dims 384,1024,4096] [--steps N] [--baseline-steps N] | drift [--dims 64,384] [--compare-dims 64] [--updates 100000] | ingest FILE.jsonl [--repeats 3] | strings FILE.jsonl [--repeats 5]"
+    )
     exit(2)
 }

@@ -5,8 +5,11 @@ import ZeroMQ
 /// Real processes killed with SIGKILL at random moments, resumed, and compared byte for byte with a
 /// clean run.
 @Suite(.serialized) struct ChaosTests {
-    func slowJob(ms: Int, iterations: Int = 3, promptsPerTask: Int = 16, pairs: String = "best-vs-rest") throws -> (data: String, config: String) {
-        try SlowJob.make(ms: ms, iterations: iterations, promptsPerTask: promptsPerTask, extra: "pairs: {mode: \(pairs)}")
+    func slowJob(
+        ms: Int, iterations: Int = 3, promptsPerTask: Int = 16, pairs: String = "best-vs-rest"
+    ) throws -> (data: String, config: String) {
+        try SlowJob.make(
+            ms: ms, iterations: iterations, promptsPerTask: promptsPerTask, extra: "pairs: {mode: \(pairs)}")
     }
 
     func cleanRun(_ config: String) throws -> [String: Data] {
@@ -35,7 +38,9 @@ import ZeroMQ
         var rng = SystemRandomNumberGenerator()
         var coordinator = LaserProcess(["coordinator", slow, "--bind", endpoint, "--out", out, "--log-level", "info"])
         try coordinator.start()
-        var workers = (0..<3).map { LaserProcess(["worker", "--connect", endpoint, "--id", "w\($0)", "--give-up-after", "60"]) }
+        var workers = (0..<3).map {
+            LaserProcess(["worker", "--connect", endpoint, "--id", "w\($0)", "--give-up-after", "60"])
+        }
         for w in workers { try w.start() }
         defer { workers.forEach { $0.kill() }; coordinator.kill() }
         var coordinatorKills = 0, workerKills = 0
@@ -49,7 +54,9 @@ import ZeroMQ
             if (coordinatorKills <= workerKills && Bool.random(using: &rng)) || coordinatorKills < 3 {
                 kill(coordinator.process.processIdentifier, SIGKILL)
                 coordinator.process.waitUntilExit()
-                if coordinator.process.terminationStatus == 0 && coordinator.process.terminationReason == .exit { break }
+                if coordinator.process.terminationStatus == 0 && coordinator.process.terminationReason == .exit {
+                    break
+                }
                 coordinatorKills += 1
                 resumedLogs += coordinator.stderr
                 coordinator = LaserProcess(["coordinator", "--resume", out, "--bind", endpoint, "--log-level", "info"])
@@ -65,12 +72,20 @@ import ZeroMQ
         }
         let (code, _, err) = try coordinator.wait(timeout: 120)
         #expect(code == 0, "\(err)")
-        #expect(coordinatorKills >= 3 && workerKills >= 2, "the run ended before enough kills (\(coordinatorKills), \(workerKills)); make it slower")
+        #expect(
+            coordinatorKills >= 3 && workerKills >= 2,
+            "the run ended before enough kills (\(coordinatorKills), \(workerKills)); make it slower")
         #expect(err.contains("resuming (incarnation"), "\(err)")
         let got = try batchFiles(out)
         #expect(got.keys.sorted() == expected.keys.sorted())
-        for key in expected.keys.sorted() { #expect(got[key] == expected[key], "\(key) differs after \(coordinatorKills) coordinator and \(workerKills) worker kills") }
-        print("chaos: \(coordinatorKills) coordinator SIGKILLs and \(workerKills) worker SIGKILLs; \(got.count) batch files identical to the clean run")
+        for key in expected.keys.sorted() {
+            #expect(
+                got[key] == expected[key],
+                "\(key) differs after \(coordinatorKills) coordinator and \(workerKills) worker kills")
+        }
+        print(
+            "chaos: \(coordinatorKills) coordinator SIGKILLs and \(workerKills) worker SIGKILLs; \(got.count) batch files identical to the clean run"
+        )
     }
 
     @Test func aKilledLaserRunResumesAndLeavesNoOrphans() throws {
@@ -108,7 +123,9 @@ import ZeroMQ
         let out = Laser.temporaryDirectory() + "/full"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", "ulimit -f \(limitKiB); exec \"$0\" run \"$1\" --out \"$2\" --no-progress", Laser.binary, config, out]
+        p.arguments = [
+            "-c", "ulimit -f \(limitKiB); exec \"$0\" run \"$1\" --out \"$2\" --no-progress", Laser.binary, config, out,
+        ]
         let errPipe = Pipe()
         p.standardError = errPipe
         p.standardOutput = Pipe()
@@ -126,7 +143,9 @@ import ZeroMQ
         let (code, _, err) = try Laser.run(["run", "--resume", out, "--no-progress"], timeout: 120)
         #expect(code == 0, "\(err)")
         #expect(try batchFiles(out) == expected)
-        print("full disk at \(limitKiB) KiB: stopped after \(partial.count) of \(expected.count) batch files; resumed to identical output")
+        print(
+            "full disk at \(limitKiB) KiB: stopped after \(partial.count) of \(expected.count) batch files; resumed to identical output"
+        )
     }
 
     @Test func aDifferentConfigIsRefusedOnResume() throws {

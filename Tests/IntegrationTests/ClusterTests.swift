@@ -95,11 +95,15 @@ import ZeroMQ
         defer { second.kill() }
         let (code, _, err) = try coordinator.wait(timeout: 120)
         #expect(code == 0, "\(err)")
-        #expect(err.contains("a second connection says it is worker 'twin' while that worker is connected and alive"), "the second twin was not refused")
+        #expect(
+            err.contains("a second connection says it is worker 'twin' while that worker is connected and alive"),
+            "the second twin was not refused")
         #expect(!err.contains("re-registered from a new connection"), "the twins swapped places")
         #expect(try batchFiles(out) == expected)
         #expect(second.stderr.contains("refused this worker for now"))
-        print("duplicate worker ids: the second 'twin' was refused (and kept retrying) while the first served; identical batch files")
+        print(
+            "duplicate worker ids: the second 'twin' was refused (and kept retrying) while the first served; identical batch files"
+        )
     }
 
     /// An endpoint the coordinator cannot bind stops it at once with a message naming the endpoint and
@@ -125,7 +129,9 @@ import ZeroMQ
             let out = Laser.temporaryDirectory() + "/bind"
             let (code, _, err) = try Laser.run(["coordinator", config, "--bind", endpoint, "--out", out], timeout: 30)
             #expect(code == 1, "\(endpoint): exit \(code)")
-            #expect((err.contains("coordinator cannot bind \(endpoint)") || err.contains("--bind '\(endpoint)'")) && err.contains(reason), "\(endpoint): \(err)")
+            #expect(
+                (err.contains("coordinator cannot bind \(endpoint)") || err.contains("--bind '\(endpoint)'"))
+                    && err.contains(reason), "\(endpoint): \(err)")
             #expect(!err.contains("Fatal error"), "\(err)")
         }
     }
@@ -138,14 +144,17 @@ import ZeroMQ
         let chaos = ChaosTests()
         let (_, config) = try chaos.slowJob(ms: 0, iterations: 1, promptsPerTask: 4)
         let out = Laser.temporaryDirectory() + "/rebind"
-        let (failed, _, _) = try Laser.run(["coordinator", config, "--bind", "tcp://192.0.2.1:5555", "--out", out], timeout: 30)
+        let (failed, _, _) = try Laser.run(
+            ["coordinator", config, "--bind", "tcp://192.0.2.1:5555", "--out", out], timeout: 30)
         try #require(failed == 1)
         let endpoint = "tcp://127.0.0.1:\(try ChaosTests.freePort())"
         let coordinator = LaserProcess(["coordinator", config, "--bind", endpoint, "--out", out])
         try coordinator.start()
         defer { coordinator.kill() }
         let deadline = Date().addingTimeInterval(20)
-        while coordinator.process.isRunning && !coordinator.stdout.contains("listening") && Date() < deadline { usleep(20_000) }
+        while coordinator.process.isRunning && !coordinator.stdout.contains("listening") && Date() < deadline {
+            usleep(20_000)
+        }
         // The journal's first record is written only after a successful bind.
         #expect(coordinator.process.isRunning, "\(coordinator.stderr)")
         guard coordinator.process.isRunning else { return }
@@ -166,7 +175,9 @@ extension ClusterTests {
     /// Welcome stopped costing its tasks an attempt.
     @Test func workersThatJoinWhileTheCoordinatorLoadsABigInputDoNotFailTheRun() throws {
         let data = Laser.temporaryDirectory()
-        let (made, _, madeErr) = try Laser.run(["demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "7000"])
+        let (made, _, madeErr) = try Laser.run([
+            "demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "7000",
+        ])
         try #require(made == 0, "\(madeErr)")
         let config = data + "/big.yaml"
         try """
@@ -184,11 +195,15 @@ extension ClusterTests {
         try coordinator.start()
         defer { coordinator.kill() }
         _ = try coordinator.waitForLine(startingWith: "coordinator listening on")
-        let workers = (0..<6).map { LaserProcess(["worker", "--connect", endpoint, "--id", "w\($0)", "--give-up-after", "30"]) }
+        let workers = (0..<6).map {
+            LaserProcess(["worker", "--connect", endpoint, "--id", "w\($0)", "--give-up-after", "30"])
+        }
         for w in workers { try w.start() }
         defer { workers.forEach { $0.kill() } }
         let (code, _, err) = try coordinator.wait(timeout: 120)
-        #expect(code == 0, "\(err.split(separator: "\n").filter { !$0.hasPrefix("iteration") }.suffix(8).joined(separator: "\n"))")
+        #expect(
+            code == 0,
+            "\(err.split(separator: "\n").filter { !$0.hasPrefix("iteration") }.suffix(8).joined(separator: "\n"))")
     }
 }
 

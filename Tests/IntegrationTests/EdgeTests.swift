@@ -6,7 +6,9 @@ import Testing
 @Suite(.serialized) struct EdgeTests {
     func demo(iterations: Int = 1) throws -> String {
         let dir = Laser.temporaryDirectory()
-        let (code, _, err) = try Laser.run(["demo-data", "--out", dir, "--iterations", "\(iterations)", "--prompts-per-task", "8"])
+        let (code, _, err) = try Laser.run([
+            "demo-data", "--out", dir, "--iterations", "\(iterations)", "--prompts-per-task", "8",
+        ])
         try #require(code == 0, "\(err)")
         return dir
     }
@@ -17,17 +19,20 @@ import Testing
         let dir = try demo()
         let input = dir + "/big.jsonl"
         let big = String(repeating: "x", count: 2_000_000)
-        try ("{\"id\": \"a\", \"prompt\": \"p\", \"candidates\": [\"x\", \"y\"]}\n{\"id\": \"b\", \"prompt\": \"p\", \"candidates\": [\"\(big)\", \"y\"]}\n")
+        try
+            ("{\"id\": \"a\", \"prompt\": \"p\", \"candidates\": [\"x\", \"y\"]}\n{\"id\": \"b\", \"prompt\": \"p\", \"candidates\": [\"\(big)\", \"y\"]}\n")
             .write(toFile: input, atomically: true, encoding: .utf8)
         let config = dir + "/big.yaml"
-        try "input: [big.jsonl]\nreward_models: [{name: l, kind: length}]\nnetwork: {max_message_bytes: 1048576}\nreward: {allow_unrewarded: true}\n"
+        try
+            "input: [big.jsonl]\nreward_models: [{name: l, kind: length}]\nnetwork: {max_message_bytes: 1048576}\nreward: {allow_unrewarded: true}\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
         let start = Date()
         let (code, _, err) = try Laser.run(["run", config, "--out", dir + "/run", "--no-progress"], timeout: 60)
         #expect(code != 0)
         #expect(err.contains("\(input):2: the line is 2000") && err.contains("network.max_message_bytes"), "\(err)")
         #expect(Date().timeIntervalSince(start) < 10)
-        #expect(!FileManager.default.fileExists(atPath: dir + "/run"), "a run directory was made for input that cannot run")
+        #expect(
+            !FileManager.default.fileExists(atPath: dir + "/run"), "a run directory was made for input that cannot run")
     }
 
     /// Item 7: a typo in an input path leaves nothing behind; `laser validate` and `--dry-run` say what
@@ -35,7 +40,8 @@ import Testing
     @Test func badConfigIsFoundBeforeAnythingIsMadeAndNeverTrapsTheRunDirectory() throws {
         let dir = try demo()
         let bad = dir + "/typo.yaml"
-        try "input: [input/iteration-l.jsonl]\nreward_models: [{name: am, kind: answer-match}]\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        try "input: [input/iteration-l.jsonl]\nreward_models: [{name: am, kind: answer-match}]\n".write(
+            toFile: bad, atomically: true, encoding: .utf8)
         let (c1, _, e1) = try Laser.run(["run", bad, "--out", dir + "/run", "--no-progress"])
         #expect(c1 != 0 && e1.contains("iteration-l.jsonl: input of iteration 1 does not exist"), "\(e1)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/run"))
@@ -47,7 +53,9 @@ import Testing
         let fixed = dir + "/fixed.yaml"
         try "input: [input/iteration-1.jsonl]\nreward_models: [{name: am, kind: answer-match}]\nworkers: {local: 0}\n"
             .write(toFile: fixed, atomically: true, encoding: .utf8)
-        let stuck = LaserProcess(["coordinator", fixed, "--bind", "tcp://127.0.0.1:*", "--out", dir + "/stuck", "--log-level", "warning"])
+        let stuck = LaserProcess([
+            "coordinator", fixed, "--bind", "tcp://127.0.0.1:*", "--out", dir + "/stuck", "--log-level", "warning",
+        ])
         try stuck.start()
         _ = try stuck.waitForLine(startingWith: "coordinator listening on ")
         stuck.kill()
@@ -62,14 +70,18 @@ import Testing
         let (c0, _, e0) = try Laser.run(["run", config, "--out", out, "--no-progress"])
         try #require(c0 == 0, "\(e0)")
         let changed = data + "/changed.yaml"
-        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "batch_size: 8", with: "batch_size: 4")
-            .write(toFile: changed, atomically: true, encoding: .utf8)
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(
+            of: "batch_size: 8", with: "batch_size: 4"
+        )
+        .write(toFile: changed, atomically: true, encoding: .utf8)
         let (c1, _, e1) = try Laser.run(["run", changed, "--resume", out, "--no-progress"])
         #expect(c1 != 0 && e1.contains("the config differs in batch_size"), "\(e1)")
         try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/input/iteration-1.jsonl")).seekToEnd()
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/input/iteration-1.jsonl"))
         try h.seekToEnd()
-        try h.write(contentsOf: Data("{\"id\": \"extra\", \"prompt\": \"p\", \"candidates\": [\"a\", \"b\"], \"reference\": \"a\"}\n".utf8))
+        try h.write(
+            contentsOf: Data(
+                "{\"id\": \"extra\", \"prompt\": \"p\", \"candidates\": [\"a\", \"b\"], \"reference\": \"a\"}\n".utf8))
         try h.close()
         let (c2, _, e2) = try Laser.run(["run", "--resume", out, "--no-progress"])
         #expect(c2 != 0 && e2.contains("the input of iteration 1 (\(data)/input/iteration-1.jsonl) changed"), "\(e2)")
@@ -87,13 +99,16 @@ import Testing
         first.process.interrupt()  // SIGINT, as Ctrl-C
         let (code, _, err) = try first.wait(timeout: 10)
         #expect(code == 130, "\(err)")
-        let status = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/status.json"))) as! [String: Any]
+        let status =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/status.json")))
+            as! [String: Any]
         #expect(status["phase"] as? String == "failed")
         #expect((status["stop_reason"] as? String)?.contains("SIGINT") == true)
         #expect(status["resume_command"] as? String == "laser run --resume \(out)")
         #expect((status["workers"] as? [Any])?.isEmpty == true)
         func summary() throws -> [String: Any] {
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as! [String: Any]
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")))
+                as! [String: Any]
         }
         let before = try summary()
         let wallBefore = ((before["iterations"] as! [[String: Any]])[0]["wall_seconds"] as! NSNumber).doubleValue
@@ -104,11 +119,15 @@ import Testing
         let after = try summary()
         let wallAfter = ((after["iterations"] as! [[String: Any]])[0]["wall_seconds"] as! NSNumber).doubleValue
         let dispatchedAfter = ((after["counters"] as! [String: Any])["tasks_dispatched"] as! NSNumber).intValue
-        #expect(wallAfter > wallBefore && dispatchedAfter > dispatchedBefore, "wall \(wallBefore) -> \(wallAfter), dispatched \(dispatchedBefore) -> \(dispatchedAfter)")
+        #expect(
+            wallAfter > wallBefore && dispatchedAfter > dispatchedBefore,
+            "wall \(wallBefore) -> \(wallAfter), dispatched \(dispatchedBefore) -> \(dispatchedAfter)")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))
         let (c3, _, e3) = try Laser.run(["run", "--resume", out, "--no-progress"])
         #expect(c3 == 0, "\(e3)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")) == bytes, "resuming a finished run rewrote summary.json")
+        #expect(
+            try Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")) == bytes,
+            "resuming a finished run rewrote summary.json")
     }
 
     /// Item 10: a local worker that dies is started again and the run completes.
@@ -145,7 +164,8 @@ import Testing
         #expect(c3 != 0 && e3.contains("did you mean: laser status"), "\(e3)")
         let dir = Laser.temporaryDirectory()
         try "".write(toFile: dir + "/empty.jsonl", atomically: true, encoding: .utf8)
-        try "input: [empty.jsonl]\nreward_models: [{name: l, kind: length}]\nreward: {allow_unrewarded: true}\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        try "input: [empty.jsonl]\nreward_models: [{name: l, kind: length}]\nreward: {allow_unrewarded: true}\n".write(
+            toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
         let (c4, o4, e4) = try Laser.run(["run", dir + "/c.yaml", "--out", dir + "/run", "--no-progress"])
         #expect(c4 == 0 && o4.contains("nothing ran: the input has no prompts"), "\(o4) \(e4)")
     }
@@ -153,11 +173,14 @@ import Testing
     /// Item 6: the label reward on input without labels stops at start and says what to do.
     @Test func aRewardThatCanNeverArriveIsRefusedAtStart() throws {
         let dir = Laser.temporaryDirectory()
-        try "{\"id\": \"a\", \"prompt\": \"p\", \"candidates\": [\"x\", \"yy\"]}\n".write(toFile: dir + "/u.jsonl", atomically: true, encoding: .utf8)
-        try "input: [u.jsonl]\nreward_models: [{name: l, kind: length}]\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        try "{\"id\": \"a\", \"prompt\": \"p\", \"candidates\": [\"x\", \"yy\"]}\n".write(
+            toFile: dir + "/u.jsonl", atomically: true, encoding: .utf8)
+        try "input: [u.jsonl]\nreward_models: [{name: l, kind: length}]\n".write(
+            toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
         let (c1, _, e1) = try Laser.run(["run", dir + "/c.yaml", "--out", dir + "/run", "--no-progress"])
         #expect(c1 != 0 && e1.contains("has a label") && e1.contains("reward.allow_unrewarded"), "\(e1)")
-        try "input: [u.jsonl]\nreward_models: [{name: l, kind: length}]\nreward: {allow_unrewarded: true}\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        try "input: [u.jsonl]\nreward_models: [{name: l, kind: length}]\nreward: {allow_unrewarded: true}\n".write(
+            toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
         let (c2, o2, e2) = try Laser.run(["run", dir + "/c.yaml", "--out", dir + "/run", "--no-progress"])
         #expect(c2 == 0 && e2.contains("warning:") && o2.contains("rewarded: 0 of 1"), "\(o2) \(e2)")
     }

@@ -9,7 +9,9 @@ import ZeroMQ
     /// returns the run directory. `meddle` runs against the live coordinator before the workers join.
     func distributedRun(data: String, workers: [[String]], meddle: ((String) throws -> Void)? = nil) throws -> String {
         let out = Laser.temporaryDirectory()
-        let coordinator = LaserProcess(["coordinator", data + "/config.yaml", "--bind", "tcp://127.0.0.1:*", "--out", out, "--log-level", "info"])
+        let coordinator = LaserProcess([
+            "coordinator", data + "/config.yaml", "--bind", "tcp://127.0.0.1:*", "--out", out, "--log-level", "info",
+        ])
         try coordinator.start()
         defer { coordinator.kill() }
         let endpoint = try coordinator.waitForLine(startingWith: "coordinator listening on ")
@@ -34,7 +36,9 @@ import ZeroMQ
 
     func demoData(iterations: Int = 2, promptsPerTask: Int = 24) throws -> String {
         let data = Laser.temporaryDirectory()
-        let (code, _, err) = try Laser.run(["demo-data", "--out", data, "--iterations", "\(iterations)", "--prompts-per-task", "\(promptsPerTask)"])
+        let (code, _, err) = try Laser.run([
+            "demo-data", "--out", data, "--iterations", "\(iterations)", "--prompts-per-task", "\(promptsPerTask)",
+        ])
         try #require(code == 0, "demo-data failed: \(err)")
         return data
     }
@@ -48,12 +52,17 @@ import ZeroMQ
         #expect(a.keys.sorted() == b.keys.sorted())
         for key in a.keys.sorted() { #expect(a[key] == b[key], "\(key) differs") }
         // Pairs are TRL-format JSON lines with provenance.
-        let line = try #require(String(decoding: a["0001/batch-0001.jsonl"]!, as: UTF8.self).split(separator: "\n").first)
+        let line = try #require(
+            String(decoding: a["0001/batch-0001.jsonl"]!, as: UTF8.self).split(separator: "\n").first)
         let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-        for key in ["prompt", "chosen", "rejected", "chosen_score", "rejected_score", "rm", "prompt_id", "iteration", "batch"] {
+        for key in [
+            "prompt", "chosen", "rejected", "chosen_score", "rejected_score", "rm", "prompt_id", "iteration", "batch",
+        ] {
             #expect(object[key] != nil, "missing \(key)")
         }
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: three + "/summary.json"))) as! [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: three + "/summary.json")))
+            as! [String: Any]
         #expect((summary["iterations"] as? [Any])?.count == 2)
     }
 
@@ -64,16 +73,21 @@ import ZeroMQ
             let ctx = try ZMQContext()
             let rogue = try ZMQSocket(ctx, type: .dealer)
             try rogue.connect(endpoint)
-            try rogue.send([[0xDE, 0xAD, 0xBE, 0xEF]])                       // not protobuf
-            try rogue.send([[1, 2], [3]])                                     // two frames
-            try rogue.send([WireCodec.encode(.scoreResult(ScoreResult(taskID: 1, attempt: 1, outcome: .success([[.nan]]), elapsedMicros: 0)))])
+            try rogue.send([[0xDE, 0xAD, 0xBE, 0xEF]])  // not protobuf
+            try rogue.send([[1, 2], [3]])  // two frames
+            try rogue.send([
+                WireCodec.encode(
+                    .scoreResult(ScoreResult(taskID: 1, attempt: 1, outcome: .success([[.nan]]), elapsedMicros: 0)))
+            ])
             // An unknown peer is told to say Hello.
             _ = try ZMQPoller.poll([(rogue, .readable)], timeoutMs: 5000)
             let reply = try rogue.receive(nonBlocking: true).map { try WireCodec.decode($0[0]) }
             #expect(reply == .disconnect(reason: "unknown peer: send Hello first"))
             rogue.close()
             // A worker offering an RM the run does not define is rejected and exits non-zero.
-            let (code, _, err) = try Laser.run(["worker", "--connect", endpoint, "--rm", "gpt4-judge", "--give-up-after", "20"])
+            let (code, _, err) = try Laser.run([
+                "worker", "--connect", endpoint, "--rm", "gpt4-judge", "--give-up-after", "20",
+            ])
             #expect(code != 0)
             #expect(err.contains("gpt4-judge"), "\(err)")
         }
@@ -103,23 +117,28 @@ import ZeroMQ
         let conversational = Laser.temporaryDirectory()
         try FileManager.default.createDirectory(atPath: conversational + "/input", withIntermediateDirectories: true)
         try config.write(toFile: conversational + "/config.yaml", atomically: true, encoding: .utf8)
-        let lines = try String(contentsOfFile: plain + "/input/iteration-1.jsonl", encoding: .utf8).split(separator: "\n").map { line in
+        let lines = try String(contentsOfFile: plain + "/input/iteration-1.jsonl", encoding: .utf8).split(
+            separator: "\n"
+        ).map { line in
             var o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
             o["prompt"] = [["role": "user", "content": o["prompt"] as! String]]
             return String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)
         }
-        try (lines.joined(separator: "\n") + "\n").write(toFile: conversational + "/input/iteration-1.jsonl", atomically: true, encoding: .utf8)
+        try (lines.joined(separator: "\n") + "\n").write(
+            toFile: conversational + "/input/iteration-1.jsonl", atomically: true, encoding: .utf8)
         var batches: [[[String: Any]]] = []
         for data in [plain, conversational] {
-            let (code, _, stderr) = try Laser.run(["run", data + "/config.yaml", "--out", data + "/run", "--no-progress"], timeout: 180)
+            let (code, _, stderr) = try Laser.run(
+                ["run", data + "/config.yaml", "--out", data + "/run", "--no-progress"], timeout: 180)
             try #require(code == 0, "\(stderr)")
             let folder = data + "/run/iterations/0001"
             let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
-            batches.append(try files.flatMap { file in
-                try String(contentsOfFile: folder + "/" + file, encoding: .utf8).split(separator: "\n").map {
-                    try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
-                }
-            })
+            batches.append(
+                try files.flatMap { file in
+                    try String(contentsOfFile: folder + "/" + file, encoding: .utf8).split(separator: "\n").map {
+                        try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+                    }
+                })
         }
         try #require(batches[0].count == batches[1].count && !batches[0].isEmpty)
         func message(_ value: Any?, role: String) -> String? {
@@ -134,7 +153,9 @@ import ZeroMQ
                 #expect((p[key] as? NSObject) == (c[key] as? NSObject), "\(key)")
             }
         }
-        let selections = try [plain, conversational].map { try String(contentsOfFile: $0 + "/run/selections.jsonl", encoding: .utf8) }
+        let selections = try [plain, conversational].map {
+            try String(contentsOfFile: $0 + "/run/selections.jsonl", encoding: .utf8)
+        }
         #expect(selections[0] == selections[1])
     }
 
@@ -143,7 +164,8 @@ import ZeroMQ
     @Test func compareWritesOneRunPerStrategyAndNothingElse() throws {
         let data = try demoData(iterations: 1, promptsPerTask: 4)
         let out = data + "/compare"
-        let (code, stdout, stderr) = try Laser.run(["run", data + "/config.yaml", "--compare", "--out", out, "--no-progress"], timeout: 300)
+        let (code, stdout, stderr) = try Laser.run(
+            ["run", data + "/config.yaml", "--compare", "--out", out, "--no-progress"], timeout: 300)
         try #require(code == 0, "\(stderr)")
         #expect(stdout.contains("fixed:answer-match"))
         let top = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0 != ".lock" }.sorted()
@@ -168,7 +190,8 @@ import ZeroMQ
 
     @Test func unknownStrategyInConfigIsAClearError() throws {
         let dir = Laser.temporaryDirectory()
-        try "input: in.jsonl\nstrategy: ucb9\nreward_models: [{kind: length}]\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        try "input: in.jsonl\nstrategy: ucb9\nreward_models: [{kind: length}]\n".write(
+            toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
         let (code, _, stderr) = try Laser.run(["run", dir + "/c.yaml", "--out", dir + "/run"])
         #expect(code != 0)
         #expect(stderr.contains("c.yaml: strategy 'ucb9' is not a strategy"), "\(stderr)")

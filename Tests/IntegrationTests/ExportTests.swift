@@ -16,10 +16,14 @@ import Testing
         let (c1, out1, e1) = try Laser.run(["export", dir + "/run", "--format", "jsonl", "--out", dir + "/jsonl"])
         try #require(c1 == 0, "\(e1)")
         #expect(try String(contentsOfFile: dir + "/jsonl/data/train.jsonl", encoding: .utf8) == lines)
-        #expect(out1.contains("columns: prompt, chosen, rejected, chosen_score, rejected_score, rm, prompt_id, iteration, batch"), "\(out1)")
+        #expect(
+            out1.contains(
+                "columns: prompt, chosen, rejected, chosen_score, rejected_score, rm, prompt_id, iteration, batch"),
+            "\(out1)")
         let (c2, _, e2) = try Laser.run(["export", dir + "/run", "--out", dir + "/parquet"])
         try #require(c2 == 0, "\(e2)")
-        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/parquet/data/train-00000-of-00001.parquet")))
+        let bytes = try [UInt8](
+            Data(contentsOf: URL(fileURLWithPath: dir + "/parquet/data/train-00000-of-00001.parquet")))
         #expect(bytes.prefix(4) == Array("PAR1".utf8)[...] && bytes.suffix(4) == Array("PAR1".utf8)[...])
         let card = try String(contentsOfFile: dir + "/parquet/README.md", encoding: .utf8)
         #expect(card.hasPrefix("---\ntags:\n- dpo\n") && card.contains("  - name: iteration\n    dtype: int64\n"))

@@ -25,26 +25,34 @@ import ZeroMQ
         .heartbeat,
         .scoreResult(ScoreResult(taskID: 1, attempt: 1, outcome: .success([[1, 2], [3]]), elapsedMicros: 1)),
         .scoreResult(ScoreResult(taskID: 99, attempt: 1, outcome: .failure("x"), elapsedMicros: 1)),
-        .scoreTask(ScoreTask(taskID: 1, attempt: 1, rewardModel: "length", iteration: 1, items: [ScoreItem(promptID: "p", prompt: "q", candidates: ["a", "b"], reference: nil)])),
+        .scoreTask(
+            ScoreTask(
+                taskID: 1, attempt: 1, rewardModel: "length", iteration: 1,
+                items: [ScoreItem(promptID: "p", prompt: "q", candidates: ["a", "b"], reference: nil)])),
     ]
 
     /// One hostile frame (or multipart message) of a given kind.
     static func frame(_ kind: Int, _ f: inout Fuzz) -> [[UInt8]] {
         let base = WireCodec.encode(valid[f.below(valid.count)])
         switch kind {
-        case 0: return [f.bytes(f.below(200))]                                   // random bytes
-        case 1: return [Array(base.prefix(f.below(base.count)))]                 // truncated
-        case 2:                                                                   // bit flips
+        case 0: return [f.bytes(f.below(200))]  // random bytes
+        case 1: return [Array(base.prefix(f.below(base.count)))]  // truncated
+        case 2:  // bit flips
             var b = base
             for _ in 0...f.below(4) { let i = f.below(b.count); b[i] ^= UInt8(1 << f.below(8)) }
             return [b]
-        case 3: return [[0x08, UInt8(2 + f.below(100)), 0x6A, 0x00]]             // wrong protocol version
-        case 4: return [[0x08, 0x01, UInt8(0x92 + 0), 0x03, 0x00]]               // unknown oneof case (field 18)
-        case 5: return [base, f.bytes(8)]                                         // two frames
-        case 6: return [[]]                                                       // empty frame
-        default:                                                                  // NaN/Inf scores for unknown tasks
+        case 3: return [[0x08, UInt8(2 + f.below(100)), 0x6A, 0x00]]  // wrong protocol version
+        case 4: return [[0x08, 0x01, UInt8(0x92 + 0), 0x03, 0x00]]  // unknown oneof case (field 18)
+        case 5: return [base, f.bytes(8)]  // two frames
+        case 6: return [[]]  // empty frame
+        default:  // NaN/Inf scores for unknown tasks
             let bad: [Double] = [.nan, .infinity, -.infinity, 1]
-            return [WireCodec.encode(.scoreResult(ScoreResult(taskID: f.next(), attempt: 1, outcome: .success([[bad[f.below(4)]]]), elapsedMicros: 0)))]
+            return [
+                WireCodec.encode(
+                    .scoreResult(
+                        ScoreResult(
+                            taskID: f.next(), attempt: 1, outcome: .success([[bad[f.below(4)]]]), elapsedMicros: 0)))
+            ]
         }
     }
 
@@ -53,7 +61,9 @@ import ZeroMQ
         // prompts on one slot), so the run outlasts the flood even on a loaded CI machine (at 50 ms it once
         // finished first).
         let data = Laser.temporaryDirectory()
-        let (code, _, err) = try Laser.run(["demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "16"])
+        let (code, _, err) = try Laser.run([
+            "demo-data", "--out", data, "--iterations", "1", "--prompts-per-task", "16",
+        ])
         try #require(code == 0, "\(err)")
         let rms = ["length", "self-consistency", "arithmetic-check", "instruction-following", "answer-match"].map {
             "  - {name: \($0), kind: simulated-latency, params: {base: \($0), ms: 250}}"
@@ -75,12 +85,17 @@ import ZeroMQ
         try #require(c0 == 0, "\(e0)")
 
         let out = Laser.temporaryDirectory() + "/hostile"
-        let coordinator = LaserProcess(["coordinator", config, "--bind", "tcp://127.0.0.1:*", "--out", out, "--log-level", "info"])
+        let coordinator = LaserProcess([
+            "coordinator", config, "--bind", "tcp://127.0.0.1:*", "--out", out, "--log-level", "info",
+        ])
         try coordinator.start()
         defer { coordinator.kill() }
-        let endpoint = try coordinator.waitForLine(startingWith: "coordinator listening on ").components(separatedBy: ";")[0]
+        let endpoint = try coordinator.waitForLine(startingWith: "coordinator listening on ").components(
+            separatedBy: ";")[0]
         // The honest worker is in before the flood starts.
-        let worker = LaserProcess(["worker", "--connect", endpoint, "--id", "honest", "--slots", "1", "--give-up-after", "60"])
+        let worker = LaserProcess([
+            "worker", "--connect", endpoint, "--id", "honest", "--slots", "1", "--give-up-after", "60",
+        ])
         try worker.start()
         defer { worker.kill() }
         let joinDeadline = Date().addingTimeInterval(30)
@@ -97,7 +112,9 @@ import ZeroMQ
         for i in 0..<flood { try rogue.send(Self.frame(i % 8, &f)) }
         // Phase 2: Hello from the same connection; its Welcome means every earlier frame was handled
         // (one connection's messages are processed in order).
-        try rogue.send([WireCodec.encode(.hello(Hello(workerID: "rogue", rewardModels: [], slots: 4, softwareVersion: "")))])
+        try rogue.send([
+            WireCodec.encode(.hello(Hello(workerID: "rogue", rewardModels: [], slots: 4, softwareVersion: "")))
+        ])
         var welcomed = false
         var pendingTasks: [ScoreTask] = []
         // Generous: on a loaded 2-core machine the 100,000 frames take a while to go through.
@@ -112,7 +129,8 @@ import ZeroMQ
                 }
             }
         }
-        try #require(welcomed, "the coordinator did not answer Hello after the flood: \(coordinator.stderr.suffix(3000))")
+        try #require(
+            welcomed, "the coordinator did not answer Hello after the flood: \(coordinator.stderr.suffix(3000))")
         let floodDone = coordinator.process.isRunning
 
         // Phase 3: the rogue, now registered, answers every task with bad scores (NaN, infinity,
@@ -127,8 +145,17 @@ import ZeroMQ
             default: poisoned = Array(t.items.map { $0.candidates.map { _ in 0.5 } }.dropLast())
             }
             badResults += 1
-            try rogue.send([WireCodec.encode(.scoreResult(ScoreResult(taskID: t.taskID, attempt: t.attempt, outcome: .success(poisoned), elapsedMicros: 0)))])
-            try rogue.send([WireCodec.encode(.scoreResult(ScoreResult(taskID: t.taskID ^ 0xFFFF, attempt: 1, outcome: .success([[1]]), elapsedMicros: 0)))])
+            try rogue.send([
+                WireCodec.encode(
+                    .scoreResult(
+                        ScoreResult(taskID: t.taskID, attempt: t.attempt, outcome: .success(poisoned), elapsedMicros: 0)
+                    ))
+            ])
+            try rogue.send([
+                WireCodec.encode(
+                    .scoreResult(
+                        ScoreResult(taskID: t.taskID ^ 0xFFFF, attempt: 1, outcome: .success([[1]]), elapsedMicros: 0)))
+            ])
         }
         for t in pendingTasks { try poison(t) }
         while coordinator.process.isRunning && Date() < deadline {
@@ -142,12 +169,18 @@ import ZeroMQ
         #expect(cc == 0, "\(cerr.suffix(2000))")
         #expect(floodDone, "the run ended before the flood was handled; slow the RMs down")
         #expect(try batchFiles(out) == batchFiles(clean))
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as! [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")))
+            as! [String: Any]
         let counters = summary["counters"] as! [String: Int]
         let rejectedFlood = counters["malformed_messages"]! + counters["unknown_peer_messages"]!
         #expect(rejectedFlood == flood, "counters \(counters)")
-        #expect(badResults >= 1 && counters["invalid_results"]! == badResults, "counters \(counters), bad results sent \(badResults)")
+        #expect(
+            badResults >= 1 && counters["invalid_results"]! == badResults,
+            "counters \(counters), bad results sent \(badResults)")
         #expect(cerr.split(separator: "\n").count < 300, "the flood should be logged sparingly")
-        print("hostile input: \(flood) flood frames all rejected and counted (\(counters["malformed_messages"]!) malformed, \(counters["unknown_peer_messages"]!) from an unknown peer); \(badResults) poisoned results from a registered rogue, all \(counters["invalid_results"]!) rejected; \(counters["duplicate_results"]!) results for unknown tasks dropped; output identical to the clean run")
+        print(
+            "hostile input: \(flood) flood frames all rejected and counted (\(counters["malformed_messages"]!) malformed, \(counters["unknown_peer_messages"]!) from an unknown peer); \(badResults) poisoned results from a registered rogue, all \(counters["invalid_results"]!) rejected; \(counters["duplicate_results"]!) results for unknown tasks dropped; output identical to the clean run"
+        )
     }
 }

@@ -6,7 +6,8 @@ enum Laser {
     /// The `laser` binary next to the test bundle (swift build puts both in the same folder).
     static var binary: String {
         let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("laser").path,
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("laser")
+                .path,
             FileManager.default.currentDirectoryPath + "/.build/debug/laser",
         ]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
@@ -54,7 +55,11 @@ final class LaserProcess: @unchecked Sendable {
                     let data = pipe.fileHandleForReading.availableData
                     if data.isEmpty { break }
                     self.lock.lock()
-                    if isOut { self.stdoutText += String(decoding: data, as: UTF8.self) } else { self.stderrText += String(decoding: data, as: UTF8.self) }
+                    if isOut {
+                        self.stdoutText += String(decoding: data, as: UTF8.self)
+                    } else {
+                        self.stderrText += String(decoding: data, as: UTF8.self)
+                    }
                     self.lock.unlock()
                 }
                 self.group.leave()
@@ -125,28 +130,32 @@ func batchFiles(_ runDirectory: String) throws -> [String: Data] {
 /// Demo data plus a config whose RMs are wrapped in `simulated-latency` (a simulation: it sleeps
 /// `ms` per prompt), so a run lasts long enough to be disturbed.
 enum SlowJob {
-    static func make(ms: Int, iterations: Int = 3, promptsPerTask: Int = 16, extra: String = "") throws -> (data: String, config: String) {
+    static func make(
+        ms: Int, iterations: Int = 3, promptsPerTask: Int = 16, extra: String = ""
+    ) throws -> (data: String, config: String) {
         let data = Laser.temporaryDirectory()
-        let (code, _, err) = try Laser.run(["demo-data", "--out", data, "--iterations", "\(iterations)", "--prompts-per-task", "\(promptsPerTask)"])
+        let (code, _, err) = try Laser.run([
+            "demo-data", "--out", data, "--iterations", "\(iterations)", "--prompts-per-task", "\(promptsPerTask)",
+        ])
         guard code == 0 else { throw HarnessError("demo-data failed: \(err)") }
         let inputs = (1...iterations).map { "  - \(data)/input/iteration-\($0).jsonl" }.joined(separator: "\n")
         let rms = ["length", "self-consistency", "arithmetic-check", "instruction-following", "answer-match"].map {
             "  - {name: \($0), kind: simulated-latency, params: {base: \($0), ms: \(ms)}}"
         }.joined(separator: "\n")
         let config = """
-        input:
-        \(inputs)
-        seed: 5
-        linucb: {alpha: 2.0}
-        batch_size: 8
-        shard_size: 2
-        context: {dimension: 128}
-        reward_models:
-        \(rms)
-        network: {heartbeat_ms: 200, liveness: 5, lease_ms: 20000}
-        workers: {local: 2, slots: 2}
-        \(extra)
-        """
+            input:
+            \(inputs)
+            seed: 5
+            linucb: {alpha: 2.0}
+            batch_size: 8
+            shard_size: 2
+            context: {dimension: 128}
+            reward_models:
+            \(rms)
+            network: {heartbeat_ms: 200, liveness: 5, lease_ms: 20000}
+            workers: {local: 2, slots: 2}
+            \(extra)
+            """
         let path = data + "/slow-\(ms).yaml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
         return (data, path)

@@ -5,14 +5,18 @@ import Testing
 /// the simulated trainer surviving its own death and the coordinator's.
 @Suite(.serialized) struct TrainerTests {
     func lossConfig(iterations: Int = 2, promptsPerTask: Int = 8, depth: Int = 1, latencyMs: Int = 0) throws -> String {
-        try SlowJob.make(ms: latencyMs, iterations: iterations, promptsPerTask: promptsPerTask,
-                         extra: "reward: {source: trainer-loss}\npipeline_depth: \(depth)").config
+        try SlowJob.make(
+            ms: latencyMs, iterations: iterations, promptsPerTask: promptsPerTask,
+            extra: "reward: {source: trainer-loss}\npipeline_depth: \(depth)"
+        ).config
     }
 
     @Test func aFileWatchingTrainerReportsWithLaserFeedback() throws {
         let config = try lossConfig()
         let out = Laser.temporaryDirectory() + "/watched"
-        let coordinator = LaserProcess(["coordinator", config, "--bind", "tcp://127.0.0.1:*", "--out", out, "--log-level", "warning"])
+        let coordinator = LaserProcess([
+            "coordinator", config, "--bind", "tcp://127.0.0.1:*", "--out", out, "--log-level", "warning",
+        ])
         try coordinator.start()
         defer { coordinator.kill() }
         _ = try coordinator.waitForLine(startingWith: "coordinator listening on ")
@@ -32,7 +36,9 @@ import Testing
                 reported.insert(key)
                 let data = try batchFiles(out)[key]!
                 guard !data.isEmpty else { continue }  // no pairs: no loss is expected
-                let parts = key.replacingOccurrences(of: "batch-", with: "").replacingOccurrences(of: ".jsonl", with: "").split(separator: "/")
+                let parts = key.replacingOccurrences(of: "batch-", with: "").replacingOccurrences(
+                    of: ".jsonl", with: ""
+                ).split(separator: "/")
                 guard parts.count == 2, let iteration = Int(parts[0]), let batch = Int(parts[1]) else {
                     Issue.record("unexpected file \(key) in the run directory")
                     continue
@@ -54,7 +60,9 @@ import Testing
         let (code, _, err) = try coordinator.wait(timeout: 30)
         #expect(code == 0, "\(err)")
         #expect(refusedNaN && refusedTwice)
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as! [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json")))
+            as! [String: Any]
         let counters = summary["counters"] as! [String: Int]
         #expect(counters["losses_accepted"]! >= 1 && counters["losses_rejected"]! >= 3, "\(counters)")
     }
@@ -99,12 +107,15 @@ import Testing
         #expect(code == 0, "\(err.suffix(1500))")
         #expect(kills >= 2, "the run ended too early to kill anything twice")
         #expect(try batchFiles(out) == expected)
-        print("trainer loop: \(kills) kills (trainer and coordinator alternately); batch files identical to the clean run")
+        print(
+            "trainer loop: \(kills) kills (trainer and coordinator alternately); batch files identical to the clean run"
+        )
     }
 }
 
 enum FeedbackEndpoint {
     static func read(_ runDirectory: String) throws -> String {
-        try String(contentsOfFile: runDirectory + "/endpoint", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        try String(contentsOfFile: runDirectory + "/endpoint", encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 }

@@ -19,9 +19,13 @@ import Testing
     @Test func warmStartTriesEveryArmOnceInASeededOrderThenLinUCB() {
         var orders = Set<[Int]>()
         for seed in 0..<20 as Range<UInt64> {
-            let s = Selector(kind: .linucb, armCount: 4, dimension: 3, seed: seed, options: BanditOptions(warmStart: .roundRobin))
+            let s = Selector(
+                kind: .linucb, armCount: 4, dimension: 3, seed: seed, options: BanditOptions(warmStart: .roundRobin))
             let first = (0..<4).map { s.select(context: [1, 0, 0], batch: $0) }
-            #expect(first.compactMap { if case .arm(let k) = $0 { return k } else { return nil } }.sorted() == [0, 1, 2, 3], "seed \(seed)")
+            #expect(
+                first.compactMap { if case .arm(let k) = $0 { return k } else { return nil } }.sorted() == [
+                    0, 1, 2, 3,
+                ], "seed \(seed)")
             #expect(first == s.warmOrder.map { .arm($0) })
             orders.insert(s.warmOrder)
             // Batch 4 is LinUCB's own decision (a fresh bandit: every bound equal, arm 0 under `first` ties).
@@ -30,8 +34,11 @@ import Testing
         // The order is the seed's, not the config's: arm 0 does not always go first.
         #expect(orders.count > 5 && orders.contains { $0[0] != 0 })
         // Instance level: the first batch's prompts cycle through the same order.
-        let p = Selector(kind: .linucb, armCount: 3, dimension: 2, seed: 9, options: BanditOptions(warmStart: .roundRobin), perPrompt: true)
-        #expect((0..<6).map { p.select(context: [1, 0], batch: 0, unit: $0) } == (0..<6).map { .arm(p.warmOrder[$0 % 3]) })
+        let p = Selector(
+            kind: .linucb, armCount: 3, dimension: 2, seed: 9, options: BanditOptions(warmStart: .roundRobin),
+            perPrompt: true)
+        #expect(
+            (0..<6).map { p.select(context: [1, 0], batch: 0, unit: $0) } == (0..<6).map { .arm(p.warmOrder[$0 % 3]) })
         #expect(p.select(context: [1, 0], batch: 1, unit: 0) == .arm(0))
     }
 
@@ -40,8 +47,9 @@ import Testing
         var rng = SplitMix64(seed: 5)
         func uniform() -> Double { Double(rng.next() >> 11) * 0x1.0p-53 }
         for warm in [false, true] {
-            var s = Selector(kind: .linucb, armCount: arms, dimension: d, seed: 77, alpha: 0.5,
-                             options: BanditOptions(warmStart: warm ? .roundRobin : .none, ties: .seeded))
+            var s = Selector(
+                kind: .linucb, armCount: arms, dimension: d, seed: 77, alpha: 0.5,
+                options: BanditOptions(warmStart: warm ? .roundRobin : .none, ties: .seeded))
             var closed = ClosedFormLinUCB(arms: arms, d: d, alpha: 0.5, lambda: 1)
             var wins = Array(repeating: 0, count: arms)
             for t in 0..<60 {
@@ -60,7 +68,8 @@ import Testing
             #expect(wins.allSatisfy { $0 > 0 }, "\(wins)")
         }
         // A fresh bandit: every bound is equal. `first` always says arm 0; `seeded` spreads the ties.
-        let fresh = Selector(kind: .linucb, armCount: arms, dimension: d, seed: 1, options: BanditOptions(ties: .seeded))
+        let fresh = Selector(
+            kind: .linucb, armCount: arms, dimension: d, seed: 1, options: BanditOptions(ties: .seeded))
         let picks = (0..<400).map { fresh.select(context: [1, 0, 0, 0, 0], batch: $0) }
         for k in 0..<arms { #expect(picks.filter { $0 == .arm(k) }.count > 60, "arm \(k)") }
         let paper = Selector(kind: .linucb, armCount: arms, dimension: d, seed: 1)
@@ -89,7 +98,8 @@ import Testing
         x[1] = 0.8
         core.apply(.reward(raw: 0.9, arm: 0, context: x, probability: 1), batch: 0, &actions)
         let theta = core.selector.linucb!.theta(arm: 0)
-        #expect(abs(theta[0] - expected * 0.6 / 2) < 1e-6 && abs(theta[1] - expected * 0.8 / 2) < 1e-6, "\(theta[0...1])")
+        #expect(
+            abs(theta[0] - expected * 0.6 / 2) < 1e-6 && abs(theta[1] - expected * 0.8 / 2) < 1e-6, "\(theta[0...1])")
         // The second reward is normalised against both, as before: the lower one maps to 0.
         core.apply(.reward(raw: 0.1, arm: 1, context: x, probability: 1), batch: 1, &actions)
         #expect(abs(core.selector.linucb!.theta(arm: 1)[0]) < 1e-9)
@@ -104,9 +114,12 @@ import Testing
         return p
     }
 
-    func run(_ plan: RunPlan, workers: [(String, UInt32, SimBehaviour)] = [("solo", 1, .good)], seed: UInt64 = 0,
-             crashRate: UInt64 = 0, maxCrashes: Int = 0) -> Simulation {
-        var sim = Simulation(plan: plan, iterations: Fixtures.iterations(2, prompts: 40, seed: 11), workers: workers, seed: seed)
+    func run(
+        _ plan: RunPlan, workers: [(String, UInt32, SimBehaviour)] = [("solo", 1, .good)], seed: UInt64 = 0,
+        crashRate: UInt64 = 0, maxCrashes: Int = 0
+    ) -> Simulation {
+        var sim = Simulation(
+            plan: plan, iterations: Fixtures.iterations(2, prompts: 40, seed: 11), workers: workers, seed: seed)
         sim.trainerPeer = PeerID([0xEE])
         sim.trainerWindow = 2
         sim.crashRate = crashRate
@@ -131,26 +144,42 @@ import Testing
     }
 
     @Test func aLossWithoutTheLossAfterIsRefusedWithWhatToSend() {
-        var sim = Simulation(plan: predictionGainPlan(), iterations: Fixtures.iterations(1, prompts: 16, seed: 2), workers: [("w", 1, .good)], seed: 0)
+        var sim = Simulation(
+            plan: predictionGainPlan(), iterations: Fixtures.iterations(1, prompts: 16, seed: 2),
+            workers: [("w", 1, .good)], seed: 0)
         sim.feed(.start)
-        sim.feed(.message(from: PeerID([0xCC]), .trainerHello(TrainerHello(trainerID: "t", window: 4, softwareVersion: ""))))
-        let welcome = sim.sentToPeers.compactMap { if case .trainerWelcome(let w) = $0.1 { return w } else { return nil } }.first
+        sim.feed(
+            .message(from: PeerID([0xCC]), .trainerHello(TrainerHello(trainerID: "t", window: 4, softwareVersion: ""))))
+        let welcome = sim.sentToPeers.compactMap {
+            if case .trainerWelcome(let w) = $0.1 { return w } else { return nil }
+        }.first
         #expect(welcome?.wantsLoss == true && welcome?.wantsLossAfter == true)
-        sim.feed(.message(from: sim.workers[0].peer, .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: ""))))
+        sim.feed(
+            .message(
+                from: sim.workers[0].peer, .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: ""))
+            ))
         var steps = 0
         while !sim.emitted.contains(where: { !$0.pairs.isEmpty }) && steps < 10_000 {
             steps += 1
             if let (peer, m) = sim.toWorkers.first { sim.toWorkers.removeFirst(); sim.deliver(m, to: peer) }
         }
-        guard let first = sim.emitted.first(where: { !$0.pairs.isEmpty }) else { Issue.record("no batch with pairs"); return }
+        guard let first = sim.emitted.first(where: { !$0.pairs.isEmpty }) else {
+            Issue.record("no batch with pairs"); return
+        }
         func ack(_ f: BatchFeedback) -> FeedbackAck? {
             let before = sim.sentToPeers.count
             sim.feed(.message(from: PeerID([0xCC]), .batchFeedback(f)))
-            return sim.sentToPeers[before...].compactMap { if case .feedbackAck(let a) = $0.1 { return a } else { return nil } }.first
+            return sim.sentToPeers[before...].compactMap {
+                if case .feedbackAck(let a) = $0.1 { return a } else { return nil }
+            }.first
         }
         let g = UInt64(first.globalIndex)
-        #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7))?.reason.contains("report the batch's loss before the step (loss) and on the same pairs after it (loss_after") == true)
-        #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7, lossAfter: .infinity))?.reason.contains("loss_after inf is not a finite number") == true)
+        #expect(
+            ack(BatchFeedback(globalBatch: g, loss: 0.7))?.reason.contains(
+                "report the batch's loss before the step (loss) and on the same pairs after it (loss_after") == true)
+        #expect(
+            ack(BatchFeedback(globalBatch: g, loss: 0.7, lossAfter: .infinity))?.reason.contains(
+                "loss_after inf is not a finite number") == true)
         #expect(ack(BatchFeedback(globalBatch: g, loss: 0.7, lossAfter: 0.4))?.accepted == true)
         #expect(abs(sim.core.batchLog[first.globalIndex].rawReward! - 0.3) < 1e-12)
     }
@@ -165,7 +194,9 @@ import Testing
         _ = try expected.requireSummary()
         var crashes = 0
         for seed in 0..<10 as Range<UInt64> {
-            let sim = run(plan, workers: [("a", 2, .good), ("b", 1, .good)], seed: seed, crashRate: seed % 2 == 0 ? 0 : 15, maxCrashes: 4)
+            let sim = run(
+                plan, workers: [("a", 2, .good), ("b", 1, .good)], seed: seed, crashRate: seed % 2 == 0 ? 0 : 15,
+                maxCrashes: 4)
             _ = try sim.requireSummary()
             crashes += sim.crashes
             #expect(sim.output == expected.output, "seed \(seed)")
@@ -182,10 +213,12 @@ import Testing
     @Test func aRunsDecisionsReplayFromTheirRecord() throws {
         var plan = Fixtures.plan()
         plan.bandit.record = .full
-        var sim = Simulation(plan: plan, iterations: Fixtures.iterations(2, prompts: 40, seed: 11), workers: [("w", 2, .good)], seed: 1)
+        var sim = Simulation(
+            plan: plan, iterations: Fixtures.iterations(2, prompts: 40, seed: 11), workers: [("w", 2, .good)], seed: 1)
         sim.run()
         _ = try sim.requireSummary()
-        var closed = ClosedFormLinUCB(arms: plan.rewardModels.count, d: plan.contextDimension, alpha: plan.alpha, lambda: plan.lambda)
+        var closed = ClosedFormLinUCB(
+            arms: plan.rewardModels.count, d: plan.contextDimension, alpha: plan.alpha, lambda: plan.lambda)
         var normalizer = RewardNormalizer()
         #expect(!sim.core.batchLog.isEmpty)
         for b in sim.core.batchLog {
@@ -194,16 +227,25 @@ import Testing
             #expect(d.contextDigest == DecisionRecord.digest(x) && d.contextDigest.count == 16)
             let expected = closed.ucb(x)
             let bounds = try #require(d.bounds)
-            for k in expected.indices { #expect(abs(bounds[k] - expected[k]) <= 1e-5 * max(1, abs(expected[k])), "batch \(b.globalIndex) arm \(k)") }
+            for k in expected.indices {
+                #expect(
+                    abs(bounds[k] - expected[k]) <= 1e-5 * max(1, abs(expected[k])), "batch \(b.globalIndex) arm \(k)")
+            }
             let top = expected.max()!
             let arm = expected.indices.first { abs(expected[$0] - top) <= 1e-5 * max(1, abs(top)) }!
             #expect(d.arm == arm, "batch \(b.globalIndex)")
             // The update the coordinator applied (label reward, depth 1): normalised raw reward, or the
             // penalty 0 for a batch without pairs.
-            if b.pairs == 0 { closed.update(d.arm!, x, 0) } else if let raw = b.rawReward { closed.update(d.arm!, x, normalizer.normalize(raw)) }
+            if b.pairs == 0 {
+                closed.update(d.arm!, x, 0)
+            } else if let raw = b.rawReward {
+                closed.update(d.arm!, x, normalizer.normalize(raw))
+            }
         }
         // Without the option nothing is recorded.
-        var plain = Simulation(plan: Fixtures.plan(iterations: 1), iterations: Fixtures.iterations(1, prompts: 16, seed: 2), workers: [("w", 1, .good)], seed: 0)
+        var plain = Simulation(
+            plan: Fixtures.plan(iterations: 1), iterations: Fixtures.iterations(1, prompts: 16, seed: 2),
+            workers: [("w", 1, .good)], seed: 0)
         plain.run()
         #expect(plain.core.batchLog.allSatisfy { $0.decisions == nil })
     }
@@ -215,7 +257,12 @@ import Testing
     @Test func drawsFollowThePosteriorAndThePriorCombination() {
         let posterior = [(mean: 0.2, variance: 0.5), (mean: -0.1, variance: 2.0), (mean: 0.4, variance: 0.01)]
         let plain = ThompsonSettings(v: 0.7)
-        let withPriors = ThompsonSettings(v: 0.7, priors: [ArmPrior(mean: 0.9, variance: 0.01), ArmPrior(mean: 0.1, variance: 1), ArmPrior(mean: 0.5, variance: 0.2)])
+        let withPriors = ThompsonSettings(
+            v: 0.7,
+            priors: [
+                ArmPrior(mean: 0.9, variance: 0.01), ArmPrior(mean: 0.1, variance: 1),
+                ArmPrior(mean: 0.5, variance: 0.2),
+            ])
         for batch in 0..<50 {
             let s = ThompsonSampling.samples(posterior, settings: plain, seed: 4, batch: batch, unit: 0)
             let p = ThompsonSampling.samples(posterior, settings: withPriors, seed: 4, batch: batch, unit: 0)
@@ -269,11 +316,18 @@ import Testing
 
     /// A confident prior for an arm makes the first decisions after the warm start its own.
     @Test func aPriorSteersTheStart() {
-        let confident = [ArmPrior(mean: 0, variance: 0.0001), ArmPrior(mean: 0, variance: 0.0001), ArmPrior(mean: 1, variance: 0.0001)]
-        let s = Selector(kind: .thompson, armCount: 3, dimension: 4, seed: 2, thompson: ThompsonSettings(v: 0.5, priors: confident))
+        let confident = [
+            ArmPrior(mean: 0, variance: 0.0001), ArmPrior(mean: 0, variance: 0.0001),
+            ArmPrior(mean: 1, variance: 0.0001),
+        ]
+        let s = Selector(
+            kind: .thompson, armCount: 3, dimension: 4, seed: 2, thompson: ThompsonSettings(v: 0.5, priors: confident))
         #expect((0..<40).allSatisfy { s.select(context: [1, 0, 0, 0], batch: $0) == .arm(2) })
         let flat = Selector(kind: .thompson, armCount: 3, dimension: 4, seed: 2)
-        let picks = Set((0..<60).compactMap { if case .arm(let k) = flat.select(context: [1, 0, 0, 0], batch: $0) { return k } else { return nil } })
+        let picks = Set(
+            (0..<60).compactMap {
+                if case .arm(let k) = flat.select(context: [1, 0, 0, 0], batch: $0) { return k } else { return nil }
+            })
         #expect(picks.count == 3)
     }
 }

@@ -156,7 +156,10 @@ private let ucbTolerance = 1e-4
         let d = 6
         var rng = SplitMix64(seed: 3)
         let steps = (0..<40).map { _ in
-            ((0..<d).map { _ in Double(rng.next() % 2001) / 1000 - 1 }, Int(rng.next() % 3), Double(rng.next() % 1000) / 1000)
+            (
+                (0..<d).map { _ in Double(rng.next() % 2001) / 1000 - 1 }, Int(rng.next() % 3),
+                Double(rng.next() % 1000) / 1000
+            )
         }
         let probe = (0..<d).map { Double($0) / 10 - 0.2 }
         func replay(_ n: Int) -> LinUCB {
@@ -249,8 +252,11 @@ private let ucbTolerance = 1e-4
     }
 
     @Test func fixedAndEnsemble() {
-        #expect(Selector(kind: .fixed, armCount: 3, dimension: 1, seed: 0, fixedArm: 2).select(context: [1], batch: 5) == .arm(2))
-        #expect(Selector(kind: .ensemble, armCount: 3, dimension: 1, seed: 0).select(context: [1], batch: 0) == .ensemble)
+        #expect(
+            Selector(kind: .fixed, armCount: 3, dimension: 1, seed: 0, fixedArm: 2).select(context: [1], batch: 5)
+                == .arm(2))
+        #expect(
+            Selector(kind: .ensemble, armCount: 3, dimension: 1, seed: 0).select(context: [1], batch: 0) == .ensemble)
     }
 }
 

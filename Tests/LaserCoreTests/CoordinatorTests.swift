@@ -34,8 +34,9 @@ import Testing
         let expected = reference(plan)
         #expect(expected.failure == nil)
         for seed in 0..<8 as Range<UInt64> {
-            var sim = Simulation(plan: plan, iterations: data,
-                                 workers: [("w1", 2, .good), ("w2", 1, .good), ("w3", 3, .good)], seed: seed)
+            var sim = Simulation(
+                plan: plan, iterations: data,
+                workers: [("w1", 2, .good), ("w2", 1, .good), ("w3", 3, .good)], seed: seed)
             sim.run()
             #expect(sim.failure == nil)
             #expect(sim.output == expected.output, "seed \(seed) strategy \(strategy) depth \(depth)")
@@ -54,8 +55,9 @@ import Testing
     }
 
     @Test func neverExceedsDeclaredSlots() {
-        var sim = Simulation(plan: Fixtures.plan(), iterations: data,
-                             workers: [("w1", 1, .good), ("w2", 2, .good)], seed: 5)
+        var sim = Simulation(
+            plan: Fixtures.plan(), iterations: data,
+            workers: [("w1", 1, .good), ("w2", 2, .good)], seed: 5)
         sim.run()
         #expect(sim.failure == nil)
         #expect((sim.maxOutstandingSeen["w1"] ?? 0) <= 1)
@@ -65,8 +67,9 @@ import Testing
     @Test func invalidScoresAreRetriedElsewhereAndCounted() throws {
         let expected = reference(Fixtures.plan())
         for behaviour in [SimBehaviour.nanFirst(2), .wrongCount] {
-            var sim = Simulation(plan: Fixtures.plan(maxAttempts: 50), iterations: data,
-                                 workers: [("bad", 4, behaviour), ("good", 1, .good)], seed: 9)
+            var sim = Simulation(
+                plan: Fixtures.plan(maxAttempts: 50), iterations: data,
+                workers: [("bad", 4, behaviour), ("good", 1, .good)], seed: 9)
             sim.run()
             let summary = try sim.requireSummary()
             #expect(summary.counters.invalidResults > 0)
@@ -81,14 +84,16 @@ import Testing
         let summary = try sim.requireSummary()
         // The last duplicate may arrive after the run finished (then it is answered with Shutdown). A
         // second result for a task the worker no longer holds is a foreign result (it may not send it).
-        #expect(summary.counters.duplicateResults + summary.counters.foreignResults >= summary.counters.tasksDispatched - 1)
+        #expect(
+            summary.counters.duplicateResults + summary.counters.foreignResults >= summary.counters.tasksDispatched - 1)
         #expect(sim.output == expected.output)
     }
 
     @Test func aDeadWorkersTasksGoToTheOthers() throws {
         let expected = reference(Fixtures.plan())
-        var sim = Simulation(plan: Fixtures.plan(), iterations: data,
-                             workers: [("mortal", 3, .diesAfter(4)), ("survivor", 1, .good)], seed: 2)
+        var sim = Simulation(
+            plan: Fixtures.plan(), iterations: data,
+            workers: [("mortal", 3, .diesAfter(4)), ("survivor", 1, .good)], seed: 2)
         sim.run()
         let summary = try sim.requireSummary()
         #expect(summary.counters.workersLost >= 1)
@@ -98,8 +103,9 @@ import Testing
 
     @Test func anExpiredLeaseIsRetriedAndALateAnswerIsNotUsedTwice() throws {
         let expected = reference(Fixtures.plan(leaseMs: 500))
-        var sim = Simulation(plan: Fixtures.plan(leaseMs: 500), iterations: data,
-                             workers: [("hole", 1, .blackHole), ("good", 2, .good)], seed: 4)
+        var sim = Simulation(
+            plan: Fixtures.plan(leaseMs: 500), iterations: data,
+            workers: [("hole", 1, .blackHole), ("good", 2, .good)], seed: 4)
         sim.run()
         let summary = try sim.requireSummary()
         #expect(summary.counters.tasksRetried >= 1)
@@ -107,8 +113,9 @@ import Testing
     }
 
     @Test func anRMThatAlwaysFailsFailsTheRunLoudly() throws {
-        var sim = Simulation(plan: Fixtures.plan(strategy: .ensemble, maxAttempts: 3), iterations: data,
-                             workers: [("broken", 2, .failing)], seed: 0)
+        var sim = Simulation(
+            plan: Fixtures.plan(strategy: .ensemble, maxAttempts: 3), iterations: data,
+            workers: [("broken", 2, .failing)], seed: 0)
         sim.run()
         #expect(sim.finished == nil as RunSummary?)
         let failure = sim.failure
@@ -123,7 +130,11 @@ import Testing
         _ = core.handle(.start, now: Instant(nanoseconds: 0))
         let actions = core.handle(.message(from: PeerID([9]), .heartbeat), now: Instant(nanoseconds: 1))
         #expect(actions.contains(.send(to: PeerID([9]), .disconnect(reason: "unknown peer: send Hello first"))))
-        let stray = core.handle(.message(from: PeerID([9]), .scoreResult(ScoreResult(taskID: 77, attempt: 1, outcome: .success([[1]]), elapsedMicros: 0))), now: Instant(nanoseconds: 2))
+        let stray = core.handle(
+            .message(
+                from: PeerID([9]),
+                .scoreResult(ScoreResult(taskID: 77, attempt: 1, outcome: .success([[1]]), elapsedMicros: 0))),
+            now: Instant(nanoseconds: 2))
         #expect(stray.contains { if case .send(_, .disconnect) = $0 { return true } else { return false } })
     }
 
@@ -135,14 +146,19 @@ import Testing
                 if case .send(_, let m) = $0 { return m } else { return nil }
             }.first
         }
-        guard case .reject(let reason, _)? = reply(Hello(workerID: "w", rewardModels: ["gpt-judge"], slots: 1, softwareVersion: "")) else {
+        guard
+            case .reject(let reason, _)? = reply(
+                Hello(workerID: "w", rewardModels: ["gpt-judge"], slots: 1, softwareVersion: ""))
+        else {
             Issue.record("unknown RM not rejected"); return
         }
         #expect(reason.contains("gpt-judge") && reason.contains("oracle"))
         guard case .reject? = reply(Hello(workerID: "w", rewardModels: [], slots: 0, softwareVersion: "")) else {
             Issue.record("zero slots not rejected"); return
         }
-        guard case .welcome(let w)? = reply(Hello(workerID: "w", rewardModels: ["oracle"], slots: 1, softwareVersion: "")) else {
+        guard
+            case .welcome(let w)? = reply(Hello(workerID: "w", rewardModels: ["oracle"], slots: 1, softwareVersion: ""))
+        else {
             Issue.record("valid hello not welcomed"); return
         }
         #expect(w.rewardModels.map(\.name) == ["oracle"])
@@ -150,7 +166,9 @@ import Testing
 
     /// A worker whose Hello reads JSON-escaped candidates gets them so; the others get text.
     @Test func candidatesTravelInTheFormEachWorkerAskedFor() throws {
-        var sim = Simulation(plan: Fixtures.plan(), iterations: data, workers: [("w0", 2, .good), ("w1", 2, .good), ("w2", 1, .good)], seed: 3)
+        var sim = Simulation(
+            plan: Fixtures.plan(), iterations: data, workers: [("w0", 2, .good), ("w1", 2, .good), ("w2", 1, .good)],
+            seed: 3)
         sim.workers[1].json = true
         sim.run()
         _ = try sim.requireSummary()
@@ -183,12 +201,15 @@ import Testing
     @Test func repeatedHelloNeverUsesUpAttempts() throws {
         let data = Fixtures.iterations(1, prompts: 8, seed: 1)
         // Two attempts: the flaky peer finally falls silent and dies, which rightly uses up one.
-        var sim = Simulation(plan: Fixtures.plan(iterations: 1, maxAttempts: 2), iterations: data, workers: [("w", 2, .good)], seed: 0)
+        var sim = Simulation(
+            plan: Fixtures.plan(iterations: 1, maxAttempts: 2), iterations: data, workers: [("w", 2, .good)], seed: 0)
         sim.feed(.start)
         let flaky = PeerID([7, 7])
         // A peer that takes tasks and says Hello again, many times over.
         for _ in 0..<50 {
-            sim.feed(.message(from: flaky, .hello(Hello(workerID: "flaky", rewardModels: [], slots: 4, softwareVersion: ""))))
+            sim.feed(
+                .message(from: flaky, .hello(Hello(workerID: "flaky", rewardModels: [], slots: 4, softwareVersion: "")))
+            )
         }
         #expect(sim.failure == nil)
         sim.run()

@@ -27,7 +27,8 @@ import Testing
         let expected = reference(plan, data: data)
         var crashed = 0
         for seed in 0..<12 as Range<UInt64> {
-            var sim = Simulation(plan: plan, iterations: data, workers: [("w1", 2, .good), ("w2", 1, .good)], seed: seed)
+            var sim = Simulation(
+                plan: plan, iterations: data, workers: [("w1", 2, .good), ("w2", 1, .good)], seed: seed)
             sim.crashRate = 12
             sim.maxCrashes = 6
             sim.run()
@@ -58,7 +59,9 @@ import Testing
         let first = reference(plan, data: data)
         var core = Coordinator(plan: plan, journal: first.journal)
         _ = core.handle(.start, now: Instant(nanoseconds: 0))
-        let actions = core.handle(.iterationOpened(iteration: 1, prompts: data[0].count, digest: "something else"), input: data, now: Instant(nanoseconds: 1))
+        let actions = core.handle(
+            .iterationOpened(iteration: 1, prompts: data[0].count, digest: "something else"), input: data,
+            now: Instant(nanoseconds: 1))
         let failure = actions.compactMap { if case .fail(let m) = $0 { return m } else { return nil } }.first
         #expect(failure?.contains("the input of iteration 1 changed since the run started") == true)
     }
@@ -69,7 +72,9 @@ import Testing
         sim.maxCrashes = 1
         sim.run()
         #expect(sim.crashes == 1)
-        let ids = sim.sentToPeers.compactMap { if case .scoreTask(let t) = $0.1 { return t.taskID } else { return nil } }
+        let ids = sim.sentToPeers.compactMap {
+            if case .scoreTask(let t) = $0.1 { return t.taskID } else { return nil }
+        }
         #expect(ids.contains { $0 >> 32 == 1 })
         #expect(sim.journal.contains(.started(epoch: 1)))
     }
@@ -79,7 +84,9 @@ import Testing
     /// replays exactly (`Simulation` is deterministic in its seed).
     @Test func seededFaultCampaign() throws {
         let small = Fixtures.iterations(2, prompts: 24, seed: 21)
-        let behaviours: [SimBehaviour] = [.good, .duplicates, .nanFirst(1), .wrongCount, .blackHole, .diesAfter(3), .failing]
+        let behaviours: [SimBehaviour] = [
+            .good, .duplicates, .nanFirst(1), .wrongCount, .blackHole, .diesAfter(3), .failing,
+        ]
         let runs = 1500
         var faults = 0, crashes = 0, rejected = 0
         var references: [String: Simulation] = [:]
@@ -91,7 +98,9 @@ import Testing
             // The reward's source too: the labels, or a simulated trainer's feedback (loss, loss before
             // and after, probe losses), which must count exactly once across crashes.
             let sources: [RewardSource] = [.labelPairAccuracy, .trainerLoss, .predictionGain, .probeProgress]
-            let source = strategy == .linucb || strategy == .thompson ? sources[Int(rng.next() % UInt64(sources.count))] : .labelPairAccuracy
+            let source =
+                strategy == .linucb || strategy == .thompson
+                ? sources[Int(rng.next() % UInt64(sources.count))] : .labelPairAccuracy
             if source != .labelPairAccuracy {
                 plan.rewardSource = source
                 plan.probeSize = 8
@@ -114,14 +123,20 @@ import Testing
             sim.maxCrashes = Int(rng.next() % 5)
             sim.run()
             crashes += sim.crashes
-            guard let summary = sim.finished, sim.conflicts == 0, sim.blankTextsSent == 0, sim.output == references[key]!.output,
-                  sim.core.selector == references[key]!.core.selector, sim.probeSeen == references[key]!.probeSeen else {
-                Issue.record("seed \(seed) (\(key), workers \(pool.map { "\($0.2)" })): failure \(sim.failure ?? "none"), conflicts \(sim.conflicts), blank texts sent \(sim.blankTextsSent), output equal \(sim.output == references[key]!.output)")
+            guard let summary = sim.finished, sim.conflicts == 0, sim.blankTextsSent == 0,
+                sim.output == references[key]!.output,
+                sim.core.selector == references[key]!.core.selector, sim.probeSeen == references[key]!.probeSeen
+            else {
+                Issue.record(
+                    "seed \(seed) (\(key), workers \(pool.map { "\($0.2)" })): failure \(sim.failure ?? "none"), conflicts \(sim.conflicts), blank texts sent \(sim.blankTextsSent), output equal \(sim.output == references[key]!.output)"
+                )
                 return
             }
             rejected += summary.counters.invalidResults + summary.counters.duplicateResults
         }
-        print("fault campaign: \(runs) seeded runs (\(references.count) strategy/depth/reward combinations), \(faults) faulty workers, \(crashes) coordinator crashes, \(rejected) invalid or duplicate results dropped, 0 lost, 0 emitted twice with different content")
+        print(
+            "fault campaign: \(runs) seeded runs (\(references.count) strategy/depth/reward combinations), \(faults) faulty workers, \(crashes) coordinator crashes, \(rejected) invalid or duplicate results dropped, 0 lost, 0 emitted twice with different content"
+        )
         #expect(crashes > runs / 2)
     }
 }

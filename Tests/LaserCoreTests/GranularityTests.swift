@@ -6,15 +6,20 @@ import Testing
 @Suite struct GranularityTests {
     let data = Fixtures.iterations(2, prompts: 40, seed: 11)
 
-    func plan(_ strategy: StrategyKind = .linucb, granularity: Granularity = .instance, mode: OutputMode = .pairs, depth: Int = 1) -> RunPlan {
+    func plan(
+        _ strategy: StrategyKind = .linucb, granularity: Granularity = .instance, mode: OutputMode = .pairs,
+        depth: Int = 1
+    ) -> RunPlan {
         var p = Fixtures.plan(strategy: strategy, depth: depth)
         p.granularity = granularity
         p.mode = mode
         return p
     }
 
-    func run(_ plan: RunPlan, workers: [(String, UInt32, SimBehaviour)] = [("solo", 1, .good)], seed: UInt64 = 0,
-             crashRate: UInt64 = 0, maxCrashes: Int = 0, data: [[PromptRecord]]? = nil) -> Simulation {
+    func run(
+        _ plan: RunPlan, workers: [(String, UInt32, SimBehaviour)] = [("solo", 1, .good)], seed: UInt64 = 0,
+        crashRate: UInt64 = 0, maxCrashes: Int = 0, data: [[PromptRecord]]? = nil
+    ) -> Simulation {
         var sim = Simulation(plan: plan, iterations: data ?? self.data, workers: workers, seed: seed)
         sim.crashRate = crashRate
         sim.maxCrashes = maxCrashes
@@ -41,7 +46,8 @@ import Testing
         let expected = run(p)
         _ = try expected.requireSummary()
         for seed in 0..<5 as Range<UInt64> {
-            let sim = run(p, workers: [("a", 2, .good), ("b", 3, .duplicates)], seed: seed, crashRate: 20, maxCrashes: 3)
+            let sim = run(
+                p, workers: [("a", 2, .good), ("b", 3, .duplicates)], seed: seed, crashRate: 20, maxCrashes: 3)
             _ = try sim.requireSummary()
             #expect(sim.output == expected.output, "seed \(seed)")
             #expect(sim.choicesOutput == expected.choicesOutput, "seed \(seed)")

@@ -20,9 +20,12 @@ import Testing
         _ = try reference.requireSummary()
         var foreign = 0, quarantined = 0, capped = 0
         for seed in UInt64(0)..<1500 {
-            var sim = Simulation(plan: Fixtures.plan(), iterations: data,
-                                 workers: [("rogue-a", 1000, .rogue), ("honest", 1 + UInt32(seed % 3), .good),
-                                           ("rogue-b", 3, .rogue), ("rogue-c", 5, .failing)], seed: seed)
+            var sim = Simulation(
+                plan: Fixtures.plan(), iterations: data,
+                workers: [
+                    ("rogue-a", 1000, .rogue), ("honest", 1 + UInt32(seed % 3), .good),
+                    ("rogue-b", 3, .rogue), ("rogue-c", 5, .failing),
+                ], seed: seed)
             sim.run(maxSteps: 400_000)
             let summary = try sim.requireSummary()  // records the failure (with the seed below) if any
             #expect(sim.output == reference.output, "seed \(seed)")
@@ -40,9 +43,12 @@ import Testing
     /// worker is idle. The run completes without using up a single attempt of any task.
     @Test func failingPeersCannotAbortTheRun() throws {
         let reference = clean()
-        var sim = Simulation(plan: Fixtures.plan(), iterations: data,
-                             workers: [("zz-attacker-1", 1000, .failing), ("zz-attacker-2", 1000, .failing),
-                                       ("zz-attacker-3", 1000, .failing), ("honest", 1, .good)], seed: 4)
+        var sim = Simulation(
+            plan: Fixtures.plan(), iterations: data,
+            workers: [
+                ("zz-attacker-1", 1000, .failing), ("zz-attacker-2", 1000, .failing),
+                ("zz-attacker-3", 1000, .failing), ("honest", 1, .good),
+            ], seed: 4)
         sim.run()
         let summary = try sim.requireSummary()
         #expect(sim.output == reference.output)
@@ -52,8 +58,9 @@ import Testing
 
     /// The evidence rule: an RM that fails on every worker still fails the run, with its error.
     @Test func anRMThatFailsEverywhereStillFailsTheRun() {
-        var sim = Simulation(plan: Fixtures.plan(), iterations: data,
-                             workers: [("a", 2, .failing), ("b", 2, .failing)], seed: 1)
+        var sim = Simulation(
+            plan: Fixtures.plan(), iterations: data,
+            workers: [("a", 2, .failing), ("b", 2, .failing)], seed: 1)
         sim.run()
         #expect(sim.failure?.contains("after 3 attempts") == true, "\(sim.failure ?? "no failure")")
         #expect(sim.failure?.contains("CUDA out of memory") == true)
@@ -61,19 +68,27 @@ import Testing
 
     /// A result for a live task from a registered peer that does not hold it is refused and counted.
     @Test func aResultFromANonHolderIsRefused() throws {
-        var sim = Simulation(plan: Fixtures.plan(), iterations: data, workers: [("holder", 1, .blackHole), ("other", 1, .blackHole)], seed: 0)
+        var sim = Simulation(
+            plan: Fixtures.plan(), iterations: data, workers: [("holder", 1, .blackHole), ("other", 1, .blackHole)],
+            seed: 0)
         sim.feed(.start)
         for w in sim.workers {
-            sim.feed(.message(from: w.peer, .hello(Hello(workerID: w.id, rewardModels: [], slots: 1, softwareVersion: ""))))
+            sim.feed(
+                .message(from: w.peer, .hello(Hello(workerID: w.id, rewardModels: [], slots: 1, softwareVersion: ""))))
         }
-        guard let (holder, message) = sim.sentToPeers.first(where: { if case .scoreTask = $0.1 { return true } else { return false } }),
-              case .scoreTask(let task) = message else {
+        guard
+            let (holder, message) = sim.sentToPeers.first(where: {
+                if case .scoreTask = $0.1 { return true } else { return false }
+            }),
+            case .scoreTask(let task) = message
+        else {
             Issue.record("no task dispatched")
             return
         }
         let intruder = sim.workers.first { $0.peer != holder }!.peer
-        let forged = ScoreResult(taskID: task.taskID, attempt: task.attempt,
-                                 outcome: .success(task.items.map { $0.candidates.map { _ in 1.0 } }), elapsedMicros: 1)
+        let forged = ScoreResult(
+            taskID: task.taskID, attempt: task.attempt,
+            outcome: .success(task.items.map { $0.candidates.map { _ in 1.0 } }), elapsedMicros: 1)
         sim.feed(.message(from: intruder, .scoreResult(forged)))
         #expect(sim.core.currentSummary.counters.foreignResults == 1)
         #expect(sim.journal.contains { if case .scored = $0 { return true } else { return false } } == false)
@@ -97,7 +112,10 @@ import Testing
         let before = sim.sentToPeers.count
         sim.feed(.undecodable(from: w.peer, reason: "ScoreResult has neither success nor failure"))
         #expect(sim.core.status(now: sim.now).workers.isEmpty)
-        #expect(sim.sentToPeers[before...].contains { if case .disconnect = $0.1 { return $0.0 == w.peer } else { return false } })
+        #expect(
+            sim.sentToPeers[before...].contains {
+                if case .disconnect = $0.1 { return $0.0 == w.peer } else { return false }
+            })
         #expect(sim.core.status(now: sim.now).tasksQueued.reduce(0) { $0 + $1.count } > 0)
     }
 
@@ -107,15 +125,26 @@ import Testing
         var sim = Simulation(plan: Fixtures.plan(), iterations: data, workers: [("victim", 1, .blackHole)], seed: 0)
         sim.feed(.start)
         let victim = sim.workers[0].peer, thief = PeerID([0xBA, 0xD0])
-        sim.feed(.message(from: victim, .hello(Hello(workerID: "victim", rewardModels: [], slots: 1, softwareVersion: ""))))
+        sim.feed(
+            .message(from: victim, .hello(Hello(workerID: "victim", rewardModels: [], slots: 1, softwareVersion: ""))))
         func tryTakeOver() -> WireMessage? {
             let before = sim.sentToPeers.count
-            sim.feed(.message(from: thief, .hello(Hello(workerID: "victim", rewardModels: [], slots: 1, softwareVersion: ""))))
+            sim.feed(
+                .message(
+                    from: thief, .hello(Hello(workerID: "victim", rewardModels: [], slots: 1, softwareVersion: ""))))
             return sim.sentToPeers[before...].first { $0.0 == thief }?.1
         }
-        if case .reject(_, let retry)? = tryTakeOver() { #expect(retry > 0) } else { Issue.record("taken over right after the Welcome") }
+        if case .reject(_, let retry)? = tryTakeOver() {
+            #expect(retry > 0)
+        } else {
+            Issue.record("taken over right after the Welcome")
+        }
         sim.now = sim.now.adding(milliseconds: 260)  // silent for 2.6 heartbeat intervals of 100 ms
-        if case .reject(_, let retry)? = tryTakeOver() { #expect(retry > 0) } else { Issue.record("taken over after 260 ms of silence") }
+        if case .reject(_, let retry)? = tryTakeOver() {
+            #expect(retry > 0)
+        } else {
+            Issue.record("taken over after 260 ms of silence")
+        }
         sim.now = sim.now.adding(milliseconds: 300)  // 560 ms > liveness 5 x 100 ms: gone
         if case .welcome? = tryTakeOver() {} else { Issue.record("not taken over after the holder fell silent") }
     }
@@ -164,8 +193,13 @@ import Testing
         let now = Instant(nanoseconds: 1_000_000_000)
         _ = core.handle(.start, input: Fixtures.iterations(2, prompts: 8, seed: 1), now: now)
         for i in 0..<5_000 {
-            let actions = core.handle(.message(from: PeerID([0x66, UInt8(i % 256), UInt8(i / 256)]),
-                                               .hello(Hello(workerID: String(repeating: "x", count: 200), rewardModels: [], slots: 1, softwareVersion: ""))), now: now)
+            let actions = core.handle(
+                .message(
+                    from: PeerID([0x66, UInt8(i % 256), UInt8(i / 256)]),
+                    .hello(
+                        Hello(
+                            workerID: String(repeating: "x", count: 200), rewardModels: [], slots: 1,
+                            softwareVersion: ""))), now: now)
             lines += actions.filter { if case .log = $0 { return true } else { return false } }.count
         }
         #expect(lines <= 11, "\(lines) log lines for 5,000 refused Hellos")
@@ -181,8 +215,10 @@ import Testing
         sim.run(maxSteps: 300)
         // An earlier laser accepted -1e308 as the loss of batch 0 and journaled it; then it crashed.
         guard let g = sim.emitted.first(where: { !$0.pairs.isEmpty })?.globalIndex,
-              sim.journal.contains(.emitted(batch: g)),
-              !sim.journal.contains(where: { if case .feedback(g, _, _, _, _) = $0 { return true } else { return false } }) else {
+            sim.journal.contains(.emitted(batch: g)),
+            !sim.journal.contains(where: { if case .feedback(g, _, _, _, _) = $0 { return true } else { return false } }
+            )
+        else {
             return  // this seed got batch 0's loss in already; nothing to inject
         }
         sim.journal.append(.feedback(batch: g, loss: -1e308))

@@ -17,8 +17,10 @@ import Testing
         return p
     }
 
-    func run(_ plan: RunPlan, workers: [(String, UInt32, SimBehaviour)] = [("solo", 1, .good)], seed: UInt64 = 0,
-             crashRate: UInt64 = 0, maxCrashes: Int = 0) -> Simulation {
+    func run(
+        _ plan: RunPlan, workers: [(String, UInt32, SimBehaviour)] = [("solo", 1, .good)], seed: UInt64 = 0,
+        crashRate: UInt64 = 0, maxCrashes: Int = 0
+    ) -> Simulation {
         var sim = Simulation(plan: plan, iterations: data, workers: workers, seed: seed)
         sim.trainerPeer = PeerID([0xEE])
         sim.trainerWindow = 2
@@ -38,7 +40,9 @@ import Testing
             var expected: [(Int, Int)] = []
             for i in 0..<n {
                 for j in (i + 1)..<n {
-                    let signs = perRM.map { ($0[i] - $0[j]).sign == .minus ? -1 : ($0[i] == $0[j] ? 0 : 1) }.filter { $0 != 0 }
+                    let signs = perRM.map { ($0[i] - $0[j]).sign == .minus ? -1 : ($0[i] == $0[j] ? 0 : 1) }.filter {
+                        $0 != 0
+                    }
                     if signs.count >= 2 && Set(signs).count == 1 { expected.append(signs[0] > 0 ? (i, j) : (j, i)) }
                 }
             }
@@ -63,9 +67,13 @@ import Testing
         // Every probe pair is a consensus pair of its prompt under the three simulated RMs.
         for pair in set.pairs {
             let p = try #require(data[0].first { $0.id == pair.promptID })
-            let item = ScoreItem(promptID: p.id, prompt: p.prompt, candidates: p.candidates.map(\.text), reference: p.reference)
+            let item = ScoreItem(
+                promptID: p.id, prompt: p.prompt, candidates: p.candidates.map(\.text), reference: p.reference)
             let perRM = Fixtures.rms.map { Simulation.score(rm: $0.name, item: item) }
-            let (c, r) = (p.candidates.firstIndex { $0.text == pair.chosen }!, p.candidates.firstIndex { $0.text == pair.rejected }!)
+            let (c, r) = (
+                p.candidates.firstIndex { $0.text == pair.chosen }!,
+                p.candidates.firstIndex { $0.text == pair.rejected }!
+            )
             #expect(Coordinator.consensusPairs(perRM).contains { $0.chosen == c && $0.rejected == r })
         }
         for b in sim.emitted where !b.pairs.isEmpty {
@@ -77,22 +85,37 @@ import Testing
     @Test func theProbeComesBeforeAnyBatchAndLossesWithoutItAreRefused() {
         var sim = Simulation(plan: plan(), iterations: data, workers: [("w", 1, .good)], seed: 0)
         sim.feed(.start)
-        sim.feed(.message(from: PeerID([0xCC]), .trainerHello(TrainerHello(trainerID: "t", window: 4, softwareVersion: ""))))
-        #expect(sim.sentToPeers.contains { if case .trainerWelcome(let w) = $0.1 { return w.wantsProbeLosses } else { return false } })
-        sim.feed(.message(from: sim.workers[0].peer, .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: ""))))
+        sim.feed(
+            .message(from: PeerID([0xCC]), .trainerHello(TrainerHello(trainerID: "t", window: 4, softwareVersion: ""))))
+        #expect(
+            sim.sentToPeers.contains {
+                if case .trainerWelcome(let w) = $0.1 { return w.wantsProbeLosses } else { return false }
+            })
+        sim.feed(
+            .message(
+                from: sim.workers[0].peer, .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: ""))
+            ))
         var steps = 0
         while !sim.emitted.contains(where: { !$0.pairs.isEmpty }) && steps < 20_000 {
             steps += 1
-            if let (peer, m) = sim.toWorkers.first { sim.toWorkers.removeFirst(); if peer != PeerID([0xCC]) { sim.deliver(m, to: peer) } }
+            if let (peer, m) = sim.toWorkers.first {
+                sim.toWorkers.removeFirst(); if peer != PeerID([0xCC]) { sim.deliver(m, to: peer) }
+            }
         }
         let toTrainer = sim.sentToPeers.filter { $0.0 == PeerID([0xCC]) }.map(\.1)
         let probeAt = toTrainer.firstIndex { if case .probeSet = $0 { return true } else { return false } }
         let batchAt = toTrainer.firstIndex { if case .preferenceBatch = $0 { return true } else { return false } }
         #expect(probeAt != nil && batchAt != nil && probeAt! < batchAt!)
-        guard let first = sim.emitted.first(where: { !$0.pairs.isEmpty }) else { Issue.record("no batch with pairs"); return }
+        guard let first = sim.emitted.first(where: { !$0.pairs.isEmpty }) else {
+            Issue.record("no batch with pairs"); return
+        }
         let before = sim.sentToPeers.count
-        sim.feed(.message(from: PeerID([0xCC]), .batchFeedback(BatchFeedback(globalBatch: UInt64(first.globalIndex), loss: 0.7))))
-        let ack = sim.sentToPeers[before...].compactMap { if case .feedbackAck(let a) = $0.1 { return a } else { return nil } }.first
+        sim.feed(
+            .message(
+                from: PeerID([0xCC]), .batchFeedback(BatchFeedback(globalBatch: UInt64(first.globalIndex), loss: 0.7))))
+        let ack = sim.sentToPeers[before...].compactMap {
+            if case .feedbackAck(let a) = $0.1 { return a } else { return nil }
+        }.first
         #expect(ack?.reason.contains("probe_loss_before, probe_loss_after") == true)
     }
 
@@ -114,19 +137,24 @@ import Testing
         var base = plan(depth: depth, probeSize: probeSize, consensus: consensus)
         if consensus == .weighted {
             // Weights need RMs that agree beyond chance: two more oracles ("oracle..." scores "right..." high).
-            base.rewardModels += ["oracle-b", "oracle-c"].map { RewardModelDefinition(name: $0, kind: "sim", params: [:]) }
+            base.rewardModels += ["oracle-b", "oracle-c"].map {
+                RewardModelDefinition(name: $0, kind: "sim", params: [:])
+            }
         }
         let expected = run(base)
         _ = try expected.requireSummary()
         if consensus == .weighted {
-            #expect(expected.logs.contains { $0.hasPrefix("probe: RM competences estimated") } && !expected.logs.contains { $0.contains("using the unanimous rule") }, "\(expected.logs.filter { $0.hasPrefix("probe") })")
-            _ = (
-                    "\(expected.logs.filter { $0.hasPrefix("probe") })")
+            #expect(
+                expected.logs.contains { $0.hasPrefix("probe: RM competences estimated") }
+                    && !expected.logs.contains { $0.contains("using the unanimous rule") },
+                "\(expected.logs.filter { $0.hasPrefix("probe") })")
+            _ = ("\(expected.logs.filter { $0.hasPrefix("probe") })")
         }
         var crashes = 0
         for seed in 0..<12 as Range<UInt64> {
-            let sim = run(base, workers: [("a", 2, .good), ("b", 1, .good)], seed: seed,
-                          crashRate: seed % 3 == 0 ? 0 : 10, maxCrashes: 5)
+            let sim = run(
+                base, workers: [("a", 2, .good), ("b", 1, .good)], seed: seed,
+                crashRate: seed % 3 == 0 ? 0 : 10, maxCrashes: 5)
             _ = try sim.requireSummary()
             crashes += sim.crashes
             #expect(sim.output == expected.output, "seed \(seed)")
@@ -160,17 +188,22 @@ import Testing
         func kappa(_ a: Int, _ b: Int) -> Double {
             var agree = 0, both = 0
             for perRM in three {
-                for i in 0..<6 { for j in (i + 1)..<6 {
-                    let x = perRM[a][i] - perRM[a][j], y = perRM[b][i] - perRM[b][j]
-                    guard x != 0 && y != 0 else { continue }
-                    both += 1
-                    if (x > 0) == (y > 0) { agree += 1 }
-                } }
+                for i in 0..<6 {
+                    for j in (i + 1)..<6 {
+                        let x = perRM[a][i] - perRM[a][j], y = perRM[b][i] - perRM[b][j]
+                        guard x != 0 && y != 0 else { continue }
+                        both += 1
+                        if (x > 0) == (y > 0) { agree += 1 }
+                    }
+                }
             }
             return 2 * Double(agree) / Double(both) - 1
         }
-        let reference = [kappa(0, 1) * kappa(0, 2) / kappa(1, 2), kappa(0, 1) * kappa(1, 2) / kappa(0, 2), kappa(0, 2) * kappa(1, 2) / kappa(0, 1)]
-            .map { min(ProbeWeights.maximumCompetence, max(0, $0).squareRoot()) }
+        let reference = [
+            kappa(0, 1) * kappa(0, 2) / kappa(1, 2), kappa(0, 1) * kappa(1, 2) / kappa(0, 2),
+            kappa(0, 2) * kappa(1, 2) / kappa(0, 1),
+        ]
+        .map { min(ProbeWeights.maximumCompetence, max(0, $0).squareRoot()) }
         let got = ProbeWeights.competences(three)
         #expect(zip(got, reference).allSatisfy { abs($0 - $1) < 1e-12 }, "\(got) vs \(reference)")
         // A pair the trusted RMs agree on is kept though the noise RM disagrees (unanimity would drop it).

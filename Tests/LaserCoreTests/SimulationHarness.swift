@@ -153,10 +153,22 @@ struct Simulation {
     mutating func run(maxSteps: Int = 200_000) {
         feed(.start)
         for i in workers.indices {
-            feed(.message(from: workers[i].peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim", labels: workers[i].labels,
-                                                              acceptsJSONCandidates: workers[i].json))))
+            feed(
+                .message(
+                    from: workers[i].peer,
+                    .hello(
+                        Hello(
+                            workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
+                            softwareVersion: "sim", labels: workers[i].labels,
+                            acceptsJSONCandidates: workers[i].json))))
         }
-        if let t = trainerPeer { feed(.message(from: t, .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim")))) }
+        if let t = trainerPeer {
+            feed(
+                .message(
+                    from: t,
+                    .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim"))
+                ))
+        }
         var steps = 0
         while finished == nil && failure == nil && steps < maxSteps {
             steps += 1
@@ -211,7 +223,8 @@ struct Simulation {
     /// and the batch (the share of the batch's pairs whose prompt is one of the probe's counts for more).
     static func probeLosses(_ b: PreferenceBatch, probe: ProbeSet?) -> (before: Double, after: Double) {
         let pairs = probe?.pairs ?? []
-        let before = pairs.reduce(0.0) { $0 + log1p(exp(-($1.chosenScore - $1.rejectedScore))) } / Double(max(1, pairs.count))
+        let before =
+            pairs.reduce(0.0) { $0 + log1p(exp(-($1.chosenScore - $1.rejectedScore))) } / Double(max(1, pairs.count))
         let probeIDs = Set(pairs.map(\.promptID))
         let overlap = Double(b.pairs.filter { probeIDs.contains($0.promptID) }.count) / Double(max(1, b.pairs.count))
         return (before, before * (0.9 - 0.2 * overlap))
@@ -226,15 +239,24 @@ struct Simulation {
         if peer == trainerPeer {
             switch message {
             case .disconnect:
-                feed(.message(from: peer, .trainerHello(TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim"))))
+                feed(
+                    .message(
+                        from: peer,
+                        .trainerHello(
+                            TrainerHello(trainerID: "sim-trainer", window: trainerWindow, softwareVersion: "sim"))))
             case .preferenceBatch(let b):
                 if b.pairs.contains(where: { $0.chosen.isEmpty || $0.rejected.isEmpty }) { blankTextsSent += 1 }
                 lossesSent[Int(b.globalBatch), default: 0] += 1
                 let loss = Self.standInLoss(b)
                 let probe = plan.rewardSource == .probeProgress ? Self.probeLosses(b, probe: probeSeen) : nil
-                feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: loss,
-                                                                       lossAfter: plan.rewardSource == .predictionGain ? Self.lossAfter(b, loss) : nil,
-                                                                       probeLosses: probe))))
+                feed(
+                    .message(
+                        from: peer,
+                        .batchFeedback(
+                            BatchFeedback(
+                                globalBatch: b.globalBatch, loss: loss,
+                                lossAfter: plan.rewardSource == .predictionGain ? Self.lossAfter(b, loss) : nil,
+                                probeLosses: probe))))
             case .probeSet(let set):
                 probeSeen = set
                 probeSetsReceived += 1
@@ -248,14 +270,26 @@ struct Simulation {
         if workers[i].behaviour == .rogue { forge(from: i) }
         if case .disconnect = message {
             // A real worker says Hello again when the coordinator no longer knows it.
-            feed(.message(from: peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim",
-                                                   acceptsJSONCandidates: workers[i].json))))
+            feed(
+                .message(
+                    from: peer,
+                    .hello(
+                        Hello(
+                            workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
+                            softwareVersion: "sim",
+                            acceptsJSONCandidates: workers[i].json))))
             return
         }
         if case .reject(_, let retry) = message, retry > 0 {
             // Refused for now (its id looks taken): a real worker says Hello again after `retry` ms.
-            feed(.message(from: peer, .hello(Hello(workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots, softwareVersion: "sim",
-                                                   acceptsJSONCandidates: workers[i].json))))
+            feed(
+                .message(
+                    from: peer,
+                    .hello(
+                        Hello(
+                            workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
+                            softwareVersion: "sim",
+                            acceptsJSONCandidates: workers[i].json))))
             return
         }
         guard case .scoreTask(let task) = message else { return }
@@ -293,7 +327,11 @@ struct Simulation {
         workers[i].answered += 1
         workers[i].outstanding -= 1
         for _ in 0..<times {
-            feed(.message(from: peer, .scoreResult(ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: 5))))
+            feed(
+                .message(
+                    from: peer,
+                    .scoreResult(
+                        ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: 5))))
         }
     }
 
@@ -307,19 +345,30 @@ struct Simulation {
             let id = epoch << 32 | (1 + rng.next() % 300)
             let attempt = UInt32(1 + rng.next() % 3)
             let width = 2 + Int(rng.next() % 4)
-            let outcome: ScoreResult.Outcome = rng.next() % 3 == 0
+            let outcome: ScoreResult.Outcome =
+                rng.next() % 3 == 0
                 ? .failure("forged failure")
                 : .success((0..<3).map { _ in (0..<width).map { _ in Double(rng.next() % 1000) / 100 } })
-            feed(.message(from: peer, .scoreResult(ScoreResult(taskID: id, attempt: attempt, outcome: outcome, elapsedMicros: 1))))
+            feed(
+                .message(
+                    from: peer,
+                    .scoreResult(ScoreResult(taskID: id, attempt: attempt, outcome: outcome, elapsedMicros: 1))))
         }
         switch rng.next() % 8 {
         case 0: feed(.undecodable(from: peer, reason: "forged garbage"))
         case 1:
             if let victim = workers.first(where: { $0.behaviour != .rogue }) {
-                feed(.message(from: PeerID(peer.bytes + [0xEE]), .hello(Hello(workerID: victim.id, rewardModels: [], slots: 9, softwareVersion: "rogue"))))
+                feed(
+                    .message(
+                        from: PeerID(peer.bytes + [0xEE]),
+                        .hello(Hello(workerID: victim.id, rewardModels: [], slots: 9, softwareVersion: "rogue"))))
             }
         case 2: feed(.message(from: peer, .batchFeedback(BatchFeedback(globalBatch: rng.next() % 20, loss: -1e308))))
-        case 3: feed(.message(from: peer, .trainerHello(TrainerHello(trainerID: "rogue-trainer", window: 1000, softwareVersion: "rogue"))))
+        case 3:
+            feed(
+                .message(
+                    from: peer,
+                    .trainerHello(TrainerHello(trainerID: "rogue-trainer", window: 1000, softwareVersion: "rogue"))))
         default: break
         }
     }
@@ -327,7 +376,8 @@ struct Simulation {
     /// The summary of a finished run; fails the test (without dumping the whole simulation) otherwise.
     func requireSummary(sourceLocation: SourceLocation = #_sourceLocation) throws -> RunSummary {
         guard let finished else {
-            Issue.record("run did not finish: \(failure ?? "no failure either (step limit)")", sourceLocation: sourceLocation)
+            Issue.record(
+                "run did not finish: \(failure ?? "no failure either (step limit)")", sourceLocation: sourceLocation)
             throw SimulationDidNotFinish()
         }
         return finished
@@ -351,22 +401,30 @@ enum Fixtures {
         return (1...count).map { it in
             (0..<prompts).map { p in
                 let family = (p / 4) % 2 == 0 ? "math" : "poetry"
-                let text = family == "math" ? "compute the sum of \(rng.next() % 100) apples" : "write a haiku about \(rng.next() % 100) autumn leaves"
+                let text =
+                    family == "math"
+                    ? "compute the sum of \(rng.next() % 100) apples"
+                    : "write a haiku about \(rng.next() % 100) autumn leaves"
                 let n = 2 + Int(rng.next() % 4)
                 let candidates = (0..<n).map { c in
                     let right = rng.next() % 3 == 0
                     return Candidate(text: "\(right ? "right" : "wrong") answer \(c) to \(p)", correct: right)
                 }
-                return PromptRecord(id: "it\(it)-p\(p)", prompt: text, candidates: candidates, task: family, context: f.features(text))
+                return PromptRecord(
+                    id: "it\(it)-p\(p)", prompt: text, candidates: candidates, task: family, context: f.features(text))
             }
         }
     }
 
-    static func plan(strategy: StrategyKind = .linucb, iterations: Int = 2, depth: Int = 1, maxAttempts: UInt32 = 3,
-                     leaseMs: UInt64 = 60_000) -> RunPlan {
-        RunPlan(seed: 3, iterations: iterations, batchSize: 8, shardSize: 3, pipelineDepth: depth, strategy: strategy,
-                alpha: 1, rewardModels: rms, contextDimension: 16,
-                scheduler: SchedulerSettings(heartbeatIntervalMs: 100, liveness: 5, leaseMs: leaseMs, maxAttempts: maxAttempts))
+    static func plan(
+        strategy: StrategyKind = .linucb, iterations: Int = 2, depth: Int = 1, maxAttempts: UInt32 = 3,
+        leaseMs: UInt64 = 60_000
+    ) -> RunPlan {
+        RunPlan(
+            seed: 3, iterations: iterations, batchSize: 8, shardSize: 3, pipelineDepth: depth, strategy: strategy,
+            alpha: 1, rewardModels: rms, contextDimension: 16,
+            scheduler: SchedulerSettings(
+                heartbeatIntervalMs: 100, liveness: 5, leaseMs: leaseMs, maxAttempts: maxAttempts))
     }
 }
 
@@ -379,7 +437,8 @@ extension Coordinator {
         while !queue.isEmpty {
             for action in handle(queue.removeFirst(), now: now) {
                 if case .readPrompts(let n, let range) = action {
-                    queue.append(.promptsRead(iteration: n, first: range.lowerBound, prompts: Array(input[n - 1][range])))
+                    queue.append(
+                        .promptsRead(iteration: n, first: range.lowerBound, prompts: Array(input[n - 1][range])))
                 } else {
                     out.append(action)
                 }

@@ -11,7 +11,10 @@ import Testing
         let t = Instant(nanoseconds: 1_000_000_000)
         _ = core.handle(.start, now: t)
         _ = core.handle(.iterationOpened(iteration: 1, prompts: data[0].count, digest: "d"), input: data, now: t)
-        let actions = core.handle(.message(from: PeerID(Array("w1".utf8)), .hello(Hello(workerID: "w1", rewardModels: [], slots: 2, softwareVersion: "t"))), input: data, now: t)
+        let actions = core.handle(
+            .message(
+                from: PeerID(Array("w1".utf8)),
+                .hello(Hello(workerID: "w1", rewardModels: [], slots: 2, softwareVersion: "t"))), input: data, now: t)
         return (core, actions)
     }
 
@@ -35,11 +38,16 @@ import Testing
         #expect(s.arms.allSatisfy { $0.upperConfidenceBound != nil && $0.probability == nil })
 
         // Answer one task: its prompts count as scored, its candidates as RM calls.
-        let task = try #require(actions.compactMap { a -> ScoreTask? in
-            if case .send(_, .scoreTask(let t)) = a { return t } else { return nil }
-        }.first)
+        let task = try #require(
+            actions.compactMap { a -> ScoreTask? in
+                if case .send(_, .scoreTask(let t)) = a { return t } else { return nil }
+            }.first)
         let scores = task.items.map { $0.candidates.map { _ in 0.5 } }
-        _ = core.handle(.message(from: PeerID(Array("w1".utf8)), .scoreResult(ScoreResult(taskID: task.taskID, attempt: 1, outcome: .success(scores), elapsedMicros: 10))), input: data, now: t)
+        _ = core.handle(
+            .message(
+                from: PeerID(Array("w1".utf8)),
+                .scoreResult(ScoreResult(taskID: task.taskID, attempt: 1, outcome: .success(scores), elapsedMicros: 10))
+            ), input: data, now: t)
         s = core.status(now: t)
         #expect(s.promptsScoredInIteration == task.items.count)
         #expect(s.totalCandidatesScored == task.items.reduce(0) { $0 + $1.candidates.count })
@@ -60,7 +68,8 @@ import Testing
     }
 
     @Test func finishedRunSaysSo() {
-        var sim = Simulation(plan: Fixtures.plan(iterations: 1), iterations: data, workers: [("solo", 1, .good)], seed: 0)
+        var sim = Simulation(
+            plan: Fixtures.plan(iterations: 1), iterations: data, workers: [("solo", 1, .good)], seed: 0)
         sim.run()
         let s = sim.core.status(now: sim.now)
         #expect(s.phase == .finished)

@@ -27,7 +27,11 @@ enum Backends {
     final class LogSink: @unchecked Sendable {
         private let lock = NSLock()
         private var lines: [String] = []
-        var log: BackendLog { { [self] line in lock.lock(); lines.append(line); lock.unlock() } }
+        var log: BackendLog {
+            { [self] line in
+                lock.lock(); lines.append(line); lock.unlock()
+            }
+        }
         var text: String { lock.lock(); defer { lock.unlock() }; return lines.joined(separator: "\n") }
     }
 
@@ -42,7 +46,9 @@ enum Backends {
     }
 
     static let requests = [
-        ScoringRequest(promptID: "q1", prompt: "What is two plus two?", candidates: ["two plus two is 4", "5", "What is it?"], reference: "4"),
+        ScoringRequest(
+            promptID: "q1", prompt: "What is two plus two?", candidates: ["two plus two is 4", "5", "What is it?"],
+            reference: "4"),
         ScoringRequest(promptID: "q2", prompt: "Name a colour", candidates: ["red", "a colour: blue"]),
     ]
 }
@@ -66,7 +72,9 @@ final class ServerProcess: @unchecked Sendable {
             let chunk = out.fileHandleForReading.availableData
             if chunk.isEmpty { break }
             buffer.append(chunk)
-            if let text = String(data: buffer, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.contains("listening on ") }) {
+            if let text = String(data: buffer, encoding: .utf8),
+                let line = text.split(separator: "\n").first(where: { $0.contains("listening on ") })
+            {
                 url = String(line.components(separatedBy: "listening on ")[1]).trimmingCharacters(in: .whitespaces)
                 return
             }
@@ -101,7 +109,9 @@ final class ServerProcess: @unchecked Sendable {
             done.signal()
         }.resume()
         guard done.wait(timeout: .now() + 10) == .success, let text = box.text else {
-            throw RewardModelError("\(request.httpMethod ?? "GET") \(request.url?.absoluteString ?? ""): \(box.error.map { "\($0)" } ?? "no answer")")
+            throw RewardModelError(
+                "\(request.httpMethod ?? "GET") \(request.url?.absoluteString ?? ""): \(box.error.map { "\($0)" } ?? "no answer")"
+            )
         }
         return text
     }

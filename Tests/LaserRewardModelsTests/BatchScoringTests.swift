@@ -23,13 +23,17 @@ import Testing
     }
 
     let requests = (1...5).map { i in
-        ScoringRequest(promptID: "p\(i)", prompt: "What is \(i) + \(i)?", candidates: ["A: \(2 * i)", "A: \(i)", "<<\(i)+\(i)=\(2 * i)>> A: \(2 * i)"],
-                       reference: "\(2 * i)", iteration: 2)
+        ScoringRequest(
+            promptID: "p\(i)", prompt: "What is \(i) + \(i)?",
+            candidates: ["A: \(2 * i)", "A: \(i)", "<<\(i)+\(i)=\(2 * i)>> A: \(2 * i)"],
+            reference: "\(2 * i)", iteration: 2)
     }
 
     @Test func defaultBatchIsScorePerRequestForEveryBuiltInKind() throws {
         for kind in RewardModelCatalog.kinds where !["subprocess", "http"].contains(kind) {
-            let params = kind == "noisy" ? ["base": "answer-match", "sigma": "0.5"]
+            let params =
+                kind == "noisy"
+                ? ["base": "answer-match", "sigma": "0.5"]
                 : kind == "simulated-latency" ? ["base": "length", "ms": "0"] : [:]
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: kind, kind: kind, params: params), runSeed: 3)
             #expect(try rm.scoreBatch(requests) == requests.map { try rm.score($0) }, "\(kind)")

@@ -16,7 +16,9 @@ import Testing
     ]
 
     /// Fraction of (correct, incorrect) pairs of the same prompt that the scores order correctly; ties count half.
-    static func pairwiseAccuracy(_ prompts: [DemoPrompt], _ rm: any RewardModel) throws -> (accuracy: Double, pairs: Int) {
+    static func pairwiseAccuracy(
+        _ prompts: [DemoPrompt], _ rm: any RewardModel
+    ) throws -> (accuracy: Double, pairs: Int) {
         var won = 0.0
         var pairs = 0
         for prompt in prompts {
@@ -56,9 +58,12 @@ import Testing
         }
     }
 
-    static func generate(iteration: Int = 1, seed: UInt64 = 7, prompts: Int = 32, candidates: Int = 8, batch: Int = 8) -> [DemoPrompt] {
+    static func generate(
+        iteration: Int = 1, seed: UInt64 = 7, prompts: Int = 32, candidates: Int = 8, batch: Int = 8
+    ) -> [DemoPrompt] {
         DemoDataset.generate(
-            iteration: iteration, seed: seed, promptsPerTask: prompts, candidatesPerPrompt: candidates, batchSize: batch)
+            iteration: iteration, seed: seed, promptsPerTask: prompts, candidatesPerPrompt: candidates, batchSize: batch
+        )
     }
 
     #if compiler(>=6.2)  // exit tests arrived with Swift 6.2; the manifest still admits 6.0 toolchains
@@ -132,10 +137,13 @@ import Testing
             case "trivia":
                 let reference = try #require(prompt.reference)
                 for candidate in prompt.candidates {
-                    #expect(FinalAnswer.matches(candidate.text, reference: reference) == candidate.correct, "\(candidate.text)")
+                    #expect(
+                        FinalAnswer.matches(candidate.text, reference: reference) == candidate.correct,
+                        "\(candidate.text)")
                 }
             case "arithmetic":
-                let checks = try ArithmeticCheckRM().score(ScoringRequest(promptID: prompt.id, prompt: prompt.prompt, candidates: texts))
+                let checks = try ArithmeticCheckRM().score(
+                    ScoringRequest(promptID: prompt.id, prompt: prompt.prompt, candidates: texts))
                 let rightKeys = Set(prompt.candidates.filter(\.correct).map { FinalAnswer.key(of: $0.text) })
                 #expect(rightKeys.count <= 1)
                 for (candidate, check) in zip(prompt.candidates, checks) {
@@ -169,7 +177,9 @@ import Testing
             #expect(family.contains { $0.candidates.allSatisfy { !$0.correct } }, "\(task): no all-wrong prompt")
             let rightLength = Double(right.map(\.text.count).reduce(0, +)) / Double(right.count)
             let wrongLength = Double(wrong.map(\.text.count).reduce(0, +)) / Double(wrong.count)
-            print("demo \(task): \(String(format: "%.2f", share)) correct, mean length right \(Int(rightLength)) wrong \(Int(wrongLength))")
+            print(
+                "demo \(task): \(String(format: "%.2f", share)) correct, mean length right \(Int(rightLength)) wrong \(Int(wrongLength))"
+            )
             #expect(abs(rightLength / wrongLength - 1) < 0.1, "\(task): lengths \(rightLength) vs \(wrongLength)")
         }
     }

@@ -62,9 +62,13 @@ import Testing
         return try ServerProcess(script: dir + "/server.py")
     }
 
-    func rm(_ server: ServerProcess, _ path: String, api: String = "openrlhf", sink: Backends.LogSink = .init(),
-            _ extra: [String: String] = [:]) throws -> HTTPRM {
-        try HTTPRM(name: "remote", params: ["url": server.url + path, "api": api, "backoff_ms": "10"].merging(extra) { $1 }, log: sink.log)
+    func rm(
+        _ server: ServerProcess, _ path: String, api: String = "openrlhf", sink: Backends.LogSink = .init(),
+        _ extra: [String: String] = [:]
+    ) throws -> HTTPRM {
+        try HTTPRM(
+            name: "remote", params: ["url": server.url + path, "api": api, "backoff_ms": "10"].merging(extra) { $1 },
+            log: sink.log)
     }
 
     func posts(_ server: ServerProcess, _ path: String) throws -> Int {
@@ -82,9 +86,12 @@ import Testing
     @Test func exampleServerSpeaksBothAPIsWithThePlaceholderScores() throws {
         let server = try ServerProcess(script: Backends.httpExample)
         defer { server.stop() }
-        let expected = requests.map { r in r.candidates.map { Backends.placeholderScore(prompt: r.prompt, response: $0) } }
+        let expected = requests.map { r in
+            r.candidates.map { Backends.placeholderScore(prompt: r.prompt, response: $0) }
+        }
         func close(_ a: [[Double]], _ b: [[Double]]) -> Bool {
-            a.count == b.count && zip(a, b).allSatisfy { $0.count == $1.count && zip($0, $1).allSatisfy { abs($0 - $1) < 1e-9 } }
+            a.count == b.count
+                && zip(a, b).allSatisfy { $0.count == $1.count && zip($0, $1).allSatisfy { abs($0 - $1) < 1e-9 } }
         }
         let openrlhf = try rm(server, "/get_reward").scoreBatch(requests)
         let vllm = try rm(server, "/score", api: "vllm-score", ["model": "example"]).scoreBatch(requests)
@@ -119,7 +126,9 @@ import Testing
         let server = try Self.misbehavingServer()
         defer { server.stop() }
         let message = failure { _ = try rm(server, "/bad-request").scoreBatch(requests) }
-        #expect(message.contains("HTTP 400 (not retried)") && message.contains("query must be a list of strings"), "\(message)")
+        #expect(
+            message.contains("HTTP 400 (not retried)") && message.contains("query must be a list of strings"),
+            "\(message)")
         #expect(message.contains("reward model 'remote'"))
         #expect(try posts(server, "/bad-request") == 1)
     }
@@ -140,8 +149,11 @@ import Testing
         let server = try Self.misbehavingServer()
         defer { server.stop() }
         let start = Date()
-        let message = failure { _ = try rm(server, "/hang", ["timeout_ms": "300", "retries": "1"]).scoreBatch(requests) }
-        #expect(message.contains("no response within 300 ms") && message.contains("gave up after 2 attempts"), "\(message)")
+        let message = failure {
+            _ = try rm(server, "/hang", ["timeout_ms": "300", "retries": "1"]).scoreBatch(requests)
+        }
+        #expect(
+            message.contains("no response within 300 ms") && message.contains("gave up after 2 attempts"), "\(message)")
         #expect(Date().timeIntervalSince(start) < 3)
         #expect(try posts(server, "/hang") == 2)
     }
@@ -159,8 +171,10 @@ import Testing
     }
 
     @Test func connectionErrorsAreRetriedThenReported() {
-        let rm = HTTPRM(name: "nobody", url: URL(string: "http://127.0.0.1:1/get_reward")!, api: .openrlhf, retries: 2, backoffMs: 5,
-                        log: { _ in })
+        let rm = HTTPRM(
+            name: "nobody", url: URL(string: "http://127.0.0.1:1/get_reward")!, api: .openrlhf, retries: 2,
+            backoffMs: 5,
+            log: { _ in })
         let message = failure { _ = try rm.scoreBatch(Backends.requests) }
         #expect(message.contains("request failed") && message.contains("gave up after 3 attempts"), "\(message)")
     }
@@ -168,7 +182,9 @@ import Testing
     @Test func bearerTokenFromTheWorkersEnvironment() throws {
         let server = try Self.misbehavingServer()
         defer { server.stop() }
-        let missing = failure { _ = try rm(server, "/auth", ["api_key_env": "LASER_TEST_MISSING_KEY"]).scoreBatch(requests) }
+        let missing = failure {
+            _ = try rm(server, "/auth", ["api_key_env": "LASER_TEST_MISSING_KEY"]).scoreBatch(requests)
+        }
         #expect(missing.contains("LASER_TEST_MISSING_KEY (api_key_env) is not set"), "\(missing)")
         setenv("LASER_TEST_RM_KEY", "sekrit", 1)
         #expect(try rm(server, "/auth", ["api_key_env": "LASER_TEST_RM_KEY"]).scoreBatch(requests) == lengths)
@@ -177,19 +193,29 @@ import Testing
     @Test func requestBodiesHaveTheDocumentedShapes() throws {
         let items = [(requests[0], "two plus two is 4"), (requests[1], "red")]
         func body(_ api: ServerAPI, _ model: String? = nil, _ separator: String = "") -> String {
-            String(decoding: APIRequest(api: api, model: model).body(items.map { ($0.0.prompt, $0.1, $0.0.reference) }, separator: separator), as: UTF8.self)
+            String(
+                decoding: APIRequest(api: api, model: model).body(
+                    items.map { ($0.0.prompt, $0.1, $0.0.reference) }, separator: separator), as: UTF8.self)
         }
-        #expect(body(.openrlhf, nil, " ")
-            == #"{"labels":["4",""],"prompts":["What is two plus two?","Name a colour"],"query":["What is two plus two? two plus two is 4","Name a colour red"]}"#)
-        #expect(body(.crossEncoder, "BAAI/bge-reranker-v2-m3")
-            == #"{"model":"BAAI/bge-reranker-v2-m3","text_1":["What is two plus two?","Name a colour"],"text_2":["two plus two is 4","red"]}"#)
+        #expect(
+            body(.openrlhf, nil, " ")
+                == #"{"labels":["4",""],"prompts":["What is two plus two?","Name a colour"],"query":["What is two plus two? two plus two is 4","Name a colour red"]}"#
+        )
+        #expect(
+            body(.crossEncoder, "BAAI/bge-reranker-v2-m3")
+                == #"{"model":"BAAI/bge-reranker-v2-m3","text_1":["What is two plus two?","Name a colour"],"text_2":["two plus two is 4","red"]}"#
+        )
         var classify = APIRequest(api: .vllmClassify, model: "rm", activation: .useActivationFalse)
-        #expect(String(decoding: classify.body([("P", "R", nil)], separator: "\n"), as: UTF8.self)
-            == #"{"input":["P\nR"],"model":"rm","use_activation":false}"#)
+        #expect(
+            String(decoding: classify.body([("P", "R", nil)], separator: "\n"), as: UTF8.self)
+                == #"{"input":["P\nR"],"model":"rm","use_activation":false}"#)
         classify.activation = .activationFalse
-        #expect(String(decoding: classify.body([("P", "R", nil)], separator: ""), as: UTF8.self) == #"{"activation":false,"input":["PR"],"model":"rm"}"#)
-        #expect(String(decoding: APIRequest(api: .sglangEmbeddings).body([("P", "R", nil)], separator: ""), as: UTF8.self)
-            == #"{"encoding_format":"float","input":["PR"]}"#)
+        #expect(
+            String(decoding: classify.body([("P", "R", nil)], separator: ""), as: UTF8.self)
+                == #"{"activation":false,"input":["PR"],"model":"rm"}"#)
+        #expect(
+            String(decoding: APIRequest(api: .sglangEmbeddings).body([("P", "R", nil)], separator: ""), as: UTF8.self)
+                == #"{"encoding_format":"float","input":["PR"]}"#)
     }
 
     @Test func backoffDoublesWithJitterAndACap() {
@@ -207,16 +233,33 @@ import Testing
         }
         let base = ["url": "http://127.0.0.1:5000/get_reward", "api": "openrlhf"]
         #expect(message(["api": "openrlhf"]).contains("missing param 'url'"))
-        #expect(message(["url": "ftp://x/y", "api": "openrlhf"]).contains("param 'url' must be an http:// or https:// URL"))
-        #expect(message(["url": "http://x/y", "api": "tgi"]).contains("param 'api' must be \"openrlhf\", \"cross-encoder\", \"vllm-classify\""))
-        #expect(message(base.merging(["max_batch": "8", "batch_size": "8"]) { $1 }).contains("left out when max_batch is set"))
+        #expect(
+            message(["url": "ftp://x/y", "api": "openrlhf"]).contains("param 'url' must be an http:// or https:// URL"))
+        #expect(
+            message(["url": "http://x/y", "api": "tgi"]).contains(
+                "param 'api' must be \"openrlhf\", \"cross-encoder\", \"vllm-classify\""))
+        #expect(
+            message(base.merging(["max_batch": "8", "batch_size": "8"]) { $1 }).contains(
+                "left out when max_batch is set"))
         #expect(message(base.merging(["max_concurrency": "0"]) { $1 }).contains("param 'max_concurrency'"))
-        #expect(message(["url": "http://x/classify", "api": "vllm-classify", "version": "latest"]).contains("param 'version' must be a vLLM version"))
-        #expect(message(["url": "http://x/pooling", "api": "vllm-pooling", "version": "0.11.2", "task": "token_classify", "label_index": "0"]) == "")
+        #expect(
+            message(["url": "http://x/classify", "api": "vllm-classify", "version": "latest"]).contains(
+                "param 'version' must be a vLLM version"))
+        #expect(
+            message([
+                "url": "http://x/pooling", "api": "vllm-pooling", "version": "0.11.2", "task": "token_classify",
+                "label_index": "0",
+            ]) == "")
         #expect(message(base.merging(["batch_size": "0"]) { $1 }).contains("param 'batch_size'"))
         #expect(message(base.merging(["retries": "-1"]) { $1 }).contains("param 'retries'"))
         #expect(message(base.merging(["model": "m"]) { $1 }).contains("unknown param 'model'"))
-        #expect(message(["url": "http://x/score", "api": "vllm-score", "separator": "\n"]).contains("unknown param 'separator'"))
-        #expect(message(base.merging(["timeout_ms": "5000", "retries": "0", "backoff_ms": "0", "batch_size": "8", "api_key_env": "K"]) { $1 }) == "")
+        #expect(
+            message(["url": "http://x/score", "api": "vllm-score", "separator": "\n"]).contains(
+                "unknown param 'separator'"))
+        #expect(
+            message(
+                base.merging([
+                    "timeout_ms": "5000", "retries": "0", "backoff_ms": "0", "batch_size": "8", "api_key_env": "K",
+                ]) { $1 }) == "")
     }
 }

@@ -9,14 +9,17 @@ import Testing
     }
 
     @Test func scoresFractionOfInstructionsSatisfied() throws {
-        let prompt = "Describe autumn in exactly 8 words, all in lowercase, and end your response with the word 'leaves'."
-        let scores = try score(prompt, [
-            "crisp golden mornings bring rustling red maple leaves.",   // 8 words, lowercase, ends with leaves
-            "Crisp golden mornings bring rustling red maple leaves",    // capital C
-            "crisp golden mornings bring rustling red maple trees",     // wrong last word
-            "crisp mornings bring leaves",                              // 4 words
-            "CRISP GOLDEN MORNINGS",                                    // satisfies nothing
-        ])
+        let prompt =
+            "Describe autumn in exactly 8 words, all in lowercase, and end your response with the word 'leaves'."
+        let scores = try score(
+            prompt,
+            [
+                "crisp golden mornings bring rustling red maple leaves.",  // 8 words, lowercase, ends with leaves
+                "Crisp golden mornings bring rustling red maple leaves",  // capital C
+                "crisp golden mornings bring rustling red maple trees",  // wrong last word
+                "crisp mornings bring leaves",  // 4 words
+                "CRISP GOLDEN MORNINGS",  // satisfies nothing
+            ])
         #expect(scores.count == 5)
         #expect(scores[0] == 1)
         #expect(abs(scores[1] - 2.0 / 3) < 1e-12)
@@ -47,7 +50,10 @@ import Testing
         ("Your entire response should be in lowercase.", "ok", "OK"),
         ("Reply in capital letters.", "LOUD AND CLEAR", "Loud"),
         ("Write it all in uppercase.", "LOUD", "loud"),
-        ("End your response with 'Is there anything else?'", "So. Is there anything else?", "Is there anything else? No."),
+        (
+            "End your response with 'Is there anything else?'", "So. Is there anything else?",
+            "Is there anything else? No."
+        ),
         ("Finish your answer with the phrase \u{201C}peace out\u{201D}.", "that is all, Peace out!", "peace out now"),
         ("End with the word 'leaves'.", "falling \"leaves\".", "sleaves"),
         ("Include the keyword 'harvest'.", "The Harvest moon", "harvesting season"),
@@ -66,8 +72,10 @@ import Testing
     }
 
     @Test func numberWordsOneToTwenty() throws {
-        let words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                     "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+        let words = [
+            "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+        ]
         for (index, word) in words.enumerated() {
             let n = index + 1
             let exact = Array(repeating: "w", count: n).joined(separator: " ")
@@ -77,7 +85,9 @@ import Testing
     }
 
     @Test func bulletMarkersAreNotWords() throws {
-        let scores = try score("Describe the sea as 2 bullet points in exactly 4 words.", ["- blue waves\n- salt spray", "- blue\n- salt spray"])
+        let scores = try score(
+            "Describe the sea as 2 bullet points in exactly 4 words.",
+            ["- blue waves\n- salt spray", "- blue\n- salt spray"])
         #expect(scores == [1, 0.5])
     }
 }

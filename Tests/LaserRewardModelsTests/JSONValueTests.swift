@@ -4,9 +4,13 @@ import Testing
 /// The backends' JSON reader and writer.
 @Suite struct JSONValueTests {
     @Test func parsesWhatServersWrite() throws {
-        let v = try JSONValue.parse(#" {"id": 7, "scores": [[1.5e2, -0.25, 0, NaN, Infinity, -Infinity]], "ok": true, "x": null, "s": "a\"\\\/\n\u00e9\ud83d\ude00"} "#)
+        let v = try JSONValue.parse(
+            #" {"id": 7, "scores": [[1.5e2, -0.25, 0, NaN, Infinity, -Infinity]], "ok": true, "x": null, "s": "a\"\\\/\n\u00e9\ud83d\ude00"} "#
+        )
         #expect(v["id"] == .number(7))
-        guard case .array(let lists)? = v["scores"], case .array(let scores) = lists[0] else { Issue.record("no scores"); return }
+        guard case .array(let lists)? = v["scores"], case .array(let scores) = lists[0] else {
+            Issue.record("no scores"); return
+        }
         #expect(scores[0] == .number(150) && scores[1] == .number(-0.25) && scores[2] == .number(0))
         if case .number(let nan) = scores[3] { #expect(nan.isNaN) } else { Issue.record("NaN") }
         #expect(scores[4] == .number(.infinity) && scores[5] == .number(-.infinity))
@@ -15,7 +19,10 @@ import Testing
     }
 
     @Test func rejectsWhatIsNotJSON() {
-        for text in ["", "Loading...", "{\"a\": 1", "[1,]", "{\"a\" 1}", "01x", "\"\u{01}\"", "\"\\ud800\"", "[1] 2", "-", "1.", "tru"] {
+        for text in [
+            "", "Loading...", "{\"a\": 1", "[1,]", "{\"a\" 1}", "01x", "\"\u{01}\"", "\"\\ud800\"", "[1] 2", "-", "1.",
+            "tru",
+        ] {
             #expect(throws: JSONParseError.self, "\(text)") { _ = try JSONValue.parse(text) }
         }
         #expect(throws: JSONParseError.self) { _ = try JSONValue.parse([0x22, 0xFF, 0x22]) }  // invalid UTF-8
@@ -23,7 +30,9 @@ import Testing
     }
 
     @Test func writesSortedCompactEscapedJSON() throws {
-        let value = JSONValue.object(["b": .array([.number(1), .number(0.5), .bool(false), .null]), "a": .string("q\"\n\t\u{01}é\u{2028}")])
+        let value = JSONValue.object([
+            "b": .array([.number(1), .number(0.5), .bool(false), .null]), "a": .string("q\"\n\t\u{01}é\u{2028}"),
+        ])
         #expect(value.serialized == #"{"a":"q\"\n\t\u0001é\u2028","b":[1,0.5,false,null]}"#)
         #expect(try JSONValue.parse(value.serialized) == value)
     }

@@ -3,8 +3,10 @@ import LaserRewardModels
 import Testing
 
 @Suite struct NoisyRMTests {
-    static func noisy(sigma: String = "0.3", seed: String? = nil, base: String = "answer-match",
-                      extra: [String: String] = [:], name: String = "noisy-am", runSeed: UInt64 = 42) throws -> any RewardModel {
+    static func noisy(
+        sigma: String = "0.3", seed: String? = nil, base: String = "answer-match",
+        extra: [String: String] = [:], name: String = "noisy-am", runSeed: UInt64 = 42
+    ) throws -> any RewardModel {
         var params = ["base": base, "sigma": sigma].merging(extra) { $1 }
         if let seed { params["seed"] = seed }
         return try RewardModelCatalog.make(RewardModelSpec(name: name, kind: "noisy", params: params), runSeed: runSeed)

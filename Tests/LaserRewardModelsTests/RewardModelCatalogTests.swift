@@ -4,25 +4,34 @@ import Testing
 @Suite struct RewardModelCatalogTests {
     @Test func buildsEveryKindUnderItsName() throws {
         for kind in RewardModelCatalog.kinds {
-            let params = kind == "noisy" ? ["base": "self-consistency", "sigma": "0.1"]
-                : kind == "simulated-latency" ? ["base": "length", "ms": "0"]
-                : kind == "subprocess" ? ["command": "python3 rm.py"]  // builds without starting anything
-                : kind == "http" ? ["url": "http://127.0.0.1:1/get_reward", "api": "openrlhf"] : [:]  // connects to nothing
-            let rm = try RewardModelCatalog.make(RewardModelSpec(name: "my-\(kind)", kind: kind, params: params), runSeed: 1)
+            let params =
+                kind == "noisy"
+                ? ["base": "self-consistency", "sigma": "0.1"]
+                : kind == "simulated-latency"
+                    ? ["base": "length", "ms": "0"]
+                    : kind == "subprocess"
+                        ? ["command": "python3 rm.py"]  // builds without starting anything
+                        : kind == "http" ? ["url": "http://127.0.0.1:1/get_reward", "api": "openrlhf"] : [:]  // connects to nothing
+            let rm = try RewardModelCatalog.make(
+                RewardModelSpec(name: "my-\(kind)", kind: kind, params: params), runSeed: 1)
             #expect(rm.name == "my-\(kind)")
         }
-        #expect(Set(RewardModelCatalog.kinds) == [
-            "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-            "simulated-latency", "null-rm", "subprocess", "http",
-        ])
+        #expect(
+            Set(RewardModelCatalog.kinds) == [
+                "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
+                "simulated-latency", "null-rm", "subprocess", "http",
+            ])
     }
 
     /// The NULL RM's scores do not depend on the request: 0, -1, -2, ... by position.
     @Test func nullRMScoresByPositionOnly() throws {
         let rm = try RewardModelCatalog.make(RewardModelSpec(name: "n", kind: "null-rm"), runSeed: 1)
-        #expect(try rm.score(ScoringRequest(promptID: "a", prompt: "p", candidates: ["x", "yy", "zzz"])) == [0, -1, -2])
+        #expect(
+            try rm.score(ScoringRequest(promptID: "a", prompt: "p", candidates: ["x", "yy", "zzz"])) == [0, -1, -2])
         #expect(try rm.score(ScoringRequest(promptID: "b", prompt: "q", candidates: ["long answer", "?"])) == [0, -1])
-        #expect(throws: RewardModelError.self) { try RewardModelCatalog.make(RewardModelSpec(name: "n", kind: "null-rm", params: ["x": "1"]), runSeed: 1) }
+        #expect(throws: RewardModelError.self) {
+            try RewardModelCatalog.make(RewardModelSpec(name: "n", kind: "null-rm", params: ["x": "1"]), runSeed: 1)
+        }
     }
 
     @Test func unknownKindNamesItAndListsTheKnownOnes() {
@@ -52,10 +61,14 @@ import Testing
             "<<" + String(repeating: "9", count: 400) + "=1>>", "\u{1F600} émoji, ünïcode\nA: naïve",
             "- a\n* b", "\"\"", "A: -0", "A: 0.0000001",
         ]
-        let prompts = ["", "Write exactly 3 words, all in lowercase, as 2 bullet points, without commas.", "What is 2+2?"]
+        let prompts = [
+            "", "Write exactly 3 words, all in lowercase, as 2 bullet points, without commas.", "What is 2+2?",
+        ]
         // The subprocess and http backends score what their server says: SubprocessRMTests, HTTPRMTests.
         for kind in RewardModelCatalog.kinds where !["subprocess", "http"].contains(kind) {
-            let params = kind == "noisy" ? ["base": "arithmetic-check", "sigma": "2"]
+            let params =
+                kind == "noisy"
+                ? ["base": "arithmetic-check", "sigma": "2"]
                 : kind == "simulated-latency" ? ["base": "answer-match", "ms": "0"] : [:]
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: kind, kind: kind, params: params), runSeed: 7)
             for prompt in prompts {
@@ -71,7 +84,10 @@ import Testing
 
 @Suite struct SimulatedLatencyRMTests {
     @Test func waitsThenReturnsTheBaseScores() throws {
-        let rm = try RewardModelCatalog.make(RewardModelSpec(name: "slow", kind: "simulated-latency", params: ["base": "length", "ms": "30", "prefer": "longer"]), runSeed: 0)
+        let rm = try RewardModelCatalog.make(
+            RewardModelSpec(
+                name: "slow", kind: "simulated-latency", params: ["base": "length", "ms": "30", "prefer": "longer"]),
+            runSeed: 0)
         let request = ScoringRequest(promptID: "p", prompt: "q", candidates: ["a", "bbb"])
         let start = ContinuousClock.now
         let scores = try rm.score(request)
@@ -82,7 +98,8 @@ import Testing
     @Test func badParamsAreClear() {
         for params in [["base": "length"], ["base": "length", "ms": "-1"], ["ms": "5"], ["base": "nope", "ms": "1"]] {
             #expect(throws: RewardModelError.self) {
-                _ = try RewardModelCatalog.make(RewardModelSpec(name: "slow", kind: "simulated-latency", params: params), runSeed: 0)
+                _ = try RewardModelCatalog.make(
+                    RewardModelSpec(name: "slow", kind: "simulated-latency", params: params), runSeed: 0)
             }
         }
     }

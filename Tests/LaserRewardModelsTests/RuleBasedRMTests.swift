@@ -11,7 +11,8 @@ func request(
     let rm = AnswerMatchRM()
 
     @Test func scoresOneForMatchingAnswers() throws {
-        let scores = try rm.score(request(["A: 1,000", "A: 999", "The answer is 1000.0", "", "no idea"], reference: "1000"))
+        let scores = try rm.score(
+            request(["A: 1,000", "A: 999", "The answer is 1000.0", "", "no idea"], reference: "1000"))
         #expect(scores == [1, 0, 1, 0, 0])
     }
 
@@ -76,7 +77,8 @@ func request(
 
     @Test(arguments: [
         "<<2+*3=5>>", "<<2+2>>", "<<>>", "<<abc=3>>", "<<(2+3=5>>", "<<2+3)=5>>", "<<5/0=0>>", "<<5/(2-2)=1>>",
-        "<<2+2=four>>", "<<1.2.3=1>>", "<<" + String(repeating: "(", count: 500) + "1" + String(repeating: ")", count: 500) + "=1>>",
+        "<<2+2=four>>", "<<1.2.3=1>>",
+        "<<" + String(repeating: "(", count: 500) + "1" + String(repeating: ")", count: 500) + "=1>>",
         "<<99999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999*10=1>>",
     ])
     func unparseableOrUndefinedAnnotationIsWrong(annotation: String) throws {

@@ -34,10 +34,16 @@ import Testing
         requests.map { r in r.candidates.map { f(raw(r.prompt + separator + $0)) } }
     }
     func close(_ a: [[Double]], _ b: [[Double]], _ tolerance: Double = 1e-9) -> Bool {
-        a.count == b.count && zip(a, b).allSatisfy { $0.count == $1.count && zip($0, $1).allSatisfy { abs($0 - $1) < tolerance } }
+        a.count == b.count
+            && zip(a, b).allSatisfy { $0.count == $1.count && zip($0, $1).allSatisfy { abs($0 - $1) < tolerance } }
     }
-    func httpRM(_ flavor: String, _ path: String, _ api: String, _ extra: [String: String] = [:], sink: Backends.LogSink) throws -> HTTPRM {
-        try HTTPRM(name: "rm", params: ["url": replay.urls[flavor]! + path, "api": api, "backoff_ms": "5"].merging(extra) { $1 }, log: sink.log)
+    func httpRM(
+        _ flavor: String, _ path: String, _ api: String, _ extra: [String: String] = [:], sink: Backends.LogSink
+    ) throws -> HTTPRM {
+        try HTTPRM(
+            name: "rm",
+            params: ["url": replay.urls[flavor]! + path, "api": api, "backoff_ms": "5"].merging(extra) { $1 },
+            log: sink.log)
     }
     func failure(_ body: () throws -> Void) -> String {
         do { try body(); return "no error" } catch { return "\(error)" }
@@ -47,8 +53,10 @@ import Testing
     func vllmClassifyAndPoolingGiveRawScoresWhereTheVersionAllows(version: String) throws {
         let flavor = "vllm-" + version
         let sink = Backends.LogSink()
-        let classify = try httpRM(flavor, "/classify", "vllm-classify", ["separator": "\n"], sink: sink).scoreBatch(requests)
-        let pooling = try httpRM(flavor, "/pooling", "vllm-pooling", ["separator": "\n"], sink: sink).scoreBatch(requests)
+        let classify = try httpRM(flavor, "/classify", "vllm-classify", ["separator": "\n"], sink: sink).scoreBatch(
+            requests)
+        let pooling = try httpRM(flavor, "/pooling", "vllm-pooling", ["separator": "\n"], sink: sink).scoreBatch(
+            requests)
         // 0.9.2 /classify has no switch; 0.10.1-0.11.0 /pooling applies sigmoid with no switch.
         let classifyRaw = version != "0.9.2"
         let poolingRaw = !["0.10.1.1", "0.11.0"].contains(version)
@@ -67,35 +75,57 @@ import Testing
         // Told (wrongly) that the server is 0.11.0, laser sends "activation": false, which vLLM 0.13.0
         // reads as use_activation=true: the scores come back after sigmoid.
         let sink = Backends.LogSink()
-        let wrong = try httpRM("vllm-0.13.0", "/classify", "vllm-classify", ["version": "0.11.0"], sink: sink).scoreBatch(requests)
+        let wrong = try httpRM("vllm-0.13.0", "/classify", "vllm-classify", ["version": "0.11.0"], sink: sink)
+            .scoreBatch(requests)
         #expect(close(wrong, expected("", sigmoid)))
         #expect(sink.text.contains("vLLM 0.11.0 (from the version param)"), "\(sink.text)")
-        let right = try httpRM("vllm-0.13.0", "/classify", "vllm-classify", ["version": "0.13.0"], sink: sink).scoreBatch(requests)
+        let right = try httpRM("vllm-0.13.0", "/classify", "vllm-classify", ["version": "0.13.0"], sink: sink)
+            .scoreBatch(requests)
         #expect(close(right, expected()))
     }
 
     @Test func aRewardModelBehindScoreIsAClearErrorInEveryVersion() throws {
         let sink = Backends.LogSink()
         for version in ["0.9.2", "0.11.2", "0.16.0"] {
-            let message = failure { _ = try httpRM("vllm-" + version, "/score", "cross-encoder", sink: sink).scoreBatch(requests) }
+            let message = failure {
+                _ = try httpRM("vllm-" + version, "/score", "cross-encoder", sink: sink).scoreBatch(requests)
+            }
             if version == "0.16.0" {
                 #expect(message.contains("HTTP 404 (not retried)") && message.contains("Not Found"), "\(message)")
             } else {
-                #expect(message.contains("HTTP 200, but the body is an error: The model does not support Score API (BadRequestError, code 400)"), "\(message)")
+                #expect(
+                    message.contains(
+                        "HTTP 200, but the body is an error: The model does not support Score API (BadRequestError, code 400)"
+                    ), "\(message)")
                 #expect(message.contains("use api: vllm-pooling or vllm-classify"), "\(message)")
             }
         }
         #expect(try replay.posts("vllm-0.9.2", "/score") == 1, "a 200 with an error body is not retried")
-        let unknownVersion = failure { _ = try httpRM("sglang-0.5.5", "/classify", "vllm-classify", ["retries": "0"], sink: sink).scoreBatch(requests) }
-        #expect(unknownVersion.contains("cannot learn the vLLM version") && unknownVersion.contains("set params.version"), "\(unknownVersion)")
+        let unknownVersion = failure {
+            _ = try httpRM("sglang-0.5.5", "/classify", "vllm-classify", ["retries": "0"], sink: sink).scoreBatch(
+                requests)
+        }
+        #expect(
+            unknownVersion.contains("cannot learn the vLLM version") && unknownVersion.contains("set params.version"),
+            "\(unknownVersion)")
     }
 
     @Test func sglangOpenRLHFAndCrossEncoderShapes() throws {
         let sink = Backends.LogSink()
-        #expect(close(try httpRM("sglang-0.5.5", "/v1/embeddings", "sglang-embeddings", sink: sink).scoreBatch(requests), expected()))
-        let classify = failure { _ = try httpRM("sglang-0.5.5", "/v1/classify", "sglang-classify", sink: sink).scoreBatch(requests) }
-        #expect(classify.contains("SGLang's /v1/classify applies softmax") && classify.contains("use api: sglang-embeddings"), "\(classify)")
-        #expect(close(try httpRM("openrlhf", "/get_reward", "openrlhf", ["separator": " "], sink: sink).scoreBatch(requests), expected(" ")))
+        #expect(
+            close(
+                try httpRM("sglang-0.5.5", "/v1/embeddings", "sglang-embeddings", sink: sink).scoreBatch(requests),
+                expected()))
+        let classify = failure {
+            _ = try httpRM("sglang-0.5.5", "/v1/classify", "sglang-classify", sink: sink).scoreBatch(requests)
+        }
+        #expect(
+            classify.contains("SGLang's /v1/classify applies softmax")
+                && classify.contains("use api: sglang-embeddings"), "\(classify)")
+        #expect(
+            close(
+                try httpRM("openrlhf", "/get_reward", "openrlhf", ["separator": " "], sink: sink).scoreBatch(requests),
+                expected(" ")))
         let crossEncoder = try httpRM("cross-encoder", "/score", "cross-encoder", sink: sink).scoreBatch(requests)
         let oldName = try httpRM("cross-encoder", "/score", "vllm-score", sink: sink).scoreBatch(requests)
         #expect(close(crossEncoder, expected()) && crossEncoder == oldName)
@@ -103,20 +133,30 @@ import Testing
 
     @Test func requestsCarryWholePromptsUpToMaxBatchAndRunInParallel() throws {
         let sink = Backends.LogSink()
-        let many = (0..<10).map { p in ScoringRequest(promptID: "p\(p)", prompt: "prompt \(p)", candidates: (0..<4).map { "answer \($0) to \(p)" }) }
-        let model = try httpRM("vllm-0.14.1", "/pooling", "vllm-pooling", ["max_batch": "10", "max_concurrency": "3"], sink: sink)
+        let many = (0..<10).map { p in
+            ScoringRequest(promptID: "p\(p)", prompt: "prompt \(p)", candidates: (0..<4).map { "answer \($0) to \(p)" })
+        }
+        let model = try httpRM(
+            "vllm-0.14.1", "/pooling", "vllm-pooling", ["max_batch": "10", "max_concurrency": "3"], sink: sink)
         let scores = try model.scoreBatch(many)
         #expect(close(scores, many.map { r in r.candidates.map { raw(r.prompt + $0) } }))
-        #expect(try replay.posts("vllm-0.14.1", "/pooling") == 5, "40 candidates, 2 prompts (8) per request of at most 10")
+        #expect(
+            try replay.posts("vllm-0.14.1", "/pooling") == 5, "40 candidates, 2 prompts (8) per request of at most 10")
         #expect(model.maxBatchCandidates == 10)
         let chunks = CandidateChunks([3, 12, 2], maxBatch: 5)
-        #expect(chunks.ranges.map(\.count) == [3, 5, 5, 4] && chunks.total == 17, "a split prompt's tail shares a request with the next prompt")
+        #expect(
+            chunks.ranges.map(\.count) == [3, 5, 5, 4] && chunks.total == 17,
+            "a split prompt's tail shares a request with the next prompt")
     }
 
-    func expectedLogLikelihood(_ prompts: [String], _ responses: [String], template: String, separator: String = "", flavor: String = "loglik") throws -> [Double] {
+    func expectedLogLikelihood(
+        _ prompts: [String], _ responses: [String], template: String, separator: String = "", flavor: String = "loglik"
+    ) throws -> [Double] {
         var request = URLRequest(url: URL(string: replay.urls[flavor]! + "/expected")!)
         request.httpMethod = "POST"
-        request.httpBody = try JSONSerialization.data(withJSONObject: ["prompts": prompts, "responses": responses, "template": template, "separator": separator])
+        request.httpBody = try JSONSerialization.data(withJSONObject: [
+            "prompts": prompts, "responses": responses, "template": template, "separator": separator,
+        ])
         let text = try ServerProcess.fetch(request)
         return (try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: [Double]])["sums"]!
     }
@@ -130,19 +170,30 @@ import Testing
         let prompts = batch.flatMap { r in r.candidates.map { _ in r.prompt } }
         let responses = batch.flatMap(\.candidates)
         for template in ["none", "chat"] {
-            let model = try LogLikelihoodRM(name: "ll", params: ["url": replay.urls["loglik"]! + "/v1/completions", "api": "loglik", "template": template])
+            let model = try LogLikelihoodRM(
+                name: "ll",
+                params: ["url": replay.urls["loglik"]! + "/v1/completions", "api": "loglik", "template": template])
             let sums = try model.scoreBatch(batch).flatMap { $0 }
             let want = try expectedLogLikelihood(prompts, responses, template: template)
-            #expect(zip(sums, want).allSatisfy { abs($0 - $1) < 1e-9 } && sums.count == 4, "\(template): \(sums) vs \(want)")
+            #expect(
+                zip(sums, want).allSatisfy { abs($0 - $1) < 1e-9 } && sums.count == 4, "\(template): \(sums) vs \(want)"
+            )
         }
         // The straddling token really straddles: the plain-text boundary is inside "?\n" and "e r".
         #expect(LogLikelihood.responseStart(prompt: [1, 2, 3], full: [1, 2, 9, 4]) == 2)
-        let mean = try LogLikelihoodRM(name: "m", params: ["url": replay.urls["loglik"]! + "/v1/completions", "api": "loglik", "reduce": "mean"])
-            .scoreBatch(batch).flatMap { $0 }
+        let mean = try LogLikelihoodRM(
+            name: "m", params: ["url": replay.urls["loglik"]! + "/v1/completions", "api": "loglik", "reduce": "mean"]
+        )
+        .scoreBatch(batch).flatMap { $0 }
         #expect(mean.allSatisfy { $0 < 0 } && mean.count == 4)
-        let dpo = try LogLikelihoodRM(name: "d", params: ["url": replay.urls["loglik"]! + "/v1/completions", "api": "loglik", "reduce": "dpo",
-                                                          "beta": "0.2", "ref_url": replay.urls["loglik-ref"]! + "/v1/completions"])
-            .scoreBatch(batch).flatMap { $0 }
+        let dpo = try LogLikelihoodRM(
+            name: "d",
+            params: [
+                "url": replay.urls["loglik"]! + "/v1/completions", "api": "loglik", "reduce": "dpo",
+                "beta": "0.2", "ref_url": replay.urls["loglik-ref"]! + "/v1/completions",
+            ]
+        )
+        .scoreBatch(batch).flatMap { $0 }
         let policy = try expectedLogLikelihood(prompts, responses, template: "chat")
         #expect(zip(dpo, policy).allSatisfy { abs($0 - 0.2 * ($1 - 0.5 * $1)) < 1e-9 }, "\(dpo) vs \(policy)")
     }
@@ -157,7 +208,9 @@ import Testing
         #expect(message(base.merging(["reduce": "max"]) { $1 }).contains("param 'reduce' must be"))
         #expect(message(base.merging(["template": "jinja"]) { $1 }).contains("param 'template' must be"))
         #expect(message(base.merging(["beta": "0.1"]) { $1 }).contains("unknown param 'beta'"))
-        #expect(message(base.merging(["separator": " "]) { $1 }).contains("unknown param 'separator'"), "chat template: no separator")
+        #expect(
+            message(base.merging(["separator": " "]) { $1 }).contains("unknown param 'separator'"),
+            "chat template: no separator")
         #expect(message(base.merging(["template": "none", "separator": " "]) { $1 }) == "")
     }
 }

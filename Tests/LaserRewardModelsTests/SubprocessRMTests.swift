@@ -42,8 +42,9 @@ import Testing
     func misbehaving(_ mode: String, timeoutMs: Int = 10_000, sink: Backends.LogSink = .init()) throws -> SubprocessRM {
         let dir = Backends.temporaryDirectory()
         try Backends.write(Self.misbehavingScript, to: dir + "/rm.py")
-        return SubprocessRM(name: "rm-\(mode)", argv: ["python3", dir + "/rm.py", mode, dir + "/started-once"],
-                            timeoutMs: timeoutMs, killGraceMs: 1000, log: sink.log)
+        return SubprocessRM(
+            name: "rm-\(mode)", argv: ["python3", dir + "/rm.py", mode, dir + "/started-once"],
+            timeoutMs: timeoutMs, killGraceMs: 1000, log: sink.log)
     }
 
     /// The scores the misbehaving script gives when it behaves.
@@ -51,7 +52,8 @@ import Testing
 
     @Test func exampleScriptScoresABatchAndIsKept() throws {
         let sink = Backends.LogSink()
-        let rm = try SubprocessRM(name: "example", params: ["command": "python3 '\(Backends.subprocessExample)'"], log: sink.log)
+        let rm = try SubprocessRM(
+            name: "example", params: ["command": "python3 '\(Backends.subprocessExample)'"], log: sink.log)
         defer { rm.close() }
         #expect(rm.childPIDs.isEmpty, "started lazily: nothing runs before the first request")
         let scores = try rm.scoreBatch(Backends.requests)
@@ -145,8 +147,10 @@ import Testing
     /// The child exits without reading a request too big for the pipe: the write fails (EPIPE, not
     /// a SIGPIPE that would kill this process) and the error is the child's exit.
     @Test func aChildThatExitsBeforeReadingIsReportedNotFatal() throws {
-        let rm = try SubprocessRM(name: "quitter", params: ["command": "echo 'no GPU found' >&2; exit 5"], log: { _ in })
-        let big = ScoringRequest(promptID: "big", prompt: String(repeating: "x", count: 1 << 20), candidates: ["a", "b"])
+        let rm = try SubprocessRM(
+            name: "quitter", params: ["command": "echo 'no GPU found' >&2; exit 5"], log: { _ in })
+        let big = ScoringRequest(
+            promptID: "big", prompt: String(repeating: "x", count: 1 << 20), candidates: ["a", "b"])
         for _ in 0..<3 {
             #expect { _ = try rm.score(big) } throws: { error in
                 "\(error)".contains("exited during a request (exit status 5)") && "\(error)".contains("no GPU found")
@@ -167,7 +171,8 @@ import Testing
 
     @Test func environmentAndWorkingDirectoryReachTheChild() throws {
         let dir = Backends.temporaryDirectory()
-        try Backends.write("""
+        try Backends.write(
+            """
             import json, os, sys
             for line in sys.stdin:
                 request = json.loads(line)
@@ -178,17 +183,20 @@ import Testing
         try Backends.write("0.25", to: dir + "/here.txt")
         setenv("LASER_TEST_INHERITED", "10", 1)
         // As the config gives them: a YAML list becomes a JSON list, a mapping a JSON object.
-        let rm = try SubprocessRM(name: "env", params: [
-            "command": "[\"python3\", \"rm.py\"]", "workdir": dir, "env": "{\"LASER_TEST_EXTRA\":2}",
-        ], log: { _ in })
+        let rm = try SubprocessRM(
+            name: "env",
+            params: [
+                "command": "[\"python3\", \"rm.py\"]", "workdir": dir, "env": "{\"LASER_TEST_EXTRA\":2}",
+            ], log: { _ in })
         defer { rm.close() }
         let request = ScoringRequest(promptID: "p", prompt: "x", candidates: ["a", "b"])
         #expect(try rm.score(request) == [12, 0.25])
     }
 
     @Test func concurrentCallersShareAPoolOfChildren() throws {
-        let rm = try SubprocessRM(name: "pool", params: ["command": "python3 '\(Backends.subprocessExample)'", "processes": "2"],
-                                  log: { _ in })
+        let rm = try SubprocessRM(
+            name: "pool", params: ["command": "python3 '\(Backends.subprocessExample)'", "processes": "2"],
+            log: { _ in })
         defer { rm.close() }
         let expected = try rm.scoreBatch(Backends.requests)
         final class Results: @unchecked Sendable {
@@ -235,6 +243,9 @@ import Testing
             ScoringRequest(promptID: "q1", prompt: "Say \"hi\"\n", candidates: ["hi", "ünï"], reference: "hi"),
             ScoringRequest(promptID: "q2", prompt: "p", candidates: ["a", "b"]),
         ]
-        #expect(SubprocessRM.requestLine(id: 7, requests) == #"{"id":7,"prompts":[{"candidates":["hi","ünï"],"prompt":"Say \"hi\"\n","prompt_id":"q1","reference":"hi"},{"candidates":["a","b"],"prompt":"p","prompt_id":"q2"}]}"#)
+        #expect(
+            SubprocessRM.requestLine(id: 7, requests)
+                == #"{"id":7,"prompts":[{"candidates":["hi","ünï"],"prompt":"Say \"hi\"\n","prompt_id":"q1","reference":"hi"},{"candidates":["a","b"],"prompt":"p","prompt_id":"q2"}]}"#
+        )
     }
 }

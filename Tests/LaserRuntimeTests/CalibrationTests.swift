@@ -23,8 +23,12 @@ import Testing
         for start in stride(from: 0, to: prompts.count, by: 8) {
             var acc = LabelPairAccuracy()
             for p in prompts[start..<start + 8] {
-                let s = try rm.score(ScoringRequest(promptID: p.id, prompt: p.prompt, candidates: p.candidates.map(\.text), reference: p.reference))
-                for (c, r) in demo.pairs.pairs(scores: s) { acc.add(chosenCorrect: p.candidates[c].correct, rejectedCorrect: p.candidates[r].correct) }
+                let s = try rm.score(
+                    ScoringRequest(
+                        promptID: p.id, prompt: p.prompt, candidates: p.candidates.map(\.text), reference: p.reference))
+                for (c, r) in demo.pairs.pairs(scores: s) {
+                    acc.add(chosenCorrect: p.candidates[c].correct, rejectedCorrect: p.candidates[r].correct)
+                }
             }
             if let v = acc.value { per.append(v) }
         }
@@ -32,13 +36,18 @@ import Testing
         #expect(abs(result.priors["length"]!.mean - mean) < 1e-12)
         // The file loads as thompson.priors, in arm order, and into the plan.
         let file = dir + "/priors.yaml"
-        try Calibration.yaml(result, rms: demo.rewardModels.map(\.name), input: "in.jsonl").write(toFile: file, atomically: true, encoding: .utf8)
+        try Calibration.yaml(result, rms: demo.rewardModels.map(\.name), input: "in.jsonl").write(
+            toFile: file, atomically: true, encoding: .utf8)
         var config = demo
         config.strategy = .thompson
         let yaml = config.yaml() + "thompson:\n  v: 0.4\n  priors: \(file)\n"
-        let loaded = try RunConfig.parse(yaml: yaml.replacingOccurrences(of: "thompson:\n  v: 0.5\n", with: ""), source: "c.yaml", baseDirectory: dir)
+        let loaded = try RunConfig.parse(
+            yaml: yaml.replacingOccurrences(of: "thompson:\n  v: 0.5\n", with: ""), source: "c.yaml", baseDirectory: dir
+        )
         #expect(loaded.thompsonV == 0.4 && loaded.priors == result.priors.mapValues { $0 })
-        #expect(loaded.plan(coordinatorID: "c").thompson.priors.map(\.mean) == demo.rewardModels.map { result.priors[$0.name]!.mean })
+        #expect(
+            loaded.plan(coordinatorID: "c").thompson.priors.map(\.mean)
+                == demo.rewardModels.map { result.priors[$0.name]!.mean })
         // The run's config.yaml carries the priors inline (a resume needs their values, not a path).
         #expect(try RunConfig.parse(yaml: loaded.yaml(), source: "x", baseDirectory: "/") == loaded)
     }
@@ -46,11 +55,16 @@ import Testing
     @Test func unlabelledInputAndMissingPriorsAreClearErrors() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try #"{"prompt": "q", "candidates": ["a", "b"]}"#.write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
-        let config = RunConfig(inputs: [dir + "/in.jsonl"], iterations: 1, rewardModels: [RewardModelSpec(name: "length", kind: "length")])
+        try #"{"prompt": "q", "candidates": ["a", "b"]}"#.write(
+            toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+        let config = RunConfig(
+            inputs: [dir + "/in.jsonl"], iterations: 1, rewardModels: [RewardModelSpec(name: "length", kind: "length")])
         #expect(throws: InputError.self) { try Calibration.run(config: config, input: dir + "/in.jsonl") }
-        let yaml = "input: in.jsonl\nstrategy: thompson\nreward_models: [{kind: length}, {kind: answer-match}]\nthompson: {priors: {length: {mean: 0.5, variance: 0.1}}}\n"
-        do { _ = try RunConfig.parse(yaml: yaml, source: "c.yaml", baseDirectory: dir); Issue.record("expected an error") } catch {
+        let yaml =
+            "input: in.jsonl\nstrategy: thompson\nreward_models: [{kind: length}, {kind: answer-match}]\nthompson: {priors: {length: {mean: 0.5, variance: 0.1}}}\n"
+        do {
+            _ = try RunConfig.parse(yaml: yaml, source: "c.yaml", baseDirectory: dir); Issue.record("expected an error")
+        } catch {
             #expect("\(error)".contains("has no prior for RM 'answer-match'"), "\(error)")
         }
     }

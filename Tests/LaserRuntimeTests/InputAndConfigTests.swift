@@ -26,11 +26,12 @@ func temporaryDirectory() -> String {
     }
 
     @Test func readsBothCandidateFormsAndDerivesLabels() throws {
-        let records = try read("""
-        {"id": "a", "prompt": "2+2?", "candidates": ["The answer is 4", "A: 5"], "reference": "4", "task": "math"}
+        let records = try read(
+            """
+            {"id": "a", "prompt": "2+2?", "candidates": ["The answer is 4", "A: 5"], "reference": "4", "task": "math"}
 
-        {"id": 7, "prompt": "hi", "candidates": [{"text": "x", "correct": true}, {"text": "y"}], "context": [1, 0, 0, 0.5]}
-        """)
+            {"id": 7, "prompt": "hi", "candidates": [{"text": "x", "correct": true}, {"text": "y"}], "context": [1, 0, 0, 0.5]}
+            """)
         #expect(records.count == 2)
         #expect(records[0].candidates.map(\.correct) == [true, false])
         #expect(records[0].task == "math")
@@ -47,10 +48,11 @@ func temporaryDirectory() -> String {
         let long = String(repeating: "w", count: 9000)
         func line(_ i: Int) -> String { #"{"id": "p\#(i)", "prompt": "q", "candidates": ["\#(long)", "b"]}"# }
         var lines = (1...2000).map(line)
-        lines[1299] = #"{"id": "p1300", "prompt": 5, "candidates": ["a", "b"]}"#    // line 1300: bad prompt
-        lines[1799] = "{not json"                                                // line 1800
-        lines[999] = line(10)                                                    // line 1000 repeats line 10's id
-        #expect(error(lines.joined(separator: "\n")).contains("in.jsonl:1000: prompt id 'p10' was already used on line 10"))
+        lines[1299] = #"{"id": "p1300", "prompt": 5, "candidates": ["a", "b"]}"#  // line 1300: bad prompt
+        lines[1799] = "{not json"  // line 1800
+        lines[999] = line(10)  // line 1000 repeats line 10's id
+        #expect(
+            error(lines.joined(separator: "\n")).contains("in.jsonl:1000: prompt id 'p10' was already used on line 10"))
         lines[999] = line(1000)
         #expect(error(lines.joined(separator: "\n")).contains("in.jsonl:1300: \"prompt\" is missing or not a string"))
         lines[1299] = line(1300)
@@ -60,16 +62,28 @@ func temporaryDirectory() -> String {
     }
 
     @Test func badLinesNameFileLineAndFix() {
-        #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{not json").contains("in.jsonl:2: not valid JSON"))
-        #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\"]}").contains("in.jsonl:1: prompt 'line-1' has 1 candidate(s); a preference pair needs at least 2"))
+        #expect(
+            error("{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{not json").contains(
+                "in.jsonl:2: not valid JSON"))
+        #expect(
+            error("{\"prompt\": \"p\", \"candidates\": [\"a\"]}").contains(
+                "in.jsonl:1: prompt 'line-1' has 1 candidate(s); a preference pair needs at least 2"))
         #expect(error("{\"prompt\": \"p\", \"candidates\": \"a,b\"}").contains("\"candidates\" must be an array"))
         #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\", 3]}").contains("candidate 1 must be a string"))
-        #expect(error("{\"prompt\": \"p\", \"candidates\": [{\"text\": \"a\", \"correct\": \"yes\"}, \"b\"]}").contains("\"correct\" must be true or false"))
-        #expect(error("{\"prompt\": 5, \"candidates\": [\"a\", \"b\"]}").contains("\"prompt\" is missing or not a string"))
+        #expect(
+            error("{\"prompt\": \"p\", \"candidates\": [{\"text\": \"a\", \"correct\": \"yes\"}, \"b\"]}").contains(
+                "\"correct\" must be true or false"))
+        #expect(
+            error("{\"prompt\": 5, \"candidates\": [\"a\", \"b\"]}").contains("\"prompt\" is missing or not a string"))
         #expect(error("[1, 2]").contains("expected a JSON object"))
-        #expect(error("{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"], \"context\": [1, 2]}").contains("set context.dimension: 2"))
+        #expect(
+            error("{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"], \"context\": [1, 2]}").contains(
+                "set context.dimension: 2"))
         #expect(error("{\"prompt\": \"p\\u0000\", \"candidates\": [\"a\", \"b\"]}").contains("NUL"))
-        #expect(error("{\"id\": \"x\", \"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{\"id\": \"x\", \"prompt\": \"q\", \"candidates\": [\"a\", \"b\"]}").contains("in.jsonl:2: prompt id 'x' was already used on line 1"))
+        #expect(
+            error(
+                "{\"id\": \"x\", \"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{\"id\": \"x\", \"prompt\": \"q\", \"candidates\": [\"a\", \"b\"]}"
+            ).contains("in.jsonl:2: prompt id 'x' was already used on line 1"))
         #expect(error("").contains("no error"))
     }
 
@@ -77,7 +91,8 @@ func temporaryDirectory() -> String {
     @Test func rescanChecksTheDigestAndScansAChangedFile() throws {
         let dir = temporaryDirectory()
         let path = dir + "/in.jsonl"
-        try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         let scan = try reader.scan(path: path)
         #expect(scan.prompts == 1)
         // The same scan, without the canonical-line marks (nothing was checked).
@@ -86,7 +101,8 @@ func temporaryDirectory() -> String {
         #expect(try reader.rescan(path: path, digest: scan.digest, prompts: 1) == digestOnly)
         try "{\"prompt\": \"p\", \"candidates\": [\"a\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: InputError.self) { try reader.rescan(path: path, digest: scan.digest, prompts: 1) }
-        try "{\"prompt\": \"q\", \"candidates\": [\"a\", \"b\"]}\n\n{\"prompt\": \"r\", \"candidates\": [\"a\", \"b\"]}".write(toFile: path, atomically: true, encoding: .utf8)
+        try "{\"prompt\": \"q\", \"candidates\": [\"a\", \"b\"]}\n\n{\"prompt\": \"r\", \"candidates\": [\"a\", \"b\"]}"
+            .write(toFile: path, atomically: true, encoding: .utf8)
         let changed = try reader.rescan(path: path, digest: scan.digest, prompts: 1)
         #expect(changed.prompts == 2 && changed.digest != scan.digest)
     }
@@ -96,13 +112,17 @@ func temporaryDirectory() -> String {
     @Test func rescanAcceptsTheDigestOfEarlierVersions() throws {
         let dir = temporaryDirectory()
         let path = dir + "/in.jsonl"
-        let text = "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{\"prompt\": \"q\", \"candidates\": [\"c\", \"d\"]}\n"
+        let text =
+            "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n{\"prompt\": \"q\", \"candidates\": [\"c\", \"d\"]}\n"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let legacy = contentDigest(Array(text.utf8))
         #expect(try PromptReader.legacyDigest(path: path) == legacy)
         let scan = try reader.rescan(path: path, digest: legacy, prompts: 2)
         #expect(scan.digest == legacy && scan.prompts == 2)
-        try (text + text.replacingOccurrences(of: "\"p\"", with: "\"p2\"").replacingOccurrences(of: "\"q\"", with: "\"q2\"")).write(toFile: path, atomically: true, encoding: .utf8)
+        try
+            (text
+            + text.replacingOccurrences(of: "\"p\"", with: "\"p2\"").replacingOccurrences(of: "\"q\"", with: "\"q2\""))
+            .write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try reader.rescan(path: path, digest: legacy, prompts: 2).digest != legacy)
     }
 
@@ -129,11 +149,14 @@ func temporaryDirectory() -> String {
     @Test func streamAndPrefetcherHandOutBatchesInOrderAndRefuseAChangedFile() throws {
         let dir = temporaryDirectory()
         let path = dir + "/in.jsonl"
-        let lines = (0..<150).map { "{\"id\": \"p\($0)\", \"prompt\": \"q\($0)\", \"candidates\": [\"a\\n\($0)\", \"b \\\"\($0)\\\"\"]}" }
+        let lines = (0..<150).map {
+            "{\"id\": \"p\($0)\", \"prompt\": \"q\($0)\", \"candidates\": [\"a\\n\($0)\", \"b \\\"\($0)\\\"\"]}"
+        }
         try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         let scan = try reader.scan(path: path)
         #expect(scan.prompts == 150)
-        let prefetcher = PromptPrefetcher(stream: try PromptStream(path: path, scan: scan, reader: reader), batchSize: 64, depth: 2)
+        let prefetcher = PromptPrefetcher(
+            stream: try PromptStream(path: path, scan: scan, reader: reader), batchSize: 64, depth: 2)
         var ids: [String] = []
         for range in [0..<64, 64..<128, 128..<150] {
             let batch = try prefetcher.take(range)
@@ -151,8 +174,11 @@ func temporaryDirectory() -> String {
         handle.write(Data("{\"prompt\": \"new\", \"candidates\": [\"a\", \"b\"]}\n".utf8))
         handle.closeFile()
         #expect { _ = try stream.next(10) } throws: { "\($0)".contains("changed while its iteration was running") }
-        let late = PromptPrefetcher(stream: try PromptStream(path: path, scan: try reader.scan(path: path), reader: reader), batchSize: 64, depth: 1)
-        try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let late = PromptPrefetcher(
+            stream: try PromptStream(path: path, scan: try reader.scan(path: path), reader: reader), batchSize: 64,
+            depth: 1)
+        try "{\"prompt\": \"p\", \"candidates\": [\"a\", \"b\"]}\n".write(
+            toFile: path, atomically: true, encoding: .utf8)
         // Whatever the thread had read before the change, the first batch read after it is refused.
         var refused = false
         for range in [0..<64, 64..<128, 128..<151] {
@@ -166,15 +192,22 @@ func temporaryDirectory() -> String {
     @Test func skimmingLeavesOutOnlyLongCandidateTexts() throws {
         let long = String(repeating: "x\\n", count: 200)
         let prompt = String(repeating: "why ", count: 100)
-        let line = "{\"id\": \"a\", \"prompt\": \"\(prompt)\", \"task\": \"t\", \"candidates\": [\"\(long)\", \"short\", {\"text\": \"\(long)\", \"correct\": true}]}"
+        let line =
+            "{\"id\": \"a\", \"prompt\": \"\(prompt)\", \"task\": \"t\", \"candidates\": [\"\(long)\", \"short\", {\"text\": \"\(long)\", \"correct\": true}]}"
         let full = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d") }
-        let skimmed = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true) }
+        let skimmed = try Array(line.utf8).withUnsafeBytes {
+            try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true)
+        }
         #expect(full.candidates[0].text.count == 400)
         #expect(skimmed.candidates.map(\.text) == ["", "short", ""])
         #expect(skimmed.candidates.map(\.correct) == full.candidates.map(\.correct))
-        #expect(skimmed.prompt == full.prompt && skimmed.context == full.context && skimmed.id == "a" && skimmed.task == "t")
+        #expect(
+            skimmed.prompt == full.prompt && skimmed.context == full.context && skimmed.id == "a" && skimmed.task == "t"
+        )
         let withReference = line.replacingOccurrences(of: "\"task\": \"t\"", with: "\"reference\": \"4\"")
-        let labelled = try Array(withReference.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true) }
+        let labelled = try Array(withReference.utf8).withUnsafeBytes {
+            try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true)
+        }
         #expect(labelled.candidates[0].text.count == 400)
     }
 
@@ -185,11 +218,11 @@ func temporaryDirectory() -> String {
 
 @Suite struct RunConfigTests {
     let minimal = """
-    input: [a.jsonl, /abs/b.jsonl]
-    reward_models:
-      - {name: am, kind: answer-match}
-      - {name: noisy, kind: noisy, params: {base: length, sigma: 0.3}}
-    """
+        input: [a.jsonl, /abs/b.jsonl]
+        reward_models:
+          - {name: am, kind: answer-match}
+          - {name: noisy, kind: noisy, params: {base: length, sigma: 0.3}}
+        """
 
     func parse(_ yaml: String) throws -> RunConfig {
         try RunConfig.parse(yaml: yaml, source: "cfg.yaml", baseDirectory: "/data")
@@ -212,19 +245,30 @@ func temporaryDirectory() -> String {
     /// section and the new reward sources parse, round-trip, and refuse what they do not know.
     @Test func presetBanditAndRewardSources() throws {
         let paper = try parse(minimal + "\npreset: paper\nlinucb: {alpha: 2}\n")
-        #expect(paper.preset == "paper" && paper.rewardSource == .trainerLoss && paper.alpha == 2 && paper.bandit == BanditOptions())
-        let fair = try parse(minimal + "\nbandit: {warm_start: round-robin, ties: seeded, first_reward: neutral}\nreward: {source: probe-progress, probe_size: 32}\n")
+        #expect(
+            paper.preset == "paper" && paper.rewardSource == .trainerLoss && paper.alpha == 2
+                && paper.bandit == BanditOptions())
+        let fair = try parse(
+            minimal
+                + "\nbandit: {warm_start: round-robin, ties: seeded, first_reward: neutral}\nreward: {source: probe-progress, probe_size: 32}\n"
+        )
         #expect(fair.bandit == BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral))
         #expect(fair.rewardSource == .probeProgress && fair.probeSize == 32)
         #expect(fair.plan(coordinatorID: "c").bandit == fair.bandit && fair.plan(coordinatorID: "c").probeSize == 32)
-        for c in [paper, fair] { #expect(try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/elsewhere") == c) }
+        for c in [paper, fair] {
+            #expect(try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/elsewhere") == c)
+        }
         // A config without the new keys writes none of them (its digest, and so its resumes, stay as they were).
         let plain = try parse(minimal).yaml()
         #expect(!plain.contains("bandit:") && !plain.contains("probe_size") && !plain.contains("preset"))
-        #expect(error(minimal + "\npreset: fast\n").contains("cfg.yaml: preset 'fast' is not a preset; choose one of paper"))
+        #expect(
+            error(minimal + "\npreset: fast\n").contains("cfg.yaml: preset 'fast' is not a preset; choose one of paper")
+        )
         #expect(error(minimal + "\nbandit: {ties: last}\n").contains("bandit.ties 'last' is not one of first, seeded"))
         #expect(error(minimal + "\nbandit: {warm: 1}\n").contains("bandit"))
-        #expect(error(minimal + "\nreward: {source: prediction-gain}\nmode: best-of-n\n").contains("prediction-gain does not go with mode: best-of-n"))
+        #expect(
+            error(minimal + "\nreward: {source: prediction-gain}\nmode: best-of-n\n").contains(
+                "prediction-gain does not go with mode: best-of-n"))
     }
 
     @Test func yamlRoundTrip() throws {
@@ -235,19 +279,23 @@ func temporaryDirectory() -> String {
     }
 
     @Test func placementParsesRoundTripsAndChecksRMNames() throws {
-        let c = try parse(minimal + "\nplacement: {by_label: {a100: [am]}, by_worker: {n1-gpu0: [noisy, am]}, idle_report_s: 10}")
+        let c = try parse(
+            minimal + "\nplacement: {by_label: {a100: [am]}, by_worker: {n1-gpu0: [noisy, am]}, idle_report_s: 10}")
         #expect(c.placement.byLabel == ["a100": ["am"]])
         #expect(c.placement.byWorker == ["n1-gpu0": ["noisy", "am"]])
         #expect(c.placement.idleReportSeconds == 10)
         #expect(try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/") == c)
-        #expect(error(minimal + "\nplacement: {by_label: {a100: [judge]}}").contains("placement.by_label.a100 names 'judge'"))
+        #expect(
+            error(minimal + "\nplacement: {by_label: {a100: [judge]}}").contains(
+                "placement.by_label.a100 names 'judge'"))
         #expect(error(minimal + "\nplacement: {by_gpu: {}}").contains("by_gpu is not a known key"))
     }
 
     /// RM params travel as strings: a YAML list or mapping (a subprocess RM's argv and env) becomes
     /// JSON, and the run directory's config.yaml reads back to the same params.
     @Test func listAndMappingParamsBecomeJSON() throws {
-        let c = try parse("""
+        let c = try parse(
+            """
             input: a.jsonl
             reward_models:
               - name: gpu-rm
@@ -257,16 +305,19 @@ func temporaryDirectory() -> String {
                   env: {CUDA_VISIBLE_DEVICES: 0, HF_HOME: /data/hf}
                   timeout_ms: 5000
             """)
-        #expect(c.rewardModels[0].params == [
-            "command": #"["python3","rm server.py","--model","a \"b\""]"#,
-            "env": #"{"CUDA_VISIBLE_DEVICES":0,"HF_HOME":"/data/hf"}"#,
-            "timeout_ms": "5000",
-        ])
+        #expect(
+            c.rewardModels[0].params == [
+                "command": #"["python3","rm server.py","--model","a \"b\""]"#,
+                "env": #"{"CUDA_VISIBLE_DEVICES":0,"HF_HOME":"/data/hf"}"#,
+                "timeout_ms": "5000",
+            ])
         #expect(try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/data") == c)
     }
 
     @Test func errorsSayWhereAndWhat() {
-        #expect(error(minimal + "\nstrategy: linucbb").contains("strategy 'linucbb' is not a strategy; choose one of linucb, random, sequential, ensemble, fixed"))
+        #expect(
+            error(minimal + "\nstrategy: linucbb").contains(
+                "strategy 'linucbb' is not a strategy; choose one of linucb, random, sequential, ensemble, fixed"))
         #expect(error("input: a.jsonl\nreward_models: [{name: x, kind: gpt4-judge}]").contains("gpt4-judge"))
         #expect(error(minimal + "\nbatchsize: 3").contains("batchsize is not a known key"))
         #expect(error(minimal + "\nstrategy: fixed").contains("fixed_rm is required"))
@@ -279,16 +330,23 @@ func temporaryDirectory() -> String {
         #expect(error("input: a.jsonl\nreward_models: [{kind: noisy, params: {base: length}}]").contains("sigma"))
         #expect(error(": : :").contains("cfg.yaml"))
         #expect(error(minimal + "\nseed: 1\nseed: 2").contains("seed is given twice (line"))
-        #expect(error("input: a.jsonl\nreward_models:\n  - name: x\n    kind: length\n    params: {prefer: longer}\n    params: {prefer: shorter}\n").contains("reward_models[0].params is given twice"))
+        #expect(
+            error(
+                "input: a.jsonl\nreward_models:\n  - name: x\n    kind: length\n    params: {prefer: longer}\n    params: {prefer: shorter}\n"
+            ).contains("reward_models[0].params is given twice"))
     }
 }
 
 @Suite struct OutputTests {
     @Test func pairLinesAreTRLJSONWithProvenance() throws {
-        let pair = PreferencePair(prompt: "q \"x\"\n\u{1}", chosen: "é🚀", rejected: "b\\", chosenScore: 1, rejectedScore: -0.25,
-                                  rm: "am", promptID: "p1", iteration: 2, batch: 3)
+        let pair = PreferencePair(
+            prompt: "q \"x\"\n\u{1}", chosen: "é🚀", rejected: "b\\", chosenScore: 1, rejectedScore: -0.25,
+            rm: "am", promptID: "p1", iteration: 2, batch: 3)
         let line = JSONLines.line(pair)
-        #expect(line == #"{"prompt":"q \"x\"\n\u0001","chosen":"é🚀","rejected":"b\\","chosen_score":1.0,"rejected_score":-0.25,"rm":"am","prompt_id":"p1","iteration":2,"batch":3}"#)
+        #expect(
+            line
+                == #"{"prompt":"q \"x\"\n\u0001","chosen":"é🚀","rejected":"b\\","chosen_score":1.0,"rejected_score":-0.25,"rm":"am","prompt_id":"p1","iteration":2,"batch":3}"#
+        )
         let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
         #expect(object["prompt"] as? String == "q \"x\"\n\u{1}")
         #expect(object["chosen"] as? String == "é🚀")

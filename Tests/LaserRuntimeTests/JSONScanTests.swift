@@ -16,11 +16,15 @@ import LaserWire
 
     @Test func stringsRoundTripThroughFoundation() throws {
         var rng = SplitMix64(seed: 11)
-        let alphabet: [String] = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\r", "\t", "\u{01}", "\u{1F}", "é", "ß", "中", "😀", "\u{2028}", "\u{7F}"]
+        let alphabet: [String] = [
+            "a", "Z", "0", " ", "\"", "\\", "/", "\n", "\r", "\t", "\u{01}", "\u{1F}", "é", "ß", "中", "😀", "\u{2028}",
+            "\u{7F}",
+        ]
         for _ in 0..<2000 {
             let length = Int(rng.next() % 40)
             let text = (0..<length).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }.joined()
-            let json = String(data: try JSONSerialization.data(withJSONObject: ["s": text, "n": [1, -2.5, 3e10]]), encoding: .utf8)!
+            let json = String(
+                data: try JSONSerialization.data(withJSONObject: ["s": text, "n": [1, -2.5, 3e10]]), encoding: .utf8)!
             let value = try parse(json)
             #expect(value["s"] == .string(text), "\(json)")
         }
@@ -28,9 +32,13 @@ import LaserWire
 
     @Test func escapesAndErrors() throws {
         #expect(try parse(#"{"a": "x\u00e9\ud83d\ude00\/y"}"#)["a"] == .string("xé😀/y"))
-        #expect(try parse(#"  {"id": 7, "r": 2.50, "t": true, "f": false, "z": null, "e": [], "o": {}}  "#)["id"] == .number(literal: "7", value: 7))
-        for bad in [#"{"a": "x"#, #"{"a": "\x"}"#, #"{"a": "\ud83d"}"#, "{\"a\": \"tab\there\"}", #"{"a": 01}"#, #"{"a": 1.}"#,
-                    #"{"a" 1}"#, #"{"a": 1,}"#, #"[1, 2"#, #"{"a": tru}"#, #"{} x"#, String(repeating: "[", count: 100)] {
+        #expect(
+            try parse(#"  {"id": 7, "r": 2.50, "t": true, "f": false, "z": null, "e": [], "o": {}}  "#)["id"]
+                == .number(literal: "7", value: 7))
+        for bad in [
+            #"{"a": "x"#, #"{"a": "\x"}"#, #"{"a": "\ud83d"}"#, "{\"a\": \"tab\there\"}", #"{"a": 01}"#, #"{"a": 1.}"#,
+            #"{"a" 1}"#, #"{"a": 1,}"#, #"[1, 2"#, #"{"a": tru}"#, #"{} x"#, String(repeating: "[", count: 100),
+        ] {
             #expect(throws: JSONSyntaxError.self, "\(bad)") { try parse(bad) }
         }
         // Invalid UTF-8 inside a string.
@@ -44,7 +52,9 @@ import LaserWire
 @Suite struct JSONStringScanTests {
     func failure(_ text: String, materialize: Bool = true) -> String? {
         do {
-            _ = try Array(text.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: materialize) }
+            _ = try Array(text.utf8).withUnsafeBytes {
+                try JSONLineParser.parseReportingNUL($0, materialize: materialize)
+            }
             return nil
         } catch { return "\(error)" }
     }
@@ -53,22 +63,44 @@ import LaserWire
         let long = String(repeating: "x", count: 300)
         for materialize in [true, false] {
             for pad in ["", long] {
-                let o = 7 + pad.utf8.count   // offset of the first byte after `{"a": "` and the padding
-                #expect(failure(#"{"a": ""# + pad + #"abc"#, materialize: materialize) == "unterminated string at character \(o + 4)")
-                #expect(failure(#"{"a": ""# + pad + "ab\tc\"}", materialize: materialize) == "a control character inside a string (escape it) at character \(o + 3)")
-                #expect(failure(#"{"a": ""# + pad + #"ab\"#, materialize: materialize) == "unterminated escape at character \(o + 3)")
-                #expect(failure(#"{"a": ""# + pad + #"ab\x"}"#, materialize: materialize) == #"an invalid escape '\x' at character \#(o + 3)"#)
-                #expect(failure(#"{"a": ""# + pad + #"ab\u12G4"}"#, materialize: materialize) == "a \\u escape needs 4 hex digits at character \(o + 7)")
-                #expect(failure(#"{"a": ""# + pad + #"ab\u12"#, materialize: materialize) == "a \\u escape needs 4 hex digits at character \(o + 5)")
-                #expect(failure(#"{"a": ""# + pad + #"ab\ud83dx"}"#, materialize: materialize) == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 9)")
-                #expect(failure(#"{"a": ""# + pad + #"ab\ud83d\u0041"}"#, materialize: materialize) == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 15)")
-                #expect(failure(#"{"a": ""# + pad + #"ab\ude00"}"#, materialize: materialize) == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 9)")
+                let o = 7 + pad.utf8.count  // offset of the first byte after `{"a": "` and the padding
+                #expect(
+                    failure(#"{"a": ""# + pad + #"abc"#, materialize: materialize)
+                        == "unterminated string at character \(o + 4)")
+                #expect(
+                    failure(#"{"a": ""# + pad + "ab\tc\"}", materialize: materialize)
+                        == "a control character inside a string (escape it) at character \(o + 3)")
+                #expect(
+                    failure(#"{"a": ""# + pad + #"ab\"#, materialize: materialize)
+                        == "unterminated escape at character \(o + 3)")
+                #expect(
+                    failure(#"{"a": ""# + pad + #"ab\x"}"#, materialize: materialize)
+                        == #"an invalid escape '\x' at character \#(o + 3)"#)
+                #expect(
+                    failure(#"{"a": ""# + pad + #"ab\u12G4"}"#, materialize: materialize)
+                        == "a \\u escape needs 4 hex digits at character \(o + 7)")
+                #expect(
+                    failure(#"{"a": ""# + pad + #"ab\u12"#, materialize: materialize)
+                        == "a \\u escape needs 4 hex digits at character \(o + 5)")
+                #expect(
+                    failure(#"{"a": ""# + pad + #"ab\ud83dx"}"#, materialize: materialize)
+                        == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 9)")
+                #expect(
+                    failure(#"{"a": ""# + pad + #"ab\ud83d\u0041"}"#, materialize: materialize)
+                        == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 15)")
+                #expect(
+                    failure(#"{"a": ""# + pad + #"ab\ude00"}"#, materialize: materialize)
+                        == "an unpaired UTF-16 surrogate in a \\u escape at character \(o + 9)")
                 #expect(failure(#"{"a": ""# + pad + #"\n\u00e9\ud83d\ude00"}"#, materialize: materialize) == nil)
             }
         }
         // Invalid UTF-8 in a long text with escapes is still found when the text is not kept.
-        let invalid = [UInt8](#"{"a": ["#.utf8) + [0x22] + [UInt8](repeating: 0x61, count: 300) + [0x5C, 0x6E, 0xC3, 0x28, 0x22] + [UInt8]("]}".utf8)
-        #expect(throws: JSONSyntaxError.self) { try invalid.withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: false) } }
+        let invalid =
+            [UInt8](#"{"a": ["#.utf8) + [0x22] + [UInt8](repeating: 0x61, count: 300) + [0x5C, 0x6E, 0xC3, 0x28, 0x22]
+            + [UInt8]("]}".utf8)
+        #expect(throws: JSONSyntaxError.self) {
+            try invalid.withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: false) }
+        }
     }
 
     @Test func longTextsDecodeAcrossBlockBoundaries() throws {
@@ -76,13 +108,17 @@ import LaserWire
         let alphabet: [String] = ["a", "b", " ", "\"", "\\", "\n", "\t", "\u{01}", "é", "中", "😀", "\u{0}"]
         for _ in 0..<400 {
             let length = Int(rng.next() % 700)
-            let text = (0..<length).map { _ in rng.next() % 4 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "x" }.joined()
+            let text = (0..<length).map { _ in
+                rng.next() % 4 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "x"
+            }.joined()
             let json = String(data: try JSONSerialization.data(withJSONObject: ["s": text]), encoding: .utf8)!
             let (value, sawNUL, _) = try Array(json.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0) }
             #expect(value["s"] == .string(text))
             #expect(sawNUL == text.contains("\u{0}"))
             // Validate-only keeps short texts and checks long ones without keeping them.
-            let checked = try Array(json.utf8).withUnsafeBytes { try JSONLineParser.parseReportingNUL($0, materialize: false) }.value
+            let checked = try Array(json.utf8).withUnsafeBytes {
+                try JSONLineParser.parseReportingNUL($0, materialize: false)
+            }.value
             #expect(checked["s"] == .string(json.utf8.count - 8 > JSONLineParser.longString ? "" : text), "\(json)")
         }
     }
@@ -94,14 +130,17 @@ import LaserWire
 @Suite struct JSONStringFastPathTests {
     @Test func fastPathAgreesWithTheExactPath() {
         var rng = SplitMix64(seed: 44)
-        let pieces: [[UInt8]] = [Array("abcdefgh".utf8), Array("x".utf8), Array(#"\"#.utf8), Array(#"\\"#.utf8), Array(#"\""#.utf8),
-                                 Array(#"\n"#.utf8), Array(#"\/"#.utf8), Array(#"\u00e9"#.utf8), Array(#"\ud83d\ude00"#.utf8), Array(#"\q"#.utf8),
-                                 Array(#"\u12"#.utf8), [0x22], [0x09], [0xC3, 0xA9], [0xFF], Array(String(repeating: "y", count: 61).utf8)]
+        let pieces: [[UInt8]] = [
+            Array("abcdefgh".utf8), Array("x".utf8), Array(#"\"#.utf8), Array(#"\\"#.utf8), Array(#"\""#.utf8),
+            Array(#"\n"#.utf8), Array(#"\/"#.utf8), Array(#"\u00e9"#.utf8), Array(#"\ud83d\ude00"#.utf8),
+            Array(#"\q"#.utf8),
+            Array(#"\u12"#.utf8), [0x22], [0x09], [0xC3, 0xA9], [0xFF], Array(String(repeating: "y", count: 61).utf8),
+        ]
         let weights = [20, 20, 6, 3, 3, 4, 1, 1, 1, 1, 1, 2, 1, 2, 1, 3]
         let total = weights.reduce(0, +)
         var checked = 0
         for _ in 0..<20000 {
-            var body: [UInt8] = Array(repeating: 0x20, count: Int(rng.next() % 70))   // shifts the alignment
+            var body: [UInt8] = Array(repeating: 0x20, count: Int(rng.next() % 70))  // shifts the alignment
             let from = body.count
             let target = Int(rng.next() % 300)
             while body.count - from < target {
@@ -114,9 +153,13 @@ import LaserWire
             body.withUnsafeBufferPointer { b in
                 let p = b.baseAddress!
                 let fast = laser_json_string(p, from, n, nil), exact = laser_json_string_exact(p, from, n, nil)
-                #expect(fast.error == exact.error && fast.at == exact.at && (fast.non_ascii != 0) == (exact.non_ascii != 0) && fast.saw_nul == exact.saw_nul, "\(Array(body[from...]))")
+                #expect(
+                    fast.error == exact.error && fast.at == exact.at && (fast.non_ascii != 0) == (exact.non_ascii != 0)
+                        && fast.saw_nul == exact.saw_nul, "\(Array(body[from...]))")
                 // Stepping over a valid string (what a stream does with lines the scan checked) ends where checking it does.
-                if exact.error == Int32(LASER_JSON_OK) { #expect(laser_json_string_end(p, from, n) == exact.at, "\(Array(body[from...]))") }
+                if exact.error == Int32(LASER_JSON_OK) {
+                    #expect(laser_json_string_end(p, from, n) == exact.at, "\(Array(body[from...]))")
+                }
                 var a = [UInt8](repeating: 0, count: n + 16), e = [UInt8](repeating: 0, count: n + 16)
                 let fd = laser_json_string(p, from, n, &a), ed = laser_json_string_exact(p, from, n, &e)
                 #expect(fd.error == ed.error && fd.at == ed.at && fd.written == ed.written, "\(Array(body[from...]))")
@@ -137,16 +180,26 @@ import LaserWire
         let dir = NSTemporaryDirectory() + "laser-escaped-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let texts = ["plain", "a/b \u{8} é 😀 \n\t\"q\" \\", String(repeating: "long \n\"text\" ", count: 40), "\u{1F}\u{7F}"]
+        let texts = [
+            "plain", "a/b \u{8} é 😀 \n\t\"q\" \\", String(repeating: "long \n\"text\" ", count: 40), "\u{1F}\u{7F}",
+        ]
         // The same texts escaped three ways: laser's own, Foundation's (\/), and by hand (\u00e9, \b, \u000A).
-        let laser = texts.map { t -> String in var o: [UInt8] = []; JSONLines.appendString(t, to: &o); return String(decoding: o, as: UTF8.self) }
-        let foundation = try texts.map { String(data: try JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]), encoding: .utf8)! }
-        let byHand = laser.map { $0.replacingOccurrences(of: "é", with: #"\u00e9"#).replacingOccurrences(of: #"\u0008"#, with: #"\b"#)
-            .replacingOccurrences(of: #"\n"#, with: #"\u000A"#).replacingOccurrences(of: "/", with: #"\/"#) }
+        let laser = texts.map { t -> String in
+            var o: [UInt8] = []; JSONLines.appendString(t, to: &o); return String(decoding: o, as: UTF8.self)
+        }
+        let foundation = try texts.map {
+            String(data: try JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]), encoding: .utf8)!
+        }
+        let byHand = laser.map {
+            $0.replacingOccurrences(of: "é", with: #"\u00e9"#).replacingOccurrences(of: #"\u0008"#, with: #"\b"#)
+                .replacingOccurrences(of: #"\n"#, with: #"\u000A"#).replacingOccurrences(of: "/", with: #"\/"#)
+        }
         var lines: [String] = []
         for (k, form) in [laser, foundation, byHand].enumerated() {
             lines.append(#"{"id": "p\#(k)", "prompt": "q", "candidates": [\#(form.joined(separator: ", "))]}"#)
-            lines.append(#"{"id": "o\#(k)", "prompt": "q", "candidates": [\#(form.map { #"{"text": \#($0), "correct": true}"# }.joined(separator: ", "))]}"#)
+            lines.append(
+                #"{"id": "o\#(k)", "prompt": "q", "candidates": [\#(form.map { #"{"text": \#($0), "correct": true}"# }.joined(separator: ", "))]}"#
+            )
         }
         try lines.joined(separator: "\n").write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
         let records = try PromptReader(contextDimension: 8).read(path: dir + "/in.jsonl")
@@ -172,7 +225,9 @@ import LaserWire
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // Backslash runs next to quotes and at a text's end are where stepping over could go wrong.
         let texts = ["end\\", "\\\"q\"", "\\\\", String(repeating: "x\\\\\"y ", count: 70), "plain", "tab\t\u{1}"]
-        let canonical = texts.map { t -> String in var o: [UInt8] = []; JSONLines.appendString(t, to: &o); return String(decoding: o, as: UTF8.self) }
+        let canonical = texts.map { t -> String in
+            var o: [UInt8] = []; JSONLines.appendString(t, to: &o); return String(decoding: o, as: UTF8.self)
+        }
         let lines = [
             #"{"id": "a", "prompt": "q", "candidates": [\#(canonical.joined(separator: ", "))]}"#,
             #"{"id": "b", "prompt": "q\/slash", "candidates": [\#(canonical.joined(separator: ", "))]}"#,  // \/ in the prompt
@@ -194,7 +249,9 @@ import LaserWire
         #expect(trusted.map(\.id) == ["a", "b", "c", "d"])
         for (t, c) in zip(trusted, checked) {
             #expect(t.candidates.map(\.text) == c.candidates.map(\.text), "\(t.id)")
-            #expect(t.candidates.map { $0.json.withEscapedBytes { Array($0) } } == c.candidates.map { $0.json.withEscapedBytes { Array($0) } })
+            #expect(
+                t.candidates.map { $0.json.withEscapedBytes { Array($0) } }
+                    == c.candidates.map { $0.json.withEscapedBytes { Array($0) } })
         }
         #expect(trusted[0].candidates.map(\.text) == texts && trusted[1].candidates.map(\.text) == texts)
         #expect(trusted[2].candidates.map(\.text) == ["end\\", "é"])
@@ -208,12 +265,16 @@ import LaserWire
     @Test func bytesMatchTheStringForms() {
         var rng = SplitMix64(seed: 77)
         let fixed: [Double] = [0, -0.0, 1, -1, 0.5, -0.25, 1e-300, 1e300, 999_999_999_999_999, 1e15, -3, 123456789.125]
-        for x in fixed + (0..<2000).map({ _ in Double(Int64(bitPattern: rng.next()) % 2_000_000) / Double(1 + rng.next() % 1000) }) {
+        for x in fixed
+            + (0..<2000).map({ _ in Double(Int64(bitPattern: rng.next()) % 2_000_000) / Double(1 + rng.next() % 1000) })
+        {
             var out: [UInt8] = []
             JSONLines.appendNumber(x, to: &out)
             #expect(String(decoding: out, as: UTF8.self) == JSONLines.number(x), "\(x)")
         }
-        for n in [0, 7, -7, 10, 1_000_000, Int.max, Int.min] + (0..<500).map({ _ in Int(truncatingIfNeeded: rng.next()) }) {
+        for n in [0, 7, -7, 10, 1_000_000, Int.max, Int.min]
+            + (0..<500).map({ _ in Int(truncatingIfNeeded: rng.next()) })
+        {
             var out: [UInt8] = []
             JSONLines.appendInteger(n, to: &out)
             #expect(String(decoding: out, as: UTF8.self) == String(n))
@@ -245,7 +306,9 @@ import LaserWire
         for round in 0..<300 {
             // Up to 3 chunks of escapes (6 bytes each from a control character).
             let length = round < 5 ? 2500 : Int(rng.next() % 1200)
-            let text = (0..<length).map { _ in round < 5 ? "\u{01}" : (rng.next() % 3 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "y") }.joined()
+            let text = (0..<length).map { _ in
+                round < 5 ? "\u{01}" : (rng.next() % 3 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "y")
+            }.joined()
             var out: [UInt8] = []
             JSONLines.appendString(text, to: &out)
             #expect(out == reference(text))
@@ -259,10 +322,12 @@ import LaserWire
 @Suite struct SkimTests {
     @Test func escapedQuotesAndBackslashesDoNotEndAText() throws {
         let reader = PromptReader(contextDimension: 4)
-        let tricky = String(repeating: #"q\"x"#, count: 100) + #"\\\\"#   // ends with two escaped backslashes
+        let tricky = String(repeating: #"q\"x"#, count: 100) + #"\\\\"#  // ends with two escaped backslashes
         let line = #"{"prompt": "p", "candidates": [""# + tricky + #"", "b", ""# + tricky + #""], "task": "t"}"#
         let full = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d") }
-        let skimmed = try Array(line.utf8).withUnsafeBytes { try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true) }
+        let skimmed = try Array(line.utf8).withUnsafeBytes {
+            try reader.parse(bytes: $0, where: "x", defaultID: "d", skim: true)
+        }
         #expect(full.candidates[0].text.hasSuffix(#"x\\"#) && full.candidates[0].text.count == 302)
         #expect(skimmed.candidates.map(\.text) == ["", "b", ""])
         #expect(skimmed.task == "t" && skimmed.candidates.count == 3)
@@ -277,7 +342,9 @@ import LaserWire
         for _ in 0..<3000 {
             let n = Int(rng.next() % 70)
             // Mostly plain text, so that many blocks have no special byte at all.
-            let bytes = (0..<n).map { _ in rng.next() % 6 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : UInt8(0x41 + rng.next() % 26) }
+            let bytes = (0..<n).map { _ in
+                rng.next() % 6 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : UInt8(0x41 + rng.next() % 26)
+            }
             let from = n == 0 ? 0 : Int(rng.next() % UInt64(n + 1))
             var expectedIndex = n, expectedNonASCII = false
             for k in from..<n {
@@ -286,7 +353,10 @@ import LaserWire
                 if c >= 0x80 { expectedNonASCII = true }
             }
             var flag: UInt32 = 0
-            let got = bytes.withUnsafeBytes { JSONScan.findSpecial($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, from: from, end: n, high: &flag) }
+            let got = bytes.withUnsafeBytes {
+                JSONScan.findSpecial(
+                    $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, from: from, end: n, high: &flag)
+            }
             #expect(got == expectedIndex, "\(bytes) from \(from)")
             #expect(!JSONScan.isASCII(flag) == expectedNonASCII, "\(bytes) from \(from)")
         }

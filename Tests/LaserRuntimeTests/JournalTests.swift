@@ -11,8 +11,9 @@ import Testing
         .iterationLoaded(iteration: 1, inputDigest: "00ff", prompts: 100_000),
         .selected(batch: 7, selections: [.arm(0), .ensemble, .arm(3)]),
         .selected(batch: 8, selections: []),
-        .scored(batch: 7, rm: "judge \"q\" é", firstPrompt: 12,
-                scores: [[1, -2.5, 0.1 + 0.2, 1e-300, -0.0, 123_456_789.125, 5e307], [], [Double.leastNonzeroMagnitude]]),
+        .scored(
+            batch: 7, rm: "judge \"q\" é", firstPrompt: 12,
+            scores: [[1, -2.5, 0.1 + 0.2, 1e-300, -0.0, 123_456_789.125, 5e307], [], [Double.leastNonzeroMagnitude]]),
         .emitted(batch: 7),
         .feedback(batch: 7, loss: 0.693),
         .feedback(batch: 8, loss: 0.693, lossAfter: 0.0),
@@ -24,7 +25,9 @@ import Testing
         encoder.outputFormatting = [.sortedKeys]
         for record in Self.records {
             let fast = try JournalCodec.encode(record, fallback: encoder)
-            #expect(try decoder.decode(JournalRecord.self, from: Data(fast)) == record, "\(String(decoding: fast, as: UTF8.self))")
+            #expect(
+                try decoder.decode(JournalRecord.self, from: Data(fast)) == record,
+                "\(String(decoding: fast, as: UTF8.self))")
             let slow = Array(try encoder.encode(record))
             #expect(try slow.withUnsafeBytes { try JournalCodec.decode($0, fallback: decoder) } == record)
         }
@@ -57,7 +60,8 @@ import Testing
     @Test func aLoneScoreRecordStillReachesTheJournalSoon() throws {
         let dir = temporaryDirectory()
         let (journal, _, _) = try JournalFile.open(path: dir + "/journal")
-        let writer = OutputWriter(runDirectory: try RunDirectory(path: dir + "/run"), journal: journal, logger: Logger(label: "test"))
+        let writer = OutputWriter(
+            runDirectory: try RunDirectory(path: dir + "/run"), journal: journal, logger: Logger(label: "test"))
         defer { writer.stop() }
         let record = JournalRecord.scored(batch: 0, rm: "a", firstPrompt: 0, scores: [[1, 2]])
         Thread.sleep(forTimeInterval: 0.2)  // the thread is waiting by now: the submit alone does not wake it
@@ -70,8 +74,10 @@ import Testing
         }
         #expect(found == [record])
         // A flush writes what is queued at once, in order, and a sync record is durable on return.
-        let more: [(JournalRecord, Bool)] = [(.selected(batch: 1, selections: [.arm(0)]), false), (.emitted(batch: 0), true),
-                                             (.scored(batch: 1, rm: "a", firstPrompt: 64, scores: [[3]]), false)]
+        let more: [(JournalRecord, Bool)] = [
+            (.selected(batch: 1, selections: [.arm(0)]), false), (.emitted(batch: 0), true),
+            (.scored(batch: 1, rm: "a", firstPrompt: 64, scores: [[3]]), false),
+        ]
         for (r, sync) in more { #expect(writer.submit(.journal(r, sync: sync))) }
         #expect(writer.flush() == nil)
         let all = try JournalFile.decode(Data(contentsOf: URL(fileURLWithPath: dir + "/journal")), path: "journal").0

@@ -11,19 +11,30 @@ func sampleStatus() -> CoordinatorStatus {
     counters.tasksRetried = 2
     counters.invalidResults = 1
     return CoordinatorStatus(
-        phase: .running, strategy: "linucb", iteration: 2, iterations: 5, promptsInIteration: 288, promptsScoredInIteration: 144,
+        phase: .running, strategy: "linucb", iteration: 2, iterations: 5, promptsInIteration: 288,
+        promptsScoredInIteration: 144,
         batchesInIteration: 36, batchesEmittedInIteration: 17, batchesEmitted: 53,
         candidatesScored: [("length", 600), ("answer-match", 300), ("judge \"big\"", 12)],
         tasksQueued: [("length", 3), ("answer-match", 0), ("judge \"big\"", 1)],
         tasksInFlight: [("length", 2), ("answer-match", 1), ("judge \"big\"", 0)],
         workers: [
-            WorkerStatus(workerID: "gpu-0", rewardModels: ["length", "answer-match", "judge \"big\""], slots: 2, inFlight: 2, secondsSinceHeard: 0.2, secondsConnected: 30),
-            WorkerStatus(workerID: "gpu-1", rewardModels: ["answer-match"], slots: 4, inFlight: 1, secondsSinceHeard: 7, secondsConnected: 30),
+            WorkerStatus(
+                workerID: "gpu-0", rewardModels: ["length", "answer-match", "judge \"big\""], slots: 2, inFlight: 2,
+                secondsSinceHeard: 0.2, secondsConnected: 30),
+            WorkerStatus(
+                workerID: "gpu-1", rewardModels: ["answer-match"], slots: 4, inFlight: 1, secondsSinceHeard: 7,
+                secondsConnected: 30),
         ],
         arms: [
-            ArmStatus(name: "length", selections: 30, rewards: 29, meanRawReward: 0.5, upperConfidenceBound: 1.25, probability: nil),
-            ArmStatus(name: "answer-match", selections: 20, rewards: 20, meanRawReward: 0.9, upperConfidenceBound: 1.5, probability: nil),
-            ArmStatus(name: "judge \"big\"", selections: 3, rewards: 0, meanRawReward: nil, upperConfidenceBound: 2, probability: nil),
+            ArmStatus(
+                name: "length", selections: 30, rewards: 29, meanRawReward: 0.5, upperConfidenceBound: 1.25,
+                probability: nil),
+            ArmStatus(
+                name: "answer-match", selections: 20, rewards: 20, meanRawReward: 0.9, upperConfidenceBound: 1.5,
+                probability: nil),
+            ArmStatus(
+                name: "judge \"big\"", selections: 3, rewards: 0, meanRawReward: nil, upperConfidenceBound: 2,
+                probability: nil),
         ],
         batchesAwaitingLoss: 0, trainer: nil, counters: counters)
 }
@@ -37,21 +48,29 @@ func sampleStatus() -> CoordinatorStatus {
         metrics.recordResult(rm: "length", worker: "gpu-0", elapsedMicros: 0, roundTripSeconds: 0.001, failed: true)
         metrics.recordJournalWrite(seconds: 0.0001, sync: true)
         let text = String(decoding: metrics.render(), as: UTF8.self)
-        for name in ["laser_tasks_queued", "laser_tasks_in_flight", "laser_tasks_retried_total", "laser_task_failures_total",
-                     "laser_candidates_scored_total", "laser_rm_call_seconds_bucket", "laser_worker_slots", "laser_worker_utilisation",
-                     "laser_slot_utilisation", "laser_bandit_selections_total", "laser_bandit_mean_reward", "laser_bandit_ucb",
-                     "laser_feedback_awaiting_batches", "laser_journal_write_seconds_bucket", "laser_task_round_trip_seconds_count"] {
+        for name in [
+            "laser_tasks_queued", "laser_tasks_in_flight", "laser_tasks_retried_total", "laser_task_failures_total",
+            "laser_candidates_scored_total", "laser_rm_call_seconds_bucket", "laser_worker_slots",
+            "laser_worker_utilisation",
+            "laser_slot_utilisation", "laser_bandit_selections_total", "laser_bandit_mean_reward", "laser_bandit_ucb",
+            "laser_feedback_awaiting_batches", "laser_journal_write_seconds_bucket",
+            "laser_task_round_trip_seconds_count",
+        ] {
             #expect(text.contains(name), "missing \(name)")
         }
         #expect(text.contains("laser_rm_call_seconds_count{rm=\"length\",worker=\"gpu-0\"} 2"))
         let live = try LiveStatus(prometheusText: text, source: "test")
         #expect(live.phase == "running" && live.strategy == "linucb")
-        #expect(live.iteration == 2 && live.iterations == 5 && live.promptsScoredInIteration == 144 && live.batchesEmitted == 53)
+        #expect(
+            live.iteration == 2 && live.iterations == 5 && live.promptsScoredInIteration == 144
+                && live.batchesEmitted == 53)
         #expect(live.candidatesScored == 912 && live.candidatesPerSecond == 123.5)
         #expect(live.queue.map(\.rm) == ["length", "answer-match", "judge \"big\""])  // the run's order, quotes unescaped
         #expect(live.queue.map(\.queued) == [3, 0, 1] && live.queue.map(\.inFlight) == [2, 1, 0])
         #expect(live.workers.map(\.id) == ["gpu-0", "gpu-1"])
-        #expect(live.workers[1].rewardModels == ["answer-match"] && live.workers[1].slots == 4 && live.workers[1].inFlight == 1)
+        #expect(
+            live.workers[1].rewardModels == ["answer-match"] && live.workers[1].slots == 4
+                && live.workers[1].inFlight == 1)
         #expect(live.arms.map(\.selections) == [30, 20, 3] && live.arms[1].meanReward == 0.9 && live.arms[2].ucb == 2)
         #expect(live.tasksRetried == 2 && live.tasksFailed == 2)  // one RM error + one invalid result
 
@@ -66,17 +85,19 @@ func sampleStatus() -> CoordinatorStatus {
     }
 
     @Test func prometheusParserHandlesLabelsAndSpecialValues() {
-        let samples = PrometheusSample.parse("""
-        # HELP x help
-        # TYPE x gauge
-        x 1.5
-        y{a="1",b="q\\"uote\\\\d",c="line\\nbreak"} +Inf
-        z{le="0.5"} 3 1700000000
-        broken{a="1" 2
-        """)
+        let samples = PrometheusSample.parse(
+            """
+            # HELP x help
+            # TYPE x gauge
+            x 1.5
+            y{a="1",b="q\\"uote\\\\d",c="line\\nbreak"} +Inf
+            z{le="0.5"} 3 1700000000
+            broken{a="1" 2
+            """)
         #expect(samples.count == 3)
         #expect(samples[0] == PrometheusSample(name: "x", labels: [:], value: 1.5))
-        #expect(samples[1].labels == ["a": "1", "b": "q\"uote\\d", "c": "line\nbreak"] && samples[1].value == .infinity)
+        #expect(
+            samples[1].labels == ["a": "1", "b": "q\"uote\\d", "c": "line\nbreak"] && samples[1].value == .infinity)
         #expect(samples[2].labels["le"] == "0.5" && samples[2].value == 3)
     }
 
@@ -102,7 +123,9 @@ func sampleStatus() -> CoordinatorStatus {
         #expect(server.port > 0 && server.url == "http://127.0.0.1:\(server.port)/metrics")
         let text = try HTTPGet.fetch(host: "127.0.0.1", port: server.port, path: "/metrics", timeoutSeconds: 5)
         #expect(text == "laser_info{strategy=\"x\"} 1\n")
-        #expect(throws: StorageError.self) { try HTTPGet.fetch(host: "127.0.0.1", port: server.port, path: "/nope", timeoutSeconds: 5) }
+        #expect(throws: StorageError.self) {
+            try HTTPGet.fetch(host: "127.0.0.1", port: server.port, path: "/nope", timeoutSeconds: 5)
+        }
         do {
             _ = try MetricsHTTPServer(host: "127.0.0.1", port: server.port) { [] }
             Issue.record("a second server on the same port should fail")
@@ -119,7 +142,9 @@ func sampleStatus() -> CoordinatorStatus {
             _ = try StatusSource.metrics(host: "127.0.0.1", port: port, path: "/metrics").read(timeoutSeconds: 2)
             Issue.record("expected no answer")
         } catch let e as StorageError {
-            #expect(e.description.contains("no answer from http://127.0.0.1:\(port)/metrics") && e.description.contains("laser status RUN_DIR"), "\(e)")
+            #expect(
+                e.description.contains("no answer from http://127.0.0.1:\(port)/metrics")
+                    && e.description.contains("laser status RUN_DIR"), "\(e)")
         }
     }
 
@@ -127,7 +152,9 @@ func sampleStatus() -> CoordinatorStatus {
         let dir = temporaryDirectory()
         #expect(try StatusSource.parse(dir) == .runDirectory(dir))
         #expect(try StatusSource.parse("node3:9100") == .metrics(host: "node3", port: 9100, path: "/metrics"))
-        #expect(try StatusSource.parse("http://10.0.0.5:9100/metrics") == .metrics(host: "10.0.0.5", port: 9100, path: "/metrics"))
+        #expect(
+            try StatusSource.parse("http://10.0.0.5:9100/metrics")
+                == .metrics(host: "10.0.0.5", port: 9100, path: "/metrics"))
         #expect(try StatusSource.parse("[::1]:9100") == .metrics(host: "::1", port: 9100, path: "/metrics"))
         for bad in ["tcp://127.0.0.1:5555", "no-such-folder", "host:99999", "https://x:1"] {
             #expect(throws: StorageError.self, "\(bad)") { try StatusSource.parse(bad) }
@@ -135,18 +162,24 @@ func sampleStatus() -> CoordinatorStatus {
         // A folder that is not a run directory, and one whose run has not written status yet.
         #expect(throws: StorageError.self) { try LiveStatus.read(runDirectory: dir) }
         _ = FileManager.default.createFile(atPath: dir + "/config.yaml", contents: Data("x: 1\n".utf8))
-        do { _ = try LiveStatus.read(runDirectory: dir) } catch let e as StorageError { #expect(e.description.contains("has not started yet")) }
+        do { _ = try LiveStatus.read(runDirectory: dir) } catch let e as StorageError {
+            #expect(e.description.contains("has not started yet"))
+        }
     }
 
     @Test func statusJSONRoundTripsAndRenders() throws {
-        let live = LiveStatus(sampleStatus(), updatedAt: 1000, elapsedSeconds: 42, candidatesPerSecond: 99.5,
-                              endpoint: "tcp://127.0.0.1:5555", metricsAddress: nil, tasksFailed: 1)
+        let live = LiveStatus(
+            sampleStatus(), updatedAt: 1000, elapsedSeconds: 42, candidatesPerSecond: 99.5,
+            endpoint: "tcp://127.0.0.1:5555", metricsAddress: nil, tasksFailed: 1)
         let dir = temporaryDirectory()
         try Data(live.json()).write(to: URL(fileURLWithPath: dir + "/status.json"))
         #expect(try LiveStatus.read(runDirectory: dir) == live)
         let text = StatusTable.render(live, source: dir, now: 1001)
-        for part in ["phase: running", "iteration 2/5: 144/288 prompts scored (50%)", "99.5 candidates/s", "workers: 2 connected, 6 slots, 50% busy",
-                     "gpu-0", "all (3)", "2/2", "silent for 7 s", "UCB", "1.500", "answer-match"] {
+        for part in [
+            "phase: running", "iteration 2/5: 144/288 prompts scored (50%)", "99.5 candidates/s",
+            "workers: 2 connected, 6 slots, 50% busy",
+            "gpu-0", "all (3)", "2/2", "silent for 7 s", "UCB", "1.500", "answer-match",
+        ] {
             #expect(text.contains(part), "missing '\(part)' in\n\(text)")
         }
         #expect(StatusTable.render(live, source: dir, now: 1100).contains("may have stopped"))
@@ -159,7 +192,9 @@ func sampleStatus() -> CoordinatorStatus {
         s.iteration = iteration
         s.promptsInIteration = 100
         s.promptsScoredInIteration = scored
-        return LiveStatus(s, updatedAt: t, elapsedSeconds: t, candidatesPerSecond: 250, endpoint: nil, metricsAddress: nil, tasksFailed: 0)
+        return LiveStatus(
+            s, updatedAt: t, elapsedSeconds: t, candidatesPerSecond: 250, endpoint: nil, metricsAddress: nil,
+            tasksFailed: 0)
     }
 
     @Test func terminalLinesShowWhatIsAskedAndFitTheWidth() {
@@ -167,31 +202,38 @@ func sampleStatus() -> CoordinatorStatus {
         rate.add(live(scored: 10, at: 1))
         rate.add(live(scored: 30, at: 3))
         let eta = rate.eta(live(scored: 30, at: 3))
-        #expect(eta != nil && abs(eta!.iteration - 7) < 1e-9)                // 70 left at 10 prompts/s
-        #expect(abs(eta!.run - (70 + 4 * 100) / 10) < 1e-9)                   // plus 4 more iterations of 100
+        #expect(eta != nil && abs(eta!.iteration - 7) < 1e-9)  // 70 left at 10 prompts/s
+        #expect(abs(eta!.run - (70 + 4 * 100) / 10) < 1e-9)  // plus 4 more iterations of 100
         let lines = ProgressPrinter.render(live(scored: 30, at: 3), eta: eta, width: 400)
         #expect(lines.count == 2)
-        for part in ["iteration 1/5", "30/100 prompts", "batches 17/36", "250 cand/s", "ETA 7s (run ~47s)", "workers 2 (6 slots, 50% busy)"] {
+        for part in [
+            "iteration 1/5", "30/100 prompts", "batches 17/36", "250 cand/s", "ETA 7s (run ~47s)",
+            "workers 2 (6 slots, 50% busy)",
+        ] {
             #expect(lines[0].contains(part), "missing '\(part)' in \(lines[0])")
         }
         #expect(lines[1] == "RMs so far: length 57% · answer-match 38% · judge \"big\" 6%")
         #expect(ProgressPrinter.render(live(scored: 30, at: 3), eta: eta, width: 40).allSatisfy { $0.count <= 40 })
         let plain = ProgressPrinter.plain(live(scored: 30, at: 3), eta: nil)
-        #expect(plain.contains("30/100 prompts scored (30%)") && plain.contains("tasks 4 queued 3 running") && !plain.contains("\u{1B}"))
+        #expect(
+            plain.contains("30/100 prompts scored (30%)") && plain.contains("tasks 4 queued 3 running")
+                && !plain.contains("\u{1B}"))
         #expect(ProgressPrinter.duration(3725) == "1h02m" && ProgressPrinter.duration(61) == "1m01s")
     }
 
     @Test func etaCarriesAcrossIterations() {
         var rate = PromptRate()
         rate.add(live(scored: 90, at: 1, iteration: 1))
-        rate.add(live(scored: 10, at: 3, iteration: 2))   // 10 left of it. 1 + 10 of it. 2 in 2 s
+        rate.add(live(scored: 10, at: 3, iteration: 2))  // 10 left of it. 1 + 10 of it. 2 in 2 s
         let eta = rate.eta(live(scored: 10, at: 3, iteration: 2))
         #expect(eta.map { abs($0.iteration - 90 / 10) < 1e-9 } == true)
     }
 
     @Test func jsonLogLinesAreJSON() throws {
-        let line = JSONLogHandler.line(timestamp: Date(timeIntervalSince1970: 0), level: .warning, label: "laser.coordinator",
-                                       message: "worker \"w1\" removed\n", metadata: ["worker": "w1", "n": .stringConvertible(3), "l": .array(["a"])])
+        let line = JSONLogHandler.line(
+            timestamp: Date(timeIntervalSince1970: 0), level: .warning, label: "laser.coordinator",
+            message: "worker \"w1\" removed\n",
+            metadata: ["worker": "w1", "n": .stringConvertible(3), "l": .array(["a"])])
         #expect(line.hasSuffix("}\n") && line.hasPrefix("{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"warning\""))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(object["message"] as? String == "worker \"w1\" removed\n")
@@ -209,13 +251,16 @@ func sampleStatus() -> CoordinatorStatus {
         let base = "input: [a.jsonl]\nreward_models: [{kind: length}]\n"
         let off = try RunConfig.parse(yaml: base, source: "t", baseDirectory: "/")
         #expect(off.metrics.port == nil && !off.yaml().contains("metrics"))
-        let on = try RunConfig.parse(yaml: base + "metrics: {port: 9100, bind: 0.0.0.0}\n", source: "t", baseDirectory: "/")
+        let on = try RunConfig.parse(
+            yaml: base + "metrics: {port: 9100, bind: 0.0.0.0}\n", source: "t", baseDirectory: "/")
         #expect(on.metrics == MetricsSettings(port: 9100, bind: "0.0.0.0"))
         #expect(try RunConfig.parse(yaml: on.yaml(), source: "t", baseDirectory: "/").metrics == on.metrics)
         // Not output-shaping: a resume may turn metrics on or off.
         #expect(on.semanticDigest == off.semanticDigest)
         for bad in ["metrics: {port: 70000}", "metrics: {port: -1}", "metrics: {prot: 1}", "metrics: 9100"] {
-            #expect(throws: ConfigError.self, "\(bad)") { try RunConfig.parse(yaml: base + bad + "\n", source: "t", baseDirectory: "/") }
+            #expect(throws: ConfigError.self, "\(bad)") {
+                try RunConfig.parse(yaml: base + bad + "\n", source: "t", baseDirectory: "/")
+            }
         }
     }
 }
@@ -231,7 +276,8 @@ final class Captured: @unchecked Sendable {
     /// A run directory as an older laser left it: no timeline, no journal, fewer summary fields.
     func oldRun() throws -> String {
         let dir = temporaryDirectory()
-        try "input: [in.jsonl]\nreward_models: [{kind: length}, {kind: answer-match}]\n".write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        try "input: [in.jsonl]\nreward_models: [{kind: length}, {kind: answer-match}]\n".write(
+            toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
         try """
         {"strategy": "linucb", "reward_models": ["length", "answer-match"], "arms": [{"name": "length", "batches": 2}],
          "iterations": [{"iteration": 1, "prompts": 16, "batches": 2, "pairs": 20, "labelled_pairs": 20, "label_accuracy": 0.75,
@@ -253,7 +299,9 @@ final class Captured: @unchecked Sendable {
         #expect(path == dir + "/report.html")
         let html = try String(contentsOfFile: path, encoding: .utf8)
         #expect(html.hasPrefix("<!DOCTYPE html>") && html.hasSuffix("</html>\n"))
-        #expect(html.contains("id=\"chart-rm-family-0\"") && html.contains("id=\"chart-reward\"") && html.contains("id=\"chart-accuracy\""))
+        #expect(
+            html.contains("id=\"chart-rm-family-0\"") && html.contains("id=\"chart-reward\"")
+                && html.contains("id=\"chart-accuracy\""))
         #expect(html.contains("No <code>timeline.jsonl</code>"))
         #expect(html.contains("needs prompts scored by more than one RM") || html.contains("journal could not be read"))
         // Nothing fetched from anywhere.
@@ -265,26 +313,30 @@ final class Captured: @unchecked Sendable {
         #expect(throws: StorageError.self) { try RunReport.write(runDirectory: notARun) }
         let running = temporaryDirectory()
         try "x: 1\n".write(toFile: running + "/config.yaml", atomically: true, encoding: .utf8)
-        do { try RunReport.write(runDirectory: running); Issue.record("expected an error") } catch let e as StorageError {
+        do { try RunReport.write(runDirectory: running); Issue.record("expected an error") } catch let e as StorageError
+        {
             #expect(e.description.contains("no summary.json yet") && e.description.contains("--resume"), "\(e)")
         }
         try "{\"something\": \"else\"}".write(toFile: running + "/summary.json", atomically: true, encoding: .utf8)
-        do { try RunReport.write(runDirectory: running); Issue.record("expected an error") } catch let e as StorageError {
+        do { try RunReport.write(runDirectory: running); Issue.record("expected an error") } catch let e as StorageError
+        {
             #expect(e.description.contains("another laser version"), "\(e)")
         }
         #expect(!FileManager.default.fileExists(atPath: running + "/report.html"))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: running).sorted() == ["config.yaml", "summary.json"])
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: running).sorted() == ["config.yaml", "summary.json"])
         #expect(throws: StorageError.self) { try RunReport.write(runDirectory: running + "/missing") }
     }
 
     @Test func agreementCountsPairsBothRMsRankStrictly() throws {
         // Prompt with 3 candidates: A ranks 2 > 1 > 0; B ranks 0 > 1 = 2 (one tie).
-        let a = ReportData.agreement([(0, "A", 0, [[0, 1, 2]]), (0, "B", 0, [[2, 1, 1]]), (0, "C", 0, [[0, 1, 2]])], rms: ["A", "B", "C"])
+        let a = ReportData.agreement(
+            [(0, "A", 0, [[0, 1, 2]]), (0, "B", 0, [[2, 1, 1]]), (0, "C", 0, [[0, 1, 2]])], rms: ["A", "B", "C"])
         let m = try #require(a)
         #expect(m.prompts == 1)
-        #expect(m.count[0][1] == 2 && m.agree[0][1] == 0)   // (0,1) and (0,2): opposite; (1,2) tied for B
+        #expect(m.count[0][1] == 2 && m.agree[0][1] == 0)  // (0,1) and (0,2): opposite; (1,2) tied for B
         #expect(m.value(0, 2) == 1 && m.count[0][2] == 3)
-        #expect(m.value(1, 0) == 0)                         // symmetric
+        #expect(m.value(1, 0) == 0)  // symmetric
         #expect(m.value(0, 0) == 1)
         #expect(ReportData.agreement([(0, "A", 0, [[0, 1]]), (1, "B", 0, [[1, 0]])], rms: ["A", "B"]) == nil)
     }
@@ -305,8 +357,9 @@ final class Captured: @unchecked Sendable {
 
     /// Iteration and batch axes are counted: a two-iteration chart has ticks 1 and 2, not 1.5.
     @Test func countedAxesHaveWholeTicks() {
-        let svg = SVGChart.lines(id: "x", title: "t", xTitle: "iteration", yTitle: "y",
-                                 series: [.init(name: "s", color: "#000", points: [(1, 0.5), (2, 0.7)])], yRange: 0...1, integerX: true)
+        let svg = SVGChart.lines(
+            id: "x", title: "t", xTitle: "iteration", yTitle: "y",
+            series: [.init(name: "s", color: "#000", points: [(1, 0.5), (2, 0.7)])], yRange: 0...1, integerX: true)
         #expect(svg.contains(">1</text>") && svg.contains(">2</text>"))
         #expect(!svg.contains(">1.5</text>") && !svg.contains(">1.2</text>"))
         #expect(SVGChart.wholeTicks(0, 12) == [0, 5, 10])
@@ -319,13 +372,20 @@ final class Captured: @unchecked Sendable {
     @Test func familyBarsHaveNoEmptyBins() throws {
         let dir = temporaryDirectory()
         // 12 batches of 2 prompts: batches alternate between family a and family b.
-        let lines = (0..<24).map { #"{"task": "\#($0 / 2 % 2 == 0 ? "a" : "b")", "prompt": "p", "candidates": ["x", "y"]}"# }
+        let lines = (0..<24).map {
+            #"{"task": "\#($0 / 2 % 2 == 0 ? "a" : "b")", "prompt": "p", "candidates": ["x", "y"]}"#
+        }
         try lines.joined(separator: "\n").write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
-        var config = RunConfig(inputs: [dir + "/in.jsonl"], iterations: 1, rewardModels: [RewardModelSpec(name: "length", kind: "length")])
+        var config = RunConfig(
+            inputs: [dir + "/in.jsonl"], iterations: 1, rewardModels: [RewardModelSpec(name: "length", kind: "length")])
         config.batchSize = 2
-        let selections = (0..<12).map { ReportData.SelectionLine(iteration: 1, batch: $0 + 1, global: $0, rm: "length", prompts: 2, rawReward: nil, loss: nil) }
+        let selections = (0..<12).map {
+            ReportData.SelectionLine(
+                iteration: 1, batch: $0 + 1, global: $0, rm: "length", prompts: 2, rawReward: nil, loss: nil)
+        }
         let selected = Dictionary(uniqueKeysWithValues: (0..<12).map { ($0, [Selection.arm(0)]) })
-        let bins = try #require(try ReportData.familyBins(config: config, selections: selections, selected: selected, rms: ["length"]))
+        let bins = try #require(
+            try ReportData.familyBins(config: config, selections: selections, selected: selected, rms: ["length"]))
         #expect(bins.map(\.family) == ["a", "b"])
         for f in bins {
             #expect(f.counts.count == 12 && f.counts.allSatisfy { ($0["length"] ?? 0) == 1 }, "\(f)")
@@ -338,12 +398,14 @@ final class Captured: @unchecked Sendable {
         let dir = try oldRun()
         let samples = (0..<30).map { i -> String in
             let scored = i < 20 ? 0 : (i - 19) * 100
-            return #"{"time":\#(1000 + i),"iteration":1,"batches_emitted":0,"prompts_scored_in_iteration":0,"candidates_scored":\#(scored),"candidates_per_second":0,"tasks_queued":0,"tasks_in_flight":0,"workers":\#(i < 20 ? 0 : 2),"slots":4,"busy_slots":2}"#
+            return
+                #"{"time":\#(1000 + i),"iteration":1,"batches_emitted":0,"prompts_scored_in_iteration":0,"candidates_scored":\#(scored),"candidates_per_second":0,"tasks_queued":0,"tasks_in_flight":0,"workers":\#(i < 20 ? 0 : 2),"slots":4,"busy_slots":2}"#
         }
         try samples.joined(separator: "\n").write(toFile: dir + "/timeline.jsonl", atomically: true, encoding: .utf8)
         let html = try String(contentsOfFile: try RunReport.write(runDirectory: dir), encoding: .utf8)
         #expect(html.contains("Not shown: 19 s before the first candidate was scored (waiting for workers)"), "\(html)")
-        let throughput = try #require(html.components(separatedBy: "id=\"chart-throughput\"").last?.components(separatedBy: "</svg>").first)
+        let throughput = try #require(
+            html.components(separatedBy: "id=\"chart-throughput\"").last?.components(separatedBy: "</svg>").first)
         #expect(!throughput.contains(">15</text>"))
     }
 

@@ -8,8 +8,11 @@ import Testing
 /// wake pipe the socket thread polls.
 @Suite struct ScoringPoolTests {
     func task(_ id: UInt64, rm: String = "slow", prompts: Int = 1) -> ScoreTask {
-        ScoreTask(taskID: id, attempt: 1, rewardModel: rm, iteration: 1,
-                  items: (0..<prompts).map { ScoreItem(promptID: "p\($0)", prompt: "q", candidates: ["a", "bbb"], reference: nil) })
+        ScoreTask(
+            taskID: id, attempt: 1, rewardModel: rm, iteration: 1,
+            items: (0..<prompts).map {
+                ScoreItem(promptID: "p\($0)", prompt: "q", candidates: ["a", "bbb"], reference: nil)
+            })
     }
 
     func waitForResults(_ pool: ScoringPool, count: Int, timeout: Double = 10) -> [ScoreResult] {
@@ -33,13 +36,17 @@ import Testing
         let elapsed = Date().timeIntervalSince(start)
         #expect(results.map(\.taskID).sorted() == [1, 2, 3])
         #expect(elapsed < 0.8, "3 tasks of 300 ms on 3 threads took \(elapsed) s")
-        let expected = try LengthRM(name: "len", prefer: .longer).score(ScoringRequest(promptID: "p0", prompt: "q", candidates: ["a", "bbb"]))
+        let expected = try LengthRM(name: "len", prefer: .longer).score(
+            ScoringRequest(promptID: "p0", prompt: "q", candidates: ["a", "bbb"]))
         for result in results { #expect(result.outcome == .success([expected])) }
         #expect(pool.inFlight == 0)
     }
 
     @Test func unknownRMAndRMErrorsBecomeFailureResults() throws {
-        struct Failing: RewardModel { let name = "bad"; func score(_ r: ScoringRequest) throws -> [Double] { throw RewardModelError("GPU on fire") } }
+        struct Failing: RewardModel {
+            let name = "bad";
+            func score(_ r: ScoringRequest) throws -> [Double] { throw RewardModelError("GPU on fire") }
+        }
         struct Short: RewardModel { let name = "short"; func score(_ r: ScoringRequest) throws -> [Double] { [1] } }
         let pool = try ScoringPool(threads: 1, workerID: "w7")
         defer { pool.stop(timeout: 2) }
@@ -47,11 +54,12 @@ import Testing
         pool.submit(task(2, rm: "bad", prompts: 2), model: Failing(), served: [])
         pool.submit(task(3, rm: "short"), model: Short(), served: [])
         let results = waitForResults(pool, count: 3).sorted { $0.taskID < $1.taskID }
-        #expect(results.map(\.outcome) == [
-            .failure("worker w7 does not serve RM nope (it serves bad, slow)"),
-            .failure("RM bad failed on prompts p0, p1: GPU on fire"),
-            .failure("RM short returned 1 scores (some not finite?) for 2 candidates of prompt p0"),
-        ])
+        #expect(
+            results.map(\.outcome) == [
+                .failure("worker w7 does not serve RM nope (it serves bad, slow)"),
+                .failure("RM bad failed on prompts p0, p1: GPU on fire"),
+                .failure("RM short returned 1 scores (some not finite?) for 2 candidates of prompt p0"),
+            ])
     }
 
     /// An RM with `maxBatchCandidates` (an HTTP RM's `max_batch`) gets queued tasks for it in one
@@ -72,7 +80,7 @@ import Testing
         let gpu = Batching()
         let pool = try ScoringPool(threads: 1, workerID: "w")
         defer { pool.stop(timeout: 2) }
-        pool.submit(task(1, rm: "gpu"), model: gpu, served: [])      // taken alone: the queue is empty
+        pool.submit(task(1, rm: "gpu"), model: gpu, served: [])  // taken alone: the queue is empty
         usleep(50_000)
         for id in UInt64(2)...6 { pool.submit(task(id, rm: "gpu"), model: gpu, served: []) }  // 2 candidates each
         pool.submit(task(7, rm: "other"), model: LengthRM(name: "other", prefer: .longer), served: [])

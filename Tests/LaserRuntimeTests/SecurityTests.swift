@@ -25,8 +25,11 @@ import ZeroMQ
         let pub = try String(contentsOfFile: written.publicKeyPath, encoding: .utf8)
         #expect(!pub.contains(written.keyPair.secretKey) && !pub.contains("secret-key"))
         // Never replaces a key someone may already use.
-        #expect(message { _ = try CurveKeyFiles.generate(directory: dir, name: "worker1") }.contains("worker1.key already exists"))
-        #expect(message { _ = try CurveKeyFiles.generate(directory: dir, name: "../x") }.contains("not a usable key name"))
+        #expect(
+            message { _ = try CurveKeyFiles.generate(directory: dir, name: "worker1") }.contains(
+                "worker1.key already exists"))
+        #expect(
+            message { _ = try CurveKeyFiles.generate(directory: dir, name: "../x") }.contains("not a usable key name"))
     }
 
     @Test func aSecretKeyOthersCanReadIsRefusedUnlessAllowed() throws {
@@ -36,29 +39,44 @@ import ZeroMQ
         let refused = message { _ = try CurveKeyFiles.readKeyPair(path: written.secretKeyPath) }
         #expect(refused.contains("mode 640") && refused.contains("--allow-insecure-key-permissions"), "\(refused)")
         var warnings: [String] = []
-        _ = try CurveKeyFiles.readKeyPair(path: written.secretKeyPath, allowInsecurePermissions: true) { warnings.append($0) }
+        _ = try CurveKeyFiles.readKeyPair(path: written.secretKeyPath, allowInsecurePermissions: true) {
+            warnings.append($0)
+        }
         #expect(warnings.count == 1)
-        #expect(warnings.first?.contains("\(written.secretKeyPath): secret key file is accessible to group or others (mode 640); run: chmod 600") == true)
+        #expect(
+            warnings.first?.contains(
+                "\(written.secretKeyPath): secret key file is accessible to group or others (mode 640); run: chmod 600")
+                == true)
     }
 
     @Test func badFilesAreClearErrors() throws {
         let dir = temporaryDirectory()
-        #expect(message { _ = try CurveKeyFiles.readKeyPair(path: dir + "/none.key") }
-            .contains("\(dir)/none.key: no such key file. Create key pairs with: laser keygen --out DIR --name NAME"))
-        try "curve\n    public-key = \"\(String(repeating: "~", count: 40))\"\n".write(toFile: dir + "/bad.pub", atomically: true, encoding: .utf8)
+        #expect(
+            message { _ = try CurveKeyFiles.readKeyPair(path: dir + "/none.key") }
+                .contains(
+                    "\(dir)/none.key: no such key file. Create key pairs with: laser keygen --out DIR --name NAME"))
+        try "curve\n    public-key = \"\(String(repeating: "~", count: 40))\"\n".write(
+            toFile: dir + "/bad.pub", atomically: true, encoding: .utf8)
         let bad = message { _ = try CurveKeyFiles.readPublicKey(path: dir + "/bad.pub") }
         #expect(bad.contains("\(dir)/bad.pub: public-key:") && bad.contains("not valid Z85"), "\(bad)")
         try "curve\n    public-key = \"short\"\n".write(toFile: dir + "/short.pub", atomically: true, encoding: .utf8)
-        #expect(message { _ = try CurveKeyFiles.readPublicKey(path: dir + "/short.pub") }.contains("40 Z85 characters; got 5"))
+        #expect(
+            message { _ = try CurveKeyFiles.readPublicKey(path: dir + "/short.pub") }.contains(
+                "40 Z85 characters; got 5"))
         try "hello\n".write(toFile: dir + "/junk.pub", atomically: true, encoding: .utf8)
-        #expect(message { _ = try CurveKeyFiles.readPublicKey(path: dir + "/junk.pub") }.contains("not a CURVE key file"))
+        #expect(
+            message { _ = try CurveKeyFiles.readPublicKey(path: dir + "/junk.pub") }.contains("not a CURVE key file"))
         let written = try CurveKeyFiles.generate(directory: dir, name: "w")
-        #expect(message { _ = try CurveKeyFiles.readKeyPair(path: written.publicKeyPath) }.contains("has no curve secret-key"))
+        #expect(
+            message { _ = try CurveKeyFiles.readKeyPair(path: written.publicKeyPath) }.contains(
+                "has no curve secret-key"))
         // A secret key whose stored public key belongs to another pair.
         let other = try CurveKeyPair.generate()
         try "curve\n    public-key = \"\(other.publicKey)\"\n    secret-key = \"\(written.keyPair.secretKey)\"\n"
             .write(toFile: dir + "/mixed.key", atomically: true, encoding: .utf8)
-        #expect(message { _ = try CurveKeyFiles.readKeyPair(path: dir + "/mixed.key") }.contains("does not belong to this secret key"))
+        #expect(
+            message { _ = try CurveKeyFiles.readKeyPair(path: dir + "/mixed.key") }.contains(
+                "does not belong to this secret key"))
     }
 
     /// czmq's zcert and pyzmq's zmq.auth write the same ZPL layout.
@@ -87,7 +105,9 @@ import ZeroMQ
         let list = try CurveKeyFiles.allowList(directory: dir)
         #expect(list.map(\.key) == [a.keyPair.publicKey, b.keyPair.publicKey])
         #expect(list.map(\.file) == [dir + "/a.pub", dir + "/b.pub"])
-        #expect(message { _ = try CurveKeyFiles.allowList(directory: dir + "/missing") }.contains("does not exist. Create it and copy each peer's NAME.pub into it"))
+        #expect(
+            message { _ = try CurveKeyFiles.allowList(directory: dir + "/missing") }.contains(
+                "does not exist. Create it and copy each peer's NAME.pub into it"))
     }
 }
 
@@ -109,8 +129,14 @@ import ZeroMQ
     }
 
     @Test func parsedWithPathsRelativeToTheConfigAndWrittenBack() throws {
-        let c = try parse(base + "security:\n  curve: true\n  server_key: keys/coordinator.key\n  allowed_clients: /etc/laser/workers\n")
-        #expect(c.security == SecuritySettings(curve: true, serverKey: "/data/keys/coordinator.key", allowedClients: "/etc/laser/workers"))
+        let c = try parse(
+            base
+                + "security:\n  curve: true\n  server_key: keys/coordinator.key\n  allowed_clients: /etc/laser/workers\n"
+        )
+        #expect(
+            c.security
+                == SecuritySettings(
+                    curve: true, serverKey: "/data/keys/coordinator.key", allowedClients: "/etc/laser/workers"))
         let again = try RunConfig.parse(yaml: c.yaml(), source: "x", baseDirectory: "/elsewhere")
         #expect(again == c)
         // curve: false with paths (ready to switch on) parses and round-trips too.
@@ -120,15 +146,24 @@ import ZeroMQ
     }
 
     @Test func errorsSayWhereAndWhat() {
-        #expect(error(base + "security: {curve: true, allowed_clients: w}").contains("cfg.yaml: security.server_key is required with curve: true"))
-        #expect(error(base + "security: {curve: true, server_key: c.key}").contains("cfg.yaml: security.allowed_workers is required with curve: true"))
+        #expect(
+            error(base + "security: {curve: true, allowed_clients: w}").contains(
+                "cfg.yaml: security.server_key is required with curve: true"))
+        #expect(
+            error(base + "security: {curve: true, server_key: c.key}").contains(
+                "cfg.yaml: security.allowed_workers is required with curve: true"))
         #expect(error(base + "security: {curve: yes please}").contains("security.curve must be true or false"))
-        #expect(error(base + "security: {curve: true, server_key: c.key, allowed_clients: w, client_key: x}")
-            .contains("security.client_key is not a known key here; known keys: allowed_clients, allowed_trainers, allowed_workers, curve, server_key"))
-        #expect(error(base + "security: {curve: true, server_key: c.key, allowed_clients: w, allowed_workers: w}")
-            .contains("allowed_clients and allowed_workers are the same setting"))
+        #expect(
+            error(base + "security: {curve: true, server_key: c.key, allowed_clients: w, client_key: x}")
+                .contains(
+                    "security.client_key is not a known key here; known keys: allowed_clients, allowed_trainers, allowed_workers, curve, server_key"
+                ))
+        #expect(
+            error(base + "security: {curve: true, server_key: c.key, allowed_clients: w, allowed_workers: w}")
+                .contains("allowed_clients and allowed_workers are the same setting"))
         #expect(error(base + "security: on").contains("security must be a mapping"))
-        #expect(error(base + "security: {server_key: [a, b]}").contains("security.server_key must be a path (a string)"))
+        #expect(
+            error(base + "security: {server_key: [a, b]}").contains("security.server_key must be a path (a string)"))
     }
 }
 
@@ -141,12 +176,15 @@ import ZeroMQ
         let router = try ZMQSocket(context, type: .router)
         let settings = SecuritySettings(curve: true, serverKey: server.secretKeyPath, allowedClients: dir + "/allowed")
         do {
-            _ = try CoordinatorService.configureSecurity(settings, router: router, context: context, logger: .init(label: "t"))
+            _ = try CoordinatorService.configureSecurity(
+                settings, router: router, context: context, logger: .init(label: "t"))
             Issue.record("no error")
         } catch {
             #expect("\(error)".contains("\(dir)/allowed: the allowed_workers folder has no *.pub files"))
         }
-        #expect(try CoordinatorService.configureSecurity(SecuritySettings(), router: router, context: context, logger: .init(label: "t")) == nil)
+        #expect(
+            try CoordinatorService.configureSecurity(
+                SecuritySettings(), router: router, context: context, logger: .init(label: "t")) == nil)
     }
 
     @Test func localRunMakesAKeyPerWorkerAndKeepsExternalWorkersAllowed() throws {
@@ -154,7 +192,8 @@ import ZeroMQ
         let server = try CurveKeyFiles.generate(directory: dir + "/keys", name: "coordinator")
         let external = try CurveKeyFiles.generate(directory: dir + "/allowed", name: "gpu-node-1")
         var config = RunConfig(inputs: ["/x.jsonl"], iterations: 1, rewardModels: [])
-        config.security = SecuritySettings(curve: true, serverKey: server.secretKeyPath, allowedClients: dir + "/allowed")
+        config.security = SecuritySettings(
+            curve: true, serverKey: server.secretKeyPath, allowedClients: dir + "/allowed")
         let run = try RunDirectory(path: dir + "/run")
         for _ in 0..<2 {  // a second run into the same folder replaces the throwaway keys
             let prepared = try LocalRunSecurity.prepare(config, runDirectory: run, workers: 2)
@@ -162,9 +201,14 @@ import ZeroMQ
             #expect(allowed == run.path + "/keys/allowed")
             let keys = try CurveKeyFiles.allowList(directory: allowed).map(\.key)
             let local1 = try CurveKeyFiles.readKeyPair(path: run.path + "/keys/local-1.key")
-            #expect(Set(keys).count == 3 && keys.contains(external.keyPair.publicKey) && keys.contains(local1.publicKey))
-            #expect(prepared.workerArguments[1] == ["--server-key", run.path + "/keys/coordinator.pub", "--key", run.path + "/keys/local-1.key"])
-            #expect(try CurveKeyFiles.readPublicKey(path: run.path + "/keys/coordinator.pub") == server.keyPair.publicKey)
+            #expect(
+                Set(keys).count == 3 && keys.contains(external.keyPair.publicKey) && keys.contains(local1.publicKey))
+            #expect(
+                prepared.workerArguments[1] == [
+                    "--server-key", run.path + "/keys/coordinator.pub", "--key", run.path + "/keys/local-1.key",
+                ])
+            #expect(
+                try CurveKeyFiles.readPublicKey(path: run.path + "/keys/coordinator.pub") == server.keyPair.publicKey)
         }
         // Curve off: nothing written, nothing changed.
         let plain = RunConfig(inputs: ["/x.jsonl"], iterations: 1, rewardModels: [])

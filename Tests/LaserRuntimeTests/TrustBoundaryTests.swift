@@ -7,7 +7,8 @@ import Testing
 /// Issue 19 item 1: what a worker agrees to build from a Welcome.
 @Suite struct LocalRewardModelsTests {
     let shell = RewardModelDefinition(name: "judge", kind: "subprocess", params: ["command": "touch /tmp/pwned"])
-    let url = RewardModelDefinition(name: "remote", kind: "http", params: ["url": "http://attacker.invalid/", "api_key_env": "HOME"])
+    let url = RewardModelDefinition(
+        name: "remote", kind: "http", params: ["url": "http://attacker.invalid/", "api_key_env": "HOME"])
 
     @Test func backendsFromTheWireAreRefused() throws {
         let stock = try LocalRewardModels(selected: ["length"])
@@ -18,7 +19,8 @@ import Testing
         #expect(throws: LocalRewardModels.Refusal.self) { try any.resolve([shell]) }
         // Wrappers around a backend are backends too.
         for kind in ["noisy", "simulated-latency"] {
-            let wrapped = RewardModelDefinition(name: "w", kind: kind, params: ["base": "subprocess", "command": "id", "sigma": "0.1", "ms": "1"])
+            let wrapped = RewardModelDefinition(
+                name: "w", kind: kind, params: ["base": "subprocess", "command": "id", "sigma": "0.1", "ms": "1"])
             #expect(throws: LocalRewardModels.Refusal.self) { try any.resolve([wrapped]) }
         }
     }
@@ -28,7 +30,9 @@ import Testing
         let other = RewardModelDefinition(name: "other", kind: "length", params: [:])
         #expect(throws: LocalRewardModels.Refusal.self) { try stock.resolve([other]) }
         let own = RewardModelDefinition(name: "length", kind: "length", params: ["prefer": "shorter"])
-        #expect(try stock.resolve([own]) == [RewardModelSpec(name: "length", kind: "length", params: ["prefer": "shorter"])])
+        #expect(
+            try stock.resolve([own]) == [RewardModelSpec(name: "length", kind: "length", params: ["prefer": "shorter"])]
+        )
     }
 
     @Test func localDefinitionsWinAndMustMatchTheKind() throws {
@@ -39,14 +43,18 @@ import Testing
         #expect(try local.resolve([RewardModelDefinition(name: "judge", kind: "subprocess", params: [:])]) == [mine])
         // A command in the Welcome is ignored: the local definition is built.
         #expect(try local.resolve([shell]) == [mine])
-        #expect(throws: LocalRewardModels.Refusal.self) { try local.resolve([RewardModelDefinition(name: "judge", kind: "http", params: [:])]) }
+        #expect(throws: LocalRewardModels.Refusal.self) {
+            try local.resolve([RewardModelDefinition(name: "judge", kind: "http", params: [:])])
+        }
     }
 
     @Test func theCoordinatorSendsBackendsByNameOnly() throws {
-        var config = RunConfig(inputs: ["/x.jsonl"], iterations: 1, rewardModels: [
-            RewardModelSpec(name: "judge", kind: "subprocess", params: ["command": "python3 rm.py"]),
-            RewardModelSpec(name: "len", kind: "length", params: ["prefer": "shorter"]),
-        ])
+        var config = RunConfig(
+            inputs: ["/x.jsonl"], iterations: 1,
+            rewardModels: [
+                RewardModelSpec(name: "judge", kind: "subprocess", params: ["command": "python3 rm.py"]),
+                RewardModelSpec(name: "len", kind: "length", params: ["prefer": "shorter"]),
+            ])
         config.seed = 1
         let plan = config.plan(coordinatorID: "c")
         #expect(plan.rewardModels.first { $0.name == "judge" }?.params == [:])
@@ -63,7 +71,9 @@ import Testing
         #expect(CLIPath.absolute("./y/../z", base: "/a") == "/a/z")
         #expect(CLIPath.absolute("/abs/./p//q/") == "/abs/p/q")
         let cwd = FileManager.default.currentDirectoryPath
-        #expect(CLIPath.absolute("../X") == URL(fileURLWithPath: cwd).deletingLastPathComponent().appendingPathComponent("X").path)
+        #expect(
+            CLIPath.absolute("../X")
+                == URL(fileURLWithPath: cwd).deletingLastPathComponent().appendingPathComponent("X").path)
     }
 }
 
@@ -143,7 +153,11 @@ import Testing
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
         try #require(rc == 0)
         return fd
     }
@@ -160,12 +174,16 @@ import Testing
             "\(CoordinatorService.event(from: .init(frames: [[1], payload], userID: key), roles: roles))"
         }
         #expect(event(hello, key: "W-key").hasPrefix("message"))
-        #expect(event(hello, key: "T-key").contains("forbidden") && event(hello, key: "T-key").contains("allowed_workers"))
+        #expect(
+            event(hello, key: "T-key").contains("forbidden") && event(hello, key: "T-key").contains("allowed_workers"))
         #expect(event(trainer, key: "T-key").hasPrefix("message"))
         #expect(event(trainer, key: "W-key").contains("forbidden"))
-        #expect(event(loss, key: "W-key").contains("forbidden") && event(loss, key: "W-key").contains("allowed_trainers"))
+        #expect(
+            event(loss, key: "W-key").contains("forbidden") && event(loss, key: "W-key").contains("allowed_trainers"))
         #expect(event(loss, key: nil).contains("forbidden"))
         // More frames than one payload: undecodable, whatever the key.
-        #expect("\(CoordinatorService.event(from: .init(frames: [[1], hello, hello], userID: "W-key"), roles: roles))".hasPrefix("undecodable"))
+        #expect(
+            "\(CoordinatorService.event(from: .init(frames: [[1], hello, hello], userID: "W-key"), roles: roles))"
+                .hasPrefix("undecodable"))
     }
 }

@@ -44,11 +44,14 @@ import ZeroMQ
     func server(allowing clients: [CurveKeyPair]) throws -> Server {
         let context = try ZMQContext()
         let keys = try CurveKeyPair.generate()
-        let authenticator = try ZAPAuthenticator(context: context, domain: "test", allowedClientKeys: Set(clients.map(\.publicKey)))
+        let authenticator = try ZAPAuthenticator(
+            context: context, domain: "test", allowedClientKeys: Set(clients.map(\.publicKey)))
         let router = try ZMQSocket(context, type: .router)
         try router.makeCurveServer(secretKey: keys.secretKey, zapDomain: "test")
         try router.bind("tcp://127.0.0.1:*")
-        return Server(context: context, authenticator: authenticator, router: router, endpoint: try router.lastEndpoint(), keys: keys)
+        return Server(
+            context: context, authenticator: authenticator, router: router, endpoint: try router.lastEndpoint(),
+            keys: keys)
     }
 
     func client(_ server: Server, context: ZMQContext, keys: CurveKeyPair?) throws -> ZMQSocket {
@@ -133,7 +136,11 @@ import ZeroMQ
         let req = try ZMQSocket(context, type: .req)
         try req.connect(ZAPAuthenticator.endpoint)
         func ask(domain: String, mechanism: String, credentials: [[UInt8]]) throws -> [String] {
-            try req.send([Array("1.0".utf8), Array("7".utf8), Array(domain.utf8), Array("10.0.0.1".utf8), [], Array(mechanism.utf8)] + credentials)
+            try req.send(
+                [
+                    Array("1.0".utf8), Array("7".utf8), Array(domain.utf8), Array("10.0.0.1".utf8), [],
+                    Array(mechanism.utf8),
+                ] + credentials)
             _ = try ZMQPoller.poll([(req, .readable)], timeoutMs: 5000)
             return try #require(try req.receive(nonBlocking: true)).map { String(decoding: $0, as: UTF8.self) }
         }
@@ -143,7 +150,9 @@ import ZeroMQ
         #expect(ok[4] == listed.publicKey)  // user id
         #expect(try ask(domain: "d", mechanism: "NULL", credentials: [])[2] == "400")
         #expect(try ask(domain: "other", mechanism: "CURVE", credentials: [key])[2] == "400")
-        #expect(try ask(domain: "d", mechanism: "CURVE", credentials: [Array(repeating: 1, count: 32)])[3] == "client key is not on the allow-list")
+        #expect(
+            try ask(domain: "d", mechanism: "CURVE", credentials: [Array(repeating: 1, count: 32)])[3]
+                == "client key is not on the allow-list")
         #expect(try ask(domain: "d", mechanism: "CURVE", credentials: [[1, 2, 3]])[2] == "400")
         #expect(authenticator.allowedCount == 1 && authenticator.deniedCount == 4)
         #expect(decisions.all.map(\.allowed) == [true, false, false, false, false])
@@ -171,7 +180,9 @@ import ZeroMQ
 
     @Test func aBadAllowListKeyIsRejected() throws {
         let context = try ZMQContext()
-        #expect(throws: CurveKeyError.self) { try ZAPAuthenticator(context: context, domain: "d", allowedClientKeys: ["nope"]) }
+        #expect(throws: CurveKeyError.self) {
+            try ZAPAuthenticator(context: context, domain: "d", allowedClientKeys: ["nope"])
+        }
     }
 }
 

@@ -15,8 +15,10 @@ import Testing
         }
     }
 
-    static let alphabet: [String] = ["a", "Z", " ", "\"", "\\", "/", "\n", "\r", "\t", "\u{0}", "\u{1}", "\u{8}", "\u{C}", "\u{1F}",
-                                     "\u{7F}", "é", "中", "😀", "\u{2028}", "xxxxxxxxxxxxxxxxxxxx"]
+    static let alphabet: [String] = [
+        "a", "Z", " ", "\"", "\\", "/", "\n", "\r", "\t", "\u{0}", "\u{1}", "\u{8}", "\u{C}", "\u{1F}",
+        "\u{7F}", "é", "中", "😀", "\u{2028}", "xxxxxxxxxxxxxxxxxxxx",
+    ]
 
     static func randomText(_ rng: inout LCG) -> String {
         (0..<Int(rng.next() % 120)).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }.joined()
@@ -24,7 +26,9 @@ import Testing
 
     /// The C scanner's verdict on a body (it reads to the end: a body has no closing quote).
     static func scan(_ body: [UInt8]) -> laser_json_string_result {
-        body.withUnsafeBufferPointer { laser_json_string($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, 0, body.count, nil) }
+        body.withUnsafeBufferPointer {
+            laser_json_string($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, 0, body.count, nil)
+        }
     }
 
     @Test func roundTripsAndHasOneFormPerText() throws {
@@ -36,7 +40,9 @@ import Testing
             #expect(json == JSONText(text) && json.hashValue == JSONText(text).hashValue)
             let bytes = json.withEscapedBytes { Array($0) }
             let r = Self.scan(bytes)
-            #expect(r.non_canonical == 0 && r.error == Int32(LASER_JSON_UNTERMINATED_STRING) && r.at == bytes.count, "\(bytes)")
+            #expect(
+                r.non_canonical == 0 && r.error == Int32(LASER_JSON_UNTERMINATED_STRING) && r.at == bytes.count,
+                "\(bytes)")
             // Off the wire (a worker): the same text.
             #expect(try bytes.withUnsafeBytes { try JSONText.decode(body: $0) } == text)
         }
@@ -53,7 +59,7 @@ import Testing
             if round % 2 == 0 {
                 let data = try JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed])
                 let full = Array(data)
-                body = Array(full[2..<(full.count - 2)])   // ["...."] -> ....
+                body = Array(full[2..<(full.count - 2)])  // ["...."] -> ....
             } else {
                 // Laser's form with some escapes swapped for equivalent ones.
                 body = []
@@ -88,9 +94,13 @@ import Testing
     }
 
     @Test func whatIsNotABodyIsRefused() {
-        for bad: [UInt8] in [Array(#"a"b"#.utf8), Array(#"a\x"#.utf8), [0x61, 0x01], Array(#"ends\"#.utf8), Array(#"\u12"#.utf8),
-                             Array(#"\ud83d"#.utf8), [0xC3, 0x28]] {
-            #expect(throws: JSONText.InvalidBody.self, "\(bad)") { try bad.withUnsafeBytes { try JSONText.decode(body: $0) } }
+        for bad: [UInt8] in [
+            Array(#"a"b"#.utf8), Array(#"a\x"#.utf8), [0x61, 0x01], Array(#"ends\"#.utf8), Array(#"\u12"#.utf8),
+            Array(#"\ud83d"#.utf8), [0xC3, 0x28],
+        ] {
+            #expect(throws: JSONText.InvalidBody.self, "\(bad)") {
+                try bad.withUnsafeBytes { try JSONText.decode(body: $0) }
+            }
         }
     }
 }

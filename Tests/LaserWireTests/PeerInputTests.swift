@@ -10,15 +10,20 @@ import Testing
         let long = PeerText.printable(String(repeating: "x", count: 70_000))
         #expect(long.count < 260 && long.hasSuffix("...(70000 bytes)"))
         #expect(PeerText.identifierProblem("node3-gpu1", what: "worker_id") == nil)
-        #expect(PeerText.identifierProblem(String(repeating: "x", count: 129), what: "worker_id")?.contains("at most 128") == true)
+        #expect(
+            PeerText.identifierProblem(String(repeating: "x", count: 129), what: "worker_id")?.contains("at most 128")
+                == true)
         #expect(PeerText.identifierProblem("a\u{1B}b", what: "worker_id")?.contains("control characters") == true)
     }
 
     @Test func aStringWithNULDoesNotDecode() throws {
         let clean = WireCodec.encode(.hello(Hello(workerID: "ghost", rewardModels: [], slots: 1, softwareVersion: "")))
-        #expect(try WireCodec.decode(clean) == .hello(Hello(workerID: "ghost", rewardModels: [], slots: 1, softwareVersion: "")))
+        #expect(
+            try WireCodec.decode(clean)
+                == .hello(Hello(workerID: "ghost", rewardModels: [], slots: 1, softwareVersion: "")))
         // The same message with worker_id "ghost\0hidden", as a foreign encoder would write it.
-        let withNUL = WireCodec.encode(.hello(Hello(workerID: "ghostXhidden", rewardModels: [], slots: 1, softwareVersion: "")))
+        let withNUL = WireCodec.encode(
+            .hello(Hello(workerID: "ghostXhidden", rewardModels: [], slots: 1, softwareVersion: "")))
         let x = withNUL.firstIndex(of: UInt8(ascii: "X"))!
         var forged = withNUL
         forged[x] = 0
@@ -29,8 +34,11 @@ import Testing
             #expect("\(error)".contains("NUL"), "\(error)")
         }
         // NUL inside a nested string (a candidate of a score task).
-        let task = WireCodec.encode(.scoreTask(ScoreTask(taskID: 1, attempt: 1, rewardModel: "rm", iteration: 1,
-                                                         items: [ScoreItem(promptID: "p", prompt: "q", candidates: ["aXb", "c"], reference: nil)])))
+        let task = WireCodec.encode(
+            .scoreTask(
+                ScoreTask(
+                    taskID: 1, attempt: 1, rewardModel: "rm", iteration: 1,
+                    items: [ScoreItem(promptID: "p", prompt: "q", candidates: ["aXb", "c"], reference: nil)])))
         var nested = task
         nested[nested.firstIndex(of: UInt8(ascii: "X"))!] = 0
         #expect(throws: (any Error).self) { try WireCodec.decode(nested) }

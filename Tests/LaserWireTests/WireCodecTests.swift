@@ -3,40 +3,64 @@ import Testing
 
 @Suite struct WireCodecTests {
     static let samples: [WireMessage] = [
-        .hello(Hello(workerID: "node3-gpu1", rewardModels: ["answer-match", "längd ✓"], slots: 4, softwareVersion: "0.1.0")),
+        .hello(
+            Hello(
+                workerID: "node3-gpu1", rewardModels: ["answer-match", "längd ✓"], slots: 4, softwareVersion: "0.1.0")),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "")),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "", labels: ["a100", "node-7"])),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "", acceptsJSONCandidates: true)),
-        .welcome(Welcome(coordinatorID: "c", heartbeatIntervalMs: 1000, liveness: 5,
-                         rewardModels: [RewardModelDefinition(name: "noisy", kind: "noisy", params: ["base": "length", "sigma": "0.3"]),
-                                        RewardModelDefinition(name: "am", kind: "answer-match", params: [:])],
-                         runSeed: 0xFFFF_FFFF_FFFF_FFFF)),
+        .welcome(
+            Welcome(
+                coordinatorID: "c", heartbeatIntervalMs: 1000, liveness: 5,
+                rewardModels: [
+                    RewardModelDefinition(name: "noisy", kind: "noisy", params: ["base": "length", "sigma": "0.3"]),
+                    RewardModelDefinition(name: "am", kind: "answer-match", params: [:]),
+                ],
+                runSeed: 0xFFFF_FFFF_FFFF_FFFF)),
         .reject(reason: "unknown RM"),
         .reject(reason: "worker id in use", retryAfterMs: 5000),
         .heartbeat,
-        .scoreTask(ScoreTask(taskID: 1 << 40, attempt: 3, rewardModel: "am", iteration: 7, items: [
-            ScoreItem(promptID: "p1", prompt: "2+2?", candidates: ["4", "five", ""], reference: "4"),
-            ScoreItem(promptID: "p2", prompt: "emoji 🚀 and \"quotes\"\n", candidates: ["a", "b"], reference: nil),
-            ScoreItem(promptID: "p3", prompt: "", candidates: ["x", "y"], reference: ""),
-        ])),
-        .scoreTask(ScoreTask(taskID: 2, attempt: 1, rewardModel: "am", iteration: 7, items: [
-            ScoreItem(promptID: "p1", prompt: "2+2?", candidates: ["4", "five", "", "tab\t \"q\" é \u{1} \\ 🚀"], reference: "4"),
-            ScoreItem(promptID: "p2", prompt: "p", candidates: ["a", "b"], reference: nil),
-        ], candidatesAsJSON: true)),
-        .scoreResult(ScoreResult(taskID: 9, attempt: 1, outcome: .success([[1.5, -0.25, 0], [1e-300, -1e300]]), elapsedMicros: 1234)),
+        .scoreTask(
+            ScoreTask(
+                taskID: 1 << 40, attempt: 3, rewardModel: "am", iteration: 7,
+                items: [
+                    ScoreItem(promptID: "p1", prompt: "2+2?", candidates: ["4", "five", ""], reference: "4"),
+                    ScoreItem(
+                        promptID: "p2", prompt: "emoji 🚀 and \"quotes\"\n", candidates: ["a", "b"], reference: nil),
+                    ScoreItem(promptID: "p3", prompt: "", candidates: ["x", "y"], reference: ""),
+                ])),
+        .scoreTask(
+            ScoreTask(
+                taskID: 2, attempt: 1, rewardModel: "am", iteration: 7,
+                items: [
+                    ScoreItem(
+                        promptID: "p1", prompt: "2+2?", candidates: ["4", "five", "", "tab\t \"q\" é \u{1} \\ 🚀"],
+                        reference: "4"),
+                    ScoreItem(promptID: "p2", prompt: "p", candidates: ["a", "b"], reference: nil),
+                ], candidatesAsJSON: true)),
+        .scoreResult(
+            ScoreResult(
+                taskID: 9, attempt: 1, outcome: .success([[1.5, -0.25, 0], [1e-300, -1e300]]), elapsedMicros: 1234)),
         .scoreResult(ScoreResult(taskID: 9, attempt: 2, outcome: .success([]), elapsedMicros: 0)),
         .scoreResult(ScoreResult(taskID: 10, attempt: 2, outcome: .failure("CUDA OOM"), elapsedMicros: 5)),
         .disconnect(reason: "unknown peer"),
         .shutdown(reason: "run complete"),
         .trainerHello(TrainerHello(trainerID: "rank0", window: 2, softwareVersion: "py")),
         .trainerWelcome(TrainerWelcome(coordinatorID: "c", heartbeatIntervalMs: 500, liveness: 5, wantsLoss: true)),
-        .preferenceBatch(PreferenceBatch(globalBatch: 41, iteration: 3, batch: 7, rewardModel: "am", pairs: [
-            TrainerPair(prompt: "p", chosen: "c ✓", rejected: "r", chosenScore: 1, rejectedScore: -0.5, promptID: "id"),
-        ], path: "/runs/x/iterations/0003/batch-0007.jsonl")),
-        .preferenceBatch(PreferenceBatch(globalBatch: 0, iteration: 1, batch: 1, rewardModel: "ensemble", pairs: [], path: "")),
+        .preferenceBatch(
+            PreferenceBatch(
+                globalBatch: 41, iteration: 3, batch: 7, rewardModel: "am",
+                pairs: [
+                    TrainerPair(
+                        prompt: "p", chosen: "c ✓", rejected: "r", chosenScore: 1, rejectedScore: -0.5, promptID: "id")
+                ], path: "/runs/x/iterations/0003/batch-0007.jsonl")),
+        .preferenceBatch(
+            PreferenceBatch(globalBatch: 0, iteration: 1, batch: 1, rewardModel: "ensemble", pairs: [], path: "")),
         .batchFeedback(BatchFeedback(globalBatch: 41, loss: 0.6931)),
         .batchFeedback(BatchFeedback(globalBatch: 42, loss: 0.6931, lossAfter: 0)),
-        .trainerWelcome(TrainerWelcome(coordinatorID: "c", heartbeatIntervalMs: 500, liveness: 5, wantsLoss: true, wantsLossAfter: true)),
+        .trainerWelcome(
+            TrainerWelcome(
+                coordinatorID: "c", heartbeatIntervalMs: 500, liveness: 5, wantsLoss: true, wantsLossAfter: true)),
         .batchFeedback(BatchFeedback(globalBatch: 0, loss: -2, iteration: 3, batch: 7)),
         .feedbackAck(FeedbackAck(globalBatch: 41, accepted: false, reason: "already rewarded")),
     ]
@@ -55,7 +79,8 @@ import Testing
         let texts = ["4", "", "tab\t \"q\" é \u{1} \\ 🚀\n"]
         let item = ScoreItem(promptID: "p", prompt: "q", candidates: texts, reference: nil)
         for asJSON in [false, true] {
-            let task = ScoreTask(taskID: 1, attempt: 1, rewardModel: "am", iteration: 1, items: [item], candidatesAsJSON: asJSON)
+            let task = ScoreTask(
+                taskID: 1, attempt: 1, rewardModel: "am", iteration: 1, items: [item], candidatesAsJSON: asJSON)
             guard case .scoreTask(let back) = try WireCodec.decode(WireCodec.encode(.scoreTask(task))) else {
                 Issue.record("not a ScoreTask"); continue
             }
@@ -65,10 +90,14 @@ import Testing
         for bad in [#"a"b"#, #"a\x"#, "a\u{1}b", #"ends\"#, #"\u12"#] {
             let storage = JSONTextStorage.copying(Array(bad.utf8))
             let raw = JSONText(storage: storage, range: 0..<storage.count)
-            let task = ScoreTask(taskID: 1, attempt: 1, rewardModel: "am", iteration: 1,
-                                 items: [ScoreItem(promptID: "p", prompt: "q", candidateTexts: [raw], reference: nil)], candidatesAsJSON: true)
+            let task = ScoreTask(
+                taskID: 1, attempt: 1, rewardModel: "am", iteration: 1,
+                items: [ScoreItem(promptID: "p", prompt: "q", candidateTexts: [raw], reference: nil)],
+                candidatesAsJSON: true)
             #expect(throws: WireError.self, "\(bad)") { try WireCodec.decode(WireCodec.encode(.scoreTask(task))) }
-            do { _ = try WireCodec.decode(WireCodec.encode(.scoreTask(task))) } catch { #expect("\(error)".contains("candidates_json[0]")) }
+            do { _ = try WireCodec.decode(WireCodec.encode(.scoreTask(task))) } catch {
+                #expect("\(error)".contains("candidates_json[0]"))
+            }
         }
     }
 

@@ -37,7 +37,8 @@ import ZeroMQ
         try dealer.send([WireCodec.encode(.heartbeat)])
         _ = try ZMQPoller.poll([(router, .readable)], timeoutMs: 5000)
         let identity = try #require(try router.receive())[0]
-        let message = WireMessage.shutdown(reason: String(repeating: "long enough to leave libzmq's inline buffer ", count: 40))
+        let message = WireMessage.shutdown(
+            reason: String(repeating: "long enough to leave libzmq's inline buffer ", count: 40))
         let body = WireCodec.encodeMalloced(message)
         #expect(Array(UnsafeRawBufferPointer(body)) == WireCodec.encode(message))
         #expect(try router.send([identity], thenMalloced: body, nonBlocking: true))

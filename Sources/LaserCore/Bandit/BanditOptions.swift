@@ -43,7 +43,9 @@ public struct BanditOptions: Equatable, Sendable {
     /// What selections.jsonl records of each decision (`bandit.record_decisions`).
     public var record = Record.none
 
-    public init(warmStart: WarmStart = .none, ties: Ties = .first, firstReward: FirstReward = .paper, record: Record = .none) {
+    public init(
+        warmStart: WarmStart = .none, ties: Ties = .first, firstReward: FirstReward = .paper, record: Record = .none
+    ) {
         self.warmStart = warmStart
         self.ties = ties
         self.firstReward = firstReward

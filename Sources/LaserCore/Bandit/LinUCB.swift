@@ -299,7 +299,9 @@ final class CholeskyStorage: @unchecked Sendable {
         return (0..<count).map { bounds[$0]..<bounds[$0 + 1] }
     }
 
-    private func vectors(arm k: Int) -> (r: UnsafeMutablePointer<Float>, s: UnsafeMutablePointer<Float>, z: UnsafeMutablePointer<Float>) {
+    private func vectors(
+        arm k: Int
+    ) -> (r: UnsafeMutablePointer<Float>, s: UnsafeMutablePointer<Float>, z: UnsafeMutablePointer<Float>) {
         let r = (scratch + k * scratchStride).bindMemory(to: Float.self, capacity: 3 * d)
         return (r, r + d, r + 2 * d)
     }
@@ -430,8 +432,10 @@ enum Kernels {
     /// Forward substitution for columns j0..<j0+nb of `L u = r`, `L w = s`, in place: r[j], s[j] become
     /// u_j, w_j for those columns and the rows below lose their contributions.
     @inline(__always)
-    static func solveBlock(_ l: UnsafeMutablePointer<Float>, _ d: Int, _ j0: Int, _ nb: Int,
-                           _ r: UnsafeMutablePointer<Float>, _ s: UnsafeMutablePointer<Float>) {
+    static func solveBlock(
+        _ l: UnsafeMutablePointer<Float>, _ d: Int, _ j0: Int, _ nb: Int,
+        _ r: UnsafeMutablePointer<Float>, _ s: UnsafeMutablePointer<Float>
+    ) {
         var u = SIMD4<Float>(), w = SIMD4<Float>()
         for c in 0..<nb {
             let j = j0 + c
@@ -499,11 +503,15 @@ enum Kernels {
 
     @inline(__always) static func carryValue(_ c: UInt16) -> Float { Float(bitPattern: UInt32(c) << 16) }
     /// To bfloat16, rounding half away from zero (ties are rare and only move 2^-9 of a carry).
-    @inline(__always) static func carryBits(_ x: Float) -> UInt16 { UInt16(truncatingIfNeeded: (x.bitPattern &+ 0x8000) >> 16) }
+    @inline(__always) static func carryBits(_ x: Float) -> UInt16 {
+        UInt16(truncatingIfNeeded: (x.bitPattern &+ 0x8000) >> 16)
+    }
 
     /// Adds `delta` (an update's change of the element) and the carry to the element; keeps the new
     /// rounding error. The scalar form of the vector loop in `rotateBlock`, the same operations.
-    @inline(__always) static func accumulate(_ h: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<UInt16>, _ delta: Float) {
+    @inline(__always) static func accumulate(
+        _ h: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<UInt16>, _ delta: Float
+    ) {
         let v = h.pointee
         let total = delta + carryValue(e.pointee)
         let f = v + total
@@ -516,8 +524,10 @@ enum Kernels {
     /// `L_ij' = L_ij + ((c - 1) L_ij + s z_i)`, `z_i' = z_i + ((c - 1) z_i - s L_ij)`; c - 1 is computed
     /// without cancellation, so the increments are accurate and `accumulate` adds them without bias.
     @inline(__always)
-    static func rotateBlock(_ l: UnsafeMutablePointer<Float>, _ carry: UnsafeMutablePointer<UInt16>, _ d: Int,
-                            _ j0: Int, _ nb: Int, _ z: UnsafeMutablePointer<Float>) {
+    static func rotateBlock(
+        _ l: UnsafeMutablePointer<Float>, _ carry: UnsafeMutablePointer<UInt16>, _ d: Int,
+        _ j0: Int, _ nb: Int, _ z: UnsafeMutablePointer<Float>
+    ) {
         var cm = SIMD4<Float>(), sn = SIMD4<Float>()
         for c in 0..<nb {
             let j = j0 + c
@@ -569,19 +579,24 @@ enum Kernels {
     }
 
     /// One element of a column's rotation (c - 1, s) against z_i.
-    @inline(__always) static func rotate(_ h: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<UInt16>,
-                                         _ z: inout Float, _ cm1: Float, _ s: Float) {
+    @inline(__always) static func rotate(
+        _ h: UnsafeMutablePointer<Float>, _ e: UnsafeMutablePointer<UInt16>,
+        _ z: inout Float, _ cm1: Float, _ s: Float
+    ) {
         let v = h.pointee
         accumulate(h, e, cm1 * v + s * z)
         z = z + (cm1 * z - s * v)
     }
 
     /// `rotate` on 4 consecutive rows (element offset o), the same operations lane by lane.
-    @inline(__always) static func rotate4(_ h: UnsafeMutableRawPointer, _ e: UnsafeMutableRawPointer, _ o: Int,
-                                          _ z: inout SIMD4<Float>, _ cm1: SIMD4<Float>, _ s: SIMD4<Float>) {
+    @inline(__always) static func rotate4(
+        _ h: UnsafeMutableRawPointer, _ e: UnsafeMutableRawPointer, _ o: Int,
+        _ z: inout SIMD4<Float>, _ cm1: SIMD4<Float>, _ s: SIMD4<Float>
+    ) {
         let v = h.loadUnaligned(fromByteOffset: o &* 4, as: SIMD4<Float>.self)
-        let carryIn = unsafeBitCast(SIMD4<UInt32>(truncatingIfNeeded: e.loadUnaligned(fromByteOffset: o &* 2, as: SIMD4<UInt16>.self)) &<< 16,
-                                    to: SIMD4<Float>.self)
+        let carryIn = unsafeBitCast(
+            SIMD4<UInt32>(truncatingIfNeeded: e.loadUnaligned(fromByteOffset: o &* 2, as: SIMD4<UInt16>.self)) &<< 16,
+            to: SIMD4<Float>.self)
         let total = (cm1 * v + s * z) + carryIn
         let f = v + total
         h.storeBytes(of: f, toByteOffset: o &* 4, as: SIMD4<Float>.self)

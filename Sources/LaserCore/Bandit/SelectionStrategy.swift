@@ -44,9 +44,12 @@ public struct Selector: Equatable, Sendable {
     /// Thompson sampling's scale and priors (`thompson` section).
     public let thompson: ThompsonSettings
 
-    public init(kind: StrategyKind, armCount: Int, dimension: Int, seed: UInt64,
-                alpha: Double = 0.1, lambda: Double = 1.0, fixedArm: Int = 0, gamma: Double = 0.1,
-                options: BanditOptions = BanditOptions(), perPrompt: Bool = false, thompson: ThompsonSettings = ThompsonSettings()) {
+    public init(
+        kind: StrategyKind, armCount: Int, dimension: Int, seed: UInt64,
+        alpha: Double = 0.1, lambda: Double = 1.0, fixedArm: Int = 0, gamma: Double = 0.1,
+        options: BanditOptions = BanditOptions(), perPrompt: Bool = false,
+        thompson: ThompsonSettings = ThompsonSettings()
+    ) {
         precondition(armCount > 0)
         precondition(thompson.priors.isEmpty || thompson.priors.count == armCount)
         self.thompson = thompson
@@ -57,7 +60,9 @@ public struct Selector: Equatable, Sendable {
         self.armCount = armCount
         self.seed = seed
         self.fixedArm = fixedArm
-        linucb = kind == .linucb || kind == .thompson ? LinUCB(armCount: armCount, dimension: dimension, alpha: alpha, lambda: lambda) : nil
+        linucb =
+            kind == .linucb || kind == .thompson
+            ? LinUCB(armCount: armCount, dimension: dimension, alpha: alpha, lambda: lambda) : nil
         exp3 = kind == .exp3 ? Exp3(armCount: armCount, gamma: gamma) : nil
     }
 
@@ -69,7 +74,9 @@ public struct Selector: Equatable, Sendable {
     }
 
     /// The decision and the probability it had (1 for deterministic strategies; Exp3's `p_k`).
-    public func selectWithProbability(context x: [Double], batch: Int, unit: Int = 0) -> (selection: Selection, probability: Double) {
+    public func selectWithProbability(
+        context x: [Double], batch: Int, unit: Int = 0
+    ) -> (selection: Selection, probability: Double) {
         if kind == .exp3 {
             let u = Double(SplitMix64.mix(seed, 0xE3, UInt64(batch), UInt64(unit)) >> 11) * 0x1.0p-53
             let (arm, p) = exp3!.draw(u)
@@ -86,15 +93,21 @@ public struct Selector: Equatable, Sendable {
         case .linucb:
             if let arm = warmStartArm(batch: batch, unit: unit) { return .arm(arm) }
             guard options.ties == .seeded else { return .arm(linucb!.select(x)) }
-            return .arm(Self.best(linucb!.upperConfidenceBounds(x),
-                                  order: BanditOptions.permutation(armCount, seed: seed, tag: 0x71E5, UInt64(batch), UInt64(unit))))
+            return .arm(
+                Self.best(
+                    linucb!.upperConfidenceBounds(x),
+                    order: BanditOptions.permutation(armCount, seed: seed, tag: 0x71E5, UInt64(batch), UInt64(unit))))
         case .random:
-            let h = unit == 0 ? SplitMix64.mix(seed, 0xBA7C4, UInt64(batch)) : SplitMix64.mix(seed, 0xBA7C4, UInt64(batch), UInt64(unit))
+            let h =
+                unit == 0
+                ? SplitMix64.mix(seed, 0xBA7C4, UInt64(batch))
+                : SplitMix64.mix(seed, 0xBA7C4, UInt64(batch), UInt64(unit))
             return .arm(Int(h % UInt64(armCount)))
         case .sequential: return .arm((batch + unit) % armCount)
         case .thompson:
             if let arm = warmStartArm(batch: batch, unit: unit) { return .arm(arm) }
-            let samples = ThompsonSampling.samples(linucb!.posterior(x), settings: thompson, seed: seed, batch: batch, unit: unit)
+            let samples = ThompsonSampling.samples(
+                linucb!.posterior(x), settings: thompson, seed: seed, batch: batch, unit: unit)
             return .arm(Self.best(samples, order: Array(0..<armCount)))
         case .ensemble, .agreement: return .ensemble
         case .fixed: return .arm(fixedArm)

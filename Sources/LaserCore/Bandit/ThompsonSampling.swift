@@ -39,8 +39,10 @@ public struct ThompsonSettings: Equatable, Sendable {
 /// Box-Muller transform: a decision is a deterministic function of the bandit state and its position,
 /// so a run replays and resumes to the same choices.
 public enum ThompsonSampling {
-    public static func samples(_ posterior: [(mean: Double, variance: Double)], settings: ThompsonSettings,
-                               seed: UInt64, batch: Int, unit: Int) -> [Double] {
+    public static func samples(
+        _ posterior: [(mean: Double, variance: Double)], settings: ThompsonSettings,
+        seed: UInt64, batch: Int, unit: Int
+    ) -> [Double] {
         posterior.enumerated().map { k, p in
             var mean = p.mean, variance = settings.v * settings.v * max(p.variance, 1e-300)
             if k < settings.priors.count, settings.priors[k].variance > 0 {

@@ -78,7 +78,9 @@ public struct HashingFeaturizer: Equatable, Sendable {
                     var h: UInt64 = 0xcbf2_9ce4_8422_2325
                     for t in first..<(first + n) {
                         if t > first { h = (h ^ 0x20) &* 0x0000_0100_0000_01B3 }
-                        for k in bounds[2 * t]..<bounds[2 * t + 1] { h = (h ^ UInt64(lower[k])) &* 0x0000_0100_0000_01B3 }
+                        for k in bounds[2 * t]..<bounds[2 * t + 1] {
+                            h = (h ^ UInt64(lower[k])) &* 0x0000_0100_0000_01B3
+                        }
                     }
                     add(h, to: &hashed)
                 }

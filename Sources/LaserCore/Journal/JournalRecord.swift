@@ -22,7 +22,8 @@ public enum JournalRecord: Equatable, Sendable, Codable {
     /// The trainer's loss on a batch (reward.source: trainer-loss), durable before it is acknowledged;
     /// with prediction-gain also its loss on the same pairs after the step, with probe-progress its loss
     /// on the probe before and after the step (absent in older journals).
-    case feedback(batch: Int, loss: Double, lossAfter: Double? = nil, probeBefore: Double? = nil, probeAfter: Double? = nil)
+    case feedback(
+        batch: Int, loss: Double, lossAfter: Double? = nil, probeBefore: Double? = nil, probeAfter: Double? = nil)
 }
 
 /// What a trainer reported for a batch (`BatchFeedback`), as the reward needs it.
@@ -39,7 +40,9 @@ struct TrainerReport: Sendable {
 
     init(_ f: BatchFeedback) { self.init(loss: f.loss, lossAfter: f.lossAfter, probe: f.probeLosses) }
 
-    var record: (lossAfter: Double?, probeBefore: Double?, probeAfter: Double?) { (lossAfter, probe?.before, probe?.after) }
+    var record: (lossAfter: Double?, probeBefore: Double?, probeAfter: Double?) {
+        (lossAfter, probe?.before, probe?.after)
+    }
 }
 
 /// What a journal says about a run so far, in the form the coordinator consults while it replays.
@@ -64,11 +67,13 @@ struct Recovery: Sendable {
             case .started(let epoch): epochs = max(epochs, epoch + 1)
             case .iterationLoaded(let n, let digest, _): inputDigests[n] = digest
             case .selected(let batch, let s): selections[batch] = s
-            case .scored(let batch, let rm, let first, let s): scores[ShardKey(batch: batch, rm: rm, firstPrompt: first)] = s
+            case .scored(let batch, let rm, let first, let s):
+                scores[ShardKey(batch: batch, rm: rm, firstPrompt: first)] = s
             case .emitted(let batch): emitted.insert(batch)
             case .feedback(let batch, let loss, let after, let probeBefore, let probeAfter):
-                losses[batch] = TrainerReport(loss: loss, lossAfter: after,
-                                              probe: probeBefore.flatMap { b in probeAfter.map { (b, $0) } })
+                losses[batch] = TrainerReport(
+                    loss: loss, lossAfter: after,
+                    probe: probeBefore.flatMap { b in probeAfter.map { (b, $0) } })
             }
         }
     }

@@ -42,8 +42,10 @@ public struct PromptRecord: Equatable, Sendable {
     /// The bandit's context vector for this prompt (from the input, or from the featurizer).
     public var context: [Double]
 
-    public init(id: String, prompt: String, candidates: [Candidate], reference: String? = nil,
-                task: String = "default", context: [Double], messagesJSON: String? = nil) {
+    public init(
+        id: String, prompt: String, candidates: [Candidate], reference: String? = nil,
+        task: String = "default", context: [Double], messagesJSON: String? = nil
+    ) {
         self.id = id
         self.prompt = prompt
         self.messagesJSON = messagesJSON
@@ -91,17 +93,22 @@ public struct PreferencePair: Equatable, Sendable {
     public var chosenCorrect: Bool?
     public var rejectedCorrect: Bool?
 
-    public init(prompt: String, chosen: String, rejected: String, chosenScore: Double, rejectedScore: Double,
-                rm: String, promptID: String, iteration: Int, batch: Int,
-                chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil, messagesJSON: String? = nil) {
-        self.init(prompt: prompt, chosenJSON: JSONText(chosen), rejectedJSON: JSONText(rejected), chosenScore: chosenScore,
-                  rejectedScore: rejectedScore, rm: rm, promptID: promptID, iteration: iteration, batch: batch,
-                  chosenCorrect: chosenCorrect, rejectedCorrect: rejectedCorrect, messagesJSON: messagesJSON)
+    public init(
+        prompt: String, chosen: String, rejected: String, chosenScore: Double, rejectedScore: Double,
+        rm: String, promptID: String, iteration: Int, batch: Int,
+        chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil, messagesJSON: String? = nil
+    ) {
+        self.init(
+            prompt: prompt, chosenJSON: JSONText(chosen), rejectedJSON: JSONText(rejected), chosenScore: chosenScore,
+            rejectedScore: rejectedScore, rm: rm, promptID: promptID, iteration: iteration, batch: batch,
+            chosenCorrect: chosenCorrect, rejectedCorrect: rejectedCorrect, messagesJSON: messagesJSON)
     }
 
-    public init(prompt: String, chosenJSON: JSONText, rejectedJSON: JSONText, chosenScore: Double, rejectedScore: Double,
-                rm: String, promptID: String, iteration: Int, batch: Int,
-                chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil, messagesJSON: String? = nil) {
+    public init(
+        prompt: String, chosenJSON: JSONText, rejectedJSON: JSONText, chosenScore: Double, rejectedScore: Double,
+        rm: String, promptID: String, iteration: Int, batch: Int,
+        chosenCorrect: Bool? = nil, rejectedCorrect: Bool? = nil, messagesJSON: String? = nil
+    ) {
         self.prompt = prompt
         self.messagesJSON = messagesJSON
         self.chosenJSON = chosenJSON

@@ -22,7 +22,8 @@ public struct PairPolicy: Equatable, Sendable {
     /// Candidate index pairs (chosen, rejected) for one prompt's scores; `accept` can veto a pair
     /// before it counts towards `maxPairs` (the agreement ensemble's filter).
     /// Order is deterministic: score descending, then candidate index ascending.
-    public func pairs(scores: [Double], accept: (Int, Int) -> Bool = { _, _ in true }) -> [(chosen: Int, rejected: Int)] {
+    public func pairs(scores: [Double], accept: (Int, Int) -> Bool = { _, _ in true }) -> [(chosen: Int, rejected: Int)]
+    {
         guard scores.count >= 2, maxPairs > 0 else { return [] }
         let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
         switch mode {
@@ -32,7 +33,8 @@ public struct PairPolicy: Equatable, Sendable {
         case .bestVsRest:
             var out: [(chosen: Int, rejected: Int)] = []
             for i in 0..<order.count {
-                for j in (i + 1)..<order.count where scores[order[i]] - scores[order[j]] > margin && accept(order[i], order[j]) {
+                for j in (i + 1)..<order.count
+                where scores[order[i]] - scores[order[j]] > margin && accept(order[i], order[j]) {
                     out.append((order[i], order[j]))
                     if out.count == maxPairs { return out }
                 }

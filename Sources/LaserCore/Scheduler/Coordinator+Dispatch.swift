@@ -10,7 +10,10 @@ extension Coordinator {
             var position = 0, skipped = 0
             let maxSkipped = 64
             while let queue = queues[rm], position < queue.count, skipped < maxSkipped,
-                  workers.values.contains(where: { $0.free > 0 && $0.quarantinedUntil == nil && $0.rewardModels.contains(rm) }) {
+                workers.values.contains(where: {
+                    $0.free > 0 && $0.quarantinedUntil == nil && $0.rewardModels.contains(rm)
+                })
+            {
                 let id = queue[position]
                 // A worker that has not failed this task, then the most free slots, then the lowest
                 // worker id (for reproducible logs).
@@ -19,7 +22,8 @@ extension Coordinator {
                 // no other worker serves this RM at all.
                 let holders = tasks[id]!.holders
                 let alternativeExists = workers.contains {
-                    !avoid.contains($0.key) && $0.value.rewardModels.contains(rm) && $0.value.quarantinedUntil == nil && holders[$0.key] == nil
+                    !avoid.contains($0.key) && $0.value.rewardModels.contains(rm) && $0.value.quarantinedUntil == nil
+                        && holders[$0.key] == nil
                 }
                 var best: PeerID?
                 let failedBy = tasks[id]!.failedBy
@@ -35,8 +39,10 @@ extension Coordinator {
                     return a.workerID < b.workerID
                 }
                 // Never to a worker that still holds it (an expired lease), nor to a quarantined one.
-                for (peer, w) in workers where w.free > 0 && w.rewardModels.contains(rm) && w.quarantinedUntil == nil
-                    && holders[peer] == nil && !(alternativeExists && avoid.contains(peer)) {
+                for (peer, w) in workers
+                where w.free > 0 && w.rewardModels.contains(rm) && w.quarantinedUntil == nil
+                    && holders[peer] == nil && !(alternativeExists && avoid.contains(peer))
+                {
                     if best == nil || better(peer, than: best!) { best = peer }
                 }
                 guard let peer = best else {
@@ -56,11 +62,18 @@ extension Coordinator {
                 summary.counters.tasksDispatched += 1
                 let batch = batches[task.batch]!
                 let items = task.indices.map { batch.prompts[$0 - batch.range.lowerBound] }.map {
-                    ScoreItem(promptID: $0.id, prompt: $0.prompt, candidateTexts: $0.candidates.map(\.json), reference: $0.reference)
+                    ScoreItem(
+                        promptID: $0.id, prompt: $0.prompt, candidateTexts: $0.candidates.map(\.json),
+                        reference: $0.reference)
                 }
-                actions.append(.send(to: peer, .scoreTask(ScoreTask(
-                    taskID: id, attempt: task.attempt, rewardModel: rm, iteration: UInt32(iteration), items: items,
-                    candidatesAsJSON: workers[peer]!.acceptsJSONCandidates))))
+                actions.append(
+                    .send(
+                        to: peer,
+                        .scoreTask(
+                            ScoreTask(
+                                taskID: id, attempt: task.attempt, rewardModel: rm, iteration: UInt32(iteration),
+                                items: items,
+                                candidatesAsJSON: workers[peer]!.acceptsJSONCandidates))))
             }
         }
     }
@@ -87,7 +100,11 @@ extension Coordinator {
         }
         for id in tasks.keys.sorted() {
             guard let task = tasks[id], !task.queued, let deadline = task.deadline, deadline < now else { continue }
-            actions.append(.log(.warning, "task \(id) (RM \(task.rm)) got no result within its \(plan.scheduler.leaseMs) ms lease; queued again"))
+            actions.append(
+                .log(
+                    .warning,
+                    "task \(id) (RM \(task.rm)) got no result within its \(plan.scheduler.leaseMs) ms lease; queued again"
+                ))
             tasks[id]!.deadline = nil
             // Its holders keep the credit until they answer or die; a late answer is still accepted if first.
             var t = tasks[id]!
@@ -96,7 +113,9 @@ extension Coordinator {
             for peer in holders.keys { t.charge(peer, workerID: workers[peer]?.workerID) }
             t.holders = [:]
             tasks[id] = t
-            retry(id, error: "no result within the lease", culprits: holders.keys.compactMap { workers[$0]?.workerID }, &actions)
+            retry(
+                id, error: "no result within the lease", culprits: holders.keys.compactMap { workers[$0]?.workerID },
+                &actions)
             if tasks[id] != nil { tasks[id]!.holders = holders }
             if phase != .running { return }
         }
@@ -107,27 +126,36 @@ extension Coordinator {
             let settled = startedAt.map { now.milliseconds(since: $0) > 10_000 } ?? true
             if !served, settled, starvationWarned[rm].map({ now.milliseconds(since: $0) > 10_000 }) ?? true {
                 starvationWarned[rm] = now
-                actions.append(.log(.warning, "\(queues[rm]!.count) task(s) for RM \(rm) are waiting: no connected worker serves it. Start a worker with --rm \(rm) (or without --rm)."))
+                actions.append(
+                    .log(
+                        .warning,
+                        "\(queues[rm]!.count) task(s) for RM \(rm) are waiting: no connected worker serves it. Start a worker with --rm \(rm) (or without --rm)."
+                    ))
             }
         }
     }
-
 
     /// When the bandit concentrates on some RMs, workers that host only the others sit idle. Report
     /// each such worker once per window (log and counter), so the operator can restart it with busy RMs.
     mutating func reportIdleWorkers(now: Instant, _ actions: inout [CoordinatorAction]) {
         let window = plan.placement.idleReportSeconds * 1000
         guard window > 0 else { return }
-        let busy = plan.armNames.filter { rm in lastDispatch[rm].map { now.milliseconds(since: $0) <= window } ?? false }
+        let busy = plan.armNames.filter { rm in lastDispatch[rm].map { now.milliseconds(since: $0) <= window } ?? false
+        }
         guard !busy.isEmpty else { return }
         for peer in workers.keys.sorted() {
             let w = workers[peer]!
             guard now.milliseconds(since: w.joined) > window, w.inFlight.isEmpty,
-                  w.rewardModels.isDisjoint(with: busy),
-                  w.reportedIdle.map({ now.milliseconds(since: $0) > window }) ?? true else { continue }
+                w.rewardModels.isDisjoint(with: busy),
+                w.reportedIdle.map({ now.milliseconds(since: $0) > window }) ?? true
+            else { continue }
             workers[peer]!.reportedIdle = now
             summary.counters.idleWorkerReports += 1
-            actions.append(.log(.warning, "worker \(w.workerID) hosts only RMs that got no task in the last \(Int(plan.placement.idleReportSeconds)) s (\(w.rewardModels.sorted().joined(separator: ", "))) while \(busy.joined(separator: ", ")) are busy; restart it with --rm \(busy[0]) (or change placement) to put it to work"))
+            actions.append(
+                .log(
+                    .warning,
+                    "worker \(w.workerID) hosts only RMs that got no task in the last \(Int(plan.placement.idleReportSeconds)) s (\(w.rewardModels.sorted().joined(separator: ", "))) while \(busy.joined(separator: ", ")) are busy; restart it with --rm \(busy[0]) (or change placement) to put it to work"
+                ))
         }
     }
 }

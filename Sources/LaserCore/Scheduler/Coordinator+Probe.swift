@@ -51,12 +51,15 @@ extension Coordinator {
     mutating func startProbe(_ prompts: [PromptRecord], _ actions: inout [CoordinatorAction]) {
         probe = .scoring
         let range = 0..<prompts.count
-        var batch = Batch(indexInIteration: 0, range: range, prompts: prompts,
-                          units: [SelectionUnit(offsets: range, selection: .ensemble, context: [])], scores: [:], remainingTasks: 0)
+        var batch = Batch(
+            indexInIteration: 0, range: range, prompts: prompts,
+            units: [SelectionUnit(offsets: range, selection: .ensemble, context: [])], scores: [:], remainingTasks: 0)
         var created: [UInt64] = []
         for rm in plan.armNames {
             batch.scores[rm] = Array(repeating: nil, count: range.count)
-            for shard in Self.shards(Array(range), of: prompts, base: 0, size: plan.shardSize, maxBytes: plan.maxTaskBytes) {
+            for shard in Self.shards(
+                Array(range), of: prompts, base: 0, size: plan.shardSize, maxBytes: plan.maxTaskBytes)
+            {
                 let id = nextTaskID
                 nextTaskID += 1
                 tasks[id] = ScoreTaskState(id: id, batch: Self.probeBatch, rm: rm, indices: shard)
@@ -65,7 +68,11 @@ extension Coordinator {
             }
         }
         batches[Self.probeBatch] = batch
-        actions.append(.log(.info, "probe: every RM scores the first \(prompts.count) prompts of iteration 1 (\(plan.armNames.count) x \(prompts.count) RM calls, once)"))
+        actions.append(
+            .log(
+                .info,
+                "probe: every RM scores the first \(prompts.count) prompts of iteration 1 (\(plan.armNames.count) x \(prompts.count) RM calls, once)"
+            ))
         for id in created {
             let task = tasks[id]!
             let key = Recovery.ShardKey(batch: Self.probeBatch, rm: task.rm, firstPrompt: task.indices[0])
@@ -86,12 +93,19 @@ extension Coordinator {
         if plan.probeConsensus == .weighted {
             let competence = ProbeWeights.competences(scores)
             weights = competence.map(ProbeWeights.logOdds)
-            let shown = zip(plan.armNames, competence).map { "\($0) \(String(format: "%.2f", $1))" }.joined(separator: ", ")
+            let shown = zip(plan.armNames, competence).map { "\($0) \(String(format: "%.2f", $1))" }.joined(
+                separator: ", ")
             actions.append(.log(.info, "probe: RM competences estimated from their agreement (2p - 1): \(shown)"))
             // Too little agreement to estimate anything: the unanimous rule, said in the log.
-            if competence.allSatisfy({ $0 == 0 }) || !scores.contains(where: { !ProbeWeights.weightedPairs($0, weights: weights!).isEmpty }) {
+            if competence.allSatisfy({ $0 == 0 })
+                || !scores.contains(where: { !ProbeWeights.weightedPairs($0, weights: weights!).isEmpty })
+            {
                 weights = nil
-                actions.append(.log(.warning, "probe: the RMs' agreement on \(b.prompts.count) prompts gives no usable competence estimate; using the unanimous rule (raise reward.probe_size)"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "probe: the RMs' agreement on \(b.prompts.count) prompts gives no usable competence estimate; using the unanimous rule (raise reward.probe_size)"
+                    ))
             }
         }
         for (offset, p) in b.prompts.enumerated() {
@@ -99,12 +113,16 @@ extension Coordinator {
             let combined = ScoreEnsemble.combine(perRM)
             let chosen = weights.map { ProbeWeights.weightedPairs(perRM, weights: $0) } ?? Self.consensusPairs(perRM)
             for (c, r) in chosen {
-                pairs.append(TrainerPair(prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
-                                         chosenScore: combined[c], rejectedScore: combined[r], promptID: p.id))
+                pairs.append(
+                    TrainerPair(
+                        prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
+                        chosenScore: combined[c], rejectedScore: combined[r], promptID: p.id))
             }
         }
         guard !pairs.isEmpty else {
-            fail("the probe's \(b.prompts.count) prompts gave no consensus pair (no pair of candidates that two or more RMs rank and all of them rank the same way); raise reward.probe_size, or choose another reward.source", &actions)
+            fail(
+                "the probe's \(b.prompts.count) prompts gave no consensus pair (no pair of candidates that two or more RMs rank and all of them rank the same way); raise reward.probe_size, or choose another reward.source",
+                &actions)
             return
         }
         let calls = b.prompts.reduce(0) { $0 + $1.candidates.count } * plan.armNames.count

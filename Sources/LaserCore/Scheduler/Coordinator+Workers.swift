@@ -3,7 +3,8 @@ import LaserWire
 /// Registration, results and retries: how the coordinator deals with its workers.
 extension Coordinator {
 
-    mutating func receive(_ message: WireMessage, from peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
+    mutating func receive(_ message: WireMessage, from peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction])
+    {
         if phase == .finished || phase == .failed {
             actions.append(.send(to: peer, .shutdown(reason: phase == .finished ? "run complete" : "run failed")))
             return
@@ -21,7 +22,11 @@ extension Coordinator {
             return
         case .disconnect where trainer?.peer == peer:
             // The trainer gives the role back (laser feedback does when done): the next one need not wait.
-            actions.append(.log(.info, "trainer \(PeerText.printable(trainer!.trainerID)) left; its \(trainer!.sent.count) batch(es) without a loss go to the next trainer"))
+            actions.append(
+                .log(
+                    .info,
+                    "trainer \(PeerText.printable(trainer!.trainerID)) left; its \(trainer!.sent.count) batch(es) without a loss go to the next trainer"
+                ))
             trainer = nil
             return
         default:
@@ -30,7 +35,11 @@ extension Coordinator {
                 if message != .heartbeat {
                     summary.counters.malformedMessages += 1
                     if logLimiter.allow("trainer-sent-other") {
-                        actions.append(.log(.warning, "trainer \(PeerText.printable(trainer!.trainerID)) sent \(message.kind), which a trainer does not send; ignored\(logLimiter.suffix("trainer-sent-other"))"))
+                        actions.append(
+                            .log(
+                                .warning,
+                                "trainer \(PeerText.printable(trainer!.trainerID)) sent \(message.kind), which a trainer does not send; ignored\(logLimiter.suffix("trainer-sent-other"))"
+                            ))
                     }
                 }
                 return
@@ -40,7 +49,11 @@ extension Coordinator {
             // After a coordinator restart workers are unknown: tell them to say Hello again.
             summary.counters.unknownPeerMessages += 1
             if case .scoreResult = message, logLimiter.allow("unknown-peer-result") {
-                actions.append(.log(.info, "a result from unknown peer \(peer) (not registered, or registered with an earlier coordinator); dropped\(logLimiter.suffix("unknown-peer-result"))"))
+                actions.append(
+                    .log(
+                        .info,
+                        "a result from unknown peer \(peer) (not registered, or registered with an earlier coordinator); dropped\(logLimiter.suffix("unknown-peer-result"))"
+                    ))
             }
             actions.append(.send(to: peer, .disconnect(reason: "unknown peer: send Hello first")))
             return
@@ -55,7 +68,11 @@ extension Coordinator {
         default:
             summary.counters.malformedMessages += 1
             if logLimiter.allow("coordinator-only") {
-                actions.append(.log(.warning, "worker \(PeerText.printable(workers[peer]!.workerID)) sent \(message.kind), which only a coordinator sends; ignored\(logLimiter.suffix("coordinator-only"))"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "worker \(PeerText.printable(workers[peer]!.workerID)) sent \(message.kind), which only a coordinator sends; ignored\(logLimiter.suffix("coordinator-only"))"
+                    ))
             }
         }
     }
@@ -71,9 +88,13 @@ extension Coordinator {
         if let p = PeerText.identifierProblem(hello.workerID, what: "worker_id", maxBytes: Self.maxIDBytes) { return p }
         let id = PeerText.printable(hello.workerID)
         if hello.slots == 0 { return "worker '\(id)' declared 0 slots; use --slots 1 or more" }
-        if hello.labels.count > Self.maxLabels { return "worker '\(id)' sent \(hello.labels.count) labels; at most \(Self.maxLabels) are allowed" }
+        if hello.labels.count > Self.maxLabels {
+            return "worker '\(id)' sent \(hello.labels.count) labels; at most \(Self.maxLabels) are allowed"
+        }
         for label in hello.labels {
-            if let p = PeerText.identifierProblem(label, what: "label", maxBytes: Self.maxIDBytes) { return "worker '\(id)': \(p)" }
+            if let p = PeerText.identifierProblem(label, what: "label", maxBytes: Self.maxIDBytes) {
+                return "worker '\(id)': \(p)"
+            }
         }
         if hello.rewardModels.count > Self.maxOfferedRMs {
             return "worker '\(id)' offers \(hello.rewardModels.count) RMs; at most \(Self.maxOfferedRMs) are allowed"
@@ -81,13 +102,16 @@ extension Coordinator {
         let known = Set(plan.armNames)
         let unknown = hello.rewardModels.filter { !known.contains($0) }
         if !unknown.isEmpty {
-            return "worker '\(id)' offers reward model(s) \(unknown.prefix(5).map { PeerText.printable($0) }.joined(separator: ", ")) that this run does not define; the run defines \(plan.armNames.joined(separator: ", ")). Start it with --rm NAME for those, or without --rm to serve all."
+            return
+                "worker '\(id)' offers reward model(s) \(unknown.prefix(5).map { PeerText.printable($0) }.joined(separator: ", ")) that this run does not define; the run defines \(plan.armNames.joined(separator: ", ")). Start it with --rm NAME for those, or without --rm to serve all."
         }
         return nil
     }
 
     /// Refuses a Hello or TrainerHello: counted, logged sparingly, answered with Reject.
-    mutating func refuseHello(_ peer: PeerID, _ problem: String, retryAfterMs: UInt32 = 0, _ actions: inout [CoordinatorAction]) {
+    mutating func refuseHello(
+        _ peer: PeerID, _ problem: String, retryAfterMs: UInt32 = 0, _ actions: inout [CoordinatorAction]
+    ) {
         summary.counters.hellosRefused += 1
         if logLimiter.allow("hello-refused") {
             actions.append(.log(.warning, "refused \(peer): \(problem)\(logLimiter.suffix("hello-refused"))"))
@@ -103,7 +127,9 @@ extension Coordinator {
         let id = PeerText.printable(hello.workerID)
         // A re-registration is a protocol reset, not a failure of its tasks: they go back to the queue
         // without using up an attempt (otherwise a peer repeating Hello could fail any task).
-        if workers[peer] != nil { forget(peer, reason: "it said Hello again", countsAsAttempt: false, now: now, &actions) }
+        if workers[peer] != nil {
+            forget(peer, reason: "it said Hello again", countsAsAttempt: false, now: now, &actions)
+        }
         if let old = peerByWorkerID[hello.workerID], old != peer, let holder = workers[old] {
             // The id is held by another connection. It is taken over only once the holder is gone: silent
             // for the liveness window (or unreachable, which forgets it). Until then the newcomer is refused
@@ -115,13 +141,27 @@ extension Coordinator {
                 // the coordinator sends it within one interval finds it gone, so retry soon.
                 let retry = holder.answered ? plan.scheduler.deadAfterMs : plan.scheduler.heartbeatIntervalMs
                 if logLimiter.allow("duplicate-id") {
-                    actions.append(.log(.warning, "a second connection says it is worker '\(id)' while that worker is connected and alive; refused for now (give each worker a unique --id)\(logLimiter.suffix("duplicate-id"))"))
+                    actions.append(
+                        .log(
+                            .warning,
+                            "a second connection says it is worker '\(id)' while that worker is connected and alive; refused for now (give each worker a unique --id)\(logLimiter.suffix("duplicate-id"))"
+                        ))
                 }
                 summary.counters.hellosRefused += 1
-                actions.append(.send(to: peer, .reject(reason: "worker id '\(id)' is in use by a live connection; give each worker a unique --id (retrying in \(retry) ms)", retryAfterMs: UInt32(clamping: retry))))
+                actions.append(
+                    .send(
+                        to: peer,
+                        .reject(
+                            reason:
+                                "worker id '\(id)' is in use by a live connection; give each worker a unique --id (retrying in \(retry) ms)",
+                            retryAfterMs: UInt32(clamping: retry))))
                 return
             }
-            forget(old, reason: "it re-registered from a new connection after \(Int(now.milliseconds(since: holder.lastHeard))) ms of silence", countsAsAttempt: true, now: now, &actions)
+            forget(
+                old,
+                reason:
+                    "it re-registered from a new connection after \(Int(now.milliseconds(since: holder.lastHeard))) ms of silence",
+                countsAsAttempt: true, now: now, &actions)
         }
         var served = plan.placement.rewardModels(for: hello, all: plan.armNames)
         if hello.rewardModels.isEmpty {
@@ -131,7 +171,8 @@ extension Coordinator {
         }
         guard !served.isEmpty else {
             let backends = plan.armNames.filter { plan.workerDefinedRMs.contains($0) }
-            let problem = hello.rewardModels.isEmpty && !backends.isEmpty
+            let problem =
+                hello.rewardModels.isEmpty && !backends.isEmpty
                 ? "worker '\(id)' would serve no RM: \(backends.joined(separator: ", ")) are subprocess/http RMs, which a worker runs only from its own definition; start it with --rm-config FILE (the run's config will do)"
                 : "worker '\(id)' would serve no RM: its placement lists none of this run's RMs (\(plan.armNames.joined(separator: ", ")))"
             refuseHello(peer, problem, &actions)
@@ -141,34 +182,54 @@ extension Coordinator {
         if slots > plan.scheduler.maxSlotsPerWorker {
             summary.counters.slotsCapped += 1
             if logLimiter.allow("slots-capped") {
-                actions.append(.log(.warning, "worker \(id) declared \(slots) slots; it gets at most \(plan.scheduler.maxSlotsPerWorker) (network.max_slots_per_worker)\(logLimiter.suffix("slots-capped"))"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "worker \(id) declared \(slots) slots; it gets at most \(plan.scheduler.maxSlotsPerWorker) (network.max_slots_per_worker)\(logLimiter.suffix("slots-capped"))"
+                    ))
             }
             slots = plan.scheduler.maxSlotsPerWorker
         }
-        workers[peer] = Worker(workerID: hello.workerID, rewardModels: Set(served), slots: Int(slots), lastHeard: now, lastSent: now, joined: now,
-                               acceptsJSONCandidates: hello.acceptsJSONCandidates)
+        workers[peer] = Worker(
+            workerID: hello.workerID, rewardModels: Set(served), slots: Int(slots), lastHeard: now, lastSent: now,
+            joined: now,
+            acceptsJSONCandidates: hello.acceptsJSONCandidates)
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
         if logLimiter.allow("joined", first: 100) {
-            actions.append(.log(.info, "worker \(id) joined: \(slots) slots, RMs \(served.joined(separator: ", "))\(logLimiter.suffix("joined"))"))
+            actions.append(
+                .log(
+                    .info,
+                    "worker \(id) joined: \(slots) slots, RMs \(served.joined(separator: ", "))\(logLimiter.suffix("joined"))"
+                ))
         }
-        actions.append(.send(to: peer, .welcome(Welcome(
-            coordinatorID: plan.coordinatorID,
-            heartbeatIntervalMs: UInt32(clamping: plan.scheduler.heartbeatIntervalMs),
-            liveness: plan.scheduler.liveness,
-            rewardModels: plan.rewardModels.filter { served.contains($0.name) },
-            runSeed: plan.seed))))
+        actions.append(
+            .send(
+                to: peer,
+                .welcome(
+                    Welcome(
+                        coordinatorID: plan.coordinatorID,
+                        heartbeatIntervalMs: UInt32(clamping: plan.scheduler.heartbeatIntervalMs),
+                        liveness: plan.scheduler.liveness,
+                        rewardModels: plan.rewardModels.filter { served.contains($0.name) },
+                        runSeed: plan.seed))))
     }
 
     /// Drops a worker and puts the tasks it held back in the queue. A worker that died or vanished
     /// uses up an attempt of each task it held (a task that kills workers must not loop forever).
-    mutating func forget(_ peer: PeerID, reason: String, countsAsAttempt: Bool = true, now: Instant,
-                                 _ actions: inout [CoordinatorAction]) {
+    mutating func forget(
+        _ peer: PeerID, reason: String, countsAsAttempt: Bool = true, now: Instant,
+        _ actions: inout [CoordinatorAction]
+    ) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
         if peerByWorkerID[worker.workerID] == peer { peerByWorkerID[worker.workerID] = nil }
         summary.counters.workersLost += 1
         if logLimiter.allow("removed", first: 100) {
-            actions.append(.log(.warning, "worker \(PeerText.printable(worker.workerID)) removed: \(reason); \(worker.inFlight.count) task(s) go back to the queue\(logLimiter.suffix("removed"))"))
+            actions.append(
+                .log(
+                    .warning,
+                    "worker \(PeerText.printable(worker.workerID)) removed: \(reason); \(worker.inFlight.count) task(s) go back to the queue\(logLimiter.suffix("removed"))"
+                ))
         }
         for id in worker.inFlight.sorted() {
             guard tasks[id] != nil else { continue }
@@ -179,7 +240,9 @@ extension Coordinator {
             let task = tasks[id]!
             if task.holders.isEmpty && !task.queued {
                 if countsAsAttempt {
-                    retry(id, error: "worker \(PeerText.printable(worker.workerID)) was lost (\(reason))", culprits: [worker.workerID], &actions)
+                    retry(
+                        id, error: "worker \(PeerText.printable(worker.workerID)) was lost (\(reason))",
+                        culprits: [worker.workerID], &actions)
                 } else {
                     requeue(id)
                 }
@@ -216,7 +279,9 @@ extension Coordinator {
             return
         }
         guard given == result.attempt else {
-            refuseForeign(result, from: id, "task \(result.taskID) was given to it as attempt \(given), not \(result.attempt)", &actions)
+            refuseForeign(
+                result, from: id, "task \(result.taskID) was given to it as attempt \(given), not \(result.attempt)",
+                &actions)
             return
         }
         workers[peer]!.inFlight.remove(result.taskID)
@@ -224,13 +289,23 @@ extension Coordinator {
         switch result.outcome {
         case .failure(let message):
             if logLimiter.allow("rm-failed", first: 100) {
-                actions.append(.log(.warning, "RM \(task.rm) failed task \(task.id) on worker \(id) (attempt \(task.attempt)): \(PeerText.printable(message))\(logLimiter.suffix("rm-failed"))"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "RM \(task.rm) failed task \(task.id) on worker \(id) (attempt \(task.attempt)): \(PeerText.printable(message))\(logLimiter.suffix("rm-failed"))"
+                    ))
             }
             charge(task.id, to: peer, error: "worker \(id): \(PeerText.printable(message))", now: now, &actions)
         case .success(let perItem):
             if let problem = validate(perItem, for: task) {
                 summary.counters.invalidResults += 1
-                if logLimiter.allow("invalid-result") { actions.append(.log(.error, "worker \(id) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried\(logLimiter.suffix("invalid-result"))")) }
+                if logLimiter.allow("invalid-result") {
+                    actions.append(
+                        .log(
+                            .error,
+                            "worker \(id) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried\(logLimiter.suffix("invalid-result"))"
+                        ))
+                }
                 charge(task.id, to: peer, error: "worker \(id) sent an invalid result: \(problem)", now: now, &actions)
                 return
             }
@@ -240,16 +315,24 @@ extension Coordinator {
         }
     }
 
-    mutating func refuseForeign(_ result: ScoreResult, from id: String, _ why: String, _ actions: inout [CoordinatorAction]) {
+    mutating func refuseForeign(
+        _ result: ScoreResult, from id: String, _ why: String, _ actions: inout [CoordinatorAction]
+    ) {
         summary.counters.foreignResults += 1
         if logLimiter.allow("foreign-result") {
-            actions.append(.log(.warning, "worker \(id) sent a result it may not send: \(why); dropped\(logLimiter.suffix("foreign-result"))"))
+            actions.append(
+                .log(
+                    .warning,
+                    "worker \(id) sent a result it may not send: \(why); dropped\(logLimiter.suffix("foreign-result"))")
+            )
         }
     }
 
     /// A failure (an RM error or an invalid result) charged to the worker that sent it: the task avoids
     /// that worker, and the worker is quarantined after `quarantineAfter` failures in a row.
-    mutating func charge(_ taskID: UInt64, to peer: PeerID, error: String, now: Instant, _ actions: inout [CoordinatorAction]) {
+    mutating func charge(
+        _ taskID: UInt64, to peer: PeerID, error: String, now: Instant, _ actions: inout [CoordinatorAction]
+    ) {
         guard let worker = workers[peer] else { return }
         if tasks[taskID] != nil {
             tasks[taskID]!.charge(peer, workerID: worker.workerID)
@@ -265,11 +348,17 @@ extension Coordinator {
         let limit = plan.scheduler.quarantineAfter
         guard limit > 0, let w = workers[peer], w.quarantinedUntil == nil, w.failureStreak >= limit else { return }
         let others = workers.filter { $0.key != peer && $0.value.quarantinedUntil == nil }
-        guard w.rewardModels.allSatisfy({ rm in others.values.contains { $0.rewardModels.contains(rm) } }) else { return }
+        guard w.rewardModels.allSatisfy({ rm in others.values.contains { $0.rewardModels.contains(rm) } }) else {
+            return
+        }
         workers[peer]!.quarantinedUntil = now.adding(milliseconds: UInt64(plan.scheduler.quarantineSeconds * 1000))
         summary.counters.workersQuarantined += 1
         if logLimiter.allow("quarantined") {
-            actions.append(.log(.warning, "worker \(PeerText.printable(w.workerID)) failed \(w.failureStreak) tasks in a row; it gets no tasks for \(plan.scheduler.quarantineSeconds) s (network.quarantine_after, quarantine_seconds)\(logLimiter.suffix("quarantined"))"))
+            actions.append(
+                .log(
+                    .warning,
+                    "worker \(PeerText.printable(w.workerID)) failed \(w.failureStreak) tasks in a row; it gets no tasks for \(plan.scheduler.quarantineSeconds) s (network.quarantine_after, quarantine_seconds)\(logLimiter.suffix("quarantined"))"
+                ))
         }
     }
 
@@ -292,17 +381,25 @@ extension Coordinator {
         return nil
     }
 
-    mutating func complete(_ task: ScoreTaskState, scores perItem: [[Double]], journaled: Bool, _ actions: inout [CoordinatorAction]) {
+    mutating func complete(
+        _ task: ScoreTaskState, scores perItem: [[Double]], journaled: Bool, _ actions: inout [CoordinatorAction]
+    ) {
         if !journaled {
-            actions.append(.journal(.scored(batch: task.batch, rm: task.rm, firstPrompt: task.indices[0], scores: perItem), sync: false))
+            actions.append(
+                .journal(
+                    .scored(batch: task.batch, rm: task.rm, firstPrompt: task.indices[0], scores: perItem), sync: false)
+            )
         }
         tasks[task.id] = nil
         if task.queued { queues[task.rm]?.removeAll { $0 == task.id } }
-        guard let base = batches[task.batch]?.range.lowerBound else { preconditionFailure("task \(task.id) belongs to no open batch") }
+        guard let base = batches[task.batch]?.range.lowerBound else {
+            preconditionFailure("task \(task.id) belongs to no open batch")
+        }
         // In place: a copy of the batch taken out of `batches` and written back would copy its score
         // arrays on every result (copy-on-write, as the dictionary still holds the original).
         batches[task.batch]!.record(perItem, of: task.rm, at: task.indices, base: base)
-        summary.recordRMCalls(rm: task.rm, prompts: batches[task.batch]!.prompts, offsets: task.indices.lazy.map { $0 - base })
+        summary.recordRMCalls(
+            rm: task.rm, prompts: batches[task.batch]!.prompts, offsets: task.indices.lazy.map { $0 - base })
         if task.batch == Self.probeBatch {
             if batches[task.batch]!.remainingTasks == 0 { finishProbe(&actions) }
             return
@@ -336,8 +433,11 @@ extension Coordinator {
             $0.quarantinedUntil == nil && $0.rewardModels.contains(task.rm) && !task.failedBy.contains($0.workerID)
         }
         let proven = provenWorkers[task.rm] ?? []
-        let provenConnected = workers.values.filter { proven.contains($0.workerID) && $0.rewardModels.contains(task.rm) }
-        let credible = proven.isEmpty || culprits.contains(where: proven.contains)
+        let provenConnected = workers.values.filter {
+            proven.contains($0.workerID) && $0.rewardModels.contains(task.rm)
+        }
+        let credible =
+            proven.isEmpty || culprits.contains(where: proven.contains)
             || (!provenConnected.isEmpty && provenConnected.allSatisfy { task.failedBy.contains($0.workerID) })
         if untried || !credible {
             tasks[id] = task
@@ -350,7 +450,9 @@ extension Coordinator {
         if task.attempt > plan.scheduler.maxAttempts {
             tasks[id] = task
             let ids = task.indices.map { prompt($0, inBatch: task.batch).id }
-            fail("reward model \(task.rm) could not score task \(id) (iteration \(iteration), prompts \(ids.first ?? "")...\(ids.last ?? "")) after \(plan.scheduler.maxAttempts) attempts; last error: \(error). Fix the RM or the worker and resume the run.", &actions)
+            fail(
+                "reward model \(task.rm) could not score task \(id) (iteration \(iteration), prompts \(ids.first ?? "")...\(ids.last ?? "")) after \(plan.scheduler.maxAttempts) attempts; last error: \(error). Fix the RM or the worker and resume the run.",
+                &actions)
             return
         }
         tasks[id] = task
@@ -361,7 +463,9 @@ extension Coordinator {
     mutating func fail(_ message: String, _ actions: inout [CoordinatorAction]) {
         guard phase == .running else { return }
         phase = .failed
-        for peer in workers.keys.sorted() { actions.append(.send(to: peer, .shutdown(reason: "run failed: \(message)"))) }
+        for peer in workers.keys.sorted() {
+            actions.append(.send(to: peer, .shutdown(reason: "run failed: \(message)")))
+        }
         if let t = trainer { actions.append(.send(to: t.peer, .shutdown(reason: "run failed: \(message)"))) }
         actions.append(.fail(message))
     }

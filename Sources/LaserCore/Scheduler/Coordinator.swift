@@ -177,9 +177,10 @@ public struct Coordinator: Sendable {
         precondition(!plan.rewardModels.isEmpty, "a run needs at least one reward model")
         precondition(plan.batchSize >= 1 && plan.shardSize >= 1 && plan.pipelineDepth >= 1 && plan.iterations >= 1)
         self.plan = plan
-        selector = Selector(kind: plan.strategy, armCount: plan.rewardModels.count, dimension: plan.contextDimension,
-                            seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm, gamma: plan.gamma,
-                            options: plan.bandit, perPrompt: plan.granularity == .instance, thompson: plan.thompson)
+        selector = Selector(
+            kind: plan.strategy, armCount: plan.rewardModels.count, dimension: plan.contextDimension,
+            seed: plan.seed, alpha: plan.alpha, lambda: plan.lambda, fixedArm: plan.fixedArm, gamma: plan.gamma,
+            options: plan.bandit, perPrompt: plan.granularity == .instance, thompson: plan.thompson)
         summary = SummaryBuilder(strategy: plan.strategy.rawValue, armNames: plan.armNames)
         for name in plan.armNames { queues[name] = [] }
         recovery = Recovery(journal)
@@ -200,7 +201,11 @@ public struct Coordinator: Sendable {
             nextTaskID = UInt64(epoch) << 32 | 1
             actions.append(.journal(.started(epoch: epoch), sync: true))
             if epoch > 0 {
-                actions.append(.log(.info, "resuming (incarnation \(epoch)): \(recovery.selections.count) selections, \(recovery.scores.count) scored shards and \(recovery.emitted.count) emitted batches in the journal"))
+                actions.append(
+                    .log(
+                        .info,
+                        "resuming (incarnation \(epoch)): \(recovery.selections.count) selections, \(recovery.scores.count) scored shards and \(recovery.emitted.count) emitted batches in the journal"
+                    ))
             }
             actions.append(.loadIteration(1))
         case .iterationOpened(let n, let count, let digest):
@@ -210,22 +215,29 @@ public struct Coordinator: Sendable {
             }
             if let recorded = recovery.inputDigests[n] {
                 guard recorded == digest else {
-                    fail("the input of iteration \(n) changed since the run started (digest \(recorded), now \(digest)); restore the original file, or resume with --force to accept the new one", &actions)
+                    fail(
+                        "the input of iteration \(n) changed since the run started (digest \(recorded), now \(digest)); restore the original file, or resume with --force to accept the new one",
+                        &actions)
                     break
                 }
             } else {
-                actions.append(.journal(.iterationLoaded(iteration: n, inputDigest: digest, prompts: count), sync: false))
+                actions.append(
+                    .journal(.iterationLoaded(iteration: n, inputDigest: digest, prompts: count), sync: false))
             }
             begin(iteration: n, promptCount: count, now: now, &actions)
         case .promptsRead(let n, let first, let read):
             guard phase == .running, reading, n == iteration, nextBatchInIteration < batchRanges.count,
-                  first == batchRanges[nextBatchInIteration].lowerBound else {
-                actions.append(.log(.warning, "ignored prompts of iteration \(n) from \(first): not the ones requested"))
+                first == batchRanges[nextBatchInIteration].lowerBound
+            else {
+                actions.append(
+                    .log(.warning, "ignored prompts of iteration \(n) from \(first): not the ones requested"))
                 break
             }
             reading = false
             guard read.count == batchRanges[nextBatchInIteration].count else {
-                fail("the input of iteration \(n) ended after \(first + read.count) prompts, but it held \(promptCount) when it was validated; was it changed during the run? Restore it and resume", &actions)
+                fail(
+                    "the input of iteration \(n) ended after \(first + read.count) prompts, but it held \(promptCount) when it was validated; was it changed during the run? Restore it and resume",
+                    &actions)
                 break
             }
             staged = (first, read)
@@ -240,7 +252,11 @@ public struct Coordinator: Sendable {
         case .undecodable(let peer, let reason):
             summary.counters.malformedMessages += 1
             if logLimiter.allow("undecodable") {
-                actions.append(.log(.warning, "peer \(peer) sent a message that does not decode (\(PeerText.printable(reason))); dropped (\(summary.counters.malformedMessages) so far). Is it a laser worker of the same version?\(logLimiter.suffix("undecodable"))"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "peer \(peer) sent a message that does not decode (\(PeerText.printable(reason))); dropped (\(summary.counters.malformedMessages) so far). Is it a laser worker of the same version?\(logLimiter.suffix("undecodable"))"
+                    ))
             }
             // A registered worker's message that cannot be matched to anything (a result without an
             // outcome, say) must not leave its slot taken: the worker is removed and says Hello again.
@@ -260,7 +276,9 @@ public struct Coordinator: Sendable {
             if let w = workers[peer] {
                 // Gone before it said a word after its Welcome: a stale Hello from a socket the worker
                 // has already replaced. Its tasks never reached it, so they keep their attempt.
-                forget(peer, reason: "its connection is gone or it does not read", countsAsAttempt: w.answered, now: now, &actions)
+                forget(
+                    peer, reason: "its connection is gone or it does not read", countsAsAttempt: w.answered, now: now,
+                    &actions)
             }
         case .tick:
             tick(now: now, &actions)
@@ -275,7 +293,6 @@ public struct Coordinator: Sendable {
 
     // MARK: iterations and batches
 
-
     mutating func begin(iteration n: Int, promptCount count: Int, now: Instant, _ actions: inout [CoordinatorAction]) {
         loading = false
         iterationDone = false
@@ -289,7 +306,8 @@ public struct Coordinator: Sendable {
         batchRanges = stride(from: 0, to: count, by: plan.batchSize).map { $0..<min($0 + plan.batchSize, count) }
         summary.beginIteration(n, prompts: count)
         if count == 0 { actions.append(.log(.warning, "iteration \(n) has no prompts")) }
-        actions.append(.log(.info, "iteration \(n)/\(plan.iterations): \(count) prompts in \(batchRanges.count) mini-batches"))
+        actions.append(
+            .log(.info, "iteration \(n)/\(plan.iterations): \(count) prompts in \(batchRanges.count) mini-batches"))
         requestProbe(promptCount: count, &actions)
     }
 
@@ -303,7 +321,8 @@ public struct Coordinator: Sendable {
             progressed = false
             // Select batch t only once the feedback of exactly batches 0...t-D has been applied.
             while phase == .running, !loading, iteration > 0, !probePending, nextBatchInIteration < batchRanges.count,
-                  applied >= nextGlobal - plan.pipelineDepth + 1 {
+                applied >= nextGlobal - plan.pipelineDepth + 1
+            {
                 guard select(now: now, &actions) else { break }
                 progressed = true
             }
@@ -316,11 +335,15 @@ public struct Coordinator: Sendable {
             }
         }
         if phase == .running, iteration > 0, !loading, !iterationDone,
-           nextBatchInIteration == batchRanges.count, nextToEmit == nextGlobal {
+            nextBatchInIteration == batchRanges.count, nextToEmit == nextGlobal
+        {
             iterationDone = true
             let seconds = now.milliseconds(since: iterationStart) / 1000
             summary.setWallSeconds(seconds)
-            actions.append(.log(.info, "iteration \(iteration) complete: \(batchRanges.count) batches in \(String(format2(seconds))) s"))
+            actions.append(
+                .log(
+                    .info,
+                    "iteration \(iteration) complete: \(batchRanges.count) batches in \(String(format2(seconds))) s"))
             if iteration < plan.iterations {
                 loading = true
                 actions.append(.loadIteration(iteration + 1))
@@ -378,20 +401,34 @@ public struct Coordinator: Sendable {
             let context = HashingFeaturizerMean.mean(prompts.map(\.context), dimension: plan.contextDimension)
             units = [SelectionUnit(offsets: 0..<range.count, selection: .ensemble, context: context)]
         case .instance:
-            units = prompts.enumerated().map { SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: $0.element.context) }
+            units = prompts.enumerated().map {
+                SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: $0.element.context)
+            }
         }
         lastContext = units.last?.context
-        let drawn = units.enumerated().map { selector.selectWithProbability(context: $0.element.context, batch: global, unit: $0.offset) }
+        let drawn = units.enumerated().map {
+            selector.selectWithProbability(context: $0.element.context, batch: global, unit: $0.offset)
+        }
         let computed = drawn.map(\.selection)
         var chosen = computed
         if let recorded = recovery.selections[global] {
             // Selections already made stay made, even if the reward signal was not reproducible.
-            guard recorded.count == units.count, recorded.allSatisfy({ if case .arm(let k) = $0 { return (0..<plan.rewardModels.count).contains(k) } else { return true } }) else {
-                fail("the journal's selection for batch \(global) does not fit this config (\(recorded.count) decisions for \(units.count) units, or an RM index beyond \(plan.rewardModels.count)); resume with the config the run started with", &actions)
+            guard recorded.count == units.count,
+                recorded.allSatisfy({
+                    if case .arm(let k) = $0 { return (0..<plan.rewardModels.count).contains(k) } else { return true }
+                })
+            else {
+                fail(
+                    "the journal's selection for batch \(global) does not fit this config (\(recorded.count) decisions for \(units.count) units, or an RM index beyond \(plan.rewardModels.count)); resume with the config the run started with",
+                    &actions)
                 return false
             }
             if recorded != computed {
-                actions.append(.log(.warning, "batch \(global): the journal's selection differs from a fresh one (was a reward nondeterministic?); keeping the journal's"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "batch \(global): the journal's selection differs from a fresh one (was a reward nondeterministic?); keeping the journal's"
+                    ))
             }
             chosen = recorded
         } else {
@@ -410,14 +447,20 @@ public struct Coordinator: Sendable {
             case .arm(let k): rms = [plan.rewardModels[k].name]
             case .ensemble: rms = plan.armNames
             }
-            for rm in rms { promptsByRM[rm, default: []].append(contentsOf: unit.offsets.map { range.lowerBound + $0 }) }
+            for rm in rms {
+                promptsByRM[rm, default: []].append(contentsOf: unit.offsets.map { range.lowerBound + $0 })
+            }
         }
-        var batch = Batch(indexInIteration: nextBatchInIteration + 1, range: range, prompts: prompts, units: units, scores: [:], remainingTasks: 0)
+        var batch = Batch(
+            indexInIteration: nextBatchInIteration + 1, range: range, prompts: prompts, units: units, scores: [:],
+            remainingTasks: 0)
         var created: [UInt64] = []
         for rm in plan.armNames {
             guard let indices = promptsByRM[rm]?.sorted() else { continue }
             batch.scores[rm] = Array(repeating: nil, count: range.count)
-            for shard in Self.shards(indices, of: prompts, base: range.lowerBound, size: plan.shardSize, maxBytes: plan.maxTaskBytes) {
+            for shard in Self.shards(
+                indices, of: prompts, base: range.lowerBound, size: plan.shardSize, maxBytes: plan.maxTaskBytes)
+            {
                 let id = nextTaskID
                 nextTaskID += 1
                 tasks[id] = ScoreTaskState(id: id, batch: global, rm: rm, indices: shard)
@@ -428,7 +471,11 @@ public struct Coordinator: Sendable {
         batches[global] = batch
         nextGlobal += 1
         nextBatchInIteration += 1
-        actions.append(.log(.debug, "iteration \(iteration) batch \(batch.indexInIteration): \(promptsByRM.keys.sorted().joined(separator: ", ")) selected"))
+        actions.append(
+            .log(
+                .debug,
+                "iteration \(iteration) batch \(batch.indexInIteration): \(promptsByRM.keys.sorted().joined(separator: ", ")) selected"
+            ))
         for id in created {
             let task = tasks[id]!
             let key = Recovery.ShardKey(batch: global, rm: task.rm, firstPrompt: task.indices[0])
@@ -454,15 +501,24 @@ public struct Coordinator: Sendable {
             guard selector.learns else { return }
             let reward = plan.normalizeRewards ? 0 : (normalizer.sortedHistory.first ?? 0)
             selector.update(arm: arm, context: context, reward: reward, probability: probability)
-            actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) gave no pairs, reward \(format4(reward))"))
+            actions.append(
+                .log(
+                    .debug,
+                    "bandit update: batch \(batch) arm \(plan.armNames[arm]) gave no pairs, reward \(format4(reward))"))
         case .reward(let raw, let arm, let context, let probability):
             summary.recordReward(arm: arm, raw: raw)
             guard selector.learns else { return }
             var reward = plan.normalizeRewards ? normalizer.normalize(raw) : raw
             // The normaliser passes the first reward through raw (the paper's code); `neutral` makes it 0.5.
-            if plan.normalizeRewards && plan.bandit.firstReward == .neutral && normalizer.sortedHistory.count == 1 { reward = 0.5 }
+            if plan.normalizeRewards && plan.bandit.firstReward == .neutral && normalizer.sortedHistory.count == 1 {
+                reward = 0.5
+            }
             selector.update(arm: arm, context: context, reward: reward, probability: probability)
-            actions.append(.log(.debug, "bandit update: batch \(batch) arm \(plan.armNames[arm]) raw \(format4(raw)) reward \(format4(reward))"))
+            actions.append(
+                .log(
+                    .debug,
+                    "bandit update: batch \(batch) arm \(plan.armNames[arm]) raw \(format4(raw)) reward \(format4(reward))"
+                ))
         }
     }
 
@@ -509,12 +565,16 @@ public struct Coordinator: Sendable {
                 var promptOutput = 0
                 switch plan.mode {
                 case .pairs:
-                    let chosen = agreement
-                        ? plan.pairPolicy.pairs(scores: scores) { (AgreementFilter.agreement(perRM, chosen: $0, rejected: $1) ?? 0) >= threshold }
+                    let chosen =
+                        agreement
+                        ? plan.pairPolicy.pairs(scores: scores) {
+                            (AgreementFilter.agreement(perRM, chosen: $0, rejected: $1) ?? 0) >= threshold
+                        }
                         : plan.pairPolicy.pairs(scores: scores)
                     for (c, r) in chosen {
                         let pair = PreferencePair(
-                            prompt: prompts[offset].prompt, chosenJSON: candidates[c].json, rejectedJSON: candidates[r].json,
+                            prompt: prompts[offset].prompt, chosenJSON: candidates[c].json,
+                            rejectedJSON: candidates[r].json,
                             chosenScore: scores[c], rejectedScore: scores[r], rm: rmName, promptID: prompts[offset].id,
                             iteration: iteration, batch: batch.indexInIteration,
                             chosenCorrect: candidates[c].correct, rejectedCorrect: candidates[r].correct,
@@ -526,9 +586,13 @@ public struct Coordinator: Sendable {
                 case .bestOfN:
                     // The best candidate; ties go to the earliest.
                     let best = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
-                    choices.append(BestOfNChoice(prompt: prompts[offset].prompt, messagesJSON: prompts[offset].messagesJSON, responseJSON: candidates[best].json, score: scores[best],
-                                                 rm: rmName, promptID: prompts[offset].id, iteration: iteration, batch: batch.indexInIteration,
-                                                 correct: candidates[best].correct))
+                    choices.append(
+                        BestOfNChoice(
+                            prompt: prompts[offset].prompt, messagesJSON: prompts[offset].messagesJSON,
+                            responseJSON: candidates[best].json, score: scores[best],
+                            rm: rmName, promptID: prompts[offset].id, iteration: iteration,
+                            batch: batch.indexInIteration,
+                            correct: candidates[best].correct))
                     promptAccuracy.add(choiceCorrect: candidates[best].correct)
                     promptOutput += 1
                 }
@@ -541,10 +605,18 @@ public struct Coordinator: Sendable {
             switch plan.rewardSource {
             case .labelPairAccuracy:
                 // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
-                if labelled { updates.append(.reward(raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context, probability: unit.probability)) }
+                if labelled {
+                    updates.append(
+                        .reward(
+                            raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context, probability: unit.probability
+                        ))
+                }
             case .trainerLoss, .predictionGain, .probeProgress:
-                if unitOutput == 0 { updates.append(.penalty(arm: arm, context: unit.context, probability: unit.probability)) }
-                else { lossUnits.append((arm, unit.context, unit.probability)) }
+                if unitOutput == 0 {
+                    updates.append(.penalty(arm: arm, context: unit.context, probability: unit.probability))
+                } else {
+                    lossUnits.append((arm, unit.context, unit.probability))
+                }
             }
         }
         // The texts the batch keeps, copied out of its input lines (about 2 KiB per prompt out of 8),
@@ -557,17 +629,22 @@ public struct Coordinator: Sendable {
         for i in pairs.indices { (pairs[i].chosenJSON, pairs[i].rejectedJSON) = (kept[2 * i], kept[2 * i + 1]) }
         for i in choices.indices { choices[i].responseJSON = kept[2 * pairs.count + i] }
         let rmLabel = distinctRMs.count == 1 ? distinctRMs.first! : "mixed"
-        let raw: Double? = plan.rewardSource == .labelPairAccuracy ? updates.compactMap { if case .reward(let r, _, _, _) = $0 { return r } else { return nil } }.average : nil
-        summary.recordBatch(tally, arms: batch.units.compactMap { if case .arm(let k) = $0.selection { return k } else { return nil } })
+        let raw: Double? =
+            plan.rewardSource == .labelPairAccuracy
+            ? updates.compactMap { if case .reward(let r, _, _, _) = $0 { return r } else { return nil } }.average : nil
+        summary.recordBatch(
+            tally, arms: batch.units.compactMap { if case .arm(let k) = $0.selection { return k } else { return nil } })
         let emitted = EmittedBatch(
             iteration: iteration, batch: batch.indexInIteration, globalIndex: global, rm: rmLabel,
-            promptCount: batch.range.count, pairs: pairs, choices: choices, labelAccuracy: accuracy.value, rawReward: raw)
+            promptCount: batch.range.count, pairs: pairs, choices: choices, labelAccuracy: accuracy.value,
+            rawReward: raw)
         var outcome = BatchOutcome(emitted)
         if plan.bandit.record != .none {
             outcome.decisions = batch.units.map { u in
-                DecisionRecord(contextDigest: DecisionRecord.digest(u.context), bounds: u.bounds,
-                               context: plan.bandit.record == .full ? u.context : nil,
-                               arm: { if case .arm(let k) = u.selection { return k } else { return nil } }())
+                DecisionRecord(
+                    contextDigest: DecisionRecord.digest(u.context), bounds: u.bounds,
+                    context: plan.bandit.record == .full ? u.context : nil,
+                    arm: { if case .arm(let k) = u.selection { return k } else { return nil } }())
             }
         }
         batchLog.append(outcome)

@@ -36,10 +36,14 @@ public struct CoordinatorStatus: Sendable, Equatable {
     public var totalSlots: Int { workers.reduce(0) { $0 + $1.slots } }
     public var busySlots: Int { workers.reduce(0) { $0 + min($1.slots, $1.inFlight) } }
 
-    public init(phase: Phase, strategy: String, iteration: Int, iterations: Int, promptsInIteration: Int, promptsScoredInIteration: Int,
-                batchesInIteration: Int, batchesEmittedInIteration: Int, batchesEmitted: Int, candidatesScored: [(rm: String, count: Int)],
-                tasksQueued: [(rm: String, count: Int)], tasksInFlight: [(rm: String, count: Int)], workers: [WorkerStatus],
-                arms: [ArmStatus], batchesAwaitingLoss: Int, trainer: String?, counters: RunSummary.Counters) {
+    public init(
+        phase: Phase, strategy: String, iteration: Int, iterations: Int, promptsInIteration: Int,
+        promptsScoredInIteration: Int,
+        batchesInIteration: Int, batchesEmittedInIteration: Int, batchesEmitted: Int,
+        candidatesScored: [(rm: String, count: Int)],
+        tasksQueued: [(rm: String, count: Int)], tasksInFlight: [(rm: String, count: Int)], workers: [WorkerStatus],
+        arms: [ArmStatus], batchesAwaitingLoss: Int, trainer: String?, counters: RunSummary.Counters
+    ) {
         self.phase = phase
         self.strategy = strategy
         self.iteration = iteration
@@ -65,10 +69,13 @@ public struct CoordinatorStatus: Sendable, Equatable {
     public static func == (a: CoordinatorStatus, b: CoordinatorStatus) -> Bool {
         a.phase == b.phase && a.strategy == b.strategy && a.iteration == b.iteration && a.iterations == b.iterations
             && a.promptsInIteration == b.promptsInIteration && a.promptsScoredInIteration == b.promptsScoredInIteration
-            && a.batchesInIteration == b.batchesInIteration && a.batchesEmittedInIteration == b.batchesEmittedInIteration
+            && a.batchesInIteration == b.batchesInIteration
+            && a.batchesEmittedInIteration == b.batchesEmittedInIteration
             && a.batchesEmitted == b.batchesEmitted
-            && a.candidatesScored.map(\.rm) == b.candidatesScored.map(\.rm) && a.candidatesScored.map(\.count) == b.candidatesScored.map(\.count)
-            && a.tasksQueued.map(\.count) == b.tasksQueued.map(\.count) && a.tasksInFlight.map(\.count) == b.tasksInFlight.map(\.count)
+            && a.candidatesScored.map(\.rm) == b.candidatesScored.map(\.rm)
+            && a.candidatesScored.map(\.count) == b.candidatesScored.map(\.count)
+            && a.tasksQueued.map(\.count) == b.tasksQueued.map(\.count)
+            && a.tasksInFlight.map(\.count) == b.tasksInFlight.map(\.count)
             && a.workers == b.workers && a.arms == b.arms && a.batchesAwaitingLoss == b.batchesAwaitingLoss
             && a.trainer == b.trainer && a.counters == b.counters
     }
@@ -87,7 +94,10 @@ public struct WorkerStatus: Sendable, Equatable {
     /// Seconds since it registered.
     public var secondsConnected: Double
 
-    public init(workerID: String, rewardModels: [String], slots: Int, inFlight: Int, secondsSinceHeard: Double, secondsConnected: Double) {
+    public init(
+        workerID: String, rewardModels: [String], slots: Int, inFlight: Int, secondsSinceHeard: Double,
+        secondsConnected: Double
+    ) {
         self.workerID = workerID
         self.rewardModels = rewardModels
         self.slots = slots
@@ -114,7 +124,10 @@ public struct ArmStatus: Sendable, Equatable {
     /// Exp3's current probability of choosing it (nil for other strategies).
     public var probability: Double?
 
-    public init(name: String, selections: Int, rewards: Int, meanRawReward: Double?, upperConfidenceBound: Double?, probability: Double?) {
+    public init(
+        name: String, selections: Int, rewards: Int, meanRawReward: Double?, upperConfidenceBound: Double?,
+        probability: Double?
+    ) {
         self.name = name
         self.selections = selections
         self.rewards = rewards
@@ -157,13 +170,17 @@ extension Coordinator {
         let ucb = lastContext.flatMap { x in selector.linucb.map { $0.upperConfidenceBounds(x) } }
         let probabilities = selector.exp3?.probabilities
         let arms = plan.armNames.enumerated().map { k, name in
-            ArmStatus(name: name, selections: summary.arms[k].batches, rewards: summary.arms[k].rewardedBatches,
-                      meanRawReward: summary.arms[k].meanRawReward, upperConfidenceBound: ucb?[k], probability: probabilities?[k])
+            ArmStatus(
+                name: name, selections: summary.arms[k].batches, rewards: summary.arms[k].rewardedBatches,
+                meanRawReward: summary.arms[k].meanRawReward, upperConfidenceBound: ucb?[k],
+                probability: probabilities?[k])
         }
         let workerList = workers.values.map { w in
-            WorkerStatus(workerID: w.workerID, rewardModels: plan.armNames.filter { w.rewardModels.contains($0) }, slots: w.slots,
-                         inFlight: w.inFlight.count, secondsSinceHeard: max(0, now.milliseconds(since: w.lastHeard) / 1000),
-                         secondsConnected: max(0, now.milliseconds(since: w.joined) / 1000))
+            WorkerStatus(
+                workerID: w.workerID, rewardModels: plan.armNames.filter { w.rewardModels.contains($0) },
+                slots: w.slots,
+                inFlight: w.inFlight.count, secondsSinceHeard: max(0, now.milliseconds(since: w.lastHeard) / 1000),
+                secondsConnected: max(0, now.milliseconds(since: w.joined) / 1000))
         }.sorted { $0.workerID < $1.workerID }
         return CoordinatorStatus(
             phase: phaseNow, strategy: plan.strategy.rawValue, iteration: iteration, iterations: plan.iterations,

@@ -9,7 +9,8 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public var description: String {
         if let s = String(validating: bytes, as: UTF8.self), !s.isEmpty,
-           s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F }) {
+            s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F })
+        {
             return s
         }
         return "0x" + bytes.map { String($0, radix: 16).leftPadded(2) }.joined()
@@ -50,8 +51,10 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var quarantineAfter: Int = 5
     public var quarantineSeconds: Double = 60
 
-    public init(heartbeatIntervalMs: UInt64 = 1000, liveness: UInt32 = 5, leaseMs: UInt64 = 60_000, maxAttempts: UInt32 = 3,
-                maxSlotsPerWorker: UInt32 = 64, quarantineAfter: Int = 5, quarantineSeconds: Double = 60) {
+    public init(
+        heartbeatIntervalMs: UInt64 = 1000, liveness: UInt32 = 5, leaseMs: UInt64 = 60_000, maxAttempts: UInt32 = 3,
+        maxSlotsPerWorker: UInt32 = 64, quarantineAfter: Int = 5, quarantineSeconds: Double = 60
+    ) {
         self.heartbeatIntervalMs = heartbeatIntervalMs
         self.liveness = liveness
         self.leaseMs = leaseMs
@@ -85,13 +88,16 @@ public struct Placement: Equatable, Sendable {
     /// union of `byLabel` over its labels, else every RM), within what it offers when it offers a list.
     public func rewardModels(for hello: Hello, all: [String]) -> [String] {
         var placed: [String]?
-        if let listed = byWorker[hello.workerID] { placed = listed }
-        else {
+        if let listed = byWorker[hello.workerID] {
+            placed = listed
+        } else {
             let fromLabels = hello.labels.flatMap { byLabel[$0] ?? [] }
             if !fromLabels.isEmpty { placed = fromLabels }
         }
         var wanted = placed ?? all
-        if !hello.rewardModels.isEmpty { wanted = placed.map { p in hello.rewardModels.filter(p.contains) } ?? hello.rewardModels }
+        if !hello.rewardModels.isEmpty {
+            wanted = placed.map { p in hello.rewardModels.filter(p.contains) } ?? hello.rewardModels
+        }
         return all.filter { wanted.contains($0) }
     }
 }
@@ -144,15 +150,19 @@ public struct RunPlan: Equatable, Sendable {
     /// a batch's prompts are split over more tasks rather than exceed it.
     public var maxTaskBytes: Int = .max
 
-    public init(coordinatorID: String = "coordinator", seed: UInt64 = 0, iterations: Int = 1, batchSize: Int = 16,
-                shardSize: Int = 4, pipelineDepth: Int = 1, strategy: StrategyKind = .linucb, alpha: Double = 0.1,
-                lambda: Double = 1, fixedArm: Int = 0, rewardModels: [RewardModelDefinition],
-                pairPolicy: PairPolicy = PairPolicy(), rewardSource: RewardSource = .labelPairAccuracy,
-                normalizeRewards: Bool = true, contextDimension: Int = 256,
-                scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch, mode: OutputMode = .pairs,
-                gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement(),
-                maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, bandit: BanditOptions = BanditOptions(), probeSize: Int = 64, thompson: ThompsonSettings = ThompsonSettings(),
-                workerDefinedRMs: Set<String> = []) {
+    public init(
+        coordinatorID: String = "coordinator", seed: UInt64 = 0, iterations: Int = 1, batchSize: Int = 16,
+        shardSize: Int = 4, pipelineDepth: Int = 1, strategy: StrategyKind = .linucb, alpha: Double = 0.1,
+        lambda: Double = 1, fixedArm: Int = 0, rewardModels: [RewardModelDefinition],
+        pairPolicy: PairPolicy = PairPolicy(), rewardSource: RewardSource = .labelPairAccuracy,
+        normalizeRewards: Bool = true, contextDimension: Int = 256,
+        scheduler: SchedulerSettings = SchedulerSettings(), granularity: Granularity = .batch,
+        mode: OutputMode = .pairs,
+        gamma: Double = 0.1, agreementThreshold: Double = 0.75, placement: Placement = Placement(),
+        maxAbsLoss: Double = 1e6, maxTaskBytes: Int = .max, bandit: BanditOptions = BanditOptions(),
+        probeSize: Int = 64, thompson: ThompsonSettings = ThompsonSettings(),
+        workerDefinedRMs: Set<String> = []
+    ) {
         self.bandit = bandit
         self.thompson = thompson
         self.probeSize = probeSize

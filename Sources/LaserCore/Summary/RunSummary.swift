@@ -9,8 +9,11 @@ public struct RunSummary: Equatable, Sendable, Codable {
     /// reward.source probe-progress: the probe (absent for other reward sources).
     public var probe: ProbeSummary?
 
-    public init(strategy: String, rewardModels: [String], iterations: [IterationSummary], arms: [ArmSummary], counters: Counters,
-                probe: ProbeSummary? = nil) {
+    public init(
+        strategy: String, rewardModels: [String], iterations: [IterationSummary], arms: [ArmSummary],
+        counters: Counters,
+        probe: ProbeSummary? = nil
+    ) {
         self.strategy = strategy
         self.rewardModels = rewardModels
         self.iterations = iterations

@@ -30,7 +30,8 @@ func monotonicMs() -> UInt64 { DispatchTime.now().uptimeNanoseconds / 1_000_000 
 /// import; they are looked up at run time. Close-on-exec must be set atomically: another thread's
 /// child must never inherit our pipe ends (it would hold them open and hide our child's exit).
 private typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -> Int32
-private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
+private typealias AddChdir =
+    @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
 private let spawnLock = NSLock()
 
 /// Writing to a pipe whose reader died raises SIGPIPE, which kills the process by default; the
@@ -89,7 +90,9 @@ final class ChildProcess: @unchecked Sendable {
     private var reaped: Int32?
 
     /// Starts `argv` (looked up in PATH) with `environment`, in `workdir` if given.
-    init(argv: [String], environment: [String: String], workdir: String?, logPrefix: String, log: @escaping BackendLog) throws {
+    init(
+        argv: [String], environment: [String: String], workdir: String?, logPrefix: String, log: @escaping BackendLog
+    ) throws {
         precondition(!argv.isEmpty)
         _ = ignoreSIGPIPE
         var stdinPipe: [Int32] = [-1, -1], stdoutPipe: [Int32] = [-1, -1], stderrPipe: [Int32] = [-1, -1]
@@ -132,7 +135,8 @@ final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
         let cArgv = argv.map { strdup($0) } + [nil]
         let cEnv = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -179,8 +183,10 @@ final class ChildProcess: @unchecked Sendable {
         while offset < bytes.count {
             let now = monotonicMs()
             guard now < deadline else { throw .timedOut }
-            var fds = [pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0),
-                       pollfd(fd: stdoutFD, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0),
+                pollfd(fd: stdoutFD, events: Int16(POLLIN), revents: 0),
+            ]
             let rc = poll(&fds, 2, Int32(min(deadline - now, 1000)))
             if rc < 0 {
                 if errno == EINTR { continue }

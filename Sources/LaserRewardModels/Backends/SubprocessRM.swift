@@ -39,8 +39,10 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
     private var closed = false
     private var nextRequestID: UInt64 = 1
 
-    public init(name: String, argv: [String], timeoutMs: Int = 60_000, killGraceMs: Int = 2_000, processes: Int = 1,
-                workdir: String? = nil, environment: [String: String] = [:], log: @escaping BackendLog = standardErrorLog) {
+    public init(
+        name: String, argv: [String], timeoutMs: Int = 60_000, killGraceMs: Int = 2_000, processes: Int = 1,
+        workdir: String? = nil, environment: [String: String] = [:], log: @escaping BackendLog = standardErrorLog
+    ) {
         precondition(!argv.isEmpty && timeoutMs > 0 && processes > 0 && killGraceMs >= 0)
         self.name = name
         self.argv = argv
@@ -54,22 +56,30 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
 
     /// Builds the RM from config params: `command` (required), `timeout_ms`, `kill_grace_ms`,
     /// `processes`, `workdir`, `env`. Starts nothing.
-    public convenience init(name: String, params: [String: String], log: @escaping BackendLog = standardErrorLog) throws {
+    public convenience init(name: String, params: [String: String], log: @escaping BackendLog = standardErrorLog) throws
+    {
         var reader = ParamReader(rm: name, kind: "subprocess", params: params)
-        let command = try reader.requiredString("command", expected: "a shell command line, or a list (JSON array) of program and arguments")
+        let command = try reader.requiredString(
+            "command", expected: "a shell command line, or a list (JSON array) of program and arguments")
         let argv: [String]
         if command.hasPrefix("[") {
             guard case .array(let items)? = try? JSONValue.parse(command), !items.isEmpty,
-                  case let strings = items.compactMap({ if case .string(let s) = $0 { return s } else { return nil } }),
-                  strings.count == items.count, !strings[0].isEmpty
-            else { throw reader.invalid("command", command, expected: "a non-empty list of strings (program and arguments)") }
+                case let strings = items.compactMap({ if case .string(let s) = $0 { return s } else { return nil } }),
+                strings.count == items.count, !strings[0].isEmpty
+            else {
+                throw reader.invalid(
+                    "command", command, expected: "a non-empty list of strings (program and arguments)")
+            }
             argv = strings
         } else {
             argv = ["/bin/sh", "-c", command]
         }
-        let timeout = try reader.integer("timeout_ms", default: 60_000, range: 1...86_400_000, expected: "milliseconds, 1 to 86400000")
-        let grace = try reader.integer("kill_grace_ms", default: 2_000, range: 0...600_000, expected: "milliseconds, 0 to 600000")
-        let processes = try reader.integer("processes", default: 1, range: 1...1024, expected: "a number of child processes, 1 to 1024")
+        let timeout = try reader.integer(
+            "timeout_ms", default: 60_000, range: 1...86_400_000, expected: "milliseconds, 1 to 86400000")
+        let grace = try reader.integer(
+            "kill_grace_ms", default: 2_000, range: 0...600_000, expected: "milliseconds, 0 to 600000")
+        let processes = try reader.integer(
+            "processes", default: 1, range: 1...1024, expected: "a number of child processes, 1 to 1024")
         let workdir = reader.string("workdir").flatMap { $0.isEmpty ? nil : $0 }
         var environment: [String: String] = [:]
         if let text = reader.string("env"), !text.isEmpty {
@@ -83,12 +93,15 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
                 case .bool(let b): environment[key] = b ? "true" : "false"
                 default: throw reader.invalid("env", text, expected: "a mapping of variable names to strings")
                 }
-                guard !key.isEmpty, !key.contains("=") else { throw reader.invalid("env", text, expected: "variable names without '='") }
+                guard !key.isEmpty, !key.contains("=") else {
+                    throw reader.invalid("env", text, expected: "variable names without '='")
+                }
             }
         }
         try reader.rejectUnused()
-        self.init(name: name, argv: argv, timeoutMs: timeout, killGraceMs: grace, processes: processes,
-                  workdir: workdir, environment: environment, log: log)
+        self.init(
+            name: name, argv: argv, timeoutMs: timeout, killGraceMs: grace, processes: processes,
+            workdir: workdir, environment: environment, log: log)
     }
 
     deinit { close() }
@@ -117,8 +130,9 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
                 child = nil
             }
             if child == nil {
-                let c = try ChildProcess(argv: argv, environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 },
-                                         workdir: workdir, logPrefix: "rm \(name)", log: log)
+                let c = try ChildProcess(
+                    argv: argv, environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 },
+                    workdir: workdir, logPrefix: "rm \(name)", log: log)
                 register(c)
                 log("rm \(name): started child pid \(c.pid): \(excerpt(commandText, limit: 200))")
                 child = c
@@ -255,15 +269,16 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
     static func requestLine(id: UInt64, _ requests: [ScoringRequest]) -> String {
         JSONValue.object([
             "id": .number(Double(id)),
-            "prompts": .array(requests.map { request in
-                var item: [String: JSONValue] = [
-                    "prompt_id": .string(request.promptID),
-                    "prompt": .string(request.prompt),
-                    "candidates": .array(request.candidates.map { .string($0) }),
-                ]
-                if let reference = request.reference { item["reference"] = .string(reference) }
-                return .object(item)
-            }),
+            "prompts": .array(
+                requests.map { request in
+                    var item: [String: JSONValue] = [
+                        "prompt_id": .string(request.promptID),
+                        "prompt": .string(request.prompt),
+                        "candidates": .array(request.candidates.map { .string($0) }),
+                    ]
+                    if let reference = request.reference { item["reference"] = .string(reference) }
+                    return .object(item)
+                }),
         ]).serialized
     }
 
@@ -277,16 +292,21 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
     static func parseReply(_ line: [UInt8], id: UInt64, _ requests: [ScoringRequest]) throws(ReplyError) -> [[Double]] {
         let value: JSONValue
         do { value = try JSONValue.parse(line) } catch {
-            throw ReplyError(message: "reply is not JSON (\(error)): \"\(excerpt(line))\" (write logs to stderr, not stdout)")
+            throw ReplyError(
+                message: "reply is not JSON (\(error)): \"\(excerpt(line))\" (write logs to stderr, not stdout)")
         }
         guard case .object = value else {
-            throw ReplyError(message: "reply is \(value.typeName), not an object {\"id\", \"scores\"}: \"\(excerpt(line))\"")
+            throw ReplyError(
+                message: "reply is \(value.typeName), not an object {\"id\", \"scores\"}: \"\(excerpt(line))\"")
         }
         guard case .number(let replyID)? = value["id"] else {
             throw ReplyError(message: "reply has no numeric \"id\" (expected \(id)): \"\(excerpt(line))\"")
         }
         guard replyID == Double(id) else {
-            throw ReplyError(message: "reply id \(replyID == replyID.rounded() && abs(replyID) < 1e15 ? String(Int64(replyID)) : "\(replyID)") does not match the request id \(id)")
+            throw ReplyError(
+                message:
+                    "reply id \(replyID == replyID.rounded() && abs(replyID) < 1e15 ? String(Int64(replyID)) : "\(replyID)") does not match the request id \(id)"
+            )
         }
         if let error = value["error"], error != .null {
             let text: String
@@ -294,7 +314,8 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
             throw ReplyError(message: "the child reported an error: \(excerpt(text, limit: 500))", keepChild: true)
         }
         guard case .array(let lists)? = value["scores"] else {
-            throw ReplyError(message: "reply has neither \"scores\" (a list per prompt) nor \"error\": \"\(excerpt(line))\"")
+            throw ReplyError(
+                message: "reply has neither \"scores\" (a list per prompt) nor \"error\": \"\(excerpt(line))\"")
         }
         guard lists.count == requests.count else {
             throw ReplyError(message: "reply has \(lists.count) score lists for \(requests.count) prompts")
@@ -306,13 +327,17 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {
                 throw ReplyError(message: "scores for prompt '\(request.promptID)' are \(list.typeName), not a list")
             }
             guard items.count == request.candidates.count else {
-                throw ReplyError(message: "reply has \(items.count) scores for the \(request.candidates.count) candidates of prompt '\(request.promptID)'")
+                throw ReplyError(
+                    message:
+                        "reply has \(items.count) scores for the \(request.candidates.count) candidates of prompt '\(request.promptID)'"
+                )
             }
             var scores: [Double] = []
             scores.reserveCapacity(items.count)
             for (index, item) in items.enumerated() {
                 guard case .number(let d) = item else {
-                    throw ReplyError(message: "score \(index) of prompt '\(request.promptID)' is \(item.typeName), not a number")
+                    throw ReplyError(
+                        message: "score \(index) of prompt '\(request.promptID)' is \(item.typeName), not a number")
                 }
                 guard d.isFinite else {
                     throw ReplyError(message: "score \(index) of prompt '\(request.promptID)' is \(d) (not finite)")

@@ -47,7 +47,8 @@ extension RunConfig {
         func q(_ s: String) -> String { JSONLines.quoted(s) }  // JSON strings are valid YAML scalars
         var y = "# laser run configuration (every key: docs/configuration.md)\n"
         if let p = inputPattern {
-            y += "input:\n  dir: \(q(p.directory))\n  pattern: \(q(p.pattern))\n  ready: \(p.ready.rawValue)\n  wait_timeout_s: \(p.waitTimeoutSeconds)\n"
+            y +=
+                "input:\n  dir: \(q(p.directory))\n  pattern: \(q(p.pattern))\n  ready: \(p.ready.rawValue)\n  wait_timeout_s: \(p.waitTimeoutSeconds)\n"
         } else {
             y += "input:\n" + inputs.map { "  - \(q($0))\n" }.joined()
         }
@@ -59,7 +60,8 @@ extension RunConfig {
         y += "linucb:\n  alpha: \(alpha)\n  lambda: \(lambda)\n"
         // Only when changed, so the digest of a config from before the section existed stays the same.
         if bandit != BanditOptions() {
-            y += "bandit:\n  warm_start: \(bandit.warmStart.rawValue)\n  ties: \(bandit.ties.rawValue)\n  first_reward: \(bandit.firstReward.rawValue)\n"
+            y +=
+                "bandit:\n  warm_start: \(bandit.warmStart.rawValue)\n  ties: \(bandit.ties.rawValue)\n  first_reward: \(bandit.firstReward.rawValue)\n"
             y += "  record_decisions: \(bandit.record.rawValue)\n"
         }
         y += "exp3:\n  gamma: \(gamma)\n"
@@ -67,7 +69,11 @@ extension RunConfig {
         if strategy == .thompson || !priors.isEmpty || thompsonV != 0.5 {
             y += "thompson:\n  v: \(thompsonV)\n"
             if !priors.isEmpty {
-                y += "  priors:\n" + rewardModels.compactMap { rm in priors[rm.name].map { "    \(q(rm.name)): {mean: \($0.mean), variance: \($0.variance)}\n" } }.joined()
+                y +=
+                    "  priors:\n"
+                    + rewardModels.compactMap { rm in
+                        priors[rm.name].map { "    \(q(rm.name)): {mean: \($0.mean), variance: \($0.variance)}\n" }
+                    }.joined()
             }
         }
         y += "agreement:\n  threshold: \(agreementThreshold)\n"
@@ -90,13 +96,20 @@ extension RunConfig {
         }
         if placement != Placement() {
             y += "placement:\n  idle_report_s: \(placement.idleReportSeconds)\n"
-            for (key, table) in [("by_worker", placement.byWorker), ("by_label", placement.byLabel)] where !table.isEmpty {
-                y += "  \(key):\n" + table.keys.sorted().map { "    \(q($0)): [\(table[$0]!.map(q).joined(separator: ", "))]\n" }.joined()
+            for (key, table) in [("by_worker", placement.byWorker), ("by_label", placement.byLabel)]
+            where !table.isEmpty {
+                y +=
+                    "  \(key):\n"
+                    + table.keys.sorted().map { "    \(q($0)): [\(table[$0]!.map(q).joined(separator: ", "))]\n" }
+                    .joined()
             }
         }
-        y += "network:\n  bind: \(q(bind))\n  heartbeat_ms: \(scheduler.heartbeatIntervalMs)\n  liveness: \(scheduler.liveness)\n"
-        y += "  lease_ms: \(scheduler.leaseMs)\n  max_attempts: \(scheduler.maxAttempts)\n  max_message_bytes: \(maxMessageBytes)\n"
-        y += "  max_slots_per_worker: \(scheduler.maxSlotsPerWorker)\n  quarantine_after: \(scheduler.quarantineAfter)\n"
+        y +=
+            "network:\n  bind: \(q(bind))\n  heartbeat_ms: \(scheduler.heartbeatIntervalMs)\n  liveness: \(scheduler.liveness)\n"
+        y +=
+            "  lease_ms: \(scheduler.leaseMs)\n  max_attempts: \(scheduler.maxAttempts)\n  max_message_bytes: \(maxMessageBytes)\n"
+        y +=
+            "  max_slots_per_worker: \(scheduler.maxSlotsPerWorker)\n  quarantine_after: \(scheduler.quarantineAfter)\n"
         y += "  quarantine_seconds: \(scheduler.quarantineSeconds)\n"
         y += "workers:\n  local: \(localWorkers)\n  slots: \(workerSlots)\n"
         // Only when set: an unsecured config stays as before, and a user can append a security section.

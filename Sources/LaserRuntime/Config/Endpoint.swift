@@ -18,7 +18,10 @@ public enum Endpoint {
             return "'\(text)' has no port; write tcp://HOST:PORT"
         }
         let host = String(rest[..<colon]), port = String(rest[rest.index(after: colon)...])
-        if host.isEmpty { return "'\(text)' has no host; write tcp://HOST:PORT\(bind ? " (or tcp://*:PORT to listen on every interface)" : "")" }
+        if host.isEmpty {
+            return
+                "'\(text)' has no host; write tcp://HOST:PORT\(bind ? " (or tcp://*:PORT to listen on every interface)" : "")"
+        }
         if bind && port == "*" { return nil }
         guard let n = Int(port), (1...65535).contains(n) else {
             return "'\(text)': port '\(port)' is not a TCP port (1-65535\(bind ? ", or * for any free one" : ""))"

@@ -80,12 +80,16 @@ public struct RunConfig: Equatable, Sendable {
             // A backend RM (subprocess, http) travels by name and kind only: its command, URL and key
             // stay on this side, and a worker runs it only from its own --rm-config (docs/security.md).
             rewardModels: rewardModels.map {
-                RewardModelDefinition(name: $0.name, kind: $0.kind, params: RewardModelCatalog.isBuiltIn($0) ? $0.params : [:])
+                RewardModelDefinition(
+                    name: $0.name, kind: $0.kind, params: RewardModelCatalog.isBuiltIn($0) ? $0.params : [:])
             },
             pairPolicy: pairs, rewardSource: rewardSource, normalizeRewards: normalizeRewards,
-            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode, gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
+            contextDimension: contextDimension, scheduler: scheduler, granularity: granularity, mode: mode,
+            gamma: gamma, agreementThreshold: agreementThreshold, placement: placement,
             maxAbsLoss: maxAbsLoss, maxTaskBytes: maxTaskBytes, bandit: bandit, probeSize: probeSize,
-            thompson: ThompsonSettings(v: thompsonV, priors: priors.isEmpty ? [] : rewardModels.map { priors[$0.name]! }), workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
+            thompson: ThompsonSettings(
+                v: thompsonV, priors: priors.isEmpty ? [] : rewardModels.map { priors[$0.name]! }),
+            workerDefinedRMs: Set(rewardModels.filter { !RewardModelCatalog.isBuiltIn($0) }.map(\.name)))
         plan.probeConsensus = probeConsensus
         return plan
     }
@@ -108,7 +112,7 @@ public struct RunConfig: Equatable, Sendable {
             c.bandit = BanditOptions(warmStart: .none, ties: .first, firstReward: .paper)
             c.rewardSource = .trainerLoss
             c.normalizeRewards = true
-        },
+        }
     ]
 }
 
@@ -123,7 +127,9 @@ extension RunConfig {
     public static func load(path: String) throws -> RunConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError("\(path): cannot read the config file (\(error.localizedDescription)); check the path (laser demo-data --out DIR writes an example config)")
+            throw ConfigError(
+                "\(path): cannot read the config file (\(error.localizedDescription)); check the path (laser demo-data --out DIR writes an example config)"
+            )
         }
         let base = URL(fileURLWithPath: CLIPath.absolute(path)).deletingLastPathComponent().path
         return try parse(yaml: text, source: path, baseDirectory: base)
@@ -137,17 +143,23 @@ extension RunConfig {
         }
         var specs: [RewardModelSpec] = []
         for (i, item) in rmList.enumerated() {
-            guard let m = item as? [String: Any] else { throw r.error("reward_models[\(i)]", "must be a mapping with name and kind") }
+            guard let m = item as? [String: Any] else {
+                throw r.error("reward_models[\(i)]", "must be a mapping with name and kind")
+            }
             let s = Section(m, path: "reward_models[\(i)]", source: source)
             try s.allow(["name", "kind", "params"])
-            guard let kind = try s.string("kind") else { throw s.error("kind", "is missing; one of \(RewardModelCatalog.kinds.joined(separator: ", "))") }
+            guard let kind = try s.string("kind") else {
+                throw s.error("kind", "is missing; one of \(RewardModelCatalog.kinds.joined(separator: ", "))")
+            }
             let name = try s.string("name") ?? kind
             var params: [String: String] = [:]
             if let p = s.map["params"] {
                 guard let pm = p as? [String: Any] else { throw s.error("params", "must be a mapping") }
                 for (k, v) in pm { params[k] = paramText(v) }
             }
-            guard !specs.contains(where: { $0.name == name }) else { throw s.error("name", "'\(name)' is used twice; RM names must be unique") }
+            guard !specs.contains(where: { $0.name == name }) else {
+                throw s.error("name", "'\(name)' is used twice; RM names must be unique")
+            }
             let spec = RewardModelSpec(name: name, kind: kind, params: params)
             do { _ = try RewardModelCatalog.make(spec, runSeed: 0) } catch {
                 throw ConfigError("\(source): reward_models[\(i)] (\(name)): \(error)")
@@ -163,7 +175,9 @@ extension RunConfig {
     public static func loadRewardModels(path: String) throws -> [RewardModelSpec] {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError("\(path): cannot read the RM definitions (\(error.localizedDescription)); --rm-config takes a YAML file with a reward_models list (a run config will do)")
+            throw ConfigError(
+                "\(path): cannot read the RM definitions (\(error.localizedDescription)); --rm-config takes a YAML file with a reward_models list (a run config will do)"
+            )
         }
         let map = try yamlMapping(text, source: path, expected: "a mapping with a reward_models list")
         return try parseRewardModels(Section(map, path: "", source: path), source: path)
@@ -181,15 +195,22 @@ extension RunConfig {
         } catch {
             throw ConfigError("\(source): not valid YAML: \(error)")
         }
-        guard let map = root as? [String: Any] else { throw ConfigError("\(source): the top level must be \(expected)") }
+        guard let map = root as? [String: Any] else {
+            throw ConfigError("\(source): the top level must be \(expected)")
+        }
         return map
     }
 
     public static func parse(yaml: String, source: String, baseDirectory: String) throws -> RunConfig {
-        let map = try yamlMapping(yaml, source: source, expected: "a mapping of keys (iterations, input, reward_models, ...)")
+        let map = try yamlMapping(
+            yaml, source: source, expected: "a mapping of keys (iterations, input, reward_models, ...)")
         let r = Section(map, path: "", source: source)
-        try r.allow(["input", "iterations", "seed", "preset", "strategy", "fixed_rm", "linucb", "bandit", "thompson", "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
-                     "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security", "metrics"])
+        try r.allow([
+            "input", "iterations", "seed", "preset", "strategy", "fixed_rm", "linucb", "bandit", "thompson",
+            "batch_size", "shard_size", "granularity", "mode", "exp3", "agreement", "placement",
+            "pipeline_depth", "context", "pairs", "reward", "reward_models", "network", "workers", "security",
+            "metrics",
+        ])
 
         var resolved: [String]
         var pattern: InputPattern?
@@ -197,15 +218,26 @@ extension RunConfig {
         if map["input"] is [String: Any], let p = try r.section("input") {
             pattern = try InputPattern.parse(p, base: baseDirectory)
             if let n = try p.int("iterations", min: 1) {
-                if let top = iterations, top != n { throw r.error("iterations", "is \(top) but input.iterations is \(n); give one") }
+                if let top = iterations, top != n {
+                    throw r.error("iterations", "is \(top) but input.iterations is \(n); give one")
+                }
                 iterations = n
             }
-            guard let n = iterations else { throw p.error("iterations", "is missing: how many iterations the pattern names (iteration-{n} for n = 1...iterations)") }
+            guard let n = iterations else {
+                throw p.error(
+                    "iterations",
+                    "is missing: how many iterations the pattern names (iteration-{n} for n = 1...iterations)")
+            }
             resolved = (1...n).map { pattern!.path(forIteration: $0) }
         } else {
             let inputs: [String]
             if let one = try r.string("input") { inputs = [one] } else { inputs = try r.strings("input") ?? [] }
-            guard !inputs.isEmpty else { throw r.error("input", "is missing: list one JSONL file per iteration, or give {dir, pattern, iterations} for on-policy iterations") }
+            guard !inputs.isEmpty else {
+                throw r.error(
+                    "input",
+                    "is missing: list one JSONL file per iteration, or give {dir, pattern, iterations} for on-policy iterations"
+                )
+            }
             resolved = inputs.map { CLIPath.absolute($0, base: baseDirectory) }
         }
 
@@ -217,20 +249,26 @@ extension RunConfig {
         // A preset sets defaults; keys given beside it override them.
         if let p = try r.string("preset") {
             guard let preset = RunConfig.presets[p] else {
-                throw r.error("preset", "'\(p)' is not a preset; choose one of \(RunConfig.presets.keys.sorted().joined(separator: ", "))")
+                throw r.error(
+                    "preset",
+                    "'\(p)' is not a preset; choose one of \(RunConfig.presets.keys.sorted().joined(separator: ", "))")
             }
             preset(&c)
             c.preset = p
         }
         if let s = try r.string("strategy") {
             guard let k = StrategyKind(rawValue: s) else {
-                throw r.error("strategy", "'\(s)' is not a strategy; choose one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw r.error(
+                    "strategy",
+                    "'\(s)' is not a strategy; choose one of \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             c.strategy = k
         }
         c.fixedRM = try r.string("fixed_rm")
         if let f = c.fixedRM, !specs.contains(where: { $0.name == f }) {
-            throw r.error("fixed_rm", "'\(f)' is not one of the reward_models (\(specs.map(\.name).joined(separator: ", ")))")
+            throw r.error(
+                "fixed_rm", "'\(f)' is not one of the reward_models (\(specs.map(\.name).joined(separator: ", ")))")
         }
         if c.strategy == .fixed && c.fixedRM == nil { throw r.error("fixed_rm", "is required with strategy: fixed") }
         if let l = try r.section("linucb") {
@@ -240,7 +278,8 @@ extension RunConfig {
         }
         if let b = try r.section("bandit") {
             try b.allow(["warm_start", "ties", "first_reward", "record_decisions"])
-            func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ type: T.Type) throws -> T? where T.RawValue == String {
+            func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ type: T.Type) throws -> T?
+            where T.RawValue == String {
                 guard let s = try b.string(key) else { return nil }
                 guard let v = T(rawValue: s) else {
                     throw b.error(key, "'\(s)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -264,18 +303,30 @@ extension RunConfig {
                 origin = path
                 let text: String
                 do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                    throw t.error("priors", "cannot be read from \(path): \(error.localizedDescription); write it with laser calibrate CONFIG --input LABELLED.jsonl --out \(path)")
+                    throw t.error(
+                        "priors",
+                        "cannot be read from \(path): \(error.localizedDescription); write it with laser calibrate CONFIG --input LABELLED.jsonl --out \(path)"
+                    )
                 }
                 table = try yamlMapping(text, source: path, expected: "a mapping of RM names to {mean, variance}")
             }
             if let table {
                 for spec in specs {
                     guard let entry = table[spec.name] as? [String: Any] else {
-                        throw t.error("priors", "(\(origin)) has no prior for RM '\(spec.name)'; run laser calibrate again with this config")
+                        throw t.error(
+                            "priors",
+                            "(\(origin)) has no prior for RM '\(spec.name)'; run laser calibrate again with this config"
+                        )
                     }
-                    func number(_ key: String) -> Double? { (entry[key] as? Double) ?? (entry[key] as? Int).map(Double.init) }
-                    guard let mean = number("mean"), let variance = number("variance"), mean.isFinite, variance.isFinite, variance > 0 else {
-                        throw t.error("priors", "(\(origin)): the prior of '\(spec.name)' needs a finite mean and a positive variance")
+                    func number(_ key: String) -> Double? {
+                        (entry[key] as? Double) ?? (entry[key] as? Int).map(Double.init)
+                    }
+                    guard let mean = number("mean"), let variance = number("variance"), mean.isFinite,
+                        variance.isFinite, variance > 0
+                    else {
+                        throw t.error(
+                            "priors",
+                            "(\(origin)): the prior of '\(spec.name)' needs a finite mean and a positive variance")
                     }
                     c.priors[spec.name] = ArmPrior(mean: mean, variance: variance)
                 }
@@ -289,12 +340,16 @@ extension RunConfig {
         if let a = try r.section("agreement") {
             try a.allow(["threshold"])
             c.agreementThreshold = try a.double("threshold", min: 0) ?? c.agreementThreshold
-            guard c.agreementThreshold <= 1 else { throw a.error("threshold", "must be at most 1, got \(c.agreementThreshold)") }
+            guard c.agreementThreshold <= 1 else {
+                throw a.error("threshold", "must be at most 1, got \(c.agreementThreshold)")
+            }
         }
         if let p = try r.section("placement") {
             try p.allow(["by_worker", "by_label", "idle_report_s"])
             c.placement.idleReportSeconds = try p.double("idle_report_s", min: 0) ?? c.placement.idleReportSeconds
-            for (key, target) in [("by_worker", \Placement.byWorker), ("by_label", \Placement.byLabel)] as [(String, WritableKeyPath<Placement, [String: [String]]>)] {
+            for (key, target) in [("by_worker", \Placement.byWorker), ("by_label", \Placement.byLabel)]
+                as [(String, WritableKeyPath<Placement, [String: [String]]>)]
+            {
                 guard let raw = p.map[key] else { continue }
                 guard let m = raw as? [String: Any] else { throw p.error(key, "must map names to lists of RM names") }
                 var out: [String: [String]] = [:]
@@ -304,7 +359,10 @@ extension RunConfig {
                     }
                     let rms = list.map { $0 as! String }
                     if let bad = rms.first(where: { rm in !specs.contains { $0.name == rm } }) {
-                        throw p.error("\(key).\(name)", "names '\(bad)', which is not one of the reward_models (\(specs.map(\.name).joined(separator: ", ")))")
+                        throw p.error(
+                            "\(key).\(name)",
+                            "names '\(bad)', which is not one of the reward_models (\(specs.map(\.name).joined(separator: ", ")))"
+                        )
                     }
                     out[name] = rms
                 }
@@ -316,7 +374,9 @@ extension RunConfig {
         c.pipelineDepth = try r.int("pipeline_depth", min: 1) ?? c.pipelineDepth
         if let m = try r.string("mode") {
             guard let mode = OutputMode(rawValue: m) else {
-                throw r.error("mode", "'\(m)' is not a mode; choose \(OutputMode.allCases.map(\.rawValue).joined(separator: " or "))")
+                throw r.error(
+                    "mode",
+                    "'\(m)' is not a mode; choose \(OutputMode.allCases.map(\.rawValue).joined(separator: " or "))")
             }
             c.mode = mode
             // Best-of-n picks per prompt unless told otherwise (the paper's inference-time setting).
@@ -324,7 +384,10 @@ extension RunConfig {
         }
         if let g = try r.string("granularity") {
             guard let granularity = Granularity(rawValue: g) else {
-                throw r.error("granularity", "'\(g)' is not a granularity; choose \(Granularity.allCases.map(\.rawValue).joined(separator: " or "))")
+                throw r.error(
+                    "granularity",
+                    "'\(g)' is not a granularity; choose \(Granularity.allCases.map(\.rawValue).joined(separator: " or "))"
+                )
             }
             c.granularity = granularity
         }
@@ -337,7 +400,10 @@ extension RunConfig {
             try p.allow(["mode", "max_pairs", "margin"])
             if let m = try p.string("mode") {
                 guard let mode = PairPolicy.Mode(rawValue: m) else {
-                    throw p.error("mode", "'\(m)' is not a pair mode; choose \(PairPolicy.Mode.allCases.map(\.rawValue).joined(separator: " or "))")
+                    throw p.error(
+                        "mode",
+                        "'\(m)' is not a pair mode; choose \(PairPolicy.Mode.allCases.map(\.rawValue).joined(separator: " or "))"
+                    )
                 }
                 c.pairs.mode = mode
             }
@@ -349,31 +415,42 @@ extension RunConfig {
             c.probeSize = try w.int("probe_size", min: 1) ?? c.probeSize
             if let text = try w.string("probe_consensus") {
                 guard let k = ProbeConsensus(rawValue: text) else {
-                    throw w.error("probe_consensus", "'\(text)' is not one of \(ProbeConsensus.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw w.error(
+                        "probe_consensus",
+                        "'\(text)' is not one of \(ProbeConsensus.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 c.probeConsensus = k
             }
             c.allowUnrewarded = try w.bool("allow_unrewarded") ?? c.allowUnrewarded
             c.maxAbsLoss = try w.double("max_abs_loss", min: 1e-300) ?? c.maxAbsLoss
             // Bounded so that sums and differences of accepted losses stay finite in every statistic.
-            guard c.maxAbsLoss <= 1e300 else { throw w.error("max_abs_loss", "must be at most 1e300, got \(c.maxAbsLoss)") }
+            guard c.maxAbsLoss <= 1e300 else {
+                throw w.error("max_abs_loss", "must be at most 1e300, got \(c.maxAbsLoss)")
+            }
             if let s = try w.string("source") {
                 guard let src = RewardSource(rawValue: s) else {
-                    throw w.error("source", "'\(s)' is not supported; this version supports \(RewardSource.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw w.error(
+                        "source",
+                        "'\(s)' is not supported; this version supports \(RewardSource.allCases.map(\.rawValue).joined(separator: ", "))"
+                    )
                 }
                 c.rewardSource = src
             }
             c.normalizeRewards = try w.bool("normalize") ?? c.normalizeRewards
         }
         if let n = try r.section("network") {
-            try n.allow(["bind", "heartbeat_ms", "liveness", "lease_ms", "max_attempts", "max_message_bytes",
-                         "max_slots_per_worker", "quarantine_after", "quarantine_seconds"])
-            c.scheduler.maxSlotsPerWorker = UInt32(clamping: try n.int("max_slots_per_worker", min: 1) ?? Int(c.scheduler.maxSlotsPerWorker))
+            try n.allow([
+                "bind", "heartbeat_ms", "liveness", "lease_ms", "max_attempts", "max_message_bytes",
+                "max_slots_per_worker", "quarantine_after", "quarantine_seconds",
+            ])
+            c.scheduler.maxSlotsPerWorker = UInt32(
+                clamping: try n.int("max_slots_per_worker", min: 1) ?? Int(c.scheduler.maxSlotsPerWorker))
             c.scheduler.quarantineAfter = try n.int("quarantine_after", min: 0) ?? c.scheduler.quarantineAfter
             c.scheduler.quarantineSeconds = try n.double("quarantine_seconds", min: 0) ?? c.scheduler.quarantineSeconds
             c.bind = try n.string("bind") ?? c.bind
             if let problem = Endpoint.problem(c.bind, bind: true) { throw n.error("bind", problem) }
-            c.scheduler.heartbeatIntervalMs = UInt64(try n.int("heartbeat_ms", min: 10) ?? Int(c.scheduler.heartbeatIntervalMs))
+            c.scheduler.heartbeatIntervalMs = UInt64(
+                try n.int("heartbeat_ms", min: 10) ?? Int(c.scheduler.heartbeatIntervalMs))
             c.scheduler.liveness = UInt32(try n.int("liveness", min: 2) ?? Int(c.scheduler.liveness))
             c.scheduler.leaseMs = UInt64(try n.int("lease_ms", min: 10) ?? Int(c.scheduler.leaseMs))
             c.scheduler.maxAttempts = UInt32(try n.int("max_attempts", min: 1) ?? Int(c.scheduler.maxAttempts))
@@ -389,28 +466,42 @@ extension RunConfig {
             c.security.curve = try s.bool("curve") ?? c.security.curve
             c.security.serverKey = try s.path("server_key", base: baseDirectory)
             // allowed_clients: the earlier spelling of allowed_workers.
-            let workers = try s.path("allowed_workers", base: baseDirectory), clients = try s.path("allowed_clients", base: baseDirectory)
+            let workers = try s.path("allowed_workers", base: baseDirectory),
+                clients = try s.path("allowed_clients", base: baseDirectory)
             if workers != nil && clients != nil {
-                throw s.error("allowed_clients", "and allowed_workers are the same setting (allowed_clients is its earlier name); keep allowed_workers")
+                throw s.error(
+                    "allowed_clients",
+                    "and allowed_workers are the same setting (allowed_clients is its earlier name); keep allowed_workers"
+                )
             }
             c.security.allowedClients = workers ?? clients
             c.security.allowedTrainers = try s.path("allowed_trainers", base: baseDirectory)
             // Key files are read when the coordinator starts; here only what must be there.
             if c.security.curve && c.security.serverKey == nil {
-                throw s.error("server_key", "is required with curve: true: the coordinator's NAME.key (laser keygen --out DIR --name coordinator)")
+                throw s.error(
+                    "server_key",
+                    "is required with curve: true: the coordinator's NAME.key (laser keygen --out DIR --name coordinator)"
+                )
             }
             if c.security.curve && c.security.allowedClients == nil {
-                throw s.error("allowed_workers", "is required with curve: true: a folder with the NAME.pub file of every worker to admit")
+                throw s.error(
+                    "allowed_workers",
+                    "is required with curve: true: a folder with the NAME.pub file of every worker to admit")
             }
         }
         if let m = try r.section("metrics") {
             try m.allow(["port", "bind"])
             c.metrics.port = try m.int("port", min: 0)
-            if let p = c.metrics.port, p > 65535 { throw m.error("port", "must be a TCP port (0-65535; 0 picks a free one), got \(p)") }
+            if let p = c.metrics.port, p > 65535 {
+                throw m.error("port", "must be a TCP port (0-65535; 0 picks a free one), got \(p)")
+            }
             c.metrics.bind = try m.string("bind") ?? c.metrics.bind
         }
         if c.mode == .bestOfN && c.rewardSource.fromTrainer {
-            throw r.error("reward.source", "\(c.rewardSource.rawValue) does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy")
+            throw r.error(
+                "reward.source",
+                "\(c.rewardSource.rawValue) does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy"
+            )
         }
         return c
     }
@@ -425,7 +516,9 @@ private func rejectDuplicateKeys(_ node: Node, source: String, path: String) thr
             let here = path.isEmpty ? name : path + "." + name
             guard seen.insert(name).inserted else {
                 let line = key.mark.map { " (line \($0.line))" } ?? ""
-                throw ConfigError("\(source): \(here) is given twice\(line); YAML would silently keep only the last one. Merge the two.")
+                throw ConfigError(
+                    "\(source): \(here) is given twice\(line); YAML would silently keep only the last one. Merge the two."
+                )
             }
             try rejectDuplicateKeys(value, source: source, path: here)
         }
@@ -455,7 +548,8 @@ private func paramJSON(_ value: Any) -> String {
     case let text as String: return JSONLines.quoted(text)
     case let list as [Any]: return "[" + list.map(paramJSON).joined(separator: ",") + "]"
     case let map as [String: Any]:
-        return "{" + map.keys.sorted().map { JSONLines.quoted($0) + ":" + paramJSON(map[$0]!) }.joined(separator: ",") + "}"
+        return "{" + map.keys.sorted().map { JSONLines.quoted($0) + ":" + paramJSON(map[$0]!) }.joined(separator: ",")
+            + "}"
     case let flag as Bool: return flag ? "true" : "false"
     case is NSNull: return "null"
     case let number as Int: return "\(number)"
@@ -501,7 +595,9 @@ private struct Section {
 
     func strings(_ key: String) throws -> [String]? {
         guard let v = map[key] else { return nil }
-        guard let list = v as? [Any], list.allSatisfy({ $0 is String }) else { throw error(key, "must be a list of strings") }
+        guard let list = v as? [Any], list.allSatisfy({ $0 is String }) else {
+            throw error(key, "must be a list of strings")
+        }
         return list.map { $0 as! String }
     }
 
@@ -515,7 +611,13 @@ private struct Section {
     func double(_ key: String, min: Double) throws -> Double? {
         guard let v = map[key], !(v is NSNull) else { return nil }
         let d: Double
-        if let x = v as? Double { d = x } else if let i = v as? Int { d = Double(i) } else { throw error(key, "must be a number, got \(v)") }
+        if let x = v as? Double {
+            d = x
+        } else if let i = v as? Int {
+            d = Double(i)
+        } else {
+            throw error(key, "must be a number, got \(v)")
+        }
         guard d.isFinite, d >= min else { throw error(key, "must be a finite number >= \(min), got \(d)") }
         return d
     }
@@ -569,25 +671,32 @@ public struct InputPattern: Equatable, Sendable {
     public func isReady(_ n: Int) -> Bool {
         let fm = FileManager.default
         switch ready {
-        case .doneFile: return fm.fileExists(atPath: marker(forIteration: n)) && fm.fileExists(atPath: path(forIteration: n))
+        case .doneFile:
+            return fm.fileExists(atPath: marker(forIteration: n)) && fm.fileExists(atPath: path(forIteration: n))
         case .exists: return fm.fileExists(atPath: path(forIteration: n))
         }
     }
 
     /// What a waiting run says it waits for.
     public func waitingText(forIteration n: Int) -> String {
-        ready == .doneFile ? "\(path(forIteration: n)) and its marker \(marker(forIteration: n))" : path(forIteration: n)
+        ready == .doneFile
+            ? "\(path(forIteration: n)) and its marker \(marker(forIteration: n))" : path(forIteration: n)
     }
 
     fileprivate static func parse(_ s: Section, base: String) throws -> InputPattern {
         try s.allow(["dir", "pattern", "iterations", "ready", "wait_timeout_s"])
-        guard let dir = try s.string("dir"), !dir.isEmpty else { throw s.error("dir", "is missing: the folder the iteration files are written to") }
+        guard let dir = try s.string("dir"), !dir.isEmpty else {
+            throw s.error("dir", "is missing: the folder the iteration files are written to")
+        }
         guard let pattern = try s.string("pattern"), pattern.contains("{n}"), !pattern.contains("/") else {
-            throw s.error("pattern", "must be a file name with {n} for the iteration number, for example \"iteration-{n}.jsonl\"")
+            throw s.error(
+                "pattern", "must be a file name with {n} for the iteration number, for example \"iteration-{n}.jsonl\"")
         }
         var out = InputPattern(directory: CLIPath.absolute(dir, base: base), pattern: pattern)
         if let ready = try s.string("ready") {
-            guard let r = Ready(rawValue: ready) else { throw s.error("ready", "'\(ready)' is not one of done-file, exists") }
+            guard let r = Ready(rawValue: ready) else {
+                throw s.error("ready", "'\(ready)' is not one of done-file, exists")
+            }
             out.ready = r
         }
         out.waitTimeoutSeconds = try s.double("wait_timeout_s", min: 0) ?? out.waitTimeoutSeconds

@@ -55,8 +55,10 @@ public final class CoordinatorService {
     /// Opens (or, with `resume`, continues) the run in `runDirectory`. A directory that already holds
     /// a journal is only ever resumed; a resume with a config that differs in anything that shapes the
     /// output is refused unless `force` (which also accepts changed input files).
-    public init(config: RunConfig, runDirectory: RunDirectory, logger: Logger, coordinatorID: String = "coordinator",
-                resume: Bool = false, force: Bool = false, validated: ValidatedInputs? = nil) throws {
+    public init(
+        config: RunConfig, runDirectory: RunDirectory, logger: Logger, coordinatorID: String = "coordinator",
+        resume: Bool = false, force: Bool = false, validated: ValidatedInputs? = nil
+    ) throws {
         self.config = config
         self.validated = validated
         self.runDirectory = runDirectory
@@ -64,11 +66,15 @@ public final class CoordinatorService {
         // One writer per run directory, before anything in it is read or written (Output/RunDirectoryLock.swift).
         try RunDirectoryLock.acquire(runDirectory.path)
         // Next, so a metrics port in use stops the start before anything is written.
-        observer = try RunObserver(runDirectory: runDirectory, settings: config.metrics, strategy: config.strategy.rawValue,
-                                   rewardModels: config.rewardModels.map(\.name), logger: logger)
+        observer = try RunObserver(
+            runDirectory: runDirectory, settings: config.metrics, strategy: config.strategy.rawValue,
+            rewardModels: config.rewardModels.map(\.name), logger: logger)
         let (journal, records, torn) = try JournalFile.open(path: runDirectory.journalPath)
         self.journal = journal
-        if torn > 0 { logger.warning("journal \(runDirectory.journalPath): cut a torn last record (\(torn) bytes) left by a crash") }
+        if torn > 0 {
+            logger.warning(
+                "journal \(runDirectory.journalPath): cut a torn last record (\(torn) bytes) left by a crash")
+        }
         var replay = records
         var newRun = false
         let stale = runDirectory.removeStaleTemporaryFiles()
@@ -90,15 +96,22 @@ public final class CoordinatorService {
             replay = []
         } else if case .runStarted(let digest, _)? = records.first {
             guard resume else {
-                throw ConfigError("\(runDirectory.path) already holds a run (\(records.count) journal records); continue it with --resume \(runDirectory.path), or choose another --out")
+                throw ConfigError(
+                    "\(runDirectory.path) already holds a run (\(records.count) journal records); continue it with --resume \(runDirectory.path), or choose another --out"
+                )
             }
             if digest != config.semanticDigest {
-                let keys = (try? RunConfig.load(path: runDirectory.configPath)).map { config.differingKeys(from: $0) } ?? []
+                let keys =
+                    (try? RunConfig.load(path: runDirectory.configPath)).map { config.differingKeys(from: $0) } ?? []
                 let which = keys.isEmpty ? "" : " in \(keys.joined(separator: ", "))"
                 guard force else {
-                    throw ConfigError("the config differs\(which) from the one \(runDirectory.path) was started with (\(runDirectory.configPath)); resume with that config, or pass --force to continue with this one")
+                    throw ConfigError(
+                        "the config differs\(which) from the one \(runDirectory.path) was started with (\(runDirectory.configPath)); resume with that config, or pass --force to continue with this one"
+                    )
                 }
-                logger.warning("resuming with a config that differs\(which) (--force): output may differ from an uninterrupted run")
+                logger.warning(
+                    "resuming with a config that differs\(which) (--force): output may differ from an uninterrupted run"
+                )
             }
             // The inputs of iterations that started must be the same bytes (checked here, at start, naming
             // the file); inputs of iterations not started yet may change (docs/reliability.md).
@@ -107,7 +120,9 @@ public final class CoordinatorService {
                     let path = config.input(forIteration: n)
                     guard let now = validated.scans[path]?.digest, now != recorded else { continue }
                     if (try? PromptReader.legacyDigest(path: path)) == recorded { continue }
-                    throw ConfigError("the input of iteration \(n) (\(path)) changed since the run started (digest \(recorded), now \(now)); restore the original file, or resume with --force to accept the new one")
+                    throw ConfigError(
+                        "the input of iteration \(n) (\(path)) changed since the run started (digest \(recorded), now \(now)); restore the original file, or resume with --force to accept the new one"
+                    )
                 }
             }
             if force {
@@ -132,13 +147,21 @@ public final class CoordinatorService {
         let security = try Self.configureSecurity(config.security, router: router, context: context, logger: logger)
         authenticator = security?.0
         roles = security?.1
-        monitor = security == nil ? nil : try router.monitorHandshakeFailures(name: "coordinator-\(getpid())-\(UInt(bitPattern: ObjectIdentifier(router).hashValue))")
+        monitor =
+            security == nil
+            ? nil
+            : try router.monitorHandshakeFailures(
+                name: "coordinator-\(getpid())-\(UInt(bitPattern: ObjectIdentifier(router).hashValue))")
         do { try router.bind(config.bind) } catch {
-            throw ConfigError("coordinator cannot bind \(config.bind): \(error). Is another coordinator running there? Choose another network.bind address (port * picks a free one).")
+            throw ConfigError(
+                "coordinator cannot bind \(config.bind): \(error). Is another coordinator running there? Choose another network.bind address (port * picks a free one)."
+            )
         }
         endpoint = try router.lastEndpoint()
         // Only now does the directory hold a run: a failed bind above leaves it reusable.
-        if newRun { try journal.append(.runStarted(configDigest: config.semanticDigest, version: laserVersion), sync: true) }
+        if newRun {
+            try journal.append(.runStarted(configDigest: config.semanticDigest, version: laserVersion), sync: true)
+        }
     }
 
     /// Runs the job to completion on this thread. Returns the summary or throws what stopped it.
@@ -208,7 +231,9 @@ public final class CoordinatorService {
         if case .failure(let error)? = outcome, stopInfo == nil, core.status(now: Self.now()).phase != .finished {
             stopInfo = (Self.oneLine(error), "laser run --resume \(runDirectory.path)")
         }
-        if let live = observer.finish(core.status(now: Self.now()), now: Self.now(), stopped: stopInfo) { onStatus?(live) }
+        if let live = observer.finish(core.status(now: Self.now()), now: Self.now(), stopped: stopInfo) {
+            onStatus?(live)
+        }
         return try outcome!.get()
     }
 
@@ -257,7 +282,9 @@ public final class CoordinatorService {
     private func logHandshakeFailures(_ monitor: ZMQSocket) {
         while let frames = try? monitor.receive(nonBlocking: true) {
             guard let failure = ZMQSocket.handshakeFailure(from: frames), handshakeRefusals.allow() else { continue }
-            logger.warning("CURVE: a client's handshake failed on \(failure.endpoint): \(failure.explanation)\(handshakeRefusals.suffix)")
+            logger.warning(
+                "CURVE: a client's handshake failed on \(failure.endpoint): \(failure.explanation)\(handshakeRefusals.suffix)"
+            )
         }
     }
 
@@ -277,7 +304,8 @@ public final class CoordinatorService {
         let frames = received.frames
         let peer = PeerID(frames[0])
         guard frames.count == 2, received.framesDropped == 0 else {
-            return .undecodable(from: peer, reason: "expected 1 payload frame, got \(frames.count - 1 + received.framesDropped)")
+            return .undecodable(
+                from: peer, reason: "expected 1 payload frame, got \(frames.count - 1 + received.framesDropped)")
         }
         let message: WireMessage
         do { message = try WireCodec.decode(frames[1]) } catch {
@@ -321,12 +349,15 @@ public final class CoordinatorService {
             } catch let error as ZMQError where error.isHostUnreachable {
                 pending.append(.unreachable(peer))
             } catch {
-                logger.error("cannot send \(message.kind) to \(peer): \(error); the message is dropped (a worker that misses messages is dropped by its heartbeat and its tasks retried)")
+                logger.error(
+                    "cannot send \(message.kind) to \(peer): \(error); the message is dropped (a worker that misses messages is dropped by its heartbeat and its tasks retried)"
+                )
             }
         case .loadIteration(let n):
             guard config.inputReady(forIteration: n) else {
                 // On-policy: the file is written while the run goes; wait for it (checkWaiting).
-                let what = "iteration \(n) input (\(config.inputPattern?.waitingText(forIteration: n) ?? config.input(forIteration: n)))"
+                let what =
+                    "iteration \(n) input (\(config.inputPattern?.waitingText(forIteration: n) ?? config.input(forIteration: n)))"
                 waitingForInput = (n, Self.now(), what)
                 observer.waitingForInput = what
                 logger.info("waiting for \(what)")
@@ -335,7 +366,10 @@ public final class CoordinatorService {
             startLoading(n)
         case .readProbePrompts(let n, let count):
             do {
-                guard let opened, opened.iteration == n else { throw RunFailure("internal error: probe prompts of iteration \(n) asked for before the iteration was opened") }
+                guard let opened, opened.iteration == n else {
+                    throw RunFailure(
+                        "internal error: probe prompts of iteration \(n) asked for before the iteration was opened")
+                }
                 let stream = try PromptStream(path: opened.path, scan: opened.scan, reader: reader)
                 pending.append(.probePromptsRead(iteration: n, prompts: try stream.next(count)))
             } catch {
@@ -343,16 +377,23 @@ public final class CoordinatorService {
             }
         case .readPrompts(let n, let range):
             do {
-                guard let input else { throw RunFailure("internal error: prompts \(range) of iteration \(n) asked for before the iteration was opened") }
+                guard let input else {
+                    throw RunFailure(
+                        "internal error: prompts \(range) of iteration \(n) asked for before the iteration was opened")
+                }
                 pending.append(.promptsRead(iteration: n, first: range.lowerBound, prompts: try input.take(range)))
             } catch {
                 outcome = .failure(error)
             }
         case .emitBatch(let batch):
             emittedAny = true
-            if output?.submit(.batch(batch)) == false { outcome = .failure(output?.error ?? RunFailure("the output thread stopped")) }
+            if output?.submit(.batch(batch)) == false {
+                outcome = .failure(output?.error ?? RunFailure("the output thread stopped"))
+            }
         case .journal(let record, let sync):
-            if output?.submit(.journal(record, sync: sync)) == false { outcome = .failure(output?.error ?? RunFailure("the output thread stopped")) }
+            if output?.submit(.journal(record, sync: sync)) == false {
+                outcome = .failure(output?.error ?? RunFailure("the output thread stopped"))
+            }
         case .log(let level, let text):
             switch level {
             case .debug: logger.debug("\(text)")
@@ -388,8 +429,9 @@ public final class CoordinatorService {
 
     private func startLoading(_ n: Int) {
         let path = config.input(forIteration: n)
-        loader = InputLoader(iteration: n, path: path, reader: reader, recorded: recordedInputs[n],
-                             validated: validated?.scans[path])
+        loader = InputLoader(
+            iteration: n, path: path, reader: reader, recorded: recordedInputs[n],
+            validated: validated?.scans[path])
     }
 
     /// An on-policy iteration the run waits for: loaded once its file is complete; the run stops
@@ -402,13 +444,18 @@ public final class CoordinatorService {
             waitingForInput = nil
             observer.waitingForInput = nil
             let waited = Self.now().milliseconds(since: waiting.since) / 1000
-            logger.info("iteration \(waiting.iteration) input is ready after \(String(format: "%.1f", waited)) s; loading \(config.input(forIteration: waiting.iteration))")
+            logger.info(
+                "iteration \(waiting.iteration) input is ready after \(String(format: "%.1f", waited)) s; loading \(config.input(forIteration: waiting.iteration))"
+            )
             startLoading(waiting.iteration)
             return
         }
         let limit = config.inputPattern?.waitTimeoutSeconds ?? 0
         if limit > 0, Self.now().milliseconds(since: waiting.since) / 1000 > limit {
-            outcome = .failure(InputError("waited \(Int(limit)) s (input.wait_timeout_s) for \(waiting.what) and it did not come; write it (and its .done marker), then continue with laser run --resume \(runDirectory.path)"))
+            outcome = .failure(
+                InputError(
+                    "waited \(Int(limit)) s (input.wait_timeout_s) for \(waiting.what) and it did not come; write it (and its .done marker), then continue with laser run --resume \(runDirectory.path)"
+                ))
         }
     }
 
@@ -428,9 +475,11 @@ public final class CoordinatorService {
             input?.stop()
             // Batches a resume replays without emitting or sending them again need no candidate texts.
             let first = core.nextBatchIndex, size = config.batchSize
-            let settled = Set((0..<((scan.prompts + size - 1) / size)).filter { !core.textsNeeded(forBatch: first + $0) })
-            input = PromptPrefetcher(stream: stream, batchSize: size, depth: config.pipelineDepth + 1,
-                                     textsNeeded: { !settled.contains($0) })
+            let settled = Set(
+                (0..<((scan.prompts + size - 1) / size)).filter { !core.textsNeeded(forBatch: first + $0) })
+            input = PromptPrefetcher(
+                stream: stream, batchSize: size, depth: config.pipelineDepth + 1,
+                textsNeeded: { !settled.contains($0) })
             opened = (loading.iteration, config.input(forIteration: loading.iteration), scan)
             pending.append(.iterationOpened(iteration: loading.iteration, prompts: scan.prompts, digest: scan.digest))
             drain()

@@ -16,23 +16,31 @@ public enum DatasetExport {
     }
 
     /// Column order: TRL's columns first, then provenance, then anything else by name.
-    static let preferredOrder = ["prompt", "chosen", "rejected", "response", "chosen_score", "rejected_score", "score", "rm",
-                                 "prompt_id", "iteration", "batch"]
+    static let preferredOrder = [
+        "prompt", "chosen", "rejected", "response", "chosen_score", "rejected_score", "score", "rm",
+        "prompt_id", "iteration", "batch",
+    ]
     static let integerColumns: Set<String> = ["iteration", "batch"]
 
     public static func run(runDirectory: String, format: Format, out: String, force: Bool = false) throws -> Result {
         let fm = FileManager.default
         let iterations = runDirectory + "/iterations"
         guard fm.fileExists(atPath: iterations) else {
-            throw StorageError("\(runDirectory) has no iterations/ folder: it is not a laser run directory, or its run emitted no batch yet")
+            throw StorageError(
+                "\(runDirectory) has no iterations/ folder: it is not a laser run directory, or its run emitted no batch yet"
+            )
         }
-        if fm.fileExists(atPath: out), let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty, !force {
-            throw StorageError("\(out) exists and is not empty; choose another --out, or pass --force to replace what is there")
+        if fm.fileExists(atPath: out), let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty,
+            !force
+        {
+            throw StorageError(
+                "\(out) exists and is not empty; choose another --out, or pass --force to replace what is there")
         }
         // Batch files in order: iterations/IIII/batch-BBBB.jsonl (zero-padded, so names sort).
         var files: [String] = []
         for it in try fm.contentsOfDirectory(atPath: iterations).sorted() where !it.hasPrefix(".") {
-            for f in try fm.contentsOfDirectory(atPath: iterations + "/" + it).sorted() where f.hasPrefix("batch-") && f.hasSuffix(".jsonl") {
+            for f in try fm.contentsOfDirectory(atPath: iterations + "/" + it).sorted()
+            where f.hasPrefix("batch-") && f.hasSuffix(".jsonl") {
                 files.append(iterations + "/" + it + "/" + f)
             }
         }
@@ -44,7 +52,9 @@ public enum DatasetExport {
             for (i, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
                 let parsed = try? Array(line.utf8).withUnsafeBytes { try JSONLineParser.parse($0) }
                 guard case .object(let members)? = parsed else {
-                    throw StorageError("\(file):\(i + 1): not a JSON object; the batch file is damaged (laser writes them atomically: was it edited?)")
+                    throw StorageError(
+                        "\(file):\(i + 1): not a JSON object; the batch file is damaged (laser writes them atomically: was it edited?)"
+                    )
                 }
                 var row: [String: JSONValue] = [:]
                 for member in members { row[member.key] = member.value }
@@ -54,7 +64,9 @@ public enum DatasetExport {
         guard let first = lines.first else { throw StorageError("\(runDirectory) has no batch lines to export yet") }
         let keys = Set(first.row.keys)
         for line in lines where Set(line.row.keys) != keys {
-            throw StorageError("\(line.source): its keys differ from the first line's (\(keys.sorted().joined(separator: ", "))); a run's batch lines all have the same columns")
+            throw StorageError(
+                "\(line.source): its keys differ from the first line's (\(keys.sorted().joined(separator: ", "))); a run's batch lines all have the same columns"
+            )
         }
         let names = preferredOrder.filter(keys.contains) + keys.subtracting(preferredOrder).sorted()
         let pairs = keys.contains("chosen") && keys.contains("rejected")
@@ -87,8 +99,9 @@ public enum DatasetExport {
             try AtomicFile.write(bytes, to: dataPath)
         }
         let bytes = ((try? fm.attributesOfItem(atPath: dataPath))?[.size] as? NSNumber)?.intValue ?? 0
-        let card = datasetCard(runDirectory: runDirectory, format: format, names: names, types: types, rows: lines.count, bytes: bytes,
-                               files: files.count, pairs: pairs, dataFile: String(dataPath.dropFirst(out.count + 1)))
+        let card = datasetCard(
+            runDirectory: runDirectory, format: format, names: names, types: types, rows: lines.count, bytes: bytes,
+            files: files.count, pairs: pairs, dataFile: String(dataPath.dropFirst(out.count + 1)))
         try AtomicFile.write(card, to: out + "/README.md")
         return Result(rows: lines.count, batchFiles: files.count, dataPath: dataPath, columns: names)
     }
@@ -97,7 +110,8 @@ public enum DatasetExport {
     /// (strings; lists and objects as their JSON text in Parquet).
     static func dtype(_ name: String, _ values: [JSONValue]) -> String {
         if values.allSatisfy({ number($0) != nil }) {
-            return integerColumns.contains(name) && values.allSatisfy({ number($0)! == number($0)!.rounded() }) ? "int64" : "float64"
+            return integerColumns.contains(name) && values.allSatisfy({ number($0)! == number($0)!.rounded() })
+                ? "int64" : "float64"
         }
         return "string"
     }
@@ -126,12 +140,16 @@ public enum DatasetExport {
         case .bool(let b): return b ? "true" : "false"
         case .null: return "null"
         case .array(let items): return "[" + items.map(json).joined(separator: ",") + "]"
-        case .object(let members): return "{" + members.map { JSONLines.quoted($0.key) + ":" + json($0.value) }.joined(separator: ",") + "}"
+        case .object(let members):
+            return "{" + members.map { JSONLines.quoted($0.key) + ":" + json($0.value) }.joined(separator: ",") + "}"
         }
     }
 
-    static func datasetCard(runDirectory: String, format: Format, names: [String], types: [String: String], rows: Int, bytes: Int, files: Int,
-                            pairs: Bool, dataFile: String) -> String {
+    static func datasetCard(
+        runDirectory: String, format: Format, names: [String], types: [String: String], rows: Int, bytes: Int,
+        files: Int,
+        pairs: Bool, dataFile: String
+    ) -> String {
         var y = "---\n"
         y += "tags:\n" + (pairs ? "- dpo\n" : "") + "- laser\n- preference\n"
         y += "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \(dataFile)\n"
@@ -140,7 +158,8 @@ public enum DatasetExport {
         y += "  splits:\n  - name: train\n    num_bytes: \(bytes)\n    num_examples: \(rows)\n"
         y += "---\n\n"
         y += "# laser \(pairs ? "preference pairs" : "best-of-n choices")\n\n"
-        y += "Exported by `laser export` (\(format.rawValue)) from the run directory `\(runDirectory)`: \(rows) rows from \(files) batch files, "
+        y +=
+            "Exported by `laser export` (\(format.rawValue)) from the run directory `\(runDirectory)`: \(rows) rows from \(files) batch files, "
         y += "in batch order (iteration, batch, line).\n\n"
         if pairs {
             y += "`prompt`, `chosen` and `rejected` are TRL's preference format; load with\n"

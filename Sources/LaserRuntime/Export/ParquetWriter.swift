@@ -53,7 +53,9 @@ struct ParquetWriter {
     }
 
     /// The file's bytes. Every column must have the same number of rows.
-    static func file(columns: [Column], keyValueMetadata: [(String, String)] = [], createdBy: String = "laser export") -> [UInt8] {
+    static func file(
+        columns: [Column], keyValueMetadata: [(String, String)] = [], createdBy: String = "laser export"
+    ) -> [UInt8] {
         let rows = columns.first?.count ?? 0
         precondition(columns.allSatisfy { $0.count == rows }, "columns of different lengths")
         var out: [UInt8] = Array("PAR1".utf8)
@@ -61,14 +63,14 @@ struct ParquetWriter {
         for column in columns {
             let values = column.plainValues
             var header = CompactWriter()
-            header.i32(1, 0)                                    // type: DATA_PAGE
-            header.i32(2, Int32(values.count))                  // uncompressed_page_size
-            header.i32(3, Int32(values.count))                  // compressed_page_size
-            header.structBegin(5)                               // data_page_header
-            header.i32(1, Int32(rows))                          // num_values
-            header.i32(2, 0)                                    // encoding: PLAIN
-            header.i32(3, 3)                                    // definition_level_encoding: RLE
-            header.i32(4, 3)                                    // repetition_level_encoding: RLE
+            header.i32(1, 0)  // type: DATA_PAGE
+            header.i32(2, Int32(values.count))  // uncompressed_page_size
+            header.i32(3, Int32(values.count))  // compressed_page_size
+            header.structBegin(5)  // data_page_header
+            header.i32(1, Int32(rows))  // num_values
+            header.i32(2, 0)  // encoding: PLAIN
+            header.i32(3, 3)  // definition_level_encoding: RLE
+            header.i32(4, 3)  // repetition_level_encoding: RLE
             header.structEnd()
             header.stop()
             let offset = Int64(out.count)
@@ -77,49 +79,49 @@ struct ParquetWriter {
             chunks.append((offset, Int64(header.bytes.count + values.count)))
         }
         var meta = CompactWriter()
-        meta.i32(1, 1)                                          // version
+        meta.i32(1, 1)  // version
         meta.listBegin(2, elementType: CompactWriter.structType, count: columns.count + 1)  // schema
-        meta.element { w in                                     // the root: a group of the columns
+        meta.element { w in  // the root: a group of the columns
             w.string(4, "schema")
             w.i32(5, Int32(columns.count))
         }
         for column in columns {
             meta.element { w in
                 w.i32(1, column.physicalType)
-                w.i32(3, 0)                                     // repetition_type: REQUIRED
+                w.i32(3, 0)  // repetition_type: REQUIRED
                 w.string(4, column.name)
                 if case .string = column {
-                    w.i32(6, 0)                                 // converted_type: UTF8
-                    w.structBegin(10)                           // logicalType: STRING (union field 1, empty struct)
+                    w.i32(6, 0)  // converted_type: UTF8
+                    w.structBegin(10)  // logicalType: STRING (union field 1, empty struct)
                     w.structBegin(1)
                     w.structEnd()
                     w.structEnd()
                 }
             }
         }
-        meta.i64(3, Int64(rows))                                // num_rows
+        meta.i64(3, Int64(rows))  // num_rows
         meta.listBegin(4, elementType: CompactWriter.structType, count: 1)  // row_groups
         meta.element { w in
             w.listBegin(1, elementType: CompactWriter.structType, count: columns.count)  // columns
             for (column, chunk) in zip(columns, chunks) {
                 w.element { c in
-                    c.i64(2, chunk.offset)                      // file_offset
-                    c.structBegin(3)                            // meta_data
+                    c.i64(2, chunk.offset)  // file_offset
+                    c.structBegin(3)  // meta_data
                     c.i32(1, column.physicalType)
                     c.listBegin(2, elementType: CompactWriter.i32Type, count: 1)
-                    c.listI32(0)                                // encodings: PLAIN
+                    c.listI32(0)  // encodings: PLAIN
                     c.listBegin(3, elementType: CompactWriter.binaryType, count: 1)
-                    c.listString(column.name)                   // path_in_schema
-                    c.i32(4, 0)                                 // codec: UNCOMPRESSED
-                    c.i64(5, Int64(rows))                       // num_values
-                    c.i64(6, chunk.size)                        // total_uncompressed_size
-                    c.i64(7, chunk.size)                        // total_compressed_size
-                    c.i64(9, chunk.offset)                      // data_page_offset
+                    c.listString(column.name)  // path_in_schema
+                    c.i32(4, 0)  // codec: UNCOMPRESSED
+                    c.i64(5, Int64(rows))  // num_values
+                    c.i64(6, chunk.size)  // total_uncompressed_size
+                    c.i64(7, chunk.size)  // total_compressed_size
+                    c.i64(9, chunk.offset)  // data_page_offset
                     c.structEnd()
                 }
             }
-            w.i64(2, chunks.reduce(0) { $0 + $1.size })         // total_byte_size
-            w.i64(3, Int64(rows))                               // num_rows
+            w.i64(2, chunks.reduce(0) { $0 + $1.size })  // total_byte_size
+            w.i64(3, Int64(rows))  // num_rows
         }
         if !keyValueMetadata.isEmpty {
             meta.listBegin(5, elementType: CompactWriter.structType, count: keyValueMetadata.count)
@@ -146,7 +148,8 @@ private func littleEndian<T: FixedWidthInteger>(_ v: T) -> [UInt8] {
 /// Thrift's compact protocol, the parts Parquet's metadata needs: field headers with id deltas,
 /// zigzag varints, binary, lists and nested structs.
 struct CompactWriter {
-    static let i32Type: UInt8 = 5, i64Type: UInt8 = 6, binaryType: UInt8 = 8, listType: UInt8 = 9, structType: UInt8 = 12
+    static let i32Type: UInt8 = 5, i64Type: UInt8 = 6, binaryType: UInt8 = 8, listType: UInt8 = 9,
+        structType: UInt8 = 12
     private(set) var bytes: [UInt8] = []
     /// The last field id of each open struct (ids are delta-encoded within a struct).
     private var lastField: [Int16] = [0]

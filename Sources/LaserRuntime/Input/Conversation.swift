@@ -14,19 +14,28 @@ enum Conversation {
 
     /// The messages of `list`, each an object with a non-empty string `role` and a string `content`
     /// (other keys are kept in `json` and ignored here). `what` names the field in errors.
-    static func messages(_ list: [JSONValue], what: String, at location: @autoclosure () -> String) throws -> [Message] {
+    static func messages(_ list: [JSONValue], what: String, at location: @autoclosure () -> String) throws -> [Message]
+    {
         guard !list.isEmpty else {
-            throw InputError("\(location()): \(what) is an empty list of messages; give at least one {\"role\": \"user\", \"content\": ...}")
+            throw InputError(
+                "\(location()): \(what) is an empty list of messages; give at least one {\"role\": \"user\", \"content\": ...}"
+            )
         }
         return try list.enumerated().map { i, item in
             guard case .object = item else {
-                throw InputError("\(location()): \(what) message \(i) must be an object {\"role\", \"content\"}, got \(PromptReader.typeName(item))")
+                throw InputError(
+                    "\(location()): \(what) message \(i) must be an object {\"role\", \"content\"}, got \(PromptReader.typeName(item))"
+                )
             }
             guard let role = item["role"].flatMap(text), !role.isEmpty else {
-                throw InputError("\(location()): \(what) message \(i) needs a non-empty string \"role\" (system, user, assistant, ...)")
+                throw InputError(
+                    "\(location()): \(what) message \(i) needs a non-empty string \"role\" (system, user, assistant, ...)"
+                )
             }
             guard let content = item["content"].flatMap(text) else {
-                throw InputError("\(location()): \(what) message \(i) needs a string \"content\" (content given as a list of parts is not supported; join the text parts into one string)")
+                throw InputError(
+                    "\(location()): \(what) message \(i) needs a string \"content\" (content given as a list of parts is not supported; join the text parts into one string)"
+                )
             }
             return Message(role: role, content: content)
         }

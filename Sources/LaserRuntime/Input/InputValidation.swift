@@ -40,7 +40,9 @@ public struct ValidatedInputs: Sendable {
                 continue
             }
             guard FileManager.default.fileExists(atPath: path) else {
-                throw InputError("\(path): input of iteration \(n) does not exist; fix the path in the config's input list (paths are relative to the config file's folder)")
+                throw InputError(
+                    "\(path): input of iteration \(n) does not exist; fix the path in the config's input list (paths are relative to the config file's folder)"
+                )
             }
             let scan = try reader.scan(path: path)
             out.scans[path] = scan
@@ -63,12 +65,18 @@ public struct ValidatedInputs: Sendable {
         for (path, scan) in scans.sorted(by: { $0.key < $1.key }) where scan.prompts > 0 {
             let stream = try PromptStream(path: path, scan: scan, reader: reader)
             let sample = try stream.next(Self.labelSample)
-            if sample.contains(where: { $0.reference != nil || $0.candidates.contains { $0.correct != nil } }) { continue }
-            let problem = "\(path): none of its first \(sample.count) prompts has a label (a \"reference\", or candidates with \"correct\"), so reward.source label-pair-accuracy would give the bandit no reward at all"
-            guard config.allowUnrewarded else {
-                throw ConfigError("\(problem). Add labels, use reward.source: trainer-loss with a trainer connected, or set reward.allow_unrewarded: true to run anyway")
+            if sample.contains(where: { $0.reference != nil || $0.candidates.contains { $0.correct != nil } }) {
+                continue
             }
-            unrewardedWarning = problem + " (reward.allow_unrewarded is true: running anyway; the bandit will not learn)"
+            let problem =
+                "\(path): none of its first \(sample.count) prompts has a label (a \"reference\", or candidates with \"correct\"), so reward.source label-pair-accuracy would give the bandit no reward at all"
+            guard config.allowUnrewarded else {
+                throw ConfigError(
+                    "\(problem). Add labels, use reward.source: trainer-loss with a trainer connected, or set reward.allow_unrewarded: true to run anyway"
+                )
+            }
+            unrewardedWarning =
+                problem + " (reward.allow_unrewarded is true: running anyway; the bandit will not learn)"
         }
     }
 
@@ -79,18 +87,28 @@ public struct ValidatedInputs: Sendable {
     public func plan(_ config: RunConfig) -> String {
         var lines: [String] = []
         let batches = promptsPerIteration.map { ($0 + config.batchSize - 1) / config.batchSize }
-        lines.append("config OK: \(config.iterations) iteration(s), strategy \(config.strategy.rawValue), reward \(config.rewardSource.rawValue)")
+        lines.append(
+            "config OK: \(config.iterations) iteration(s), strategy \(config.strategy.rawValue), reward \(config.rewardSource.rawValue)"
+        )
         for (i, p) in promptsPerIteration.enumerated() {
             if waiting.contains(i + 1) {
-                lines.append("  iteration \(i + 1): not written yet; the run will wait for \(config.inputPattern?.waitingText(forIteration: i + 1) ?? config.input(forIteration: i + 1))")
+                lines.append(
+                    "  iteration \(i + 1): not written yet; the run will wait for \(config.inputPattern?.waitingText(forIteration: i + 1) ?? config.input(forIteration: i + 1))"
+                )
                 continue
             }
-            lines.append("  iteration \(i + 1): \(p) prompts in \(batches[i]) mini-batch(es) of up to \(config.batchSize) (\(config.input(forIteration: i + 1)))")
+            lines.append(
+                "  iteration \(i + 1): \(p) prompts in \(batches[i]) mini-batch(es) of up to \(config.batchSize) (\(config.input(forIteration: i + 1)))"
+            )
         }
         let kinds = config.rewardModels.map { "\($0.name) (\($0.kind))" }.joined(separator: ", ")
         lines.append("  reward models: \(kinds)")
-        lines.append("  workers: \(config.localWorkers) local with laser run (\(config.workerSlots) slot(s) each); more may connect to \(config.bind)")
-        if waiting.isEmpty && promptsPerIteration.allSatisfy({ $0 == 0 }) { lines.append("  note: every input is empty: nothing would run") }
+        lines.append(
+            "  workers: \(config.localWorkers) local with laser run (\(config.workerSlots) slot(s) each); more may connect to \(config.bind)"
+        )
+        if waiting.isEmpty && promptsPerIteration.allSatisfy({ $0 == 0 }) {
+            lines.append("  note: every input is empty: nothing would run")
+        }
         return lines.joined(separator: "\n")
     }
 }

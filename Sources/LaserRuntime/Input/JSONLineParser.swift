@@ -63,8 +63,10 @@ struct JSONLineParser {
     /// laser's way, `canonical` below): those strings are only stepped over to their closing quote, not
     /// checked again.
     /// `canonical` in the result: no string of the line is escaped another way than laser writes.
-    static func parseReportingNUL(_ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false, trusted: Bool = false,
-                                  escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> (value: JSONValue, sawNUL: Bool, canonical: Bool) {
+    static func parseReportingNUL(
+        _ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false, trusted: Bool = false,
+        escapedIn: (storage: JSONTextStorage, offset: Int)? = nil
+    ) throws -> (value: JSONValue, sawNUL: Bool, canonical: Bool) {
         var p = JSONLineParser(bytes: bytes)
         p.materialize = materialize
         p.skim = skim
@@ -219,7 +221,8 @@ struct JSONLineParser {
             guard JSONScan.isASCII(high) else { return try makeString(raw) }
             if !materialize && raw.count > Self.longString { return "" }
             return String(unsafeUninitializedCapacity: raw.count) { out in
-                out.baseAddress!.initialize(from: raw.assumingMemoryBound(to: UInt8.self).baseAddress!, count: raw.count)
+                out.baseAddress!.initialize(
+                    from: raw.assumingMemoryBound(to: UInt8.self).baseAddress!, count: raw.count)
                 return raw.count
             }
         }
@@ -238,7 +241,9 @@ struct JSONLineParser {
         if !materialize && r.at - start > Self.longString {
             // Checked but not kept; non-ASCII bytes still have to be valid UTF-8 (escapes decode to
             // whole characters, so the raw bytes are valid exactly when the decoded ones are).
-            if !JSONScan.isASCII(r.non_ascii) { _ = try makeString(UnsafeRawBufferPointer(start: base + start, count: r.at - start)) }
+            if !JSONScan.isASCII(r.non_ascii) {
+                _ = try makeString(UnsafeRawBufferPointer(start: base + start, count: r.at - start))
+            }
             return ""
         }
         let decoded = UnsafeRawBufferPointer(start: scratch!, count: r.written)
@@ -262,7 +267,9 @@ struct JSONLineParser {
         if r.non_canonical != 0 { sawNonCanonical = true }
         guard r.error != Int32(LASER_JSON_OK) else { return }
         i = r.at
-        if r.error == Int32(LASER_JSON_INVALID_ESCAPE) { throw error("an invalid escape '\\\(Self.show(bytes[i + 1]))'") }
+        if r.error == Int32(LASER_JSON_INVALID_ESCAPE) {
+            throw error("an invalid escape '\\\(Self.show(bytes[i + 1]))'")
+        }
         throw error(Self.message(r.error))
     }
 
@@ -286,7 +293,8 @@ struct JSONLineParser {
             // Escaped another way than laser writes (\/, \u00e9, ...): decoded, and escaped laser's way.
             if scratch == nil { scratch = .allocate(capacity: bytes.count + 16) }
             let d = laser_json_string(u8, start, bytes.count, scratch)
-            let text = JSONScan.isASCII(d.non_ascii)
+            let text =
+                JSONScan.isASCII(d.non_ascii)
                 ? String(decoding: UnsafeRawBufferPointer(start: scratch!, count: d.written), as: UTF8.self)
                 : try makeString(UnsafeRawBufferPointer(start: scratch!, count: d.written))
             return JSONText(text)
@@ -316,7 +324,6 @@ struct JSONLineParser {
         (0x21...0x7E).contains(c) ? String(UnicodeScalar(c)) : String(format: "\\x%02X", c)
     }
 }
-
 
 /// The scan both the input parser and the output writer spend their time in: the next byte that a
 /// JSON string cannot hold as is ('"', '\\' or a control character). SSE2, 16 bytes per step, in

@@ -49,11 +49,17 @@ final class LineSource {
         self.path = path
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw InputError("\(path): cannot read the input file (\(String(cString: strerror(errno)))); check the path in the config's input list")
+            throw InputError(
+                "\(path): cannot read the input file (\(String(cString: strerror(errno)))); check the path in the config's input list"
+            )
         }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { close(fd); throw InputError("\(path): cannot stat the input file (\(String(cString: strerror(errno))))") }
-        guard (st.st_mode & S_IFMT) != S_IFDIR else { close(fd); throw InputError("\(path): is a directory, not an input file; check the config's input list") }
+        guard fstat(fd, &st) == 0 else {
+            close(fd); throw InputError("\(path): cannot stat the input file (\(String(cString: strerror(errno))))")
+        }
+        guard (st.st_mode & S_IFMT) != S_IFDIR else {
+            close(fd); throw InputError("\(path): is a directory, not an input file; check the config's input list")
+        }
         stamp = FileStamp(st)
         capacity = Self.chunkBytes
         buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
@@ -86,13 +92,17 @@ final class LineSource {
             let lineStart = start
             start = lineEnd + 1
             lineNumber += 1
-            if !isBlank(lineStart, lineEnd) { return LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<lineEnd) }
+            if !isBlank(lineStart, lineEnd) {
+                return LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<lineEnd)
+            }
         }
         if atEOF, start < end {
             let lineStart = start
             start = end
             lineNumber += 1
-            if !isBlank(lineStart, end) { return LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<end) }
+            if !isBlank(lineStart, end) {
+                return LineSpan(number: lineNumber, offset: bufferOffset + lineStart, range: lineStart..<end)
+            }
         }
         return nil
     }
@@ -101,7 +111,9 @@ final class LineSource {
     func nextLine<R>(_ body: (_ number: Int, _ offset: Int, _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R? {
         while true {
             if let line = cutLine() {
-                return try body(line.number, line.offset, UnsafeRawBufferPointer(start: buffer + line.range.lowerBound, count: line.range.count))
+                return try body(
+                    line.number, line.offset,
+                    UnsafeRawBufferPointer(start: buffer + line.range.lowerBound, count: line.range.count))
             }
             if atEOF { return nil }
             try fill()
@@ -111,7 +123,8 @@ final class LineSource {
     /// Up to `max` next non-blank lines, all from the buffer as it is (more is read only when it holds
     /// no whole line), so that `body` can hand them to several threads without copying them; nil at
     /// the end of the file.
-    func nextLines<R>(max: Int, _ body: (_ lines: [LineSpan], _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R? {
+    func nextLines<R>(max: Int, _ body: (_ lines: [LineSpan], _ bytes: UnsafeRawBufferPointer) throws -> R) throws -> R?
+    {
         var lines: [LineSpan] = []
         while lines.isEmpty {
             while lines.count < max, let line = cutLine() { lines.append(line) }
@@ -141,7 +154,9 @@ final class LineSource {
         }
         if end == capacity {
             guard capacity < Self.maxLineBytes else {
-                throw InputError("\(path):\(lineNumber + 1): a line longer than \(Self.maxLineBytes >> 20) MiB (is a newline missing?); one prompt per line")
+                throw InputError(
+                    "\(path):\(lineNumber + 1): a line longer than \(Self.maxLineBytes >> 20) MiB (is a newline missing?); one prompt per line"
+                )
             }
             let bigger = UnsafeMutableRawPointer.allocate(byteCount: capacity * 2, alignment: 64)
             bigger.copyMemory(from: buffer, byteCount: end)
@@ -222,15 +237,17 @@ public final class PromptStream {
         }
         var lineRanges: [(number: Int, range: Range<Int>)] = []
         lineRanges.reserveCapacity(count)
-        while lineRanges.count < count, let (number, range) = try lines.nextLine({ number, _, bytes -> (Int, Range<Int>) in
-            if used + bytes.count > capacity {
-                while used + bytes.count > capacity { capacity *= 2 }
-                buffer = realloc(buffer, capacity)!
-            }
-            if bytes.count > 0 { (buffer + used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-            used += bytes.count
-            return (number, (used - bytes.count)..<used)
-        }) {
+        while lineRanges.count < count,
+            let (number, range) = try lines.nextLine({ number, _, bytes -> (Int, Range<Int>) in
+                if used + bytes.count > capacity {
+                    while used + bytes.count > capacity { capacity *= 2 }
+                    buffer = realloc(buffer, capacity)!
+                }
+                if bytes.count > 0 { (buffer + used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+                used += bytes.count
+                return (number, (used - bytes.count)..<used)
+            })
+        {
             lineRanges.append((number, range))
         }
         lastBatchBytes = used
@@ -242,7 +259,8 @@ public final class PromptStream {
         defer { results.deinitialize(); results.deallocate() }
         let slots = SendablePointer(results)
         let reader = reader, path = path, ranges = lineRanges, canonical = scan.canonicalLines
-        let lineBytes = UnsafeRawBufferPointer(start: texts ? storage!.baseAddress : UnsafeRawPointer(buffer), count: used)
+        let lineBytes = UnsafeRawBufferPointer(
+            start: texts ? storage!.baseAddress : UnsafeRawPointer(buffer), count: used)
         withExtendedLifetime(storage) {
             let bytes = lineBytes
             let all = SendableRawBytes(bytes)
@@ -251,9 +269,10 @@ public final class PromptStream {
                 for i in stride(from: w, to: n, by: workers) {
                     let (number, range) = ranges[i]
                     slots.buffer[i] = Result {
-                        try reader.parse(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)",
-                                         defaultID: "line-\(number)", skim: !texts, trusted: canonical?.contains(number) ?? false,
-                                         escapedIn: storage.map { ($0, range.lowerBound) })
+                        try reader.parse(
+                            bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)",
+                            defaultID: "line-\(number)", skim: !texts, trusted: canonical?.contains(number) ?? false,
+                            escapedIn: storage.map { ($0, range.lowerBound) })
                     }
                 }
             }
@@ -266,7 +285,9 @@ public final class PromptStream {
     }
 
     static func changed(_ path: String) -> InputError {
-        InputError("\(path) changed while its iteration was running (laser validates an input file, then reads it batch by batch); restore the file it started with and resume, or resume with --force to start the iteration's remaining batches on the new one")
+        InputError(
+            "\(path) changed while its iteration was running (laser validates an input file, then reads it batch by batch); restore the file it started with and resume, or resume with --force to start the iteration's remaining batches on the new one"
+        )
     }
 }
 

@@ -17,7 +17,9 @@ final class PromptPrefetcher: @unchecked Sendable {
     /// Whether the batch at this position in the iteration (0-based) needs its candidate texts.
     private let textsNeeded: @Sendable (Int) -> Bool
 
-    init(stream: PromptStream, batchSize: Int, depth: Int, textsNeeded: @escaping @Sendable (Int) -> Bool = { _ in true }) {
+    init(
+        stream: PromptStream, batchSize: Int, depth: Int, textsNeeded: @escaping @Sendable (Int) -> Bool = { _ in true }
+    ) {
         self.stream = stream
         self.batchSize = batchSize
         self.depth = max(1, depth)
@@ -89,8 +91,10 @@ final class InputLoader: @unchecked Sendable {
 
     /// `recorded`: the journal's digest and prompt count for this input (a resume), if any.
     /// `validated`: the scan made at start (InputValidation) when the file is still the one scanned then.
-    init(iteration: Int, path: String, reader: PromptReader, recorded: (digest: String, prompts: Int)?,
-         validated: PromptReader.Scan? = nil) {
+    init(
+        iteration: Int, path: String, reader: PromptReader, recorded: (digest: String, prompts: Int)?,
+        validated: PromptReader.Scan? = nil
+    ) {
         self.iteration = iteration
         let thread = Thread { [self] in
             nameThisThread("laser-scan")
@@ -101,7 +105,8 @@ final class InputLoader: @unchecked Sendable {
                     return (validated, try PromptStream(path: path, scan: validated, reader: reader))
                 }
                 // A resume re-validates an input whose bytes are unchanged by its digest alone.
-                let scan = try recorded.map { try reader.rescan(path: path, digest: $0.digest, prompts: $0.prompts) }
+                let scan =
+                    try recorded.map { try reader.rescan(path: path, digest: $0.digest, prompts: $0.prompts) }
                     ?? reader.scan(path: path)
                 return (scan, try PromptStream(path: path, scan: scan, reader: reader))
             }

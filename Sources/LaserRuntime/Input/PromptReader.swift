@@ -102,47 +102,59 @@ public struct PromptReader: Sendable {
         // bad line of the file is the one reported, as in a one-thread scan.
         var canonical = LineBits()
         var ids: [Result<(id: String, canonical: Bool), Error>?] = []
-        while try lines.nextLines(max: 4096, { group, bytes -> Bool in
-            let n = group.count
-            ids.removeAll(keepingCapacity: true)
-            ids.append(contentsOf: repeatElement(nil, count: n))
-            ids.withUnsafeMutableBufferPointer { buffer in
-                let slots = SendablePointer(buffer), all = SendableRawBytes(bytes), reader = self
-                let threads = min(LineSource.parallelism, max(1, n / 8))
-                DispatchQueue.concurrentPerform(iterations: threads) { t in
-                    for i in stride(from: t, to: n, by: threads) {
-                        let line = group[i]
-                        slots.buffer[i] = Result {
-                            let (record, canonical) = try reader.parseLine(bytes: UnsafeRawBufferPointer(rebasing: all.bytes[line.range]),
-                                                                           where: "\(path):\(line.number)", defaultID: "line-\(line.number)", idOnly: true)
-                            return (record.id, canonical)
+        while try lines.nextLines(
+            max: 4096,
+            { group, bytes -> Bool in
+                let n = group.count
+                ids.removeAll(keepingCapacity: true)
+                ids.append(contentsOf: repeatElement(nil, count: n))
+                ids.withUnsafeMutableBufferPointer { buffer in
+                    let slots = SendablePointer(buffer), all = SendableRawBytes(bytes), reader = self
+                    let threads = min(LineSource.parallelism, max(1, n / 8))
+                    DispatchQueue.concurrentPerform(iterations: threads) { t in
+                        for i in stride(from: t, to: n, by: threads) {
+                            let line = group[i]
+                            slots.buffer[i] = Result {
+                                let (record, canonical) = try reader.parseLine(
+                                    bytes: UnsafeRawBufferPointer(rebasing: all.bytes[line.range]),
+                                    where: "\(path):\(line.number)", defaultID: "line-\(line.number)", idOnly: true)
+                                return (record.id, canonical)
+                            }
                         }
                     }
                 }
-            }
-            for i in 0..<n {
-                let (number, offset) = (group[i].number, group[i].offset)
-                if group[i].range.count > maxLineBytes {
-                    throw InputError("\(path):\(number): the line is \(group[i].range.count) bytes, more than one score task can carry (\(maxLineBytes) bytes: network.max_message_bytes less room for framing); raise network.max_message_bytes (and the workers' --max-message-bytes) or shorten this prompt and its candidates")
-                }
-                let (id, isCanonical) = try ids[i]!.get()
-                if isCanonical { canonical.insert(number) }
-                let h = FNV1a.hash(id.utf8)
-                if let first = seen[h] {
-                    let earlier = try lines.line(atOffset: first.offset).withUnsafeBytes {
-                        try parse(bytes: $0, where: "\(path):\(first.line)", defaultID: "line-\(first.line)", idOnly: true).id
+                for i in 0..<n {
+                    let (number, offset) = (group[i].number, group[i].offset)
+                    if group[i].range.count > maxLineBytes {
+                        throw InputError(
+                            "\(path):\(number): the line is \(group[i].range.count) bytes, more than one score task can carry (\(maxLineBytes) bytes: network.max_message_bytes less room for framing); raise network.max_message_bytes (and the workers' --max-message-bytes) or shorten this prompt and its candidates"
+                        )
                     }
-                    if earlier == id {
-                        throw InputError("\(path):\(number): prompt id '\(id)' was already used on line \(first.line); ids must be unique within an iteration")
+                    let (id, isCanonical) = try ids[i]!.get()
+                    if isCanonical { canonical.insert(number) }
+                    let h = FNV1a.hash(id.utf8)
+                    if let first = seen[h] {
+                        let earlier = try lines.line(atOffset: first.offset).withUnsafeBytes {
+                            try parse(
+                                bytes: $0, where: "\(path):\(first.line)", defaultID: "line-\(first.line)", idOnly: true
+                            ).id
+                        }
+                        if earlier == id {
+                            throw InputError(
+                                "\(path):\(number): prompt id '\(id)' was already used on line \(first.line); ids must be unique within an iteration"
+                            )
+                        }
+                    } else {
+                        seen[h] = (number, offset)
                     }
-                } else {
-                    seen[h] = (number, offset)
+                    count += 1
                 }
-                count += 1
-            }
-            return true
-        }) != nil {}
-        return Scan(prompts: count, digest: digest.finish(), bytes: lines.bytesRead, stamp: lines.stamp, canonicalLines: canonical)
+                return true
+            }) != nil
+        {}
+        return Scan(
+            prompts: count, digest: digest.finish(), bytes: lines.bytesRead, stamp: lines.stamp,
+            canonicalLines: canonical)
     }
 
     /// Every record of `path` (small files and tests; the coordinator streams).
@@ -157,24 +169,35 @@ public struct PromptReader: Sendable {
     /// reference (its labels are derived from the texts).
     /// `trusted`: the line is one the scan found canonical (`Scan.canonicalLines`), in an unchanged
     /// file: its candidate texts are stepped over, not checked again.
-    func parse(bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String, idOnly: Bool = false, skim: Bool = false,
-               trusted: Bool = false, escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> PromptRecord {
-        try parseLine(bytes: bytes, where: location(), defaultID: defaultID(), idOnly: idOnly, skim: skim, trusted: trusted, escapedIn: escapedIn).record
+    func parse(
+        bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String,
+        idOnly: Bool = false, skim: Bool = false,
+        trusted: Bool = false, escapedIn: (storage: JSONTextStorage, offset: Int)? = nil
+    ) throws -> PromptRecord {
+        try parseLine(
+            bytes: bytes, where: location(), defaultID: defaultID(), idOnly: idOnly, skim: skim, trusted: trusted,
+            escapedIn: escapedIn
+        ).record
     }
 
     /// `parse`, and whether every string of the line is escaped laser's way.
-    func parseLine(bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String, idOnly: Bool = false, skim: Bool = false,
-                   trusted: Bool = false, escapedIn: (storage: JSONTextStorage, offset: Int)? = nil) throws -> (record: PromptRecord, canonical: Bool) {
+    func parseLine(
+        bytes: UnsafeRawBufferPointer, where location: @autoclosure () -> String, defaultID: @autoclosure () -> String,
+        idOnly: Bool = false, skim: Bool = false,
+        trusted: Bool = false, escapedIn: (storage: JSONTextStorage, offset: Int)? = nil
+    ) throws -> (record: PromptRecord, canonical: Bool) {
         let o: JSONValue
         let sawNUL: Bool
         let canonical: Bool
         do {
-            (o, sawNUL, canonical) = try JSONLineParser.parseReportingNUL(bytes, materialize: !idOnly, skim: skim, trusted: trusted && escapedIn != nil, escapedIn: escapedIn)
+            (o, sawNUL, canonical) = try JSONLineParser.parseReportingNUL(
+                bytes, materialize: !idOnly, skim: skim, trusted: trusted && escapedIn != nil, escapedIn: escapedIn)
         } catch {
             throw InputError("\(location()): not valid JSON (\(error)); each line must be one JSON object")
         }
         guard case .object = o else {
-            throw InputError("\(location()): expected a JSON object with prompt and candidates, got \(Self.typeName(o))")
+            throw InputError(
+                "\(location()): expected a JSON object with prompt and candidates, got \(Self.typeName(o))")
         }
         let id: String
         switch o["id"] {
@@ -192,13 +215,18 @@ public struct PromptReader: Sendable {
             prompt = Conversation.render(messages)
             if !idOnly { messagesJSON = Conversation.json(list) }
         default:
-            throw InputError("\(location()): \"prompt\" is missing or not a string or a list of {\"role\", \"content\"} messages")
+            throw InputError(
+                "\(location()): \"prompt\" is missing or not a string or a list of {\"role\", \"content\"} messages")
         }
         guard case .array(let rawCandidates)? = o["candidates"] else {
-            throw InputError("\(location()): \"candidates\" must be an array of strings or of {\"text\", \"correct\"} objects, got \(o["candidates"].map(Self.typeName) ?? "nothing")")
+            throw InputError(
+                "\(location()): \"candidates\" must be an array of strings or of {\"text\", \"correct\"} objects, got \(o["candidates"].map(Self.typeName) ?? "nothing")"
+            )
         }
         guard rawCandidates.count >= 2 else {
-            throw InputError("\(location()): prompt '\(id)' has \(rawCandidates.count) candidate(s); a preference pair needs at least 2")
+            throw InputError(
+                "\(location()): prompt '\(id)' has \(rawCandidates.count) candidate(s); a preference pair needs at least 2"
+            )
         }
         // Texts the skim left out that this record still needs: candidates' (labels are derived from
         // them against a reference) and a conversational prompt's (the featurizer reads its rendering).
@@ -224,7 +252,9 @@ public struct PromptReader: Sendable {
                 // TRL's conversational completion: one assistant message.
                 let messages = try Conversation.messages(list, what: "candidate \(i)", at: location())
                 guard messages.count == 1, messages[0].role == "assistant" else {
-                    throw InputError("\(location()): candidate \(i) is a list of \(messages.count) message(s); a conversational candidate must be one {\"role\": \"assistant\", \"content\": ...} message (TRL's format)")
+                    throw InputError(
+                        "\(location()): candidate \(i) is a list of \(messages.count) message(s); a conversational candidate must be one {\"role\": \"assistant\", \"content\": ...} message (TRL's format)"
+                    )
                 }
                 candidates.append(Candidate(text: messages[0].content))
             case .object:
@@ -242,7 +272,9 @@ public struct PromptReader: Sendable {
                 }
                 candidates.append(Candidate(json: json, correct: correct))
             default:
-                throw InputError("\(location()): candidate \(i) must be a string or a {\"text\", \"correct\"} object, got \(Self.typeName(c))")
+                throw InputError(
+                    "\(location()): candidate \(i) must be a string or a {\"text\", \"correct\"} object, got \(Self.typeName(c))"
+                )
             }
         }
         let task: String
@@ -253,7 +285,9 @@ public struct PromptReader: Sendable {
         }
         var context: [Double] = []
         if let raw = o["context"], raw != .null {
-            guard case .array(let list) = raw else { throw InputError("\(location()): \"context\" must be an array of finite numbers") }
+            guard case .array(let list) = raw else {
+                throw InputError("\(location()): \"context\" must be an array of finite numbers")
+            }
             for item in list {
                 guard case .number(_, let v) = item, v.isFinite else {
                     throw InputError("\(location()): \"context\" must be an array of finite numbers")
@@ -261,16 +295,20 @@ public struct PromptReader: Sendable {
                 context.append(v)
             }
             guard context.count == featurizer.dimension else {
-                throw InputError("\(location()): \"context\" has \(context.count) numbers but context.dimension is \(featurizer.dimension); set context.dimension: \(context.count) in the config")
+                throw InputError(
+                    "\(location()): \"context\" has \(context.count) numbers but context.dimension is \(featurizer.dimension); set context.dimension: \(context.count) in the config"
+                )
             }
         }
         // protobuf-c carries strings as C strings: an embedded NUL (only a \u0000 escape can make one)
         // would silently cut them. (The scan does not keep long strings: it asks again in full.)
         if sawNUL && idOnly { return try parseLine(bytes: bytes, where: location(), defaultID: defaultID()) }
         if sawNUL {
-            for (name, text) in [("id", id), ("prompt", prompt), ("reference", reference ?? "")] + candidates.map({ ("candidate", $0.text) })
+            for (name, text) in [("id", id), ("prompt", prompt), ("reference", reference ?? "")]
+                + candidates.map({ ("candidate", $0.text) })
             where text.utf8.contains(0) {
-                throw InputError("\(location()): \(name) contains a NUL character (\\u0000), which laser cannot carry; remove it")
+                throw InputError(
+                    "\(location()): \(name) contains a NUL character (\\u0000), which laser cannot carry; remove it")
             }
         }
         // What only the records need (not the validating scan): derived labels and the featurizer's context.
@@ -282,8 +320,11 @@ public struct PromptReader: Sendable {
             }
             if context.isEmpty { context = featurizer.features(prompt) }
         }
-        return (PromptRecord(id: id, prompt: prompt, candidates: candidates, reference: reference, task: task, context: context,
-                             messagesJSON: messagesJSON), canonical)
+        return (
+            PromptRecord(
+                id: id, prompt: prompt, candidates: candidates, reference: reference, task: task, context: context,
+                messagesJSON: messagesJSON), canonical
+        )
     }
 
     /// A JSON number as an id or reference: integers as written, others in Swift's shortest form.

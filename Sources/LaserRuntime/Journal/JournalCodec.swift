@@ -80,7 +80,6 @@ enum JournalCodec {
         return true
     }
 
-
     static func decode(_ payload: UnsafeRawBufferPointer, fallback: JSONDecoder) throws -> JournalRecord {
         if let record = fast(payload) { return record }
         return try fallback.decode(JournalRecord.self, from: Data(payload))
@@ -93,13 +92,17 @@ enum JournalCodec {
 
     /// The hand-written path; nil when the payload is anything else (the fallback then decides).
     private static func fast(_ payload: UnsafeRawBufferPointer) -> JournalRecord? {
-        guard let value = try? JSONLineParser.parse(payload), case .object(let top) = value, top.count == 1 else { return nil }
+        guard let value = try? JSONLineParser.parse(payload), case .object(let top) = value, top.count == 1 else {
+            return nil
+        }
         let body: JSONValue = top[0].value
         let int = { (key: String) -> Int? in integer(body[key]) }
         switch top[0].key {
         case "scored":
-            guard case .object(let members) = body, members.count == 4, let batch = int("batch"), let first = int("firstPrompt"),
-                  case .string(let rm)? = body["rm"], case .array(let lists)? = body["scores"] else { return nil }
+            guard case .object(let members) = body, members.count == 4, let batch = int("batch"),
+                let first = int("firstPrompt"),
+                case .string(let rm)? = body["rm"], case .array(let lists)? = body["scores"]
+            else { return nil }
             var scores: [[Double]] = []
             scores.reserveCapacity(lists.count)
             for list in lists {
@@ -115,13 +118,18 @@ enum JournalCodec {
             return .scored(batch: batch, rm: rm, firstPrompt: first, scores: scores)
         case "selected":
             guard case .object(let members) = body, members.count == 2, let batch = int("batch"),
-                  case .array(let items)? = body["selections"] else { return nil }
+                case .array(let items)? = body["selections"]
+            else { return nil }
             var selections: [Selection] = []
             for item in items {
                 if case .object(let m) = item, m.count == 1, m[0].key == "arm", case .object(let inner) = m[0].value,
-                   inner.count == 1, inner[0].key == "_0", case .number(_, let k) = inner[0].value, k == k.rounded(), k >= 0, k < 1e9 {
+                    inner.count == 1, inner[0].key == "_0", case .number(_, let k) = inner[0].value, k == k.rounded(),
+                    k >= 0, k < 1e9
+                {
                     selections.append(.arm(Int(k)))
-                } else if case .object(let m) = item, m.count == 1, m[0].key == "ensemble", case .object(let inner) = m[0].value, inner.isEmpty {
+                } else if case .object(let m) = item, m.count == 1, m[0].key == "ensemble",
+                    case .object(let inner) = m[0].value, inner.isEmpty
+                {
                     selections.append(.ensemble)
                 } else {
                     return nil

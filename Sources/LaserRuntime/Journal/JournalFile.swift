@@ -28,11 +28,14 @@ public final class JournalFile {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             close(fd)
-            throw StorageError("cannot read journal \(path): \(error.localizedDescription); check the run directory's permissions")
+            throw StorageError(
+                "cannot read journal \(path): \(error.localizedDescription); check the run directory's permissions")
         }
         let (records, good) = try decode(data, path: path)
         if good < data.count {
-            guard ftruncate(fd, off_t(good)) == 0 else { close(fd); throw StorageError.errno("cannot cut the torn tail of", path) }
+            guard ftruncate(fd, off_t(good)) == 0 else {
+                close(fd); throw StorageError.errno("cannot cut the torn tail of", path)
+            }
             guard fsync(fd) == 0 else { close(fd); throw StorageError.errno("cannot fsync", path) }
         }
         guard lseek(fd, 0, SEEK_END) >= 0 else { close(fd); throw StorageError.errno("cannot seek in", path) }
@@ -68,7 +71,9 @@ public final class JournalFile {
                 guard CRC32.checksum(payload) == crc else { break }
                 do { records.append(try JournalCodec.decode(payload, fallback: decoder)) } catch {
                     // Intact frame, unknown content: written by another laser version. Never guess.
-                    throw StorageError("journal \(path): record at byte \(offset) has a valid checksum but does not decode (\(error)); was it written by another laser version?")
+                    throw StorageError(
+                        "journal \(path): record at byte \(offset) has a valid checksum but does not decode (\(error)); was it written by another laser version?"
+                    )
                 }
                 offset += 8 + length
             }

@@ -18,9 +18,12 @@ public enum Calibration {
 
     public static func run(config: RunConfig, input: String, batchSize: Int? = nil) throws -> Result {
         let size = batchSize ?? config.batchSize
-        let prompts = try PromptReader(contextDimension: config.contextDimension, ngrams: config.contextNgrams).read(path: input)
+        let prompts = try PromptReader(contextDimension: config.contextDimension, ngrams: config.contextNgrams).read(
+            path: input)
         guard prompts.contains(where: { $0.candidates.contains { $0.correct != nil } }) else {
-            throw InputError("\(input): no prompt has labels (a reference, or candidates with \"correct\"); calibration measures each RM against labels, so give it a small labelled set (for example 50 prompts with references)")
+            throw InputError(
+                "\(input): no prompt has labels (a reference, or candidates with \"correct\"); calibration measures each RM against labels, so give it a small labelled set (for example 50 prompts with references)"
+            )
         }
         var priors: [String: ArmPrior] = [:], counts: [String: Int] = [:]
         for spec in config.rewardModels {
@@ -31,14 +34,21 @@ public enum Calibration {
                 let chunk = Array(prompts[start..<min(start + size, prompts.count)])
                 let scores: [[Double]]
                 do {
-                    scores = try rm.scoreBatch(chunk.map { ScoringRequest(promptID: $0.id, prompt: $0.prompt, candidates: $0.candidates.map(\.text), reference: $0.reference) })
+                    scores = try rm.scoreBatch(
+                        chunk.map {
+                            ScoringRequest(
+                                promptID: $0.id, prompt: $0.prompt, candidates: $0.candidates.map(\.text),
+                                reference: $0.reference)
+                        })
                 } catch {
                     throw RunFailure("RM \(spec.name) failed on \(input): \(error)")
                 }
                 var accuracy = LabelPairAccuracy()
                 for (p, s) in zip(chunk, scores) {
                     guard s.count == p.candidates.count, s.allSatisfy(\.isFinite) else {
-                        throw RunFailure("RM \(spec.name) returned \(s.count) scores for prompt \(p.id)'s \(p.candidates.count) candidates (or a non-finite one)")
+                        throw RunFailure(
+                            "RM \(spec.name) returned \(s.count) scores for prompt \(p.id)'s \(p.candidates.count) candidates (or a non-finite one)"
+                        )
                     }
                     for (c, r) in config.pairs.pairs(scores: s) {
                         accuracy.add(chosenCorrect: p.candidates[c].correct, rejectedCorrect: p.candidates[r].correct)
@@ -54,7 +64,9 @@ public enum Calibration {
                 continue
             }
             let mean = rewards.reduce(0, +) / Double(rewards.count)
-            let variance = rewards.count > 1 ? rewards.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(rewards.count - 1) : 0.25
+            let variance =
+                rewards.count > 1
+                ? rewards.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(rewards.count - 1) : 0.25
             // A floor, so that one lucky calibration set cannot make a prior certain.
             priors[spec.name] = ArmPrior(mean: mean, variance: max(variance, 1e-4))
         }
@@ -67,7 +79,8 @@ public enum Calibration {
         y += "# \(r.prompts) labelled prompts of \(input), in batches of \(r.batchSize). Use as thompson.priors.\n"
         for name in rms {
             let p = r.priors[name]!
-            y += "\(JSONLines.quoted(name)): {mean: \(p.mean), variance: \(p.variance), batches: \(r.batches[name] ?? 0)}\n"
+            y +=
+                "\(JSONLines.quoted(name)): {mean: \(p.mean), variance: \(p.variance), batches: \(r.batches[name] ?? 0)}\n"
         }
         return y
     }

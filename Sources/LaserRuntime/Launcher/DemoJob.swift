@@ -20,17 +20,20 @@ public enum DemoJob {
     ]
 
     /// Writes `input/iteration-N.jsonl` and `config.yaml` into `directory` and returns the config.
-    public static func prepare(in directory: String, seed: UInt64, strategy: StrategyKind = .linucb,
-                               fixedRM: String? = nil, iterations: Int = iterations,
-                               promptsPerTask: Int = promptsPerTask) throws -> RunConfig {
+    public static func prepare(
+        in directory: String, seed: UInt64, strategy: StrategyKind = .linucb,
+        fixedRM: String? = nil, iterations: Int = iterations,
+        promptsPerTask: Int = promptsPerTask
+    ) throws -> RunConfig {
         // Absolute: the returned config's inputs are used from wherever laser runs.
         let directory = CLIPath.absolute(directory)
         try AtomicFile.makeDirectory(directory + "/input")
         var inputs: [String] = []
         let batchSize = 8
         for it in 1...iterations {
-            let prompts = DemoDataset.generate(iteration: it, seed: seed, promptsPerTask: promptsPerTask,
-                                               candidatesPerPrompt: candidatesPerPrompt, batchSize: batchSize)
+            let prompts = DemoDataset.generate(
+                iteration: it, seed: seed, promptsPerTask: promptsPerTask,
+                candidatesPerPrompt: candidatesPerPrompt, batchSize: batchSize)
             let path = directory + "/input/iteration-\(it).jsonl"
             try AtomicFile.write(prompts.map(line).joined(separator: "\n") + "\n", to: path)
             inputs.append(path)
@@ -53,10 +56,12 @@ public enum DemoJob {
     }
 
     static func line(_ p: DemoPrompt) -> String {
-        var s = "{\"id\":\(JSONLines.quoted(p.id)),\"task\":\(JSONLines.quoted(p.task)),\"prompt\":\(JSONLines.quoted(p.prompt))"
+        var s =
+            "{\"id\":\(JSONLines.quoted(p.id)),\"task\":\(JSONLines.quoted(p.task)),\"prompt\":\(JSONLines.quoted(p.prompt))"
         if let r = p.reference { s += ",\"reference\":\(JSONLines.quoted(r))" }
         s += ",\"candidates\":["
-        s += p.candidates.map { "{\"text\":\(JSONLines.quoted($0.text)),\"correct\":\($0.correct)}" }.joined(separator: ",")
+        s += p.candidates.map { "{\"text\":\(JSONLines.quoted($0.text)),\"correct\":\($0.correct)}" }.joined(
+            separator: ",")
         return s + "]}"
     }
 }

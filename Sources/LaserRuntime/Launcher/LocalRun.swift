@@ -26,8 +26,10 @@ public struct LocalRun {
     /// The inputs as checked before the run directory was made (scanned again if nil).
     public var validated: ValidatedInputs?
 
-    public init(config: RunConfig, runDirectory: RunDirectory, executable: String, logger: Logger, showProgress: Bool,
-                resume: Bool = false, force: Bool = false) {
+    public init(
+        config: RunConfig, runDirectory: RunDirectory, executable: String, logger: Logger, showProgress: Bool,
+        resume: Bool = false, force: Bool = false
+    ) {
         self.config = config
         self.runDirectory = runDirectory
         self.executable = executable
@@ -40,8 +42,9 @@ public struct LocalRun {
     public func run() throws -> RunSummary {
         // security.curve: throwaway keys for the local workers (Security/LocalRunSecurity.swift).
         let secured = try LocalRunSecurity.prepare(config, runDirectory: runDirectory, workers: config.localWorkers)
-        let service = try CoordinatorService(config: secured.coordinatorConfig, runDirectory: runDirectory, logger: logger,
-                                             resume: resume, force: force, validated: validated)
+        let service = try CoordinatorService(
+            config: secured.coordinatorConfig, runDirectory: runDirectory, logger: logger,
+            resume: resume, force: force, validated: validated)
         if !resume || service.startedAfresh { try AtomicFile.write(config.yaml(), to: runDirectory.configPath) }
         onStart?(service)
         try AtomicFile.makeDirectory(runDirectory.logsDirectory)
@@ -49,12 +52,17 @@ public struct LocalRun {
         // run on them without the coordinator ever sending a command or URL (docs/security.md).
         let rmConfig = runDirectory.path + "/local-workers.yaml"
         if config.localWorkers > 0 { try AtomicFile.write(config.yaml(), to: rmConfig) }
-        let supervisor = LocalWorkers(count: config.localWorkers, logsDirectory: runDirectory.logsDirectory, logger: logger) { i in
+        let supervisor = LocalWorkers(
+            count: config.localWorkers, logsDirectory: runDirectory.logsDirectory, logger: logger
+        ) { i in
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = ["worker", "--connect", service.endpoint, "--id", "local-\(i)",
-                           "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())",
-                           "--rm-config", rmConfig, "--max-message-bytes", "\(max(config.maxMessageBytes, 256 << 20))"] + (secured.workerArguments[i] ?? []) + workerArguments
+            p.arguments =
+                [
+                    "worker", "--connect", service.endpoint, "--id", "local-\(i)",
+                    "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())",
+                    "--rm-config", rmConfig, "--max-message-bytes", "\(max(config.maxMessageBytes, 256 << 20))",
+                ] + (secured.workerArguments[i] ?? []) + workerArguments
             return p
         }
         try supervisor.startAll(executable: executable)
@@ -67,15 +75,24 @@ public struct LocalRun {
         if let step = simulatedTrainerStepMs {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = ["trainer-sim", "--connect", service.endpoint, "--step-ms", "\(step)", "--parent-pid", "\(getpid())"]
+            p.arguments = [
+                "trainer-sim", "--connect", service.endpoint, "--step-ms", "\(step)", "--parent-pid", "\(getpid())",
+            ]
             let log = runDirectory.logsDirectory + "/trainer-sim.log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             p.standardOutput = FileHandle(forWritingAtPath: log)
             p.standardError = FileHandle(forWritingAtPath: log)
-            do { try p.run() } catch { throw RunFailure("cannot start the simulated trainer from \(executable): \(error). Is that laser binary still there and executable?") }
+            do { try p.run() } catch {
+                throw RunFailure(
+                    "cannot start the simulated trainer from \(executable): \(error). Is that laser binary still there and executable?"
+                )
+            }
             others.append(p)
         } else if config.rewardSource.fromTrainer {
-            FileHandle.standardError.write(Data("reward.source is \(config.rewardSource.rawValue): waiting for a trainer at \(service.endpoint) (clients/python/laser_trainer.py, or laser run --simulate-trainer MS)\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "reward.source is \(config.rewardSource.rawValue): waiting for a trainer at \(service.endpoint) (clients/python/laser_trainer.py, or laser run --simulate-trainer MS)\n"
+                        .utf8))
         }
         let printer = ProgressPrinter(enabled: showProgress)
         service.onStatus = { live in
@@ -138,7 +155,9 @@ final class LocalWorkers {
     func startAll(executable: String) throws {
         for i in stride(from: 1, through: count, by: 1) {
             do { try start(i, truncate: true) } catch {
-                throw RunFailure("cannot start local worker \(i) from \(executable): \(error). Is that laser binary still there and executable? (With workers.local: 0 no local worker is started; connect workers by hand.)")
+                throw RunFailure(
+                    "cannot start local worker \(i) from \(executable): \(error). Is that laser binary still there and executable? (With workers.local: 0 no local worker is started; connect workers by hand.)"
+                )
             }
         }
     }
@@ -146,7 +165,9 @@ final class LocalWorkers {
     private func start(_ i: Int, truncate: Bool) throws {
         let p = make(i)
         let log = logsDirectory + "/worker-\(i).log"
-        if truncate || !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
+        if truncate || !FileManager.default.fileExists(atPath: log) {
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+        }
         let handle = FileHandle(forWritingAtPath: log)
         _ = try? handle?.seekToEnd()
         p.standardOutput = handle
@@ -164,13 +185,17 @@ final class LocalWorkers {
             guard let p = slots[i], !p.isRunning, !gaveUp.contains(i) else { continue }
             if restarts[i] >= Self.maxRestarts {
                 gaveUp.insert(i)
-                logger.error("local worker \(i) exited (status \(p.terminationStatus)) \(Self.maxRestarts + 1) times; not starting it again (see \(logsDirectory)/worker-\(i).log)")
+                logger.error(
+                    "local worker \(i) exited (status \(p.terminationStatus)) \(Self.maxRestarts + 1) times; not starting it again (see \(logsDirectory)/worker-\(i).log)"
+                )
                 continue
             }
             guard let at = nextStart[i] else {
                 let wait = Double(1 << restarts[i])
                 nextStart[i] = now.addingTimeInterval(wait)
-                logger.warning("local worker \(i) exited (status \(p.terminationStatus)); starting it again in \(Int(wait)) s (see \(logsDirectory)/worker-\(i).log)")
+                logger.warning(
+                    "local worker \(i) exited (status \(p.terminationStatus)); starting it again in \(Int(wait)) s (see \(logsDirectory)/worker-\(i).log)"
+                )
                 continue
             }
             guard now >= at else { continue }
@@ -181,7 +206,9 @@ final class LocalWorkers {
             }
         }
         if gaveUp.count == count {
-            return RunFailure("every local worker exited \(Self.maxRestarts + 1) times, so no worker is left to score; see the logs in \(logsDirectory) (a broken RM definition, or a worker that cannot reach the coordinator?). Fix it and resume the run")
+            return RunFailure(
+                "every local worker exited \(Self.maxRestarts + 1) times, so no worker is left to score; see the logs in \(logsDirectory) (a broken RM definition, or a worker that cannot reach the coordinator?). Fix it and resume the run"
+            )
         }
         return nil
     }

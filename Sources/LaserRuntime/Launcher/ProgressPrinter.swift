@@ -27,7 +27,9 @@ public final class ProgressPrinter: @unchecked Sendable {
         var s = status
         let final = s.phase == "finished" || s.phase == "failed"
         // The run's average rate once it is over (the 10 s window is empty by then).
-        if final, s.elapsedSeconds > 0 { s.candidatesPerSecond = (Double(s.candidatesScored) / s.elapsedSeconds * 10).rounded() / 10 }
+        if final, s.elapsedSeconds > 0 {
+            s.candidatesPerSecond = (Double(s.candidatesScored) / s.elapsedSeconds * 10).rounded() / 10
+        }
         rate.add(s)
         lastStatus = s
         // A plain final line is written once, by `finish`.
@@ -58,8 +60,9 @@ public final class ProgressPrinter: @unchecked Sendable {
     }
 
     public func finish() {
-        if linesOnScreen > 0 { FileHandle.standardError.write(Data("\n".utf8)) }
-        else if enabled, !isTerminal, let s = lastStatus, lastPlain != .distantPast, lastWritten != s.updatedAt {
+        if linesOnScreen > 0 {
+            FileHandle.standardError.write(Data("\n".utf8))
+        } else if enabled, !isTerminal, let s = lastStatus, lastPlain != .distantPast, lastWritten != s.updatedAt {
             // Once, and with the run's average rate: the last 10 s window is empty once the work is done.
             writePlain(s)
         }
@@ -85,7 +88,8 @@ public final class ProgressPrinter: @unchecked Sendable {
         first += " · batches \(s.batchesEmittedInIteration)/\(s.batchesInIteration)"
         first += " · \(Self.rate(s.candidatesPerSecond)) cand/s"
         if let eta { first += " · ETA \(duration(eta.iteration)) (run ~\(duration(eta.run)))" }
-        first += " · workers \(s.workers.count) (\(s.totalSlots) slots, \(s.totalSlots > 0 ? 100 * s.busySlots / s.totalSlots : 0)% busy)"
+        first +=
+            " · workers \(s.workers.count) (\(s.totalSlots) slots, \(s.totalSlots > 0 ? 100 * s.busySlots / s.totalSlots : 0)% busy)"
         if s.batchesAwaitingLoss > 0 { first += " · \(s.batchesAwaitingLoss) awaiting loss" }
         let second = "RMs so far: " + shares(s)
         return [first, second].map { fit($0, width) }
@@ -93,18 +97,24 @@ public final class ProgressPrinter: @unchecked Sendable {
 
     static func plain(_ s: LiveStatus, eta: (iteration: Double, run: Double)?) -> String {
         let pct = s.promptsInIteration > 0 ? 100 * s.promptsScoredInIteration / s.promptsInIteration : 0
-        var line = "iteration \(s.iteration)/\(s.iterations), \(s.promptsScoredInIteration)/\(s.promptsInIteration) prompts scored (\(pct)%)"
-        line += ", batches \(s.batchesEmittedInIteration)/\(s.batchesInIteration), \(Self.rate(s.candidatesPerSecond)) candidates/s"
+        var line =
+            "iteration \(s.iteration)/\(s.iterations), \(s.promptsScoredInIteration)/\(s.promptsInIteration) prompts scored (\(pct)%)"
+        line +=
+            ", batches \(s.batchesEmittedInIteration)/\(s.batchesInIteration), \(Self.rate(s.candidatesPerSecond)) candidates/s"
         if let eta { line += ", ETA \(duration(eta.iteration)) (run ~\(duration(eta.run)))" }
-        line += ", workers \(s.workers.count) (\(s.busySlots)/\(s.totalSlots) slots busy), tasks \(s.tasksQueued) queued \(s.tasksInFlight) running"
+        line +=
+            ", workers \(s.workers.count) (\(s.busySlots)/\(s.totalSlots) slots busy), tasks \(s.tasksQueued) queued \(s.tasksInFlight) running"
         if s.tasksFailed > 0 || s.tasksRetried > 0 { line += ", \(s.tasksFailed) failed \(s.tasksRetried) retried" }
         return line + "; RMs: " + shares(s)
     }
 
     static func shares(_ s: LiveStatus) -> String {
         let total = s.arms.reduce(0) { $0 + $1.selections }
-        guard total > 0 else { return s.strategy == "ensemble" || s.strategy == "agreement" ? "all (\(s.strategy))" : "none chosen yet" }
-        return s.arms.map { "\($0.name) \(Int((100 * Double($0.selections) / Double(total)).rounded()))%" }.joined(separator: " · ")
+        guard total > 0 else {
+            return s.strategy == "ensemble" || s.strategy == "agreement" ? "all (\(s.strategy))" : "none chosen yet"
+        }
+        return s.arms.map { "\($0.name) \(Int((100 * Double($0.selections) / Double(total)).rounded()))%" }.joined(
+            separator: " · ")
     }
 
     static func bar(_ fraction: Double, width: Int) -> String {

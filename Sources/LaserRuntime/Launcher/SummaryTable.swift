@@ -38,17 +38,20 @@ public enum SummaryTable {
             row.append(acc.map { String(format: "%.3f", $0) } ?? "n/a")
             rows.append(row)
         }
-        var out = "Strategy \(s.strategy): RM chosen per task family, share of prompts over all iterations (last iteration)\n"
+        var out =
+            "Strategy \(s.strategy): RM chosen per task family, share of prompts over all iterations (last iteration)\n"
         out += grid(rows)
         out += "\n"
         for it in s.iterations {
             let calls = it.rmCalls.values.reduce(0, +)
-            out += "iteration \(it.iteration): \(it.prompts) prompts, \(it.batches) batches, \(it.pairs) pairs, pair accuracy "
+            out +=
+                "iteration \(it.iteration): \(it.prompts) prompts, \(it.batches) batches, \(it.pairs) pairs, pair accuracy "
             out += (it.labelAccuracy.map { String(format: "%.3f", $0) } ?? "n/a")
             out += ", \(calls) RM calls, \(String(format: "%.2f", it.wallSeconds)) s\n"
         }
         // How much the bandit had to learn from: a run whose batches got no reward learned nothing.
-        let batches = s.iterations.reduce(0) { $0 + $1.batches }, rewarded = s.arms.reduce(0) { $0 + $1.rewardedBatches }
+        let batches = s.iterations.reduce(0) { $0 + $1.batches },
+            rewarded = s.arms.reduce(0) { $0 + $1.rewardedBatches }
         if s.strategy != "ensemble" && s.strategy != "agreement" {
             out += "rewarded: \(rewarded) of \(batches) batch decisions got a reward"
             out += rewarded == 0 && batches > 0 ? ": the bandit learned nothing in this run\n" : "\n"

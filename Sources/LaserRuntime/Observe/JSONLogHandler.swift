@@ -29,14 +29,22 @@ public struct JSONLogHandler: LogHandler {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let explicit = event.metadata { merged.merge(explicit) { _, new in new } }
-        write(Self.line(timestamp: Date(), level: event.level, label: label, message: event.message.description, metadata: merged))
+        write(
+            Self.line(
+                timestamp: Date(), level: event.level, label: label, message: event.message.description,
+                metadata: merged))
     }
 
-    static func line(timestamp: Date, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
+    static func line(
+        timestamp: Date, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata
+    ) -> String {
         var s = "{\"ts\":\(JSONLines.quoted(Self.timestamp(timestamp))),\"level\":\(JSONLines.quoted(level.rawValue))"
         s += ",\"label\":\(JSONLines.quoted(label)),\"message\":\(JSONLines.quoted(message))"
         if !metadata.isEmpty {
-            s += ",\"metadata\":{" + metadata.keys.sorted().map { "\(JSONLines.quoted($0)):\(value(metadata[$0]!))" }.joined(separator: ",") + "}"
+            s +=
+                ",\"metadata\":{"
+                + metadata.keys.sorted().map { "\(JSONLines.quoted($0)):\(value(metadata[$0]!))" }.joined(
+                    separator: ",") + "}"
         }
         return s + "}\n"
     }
@@ -46,7 +54,8 @@ public struct JSONLogHandler: LogHandler {
         case .string(let s): return JSONLines.quoted(s)
         case .stringConvertible(let c): return JSONLines.quoted(c.description)
         case .array(let a): return "[" + a.map(value).joined(separator: ",") + "]"
-        case .dictionary(let d): return "{" + d.keys.sorted().map { "\(JSONLines.quoted($0)):\(value(d[$0]!))" }.joined(separator: ",") + "}"
+        case .dictionary(let d):
+            return "{" + d.keys.sorted().map { "\(JSONLines.quoted($0)):\(value(d[$0]!))" }.joined(separator: ",") + "}"
         }
     }
 

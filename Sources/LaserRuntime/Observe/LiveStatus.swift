@@ -74,25 +74,33 @@ public struct LiveStatus: Codable, Equatable, Sendable {
 }
 
 extension LiveStatus {
-    public init(_ s: CoordinatorStatus, updatedAt: Double, elapsedSeconds: Double, candidatesPerSecond: Double,
-                endpoint: String?, metricsAddress: String?, tasksFailed: Int) {
+    public init(
+        _ s: CoordinatorStatus, updatedAt: Double, elapsedSeconds: Double, candidatesPerSecond: Double,
+        endpoint: String?, metricsAddress: String?, tasksFailed: Int
+    ) {
         self.init(
-            updatedAt: updatedAt, phase: s.phase.rawValue, strategy: s.strategy, endpoint: endpoint, metricsAddress: metricsAddress,
+            updatedAt: updatedAt, phase: s.phase.rawValue, strategy: s.strategy, endpoint: endpoint,
+            metricsAddress: metricsAddress,
             elapsedSeconds: elapsedSeconds, iteration: s.iteration, iterations: s.iterations,
             promptsInIteration: s.promptsInIteration, promptsScoredInIteration: s.promptsScoredInIteration,
             batchesInIteration: s.batchesInIteration, batchesEmittedInIteration: s.batchesEmittedInIteration,
-            batchesEmitted: s.batchesEmitted, candidatesScored: s.totalCandidatesScored, candidatesPerSecond: candidatesPerSecond,
+            batchesEmitted: s.batchesEmitted, candidatesScored: s.totalCandidatesScored,
+            candidatesPerSecond: candidatesPerSecond,
             queue: s.candidatesScored.indices.map {
-                QueueEntry(rm: s.candidatesScored[$0].rm, queued: s.tasksQueued[$0].count, inFlight: s.tasksInFlight[$0].count,
-                           candidatesScored: s.candidatesScored[$0].count)
+                QueueEntry(
+                    rm: s.candidatesScored[$0].rm, queued: s.tasksQueued[$0].count, inFlight: s.tasksInFlight[$0].count,
+                    candidatesScored: s.candidatesScored[$0].count)
             },
             workers: s.workers.map {
-                Worker(id: $0.workerID, rewardModels: $0.rewardModels, slots: $0.slots, inFlight: $0.inFlight,
-                       secondsSinceHeard: ($0.secondsSinceHeard * 10).rounded() / 10)
+                Worker(
+                    id: $0.workerID, rewardModels: $0.rewardModels, slots: $0.slots, inFlight: $0.inFlight,
+                    secondsSinceHeard: ($0.secondsSinceHeard * 10).rounded() / 10)
             },
             arms: s.arms.map {
                 // A non-finite number has no JSON form: shown as absent rather than failing the whole file.
-                Arm(name: $0.name, selections: $0.selections, rewards: $0.rewards, meanReward: $0.meanRawReward.flatMap(\.finite),
+                Arm(
+                    name: $0.name, selections: $0.selections, rewards: $0.rewards,
+                    meanReward: $0.meanRawReward.flatMap(\.finite),
                     ucb: $0.upperConfidenceBound.flatMap(\.finite), probability: $0.probability.flatMap(\.finite))
             },
             batchesAwaitingLoss: s.batchesAwaitingLoss, trainer: s.trainer, tasksRetried: s.counters.tasksRetried,
@@ -114,14 +122,20 @@ extension LiveStatus {
         let path = runDirectory + "/status.json"
         guard let data = FileManager.default.contents(atPath: path) else {
             if !FileManager.default.fileExists(atPath: runDirectory + "/config.yaml") {
-                throw StorageError("\(runDirectory) is not a laser run directory (no config.yaml); give the folder a run writes into, or the coordinator's metrics address (host:port)")
+                throw StorageError(
+                    "\(runDirectory) is not a laser run directory (no config.yaml); give the folder a run writes into, or the coordinator's metrics address (host:port)"
+                )
             }
-            throw StorageError("\(path) does not exist: the run has not started yet, or was made by a laser version without live status. Try again in a second, or ask the coordinator's metrics endpoint (laser status host:port)")
+            throw StorageError(
+                "\(path) does not exist: the run has not started yet, or was made by a laser version without live status. Try again in a second, or ask the coordinator's metrics endpoint (laser status host:port)"
+            )
         }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         do { return try decoder.decode(LiveStatus.self, from: data) } catch {
-            throw StorageError("\(path) is not a status file this laser version understands (\(error)); was it written by another version?")
+            throw StorageError(
+                "\(path) is not a status file this laser version understands (\(error)); was it written by another version?"
+            )
         }
     }
 }

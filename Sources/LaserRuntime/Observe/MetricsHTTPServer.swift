@@ -33,21 +33,31 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, String(port), &hints, &list)
         guard rc == 0, let first = list else {
-            throw ConfigError("metrics.bind \(host) is not an address this machine can listen on (\(String(cString: gai_strerror(rc)))); use 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)")
+            throw ConfigError(
+                "metrics.bind \(host) is not an address this machine can listen on (\(String(cString: gai_strerror(rc)))); use 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)"
+            )
         }
         defer { freeaddrinfo(list) }
-        let s = socket(first.pointee.ai_family, first.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), first.pointee.ai_protocol)
-        guard s >= 0 else { throw ConfigError("cannot open a socket for the metrics endpoint: \(String(cString: strerror(errno)))") }
+        let s = socket(
+            first.pointee.ai_family, first.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), first.pointee.ai_protocol
+        )
+        guard s >= 0 else {
+            throw ConfigError("cannot open a socket for the metrics endpoint: \(String(cString: strerror(errno)))")
+        }
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         guard bind(s, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
             let code = errno
             close(s)
-            let what = code == EADDRINUSE
+            let what =
+                code == EADDRINUSE
                 ? "port \(port) on \(host) is already in use (another coordinator, or another exporter?)"
-                : code == EACCES ? "port \(port) on \(host) needs privileges (ports below 1024 do)"
-                : "cannot listen on \(host):\(port): \(String(cString: strerror(code)))"
-            throw ConfigError("metrics endpoint: \(what). Choose another port with --metrics-port N or metrics.port in the config (0 picks a free one), or leave metrics off.")
+                : code == EACCES
+                    ? "port \(port) on \(host) needs privileges (ports below 1024 do)"
+                    : "cannot listen on \(host):\(port): \(String(cString: strerror(code)))"
+            throw ConfigError(
+                "metrics endpoint: \(what). Choose another port with --metrics-port N or metrics.port in the config (0 picks a free one), or leave metrics off."
+            )
         }
         _ = fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK)
         guard listen(s, 16) == 0 else {
@@ -57,12 +67,20 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         }
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) } }
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) }
+        }
         var bound = port
         if storage.ss_family == sa_family_t(AF_INET) {
-            bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
+            bound = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+            }
         } else if storage.ss_family == sa_family_t(AF_INET6) {
-            bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
+            bound = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    Int(UInt16(bigEndian: $0.pointee.sin6_port))
+                }
+            }
         }
         self.fd = s
         self.host = host
@@ -128,7 +146,9 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         defer { for c in connections { close(c.fd) } }
         while !shouldStop {
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-            for c in connections { fds.append(pollfd(fd: c.fd, events: Int16(c.response == nil ? POLLIN : POLLOUT), revents: 0)) }
+            for c in connections {
+                fds.append(pollfd(fd: c.fd, events: Int16(c.response == nil ? POLLIN : POLLOUT), revents: 0))
+            }
             let n = poll(&fds, nfds_t(fds.count), 100)
             let now = Date()
             if n > 0 {
@@ -139,11 +159,16 @@ public final class MetricsHTTPServer: @unchecked Sendable {
                         if client < 0 { break }
                         _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                         _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
-                        if connections.count >= Self.maxConnections, let oldest = connections.indices.min(by: { connections[$0].deadline < connections[$1].deadline }) {
+                        if connections.count >= Self.maxConnections,
+                            let oldest = connections.indices.min(by: {
+                                connections[$0].deadline < connections[$1].deadline
+                            })
+                        {
                             close(connections[oldest].fd)
                             connections.remove(at: oldest)
                         }
-                        connections.append(Connection(fd: client, deadline: now.addingTimeInterval(Self.requestDeadlineSeconds)))
+                        connections.append(
+                            Connection(fd: client, deadline: now.addingTimeInterval(Self.requestDeadlineSeconds)))
                     }
                 }
             }
@@ -190,7 +215,9 @@ public final class MetricsHTTPServer: @unchecked Sendable {
             return text("400 Bad Request", "malformed request\n")
         }
         let line = String(decoding: request[0..<headerEnd], as: UTF8.self).split(separator: " ")
-        guard line.count == 3, line[2].hasPrefix("HTTP/1.") else { return text("400 Bad Request", "malformed request line\n") }
+        guard line.count == 3, line[2].hasPrefix("HTTP/1.") else {
+            return text("400 Bad Request", "malformed request line\n")
+        }
         let method = line[0]
         let path = line[1].split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         guard path == "/metrics" else {
@@ -202,8 +229,11 @@ public final class MetricsHTTPServer: @unchecked Sendable {
             return r
         }
         let payload = body()
-        return ("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", "\(payload.count)")],
-                method == "HEAD" ? [] : payload)
+        return (
+            "200 OK",
+            [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", "\(payload.count)")],
+            method == "HEAD" ? [] : payload
+        )
     }
 
     private static func text(_ status: String, _ message: String) -> (String, [(String, String)], [UInt8]) {

@@ -36,7 +36,9 @@ public final class RunObserver {
 
     /// Binds the metrics endpoint when `settings.port` is set (a port in use fails here, with a message
     /// saying what to do).
-    public init(runDirectory: RunDirectory, settings: MetricsSettings, strategy: String, rewardModels: [String], logger: Logger) throws {
+    public init(
+        runDirectory: RunDirectory, settings: MetricsSettings, strategy: String, rewardModels: [String], logger: Logger
+    ) throws {
         self.runDirectory = runDirectory
         self.logger = logger
         if let port = settings.port {
@@ -74,8 +76,9 @@ public final class RunObserver {
             if let task = outstanding.removeValue(forKey: r.taskID) {
                 var failed = false
                 if case .failure = r.outcome { failed = true; tasksFailed += 1 }
-                metrics?.recordResult(rm: task.rm, worker: task.worker, elapsedMicros: r.elapsedMicros,
-                                      roundTripSeconds: max(0, now.milliseconds(since: task.sent) / 1000), failed: failed)
+                metrics?.recordResult(
+                    rm: task.rm, worker: task.worker, elapsedMicros: r.elapsedMicros,
+                    roundTripSeconds: max(0, now.milliseconds(since: task.sent) / 1000), failed: failed)
             }
         default:
             break
@@ -83,7 +86,8 @@ public final class RunObserver {
         // Names only of registered workers (a Welcome), forgotten when the core lets them go: refused
         // and departed peers cost no memory here.
         if case .message(let peer, .hello(let hello)) = event,
-           actions.contains(where: { if case .send(peer, .welcome) = $0 { return true } else { return false } }) {
+            actions.contains(where: { if case .send(peer, .welcome) = $0 { return true } else { return false } })
+        {
             workerNames[peer] = hello.workerID
         }
         for action in actions {
@@ -112,9 +116,10 @@ public final class RunObserver {
         if let first = samples.first, let lastSample = samples.last, lastSample.0 - first.0 > 0.2 {
             rate = Double(lastSample.1 - first.1) / (lastSample.0 - first.0)
         }
-        var live = LiveStatus(s, updatedAt: Date().timeIntervalSince1970, elapsedSeconds: (t * 10).rounded() / 10,
-                              candidatesPerSecond: (rate * 10).rounded() / 10, endpoint: endpoint,
-                              metricsAddress: metricsAddress, tasksFailed: tasksFailed + s.counters.invalidResults)
+        var live = LiveStatus(
+            s, updatedAt: Date().timeIntervalSince1970, elapsedSeconds: (t * 10).rounded() / 10,
+            candidatesPerSecond: (rate * 10).rounded() / 10, endpoint: endpoint,
+            metricsAddress: metricsAddress, tasksFailed: tasksFailed + s.counters.invalidResults)
         live.stopReason = stopInfo?.reason
         live.resumeCommand = stopInfo?.resume
         live.waitingForInput = waitingForInput
@@ -122,7 +127,9 @@ public final class RunObserver {
         // Workers the core dropped without a message to them (silent ones) are forgotten here too.
         let present = Set(s.workers.map(\.workerID))
         workerNames = workerNames.filter { present.contains($0.value) }
-        outstanding = outstanding.filter { present.contains($0.value.worker) || now.milliseconds(since: $0.value.sent) < 60_000 }
+        outstanding = outstanding.filter {
+            present.contains($0.value.worker) || now.milliseconds(since: $0.value.sent) < 60_000
+        }
         metrics?.update(s, candidatesPerSecond: rate)
         attempt("status") { try Self.replace(statusPath, with: live.json()) }
         attempt("timeline") {
@@ -132,7 +139,9 @@ public final class RunObserver {
                         throw StorageError("cannot create \(timelinePath)")
                     }
                 }
-                guard let h = FileHandle(forWritingAtPath: timelinePath) else { throw StorageError("cannot open \(timelinePath)") }
+                guard let h = FileHandle(forWritingAtPath: timelinePath) else {
+                    throw StorageError("cannot open \(timelinePath)")
+                }
                 try h.seekToEnd()
                 timeline = h
             }
@@ -165,7 +174,9 @@ public final class RunObserver {
     private func attempt(_ what: String, _ body: () throws -> Void) {
         do { try body() } catch {
             if warned.insert(what).inserted {
-                logger.warning("cannot update the run's \(what) file (\(error)); the run goes on, but laser status and laser report will miss it. Check the run directory's disk space and permissions.")
+                logger.warning(
+                    "cannot update the run's \(what) file (\(error)); the run goes on, but laser status and laser report will miss it. Check the run directory's disk space and permissions."
+                )
             }
         }
     }

@@ -7,16 +7,20 @@ public enum StatusTable {
         let age = max(0, now - s.updatedAt)
         out += "run: \(source)   phase: \(s.phase)   strategy: \(s.strategy)"
         if s.phase == "running" && age > 5 {
-            out += "   (status is \(Int(age)) s old: the coordinator may have stopped; laser run --resume continues a killed run)"
+            out +=
+                "   (status is \(Int(age)) s old: the coordinator may have stopped; laser run --resume continues a killed run)"
         }
         out += "\n"
         if let waiting = s.waitingForInput { out += "waiting for \(waiting)\n" }
         let pct = s.promptsInIteration > 0 ? 100 * s.promptsScoredInIteration / s.promptsInIteration : 0
-        out += "iteration \(s.iteration)/\(s.iterations): \(s.promptsScoredInIteration)/\(s.promptsInIteration) prompts scored (\(pct)%), "
+        out +=
+            "iteration \(s.iteration)/\(s.iterations): \(s.promptsScoredInIteration)/\(s.promptsInIteration) prompts scored (\(pct)%), "
         out += "batches \(s.batchesEmittedInIteration)/\(s.batchesInIteration) (\(s.batchesEmitted) over the run)\n"
-        out += "throughput: \(ProgressPrinter.rate(s.candidatesPerSecond)) candidates/s, \(s.candidatesScored) scored so far"
+        out +=
+            "throughput: \(ProgressPrinter.rate(s.candidatesPerSecond)) candidates/s, \(s.candidatesScored) scored so far"
         if s.elapsedSeconds > 0 { out += ", running \(ProgressPrinter.duration(s.elapsedSeconds))" }
-        out += "; tasks \(s.tasksQueued) queued, \(s.tasksInFlight) running, \(s.tasksRetried) retried, \(s.tasksFailed) failed"
+        out +=
+            "; tasks \(s.tasksQueued) queued, \(s.tasksInFlight) running, \(s.tasksRetried) retried, \(s.tasksFailed) failed"
         if s.batchesAwaitingLoss > 0 || s.trainer != nil {
             out += "\ntrainer: \(s.trainer ?? "none connected"), \(s.batchesAwaitingLoss) batch(es) waiting for a loss"
         }
@@ -30,8 +34,12 @@ public enum StatusTable {
             let allRMs = Set(s.queue.map(\.rm))
             var rows = [["worker", "RMs", "load", "health"]]
             for w in s.workers {
-                let rms = !allRMs.isEmpty && Set(w.rewardModels) == allRMs ? "all (\(w.rewardModels.count))" : w.rewardModels.joined(separator: ", ")
-                let health = w.secondsSinceHeard < 3 ? "ok (heard \(String(format: "%.1f", w.secondsSinceHeard)) s ago)"
+                let rms =
+                    !allRMs.isEmpty && Set(w.rewardModels) == allRMs
+                    ? "all (\(w.rewardModels.count))" : w.rewardModels.joined(separator: ", ")
+                let health =
+                    w.secondsSinceHeard < 3
+                    ? "ok (heard \(String(format: "%.1f", w.secondsSinceHeard)) s ago)"
                     : "silent for \(String(format: "%.0f", w.secondsSinceHeard)) s"
                 rows.append([w.id, rms, "\(w.inFlight)/\(w.slots)", health])
             }
@@ -53,8 +61,11 @@ public enum StatusTable {
         if showUCB { a[0].append("UCB") }
         if showP { a[0].append("probability") }
         for arm in s.arms {
-            var row = [arm.name, "\(arm.selections)", total > 0 ? "\(Int((100 * Double(arm.selections) / Double(total)).rounded()))%" : "-",
-                       "\(arm.rewards)", arm.meanReward.map { String(format: "%.3f", $0) } ?? "-"]
+            var row = [
+                arm.name, "\(arm.selections)",
+                total > 0 ? "\(Int((100 * Double(arm.selections) / Double(total)).rounded()))%" : "-",
+                "\(arm.rewards)", arm.meanReward.map { String(format: "%.3f", $0) } ?? "-",
+            ]
             if showUCB { row.append(arm.ucb.map { String(format: "%.3f", $0) } ?? "-") }
             if showP { row.append(arm.probability.map { String(format: "%.3f", $0) } ?? "-") }
             a.append(row)
@@ -64,6 +75,7 @@ public enum StatusTable {
     }
 
     static func indent(_ text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }.joined(
+            separator: "\n")
     }
 }

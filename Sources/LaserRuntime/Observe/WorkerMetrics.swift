@@ -12,7 +12,10 @@ public final class WorkerMetrics: @unchecked Sendable {
 
     public init(workerID: String, slots: Int) {
         self.slots = slots
-        gauge("worker_info", "Constant 1, labelled with the worker's id and laser version.", [("worker", workerID), ("version", laserVersion)]).set(1.0)
+        gauge(
+            "worker_info", "Constant 1, labelled with the worker's id and laser version.",
+            [("worker", workerID), ("version", laserVersion)]
+        ).set(1.0)
         gauge("worker_slots", "Score tasks the worker accepts at once.").set(Double(slots))
         gauge("worker_busy_slots", "Score tasks being scored now.").set(0.0)
         gauge("worker_registered", "1 while registered with a coordinator.").set(0.0)
@@ -36,15 +39,27 @@ public final class WorkerMetrics: @unchecked Sendable {
         guard let (rm, candidates) = outstanding.removeValue(forKey: result.taskID) else { return }
         gauge("worker_busy_slots", "Score tasks being scored now.").set(Double(min(outstanding.count, slots)))
         let labels = [("rm", rm)]
-        registry.makeValueHistogram(descriptor: descriptor("worker_rm_call", "seconds", "Time the RM took per score task, on this worker."),
-                                    labels: labels, buckets: LaserMetrics.latencyBuckets)
-            .record(Double(result.elapsedMicros) / 1e6)
+        registry.makeValueHistogram(
+            descriptor: descriptor("worker_rm_call", "seconds", "Time the RM took per score task, on this worker."),
+            labels: labels, buckets: LaserMetrics.latencyBuckets
+        )
+        .record(Double(result.elapsedMicros) / 1e6)
         switch result.outcome {
         case .success:
-            registry.makeCounter(descriptor: descriptor("worker_tasks_scored", "total", "Score tasks this worker completed, per RM."), labels: labels).increment()
-            registry.makeCounter(descriptor: descriptor("worker_candidates_scored", "total", "Candidates this worker scored, per RM."), labels: labels).increment(by: Int64(candidates))
+            registry.makeCounter(
+                descriptor: descriptor("worker_tasks_scored", "total", "Score tasks this worker completed, per RM."),
+                labels: labels
+            ).increment()
+            registry.makeCounter(
+                descriptor: descriptor("worker_candidates_scored", "total", "Candidates this worker scored, per RM."),
+                labels: labels
+            ).increment(by: Int64(candidates))
         case .failure:
-            registry.makeCounter(descriptor: descriptor("worker_task_failures", "total", "Score tasks whose RM failed on this worker, per RM."), labels: labels).increment()
+            registry.makeCounter(
+                descriptor: descriptor(
+                    "worker_task_failures", "total", "Score tasks whose RM failed on this worker, per RM."),
+                labels: labels
+            ).increment()
         }
     }
 

@@ -9,9 +9,12 @@ public struct StorageError: Error, CustomStringConvertible, Equatable {
     public init(_ description: String) { self.description = description }
 
     static func errno(_ what: String, _ path: String, _ code: Int32 = Glibc.errno) -> StorageError {
-        let hint = code == ENOSPC || code == EDQUOT ? "; free space on that file system, then resume the run"
-            : code == EFBIG ? "; the file reached the process's file-size limit (ulimit -f); raise it, then resume the run"
-            : code == EACCES || code == EROFS ? "; check the permissions of the run directory" : ""
+        let hint =
+            code == ENOSPC || code == EDQUOT
+            ? "; free space on that file system, then resume the run"
+            : code == EFBIG
+                ? "; the file reached the process's file-size limit (ulimit -f); raise it, then resume the run"
+                : code == EACCES || code == EROFS ? "; check the permissions of the run directory" : ""
         return StorageError("\(what) \(path): \(String(cString: strerror(code))) (errno \(code))\(hint)")
     }
 }
@@ -61,7 +64,9 @@ public enum AtomicFile {
     /// mkdir -p with a clear error.
     public static func makeDirectory(_ path: String) throws {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw StorageError("cannot create folder \(path): \(error.localizedDescription); check that its parent is writable, or choose another --out")
+            throw StorageError(
+                "cannot create folder \(path): \(error.localizedDescription); check that its parent is writable, or choose another --out"
+            )
         }
     }
 }

@@ -69,7 +69,9 @@ public enum JSONLines {
     }
 
     /// The end both line kinds share: `,"rm":..,"prompt_id":..,"iteration":..,"batch":..}`.
-    private static func appendProvenance(rm: String, promptID: String, iteration: Int, batch: Int, to out: inout [UInt8]) {
+    private static func appendProvenance(
+        rm: String, promptID: String, iteration: Int, batch: Int, to out: inout [UInt8]
+    ) {
         appendLiteral(#","rm":"#, to: &out)
         appendString(rm, to: &out)
         appendLiteral(#","prompt_id":"#, to: &out)
@@ -102,8 +104,11 @@ public enum JSONLines {
     static func appendInteger(_ n: Int, to out: inout [UInt8]) {
         if n < 0 { out.append(0x2D) }
         var m = n.magnitude
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var digits:
+            (
+                UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8
+            ) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         var count = 0
         withUnsafeMutableBytes(of: &digits) { d in
             repeat {

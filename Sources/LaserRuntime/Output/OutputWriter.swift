@@ -108,7 +108,9 @@ final class OutputWriter: @unchecked Sendable {
         var group: [Job] = []
         while true {
             condition.lock()
-            while head == queue.count && !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.maxDelay)) }
+            while head == queue.count && !stopped {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Self.maxDelay))
+            }
             if head == queue.count || failure != nil { condition.unlock(); return }
             group.removeAll(keepingCapacity: true)
             group.append(contentsOf: queue[head...])
@@ -135,7 +137,9 @@ final class OutputWriter: @unchecked Sendable {
                     case .batch(let batch):
                         try writeJournal(sync: false)
                         if try !runDirectory.write(batch) {
-                            logger.info("batch \(batch.iteration)/\(batch.batch) was already written before the restart; kept as is")
+                            logger.info(
+                                "batch \(batch.iteration)/\(batch.batch) was already written before the restart; kept as is"
+                            )
                         }
                     case .journal(let record, let sync):
                         if started == nil { started = DispatchTime.now().uptimeNanoseconds }

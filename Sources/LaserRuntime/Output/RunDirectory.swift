@@ -25,8 +25,11 @@ public struct RunDirectory: Sendable {
     /// An existing run directory (for --resume), with a clear error when it is not one.
     public static func existing(path: String) throws -> RunDirectory {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path + "/config.yaml", isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw StorageError("\(path) is not a laser run directory (it has no config.yaml); give the folder a run was started in")
+        guard FileManager.default.fileExists(atPath: path + "/config.yaml", isDirectory: &isDirectory),
+            !isDirectory.boolValue
+        else {
+            throw StorageError(
+                "\(path) is not a laser run directory (it has no config.yaml); give the folder a run was started in")
         }
         return try RunDirectory(path: path)
     }
@@ -75,8 +78,14 @@ public struct RunDirectory: Sendable {
         if mkdir(folder, 0o755) != 0 && errno != EEXIST { try AtomicFile.makeDirectory(folder) }
         var bytes: [UInt8] = []
         // Once, for the whole file (texts plus escapes and the fixed keys, roughly).
-        bytes.reserveCapacity(batch.pairs.reduce(0) { $0 + $1.prompt.utf8.count + ($1.messagesJSON?.utf8.count ?? 0) + $1.chosenJSON.escapedCount + $1.rejectedJSON.escapedCount + 200 }
-            + batch.choices.reduce(0) { $0 + $1.prompt.utf8.count + ($1.messagesJSON?.utf8.count ?? 0) + $1.responseJSON.escapedCount + 200 })
+        bytes.reserveCapacity(
+            batch.pairs.reduce(0) {
+                $0 + $1.prompt.utf8.count + ($1.messagesJSON?.utf8.count ?? 0) + $1.chosenJSON.escapedCount
+                    + $1.rejectedJSON.escapedCount + 200
+            }
+                + batch.choices.reduce(0) {
+                    $0 + $1.prompt.utf8.count + ($1.messagesJSON?.utf8.count ?? 0) + $1.responseJSON.escapedCount + 200
+                })
         for pair in batch.pairs {
             JSONLines.append(pair, to: &bytes)
             bytes.append(0x0A)
@@ -88,7 +97,9 @@ public struct RunDirectory: Sendable {
         let path = path(of: batch)
         if access(path, F_OK) == 0, let existing = FileManager.default.contents(atPath: path) {
             guard existing.elementsEqual(bytes) else {
-                throw StorageError("\(path) already exists with different content: this run is not reproducing its earlier output (did an RM, the input or the config change?). laser will not overwrite an emitted batch; move the file away to emit it anew.")
+                throw StorageError(
+                    "\(path) already exists with different content: this run is not reproducing its earlier output (did an RM, the input or the config change?). laser will not overwrite an emitted batch; move the file away to emit it anew."
+                )
             }
             return false
         }
@@ -107,7 +118,8 @@ public struct RunDirectory: Sendable {
             folders += iterations.map { path + "/iterations/" + $0 }
         }
         for folder in folders {
-            for name in (try? fm.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+            for name in (try? fm.contentsOfDirectory(atPath: folder)) ?? []
+            where name.hasPrefix(".") && name.contains(".tmp-") {
                 if (try? fm.removeItem(atPath: folder + "/" + name)) != nil { removed += 1 }
             }
         }
@@ -118,18 +130,25 @@ public struct RunDirectory: Sendable {
     public func write(selections: [BatchOutcome]) throws {
         var text = ""
         for b in selections {
-            text += "{\"iteration\":\(b.iteration),\"batch\":\(b.batch),\"global_batch\":\(b.globalIndex),\"rm\":\(JSONLines.quoted(b.rm)),\"prompts\":\(b.prompts),\"pairs\":\(b.pairs)"
+            text +=
+                "{\"iteration\":\(b.iteration),\"batch\":\(b.batch),\"global_batch\":\(b.globalIndex),\"rm\":\(JSONLines.quoted(b.rm)),\"prompts\":\(b.prompts),\"pairs\":\(b.pairs)"
             if let a = b.labelAccuracy { text += ",\"label_accuracy\":\(JSONLines.number(a))" }
             if let r = b.rawReward { text += ",\"raw_reward\":\(JSONLines.number(r))" }
             if let l = b.loss { text += ",\"loss\":\(JSONLines.number(l))" }
             if let decisions = b.decisions {
-                text += ",\"decisions\":[" + decisions.map { d in
-                    var s = "{\"context_fnv1a\":\"\(d.contextDigest)\""
-                    if let arm = d.arm { s += ",\"arm\":\(arm)" }
-                    if let bounds = d.bounds { s += ",\"bounds\":[" + bounds.map(JSONLines.number).joined(separator: ",") + "]" }
-                    if let x = d.context { s += ",\"context\":[" + x.map(JSONLines.number).joined(separator: ",") + "]" }
-                    return s + "}"
-                }.joined(separator: ",") + "]"
+                text +=
+                    ",\"decisions\":["
+                    + decisions.map { d in
+                        var s = "{\"context_fnv1a\":\"\(d.contextDigest)\""
+                        if let arm = d.arm { s += ",\"arm\":\(arm)" }
+                        if let bounds = d.bounds {
+                            s += ",\"bounds\":[" + bounds.map(JSONLines.number).joined(separator: ",") + "]"
+                        }
+                        if let x = d.context {
+                            s += ",\"context\":[" + x.map(JSONLines.number).joined(separator: ",") + "]"
+                        }
+                        return s + "}"
+                    }.joined(separator: ",") + "]"
             }
             text += "}\n"
         }

@@ -31,10 +31,13 @@ public enum RunDirectoryLock {
                 close(fd)
                 if code == EWOULDBLOCK {
                     if n > 0 {
-                        let text = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                        let text = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(
+                            in: .whitespacesAndNewlines)
                         if !text.isEmpty { holder = text }
                     }
-                    throw StorageError("\(directory) is in use by laser (\(holder)); wait for that run to end or stop it, or choose another --out")
+                    throw StorageError(
+                        "\(directory) is in use by laser (\(holder)); wait for that run to end or stop it, or choose another --out"
+                    )
                 }
                 throw StorageError.errno("cannot lock the run directory", path, code)
             }

@@ -14,11 +14,15 @@ struct SummaryBaseline {
 
     init(path: String) {
         guard let data = FileManager.default.contents(atPath: path),
-              let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return }
+            let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return }
         present = true
-        for (k, v) in root["counters"] as? [String: Any] ?? [:] { if let n = v as? NSNumber { counters[k] = n.intValue } }
+        for (k, v) in root["counters"] as? [String: Any] ?? [:] {
+            if let n = v as? NSNumber { counters[k] = n.intValue }
+        }
         for it in root["iterations"] as? [[String: Any]] ?? [] {
-            if let n = (it["iteration"] as? NSNumber)?.intValue, let w = (it["wall_seconds"] as? NSNumber)?.doubleValue {
+            if let n = (it["iteration"] as? NSNumber)?.intValue, let w = (it["wall_seconds"] as? NSNumber)?.doubleValue
+            {
                 wallSeconds[n] = w
             }
         }
@@ -31,10 +35,12 @@ struct SummaryBaseline {
         for i in s.iterations.indices { s.iterations[i].wallSeconds += wallSeconds[s.iterations[i].iteration] ?? 0 }
         let encoder = JSONEncoder()
         guard let data = try? encoder.encode(s.counters),
-              var mine = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return s }
+            var mine = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return s }
         for (k, v) in counters { mine[k] = ((mine[k] as? NSNumber)?.intValue ?? 0) + v }
         if let merged = try? JSONSerialization.data(withJSONObject: mine),
-           let counters = try? JSONDecoder().decode(RunSummary.Counters.self, from: merged) {
+            let counters = try? JSONDecoder().decode(RunSummary.Counters.self, from: merged)
+        {
             s.counters = counters
         }
         return s

@@ -4,11 +4,23 @@ import LaserCore
 /// What the report reads from a run directory. summary.json is required; everything else is used
 /// when it is there (older runs lack timeline.jsonl; a moved input file loses the per-batch families).
 struct ReportData {
-    struct Family { var task: String; var prompts: Int; var selections: [String: Int]; var pairs: Int; var labelledPairs: Int; var labelAccuracy: Double? }
-    struct Iteration { var iteration: Int; var prompts: Int; var batches: Int; var pairs: Int; var labelledPairs: Int; var labelAccuracy: Double?; var rmCalls: [String: Int]; var wallSeconds: Double; var tasks: [Family] }
+    struct Family {
+        var task: String; var prompts: Int; var selections: [String: Int]; var pairs: Int; var labelledPairs: Int;
+        var labelAccuracy: Double?
+    }
+    struct Iteration {
+        var iteration: Int; var prompts: Int; var batches: Int; var pairs: Int; var labelledPairs: Int;
+        var labelAccuracy: Double?; var rmCalls: [String: Int]; var wallSeconds: Double; var tasks: [Family]
+    }
     struct Arm { var name: String; var batches: Int; var rewarded: Int; var meanRawReward: Double? }
-    struct Summary { var strategy: String; var rewardModels: [String]; var iterations: [Iteration]; var arms: [Arm]; var counters: [(String, Int)] }
-    struct SelectionLine { var iteration: Int; var batch: Int; var global: Int; var rm: String; var prompts: Int; var rawReward: Double?; var loss: Double? }
+    struct Summary {
+        var strategy: String; var rewardModels: [String]; var iterations: [Iteration]; var arms: [Arm];
+        var counters: [(String, Int)]
+    }
+    struct SelectionLine {
+        var iteration: Int; var batch: Int; var global: Int; var rm: String; var prompts: Int; var rawReward: Double?;
+        var loss: Double?
+    }
     struct FamilyBins { var family: String; var bins: [String]; var counts: [[String: Int]] }
     struct Agreement {
         var names: [String]
@@ -56,13 +68,18 @@ struct ReportData {
     }
 
     var rewardMeaning: String {
-        rewardSource == "trainer-loss" ? "The reward is minus the trainer's loss on the batch." : "The reward is the batch's label-based pair accuracy."
+        rewardSource == "trainer-loss"
+            ? "The reward is minus the trainer's loss on the batch."
+            : "The reward is the batch's label-based pair accuracy."
     }
 
     var rewardNote: String {
-        if selections.isEmpty { return "No <code>selections.jsonl</code> in this run directory, so there is no reward per batch." }
+        if selections.isEmpty {
+            return "No <code>selections.jsonl</code> in this run directory, so there is no reward per batch."
+        }
         if selections.allSatisfy({ $0.rm == "mixed" }) {
-            return "With instance-level selection (<code>granularity: instance</code>) a batch mixes RMs, so rewards are not per arm here; the table below has each arm's mean reward."
+            return
+                "With instance-level selection (<code>granularity: instance</code>) a batch mixes RMs, so rewards are not per arm here; the table below has each arm's mean reward."
         }
         if summary.strategy == "ensemble" || summary.strategy == "agreement" {
             return "Strategy \(summary.strategy) ranks every batch with all RMs: no arm is chosen and none is rewarded."
@@ -73,7 +90,9 @@ struct ReportData {
     var rewardSeries: [SVGChart.Series] {
         var out: [SVGChart.Series] = []
         for (rm, color) in rmColors {
-            let pts = selections.filter { $0.rm == rm }.compactMap { s in s.rawReward.map { (x: Double(s.global + 1), y: $0) } }
+            let pts = selections.filter { $0.rm == rm }.compactMap { s in
+                s.rawReward.map { (x: Double(s.global + 1), y: $0) }
+            }
             guard !pts.isEmpty else { continue }
             let window = max(3, pts.count / 12)
             var avg: [(x: Double, y: Double)] = []
@@ -93,7 +112,9 @@ struct ReportData {
         var out = [SVGChart.Series(name: "all families", color: "#222222", points: overall)]
         let colors = familyColors
         for f in families {
-            let pts = summary.iterations.compactMap { it in it.tasks.first { $0.task == f }?.labelAccuracy.map { (x: Double(it.iteration), y: $0) } }
+            let pts = summary.iterations.compactMap { it in
+                it.tasks.first { $0.task == f }?.labelAccuracy.map { (x: Double(it.iteration), y: $0) }
+            }
             if !pts.isEmpty { out.append(.init(name: f, color: colors[f]!, points: pts, dashed: true)) }
         }
         return out
@@ -106,19 +127,27 @@ struct ReportData {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw StorageError("\(runDirectory) does not exist or is not a folder; give the run directory laser run printed")
+            throw StorageError(
+                "\(runDirectory) does not exist or is not a folder; give the run directory laser run printed")
         }
         guard fm.fileExists(atPath: dir + "/config.yaml") else {
-            throw StorageError("\(runDirectory) is not a laser run directory (no config.yaml); give the folder laser run printed as 'run directory: ...'")
+            throw StorageError(
+                "\(runDirectory) is not a laser run directory (no config.yaml); give the folder laser run printed as 'run directory: ...'"
+            )
         }
         guard let summaryData = fm.contents(atPath: dir + "/summary.json") else {
-            throw StorageError("\(runDirectory) has no summary.json yet: the run is still going or was killed before it wrote one. Watch it with laser status \(runDirectory); continue a killed run with laser run --resume \(runDirectory), which writes the report at the end.")
+            throw StorageError(
+                "\(runDirectory) has no summary.json yet: the run is still going or was killed before it wrote one. Watch it with laser status \(runDirectory); continue a killed run with laser run --resume \(runDirectory), which writes the report at the end."
+            )
         }
         let summary: Summary
         do { summary = try parseSummary(summaryData) } catch let e as StorageError {
-            throw StorageError("\(dir)/summary.json: \(e.description); was it written by another laser version? Re-running the report with that version, or resuming the run with this one, rewrites it.")
+            throw StorageError(
+                "\(dir)/summary.json: \(e.description); was it written by another laser version? Re-running the report with that version, or resuming the run with this one, rewrites it."
+            )
         }
-        var d = ReportData(path: dir, name: URL(fileURLWithPath: dir).lastPathComponent, summary: summary, finished: true)
+        var d = ReportData(
+            path: dir, name: URL(fileURLWithPath: dir).lastPathComponent, summary: summary, finished: true)
         d.selections = (try? parseSelections(dir + "/selections.jsonl")) ?? []
         d.timeline = parseTimeline(dir + "/timeline.jsonl")
         let config = try? RunConfig.load(path: dir + "/config.yaml")
@@ -127,7 +156,8 @@ struct ReportData {
             d.rewardSource = config.rewardSource.rawValue
         }
         let planned = config?.iterations ?? summary.iterations.count
-        d.finished = summary.iterations.count >= planned && (summary.iterations.last.map { $0.wallSeconds > 0 } ?? false)
+        d.finished =
+            summary.iterations.count >= planned && (summary.iterations.last.map { $0.wallSeconds > 0 } ?? false)
 
         // The journal: decisions per batch and every shard's scores.
         var selected: [Int: [Selection]] = [:]
@@ -149,10 +179,15 @@ struct ReportData {
 
         // RM chosen per batch and family.
         if let journalProblem {
-            d.familyNote = "Per-batch decisions are not available (\(SVGChart.escape(journalProblem))); shown per iteration instead."
+            d.familyNote =
+                "Per-batch decisions are not available (\(SVGChart.escape(journalProblem))); shown per iteration instead."
         } else if let config {
-            do { d.familySelections = try familyBins(config: config, selections: d.selections, selected: selected, rms: summary.rewardModels) } catch {
-                d.familyNote = "The input files could not be read for the prompts' task families (\(SVGChart.escape("\(error)"))); shown per iteration instead."
+            do {
+                d.familySelections = try familyBins(
+                    config: config, selections: d.selections, selected: selected, rms: summary.rewardModels)
+            } catch {
+                d.familyNote =
+                    "The input files could not be read for the prompts' task families (\(SVGChart.escape("\(error)"))); shown per iteration instead."
             }
         } else {
             d.familyNote = "config.yaml could not be read by this laser version; shown per iteration instead."
@@ -160,11 +195,13 @@ struct ReportData {
 
         // Agreement between RMs from shards that several RMs scored.
         if let journalProblem {
-            d.agreementNote = "The journal could not be read (\(SVGChart.escape(journalProblem))), and the agreement matrix is computed from its scores."
+            d.agreementNote =
+                "The journal could not be read (\(SVGChart.escape(journalProblem))), and the agreement matrix is computed from its scores."
         } else if let a = agreement(scored, rms: summary.rewardModels) {
             d.agreement = a
         } else {
-            d.agreementNote = "The agreement matrix needs prompts scored by more than one RM: run with <code>strategy: ensemble</code> or <code>agreement</code> (every RM scores every candidate), e.g. <code>laser run CONFIG --strategy ensemble</code>. This run (strategy \(SVGChart.escape(summary.strategy))) ranked each prompt with one RM."
+            d.agreementNote =
+                "The agreement matrix needs prompts scored by more than one RM: run with <code>strategy: ensemble</code> or <code>agreement</code> (every RM scores every candidate), e.g. <code>laser run CONFIG --strategy ensemble</code>. This run (strategy \(SVGChart.escape(summary.strategy))) ranked each prompt with one RM."
         }
         return d
     }
@@ -175,22 +212,33 @@ struct ReportData {
         }
         func int(_ m: [String: Any], _ k: String) -> Int { (m[k] as? NSNumber)?.intValue ?? 0 }
         func double(_ m: [String: Any], _ k: String) -> Double? { (m[k] as? NSNumber)?.doubleValue }
-        func counts(_ v: Any?) -> [String: Int] { ((v as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.intValue } }
+        func counts(_ v: Any?) -> [String: Int] {
+            ((v as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.intValue }
+        }
         guard let strategy = root["strategy"] as? String, let rms = root["reward_models"] as? [String],
-              let its = root["iterations"] as? [[String: Any]] else {
+            let its = root["iterations"] as? [[String: Any]]
+        else {
             throw StorageError("it lacks strategy, reward_models or iterations")
         }
         let iterations = its.map { it in
-            Iteration(iteration: int(it, "iteration"), prompts: int(it, "prompts"), batches: int(it, "batches"), pairs: int(it, "pairs"),
-                      labelledPairs: int(it, "labelled_pairs"), labelAccuracy: double(it, "label_accuracy"), rmCalls: counts(it["rm_calls"]),
-                      wallSeconds: double(it, "wall_seconds") ?? 0,
-                      tasks: ((it["tasks"] as? [[String: Any]]) ?? []).map { f in
-                          Family(task: f["task"] as? String ?? "default", prompts: int(f, "prompts"), selections: counts(f["selections"]),
-                                 pairs: int(f, "pairs"), labelledPairs: int(f, "labelled_pairs"), labelAccuracy: double(f, "label_accuracy"))
-                      })
+            Iteration(
+                iteration: int(it, "iteration"), prompts: int(it, "prompts"), batches: int(it, "batches"),
+                pairs: int(it, "pairs"),
+                labelledPairs: int(it, "labelled_pairs"), labelAccuracy: double(it, "label_accuracy"),
+                rmCalls: counts(it["rm_calls"]),
+                wallSeconds: double(it, "wall_seconds") ?? 0,
+                tasks: ((it["tasks"] as? [[String: Any]]) ?? []).map { f in
+                    Family(
+                        task: f["task"] as? String ?? "default", prompts: int(f, "prompts"),
+                        selections: counts(f["selections"]),
+                        pairs: int(f, "pairs"), labelledPairs: int(f, "labelled_pairs"),
+                        labelAccuracy: double(f, "label_accuracy"))
+                })
         }
         let arms = ((root["arms"] as? [[String: Any]]) ?? []).map {
-            Arm(name: $0["name"] as? String ?? "?", batches: int($0, "batches"), rewarded: int($0, "rewarded_batches"), meanRawReward: double($0, "mean_raw_reward"))
+            Arm(
+                name: $0["name"] as? String ?? "?", batches: int($0, "batches"), rewarded: int($0, "rewarded_batches"),
+                meanRawReward: double($0, "mean_raw_reward"))
         }
         let counters = counts(root["counters"]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         return Summary(strategy: strategy, rewardModels: rms, iterations: iterations, arms: arms, counters: counters)
@@ -203,9 +251,11 @@ struct ReportData {
             guard let m = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else { continue }
             func int(_ k: String) -> Int? { (m[k] as? NSNumber)?.intValue }
             guard let it = int("iteration"), let b = int("batch") else { continue }
-            out.append(SelectionLine(iteration: it, batch: b, global: int("global_batch") ?? out.count, rm: m["rm"] as? String ?? "?",
-                                     prompts: int("prompts") ?? 0, rawReward: (m["raw_reward"] as? NSNumber)?.doubleValue,
-                                     loss: (m["loss"] as? NSNumber)?.doubleValue))
+            out.append(
+                SelectionLine(
+                    iteration: it, batch: b, global: int("global_batch") ?? out.count, rm: m["rm"] as? String ?? "?",
+                    prompts: int("prompts") ?? 0, rawReward: (m["raw_reward"] as? NSNumber)?.doubleValue,
+                    loss: (m["loss"] as? NSNumber)?.doubleValue))
         }
         return out
     }
@@ -234,7 +284,9 @@ struct ReportData {
         return out
     }
 
-    static func familyBins(config: RunConfig, selections: [SelectionLine], selected: [Int: [Selection]], rms: [String]) throws -> [FamilyBins]? {
+    static func familyBins(
+        config: RunConfig, selections: [SelectionLine], selected: [Int: [Selection]], rms: [String]
+    ) throws -> [FamilyBins]? {
         guard !selections.isEmpty, !selected.isEmpty else { return nil }
         var tasksOf: [Int: [String]] = [:]
         for it in Set(selections.map(\.iteration)) {
@@ -247,7 +299,8 @@ struct ReportData {
             guard let decisions = selected[b.global], let tasks = tasksOf[b.iteration] else { continue }
             let start = (b.batch - 1) * config.batchSize
             for offset in 0..<b.prompts where start + offset < tasks.count {
-                let decision = decisions.count == 1 ? decisions[0] : (offset < decisions.count ? decisions[offset] : decisions[0])
+                let decision =
+                    decisions.count == 1 ? decisions[0] : (offset < decisions.count ? decisions[offset] : decisions[0])
                 let rm: String
                 switch decision {
                 case .arm(let k): rm = k < rms.count ? rms[k] : "?"
@@ -275,13 +328,17 @@ struct ReportData {
     }
 
     /// How often two RMs prefer the same candidate of a pair, over pairs both rank strictly.
-    static func agreement(_ scored: [(batch: Int, rm: String, first: Int, scores: [[Double]])], rms: [String]) -> Agreement? {
+    static func agreement(
+        _ scored: [(batch: Int, rm: String, first: Int, scores: [[Double]])], rms: [String]
+    ) -> Agreement? {
         struct Key: Hashable { var batch: Int; var first: Int; var offset: Int }
         var byPrompt: [Key: [Int: [Double]]] = [:]
         let index = Dictionary(rms.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
         for s in scored {
             guard let k = index[s.rm] else { continue }
-            for (offset, scores) in s.scores.enumerated() { byPrompt[Key(batch: s.batch, first: s.first, offset: offset), default: [:]][k] = scores }
+            for (offset, scores) in s.scores.enumerated() {
+                byPrompt[Key(batch: s.batch, first: s.first, offset: offset), default: [:]][k] = scores
+            }
         }
         let n = rms.count
         var agree = Array(repeating: Array(repeating: 0, count: n), count: n)

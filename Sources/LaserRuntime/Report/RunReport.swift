@@ -20,39 +20,43 @@ public enum RunReport {
         let e = SVGChart.escape
         let s = d.summary
         var h = """
-        <!DOCTYPE html>
-        <html lang="en"><head><meta charset="utf-8">
-        <meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>laser run report: \(e(d.name))</title>
-        <style>
-        body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 0; background: #fafafa; }
-        main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; }
-        h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 32px 0 6px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-        h3 { font-size: 14px; margin: 16px 0 2px; }
-        .sub { color: #666; margin: 0 0 16px; } .note { background: #fff7e0; border-left: 3px solid #e0a800; padding: 8px 12px; color: #444; }
-        .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
-        .card { border: 1px solid #e3e3e3; border-radius: 6px; padding: 8px 12px; min-width: 110px; }
-        .card b { display: block; font-size: 18px; } .card span { color: #666; font-size: 12px; }
-        table { border-collapse: collapse; margin: 8px 0; font-size: 13px; } th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
-        th:first-child, td:first-child { text-align: left; } th { background: #f4f4f4; }
-        svg.chart { display: block; max-width: 100%; height: auto; margin: 6px 0; } svg.chart.wide { width: 100%; }
-        svg .axis { font-size: 11px; fill: #555; } svg .title { font-size: 12px; fill: #333; } svg .legend { font-size: 12px; fill: #333; }
-        svg .grid { stroke: #eee; } svg .tick { stroke: #999; } svg .frame { fill: none; stroke: #bbb; }
-        svg .cellv { font-size: 14px; font-weight: 600; } svg .celln { font-size: 10px; }
-        .desc { color: #444; margin: 4px 0 8px; } code { background: #f2f2f2; padding: 0 3px; border-radius: 3px; }
-        footer { color: #888; font-size: 12px; margin-top: 40px; }
-        </style></head><body><main>
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8">
+            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <title>laser run report: \(e(d.name))</title>
+            <style>
+            body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 0; background: #fafafa; }
+            main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; }
+            h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 32px 0 6px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+            h3 { font-size: 14px; margin: 16px 0 2px; }
+            .sub { color: #666; margin: 0 0 16px; } .note { background: #fff7e0; border-left: 3px solid #e0a800; padding: 8px 12px; color: #444; }
+            .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
+            .card { border: 1px solid #e3e3e3; border-radius: 6px; padding: 8px 12px; min-width: 110px; }
+            .card b { display: block; font-size: 18px; } .card span { color: #666; font-size: 12px; }
+            table { border-collapse: collapse; margin: 8px 0; font-size: 13px; } th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
+            th:first-child, td:first-child { text-align: left; } th { background: #f4f4f4; }
+            svg.chart { display: block; max-width: 100%; height: auto; margin: 6px 0; } svg.chart.wide { width: 100%; }
+            svg .axis { font-size: 11px; fill: #555; } svg .title { font-size: 12px; fill: #333; } svg .legend { font-size: 12px; fill: #333; }
+            svg .grid { stroke: #eee; } svg .tick { stroke: #999; } svg .frame { fill: none; stroke: #bbb; }
+            svg .cellv { font-size: 14px; font-weight: 600; } svg .celln { font-size: 10px; }
+            .desc { color: #444; margin: 4px 0 8px; } code { background: #f2f2f2; padding: 0 3px; border-radius: 3px; }
+            footer { color: #888; font-size: 12px; margin-top: 40px; }
+            </style></head><body><main>
 
-        """
-        h += "<h1>laser run report</h1>\n<p class=\"sub\">\(e(d.path)) · strategy <b>\(e(s.strategy))</b> · \(s.rewardModels.count) reward models: \(e(s.rewardModels.joined(separator: ", ")))</p>\n"
+            """
+        h +=
+            "<h1>laser run report</h1>\n<p class=\"sub\">\(e(d.path)) · strategy <b>\(e(s.strategy))</b> · \(s.rewardModels.count) reward models: \(e(s.rewardModels.joined(separator: ", ")))</p>\n"
         if !d.finished {
-            h += "<p class=\"note\">This run did not finish (its summary was written when it stopped). Continue it with <code>laser run --resume \(e(d.path))</code>; the report shows what was done until then.</p>\n"
+            h +=
+                "<p class=\"note\">This run did not finish (its summary was written when it stopped). Continue it with <code>laser run --resume \(e(d.path))</code>; the report shows what was done until then.</p>\n"
         }
         let pairs = s.iterations.reduce(0) { $0 + $1.pairs }
         let calls = s.iterations.reduce(0) { $0 + $1.rmCalls.values.reduce(0, +) }
         let wall = s.iterations.reduce(0.0) { $0 + $1.wallSeconds }
         h += "<div class=\"cards\">"
-        h += card("\(s.iterations.count)", "iterations") + card("\(s.iterations.reduce(0) { $0 + $1.batches })", "mini-batches")
+        h +=
+            card("\(s.iterations.count)", "iterations")
+            + card("\(s.iterations.reduce(0) { $0 + $1.batches })", "mini-batches")
         h += card("\(pairs)", d.bestOfN ? "choices" : "pairs")
         h += card(d.overallAccuracy.map { String(format: "%.3f", $0) } ?? "n/a", "label pair accuracy")
         h += card("\(calls)", "RM calls (candidates)") + card(String(format: "%.1f s", wall), "wall time")
@@ -61,13 +65,16 @@ public enum RunReport {
         // 1. RM chosen over batches, by task family.
         h += "<h2>RM chosen over the run, by task family</h2>\n"
         if let byBatch = d.familySelections {
-            h += "<p class=\"desc\">Share of each family's prompts ranked by each RM, over the run's mini-batches (from the journal's decisions and the input's <code>task</code> fields). A bandit that learns moves from mixed colours to one colour per family.</p>\n"
+            h +=
+                "<p class=\"desc\">Share of each family's prompts ranked by each RM, over the run's mini-batches (from the journal's decisions and the input's <code>task</code> fields). A bandit that learns moves from mixed colours to one colour per family.</p>\n"
             for (i, f) in byBatch.enumerated() {
                 h += "<h3>\(e(f.family))</h3>\n"
-                h += SVGChart.stackedBars(id: "chart-rm-family-\(i)", title: "RM chosen for \(f.family)", xTitle: "mini-batches (over the run) holding this family's prompts, in bins of equal prompt count",
-                                          yTitle: "share of prompts", categories: f.bins,
-                                          series: d.rmColors.map { rm in (rm.name, rm.color, f.counts.map { Double($0[rm.name] ?? 0) }) }
-                                              .filter { $0.2.contains { $0 > 0 } }, normalise: true, height: 190)
+                h += SVGChart.stackedBars(
+                    id: "chart-rm-family-\(i)", title: "RM chosen for \(f.family)",
+                    xTitle: "mini-batches (over the run) holding this family's prompts, in bins of equal prompt count",
+                    yTitle: "share of prompts", categories: f.bins,
+                    series: d.rmColors.map { rm in (rm.name, rm.color, f.counts.map { Double($0[rm.name] ?? 0) }) }
+                        .filter { $0.2.contains { $0 > 0 } }, normalise: true, height: 190)
             }
         } else {
             h += note(d.familyNote ?? "Per-batch decisions are not available; shown per iteration instead.")
@@ -75,10 +82,12 @@ public enum RunReport {
             for (i, f) in families.enumerated() {
                 h += "<h3>\(e(f))</h3>\n"
                 let its = s.iterations.map { it in it.tasks.first { $0.task == f }?.selections ?? [:] }
-                h += SVGChart.stackedBars(id: "chart-rm-family-\(i)", title: "RM chosen for \(f)", xTitle: "iteration", yTitle: "share of prompts",
-                                          categories: s.iterations.map { "\($0.iteration)" },
-                                          series: d.rmColors.map { rm in (rm.name, rm.color, its.map { Double($0[rm.name] ?? 0) }) }
-                                              .filter { $0.2.contains { $0 > 0 } }, normalise: true, height: 190)
+                h += SVGChart.stackedBars(
+                    id: "chart-rm-family-\(i)", title: "RM chosen for \(f)", xTitle: "iteration",
+                    yTitle: "share of prompts",
+                    categories: s.iterations.map { "\($0.iteration)" },
+                    series: d.rmColors.map { rm in (rm.name, rm.color, its.map { Double($0[rm.name] ?? 0) }) }
+                        .filter { $0.2.contains { $0 > 0 } }, normalise: true, height: 190)
             }
         }
 
@@ -88,28 +97,45 @@ public enum RunReport {
         if rewardSeries.isEmpty {
             h += note(d.rewardNote)
         } else {
-            h += "<p class=\"desc\">Raw reward of each batch (dots) for the RM that ranked it, and its moving average (lines). \(e(d.rewardMeaning))</p>\n"
-            h += SVGChart.lines(id: "chart-reward", title: "Reward per arm", xTitle: "mini-batch (over the run)", yTitle: "raw reward", series: rewardSeries,
-                                integerX: true)
+            h +=
+                "<p class=\"desc\">Raw reward of each batch (dots) for the RM that ranked it, and its moving average (lines). \(e(d.rewardMeaning))</p>\n"
+            h += SVGChart.lines(
+                id: "chart-reward", title: "Reward per arm", xTitle: "mini-batch (over the run)", yTitle: "raw reward",
+                series: rewardSeries,
+                integerX: true)
         }
         var armRows = [["RM", "chosen", "rewarded", "mean raw reward"]]
-        for a in s.arms { armRows.append([a.name, "\(a.batches)", "\(a.rewarded)", a.meanRawReward.map { String(format: "%.3f", $0) } ?? "-"]) }
+        for a in s.arms {
+            armRows.append([
+                a.name, "\(a.batches)", "\(a.rewarded)", a.meanRawReward.map { String(format: "%.3f", $0) } ?? "-",
+            ])
+        }
         h += table(armRows)
 
         // 3. Label-based pair accuracy per iteration.
         h += "<h2>Label-based pair accuracy per iteration</h2>\n"
         let accuracy = d.accuracySeries
         if accuracy.isEmpty {
-            h += note("No pair could be judged: the input has no <code>correct</code> labels and no <code>reference</code> answers. Add them to see how often the chosen response is the correct one.")
+            h += note(
+                "No pair could be judged: the input has no <code>correct</code> labels and no <code>reference</code> answers. Add them to see how often the chosen response is the correct one."
+            )
         } else {
-            h += "<p class=\"desc\">Share of labelled pairs whose chosen response is correct and rejected one is not (same label: half), overall (thick) and per task family.\(d.bestOfN ? " In best-of-n mode: the share of correct choices." : "")</p>\n"
-            h += SVGChart.lines(id: "chart-accuracy", title: "Pair accuracy per iteration", xTitle: "iteration", yTitle: "pair accuracy",
-                                series: accuracy, yRange: 0...1, integerX: true)
+            h +=
+                "<p class=\"desc\">Share of labelled pairs whose chosen response is correct and rejected one is not (same label: half), overall (thick) and per task family.\(d.bestOfN ? " In best-of-n mode: the share of correct choices." : "")</p>\n"
+            h += SVGChart.lines(
+                id: "chart-accuracy", title: "Pair accuracy per iteration", xTitle: "iteration",
+                yTitle: "pair accuracy",
+                series: accuracy, yRange: 0...1, integerX: true)
         }
-        var itRows = [["iteration", "prompts", "batches", d.bestOfN ? "choices" : "pairs", "pair accuracy", "RM calls", "wall s"]]
+        var itRows = [
+            ["iteration", "prompts", "batches", d.bestOfN ? "choices" : "pairs", "pair accuracy", "RM calls", "wall s"]
+        ]
         for it in s.iterations {
-            itRows.append(["\(it.iteration)", "\(it.prompts)", "\(it.batches)", "\(it.pairs)", it.labelAccuracy.map { String(format: "%.3f", $0) } ?? "n/a",
-                           "\(it.rmCalls.values.reduce(0, +))", String(format: "%.2f", it.wallSeconds)])
+            itRows.append([
+                "\(it.iteration)", "\(it.prompts)", "\(it.batches)", "\(it.pairs)",
+                it.labelAccuracy.map { String(format: "%.3f", $0) } ?? "n/a",
+                "\(it.rmCalls.values.reduce(0, +))", String(format: "%.2f", it.wallSeconds),
+            ])
         }
         h += table(itRows)
 
@@ -126,48 +152,69 @@ public enum RunReport {
             let before: Double = t[0].time - all[0].time
             let after: Double = all[all.count - 1].time - t[t.count - 1].time
             var left: [String] = []
-            if before >= 2 { left.append(String(format: "%.0f s before the first candidate was scored (waiting for workers)", before)) }
-            if after >= 2 { left.append(String(format: "%.0f s after the last one (waiting for the trainer, finishing)", after)) }
-            h += "<p class=\"desc\">From <code>timeline.jsonl</code>, one sample a second: candidates scored per second, and the share of the workers' slots holding a task (with the number of workers).\(left.isEmpty ? "" : " Not shown: " + left.joined(separator: "; ") + ".")</p>\n"
+            if before >= 2 {
+                left.append(
+                    String(format: "%.0f s before the first candidate was scored (waiting for workers)", before))
+            }
+            if after >= 2 {
+                left.append(String(format: "%.0f s after the last one (waiting for the trainer, finishing)", after))
+            }
+            h +=
+                "<p class=\"desc\">From <code>timeline.jsonl</code>, one sample a second: candidates scored per second, and the share of the workers' slots holding a task (with the number of workers).\(left.isEmpty ? "" : " Not shown: " + left.joined(separator: "; ") + ".")</p>\n"
             let t0 = t[0].time
             var rate: [(x: Double, y: Double)] = []
             // Samples are a second apart while a coordinator runs; a longer gap is an outage (a crash or a
             // stop before a resume): no rate across it, and no line drawn over it.
             let gap = 5.0
             for i in 1..<t.count where t[i].time > t[i - 1].time && t[i].time - t[i - 1].time <= gap {
-                rate.append((t[i].time - t0, max(0, Double(t[i].candidatesScored - t[i - 1].candidatesScored) / (t[i].time - t[i - 1].time))))
+                rate.append(
+                    (
+                        t[i].time - t0,
+                        max(0, Double(t[i].candidatesScored - t[i - 1].candidatesScored) / (t[i].time - t[i - 1].time))
+                    ))
             }
-            h += SVGChart.lines(id: "chart-throughput", title: "Throughput", xTitle: "seconds since start", yTitle: "candidates / s",
-                                series: [.init(name: "candidates scored per second", color: SVGChart.color(0), points: rate)],
-                                yRange: 0...max(1, (rate.map(\.y).max() ?? 1) * 1.1), gapAfter: gap)
+            h += SVGChart.lines(
+                id: "chart-throughput", title: "Throughput", xTitle: "seconds since start", yTitle: "candidates / s",
+                series: [.init(name: "candidates scored per second", color: SVGChart.color(0), points: rate)],
+                yRange: 0...max(1, (rate.map(\.y).max() ?? 1) * 1.1), gapAfter: gap)
             let util = t.map { (x: $0.time - t0, y: $0.slots > 0 ? 100 * Double($0.busySlots) / Double($0.slots) : 0) }
             let workers = t.map { (x: $0.time - t0, y: Double($0.workers)) }
-            h += SVGChart.lines(id: "chart-utilisation", title: "Worker utilisation", xTitle: "seconds since start", yTitle: "% of slots busy",
-                                series: [.init(name: "slots busy (%)", color: SVGChart.color(1), points: util)], yRange: 0...100, gapAfter: gap)
-            h += SVGChart.lines(id: "chart-workers", title: "Workers connected", xTitle: "seconds since start", yTitle: "workers",
-                                series: [.init(name: "workers connected", color: SVGChart.color(2), points: workers)],
-                                yRange: 0...max(1, (workers.map(\.y).max() ?? 1) + 1), height: 180, gapAfter: gap)
+            h += SVGChart.lines(
+                id: "chart-utilisation", title: "Worker utilisation", xTitle: "seconds since start",
+                yTitle: "% of slots busy",
+                series: [.init(name: "slots busy (%)", color: SVGChart.color(1), points: util)], yRange: 0...100,
+                gapAfter: gap)
+            h += SVGChart.lines(
+                id: "chart-workers", title: "Workers connected", xTitle: "seconds since start", yTitle: "workers",
+                series: [.init(name: "workers connected", color: SVGChart.color(2), points: workers)],
+                yRange: 0...max(1, (workers.map(\.y).max() ?? 1) + 1), height: 180, gapAfter: gap)
         } else {
-            h += note(d.timeline == nil
-                ? "No <code>timeline.jsonl</code> in this run directory: it was made by a laser version that did not record one. Runs of this version record a sample every second."
-                : "The run was too short for the once-a-second timeline (fewer than 3 samples); longer runs show throughput and utilisation over time here.")
+            h += note(
+                d.timeline == nil
+                    ? "No <code>timeline.jsonl</code> in this run directory: it was made by a laser version that did not record one. Runs of this version record a sample every second."
+                    : "The run was too short for the once-a-second timeline (fewer than 3 samples); longer runs show throughput and utilisation over time here."
+            )
         }
 
         // 5. Agreement between RMs.
         h += "<h2>Agreement between reward models</h2>\n"
         if let m = d.agreement {
-            h += "<p class=\"desc\">For each pair of RMs: of the candidate pairs of a prompt that both RMs rank strictly (no tie), the share where they prefer the same candidate (the paper's conflict analysis). Computed from the journal's scores, \(m.prompts) prompts scored by more than one RM.</p>\n"
-            h += SVGChart.heatmap(id: "chart-agreement", title: "Pairwise agreement between RMs", names: m.names,
-                                  value: { m.value($0, $1) }, count: { m.count[$0][$1] })
+            h +=
+                "<p class=\"desc\">For each pair of RMs: of the candidate pairs of a prompt that both RMs rank strictly (no tie), the share where they prefer the same candidate (the paper's conflict analysis). Computed from the journal's scores, \(m.prompts) prompts scored by more than one RM.</p>\n"
+            h += SVGChart.heatmap(
+                id: "chart-agreement", title: "Pairwise agreement between RMs", names: m.names,
+                value: { m.value($0, $1) }, count: { m.count[$0][$1] })
         } else {
             h += note(d.agreementNote)
         }
 
         // Operational counters.
         h += "<h2>Scheduler counters</h2>\n"
-        h += table([["counter", "value"]] + s.counters.map { [$0.0.replacingOccurrences(of: "_", with: " "), "\($0.1)"] })
+        h += table(
+            [["counter", "value"]] + s.counters.map { [$0.0.replacingOccurrences(of: "_", with: " "), "\($0.1)"] })
 
-        h += "<footer>Made by laser \(e(laserVersion)) on \(e(ISO8601DateFormatter().string(from: generated))) from \(e(d.path)). Self-contained: no network needed to view it.</footer>\n"
+        h +=
+            "<footer>Made by laser \(e(laserVersion)) on \(e(ISO8601DateFormatter().string(from: generated))) from \(e(d.path)). Self-contained: no network needed to view it.</footer>\n"
         h += "</main></body></html>\n"
         return h
     }

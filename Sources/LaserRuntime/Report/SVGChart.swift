@@ -3,9 +3,13 @@ import StableRandom
 
 /// Hand-made inline SVG charts for the run report: no script, no network, readable when printed.
 enum SVGChart {
-    static let palette = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+    static let palette = [
+        "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+    ]
     /// Lighter companions of `palette`, used once its ten colours are taken (Tableau 20).
-    static let lightPalette = ["#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#86bcb6", "#f1ce63", "#d4a6c8", "#fabfd2", "#d7b5a6", "#79706e"]
+    static let lightPalette = [
+        "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#86bcb6", "#f1ce63", "#d4a6c8", "#fabfd2", "#d7b5a6", "#79706e",
+    ]
 
     static func color(_ i: Int) -> String { palette[i % palette.count] }
 
@@ -78,15 +82,20 @@ enum SVGChart {
     /// A line chart with axes, ticks, axis titles and a legend.
     /// `gapAfter`: consecutive points further apart than this on x are not joined (an outage between a
     /// crash and a resume shows as a gap, not as a straight line across it).
-    static func lines(id: String, title: String, xTitle: String, yTitle: String, series: [Series],
-                      yRange: ClosedRange<Double>? = nil, width: Double = defaultWidth, height: Double = 280,
-                      gapAfter: Double = .infinity, integerX: Bool = false) -> String {
+    static func lines(
+        id: String, title: String, xTitle: String, yTitle: String, series: [Series],
+        yRange: ClosedRange<Double>? = nil, width: Double = defaultWidth, height: Double = 280,
+        gapAfter: Double = .infinity, integerX: Bool = false
+    ) -> String {
         let all = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite }
         guard !all.isEmpty else { return "" }
         var xLo = all.map(\.x).min()!, xHi = all.map(\.x).max()!
         if xHi == xLo { xLo -= 1; xHi += 1 }
         var yLo = yRange?.lowerBound ?? all.map(\.y).min()!, yHi = yRange?.upperBound ?? all.map(\.y).max()!
-        if yRange == nil { let pad = (yHi - yLo) * 0.08; yLo -= pad; yHi += pad; if yLo > 0 && all.map(\.y).min()! >= 0 && yLo < (yHi - yLo) * 0.5 { yLo = 0 } }
+        if yRange == nil {
+            let pad = (yHi - yLo) * 0.08; yLo -= pad; yHi += pad;
+            if yLo > 0 && all.map(\.y).min()! >= 0 && yLo < (yHi - yLo) * 0.5 { yLo = 0 }
+        }
         if yHi == yLo { yLo -= 0.5; yHi += 0.5 }
         let left = 60.0, right = 20.0, top = 30.0, bottom = 46.0
         let legendHeight = 18.0 * Double((series.count + 3) / 4)
@@ -96,8 +105,9 @@ enum SVGChart {
         var svg = open(id: id, title: title, width: width, height: height + legendHeight)
         // Iterations and batches are counted: no tick at 1.5.
         let xTicks = integerX ? wholeTicks(xLo, xHi) : ticks(xLo, xHi)
-        svg += axes(left: left, top: top, plotW: plotW, plotH: plotH, xTicks: xTicks.map { (px($0), label($0)) },
-                    yTicks: ticks(yLo, yHi).map { (py($0), label($0)) }, xTitle: xTitle, yTitle: yTitle, height: height)
+        svg += axes(
+            left: left, top: top, plotW: plotW, plotH: plotH, xTicks: xTicks.map { (px($0), label($0)) },
+            yTicks: ticks(yLo, yHi).map { (py($0), label($0)) }, xTitle: xTitle, yTitle: yTitle, height: height)
         for s in series {
             let pts = s.points.filter { $0.x.isFinite && $0.y.isFinite }
             guard !pts.isEmpty else { continue }
@@ -105,12 +115,14 @@ enum SVGChart {
                 let d = pts.enumerated().map { i, p in
                     (i == 0 || p.x - pts[i - 1].x > gapAfter ? "M" : "L") + "\(num(px(p.x))),\(num(py(p.y)))"
                 }.joined(separator: " ")
-                svg += "<path class=\"series\" d=\"\(d)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"\(s.faint ? 1 : 2)\"\(s.dashed ? " stroke-dasharray=\"5 4\"" : "")\(s.faint ? " opacity=\"0.5\"" : "")><title>\(escape(s.name))</title></path>\n"
+                svg +=
+                    "<path class=\"series\" d=\"\(d)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"\(s.faint ? 1 : 2)\"\(s.dashed ? " stroke-dasharray=\"5 4\"" : "")\(s.faint ? " opacity=\"0.5\"" : "")><title>\(escape(s.name))</title></path>\n"
             }
             if s.dotsOnly || pts.count <= 30 {
                 for p in pts {
                     // Marks big enough to read at the page's width; a white rim keeps overlapping ones apart.
-                    svg += "<circle cx=\"\(num(px(p.x)))\" cy=\"\(num(py(p.y)))\" r=\"\(s.dotsOnly ? (pts.count > 300 ? 3 : 4) : 3.5)\" fill=\"\(s.color)\" stroke=\"#fff\" stroke-width=\"0.8\"\(s.dotsOnly ? " opacity=\"0.7\"" : "")><title>\(escape(s.name)): \(label(p.x)), \(String(format: "%.3f", p.y))</title></circle>\n"
+                    svg +=
+                        "<circle cx=\"\(num(px(p.x)))\" cy=\"\(num(py(p.y)))\" r=\"\(s.dotsOnly ? (pts.count > 300 ? 3 : 4) : 3.5)\" fill=\"\(s.color)\" stroke=\"#fff\" stroke-width=\"0.8\"\(s.dotsOnly ? " opacity=\"0.7\"" : "")><title>\(escape(s.name)): \(label(p.x)), \(String(format: "%.3f", p.y))</title></circle>\n"
                 }
             }
         }
@@ -119,9 +131,11 @@ enum SVGChart {
     }
 
     /// Stacked bars: one bar per x category, segments per series (values are shares or counts).
-    static func stackedBars(id: String, title: String, xTitle: String, yTitle: String, categories: [String],
-                            series: [(name: String, color: String, values: [Double])], normalise: Bool,
-                            width: Double = defaultWidth, height: Double = 220) -> String {
+    static func stackedBars(
+        id: String, title: String, xTitle: String, yTitle: String, categories: [String],
+        series: [(name: String, color: String, values: [Double])], normalise: Bool,
+        width: Double = defaultWidth, height: Double = 220
+    ) -> String {
         guard !categories.isEmpty else { return "" }
         let left = 60.0, right = 20.0, top = 30.0, bottom = 46.0
         let legendHeight = 18.0 * Double((series.count + 3) / 4)
@@ -133,9 +147,15 @@ enum SVGChart {
         let barW = slot
         var svg = open(id: id, title: title, width: width, height: height + legendHeight)
         let stride = max(1, categories.count / 12)
-        let xTicks = categories.indices.filter { $0 % stride == 0 }.map { (left + (Double($0) + 0.5) * slot, categories[$0]) }
-        let yTicks = ticks(0, yHi).map { (top + (1 - $0 / yHi) * plotH, normalise ? "\(Int(($0 * 100).rounded()))%" : label($0)) }
-        svg += axes(left: left, top: top, plotW: plotW, plotH: plotH, xTicks: xTicks, yTicks: yTicks, xTitle: xTitle, yTitle: yTitle, height: height)
+        let xTicks = categories.indices.filter { $0 % stride == 0 }.map {
+            (left + (Double($0) + 0.5) * slot, categories[$0])
+        }
+        let yTicks = ticks(0, yHi).map {
+            (top + (1 - $0 / yHi) * plotH, normalise ? "\(Int(($0 * 100).rounded()))%" : label($0))
+        }
+        svg += axes(
+            left: left, top: top, plotW: plotW, plotH: plotH, xTicks: xTicks, yTicks: yTicks, xTitle: xTitle,
+            yTitle: yTitle, height: height)
         for (i, category) in categories.enumerated() {
             var y = top + plotH
             let total = totals[i]
@@ -146,7 +166,8 @@ enum SVGChart {
                 y -= h
                 let x = left + Double(i) * slot + (slot - barW) / 2
                 let share = Int((100 * s.values[i] / total).rounded())
-                svg += "<rect class=\"bar\" x=\"\(num(x))\" y=\"\(num(y))\" width=\"\(num(barW))\" height=\"\(num(h))\" fill=\"\(s.color)\"><title>\(escape(category)): \(escape(s.name)) \(share)% (\(label(s.values[i])))</title></rect>\n"
+                svg +=
+                    "<rect class=\"bar\" x=\"\(num(x))\" y=\"\(num(y))\" width=\"\(num(barW))\" height=\"\(num(h))\" fill=\"\(s.color)\"><title>\(escape(category)): \(escape(s.name)) \(share)% (\(label(s.values[i])))</title></rect>\n"
             }
         }
         svg += legend(series.map { ($0.name, $0.color) }, x: left, y: height + 4, width: plotW)
@@ -154,26 +175,33 @@ enum SVGChart {
     }
 
     /// A K x K matrix of values in 0...1 with their counts, as coloured cells.
-    static func heatmap(id: String, title: String, names: [String], value: (Int, Int) -> Double?, count: (Int, Int) -> Int) -> String {
+    static func heatmap(
+        id: String, title: String, names: [String], value: (Int, Int) -> Double?, count: (Int, Int) -> Int
+    ) -> String {
         let cell = 78.0, labelW = 150.0, top = 120.0
         let width = labelW + cell * Double(names.count) + 20, height = top + cell * Double(names.count) + 20
         var svg = open(id: id, title: title, width: width, height: height, wide: false)
         for (j, n) in names.enumerated() {
             let x = labelW + (Double(j) + 0.5) * cell
-            svg += "<text class=\"axis\" transform=\"translate(\(num(x)),\(num(top - 8))) rotate(-35)\" text-anchor=\"start\">\(escape(n))</text>\n"
+            svg +=
+                "<text class=\"axis\" transform=\"translate(\(num(x)),\(num(top - 8))) rotate(-35)\" text-anchor=\"start\">\(escape(n))</text>\n"
         }
         for (i, n) in names.enumerated() {
             let y = top + Double(i) * cell
-            svg += "<text class=\"axis\" x=\"\(num(labelW - 8))\" y=\"\(num(y + cell / 2 + 4))\" text-anchor=\"end\">\(escape(n))</text>\n"
+            svg +=
+                "<text class=\"axis\" x=\"\(num(labelW - 8))\" y=\"\(num(y + cell / 2 + 4))\" text-anchor=\"end\">\(escape(n))</text>\n"
             for j in names.indices {
                 let x = labelW + Double(j) * cell
                 let v = value(i, j)
                 let fill = v.map { shade($0) } ?? "#eeeeee"
                 let text = v.map { String(format: "%.2f", $0) } ?? "n/a"
-                svg += "<rect class=\"cell\" x=\"\(num(x))\" y=\"\(num(y))\" width=\"\(num(cell - 2))\" height=\"\(num(cell - 2))\" fill=\"\(fill)\"><title>\(escape(names[i])) vs \(escape(names[j])): \(text) over \(count(i, j)) pairs</title></rect>\n"
+                svg +=
+                    "<rect class=\"cell\" x=\"\(num(x))\" y=\"\(num(y))\" width=\"\(num(cell - 2))\" height=\"\(num(cell - 2))\" fill=\"\(fill)\"><title>\(escape(names[i])) vs \(escape(names[j])): \(text) over \(count(i, j)) pairs</title></rect>\n"
                 let dark = (v ?? 0) > 0.6
-                svg += "<text x=\"\(num(x + cell / 2 - 1))\" y=\"\(num(y + cell / 2))\" text-anchor=\"middle\" class=\"cellv\" fill=\"\(dark ? "#fff" : "#222")\">\(text)</text>\n"
-                svg += "<text x=\"\(num(x + cell / 2 - 1))\" y=\"\(num(y + cell / 2 + 15))\" text-anchor=\"middle\" class=\"celln\" fill=\"\(dark ? "#eee" : "#555")\">n=\(count(i, j))</text>\n"
+                svg +=
+                    "<text x=\"\(num(x + cell / 2 - 1))\" y=\"\(num(y + cell / 2))\" text-anchor=\"middle\" class=\"cellv\" fill=\"\(dark ? "#fff" : "#222")\">\(text)</text>\n"
+                svg +=
+                    "<text x=\"\(num(x + cell / 2 - 1))\" y=\"\(num(y + cell / 2 + 15))\" text-anchor=\"middle\" class=\"celln\" fill=\"\(dark ? "#eee" : "#555")\">n=\(count(i, j))</text>\n"
             }
         }
         return svg + "</svg>\n"
@@ -192,20 +220,29 @@ enum SVGChart {
         "<svg id=\"\(id)\" class=\"chart\(wide ? " wide" : "")\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(num(width)) \(num(height))\" width=\"\(num(width))\" height=\"\(num(height))\" role=\"img\" aria-label=\"\(escape(title))\">\n<title>\(escape(title))</title>\n"
     }
 
-    private static func axes(left: Double, top: Double, plotW: Double, plotH: Double, xTicks: [(Double, String)], yTicks: [(Double, String)],
-                             xTitle: String, yTitle: String, height: Double) -> String {
+    private static func axes(
+        left: Double, top: Double, plotW: Double, plotH: Double, xTicks: [(Double, String)], yTicks: [(Double, String)],
+        xTitle: String, yTitle: String, height: Double
+    ) -> String {
         var s = ""
         for (y, text) in yTicks {
-            s += "<line x1=\"\(num(left))\" y1=\"\(num(y))\" x2=\"\(num(left + plotW))\" y2=\"\(num(y))\" class=\"grid\"/>\n"
-            s += "<text x=\"\(num(left - 6))\" y=\"\(num(y + 4))\" text-anchor=\"end\" class=\"axis\">\(escape(text))</text>\n"
+            s +=
+                "<line x1=\"\(num(left))\" y1=\"\(num(y))\" x2=\"\(num(left + plotW))\" y2=\"\(num(y))\" class=\"grid\"/>\n"
+            s +=
+                "<text x=\"\(num(left - 6))\" y=\"\(num(y + 4))\" text-anchor=\"end\" class=\"axis\">\(escape(text))</text>\n"
         }
         for (x, text) in xTicks {
-            s += "<line x1=\"\(num(x))\" y1=\"\(num(top + plotH))\" x2=\"\(num(x))\" y2=\"\(num(top + plotH + 4))\" class=\"tick\"/>\n"
-            s += "<text x=\"\(num(x))\" y=\"\(num(top + plotH + 17))\" text-anchor=\"middle\" class=\"axis\">\(escape(text))</text>\n"
+            s +=
+                "<line x1=\"\(num(x))\" y1=\"\(num(top + plotH))\" x2=\"\(num(x))\" y2=\"\(num(top + plotH + 4))\" class=\"tick\"/>\n"
+            s +=
+                "<text x=\"\(num(x))\" y=\"\(num(top + plotH + 17))\" text-anchor=\"middle\" class=\"axis\">\(escape(text))</text>\n"
         }
-        s += "<rect x=\"\(num(left))\" y=\"\(num(top))\" width=\"\(num(plotW))\" height=\"\(num(plotH))\" class=\"frame\"/>\n"
-        s += "<text x=\"\(num(left + plotW / 2))\" y=\"\(num(height - 10))\" text-anchor=\"middle\" class=\"title\">\(escape(xTitle))</text>\n"
-        s += "<text transform=\"translate(14,\(num(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\" class=\"title\">\(escape(yTitle))</text>\n"
+        s +=
+            "<rect x=\"\(num(left))\" y=\"\(num(top))\" width=\"\(num(plotW))\" height=\"\(num(plotH))\" class=\"frame\"/>\n"
+        s +=
+            "<text x=\"\(num(left + plotW / 2))\" y=\"\(num(height - 10))\" text-anchor=\"middle\" class=\"title\">\(escape(xTitle))</text>\n"
+        s +=
+            "<text transform=\"translate(14,\(num(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\" class=\"title\">\(escape(yTitle))</text>\n"
         return s
     }
 

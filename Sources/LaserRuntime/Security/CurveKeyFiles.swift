@@ -44,10 +44,14 @@ public enum CurveKeyFiles {
         let secretPath = directory + "/" + name + ".key"
         let publicPath = directory + "/" + name + ".pub"
         for path in [secretPath, publicPath] where FileManager.default.fileExists(atPath: path) {
-            throw KeyFileError("\(path) already exists; laser keygen never replaces a key (workers and allow-lists may use it). Delete it first or choose another --name.")
+            throw KeyFileError(
+                "\(path) already exists; laser keygen never replaces a key (workers and allow-lists may use it). Delete it first or choose another --name."
+            )
         }
         let header = "#   laser CURVE secret key \(name).key: keep it private (mode 0600). Share \(name).pub instead.\n"
-        try create(secretPath, mode: 0o600, text: header + body(name: name, publicKey: pair.publicKey, secretKey: pair.secretKey))
+        try create(
+            secretPath, mode: 0o600,
+            text: header + body(name: name, publicKey: pair.publicKey, secretKey: pair.secretKey))
         try writePublicKey(pair.publicKey, directory: directory, name: name)
         return Written(secretKeyPath: secretPath, publicKeyPath: publicPath, keyPair: pair)
     }
@@ -62,7 +66,8 @@ public enum CurveKeyFiles {
         if FileManager.default.fileExists(atPath: path) {
             throw KeyFileError("\(path) already exists; delete it first or choose another name.")
         }
-        let header = "#   laser CURVE public key \(name).pub: safe to share; put it in the coordinator's allowed_clients folder.\n"
+        let header =
+            "#   laser CURVE public key \(name).pub: safe to share; put it in the coordinator's allowed_clients folder.\n"
         try create(path, mode: 0o644, text: header + body(name: name, publicKey: publicKey, secretKey: nil))
         return path
     }
@@ -71,8 +76,9 @@ public enum CurveKeyFiles {
     public static func makeKeyDirectory(_ directory: String) throws {
         guard !FileManager.default.fileExists(atPath: directory) else { return }
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
             throw KeyFileError("cannot create the key folder \(directory): \(error.localizedDescription)")
         }
@@ -80,29 +86,41 @@ public enum CurveKeyFiles {
 
     private static func checkName(_ name: String) throws {
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
-            throw KeyFileError("'\(name)' is not a usable key name: use letters, digits, '-' or '_' (it becomes NAME.key and NAME.pub)")
+            throw KeyFileError(
+                "'\(name)' is not a usable key name: use letters, digits, '-' or '_' (it becomes NAME.key and NAME.pub)"
+            )
         }
     }
 
     /// Reads a `NAME.key` file. One that group or others may access is refused, as ssh refuses such
     /// keys, unless `allowInsecurePermissions` (`--allow-insecure-key-permissions`): then `onWarning`
     /// hears about it.
-    public static func readKeyPair(path: String, allowInsecurePermissions: Bool = false,
-                                   onWarning: (String) -> Void = { _ in }) throws -> CurveKeyPair {
+    public static func readKeyPair(
+        path: String, allowInsecurePermissions: Bool = false,
+        onWarning: (String) -> Void = { _ in }
+    ) throws -> CurveKeyPair {
         let fields = try curveFields(path)
         guard let secret = fields["secret-key"] else {
-            throw KeyFileError("\(path): has no curve secret-key. Give the NAME.key file that laser keygen wrote (NAME.pub holds only the public key).")
+            throw KeyFileError(
+                "\(path): has no curve secret-key. Give the NAME.key file that laser keygen wrote (NAME.pub holds only the public key)."
+            )
         }
         let pair: CurveKeyPair
         do {
-            if let pub = fields["public-key"] { pair = try CurveKeyPair(publicKey: pub, secretKey: secret) }
-            else { pair = try CurveKeyPair(secretKey: secret) }
+            if let pub = fields["public-key"] {
+                pair = try CurveKeyPair(publicKey: pub, secretKey: secret)
+            } else {
+                pair = try CurveKeyPair(secretKey: secret)
+            }
         } catch {
-            throw KeyFileError("\(path): \(error). The file is damaged or was edited; generate a new pair with laser keygen.")
+            throw KeyFileError(
+                "\(path): \(error). The file is damaged or was edited; generate a new pair with laser keygen.")
         }
         if let warning = permissionWarning(path: path) {
             guard allowInsecurePermissions else {
-                throw KeyFileError("\(warning). A secret key others can read is refused; fix the mode, or pass --allow-insecure-key-permissions to use it anyway")
+                throw KeyFileError(
+                    "\(warning). A secret key others can read is refused; fix the mode, or pass --allow-insecure-key-permissions to use it anyway"
+                )
             }
             onWarning(warning)
         }
@@ -116,7 +134,8 @@ public enum CurveKeyFiles {
             throw KeyFileError("\(path): has no curve public-key. Give a NAME.pub file written by laser keygen.")
         }
         do { _ = try Z85.decodeKey(pub) } catch {
-            throw KeyFileError("\(path): public-key: \(error). The file is damaged or was edited; copy NAME.pub again from its owner.")
+            throw KeyFileError(
+                "\(path): public-key: \(error). The file is damaged or was edited; copy NAME.pub again from its owner.")
         }
         return pub
     }
@@ -125,7 +144,9 @@ public enum CurveKeyFiles {
     public static func allowList(directory: String) throws -> [(key: String, file: String)] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw KeyFileError("\(directory): the key folder (security.allowed_workers / allowed_trainers) does not exist. Create it and copy each peer's NAME.pub into it.")
+            throw KeyFileError(
+                "\(directory): the key folder (security.allowed_workers / allowed_trainers) does not exist. Create it and copy each peer's NAME.pub into it."
+            )
         }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
@@ -143,7 +164,8 @@ public enum CurveKeyFiles {
         guard stat(path, &st) == 0 else { return nil }
         let mode = st.st_mode & 0o777
         guard mode & 0o077 != 0 else { return nil }
-        return "\(path): secret key file is accessible to group or others (mode \(String(mode, radix: 8))); run: chmod 600 \(path)"
+        return
+            "\(path): secret key file is accessible to group or others (mode \(String(mode, radix: 8))); run: chmod 600 \(path)"
     }
 
     // MARK: format
@@ -161,7 +183,8 @@ public enum CurveKeyFiles {
         }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw KeyFileError("\(path): cannot read the key file (\(error.localizedDescription)); check its owner and permissions")
+            throw KeyFileError(
+                "\(path): cannot read the key file (\(error.localizedDescription)); check its owner and permissions")
         }
         var section = ""
         var fields: [String: String] = [:]
@@ -175,11 +198,14 @@ public enum CurveKeyFiles {
             guard section == "curve" else { continue }
             let key = line[..<eq].trimmingCharacters(in: .whitespaces)
             var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                value = String(value.dropFirst().dropLast())
+            }
             fields[key] = value
         }
         guard !fields.isEmpty else {
-            throw KeyFileError("\(path): not a CURVE key file (no curve section with public-key). Use the files laser keygen writes.")
+            throw KeyFileError(
+                "\(path): not a CURVE key file (no curve section with public-key). Use the files laser keygen writes.")
         }
         return fields
     }

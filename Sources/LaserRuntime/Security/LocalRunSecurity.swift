@@ -22,7 +22,9 @@ enum LocalRunSecurity {
     static func prepare(_ config: RunConfig, runDirectory: RunDirectory, workers: Int) throws -> Prepared {
         guard config.security.curve else { return Prepared(coordinatorConfig: config, workerArguments: [:]) }
         guard let serverKey = config.security.serverKey, let allowedClients = config.security.allowedClients else {
-            throw ConfigError("security.curve is true but security.server_key or security.allowed_clients is missing; set server_key to the coordinator's NAME.key (laser keygen --out DIR --name coordinator) and allowed_clients to a folder of worker NAME.pub files, or set curve: false")
+            throw ConfigError(
+                "security.curve is true but security.server_key or security.allowed_clients is missing; set server_key to the coordinator's NAME.key (laser keygen --out DIR --name coordinator) and allowed_clients to a folder of worker NAME.pub files, or set curve: false"
+            )
         }
         let keys = runDirectory.path + "/keys"
         let allowed = keys + "/allowed"
@@ -32,7 +34,8 @@ enum LocalRunSecurity {
                 throw KeyFileError("cannot remove the old local keys \(keys): \(error.localizedDescription)")
             }
         }
-        let server = try CurveKeyFiles.readKeyPair(path: serverKey, allowInsecurePermissions: config.security.allowInsecureKeyPermissions)
+        let server = try CurveKeyFiles.readKeyPair(
+            path: serverKey, allowInsecurePermissions: config.security.allowInsecureKeyPermissions)
         try CurveKeyFiles.writePublicKey(server.publicKey, directory: keys, name: "coordinator")
         // Created even when there is nothing to copy: an empty allow-list is reported by the coordinator.
         try CurveKeyFiles.makeKeyDirectory(allowed)

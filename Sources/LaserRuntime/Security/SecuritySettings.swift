@@ -15,7 +15,9 @@ public struct SecuritySettings: Equatable, Sendable {
     /// command-line choice, never written to a config).
     public var allowInsecureKeyPermissions = false
 
-    public init(curve: Bool = false, serverKey: String? = nil, allowedClients: String? = nil, allowedTrainers: String? = nil) {
+    public init(
+        curve: Bool = false, serverKey: String? = nil, allowedClients: String? = nil, allowedTrainers: String? = nil
+    ) {
         self.curve = curve
         self.serverKey = serverKey
         self.allowedClients = allowedClients

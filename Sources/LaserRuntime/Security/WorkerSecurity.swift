@@ -3,10 +3,13 @@ import ZeroMQ
 extension WorkerOptions {
     /// Loads `--server-key` (the coordinator's NAME.pub) and `--key` (this worker's NAME.key), so the
     /// worker connects as a CURVE client. `onWarning` hears about a secret key others may read.
-    public mutating func useCurve(serverKeyFile: String, keyFile: String, allowInsecurePermissions: Bool = false,
-                                  onWarning: (String) -> Void = { _ in }) throws {
+    public mutating func useCurve(
+        serverKeyFile: String, keyFile: String, allowInsecurePermissions: Bool = false,
+        onWarning: (String) -> Void = { _ in }
+    ) throws {
         curveServerKey = try CurveKeyFiles.readPublicKey(path: serverKeyFile)
-        curveKeyPair = try CurveKeyFiles.readKeyPair(path: keyFile, allowInsecurePermissions: allowInsecurePermissions, onWarning: onWarning)
+        curveKeyPair = try CurveKeyFiles.readKeyPair(
+            path: keyFile, allowInsecurePermissions: allowInsecurePermissions, onWarning: onWarning)
     }
 }
 

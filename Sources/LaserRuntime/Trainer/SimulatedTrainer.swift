@@ -98,9 +98,13 @@ public final class SimulatedTrainer {
                 // No model, so no loss after a step to measure: a SIMULATED step that lowers the stand-in
                 // loss by a tenth, so prediction-gain runs end to end (the gain is loss / 10).
                 // The probe the same way: its stand-in loss, lowered by a tenth of the batch's own share.
-                let probeBefore = Self.standInLoss(PreferenceBatch(globalBatch: 0, iteration: 0, batch: 0, rewardModel: "", pairs: probe, path: ""))
-                try send(.batchFeedback(BatchFeedback(globalBatch: b.globalBatch, loss: loss, lossAfter: wantsLossAfter ? loss * 0.9 : nil,
-                                                      probeLosses: wantsProbeLosses ? (probeBefore, probeBefore - loss / 10) : nil)))
+                let probeBefore = Self.standInLoss(
+                    PreferenceBatch(globalBatch: 0, iteration: 0, batch: 0, rewardModel: "", pairs: probe, path: ""))
+                try send(
+                    .batchFeedback(
+                        BatchFeedback(
+                            globalBatch: b.globalBatch, loss: loss, lossAfter: wantsLossAfter ? loss * 0.9 : nil,
+                            probeLosses: wantsProbeLosses ? (probeBefore, probeBefore - loss / 10) : nil)))
             }
             let now = Date()
             if welcomed {
@@ -113,7 +117,9 @@ public final class SimulatedTrainer {
                 }
             } else {
                 if options.giveUpAfterSeconds > 0 && now.timeIntervalSince(silentSince) > options.giveUpAfterSeconds {
-                    throw RunFailure("no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s; is it running, and is that its endpoint (printed at its start, and in RUN_DIR/endpoint)?")
+                    throw RunFailure(
+                        "no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s; is it running, and is that its endpoint (printed at its start, and in RUN_DIR/endpoint)?"
+                    )
                 }
                 if now.timeIntervalSince(helloSent) > 2 { try connect() }
             }
@@ -132,7 +138,9 @@ public final class SimulatedTrainer {
 
     private func sendHello() throws {
         helloSent = Date()
-        try send(.trainerHello(TrainerHello(trainerID: options.trainerID, window: options.window, softwareVersion: laserVersion)))
+        try send(
+            .trainerHello(
+                TrainerHello(trainerID: options.trainerID, window: options.window, softwareVersion: laserVersion)))
     }
 
     private func send(_ m: WireMessage) throws {
@@ -148,7 +156,8 @@ public enum FeedbackClient {
     public static func endpoint(runDirectory: String) throws -> String {
         let path = runDirectory + "/endpoint"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw RunFailure("\(path) not found: is a coordinator running for \(runDirectory)? (or give --connect ENDPOINT)")
+            throw RunFailure(
+                "\(path) not found: is a coordinator running for \(runDirectory)? (or give --connect ENDPOINT)")
         }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
             .replacingOccurrences(of: "//0.0.0.0:", with: "//127.0.0.1:")
@@ -157,13 +166,16 @@ public enum FeedbackClient {
 
     /// Registers as the trainer (only the trainer may report losses, docs/security.md), sends the loss
     /// and waits for the acknowledgement. Refused while another trainer is connected and alive.
-    public static func send(_ feedback: BatchFeedback, to endpoint: String, timeoutSeconds: Double) throws -> FeedbackAck {
+    public static func send(
+        _ feedback: BatchFeedback, to endpoint: String, timeoutSeconds: Double
+    ) throws -> FeedbackAck {
         let ctx = try ZMQContext()
         let s = try ZMQSocket(ctx, type: .dealer)
         defer { s.close() }
         try s.connect(endpoint)
         // A window that takes every batch still waiting for a loss, so the one to report is among them.
-        let hello = TrainerHello(trainerID: "laser-feedback-\(getpid())", window: 1_000_000, softwareVersion: laserVersion)
+        let hello = TrainerHello(
+            trainerID: "laser-feedback-\(getpid())", window: 1_000_000, softwareVersion: laserVersion)
         try s.send([WireCodec.encode(.trainerHello(hello))])
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         var welcomed = false
@@ -179,11 +191,15 @@ public enum FeedbackClient {
                     // Another trainer holds the role for now (a live one, or an earlier laser feedback
                     // that has not been seen leaving): ask again after the time the coordinator names.
                     let wait = min(Double(retryAfterMs) / 1000, max(0, deadline.timeIntervalSinceNow))
-                    if wait <= 0 { throw RunFailure("the coordinator refused this client as the trainer: \(PeerText.printable(reason))") }
+                    if wait <= 0 {
+                        throw RunFailure(
+                            "the coordinator refused this client as the trainer: \(PeerText.printable(reason))")
+                    }
                     usleep(UInt32(min(wait, 1.0) * 1_000_000))
                     try s.send([WireCodec.encode(.trainerHello(hello))])
                 case .reject(let reason, _):
-                    throw RunFailure("the coordinator refused this client as the trainer: \(PeerText.printable(reason))")
+                    throw RunFailure(
+                        "the coordinator refused this client as the trainer: \(PeerText.printable(reason))")
                 case .feedbackAck(let a):
                     // Give the role back at once, so the next trainer (or laser feedback) is not kept waiting.
                     try s.setOption(ZMQ_LINGER, Int32(500))

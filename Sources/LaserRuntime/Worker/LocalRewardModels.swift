@@ -41,27 +41,41 @@ public struct LocalRewardModels: Sendable, Equatable {
         try welcome.map { def in
             let name = PeerText.printable(def.name), kind = PeerText.printable(def.kind)
             if !offered.isEmpty && !offered.contains(def.name) {
-                throw Refusal(description: "the coordinator assigned RM '\(name)', which this worker did not offer (it offers \(offered.joined(separator: ", ")) through --rm/--rm-config); refusing")
+                throw Refusal(
+                    description:
+                        "the coordinator assigned RM '\(name)', which this worker did not offer (it offers \(offered.joined(separator: ", ")) through --rm/--rm-config); refusing"
+                )
             }
             let remote = RewardModelSpec(name: def.name, kind: def.kind, params: def.params)
             if let local = definitions[def.name] {
                 guard local.kind == def.kind else {
-                    throw Refusal(description: "RM '\(name)' is of kind '\(local.kind)' in this worker's --rm-config but '\(kind)' on the coordinator; use the same definition on both sides")
+                    throw Refusal(
+                        description:
+                            "RM '\(name)' is of kind '\(local.kind)' in this worker's --rm-config but '\(kind)' on the coordinator; use the same definition on both sides"
+                    )
                 }
                 // A built-in RM must score the same on every worker; a backend's params stay on this side.
                 if RewardModelCatalog.isBuiltIn(local) && local.params != def.params {
-                    throw Refusal(description: "RM '\(name)' has params \(Self.describe(local.params)) in this worker's --rm-config but \(Self.describe(def.params)) on the coordinator; use the same definition on both sides")
+                    throw Refusal(
+                        description:
+                            "RM '\(name)' has params \(Self.describe(local.params)) in this worker's --rm-config but \(Self.describe(def.params)) on the coordinator; use the same definition on both sides"
+                    )
                 }
                 return local
             }
             guard RewardModelCatalog.isBuiltIn(remote) else {
-                throw Refusal(description: "the coordinator asked this worker to run RM '\(name)' of kind '\(kind)'; subprocess and http RMs (and noisy wrappers of them) run only from the worker's own --rm-config, never from a coordinator's message; refusing (define '\(name)' in a file passed with --rm-config)")
+                throw Refusal(
+                    description:
+                        "the coordinator asked this worker to run RM '\(name)' of kind '\(kind)'; subprocess and http RMs (and noisy wrappers of them) run only from the worker's own --rm-config, never from a coordinator's message; refusing (define '\(name)' in a file passed with --rm-config)"
+                )
             }
             return remote
         }
     }
 
     static func describe(_ params: [String: String]) -> String {
-        "{" + params.keys.sorted().map { "\($0): \(PeerText.printable(params[$0]!, limit: 40))" }.joined(separator: ", ") + "}"
+        "{"
+            + params.keys.sorted().map { "\($0): \(PeerText.printable(params[$0]!, limit: 40))" }.joined(
+                separator: ", ") + "}"
     }
 }

@@ -32,7 +32,9 @@ final class ScoringPool: @unchecked Sendable {
         self.workerID = workerID
         threadCount = max(1, threads)
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw RunFailure("cannot create the scoring pool's wake pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else {
+            throw RunFailure("cannot create the scoring pool's wake pipe: \(String(cString: strerror(errno)))")
+        }
         for fd in fds {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // subprocess RMs must not inherit it
@@ -133,15 +135,19 @@ final class ScoringPool: @unchecked Sendable {
 
     /// Scores tasks for one RM with one `scoreBatch` call (all their items), one result per task;
     /// an RM error fails every task of the call.
-    static func score(_ jobs: [(task: ScoreTask, model: (any RewardModel)?, served: [String])], workerID: String) -> [ScoreResult] {
+    static func score(
+        _ jobs: [(task: ScoreTask, model: (any RewardModel)?, served: [String])], workerID: String
+    ) -> [ScoreResult] {
         guard jobs.count > 1, let model = jobs[0].model else {
             return jobs.map { score($0.task, model: $0.model, served: $0.served, workerID: workerID) }
         }
         var requests: [ScoringRequest] = []
         for job in jobs {
             for item in job.task.items {
-                requests.append(ScoringRequest(promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
-                                               reference: item.reference, iteration: job.task.iteration))
+                requests.append(
+                    ScoringRequest(
+                        promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
+                        reference: item.reference, iteration: job.task.iteration))
             }
         }
         let start = DispatchTime.now().uptimeNanoseconds
@@ -153,7 +159,9 @@ final class ScoringPool: @unchecked Sendable {
             defer { offset += count }
             let one: Result<[[Double]], Error> = outcome.flatMap { batch in
                 guard batch.count == requests.count else {
-                    return .failure(RewardModelError("returned \(batch.count) score lists for \(requests.count) prompts of \(jobs.count) tasks"))
+                    return .failure(
+                        RewardModelError(
+                            "returned \(batch.count) score lists for \(requests.count) prompts of \(jobs.count) tasks"))
                 }
                 return .success(Array(batch[offset..<offset + count]))
             }
@@ -165,21 +173,27 @@ final class ScoringPool: @unchecked Sendable {
     /// result, so the coordinator can retry it or fail loudly.
     static func score(_ task: ScoreTask, model: (any RewardModel)?, served: [String], workerID: String) -> ScoreResult {
         guard let model else {
-            let failure = ScoreResult.Outcome.failure("worker \(workerID) does not serve RM \(task.rewardModel) (it serves \(served.sorted().joined(separator: ", ")))")
+            let failure = ScoreResult.Outcome.failure(
+                "worker \(workerID) does not serve RM \(task.rewardModel) (it serves \(served.sorted().joined(separator: ", ")))"
+            )
             return ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: failure, elapsedMicros: 0)
         }
         let requests = task.items.map { item in
-            ScoringRequest(promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
-                           reference: item.reference, iteration: task.iteration)
+            ScoringRequest(
+                promptID: item.promptID, prompt: item.prompt, candidates: item.candidates,
+                reference: item.reference, iteration: task.iteration)
         }
         let start = DispatchTime.now().uptimeNanoseconds
         let outcome = Result { try model.scoreBatch(requests) }
-        return result(task, outcome, elapsedMicros: UInt32(clamping: (DispatchTime.now().uptimeNanoseconds - start) / 1000))
+        return result(
+            task, outcome, elapsedMicros: UInt32(clamping: (DispatchTime.now().uptimeNanoseconds - start) / 1000))
     }
 
     /// A task's result from its RM call's outcome: the scores when there is one finite score per
     /// candidate, else a failure naming the prompts.
-    private static func result(_ task: ScoreTask, _ outcome: Result<[[Double]], Error>, elapsedMicros: UInt32) -> ScoreResult {
+    private static func result(
+        _ task: ScoreTask, _ outcome: Result<[[Double]], Error>, elapsedMicros: UInt32
+    ) -> ScoreResult {
         func result(_ outcome: ScoreResult.Outcome) -> ScoreResult {
             ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: elapsedMicros)
         }
@@ -188,15 +202,22 @@ final class ScoringPool: @unchecked Sendable {
         case .success(let scores): batch = scores
         case .failure(let error):
             let prompts = task.items.map(\.promptID)
-            let which = prompts.count == 1 ? "prompt \(prompts[0])" : "prompts \(prompts.prefix(5).joined(separator: ", "))\(prompts.count > 5 ? ", ..." : "")"
+            let which =
+                prompts.count == 1
+                ? "prompt \(prompts[0])"
+                : "prompts \(prompts.prefix(5).joined(separator: ", "))\(prompts.count > 5 ? ", ..." : "")"
             return result(.failure("RM \(task.rewardModel) failed on \(which): \(error)"))
         }
         guard batch.count == task.items.count else {
-            return result(.failure("RM \(task.rewardModel) returned \(batch.count) score lists for \(task.items.count) prompts"))
+            return result(
+                .failure("RM \(task.rewardModel) returned \(batch.count) score lists for \(task.items.count) prompts"))
         }
         for (scores, item) in zip(batch, task.items) {
             guard scores.count == item.candidateCount, scores.allSatisfy(\.isFinite) else {
-                return result(.failure("RM \(task.rewardModel) returned \(scores.count) scores (some not finite?) for \(item.candidateCount) candidates of prompt \(item.promptID)"))
+                return result(
+                    .failure(
+                        "RM \(task.rewardModel) returned \(scores.count) scores (some not finite?) for \(item.candidateCount) candidates of prompt \(item.promptID)"
+                    ))
             }
         }
         return result(.success(batch))

@@ -29,8 +29,10 @@ public struct WorkerOptions: Sendable {
     /// This worker's CURVE key pair (see `useCurve(serverKeyFile:keyFile:)`).
     public var curveKeyPair: CurveKeyPair?
 
-    public init(endpoint: String, workerID: String, rewardModels: [String] = [], slots: UInt32 = 2,
-                giveUpAfterSeconds: Double = 0, maxMessageBytes: Int64 = 256 << 20) {
+    public init(
+        endpoint: String, workerID: String, rewardModels: [String] = [], slots: UInt32 = 2,
+        giveUpAfterSeconds: Double = 0, maxMessageBytes: Int64 = 256 << 20
+    ) {
         self.endpoint = endpoint
         self.workerID = workerID
         self.rewardModels = rewardModels
@@ -105,10 +107,13 @@ public final class WorkerService {
         }
         defer { metricsServer?.stop() }
         defer { stopScoring(pool) }
-        logger.info("connecting to the coordinator at \(options.endpoint) as \(options.workerID)\(options.giveUpAfterSeconds > 0 ? " (giving up after \(Int(options.giveUpAfterSeconds)) s without an answer)" : "")")
+        logger.info(
+            "connecting to the coordinator at \(options.endpoint) as \(options.workerID)\(options.giveUpAfterSeconds > 0 ? " (giving up after \(Int(options.giveUpAfterSeconds)) s without an answer)" : "")"
+        )
         try connect()
         while true {
-            let ready = try ZMQPoller.poll([(socket!, .readable)], readableFileDescriptors: [pool.wakeFD], timeoutMs: 50)
+            let ready = try ZMQPoller.poll(
+                [(socket!, .readable)], readableFileDescriptors: [pool.wakeFD], timeoutMs: 50)
             if ready.fileDescriptors[0] { try sendResults(pool) }
             if ready.sockets[0].contains(.readable) {
                 while let frames = try socket!.receive(nonBlocking: true) {
@@ -132,7 +137,8 @@ public final class WorkerService {
             let now = Date()
             if registered {
                 if now.timeIntervalSince(lastHeard) * 1000 > Double(heartbeatMs) * Double(liveness) {
-                    logger.warning("coordinator silent for \(Int(now.timeIntervalSince(lastHeard) * 1000)) ms; reconnecting")
+                    logger.warning(
+                        "coordinator silent for \(Int(now.timeIntervalSince(lastHeard) * 1000)) ms; reconnecting")
                     registered = false
                     startedWaiting = now
                     try connect()
@@ -144,13 +150,18 @@ public final class WorkerService {
                 // wrong address gives: say what to check, once per wait.
                 if !warnedSilent, now.timeIntervalSince(startedWaiting) > Self.silentWarningSeconds {
                     warnedSilent = true
-                    let curve = options.curveKeyPair == nil
+                    let curve =
+                        options.curveKeyPair == nil
                         ? "if the coordinator runs with security.curve, pass --server-key and --key"
                         : "check --server-key (the coordinator's .pub) and that this worker's .pub is in the coordinator's allowed_workers"
-                    logger.warning("no answer from the coordinator at \(options.endpoint) after \(Int(Self.silentWarningSeconds)) s; still trying. Check the address and that the coordinator runs; \(curve)")
+                    logger.warning(
+                        "no answer from the coordinator at \(options.endpoint) after \(Int(Self.silentWarningSeconds)) s; still trying. Check the address and that the coordinator runs; \(curve)"
+                    )
                 }
                 if options.giveUpAfterSeconds > 0, now.timeIntervalSince(startedWaiting) > options.giveUpAfterSeconds {
-                    logger.error("no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s; giving up")
+                    logger.error(
+                        "no coordinator answered at \(options.endpoint) within \(options.giveUpAfterSeconds) s; giving up"
+                    )
                     return .gaveUp
                 }
                 // Hello again now and then: a coordinator that was not up yet, or restarted, answers it.
@@ -201,8 +212,13 @@ public final class WorkerService {
     /// `--give-up-after`. A hello that cannot be queued now is sent again by the retry in the loop.
     private func sendHello() throws {
         helloSent = Date()
-        if try !send(.hello(Hello(workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
-                                  softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true)), nonBlocking: true) {
+        if try !send(
+            .hello(
+                Hello(
+                    workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
+                    softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true)),
+            nonBlocking: true)
+        {
             logger.debug("the hello could not be queued yet (no connection); retrying")
         }
     }
@@ -220,7 +236,8 @@ public final class WorkerService {
                 // Only what this side defines, or built-in kinds: never a command or URL from the wire.
                 let specs: [RewardModelSpec]
                 do {
-                    specs = try LocalRewardModels(definitions: options.localDefinitions, selected: options.rewardModels).resolve(welcome.rewardModels)
+                    specs = try LocalRewardModels(definitions: options.localDefinitions, selected: options.rewardModels)
+                        .resolve(welcome.rewardModels)
                 } catch {
                     logger.error("\(error)")
                     return .refused("\(error)")
@@ -228,7 +245,8 @@ public final class WorkerService {
                 var built: [String: any RewardModel] = [:]
                 for spec in specs {
                     do { built[spec.name] = try RewardModelCatalog.make(spec, runSeed: welcome.runSeed) } catch {
-                        let message = "cannot build RM \(PeerText.printable(spec.name)): \(PeerText.printable("\(error)"))"
+                        let message =
+                            "cannot build RM \(PeerText.printable(spec.name)): \(PeerText.printable("\(error)"))"
                         logger.error("\(message)")
                         return .refused(message)
                     }
@@ -241,7 +259,9 @@ public final class WorkerService {
             liveness = max(2, welcome.liveness)
             // Once per registration: a repeated Welcome (answers to Hellos sent while waiting) says nothing new.
             if !registered {
-                logger.info("registered with \(PeerText.printable(welcome.coordinatorID)): serving \(welcome.rewardModels.map { PeerText.printable($0.name) }.joined(separator: ", "))")
+                logger.info(
+                    "registered with \(PeerText.printable(welcome.coordinatorID)): serving \(welcome.rewardModels.map { PeerText.printable($0.name) }.joined(separator: ", "))"
+                )
             }
             registered = true
             warnedSilent = false
@@ -266,7 +286,8 @@ public final class WorkerService {
         case .scoreTask(let task):
             metrics?.taskStarted(task)
             pool?.submit(task, model: models[task.rewardModel], served: Array(models.keys))
-        case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck, .probeSet:
+        case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck,
+            .probeSet:
             logger.warning("coordinator sent \(message.kind), which only workers send; ignored")
         }
         return nil

@@ -6,7 +6,8 @@ import LaserRuntime
 struct CalibrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "calibrate",
-        abstract: "Score a small labelled set with every RM of a config and write per-RM reward priors for strategy: thompson.",
+        abstract:
+            "Score a small labelled set with every RM of a config and write per-RM reward priors for strategy: thompson.",
         discussion: """
             Each RM ranks the candidates of INPUT (JSONL with references or correct labels, for example 50 \
             prompts) in mini-batches; its prior is the mean and variance over batches of the label pair \
@@ -32,10 +33,14 @@ struct CalibrateCommand: ParsableCommand {
             let c = try RunConfig.load(path: config)
             let path = CLIPath.absolute(input)
             let result = try Calibration.run(config: c, input: path, batchSize: batchSize)
-            try AtomicFile.write(Calibration.yaml(result, rms: c.rewardModels.map(\.name), input: input), to: CLIPath.absolute(out))
+            try AtomicFile.write(
+                Calibration.yaml(result, rms: c.rewardModels.map(\.name), input: input), to: CLIPath.absolute(out))
             for rm in c.rewardModels {
                 let p = result.priors[rm.name]!
-                print(String(format: "%@: mean %.3f, sd %.3f over %d batches", rm.name, p.mean, p.variance.squareRoot(), result.batches[rm.name] ?? 0))
+                print(
+                    String(
+                        format: "%@: mean %.3f, sd %.3f over %d batches", rm.name, p.mean, p.variance.squareRoot(),
+                        result.batches[rm.name] ?? 0))
             }
             print("wrote \(out): use it as thompson.priors (strategy: thompson)")
         } catch {

@@ -33,7 +33,9 @@ struct CoordinatorCommand: ParsableCommand {
         ignoreFatalSignals()
         StopSignal.install()
         let logger = try logging.logger("laser.coordinator", default: .info)
-        guard config != nil || runDirectory.resume != nil else { throw ValidationError("give a CONFIG, or --resume RUN_DIR") }
+        guard config != nil || runDirectory.resume != nil else {
+            throw ValidationError("give a CONFIG, or --resume RUN_DIR")
+        }
         var created: String?
         do {
             try metrics.checkPortIsFree()
@@ -50,15 +52,22 @@ struct CoordinatorCommand: ParsableCommand {
             let (dir, made) = try runDirectory.directory()
             try RunDirectoryLock.acquire(dir.path)
             created = made
-            let service = try CoordinatorService(config: c, runDirectory: dir, logger: logger, resume: runDirectory.resume != nil, force: runDirectory.force,
-                                                 validated: validated)
-            if runDirectory.resume == nil || service.startedAfresh { try AtomicFile.write(c.yaml(), to: dir.configPath) }
+            let service = try CoordinatorService(
+                config: c, runDirectory: dir, logger: logger, resume: runDirectory.resume != nil,
+                force: runDirectory.force,
+                validated: validated)
+            if runDirectory.resume == nil || service.startedAfresh {
+                try AtomicFile.write(c.yaml(), to: dir.configPath)
+            }
             // RUN_DIR/endpoint before the line below: whoever reads that line may read the file next
             // (service.run() writes it again).
             try AtomicFile.write(service.endpoint + "\n", to: dir.path + "/endpoint")
             // Unbuffered: scripts and tests read the endpoint from a pipe while the run goes on.
-            FileHandle.standardOutput.write(Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
-            if let url = service.observer.metricsAddress { FileHandle.standardOutput.write(Data("metrics on \(url)\n".utf8)) }
+            FileHandle.standardOutput.write(
+                Data("coordinator listening on \(service.endpoint); run directory \(dir.path)\n".utf8))
+            if let url = service.observer.metricsAddress {
+                FileHandle.standardOutput.write(Data("metrics on \(url)\n".utf8))
+            }
             let printer = ProgressPrinter(enabled: !noProgress)
             service.onStatus = { printer.update($0) }
             let summary = try service.run()

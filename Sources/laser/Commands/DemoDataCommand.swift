@@ -25,7 +25,8 @@ struct DemoData: ParsableCommand {
 
     mutating func run() throws {
         guard iterations >= 1, (1...DemoDataset.maxPromptsPerTask).contains(promptsPerTask) else {
-            throw ValidationError("--iterations must be at least 1 and --prompts-per-task between 1 and \(DemoDataset.maxPromptsPerTask)")
+            throw ValidationError(
+                "--iterations must be at least 1 and --prompts-per-task between 1 and \(DemoDataset.maxPromptsPerTask)")
         }
         do {
             let c = try DemoJob.prepare(in: out, seed: seed, iterations: iterations, promptsPerTask: promptsPerTask)

@@ -30,8 +30,11 @@ struct ExportCommand: ParsableCommand {
             throw ValidationError("--format must be parquet or jsonl, got '\(format)'")
         }
         do {
-            let result = try DatasetExport.run(runDirectory: CLIPath.absolute(runDirectory), format: f, out: CLIPath.absolute(out), force: force)
-            print("wrote \(result.rows) rows from \(result.batchFiles) batch files to \(result.dataPath) (columns: \(result.columns.joined(separator: ", "))) and \(out)/README.md")
+            let result = try DatasetExport.run(
+                runDirectory: CLIPath.absolute(runDirectory), format: f, out: CLIPath.absolute(out), force: force)
+            print(
+                "wrote \(result.rows) rows from \(result.batchFiles) batch files to \(result.dataPath) (columns: \(result.columns.joined(separator: ", "))) and \(out)/README.md"
+            )
         } catch {
             throw fail(error)
         }

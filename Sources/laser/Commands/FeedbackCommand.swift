@@ -10,7 +10,9 @@ struct FeedbackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "feedback",
         abstract: "Report a trainer's loss on one batch to the run's coordinator (for file-watching trainers).",
-        discussion: "The batch is ITERATION/BATCH as in its file name iterations/IIII/batch-BBBB.jsonl (e.g. 2/7), or the global batch number. Exits 0 when the coordinator accepted the loss.")
+        discussion:
+            "The batch is ITERATION/BATCH as in its file name iterations/IIII/batch-BBBB.jsonl (e.g. 2/7), or the global batch number. Exits 0 when the coordinator accepted the loss."
+    )
 
     @Argument(help: "The run directory.")
     var runDirectory: String

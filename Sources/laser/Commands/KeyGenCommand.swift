@@ -24,7 +24,9 @@ struct KeyGen: ParsableCommand {
     mutating func run() throws {
         do {
             let written = try CurveKeyFiles.generate(directory: out, name: name)
-            print("wrote \(written.secretKeyPath) (secret, keep private) and \(written.publicKeyPath) (public key \(written.keyPair.publicKey))")
+            print(
+                "wrote \(written.secretKeyPath) (secret, keep private) and \(written.publicKeyPath) (public key \(written.keyPair.publicKey))"
+            )
         } catch {
             throw fail(error)
         }

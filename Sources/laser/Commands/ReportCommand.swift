@@ -10,7 +10,9 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Write RUN_DIR/report.html: one self-contained page with charts of a run (opens offline).",
-        discussion: "RM chosen per task family over the run, reward per arm, pair accuracy per iteration, throughput and worker utilisation, and the agreement matrix between RMs (ensemble runs). laser run writes it at the end of every run.")
+        discussion:
+            "RM chosen per task family over the run, reward per arm, pair accuracy per iteration, throughput and worker utilisation, and the agreement matrix between RMs (ensemble runs). laser run writes it at the end of every run."
+    )
 
     @Argument(help: "The run directory.")
     var runDirectory: String

@@ -17,7 +17,10 @@ struct Run: ParsableCommand {
     @Option(help: "Local worker processes to start (overrides workers.local).")
     var workers: Int?
 
-    @Option(help: ArgumentHelp("Selection strategy (overrides the config): \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", ")) (fixed needs --fixed-rm)."))
+    @Option(
+        help: ArgumentHelp(
+            "Selection strategy (overrides the config): \(StrategyKind.allCases.map(\.rawValue).joined(separator: ", ")) (fixed needs --fixed-rm)."
+        ))
     var strategy: StrategyKind?
 
     @Option(help: "RM for --strategy fixed.")
@@ -38,7 +41,10 @@ struct Run: ParsableCommand {
     @Flag(help: "Check the config and every input file, print what would run, and stop (creates nothing).")
     var dryRun = false
 
-    @Option(help: "With reward.source: trainer-loss, start a SIMULATED trainer taking this many ms per step (a stand-in loss, no model).")
+    @Option(
+        help:
+            "With reward.source: trainer-loss, start a SIMULATED trainer taking this many ms per step (a stand-in loss, no model)."
+    )
     var simulateTrainer: Double?
 
     @Flag(help: "Use CURVE secret key files that group or others may read (refused otherwise, as ssh does).")
@@ -54,11 +60,16 @@ struct Run: ParsableCommand {
         ignoreFatalSignals()
         StopSignal.install()
         let logger = try logging.logger("laser", default: .warning)
-        if runDirectory.resume != nil && compare { throw ValidationError("--resume names the run directory; it does not go with --compare") }
+        if runDirectory.resume != nil && compare {
+            throw ValidationError("--resume names the run directory; it does not go with --compare")
+        }
         // `laser stauts` would be read as the config path of the default command: suggest the command.
         if let config, !FileManager.default.fileExists(atPath: config), !config.contains("/"), !config.contains("."),
-           let near = Laser.configuration.subcommands.compactMap({ $0.configuration.commandName }).min(by: { editDistance($0, config) < editDistance($1, config) }),
-           editDistance(near, config) <= 2 {
+            let near = Laser.configuration.subcommands.compactMap({ $0.configuration.commandName }).min(by: {
+                editDistance($0, config) < editDistance($1, config)
+            }),
+            editDistance(near, config) <= 2
+        {
             throw ValidationError("'\(config)' is neither a command nor a config file; did you mean: laser \(near)?")
         }
         var created: String?
@@ -105,14 +116,18 @@ struct Run: ParsableCommand {
                 }
             }
             let base = loaded!
-            if let warning = validated?.unrewardedWarning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+            if let warning = validated?.unrewardedWarning {
+                FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            }
             if compare {
                 try runComparison(base, dir, logger)
             } else {
                 print("run directory: \(dir.path)")
                 do {
-                    var local = LocalRun(config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
-                                         logger: logger, showProgress: !noProgress, resume: runDirectory.resume != nil, force: runDirectory.force)
+                    var local = LocalRun(
+                        config: base, runDirectory: dir, executable: LocalRun.currentExecutable(),
+                        logger: logger, showProgress: !noProgress, resume: runDirectory.resume != nil,
+                        force: runDirectory.force)
                     local.validated = validated
                     local.simulatedTrainerStepMs = simulateTrainer
                     local.workerArguments = logging.forwarded
@@ -133,7 +148,9 @@ struct Run: ParsableCommand {
                 } catch let e as RunInterrupted {
                     throw e
                 } catch {
-                    throw RunFailure("\(error)\nEverything done so far is kept in \(dir.path); continue with: laser run --resume \(dir.path)")
+                    throw RunFailure(
+                        "\(error)\nEverything done so far is kept in \(dir.path); continue with: laser run --resume \(dir.path)"
+                    )
                 }
             }
         } catch let e as ValidationError {
@@ -154,7 +171,8 @@ struct Run: ParsableCommand {
         if let strategy { c.strategy = strategy }
         if let f = fixedRm {
             guard c.rewardModels.contains(where: { $0.name == f }) else {
-                throw ValidationError("--fixed-rm \(f) is not one of \(c.rewardModels.map(\.name).joined(separator: ", "))")
+                throw ValidationError(
+                    "--fixed-rm \(f) is not one of \(c.rewardModels.map(\.name).joined(separator: ", "))")
             }
             c.fixedRM = f
             if strategy == nil { c.strategy = .fixed }
@@ -191,14 +209,18 @@ struct Run: ParsableCommand {
         for (label, c) in variants {
             let sub = try RunDirectory(path: dir.path + "/" + label.replacingOccurrences(of: ":", with: "-"))
             FileHandle.standardError.write(Data("running \(label) ...\n".utf8))
-            let s = try LocalRun(config: c, runDirectory: sub, executable: LocalRun.currentExecutable(),
-                                 logger: logger, showProgress: false).run()
+            let s = try LocalRun(
+                config: c, runDirectory: sub, executable: LocalRun.currentExecutable(),
+                logger: logger, showProgress: false
+            ).run()
             let calls = s.iterations.reduce(0) { $0 + $1.rmCalls.values.reduce(0, +) }
             let wall = s.iterations.reduce(0) { $0 + $1.wallSeconds }
-            rows.append([label, "\(s.iterations.reduce(0) { $0 + $1.pairs })",
-                         SummaryTable.pairAccuracy(s).map { String(format: "%.3f", $0) } ?? "n/a",
-                         SummaryTable.pairAccuracy(s, lastIterationOnly: true).map { String(format: "%.3f", $0) } ?? "n/a",
-                         "\(calls)", String(format: "%.2f", wall)])
+            rows.append([
+                label, "\(s.iterations.reduce(0) { $0 + $1.pairs })",
+                SummaryTable.pairAccuracy(s).map { String(format: "%.3f", $0) } ?? "n/a",
+                SummaryTable.pairAccuracy(s, lastIterationOnly: true).map { String(format: "%.3f", $0) } ?? "n/a",
+                "\(calls)", String(format: "%.2f", wall),
+            ])
             if label == "linucb" { print(SummaryTable.render(s)) }
         }
         print("Label-based pair accuracy per strategy (same data, same seed). A single rule-based RM abstains")

@@ -9,7 +9,8 @@ import Logging
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show a running job: workers, their RMs, load and health, the queue, throughput, and the bandit's arms.",
+        abstract:
+            "Show a running job: workers, their RMs, load and health, the queue, throughput, and the bandit's arms.",
         discussion: """
             SOURCE is a run directory (reads its status.json, rewritten every second by the coordinator) or a \
             coordinator's metrics address host:port (needs --metrics-port / metrics.port; works from another machine).
@@ -28,7 +29,9 @@ struct StatusCommand: ParsableCommand {
     var timeout: Double = 5
 
     mutating func run() throws {
-        guard interval >= 0.1, timeout > 0 else { throw ValidationError("--interval must be at least 0.1 and --timeout above 0") }
+        guard interval >= 0.1, timeout > 0 else {
+            throw ValidationError("--interval must be at least 0.1 and --timeout above 0")
+        }
         do {
             let from = try StatusSource.parse(source)
             let terminal = isatty(STDOUT_FILENO) == 1

@@ -10,7 +10,9 @@ struct TrainerSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trainer-sim",
         abstract: "A SIMULATED trainer for tests and benchmarks: takes batches, sleeps, reports a stand-in loss.",
-        discussion: "The stand-in loss is the mean of log(1 + exp(-(chosen_score - rejected_score))) over the batch's pairs: no model is trained. For a real trainer see clients/python.")
+        discussion:
+            "The stand-in loss is the mean of log(1 + exp(-(chosen_score - rejected_score))) over the batch's pairs: no model is trained. For a real trainer see clients/python."
+    )
 
     @Option(help: "The coordinator's endpoint.")
     var connect: String

@@ -9,7 +9,9 @@ import Logging
 struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
-        abstract: "Check a run config and every input file it names (a streaming pass), print what would run, and create nothing.")
+        abstract:
+            "Check a run config and every input file it names (a streaming pass), print what would run, and create nothing."
+    )
 
     @Argument(help: "The run config (YAML).")
     var config: String

@@ -17,16 +17,26 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Unique worker name (default: HOST-PID).")
     var id: String?
 
-    @Option(name: .customLong("rm"), help: "An RM (by its name in the run config) to offer; repeat for several. Default: every RM of --rm-config, or else any built-in RM the coordinator assigns.")
+    @Option(
+        name: .customLong("rm"),
+        help:
+            "An RM (by its name in the run config) to offer; repeat for several. Default: every RM of --rm-config, or else any built-in RM the coordinator assigns."
+    )
     var rewardModels: [String] = []
 
-    @Option(help: "YAML file with this worker's own reward_models list (a run config will do). Subprocess and http RMs run only from here, never from the coordinator's message (docs/security.md).")
+    @Option(
+        help:
+            "YAML file with this worker's own reward_models list (a run config will do). Subprocess and http RMs run only from here, never from the coordinator's message (docs/security.md)."
+    )
     var rmConfig: String?
 
     @Option(help: "Score tasks accepted at once.")
     var slots: UInt32 = 2
 
-    @Option(help: "Largest message accepted from the coordinator, in bytes (keep it at least the run's network.max_message_bytes).")
+    @Option(
+        help:
+            "Largest message accepted from the coordinator, in bytes (keep it at least the run's network.max_message_bytes)."
+    )
     var maxMessageBytes: Int64 = 256 << 20
 
     @Option(name: .customLong("label"), help: "A label for the run's placement (e.g. a100); repeat for several.")
@@ -38,7 +48,10 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Address for --metrics-port (127.0.0.1: this machine only; 0.0.0.0: all interfaces).")
     var metricsBind = "127.0.0.1"
 
-    @Option(help: "Exit when no coordinator answers for this many seconds (0: wait forever). It says it is still trying after 5 s.")
+    @Option(
+        help:
+            "Exit when no coordinator answers for this many seconds (0: wait forever). It says it is still trying after 5 s."
+    )
     var giveUpAfter: Double = 600
 
     @Option(help: .hidden)
@@ -46,7 +59,10 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file (NAME.pub); with --key, connect encrypted.")
     var serverKey: String?
 
-    @Option(help: "This worker's CURVE key file (NAME.key from laser keygen); its NAME.pub must be in the coordinator's allowed_workers.")
+    @Option(
+        help:
+            "This worker's CURVE key file (NAME.key from laser keygen); its NAME.pub must be in the coordinator's allowed_workers."
+    )
     var key: String?
 
     @Flag(help: "Use a --key file that group or others may read (refused otherwise, as ssh does).")
@@ -59,7 +75,8 @@ struct WorkerCommand: ParsableCommand {
         let logger = try logging.logger("laser.worker", default: .info)
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         guard (serverKey == nil) == (key == nil) else {
-            throw ValidationError("CURVE needs both --server-key (the coordinator's NAME.pub) and --key (this worker's NAME.key)")
+            throw ValidationError(
+                "CURVE needs both --server-key (the coordinator's NAME.pub) and --key (this worker's NAME.key)")
         }
         if let problem = Endpoint.problem(connect, bind: false) { throw ValidationError("--connect \(problem)") }
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
@@ -67,8 +84,9 @@ struct WorkerCommand: ParsableCommand {
             let local = try rmConfig.map { try RunConfig.loadRewardModels(path: CLIPath.absolute($0)) } ?? []
             let offer = try LocalRewardModels(definitions: local, selected: rewardModels)
             guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
-            var options = WorkerOptions(endpoint: connect, workerID: name, rewardModels: offer.offered, slots: slots,
-                                        giveUpAfterSeconds: giveUpAfter, maxMessageBytes: maxMessageBytes)
+            var options = WorkerOptions(
+                endpoint: connect, workerID: name, rewardModels: offer.offered, slots: slots,
+                giveUpAfterSeconds: giveUpAfter, maxMessageBytes: maxMessageBytes)
             options.localDefinitions = local
             options.parentPID = parentPid
             options.labels = labels
@@ -76,7 +94,9 @@ struct WorkerCommand: ParsableCommand {
             options.metricsPort = metricsPort
             options.metricsBind = metricsBind
             if let serverKey, let key {
-                try options.useCurve(serverKeyFile: serverKey, keyFile: key, allowInsecurePermissions: allowInsecureKeyPermissions) { logger.warning("\($0)") }
+                try options.useCurve(
+                    serverKeyFile: serverKey, keyFile: key, allowInsecurePermissions: allowInsecureKeyPermissions
+                ) { logger.warning("\($0)") }
             }
             let worker = try WorkerService(options: options, logger: logger)
             switch try worker.run() {
@@ -85,7 +105,8 @@ struct WorkerCommand: ParsableCommand {
             case .refused(let reason): throw RunFailure("this worker refused the coordinator's assignment: \(reason)")
             case .gaveUp:
                 // A refused CURVE handshake looks like silence from here, so say what to check.
-                let hint = key == nil
+                let hint =
+                    key == nil
                     ? " (if the coordinator runs with security.curve, pass --server-key and --key)"
                     : " (with CURVE: is this worker's .pub in the coordinator's allowed_workers, and --server-key the coordinator's .pub?)"
                 throw RunFailure("no coordinator answered at \(connect) within \(giveUpAfter) s\(hint)")

@@ -27,7 +27,9 @@ struct LoggingOptions: ParsableArguments {
 
     func logger(_ label: String, default level: Logger.Level) throws -> Logger {
         let json = logFormat == .json
-        var logger = Logger(label: label) { json ? JSONLogHandler(label: $0) as LogHandler : StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label) {
+            json ? JSONLogHandler(label: $0) as LogHandler : StreamLogHandler.standardError(label: $0)
+        }
         logger.logLevel = logLevel ?? level
         return logger
     }
@@ -64,10 +66,14 @@ func describe(_ error: Error) -> String {
     guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return "\(error)" }
     let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
     var code = ns.domain == NSPOSIXErrorDomain ? Int32(ns.code) : nil
-    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain { code = Int32(underlying.code) }
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        code = Int32(underlying.code)
+    }
     if ns.domain == NSCocoaErrorDomain && ns.code == NSFileWriteOutOfSpaceError { code = ENOSPC }
     guard let code else { return "\(error)" }
-    let hint = code == ENOSPC || code == EDQUOT ? "; free space on that file system, then resume the run (laser run --resume RUN_DIR)"
+    let hint =
+        code == ENOSPC || code == EDQUOT
+        ? "; free space on that file system, then resume the run (laser run --resume RUN_DIR)"
         : code == EACCES || code == EROFS ? "; check the permissions" : ""
     return "\(path.map { "\($0): " } ?? "")\(String(cString: strerror(code))) (errno \(code))\(hint)"
 }
@@ -76,11 +82,15 @@ func describe(_ error: Error) -> String {
 /// free before anything is written (the coordinator binds it for real when it starts).
 func applyMetricsOptions(port: Int?, bind: String?, to config: inout RunConfig) throws {
     if let port {
-        guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
+        guard (0...65535).contains(port) else {
+            throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)")
+        }
         config.metrics.port = port
     }
     if let bind {
-        guard config.metrics.port != nil else { throw ValidationError("--metrics-bind needs --metrics-port (or metrics.port in the config)") }
+        guard config.metrics.port != nil else {
+            throw ValidationError("--metrics-bind needs --metrics-port (or metrics.port in the config)")
+        }
         config.metrics.bind = bind
     }
     if let p = config.metrics.port, p != 0 { _ = try MetricsHTTPServer(host: config.metrics.bind, port: p) { [] } }
@@ -89,7 +99,9 @@ func applyMetricsOptions(port: Int?, bind: String?, to config: inout RunConfig) 
 /// A port given on the command line is checked before the run directory is made.
 func checkMetricsPort(_ port: Int?, bind: String?) throws {
     guard let port, port != 0 else { return }
-    guard (0...65535).contains(port) else { throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)") }
+    guard (0...65535).contains(port) else {
+        throw ValidationError("--metrics-port \(port) is not a TCP port (0-65535; 0 picks a free one)")
+    }
     _ = try MetricsHTTPServer(host: bind ?? "127.0.0.1", port: port) { [] }
 }
 
@@ -98,8 +110,10 @@ func checkMetricsPort(_ port: Int?, bind: String?) throws {
 func removeIfUntouched(_ path: String) {
     let fm = FileManager.default
     // `.lock` is this process's own (RunDirectoryLock): it does not count as something written.
-    guard let top = (try? fm.contentsOfDirectory(atPath: path))?.filter({ $0 != ".lock" }), top.isEmpty || top == ["iterations"],
-          (try? fm.contentsOfDirectory(atPath: path + "/iterations"))?.isEmpty ?? true else { return }
+    guard let top = (try? fm.contentsOfDirectory(atPath: path))?.filter({ $0 != ".lock" }),
+        top.isEmpty || top == ["iterations"],
+        (try? fm.contentsOfDirectory(atPath: path + "/iterations"))?.isEmpty ?? true
+    else { return }
     try? fm.removeItem(atPath: path)
 }
 
@@ -131,14 +145,18 @@ struct RunDirectoryOptions: ParsableArguments {
     var force = false
 
     func validate() throws {
-        if resume != nil && out != nil { throw ValidationError("--resume names the run directory; it does not go with --out") }
+        if resume != nil && out != nil {
+            throw ValidationError("--resume names the run directory; it does not go with --out")
+        }
     }
 
     /// The run directory (resumed, named, or a new one under runs/) and, when this call made it, its path
     /// (so a failed start can remove it again).
     func directory() throws -> (directory: RunDirectory, created: String?) {
         let existed = out.map { FileManager.default.fileExists(atPath: $0) } ?? false
-        let dir = try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) } ?? RunDirectory.fresh(under: "runs")
+        let dir =
+            try resume.map { try RunDirectory.existing(path: $0) } ?? out.map { try RunDirectory(path: $0) }
+            ?? RunDirectory.fresh(under: "runs")
         return (dir, resume == nil && !existed ? dir.path : nil)
     }
 }
@@ -160,5 +178,7 @@ struct MetricsOptions: ParsableArguments {
     /// Fails early, with what to do, when the port is taken.
     func checkPortIsFree() throws { try checkMetricsPort(metricsPort, bind: metricsBind) }
 
-    func apply(to config: inout RunConfig) throws { try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &config) }
+    func apply(to config: inout RunConfig) throws {
+        try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &config)
+    }
 }

@@ -29,8 +29,10 @@ final class HTTPClient: @unchecked Sendable {
     private var sessionStorage: URLSession?
     private var closed = false
 
-    init(owner: String, timeoutMs: Int, retries: Int, backoffMs: Int, maxConcurrency: Int,
-         apiKeyEnvironmentVariable: String?, log: @escaping BackendLog) {
+    init(
+        owner: String, timeoutMs: Int, retries: Int, backoffMs: Int, maxConcurrency: Int,
+        apiKeyEnvironmentVariable: String?, log: @escaping BackendLog
+    ) {
         precondition(timeoutMs > 0 && retries >= 0 && backoffMs >= 0 && maxConcurrency > 0)
         self.owner = owner
         self.timeoutMs = timeoutMs
@@ -95,7 +97,9 @@ final class HTTPClient: @unchecked Sendable {
         case transient(String)
     }
 
-    private func exchange<T>(_ base: URLRequest, what: String, parse: ([UInt8]) -> Result<T, RewardModelError>) throws -> T {
+    private func exchange<T>(
+        _ base: URLRequest, what: String, parse: ([UInt8]) -> Result<T, RewardModelError>
+    ) throws -> T {
         var request = base
         request.setValue("application/json", forHTTPHeaderField: "Accept")
         request.timeoutInterval = Double(timeoutMs) / 1000 + 1

@@ -37,10 +37,12 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
 
     public var maxBatchCandidates: Int? { maxBatch }
 
-    public init(name: String, url: URL, api: ServerAPI, maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000,
-                retries: Int = 3, backoffMs: Int = 500, separator: String = "", model: String? = nil, task: String? = nil,
-                labelIndex: Int = -1, version: ServerVersion? = nil, apiKeyEnvironmentVariable: String? = nil,
-                log: @escaping BackendLog = standardErrorLog) {
+    public init(
+        name: String, url: URL, api: ServerAPI, maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000,
+        retries: Int = 3, backoffMs: Int = 500, separator: String = "", model: String? = nil, task: String? = nil,
+        labelIndex: Int = -1, version: ServerVersion? = nil, apiKeyEnvironmentVariable: String? = nil,
+        log: @escaping BackendLog = standardErrorLog
+    ) {
         precondition(maxBatch > 0)
         self.name = name
         self.url = url
@@ -52,17 +54,21 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         self.labelIndex = labelIndex
         self.configuredVersion = version
         self.log = log
-        client = HTTPClient(owner: "reward model '\(name)' (http \(api.rawValue) \(url.absoluteString))", timeoutMs: timeoutMs,
-                            retries: retries, backoffMs: backoffMs, maxConcurrency: maxConcurrency,
-                            apiKeyEnvironmentVariable: apiKeyEnvironmentVariable, log: log)
+        client = HTTPClient(
+            owner: "reward model '\(name)' (http \(api.rawValue) \(url.absoluteString))", timeoutMs: timeoutMs,
+            retries: retries, backoffMs: backoffMs, maxConcurrency: maxConcurrency,
+            apiKeyEnvironmentVariable: apiKeyEnvironmentVariable, log: log)
     }
 
     /// Builds the RM from config params (docs/rm-backends.md lists them per API).
-    public convenience init(name: String, params: [String: String], log: @escaping BackendLog = standardErrorLog) throws {
+    public convenience init(name: String, params: [String: String], log: @escaping BackendLog = standardErrorLog) throws
+    {
         var reader = ParamReader(rm: name, kind: "http", params: params)
         let common = try HTTPParams(&reader, apiNames: ServerAPI.allCases.map(\.rawValue) + ["loglik"])
         guard let api = ServerAPI(configName: common.apiName) else {
-            throw reader.invalid("api", common.apiName, expected: (ServerAPI.allCases.map(\.rawValue) + ["loglik"]).map { "\"\($0)\"" }.joined(separator: ", "))
+            throw reader.invalid(
+                "api", common.apiName,
+                expected: (ServerAPI.allCases.map(\.rawValue) + ["loglik"]).map { "\"\($0)\"" }.joined(separator: ", "))
         }
         // Not trimmed: a separator may well be a newline.
         let separator = api.joinsPromptAndResponse ? (params["separator"] ?? "") : ""
@@ -72,19 +78,23 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         if api == .vllmPooling { task = reader.string("task").flatMap { $0.isEmpty ? nil : $0 } }
         var labelIndex = -1
         if [.vllmClassify, .vllmPooling, .sglangEmbeddings, .sglangClassify].contains(api) {
-            labelIndex = try reader.integer("label_index", default: -1, range: -4096...4096,
-                                            expected: "which entry of the label vector is the reward (0-based; -1: the last)")
+            labelIndex = try reader.integer(
+                "label_index", default: -1, range: -4096...4096,
+                expected: "which entry of the label vector is the reward (0-based; -1: the last)")
         }
         var version: ServerVersion?
         if api.needsVersion, let text = reader.string("version"), !text.isEmpty {
-            guard let parsed = ServerVersion(text) else { throw reader.invalid("version", text, expected: "a vLLM version such as \"0.11.2\"") }
+            guard let parsed = ServerVersion(text) else {
+                throw reader.invalid("version", text, expected: "a vLLM version such as \"0.11.2\"")
+            }
             version = parsed
         }
         try reader.rejectUnused()
-        self.init(name: name, url: common.url, api: api, maxBatch: common.maxBatch, maxConcurrency: common.maxConcurrency,
-                  timeoutMs: common.timeoutMs, retries: common.retries, backoffMs: common.backoffMs, separator: separator,
-                  model: model, task: task, labelIndex: labelIndex, version: version,
-                  apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, log: log)
+        self.init(
+            name: name, url: common.url, api: api, maxBatch: common.maxBatch, maxConcurrency: common.maxConcurrency,
+            timeoutMs: common.timeoutMs, retries: common.retries, backoffMs: common.backoffMs, separator: separator,
+            model: model, task: task, labelIndex: labelIndex, version: version,
+            apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, log: log)
     }
 
     public func score(_ request: ScoringRequest) throws -> [Double] {
@@ -99,11 +109,20 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         let results = ParallelResults<[Double]>(count: chunks.ranges.count)
         inParallel(chunks.ranges.count) { [self] c in
             let positions = chunks.ranges[c]
-            let items = positions.map { (requests[$0.prompt].prompt, requests[$0.prompt].candidates[$0.candidate], requests[$0.prompt].reference) }
-            let what = chunks.ranges.count > 1 ? "candidates \(chunks.first(c) + 1)-\(chunks.first(c) + positions.count) of \(total)"
-                                               : "\(positions.count) candidates"
+            let items = positions.map {
+                (
+                    requests[$0.prompt].prompt, requests[$0.prompt].candidates[$0.candidate],
+                    requests[$0.prompt].reference
+                )
+            }
+            let what =
+                chunks.ranges.count > 1
+                ? "candidates \(chunks.first(c) + 1)-\(chunks.first(c) + positions.count) of \(total)"
+                : "\(positions.count) candidates"
             results.set(c) {
-                try client.post(url, body: shape.body(items, separator: separator), what: what) { reader.scores($0, count: positions.count) }
+                try client.post(url, body: shape.body(items, separator: separator), what: what) {
+                    reader.scores($0, count: positions.count)
+                }
             }
         }
         var out = requests.map { [Double](repeating: .nan, count: $0.candidates.count) }
@@ -128,16 +147,23 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
             version = configuredVersion
             source = "the version param"
         } else {
-            guard let versionURL = url.origin?.appendingPathComponent("version") else { throw client.error("the URL has no origin") }
+            guard let versionURL = url.origin?.appendingPathComponent("version") else {
+                throw client.error("the URL has no origin")
+            }
             do {
                 version = try client.get(versionURL, what: "GET \(versionURL.absoluteString)") { body in
-                    guard let value = try? JSONValue.parse(body), case .string(let text)? = value["version"], let v = ServerVersion(text) else {
-                        return .failure(RewardModelError("the body is not {\"version\": \"x.y.z\"}: \"\(excerpt(body))\""))
+                    guard let value = try? JSONValue.parse(body), case .string(let text)? = value["version"],
+                        let v = ServerVersion(text)
+                    else {
+                        return .failure(
+                            RewardModelError("the body is not {\"version\": \"x.y.z\"}: \"\(excerpt(body))\""))
                     }
                     return .success(v)
                 }
             } catch {
-                throw client.error("cannot learn the vLLM version (\(error)); set params.version to the server's vLLM version, for example \"0.11.2\"")
+                throw client.error(
+                    "cannot learn the vLLM version (\(error)); set params.version to the server's vLLM version, for example \"0.11.2\""
+                )
             }
             source = "GET \(versionURL.absoluteString)"
         }
@@ -165,13 +191,18 @@ struct HTTPParams {
         apiName = try reader.requiredString("api", expected: apiNames.joined(separator: ", "))
         let batchKey = reader.string("max_batch") != nil ? "max_batch" : "batch_size"
         if batchKey == "max_batch", reader.string("batch_size") != nil {
-            throw reader.invalid("batch_size", "set", expected: "left out when max_batch is set (batch_size is its old name)")
+            throw reader.invalid(
+                "batch_size", "set", expected: "left out when max_batch is set (batch_size is its old name)")
         }
-        maxBatch = try reader.integer(batchKey, default: 64, range: 1...1_000_000, expected: "candidates per HTTP request, >= 1")
-        maxConcurrency = try reader.integer("max_concurrency", default: 8, range: 1...1024, expected: "requests in flight per worker, 1 to 1024")
-        timeoutMs = try reader.integer("timeout_ms", default: 60_000, range: 1...86_400_000, expected: "milliseconds, 1 to 86400000")
+        maxBatch = try reader.integer(
+            batchKey, default: 64, range: 1...1_000_000, expected: "candidates per HTTP request, >= 1")
+        maxConcurrency = try reader.integer(
+            "max_concurrency", default: 8, range: 1...1024, expected: "requests in flight per worker, 1 to 1024")
+        timeoutMs = try reader.integer(
+            "timeout_ms", default: 60_000, range: 1...86_400_000, expected: "milliseconds, 1 to 86400000")
         retries = try reader.integer("retries", default: 3, range: 0...100, expected: "a number of retries, 0 to 100")
-        backoffMs = try reader.integer("backoff_ms", default: 500, range: 0...600_000, expected: "milliseconds, 0 to 600000")
+        backoffMs = try reader.integer(
+            "backoff_ms", default: 500, range: 0...600_000, expected: "milliseconds, 0 to 600000")
         apiKeyEnvironmentVariable = reader.string("api_key_env").flatMap { $0.isEmpty ? nil : $0 }
     }
 
@@ -182,7 +213,7 @@ struct HTTPParams {
 
     static func parseURL(_ reader: ParamReader, _ key: String, _ text: String) throws -> URL {
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              let host = url.host, !host.isEmpty
+            let host = url.host, !host.isEmpty
         else { throw reader.invalid(key, text, expected: "an http:// or https:// URL with a host") }
         return url
     }

@@ -36,10 +36,13 @@ public final class LogLikelihoodRM: RewardModel, @unchecked Sendable {
 
     public var maxBatchCandidates: Int? { maxBatch }
 
-    public init(name: String, url: URL, reduce: Reduce = .sum, template: Template = .chat, beta: Double = 0.1, separator: String = "",
-                model: String? = nil, referenceURL: URL? = nil, referenceModel: String? = nil, tokenizeURL: URL? = nil,
-                maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000, retries: Int = 3, backoffMs: Int = 500,
-                apiKeyEnvironmentVariable: String? = nil, log: @escaping BackendLog = standardErrorLog) {
+    public init(
+        name: String, url: URL, reduce: Reduce = .sum, template: Template = .chat, beta: Double = 0.1,
+        separator: String = "",
+        model: String? = nil, referenceURL: URL? = nil, referenceModel: String? = nil, tokenizeURL: URL? = nil,
+        maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000, retries: Int = 3, backoffMs: Int = 500,
+        apiKeyEnvironmentVariable: String? = nil, log: @escaping BackendLog = standardErrorLog
+    ) {
         precondition(maxBatch > 0 && (reduce != .dpo || referenceURL != nil))
         self.name = name
         self.url = url
@@ -52,23 +55,27 @@ public final class LogLikelihoodRM: RewardModel, @unchecked Sendable {
         self.referenceModel = referenceModel ?? model
         self.tokenizeURL = tokenizeURL ?? url.origin!.appendingPathComponent("tokenize")
         self.maxBatch = maxBatch
-        client = HTTPClient(owner: "reward model '\(name)' (http loglik \(url.absoluteString))", timeoutMs: timeoutMs, retries: retries,
-                            backoffMs: backoffMs, maxConcurrency: maxConcurrency, apiKeyEnvironmentVariable: apiKeyEnvironmentVariable,
-                            log: log)
+        client = HTTPClient(
+            owner: "reward model '\(name)' (http loglik \(url.absoluteString))", timeoutMs: timeoutMs, retries: retries,
+            backoffMs: backoffMs, maxConcurrency: maxConcurrency, apiKeyEnvironmentVariable: apiKeyEnvironmentVariable,
+            log: log)
     }
 
     /// Params: the shared HTTP ones, plus `model`, `reduce`, `template`, `separator` (template none),
     /// `beta`, `ref_url` and `ref_model` (dpo), `tokenize_url`.
-    public convenience init(name: String, params: [String: String], log: @escaping BackendLog = standardErrorLog) throws {
+    public convenience init(name: String, params: [String: String], log: @escaping BackendLog = standardErrorLog) throws
+    {
         var reader = ParamReader(rm: name, kind: "http", params: params)
         let common = try HTTPParams(&reader, apiNames: ["loglik"])
         let reduceText = reader.string("reduce") ?? "sum"
         guard let reduce = Reduce(rawValue: reduceText) else {
-            throw reader.invalid("reduce", reduceText, expected: Reduce.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))
+            throw reader.invalid(
+                "reduce", reduceText, expected: Reduce.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))
         }
         let templateText = reader.string("template") ?? "chat"
         guard let template = Template(rawValue: templateText) else {
-            throw reader.invalid("template", templateText, expected: "\"chat\" (the server's chat template) or \"none\" (plain text)")
+            throw reader.invalid(
+                "template", templateText, expected: "\"chat\" (the server's chat template) or \"none\" (plain text)")
         }
         let separator = template == .none ? (params["separator"] ?? "") : ""
         if template == .none { reader.markUsed(["separator"]) }
@@ -76,20 +83,30 @@ public final class LogLikelihoodRM: RewardModel, @unchecked Sendable {
         var beta = 0.1, referenceURL: URL?, referenceModel: String?
         if reduce == .dpo {
             if let text = reader.string("beta"), !text.isEmpty {
-                guard let b = Double(text), b.isFinite, b > 0 else { throw reader.invalid("beta", text, expected: "a number > 0") }
+                guard let b = Double(text), b.isFinite, b > 0 else {
+                    throw reader.invalid("beta", text, expected: "a number > 0")
+                }
                 beta = b
             }
-            referenceURL = try HTTPParams.url(&reader, "ref_url", example: "http://127.0.0.1:8001/v1/completions (the reference model)")
+            referenceURL = try HTTPParams.url(
+                &reader, "ref_url", example: "http://127.0.0.1:8001/v1/completions (the reference model)")
             referenceModel = reader.string("ref_model").flatMap { $0.isEmpty ? nil : $0 }
         }
         var tokenizeURL: URL?
-        if let text = reader.string("tokenize_url"), !text.isEmpty { tokenizeURL = try HTTPParams.parseURL(reader, "tokenize_url", text) }
+        if let text = reader.string("tokenize_url"), !text.isEmpty {
+            tokenizeURL = try HTTPParams.parseURL(reader, "tokenize_url", text)
+        }
         try reader.rejectUnused()
-        guard common.url.origin != nil else { throw reader.invalid("url", common.url.absoluteString, expected: "a URL with a host") }
-        self.init(name: name, url: common.url, reduce: reduce, template: template, beta: beta, separator: separator, model: model,
-                  referenceURL: referenceURL, referenceModel: referenceModel, tokenizeURL: tokenizeURL, maxBatch: common.maxBatch,
-                  maxConcurrency: common.maxConcurrency, timeoutMs: common.timeoutMs, retries: common.retries,
-                  backoffMs: common.backoffMs, apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, log: log)
+        guard common.url.origin != nil else {
+            throw reader.invalid("url", common.url.absoluteString, expected: "a URL with a host")
+        }
+        self.init(
+            name: name, url: common.url, reduce: reduce, template: template, beta: beta, separator: separator,
+            model: model,
+            referenceURL: referenceURL, referenceModel: referenceModel, tokenizeURL: tokenizeURL,
+            maxBatch: common.maxBatch,
+            maxConcurrency: common.maxConcurrency, timeoutMs: common.timeoutMs, retries: common.retries,
+            backoffMs: common.backoffMs, apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, log: log)
     }
 
     public func close() { client.close() }
@@ -111,7 +128,9 @@ public final class LogLikelihoodRM: RewardModel, @unchecked Sendable {
             for j in stride(from: lane, to: allJobs.count, by: client.maxConcurrency) {
                 let job = allJobs[j]
                 let request = requests[job.prompt]
-                tokenized.set(j) { try tokenize(prompt: request.prompt, response: job.candidate.map { request.candidates[$0] }) }
+                tokenized.set(j) {
+                    try tokenize(prompt: request.prompt, response: job.candidate.map { request.candidates[$0] })
+                }
             }
         }
         let ids = try tokenized.values()
@@ -123,8 +142,9 @@ public final class LogLikelihoodRM: RewardModel, @unchecked Sendable {
             guard let c = job.candidate else { promptIDs = ids[j]; continue }
             let start = max(1, LogLikelihood.responseStart(prompt: promptIDs, full: ids[j]))
             guard start < ids[j].count else {
-                throw client.error("prompt \(requests[job.prompt].promptID) candidate \(c + 1): the response adds no tokens after the prompt "
-                    + "(\(ids[j].count) tokens in all, \(promptIDs.count) for the prompt alone)")
+                throw client.error(
+                    "prompt \(requests[job.prompt].promptID) candidate \(c + 1): the response adds no tokens after the prompt "
+                        + "(\(ids[j].count) tokens in all, \(promptIDs.count) for the prompt alone)")
             }
             full[job.prompt].append(ids[j])
             starts[job.prompt].append(start)
@@ -139,27 +159,34 @@ public final class LogLikelihoodRM: RewardModel, @unchecked Sendable {
                 sums.enumerated().map { c, sum in sum / Double(full[p][c].count - starts[p][c]) }
             }
         case .dpo:
-            let reference = try responseLogProbabilitySums(full: full, starts: starts, url: referenceURL!, model: referenceModel)
+            let reference = try responseLogProbabilitySums(
+                full: full, starts: starts, url: referenceURL!, model: referenceModel)
             return zip(policy, reference).map { zip($0, $1).map { beta * ($0 - $1) } }
         }
     }
 
     private func tokenize(prompt: String, response: String?) throws -> [Int] {
-        let body = LogLikelihood.tokenizeBody(prompt: prompt, response: response, template: template, separator: separator, model: model)
+        let body = LogLikelihood.tokenizeBody(
+            prompt: prompt, response: response, template: template, separator: separator, model: model)
         let what = response == nil ? "tokenizing a prompt" : "tokenizing a prompt with a response"
         return try client.post(tokenizeURL, body: body, what: what, parse: LogLikelihood.tokens)
     }
 
-    private func responseLogProbabilitySums(full: [[[Int]]], starts: [[Int]], url: URL, model: String?) throws -> [[Double]] {
+    private func responseLogProbabilitySums(
+        full: [[[Int]]], starts: [[Int]], url: URL, model: String?
+    ) throws -> [[Double]] {
         let chunks = CandidateChunks(full.map(\.count), maxBatch: maxBatch)
         let results = ParallelResults<[Double]>(count: chunks.ranges.count)
         inParallel(chunks.ranges.count) { [self] c in
             let positions = chunks.ranges[c]
             let sequences = positions.map { full[$0.prompt][$0.candidate] }
             let body = LogLikelihood.completionsBody(sequences, model: model)
-            let what = "log-probabilities of candidates \(chunks.first(c) + 1)-\(chunks.first(c) + positions.count) of \(chunks.total)"
+            let what =
+                "log-probabilities of candidates \(chunks.first(c) + 1)-\(chunks.first(c) + positions.count) of \(chunks.total)"
             results.set(c) {
-                let rows = try client.post(url, body: body, what: what) { LogLikelihood.tokenLogProbabilities($0, lengths: sequences.map(\.count)) }
+                let rows = try client.post(url, body: body, what: what) {
+                    LogLikelihood.tokenLogProbabilities($0, lengths: sequences.map(\.count))
+                }
                 return zip(positions, rows).map { position, row in
                     row[starts[position.prompt][position.candidate]...].reduce(0, +)
                 }
@@ -186,7 +213,9 @@ enum LogLikelihood {
 
     /// vLLM's `/tokenize`: the chat form (`messages`, the template's generation prompt for the prompt
     /// alone) or the completion form (`prompt`, special tokens added as for a completion).
-    static func tokenizeBody(prompt: String, response: String?, template: LogLikelihoodRM.Template, separator: String, model: String?) -> [UInt8] {
+    static func tokenizeBody(
+        prompt: String, response: String?, template: LogLikelihoodRM.Template, separator: String, model: String?
+    ) -> [UInt8] {
         var members: [String: JSONValue] = [:]
         switch template {
         case .chat:
@@ -204,8 +233,12 @@ enum LogLikelihood {
     }
 
     static func tokens(_ body: [UInt8]) -> Result<[Int], RewardModelError> {
-        guard let value = try? JSONValue.parse(body) else { return .failure(RewardModelError("the body is not JSON: \"\(excerpt(body))\"")) }
-        if let message = ServerErrorBody.message(value) { return .failure(RewardModelError("the body is an error: \(message)")) }
+        guard let value = try? JSONValue.parse(body) else {
+            return .failure(RewardModelError("the body is not JSON: \"\(excerpt(body))\""))
+        }
+        if let message = ServerErrorBody.message(value) {
+            return .failure(RewardModelError("the body is an error: \(message)"))
+        }
         guard case .array(let list)? = value["tokens"] else {
             return .failure(RewardModelError("the body has no \"tokens\" list: \"\(excerpt(body))\""))
         }
@@ -237,25 +270,38 @@ enum LogLikelihood {
         func fail(_ message: String) -> Result<[[Double]], RewardModelError> { .failure(RewardModelError(message)) }
         guard let value = try? JSONValue.parse(body) else { return fail("the body is not JSON: \"\(excerpt(body))\"") }
         if let message = ServerErrorBody.message(value) { return fail("the body is an error: \(message)") }
-        guard case .array(let choices)? = value["choices"] else { return fail("the body has no \"choices\" list: \"\(excerpt(body))\"") }
-        guard choices.count == lengths.count else { return fail("\(choices.count) choices for \(lengths.count) prompts: \"\(excerpt(body))\"") }
+        guard case .array(let choices)? = value["choices"] else {
+            return fail("the body has no \"choices\" list: \"\(excerpt(body))\"")
+        }
+        guard choices.count == lengths.count else {
+            return fail("\(choices.count) choices for \(lengths.count) prompts: \"\(excerpt(body))\"")
+        }
         var out = [[Double]?](repeating: nil, count: lengths.count)
         for (i, choice) in choices.enumerated() {
             guard case .number(let indexValue)? = choice["index"], let index = Int(exactly: indexValue),
-                  (0..<lengths.count).contains(index), out[index] == nil
-            else { return fail("choices[\(i)] has no valid \"index\" (0..<\(lengths.count), each once): \"\(excerpt(body))\"") }
+                (0..<lengths.count).contains(index), out[index] == nil
+            else {
+                return fail(
+                    "choices[\(i)] has no valid \"index\" (0..<\(lengths.count), each once): \"\(excerpt(body))\"")
+            }
             guard case .array(let list)? = choice["logprobs"]?["token_logprobs"] else {
-                return fail("choices[\(i)] has no \"logprobs.token_logprobs\" (does the server support echo with logprobs?): \"\(excerpt(body))\"")
+                return fail(
+                    "choices[\(i)] has no \"logprobs.token_logprobs\" (does the server support echo with logprobs?): \"\(excerpt(body))\""
+                )
             }
             guard list.count >= lengths[index] else {
-                return fail("choices[\(i)] has \(list.count) token log-probabilities for a prompt of \(lengths[index]) tokens (echo ignored?)")
+                return fail(
+                    "choices[\(i)] has \(list.count) token log-probabilities for a prompt of \(lengths[index]) tokens (echo ignored?)"
+                )
             }
             var row: [Double] = []
             for (t, item) in list.prefix(lengths[index]).enumerated() {
                 switch item {
                 case .number(let d) where d.isFinite && d <= 1e-9: row.append(d)
                 case .null where t == 0: row.append(0)
-                default: return fail("choices[\(i)] token \(t): log-probability \(item.serialized) is not a finite number <= 0")
+                default:
+                    return fail(
+                        "choices[\(i)] token \(t): log-probability \(item.serialized) is not a finite number <= 0")
                 }
             }
             out[index] = row

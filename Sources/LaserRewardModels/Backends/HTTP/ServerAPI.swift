@@ -39,7 +39,9 @@ public struct ServerVersion: Sendable, Comparable, CustomStringConvertible {
 
     public init?(_ text: String) {
         var parts: [Int] = []
-        for piece in text.trimmingWhitespace().drop(while: { $0 == "v" }).split(separator: ".", omittingEmptySubsequences: false) {
+        for piece in text.trimmingWhitespace().drop(while: { $0 == "v" }).split(
+            separator: ".", omittingEmptySubsequences: false)
+        {
             let digits = piece.prefix(while: \.isNumber)
             guard let n = Int(digits) else { break }
             parts.append(n)
@@ -87,11 +89,14 @@ enum ActivationSwitch: Equatable, Sendable {
         switch api {
         case .vllmClassify:
             if version >= ServerVersion(0, 10, 1) { return .activationFalse }
-            return .activatedNoSwitch(why: "vLLM \(version) /classify has no per-request activation switch (it came in 0.10.1)")
+            return .activatedNoSwitch(
+                why: "vLLM \(version) /classify has no per-request activation switch (it came in 0.10.1)")
         default:
             if version >= ServerVersion(0, 10, 1) {
-                return .activatedNoSwitch(why: "vLLM \(version) /pooling applies sigmoid to reward models with no per-request switch "
-                    + "(start the server with --override-pooler-config '{\"softmax\": false}' for raw values, or use vLLM >= 0.11.1)")
+                return .activatedNoSwitch(
+                    why: "vLLM \(version) /pooling applies sigmoid to reward models with no per-request switch "
+                        + "(start the server with --override-pooler-config '{\"softmax\": false}' for raw values, or use vLLM >= 0.11.1)"
+                )
             }
             return .rawByDefault
         }
@@ -161,34 +166,49 @@ struct APIResponse {
             guard case .array(let list)? = value[key] else {
                 return fail("the body has no \"scores\" or \"rewards\" list: \"\(excerpt(body))\"")
             }
-            guard list.count == count else { return fail("\(list.count) \(key) for \(count) queries: \"\(excerpt(body))\"") }
+            guard list.count == count else {
+                return fail("\(list.count) \(key) for \(count) queries: \"\(excerpt(body))\"")
+            }
             scores = []
             for (i, item) in list.enumerated() {
-                guard case .number(let d) = item else { return fail("\(key)[\(i)] is \(item.typeName), not a number: \"\(excerpt(body))\"") }
+                guard case .number(let d) = item else {
+                    return fail("\(key)[\(i)] is \(item.typeName), not a number: \"\(excerpt(body))\"")
+                }
                 scores.append(d)
             }
         } else {
-            guard case .array(let data)? = value["data"] else { return fail("the body has no \"data\" list: \"\(excerpt(body))\"") }
-            guard data.count == count else { return fail("\(data.count) results for \(count) inputs: \"\(excerpt(body))\"") }
+            guard case .array(let data)? = value["data"] else {
+                return fail("the body has no \"data\" list: \"\(excerpt(body))\"")
+            }
+            guard data.count == count else {
+                return fail("\(data.count) results for \(count) inputs: \"\(excerpt(body))\"")
+            }
             scores = [Double](repeating: .nan, count: count)
             var seen = Set<Int>()
             for (i, entry) in data.enumerated() {
                 guard case .number(let indexValue)? = entry["index"], let index = Int(exactly: indexValue),
-                      (0..<count).contains(index), seen.insert(index).inserted
-                else { return fail("data[\(i)] has no valid \"index\" (0..<\(count), each once): \"\(excerpt(body))\"") }
+                    (0..<count).contains(index), seen.insert(index).inserted
+                else {
+                    return fail("data[\(i)] has no valid \"index\" (0..<\(count), each once): \"\(excerpt(body))\"")
+                }
                 switch score(of: entry) {
                 case .success(let d): scores[index] = d
                 case .failure(let why): return fail("data[\(i)]: \(why.description): \"\(excerpt(body))\"")
                 }
             }
-            if api == .sglangClassify, count > 0, data.allSatisfy({ entry in
-                if case .array(let probs)? = entry["probs"] { return probs.count == 1 } else { return false }
-            }) {
-                return fail("every result has one label, and SGLang's /v1/classify applies softmax over the labels, so each "
-                    + "score is 1.0 whatever the response: use api: sglang-embeddings for a one-label reward model")
+            if api == .sglangClassify, count > 0,
+                data.allSatisfy({ entry in
+                    if case .array(let probs)? = entry["probs"] { return probs.count == 1 } else { return false }
+                })
+            {
+                return fail(
+                    "every result has one label, and SGLang's /v1/classify applies softmax over the labels, so each "
+                        + "score is 1.0 whatever the response: use api: sglang-embeddings for a one-label reward model")
             }
         }
-        if let bad = scores.firstIndex(where: { !$0.isFinite }) { return fail("score \(bad) is \(scores[bad]) (not finite)") }
+        if let bad = scores.firstIndex(where: { !$0.isFinite }) {
+            return fail("score \(bad) is \(scores[bad]) (not finite)")
+        }
         return .success(scores)
     }
 
@@ -196,30 +216,42 @@ struct APIResponse {
         guard !vector.isEmpty else { return .failure(RewardModelError("\(what) is empty")) }
         let i = labelIndex < 0 ? vector.count + labelIndex : labelIndex
         guard (0..<vector.count).contains(i) else {
-            return .failure(RewardModelError("\(what) has \(vector.count) entries; label_index \(labelIndex) is outside it"))
+            return .failure(
+                RewardModelError("\(what) has \(vector.count) entries; label_index \(labelIndex) is outside it"))
         }
-        guard case .number(let d) = vector[i] else { return .failure(RewardModelError("\(what)[\(i)] is \(vector[i].typeName)")) }
+        guard case .number(let d) = vector[i] else {
+            return .failure(RewardModelError("\(what)[\(i)] is \(vector[i].typeName)"))
+        }
         return .success(d)
     }
 
     private func score(of entry: JSONValue) -> Result<Double, RewardModelError> {
         switch api {
         case .crossEncoder:
-            guard case .number(let d)? = entry["score"] else { return .failure(RewardModelError("no numeric \"score\"")) }
+            guard case .number(let d)? = entry["score"] else {
+                return .failure(RewardModelError("no numeric \"score\""))
+            }
             return .success(d)
         case .vllmClassify, .sglangClassify:
-            guard case .array(let probs)? = entry["probs"] else { return .failure(RewardModelError("no \"probs\" list")) }
+            guard case .array(let probs)? = entry["probs"] else {
+                return .failure(RewardModelError("no \"probs\" list"))
+            }
             return pick(probs, "\"probs\"")
         case .sglangEmbeddings:
-            guard case .array(let embedding)? = entry["embedding"] else { return .failure(RewardModelError("no \"embedding\" list")) }
+            guard case .array(let embedding)? = entry["embedding"] else {
+                return .failure(RewardModelError("no \"embedding\" list"))
+            }
             return pick(embedding, "\"embedding\"")
         case .vllmPooling:
             // A number; a vector (labels of the sequence); or per-token rows, of which the last
             // token's is the sequence's reward (*ForRewardModeling, token_classify).
             switch entry["data"] {
             case .number(let d)?: return .success(d)
-            case .array(let rows)? where rows.contains(where: { if case .array = $0 { return true } else { return false } }):
-                guard case .array(let last)? = rows.last else { return .failure(RewardModelError("\"data\" mixes rows and numbers")) }
+            case .array(let rows)?
+            where rows.contains(where: { if case .array = $0 { return true } else { return false } }):
+                guard case .array(let last)? = rows.last else {
+                    return .failure(RewardModelError("\"data\" mixes rows and numbers"))
+                }
                 return pick(last, "the last token's row of \"data\"")
             case .array(let vector)?: return pick(vector, "\"data\"")
             case .string?: return .failure(RewardModelError("\"data\" is a string (base64?): laser asks for floats"))
@@ -266,7 +298,8 @@ enum ServerErrorBody {
     /// What to do about the errors users meet first.
     static func hint(_ message: String) -> String {
         if message.contains("does not support Score API") {
-            return "; this model is a reward model, not a cross-encoder: use api: vllm-pooling or vllm-classify (docs/rm-backends.md)"
+            return
+                "; this model is a reward model, not a cross-encoder: use api: vllm-pooling or vllm-classify (docs/rm-backends.md)"
         }
         if message.contains("does not support Classification API") {
             return "; the model is not a sequence classifier: for a *ForRewardModeling model use api: vllm-pooling"
