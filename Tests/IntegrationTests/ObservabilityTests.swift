@@ -251,7 +251,7 @@ enum Browser {
                 "--disable-dev-shm-usage",
             ] + args
         let output = NSTemporaryDirectory() + "laser-browser-\(UUID().uuidString).out"
-        FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
         p.standardOutput = FileHandle(forWritingAtPath: output)
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()

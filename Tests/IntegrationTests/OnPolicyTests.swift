@@ -28,7 +28,7 @@ import Testing
 
     func write(_ n: Int, into dir: String, marker: Bool = true) throws {
         try FileManager.default.copyItem(atPath: sources[n]!, toPath: dir + "/data/iteration-\(n).jsonl")
-        if marker { FileManager.default.createFile(atPath: dir + "/data/iteration-\(n).jsonl.done", contents: nil) }
+        if marker { _ = FileManager.default.createFile(atPath: dir + "/data/iteration-\(n).jsonl.done", contents: nil) }
     }
 
     func status(_ run: String) -> [String: Any] {
@@ -72,7 +72,7 @@ import Testing
         #expect(
             statusText.contains("waiting for iteration 2 input (\(dir)/data/iteration-2.jsonl and its marker"),
             "\(statusText)")
-        FileManager.default.createFile(atPath: dir + "/data/iteration-2.jsonl.done", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/data/iteration-2.jsonl.done", contents: nil)
         #expect(waitUntilWaiting(for: 3, dir + "/run"))
         try write(3, into: dir)
         let (code, _, err) = try run.wait(timeout: 60)
