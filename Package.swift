@@ -55,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "laser",
             dependencies: [
-                "LaserRuntime", "LaserDemo", "LaserWire",
+                "LaserRuntime", "LaserDemo", "LaserWire", "LaserRewardModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -19,7 +19,8 @@ struct ParamReader {
 
     mutating func requiredString(_ key: String, expected: String) throws -> String {
         guard let value = string(key), !value.isEmpty else {
-            throw RewardModelError("reward model '\(rm)' (kind \(kind)): missing param '\(key)' (expected \(expected))")
+            throw RewardModelError(
+                "reward model '\(rm)' (kind \(kind)): missing param '\(key)' (expected \(expected))", code: .definition)
         }
         return value
     }
@@ -37,7 +38,9 @@ struct ParamReader {
     }
 
     func invalid(_ key: String, _ value: String, expected: String) -> RewardModelError {
-        RewardModelError("reward model '\(rm)' (kind \(kind)): param '\(key)' must be \(expected), got \"\(value)\"")
+        RewardModelError(
+            "reward model '\(rm)' (kind \(kind)): param '\(key)' must be \(expected), got \"\(value)\"",
+            code: .definition)
     }
 
     func rejectUnused() throws {
@@ -47,7 +50,7 @@ struct ParamReader {
             throw RewardModelError(
                 "reward model '\(rm)' (kind \(kind)): unknown param\(unknown.count > 1 ? "s" : "") "
                     + unknown.map { "'\($0)'" }.joined(separator: ", ")
-                    + " (known: \(known.isEmpty ? "none" : known))")
+                    + " (known: \(known.isEmpty ? "none" : known))", code: .definition)
         }
     }
 }

@@ -69,6 +69,16 @@ public struct RewardModelSpec: Sendable, Equatable, Hashable, Codable {
 
 /// Why a reward model could not be built or could not score a request.
 public struct RewardModelError: Error, CustomStringConvertible, Equatable {
+    public enum Code: String, Sendable, Equatable {
+        /// A definition that cannot be built (a kind, a param; exit status 6 at start).
+        case definition
+        /// A call that failed: a server's answer, a child process, a score that is not finite.
+        case scoring
+    }
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: Code
+    public init(_ description: String, code: Code = .scoring) {
+        self.description = description
+        self.code = code
+    }
 }

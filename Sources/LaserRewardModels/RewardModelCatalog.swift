@@ -65,8 +65,8 @@ public enum RewardModelCatalog {
             return try HTTPRM(name: spec.name, params: spec.params)
         default:
             throw RewardModelError(
-                "reward model '\(spec.name)': unknown kind '\(spec.kind)' (known kinds: \(kinds.joined(separator: ", ")))"
-            )
+                "reward model '\(spec.name)': unknown kind '\(spec.kind)' (known kinds: \(kinds.joined(separator: ", ")))",
+                code: .definition)
         }
     }
 

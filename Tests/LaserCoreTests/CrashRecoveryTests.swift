@@ -62,7 +62,7 @@ import Testing
         let actions = core.handle(
             .iterationOpened(iteration: 1, prompts: data[0].count, digest: "something else"), input: data,
             now: Instant(nanoseconds: 1))
-        let failure = actions.compactMap { if case .fail(let m) = $0 { return m } else { return nil } }.first
+        let failure = actions.compactMap { if case .fail(let f) = $0 { return f.message } else { return nil } }.first
         #expect(failure?.contains("the input of iteration 1 changed since the run started") == true)
     }
 

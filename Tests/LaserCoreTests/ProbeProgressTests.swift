@@ -126,6 +126,7 @@ import Testing
         sim.trainerPeer = PeerID([0xEE])
         sim.run(maxSteps: 20_000)
         #expect(sim.failure?.contains("gave no consensus pair") == true, "\(sim.failure ?? "no failure")")
+        #expect(sim.failureCode == .probeImpossible)
         #expect(sim.emitted.isEmpty)
     }
 

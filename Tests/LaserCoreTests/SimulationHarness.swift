@@ -56,6 +56,7 @@ struct Simulation {
     var latest: [[Int]: EmittedBatch] = [:]
     /// A batch file about to be written with other content than it already has (must never happen).
     var conflicts = 0
+    var failureCode: CoreFailure.Code?
     /// The core's log lines, in order.
     var logs: [String] = []
     /// As the shell does on a resume: batches the core says need no candidate texts get them empty.
@@ -145,7 +146,9 @@ struct Simulation {
                 if sync { durable = journal.count }
             case .log(_, let text): logs.append(text)
             case .finish(let s): finished = s
-            case .fail(let m): failure = m
+            case .fail(let f):
+                failure = f.message
+                failureCode = f.code
             }
         }
     }

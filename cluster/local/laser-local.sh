@@ -138,10 +138,11 @@ while true; do
     [ "${worker_done[i]}" = 1 ] && continue
     kill -0 "${worker_pid[i]}" 2>/dev/null && continue
     wait "${worker_pid[i]}"; code=$?
-    if [ "$code" -le 1 ]; then
-      # 0: the run is over; 1: rejected or gave up (see its log). Starting it again would not help.
+    if [ "$code" -lt 128 ]; then
+      # 0: the run is over; 1-7, 64: rejected, gave up, or a bad flag, key or RM definition (see its log;
+      # docs/user-guide.md#exit-status). Starting it again would not help.
       worker_done[i]=1
-      [ "$code" = 0 ] || say "worker $i exited with 1 (log: $logs/worker-$i.log); not restarting it"
+      [ "$code" = 0 ] || say "worker $i exited with $code (log: $logs/worker-$i.log); not restarting it"
     elif [ "${worker_starts[i]}" -le "$restarts" ]; then
       say "worker $i died (exit $code); starting it again"
       start_worker "$i"

@@ -39,7 +39,9 @@ extension Coordinator {
     mutating func requestProbe(promptCount: Int, _ actions: inout [CoordinatorAction]) {
         guard probe == .waiting, iteration == 1 else { return }
         guard promptCount >= 1 else {
-            fail("reward.source probe-progress needs prompts in iteration 1 for its probe, and it has none", &actions)
+            fail(
+                .probeImpossible,
+                "reward.source probe-progress needs prompts in iteration 1 for its probe, and it has none", &actions)
             return
         }
         probe = .reading
@@ -121,6 +123,7 @@ extension Coordinator {
         }
         guard !pairs.isEmpty else {
             fail(
+                .probeImpossible,
                 "the probe's \(b.prompts.count) prompts gave no consensus pair (no pair of candidates that two or more RMs rank and all of them rank the same way); raise reward.probe_size, or choose another reward.source",
                 &actions)
             return

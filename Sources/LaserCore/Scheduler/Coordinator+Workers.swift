@@ -451,6 +451,7 @@ extension Coordinator {
             tasks[id] = task
             let ids = task.indices.map { prompt($0, inBatch: task.batch).id }
             fail(
+                .rmFailed,
                 "reward model \(task.rm) could not score task \(id) (iteration \(iteration), prompts \(ids.first ?? "")...\(ids.last ?? "")) after \(plan.scheduler.maxAttempts) attempts; last error: \(error). Fix the RM or the worker and resume the run.",
                 &actions)
             return
@@ -460,13 +461,13 @@ extension Coordinator {
         summary.counters.tasksRetried += 1
     }
 
-    mutating func fail(_ message: String, _ actions: inout [CoordinatorAction]) {
+    mutating func fail(_ code: CoreFailure.Code, _ message: String, _ actions: inout [CoordinatorAction]) {
         guard phase == .running else { return }
         phase = .failed
         for peer in workers.keys.sorted() {
             actions.append(.send(to: peer, .shutdown(reason: "run failed: \(message)")))
         }
         if let t = trainer { actions.append(.send(to: t.peer, .shutdown(reason: "run failed: \(message)"))) }
-        actions.append(.fail(message))
+        actions.append(.fail(CoreFailure(code, message)))
     }
 }

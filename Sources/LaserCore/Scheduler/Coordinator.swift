@@ -216,6 +216,7 @@ public struct Coordinator: Sendable {
             if let recorded = recovery.inputDigests[n] {
                 guard recorded == digest else {
                     fail(
+                        .inputChanged,
                         "the input of iteration \(n) changed since the run started (digest \(recorded), now \(digest)); restore the original file, or resume with --force to accept the new one",
                         &actions)
                     break
@@ -236,6 +237,7 @@ public struct Coordinator: Sendable {
             reading = false
             guard read.count == batchRanges[nextBatchInIteration].count else {
                 fail(
+                    .inputShrank,
                     "the input of iteration \(n) ended after \(first + read.count) prompts, but it held \(promptCount) when it was validated; was it changed during the run? Restore it and resume",
                     &actions)
                 break
@@ -419,6 +421,7 @@ public struct Coordinator: Sendable {
                 })
             else {
                 fail(
+                    .journalMismatch,
                     "the journal's selection for batch \(global) does not fit this config (\(recorded.count) decisions for \(units.count) units, or an RM index beyond \(plan.rewardModels.count)); resume with the config the run started with",
                     &actions)
                 return false

@@ -239,7 +239,7 @@ public enum CoordinatorAction: Sendable, Equatable {
     /// The run completed.
     case finish(RunSummary)
     /// The run cannot complete; the message says why and what to do.
-    case fail(String)
+    case fail(CoreFailure)
 }
 
 /// How many decisions a mini-batch gets.
@@ -312,4 +312,27 @@ public enum ProbeConsensus: String, Sendable, Equatable, CaseIterable, Codable {
     /// Each RM's vote weighted by its competence estimated from agreement between RMs (no labels):
     /// a pair is kept when the weighted vote makes it at least 90 % likely.
     case weighted
+}
+
+/// Why the core stopped a run (the shell reports it and exits; the run is resumable once fixed).
+public struct CoreFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable, Equatable {
+        /// An RM failed a task network.max_attempts times on every worker that serves it.
+        case rmFailed = "rm-failed"
+        /// The input of an iteration that started changed (its digest differs from the journal's).
+        case inputChanged = "input-changed"
+        /// An input ended before the prompt count it was validated with.
+        case inputShrank = "input-shrank"
+        /// The journal's decisions do not fit this config.
+        case journalMismatch = "journal-mismatch"
+        /// probe-progress found no prompts, or no consensus pair, for its probe.
+        case probeImpossible = "probe-impossible"
+    }
+    public var code: Code
+    public var message: String
+    public var description: String { message }
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
 }

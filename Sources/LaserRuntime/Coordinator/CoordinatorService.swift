@@ -97,8 +97,8 @@ public final class CoordinatorService {
         } else if case .runStarted(let digest, _)? = records.first {
             guard resume else {
                 throw ConfigError(
-                    "\(runDirectory.path) already holds a run (\(records.count) journal records); continue it with --resume \(runDirectory.path), or choose another --out"
-                )
+                    "\(runDirectory.path) already holds a run (\(records.count) journal records); continue it with --resume \(runDirectory.path), or choose another --out",
+                    code: .runExists)
             }
             if digest != config.semanticDigest {
                 let keys =
@@ -106,8 +106,8 @@ public final class CoordinatorService {
                 let which = keys.isEmpty ? "" : " in \(keys.joined(separator: ", "))"
                 guard force else {
                     throw ConfigError(
-                        "the config differs\(which) from the one \(runDirectory.path) was started with (\(runDirectory.configPath)); resume with that config, or pass --force to continue with this one"
-                    )
+                        "the config differs\(which) from the one \(runDirectory.path) was started with (\(runDirectory.configPath)); resume with that config, or pass --force to continue with this one",
+                        code: .configChanged)
                 }
                 logger.warning(
                     "resuming with a config that differs\(which) (--force): output may differ from an uninterrupted run"
@@ -121,8 +121,8 @@ public final class CoordinatorService {
                     guard let now = validated.scans[path]?.digest, now != recorded else { continue }
                     if (try? PromptReader.legacyDigest(path: path)) == recorded { continue }
                     throw ConfigError(
-                        "the input of iteration \(n) (\(path)) changed since the run started (digest \(recorded), now \(now)); restore the original file, or resume with --force to accept the new one"
-                    )
+                        "the input of iteration \(n) (\(path)) changed since the run started (digest \(recorded), now \(now)); restore the original file, or resume with --force to accept the new one",
+                        code: .inputChanged)
                 }
             }
             if force {
@@ -421,9 +421,9 @@ public final class CoordinatorService {
             } catch {
                 outcome = .failure(error)
             }
-        case .fail(let message):
+        case .fail(let failure):
             keepWhatWasDone()
-            outcome = .failure(RunFailure(message))
+            outcome = .failure(RunFailure(failure.message, code: .core(failure.code)))
         }
     }
 
@@ -454,8 +454,8 @@ public final class CoordinatorService {
         if limit > 0, Self.now().milliseconds(since: waiting.since) / 1000 > limit {
             outcome = .failure(
                 InputError(
-                    "waited \(Int(limit)) s (input.wait_timeout_s) for \(waiting.what) and it did not come; write it (and its .done marker), then continue with laser run --resume \(runDirectory.path)"
-                ))
+                    "waited \(Int(limit)) s (input.wait_timeout_s) for \(waiting.what) and it did not come; write it (and its .done marker), then continue with laser run --resume \(runDirectory.path)",
+                    code: .waitTimedOut))
         }
     }
 
@@ -505,7 +505,17 @@ public final class CoordinatorService {
 }
 
 /// Why a run stopped before completing.
-public struct RunFailure: Error, CustomStringConvertible {
+/// A run that started and could not go on (exit status 1); resumable.
+public struct RunFailure: Error, CustomStringConvertible, Equatable {
+    public enum Code: Sendable, Equatable {
+        case general
+        /// The core stopped the run (CoreFailure's code says why).
+        case core(CoreFailure.Code)
+    }
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: Code
+    public init(_ description: String, code: Code = .general) {
+        self.description = description
+        self.code = code
+    }
 }

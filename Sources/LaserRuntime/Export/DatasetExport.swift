@@ -27,14 +27,15 @@ public enum DatasetExport {
         let iterations = runDirectory + "/iterations"
         guard fm.fileExists(atPath: iterations) else {
             throw StorageError(
-                "\(runDirectory) has no iterations/ folder: it is not a laser run directory, or its run emitted no batch yet"
-            )
+                "\(runDirectory) has no iterations/ folder: it is not a laser run directory, or its run emitted no batch yet",
+                code: .notARun)
         }
         if fm.fileExists(atPath: out), let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty,
             !force
         {
             throw StorageError(
-                "\(out) exists and is not empty; choose another --out, or pass --force to replace what is there")
+                "\(out) exists and is not empty; choose another --out, or pass --force to replace what is there",
+                code: .outputNotEmpty)
         }
         // Batch files in order: iterations/IIII/batch-BBBB.jsonl (zero-padded, so names sort).
         var files: [String] = []
@@ -61,7 +62,9 @@ public enum DatasetExport {
                 lines.append((line, row, "\(file):\(i + 1)"))
             }
         }
-        guard let first = lines.first else { throw StorageError("\(runDirectory) has no batch lines to export yet") }
+        guard let first = lines.first else {
+            throw StorageError("\(runDirectory) has no batch lines to export yet", code: .notARun)
+        }
         let keys = Set(first.row.keys)
         for line in lines where Set(line.row.keys) != keys {
             throw StorageError(

@@ -41,8 +41,8 @@ public struct ValidatedInputs: Sendable {
             }
             guard FileManager.default.fileExists(atPath: path) else {
                 throw InputError(
-                    "\(path): input of iteration \(n) does not exist; fix the path in the config's input list (paths are relative to the config file's folder)"
-                )
+                    "\(path): input of iteration \(n) does not exist; fix the path in the config's input list (paths are relative to the config file's folder)",
+                    code: .unreadable)
             }
             let scan = try reader.scan(path: path)
             out.scans[path] = scan
@@ -72,8 +72,8 @@ public struct ValidatedInputs: Sendable {
                 "\(path): none of its first \(sample.count) prompts has a label (a \"reference\", or candidates with \"correct\"), so reward.source label-pair-accuracy would give the bandit no reward at all"
             guard config.allowUnrewarded else {
                 throw ConfigError(
-                    "\(problem). Add labels, use reward.source: trainer-loss with a trainer connected, or set reward.allow_unrewarded: true to run anyway"
-                )
+                    "\(problem). Add labels, use reward.source: trainer-loss with a trainer connected, or set reward.allow_unrewarded: true to run anyway",
+                    code: .rewardUnavailable)
             }
             unrewardedWarning =
                 problem + " (reward.allow_unrewarded is true: running anyway; the bandit will not learn)"

@@ -50,15 +50,19 @@ final class LineSource {
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw InputError(
-                "\(path): cannot read the input file (\(String(cString: strerror(errno)))); check the path in the config's input list"
-            )
+                "\(path): cannot read the input file (\(String(cString: strerror(errno)))); check the path in the config's input list",
+                code: .unreadable)
         }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            close(fd); throw InputError("\(path): cannot stat the input file (\(String(cString: strerror(errno))))")
+            close(fd);
+            throw InputError(
+                "\(path): cannot stat the input file (\(String(cString: strerror(errno))))", code: .unreadable)
         }
         guard (st.st_mode & S_IFMT) != S_IFDIR else {
-            close(fd); throw InputError("\(path): is a directory, not an input file; check the config's input list")
+            close(fd);
+            throw InputError(
+                "\(path): is a directory, not an input file; check the config's input list", code: .unreadable)
         }
         stamp = FileStamp(st)
         capacity = Self.chunkBytes
@@ -155,8 +159,8 @@ final class LineSource {
         if end == capacity {
             guard capacity < Self.maxLineBytes else {
                 throw InputError(
-                    "\(path):\(lineNumber + 1): a line longer than \(Self.maxLineBytes >> 20) MiB (is a newline missing?); one prompt per line"
-                )
+                    "\(path):\(lineNumber + 1): a line longer than \(Self.maxLineBytes >> 20) MiB (is a newline missing?); one prompt per line",
+                    code: .lineTooLong)
             }
             let bigger = UnsafeMutableRawPointer.allocate(byteCount: capacity * 2, alignment: 64)
             bigger.copyMemory(from: buffer, byteCount: end)
@@ -166,7 +170,9 @@ final class LineSource {
         }
         var n: Int
         repeat { n = read(fd, buffer + end, capacity - end) } while n < 0 && errno == EINTR
-        guard n >= 0 else { throw InputError("\(path): read failed (\(String(cString: strerror(errno))))") }
+        guard n >= 0 else {
+            throw InputError("\(path): read failed (\(String(cString: strerror(errno))))", code: .unreadable)
+        }
         if n == 0 { atEOF = true; return }
         onChunk?(UnsafeRawBufferPointer(start: buffer + end, count: n))
         end += n

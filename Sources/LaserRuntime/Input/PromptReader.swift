@@ -5,9 +5,24 @@ import LaserWire
 import StableRandom
 
 /// A problem with an input line: file, line, what is wrong and what to do.
+/// An input file that cannot be used (exit status 3); the message names file and line.
 public struct InputError: Error, CustomStringConvertible, Equatable {
+    public enum Code: String, Sendable, Equatable {
+        /// A line that is not a valid prompt record.
+        case invalidLine = "invalid-line"
+        /// A line longer than one message may carry.
+        case lineTooLong = "line-too-long"
+        /// The file does not exist or cannot be read.
+        case unreadable
+        /// An on-policy iteration's file did not come within input.wait_timeout_s.
+        case waitTimedOut = "wait-timed-out"
+    }
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: Code
+    public init(_ description: String, code: Code = .invalidLine) {
+        self.description = description
+        self.code = code
+    }
 }
 
 /// Reads one iteration's JSONL input into validated `PromptRecord`s, streaming: memory does not grow
@@ -127,8 +142,8 @@ public struct PromptReader: Sendable {
                     let (number, offset) = (group[i].number, group[i].offset)
                     if group[i].range.count > maxLineBytes {
                         throw InputError(
-                            "\(path):\(number): the line is \(group[i].range.count) bytes, more than one score task can carry (\(maxLineBytes) bytes: network.max_message_bytes less room for framing); raise network.max_message_bytes (and the workers' --max-message-bytes) or shorten this prompt and its candidates"
-                        )
+                            "\(path):\(number): the line is \(group[i].range.count) bytes, more than one score task can carry (\(maxLineBytes) bytes: network.max_message_bytes less room for framing); raise network.max_message_bytes (and the workers' --max-message-bytes) or shorten this prompt and its candidates",
+                            code: .lineTooLong)
                     }
                     let (id, isCanonical) = try ids[i]!.get()
                     if isCanonical { canonical.insert(number) }

@@ -4,9 +4,25 @@ import Glibc
 #endif
 
 /// A file-system failure with the path, the errno text and what to do.
+/// A file laser must write or read in its run directory (or an export) that it cannot (exit status 4).
 public struct StorageError: Error, CustomStringConvertible, Equatable {
+    public enum Code: String, Sendable, Equatable {
+        case io
+        /// ENOSPC or EDQUOT: nothing written is lost; free space and resume.
+        case diskFull = "disk-full"
+        /// A folder that is not a laser run directory, or holds nothing to read yet.
+        case notARun = "not-a-run"
+        /// An output folder that is not empty (export without --force).
+        case outputNotEmpty = "output-not-empty"
+        /// Another laser process holds the run directory (its lock).
+        case runDirectoryInUse = "run-directory-in-use"
+    }
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: Code
+    public init(_ description: String, code: Code = .io) {
+        self.description = description
+        self.code = code
+    }
 
     static func errno(_ what: String, _ path: String, _ code: Int32 = Glibc.errno) -> StorageError {
         let hint =
@@ -15,7 +31,9 @@ public struct StorageError: Error, CustomStringConvertible, Equatable {
             : code == EFBIG
                 ? "; the file reached the process's file-size limit (ulimit -f); raise it, then resume the run"
                 : code == EACCES || code == EROFS ? "; check the permissions of the run directory" : ""
-        return StorageError("\(what) \(path): \(String(cString: strerror(code))) (errno \(code))\(hint)")
+        return StorageError(
+            "\(what) \(path): \(String(cString: strerror(code))) (errno \(code))\(hint)",
+            code: code == ENOSPC || code == EDQUOT ? .diskFull : .io)
     }
 }
 

@@ -36,8 +36,8 @@ public enum RunDirectoryLock {
                         if !text.isEmpty { holder = text }
                     }
                     throw StorageError(
-                        "\(directory) is in use by laser (\(holder)); wait for that run to end or stop it, or choose another --out"
-                    )
+                        "\(directory) is in use by laser (\(holder)); wait for that run to end or stop it, or choose another --out",
+                        code: .runDirectoryInUse)
                 }
                 throw StorageError.errno("cannot lock the run directory", path, code)
             }

@@ -5,9 +5,20 @@ import Glibc
 #endif
 
 /// A problem with a key file or allow-list folder: the path, what is wrong, and what to do.
+/// A CURVE key file that cannot be used (exit status 5).
 public struct KeyFileError: Error, CustomStringConvertible, Equatable {
+    public enum Code: String, Sendable, Equatable {
+        /// Missing, unreadable or not a key.
+        case invalid
+        /// A secret key group or others may read (refused, as ssh does).
+        case insecurePermissions = "insecure-permissions"
+    }
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: Code
+    public init(_ description: String, code: Code = .invalid) {
+        self.description = description
+        self.code = code
+    }
 }
 
 /// CURVE key files as `laser keygen` writes them.
@@ -119,8 +130,8 @@ public enum CurveKeyFiles {
         if let warning = permissionWarning(path: path) {
             guard allowInsecurePermissions else {
                 throw KeyFileError(
-                    "\(warning). A secret key others can read is refused; fix the mode, or pass --allow-insecure-key-permissions to use it anyway"
-                )
+                    "\(warning). A secret key others can read is refused; fix the mode, or pass --allow-insecure-key-permissions to use it anyway",
+                    code: .insecurePermissions)
             }
             onWarning(warning)
         }

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import LaserCore
 import LaserDemo
+import LaserRewardModels
 import LaserRuntime
 import LaserWire
 import Logging
@@ -56,7 +57,22 @@ func fail(_ error: Error) -> ExitCode {
         return ExitCode(stop.exitCode)
     }
     FileHandle.standardError.write(Data("error: \(describe(error))\n".utf8))
-    return ExitCode(1)
+    return ExitCode(exitStatus(of: error))
+}
+
+/// The exit status of a command that stopped with `error`, by the error's kind (docs/user-guide.md#exit-status):
+/// 1 the run failed after it started (resumable), 2 config or run-directory state, 3 input, 4 storage,
+/// 5 key file, 6 RM definition, 7 wire; 64 a command line ArgumentParser refused; 128 + N a signal.
+func exitStatus(of error: Error) -> Int32 {
+    switch error {
+    case is ConfigError: return 2
+    case is InputError: return 3
+    case is StorageError: return 4
+    case is KeyFileError: return 5
+    case let e as RewardModelError: return e.code == .definition ? 6 : 1
+    case is WireError: return 7
+    default: return 1
+    }
 }
 
 /// An error in words: Foundation's file errors ("NSCocoaErrorDomain Code=640") become what happened,
