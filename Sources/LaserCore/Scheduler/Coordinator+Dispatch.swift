@@ -17,18 +17,18 @@ extension Coordinator {
                 let id = queue[position]
                 // A worker that has not failed this task, then the most free slots, then the lowest
                 // worker id (for reproducible logs).
-                let avoid = tasks[id]!.avoid
+                let avoid = tasks[held: id].avoid
                 // Wait for another worker rather than hand a task back to one that failed it, unless
                 // no other worker serves this RM at all.
-                let holders = tasks[id]!.holders
+                let holders = tasks[held: id].holders
                 let alternativeExists = workers.contains {
                     !avoid.contains($0.key) && $0.value.rewardModels.contains(rm) && $0.value.quarantinedUntil == nil
                         && holders[$0.key] == nil
                 }
                 var best: PeerID?
-                let failedBy = tasks[id]!.failedBy
+                let failedBy = tasks[held: id].failedBy
                 func better(_ p: PeerID, than q: PeerID) -> Bool {
-                    let a = workers[p]!, b = workers[q]!
+                    let a = workers[held: p], b = workers[held: q]
                     // First a worker that has not failed it in this round of attempts, then one that has
                     // never failed it (on this connection), then the most free slots.
                     let (fa, fb) = (!failedBy.contains(a.workerID), !failedBy.contains(b.workerID))
@@ -50,17 +50,17 @@ extension Coordinator {
                     skipped += 1
                     continue
                 }
-                queues[rm]!.remove(at: position)
+                queues[held: rm].remove(at: position)
                 // In place (a copy written back would copy `holders` on insert).
-                tasks[id]!.queued = false
-                tasks[id]!.holders[peer] = tasks[id]!.attempt
-                tasks[id]!.deadline = now.adding(milliseconds: plan.scheduler.leaseMs)
-                let task = tasks[id]!
-                workers[peer]!.inFlight.insert(id)
+                tasks[held: id].queued = false
+                tasks[held: id].holders[peer] = tasks[held: id].attempt
+                tasks[held: id].deadline = now.adding(milliseconds: plan.scheduler.leaseMs)
+                let task = tasks[held: id]
+                workers[held: peer].inFlight.insert(id)
                 lastDispatch[rm] = now
-                workers[peer]!.lastSent = now
+                workers[held: peer].lastSent = now
                 summary.counters.tasksDispatched += 1
-                let batch = batches[task.batch]!
+                let batch = batches[held: task.batch]
                 let items = task.indices.map { batch.prompts[$0 - batch.range.lowerBound] }.map {
                     ScoreItem(
                         promptID: $0.id, prompt: $0.prompt, candidateTexts: $0.candidates.map(\.json),
@@ -73,7 +73,7 @@ extension Coordinator {
                             ScoreTask(
                                 taskID: id, attempt: task.attempt, rewardModel: rm, iteration: UInt32(iteration),
                                 items: items,
-                                candidatesAsJSON: workers[peer]!.acceptsJSONCandidates))))
+                                candidatesAsJSON: workers[held: peer].acceptsJSONCandidates))))
             }
         }
     }
@@ -83,18 +83,18 @@ extension Coordinator {
         let interval = plan.scheduler.heartbeatIntervalMs
         let deadAfter = interval * UInt64(plan.scheduler.liveness)
         for peer in workers.keys.sorted() {
-            let w = workers[peer]!
+            let w = workers[held: peer]
             if now.milliseconds(since: w.lastHeard) > Double(deadAfter) {
                 forget(peer, reason: "silent for more than \(deadAfter) ms", now: now, &actions)
                 actions.append(.send(to: peer, .disconnect(reason: "no heartbeat for \(deadAfter) ms")))
                 continue
             } else if now.milliseconds(since: w.lastSent) >= Double(interval) {
-                workers[peer]!.lastSent = now
+                workers[held: peer].lastSent = now
                 actions.append(.send(to: peer, .heartbeat))
             }
             if let until = w.quarantinedUntil, until <= now {
-                workers[peer]!.quarantinedUntil = nil
-                workers[peer]!.failureStreak = 0
+                workers[held: peer].quarantinedUntil = nil
+                workers[held: peer].failureStreak = 0
                 actions.append(.log(.info, "worker \(PeerText.printable(w.workerID)) is out of quarantine"))
             }
         }
@@ -105,9 +105,9 @@ extension Coordinator {
                     .warning,
                     "task \(id) (RM \(task.rm)) got no result within its \(plan.scheduler.leaseMs) ms lease; queued again"
                 ))
-            tasks[id]!.deadline = nil
+            tasks[held: id].deadline = nil
             // Its holders keep the credit until they answer or die; a late answer is still accepted if first.
-            var t = tasks[id]!
+            var t = tasks[held: id]
             let holders = t.holders
             // A lease that ran out is charged to its holders like a failure (see `retry`).
             for peer in holders.keys { t.charge(peer, workerID: workers[peer]?.workerID) }
@@ -116,7 +116,7 @@ extension Coordinator {
             retry(
                 id, error: "no result within the lease", culprits: holders.keys.compactMap { workers[$0]?.workerID },
                 &actions)
-            if tasks[id] != nil { tasks[id]!.holders = holders }
+            if tasks[id] != nil { tasks[held: id].holders = holders }
             if phase != .running { return }
         }
         reportIdleWorkers(now: now, &actions)
@@ -129,7 +129,7 @@ extension Coordinator {
                 actions.append(
                     .log(
                         .warning,
-                        "\(queues[rm]!.count) task(s) for RM \(rm) are waiting: no connected worker serves it. Start a worker with --rm \(rm) (or without --rm)."
+                        "\(queues[held: rm].count) task(s) for RM \(rm) are waiting: no connected worker serves it. Start a worker with --rm \(rm) (or without --rm)."
                     ))
             }
         }
@@ -144,12 +144,12 @@ extension Coordinator {
         }
         guard !busy.isEmpty else { return }
         for peer in workers.keys.sorted() {
-            let w = workers[peer]!
+            let w = workers[held: peer]
             guard now.milliseconds(since: w.joined) > window, w.inFlight.isEmpty,
                 w.rewardModels.isDisjoint(with: busy),
                 w.reportedIdle.map({ now.milliseconds(since: $0) > window }) ?? true
             else { continue }
-            workers[peer]!.reportedIdle = now
+            workers[held: peer].reportedIdle = now
             summary.counters.idleWorkerReports += 1
             actions.append(
                 .log(

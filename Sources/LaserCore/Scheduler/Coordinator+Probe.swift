@@ -76,7 +76,7 @@ extension Coordinator {
                 "probe: every RM scores the first \(prompts.count) prompts of iteration 1 (\(plan.armNames.count) x \(prompts.count) RM calls, once)"
             ))
         for id in created {
-            let task = tasks[id]!
+            let task = tasks[held: id]
             let key = Recovery.ShardKey(batch: Self.probeBatch, rm: task.rm, firstPrompt: task.indices[0])
             if let scores = recovery.scores.removeValue(forKey: key), validate(scores, for: task) == nil {
                 complete(task, scores: scores, journaled: true, &actions)
@@ -90,7 +90,7 @@ extension Coordinator {
     mutating func finishProbe(_ actions: inout [CoordinatorAction]) {
         guard let b = batches.removeValue(forKey: Self.probeBatch) else { return }
         var pairs: [TrainerPair] = []
-        let scores = b.prompts.indices.map { offset in plan.armNames.map { b.scores[$0]![offset]! } }
+        let scores = b.prompts.indices.map { offset in plan.armNames.map { b.scores[held: $0][offset]! } }
         var weights: [Double]?
         if plan.probeConsensus == .weighted {
             let competence = ProbeWeights.competences(scores)

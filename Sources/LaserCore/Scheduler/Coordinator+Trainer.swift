@@ -58,7 +58,7 @@ extension Coordinator {
         guard var t = trainer, plan.rewardSource.fromTrainer, !probePending else { return }
         for g in awaitingLoss.keys.sorted() where !t.sent.contains(g) && t.sent.count < t.window {
             t.sent.insert(g)
-            actions.append(.send(to: t.peer, .preferenceBatch(Self.message(for: awaitingLoss[g]!.batch))))
+            actions.append(.send(to: t.peer, .preferenceBatch(Self.message(for: awaitingLoss[held: g].batch))))
         }
         trainer = t
     }

@@ -58,8 +58,8 @@ extension Coordinator {
             actions.append(.send(to: peer, .disconnect(reason: "unknown peer: send Hello first")))
             return
         }
-        workers[peer]!.lastHeard = now
-        workers[peer]!.answered = true
+        workers[held: peer].lastHeard = now
+        workers[held: peer].answered = true
         switch message {
         case .heartbeat:
             break
@@ -71,7 +71,7 @@ extension Coordinator {
                 actions.append(
                     .log(
                         .warning,
-                        "worker \(PeerText.printable(workers[peer]!.workerID)) sent \(message.kind), which only a coordinator sends; ignored\(logLimiter.suffix("coordinator-only"))"
+                        "worker \(PeerText.printable(workers[held: peer].workerID)) sent \(message.kind), which only a coordinator sends; ignored\(logLimiter.suffix("coordinator-only"))"
                     ))
             }
         }
@@ -233,11 +233,11 @@ extension Coordinator {
         }
         for id in worker.inFlight.sorted() {
             guard tasks[id] != nil else { continue }
-            tasks[id]!.holders[peer] = nil
+            tasks[held: id].holders[peer] = nil
             if countsAsAttempt {
-                tasks[id]!.charge(peer, workerID: worker.workerID)
+                tasks[held: id].charge(peer, workerID: worker.workerID)
             }
-            let task = tasks[id]!
+            let task = tasks[held: id]
             if task.holders.isEmpty && !task.queued {
                 if countsAsAttempt {
                     retry(
@@ -260,10 +260,10 @@ extension Coordinator {
     }
 
     mutating func handle(_ result: ScoreResult, from peer: PeerID, now: Instant, _ actions: inout [CoordinatorAction]) {
-        let workerID = workers[peer]!.workerID
+        let workerID = workers[held: peer].workerID
         let id = PeerText.printable(workerID)
         guard let task = tasks[result.taskID] else {
-            if workers[peer]!.inFlight.remove(result.taskID) != nil {
+            if workers[held: peer].inFlight.remove(result.taskID) != nil {
                 // It held the task, which another worker's result completed first.
                 summary.counters.duplicateResults += 1
                 actions.append(.log(.debug, "dropped late or duplicate result for task \(result.taskID) from \(id)"))
@@ -284,8 +284,8 @@ extension Coordinator {
                 &actions)
             return
         }
-        workers[peer]!.inFlight.remove(result.taskID)
-        tasks[result.taskID]!.holders[peer] = nil
+        workers[held: peer].inFlight.remove(result.taskID)
+        tasks[held: result.taskID].holders[peer] = nil
         switch result.outcome {
         case .failure(let message):
             if logLimiter.allow("rm-failed", first: 100) {
@@ -309,9 +309,9 @@ extension Coordinator {
                 charge(task.id, to: peer, error: "worker \(id) sent an invalid result: \(problem)", now: now, &actions)
                 return
             }
-            workers[peer]!.failureStreak = 0
+            workers[held: peer].failureStreak = 0
             provenWorkers[task.rm, default: []].insert(workerID)
-            complete(tasks[result.taskID]!, scores: perItem, journaled: false, &actions)
+            complete(tasks[held: result.taskID], scores: perItem, journaled: false, &actions)
         }
     }
 
@@ -335,9 +335,9 @@ extension Coordinator {
     ) {
         guard let worker = workers[peer] else { return }
         if tasks[taskID] != nil {
-            tasks[taskID]!.charge(peer, workerID: worker.workerID)
+            tasks[held: taskID].charge(peer, workerID: worker.workerID)
         }
-        workers[peer]!.failureStreak += 1
+        workers[held: peer].failureStreak += 1
         quarantineIfFailing(peer, now: now, &actions)
         retry(taskID, error: error, culprits: [worker.workerID], &actions)
     }
@@ -351,7 +351,7 @@ extension Coordinator {
         guard w.rewardModels.allSatisfy({ rm in others.values.contains { $0.rewardModels.contains(rm) } }) else {
             return
         }
-        workers[peer]!.quarantinedUntil = now.adding(milliseconds: UInt64(plan.scheduler.quarantineSeconds * 1000))
+        workers[held: peer].quarantinedUntil = now.adding(milliseconds: UInt64(plan.scheduler.quarantineSeconds * 1000))
         summary.counters.workersQuarantined += 1
         if logLimiter.allow("quarantined") {
             actions.append(
@@ -397,11 +397,11 @@ extension Coordinator {
         }
         // In place: a copy of the batch taken out of `batches` and written back would copy its score
         // arrays on every result (copy-on-write, as the dictionary still holds the original).
-        batches[task.batch]!.record(perItem, of: task.rm, at: task.indices, base: base)
+        batches[held: task.batch].record(perItem, of: task.rm, at: task.indices, base: base)
         summary.recordRMCalls(
-            rm: task.rm, prompts: batches[task.batch]!.prompts, offsets: task.indices.lazy.map { $0 - base })
+            rm: task.rm, prompts: batches[held: task.batch].prompts, offsets: task.indices.lazy.map { $0 - base })
         if task.batch == Self.probeBatch {
-            if batches[task.batch]!.remainingTasks == 0 { finishProbe(&actions) }
+            if batches[held: task.batch].remainingTasks == 0 { finishProbe(&actions) }
             return
         }
         completeBatches(&actions)
@@ -409,9 +409,9 @@ extension Coordinator {
 
     /// Queues a task again at the front, with the same attempt number.
     mutating func requeue(_ id: UInt64) {
-        tasks[id]!.queued = true
-        tasks[id]!.deadline = nil
-        queues[tasks[id]!.rm, default: []].insert(id, at: 0)
+        tasks[held: id].queued = true
+        tasks[held: id].deadline = nil
+        queues[tasks[held: id].rm, default: []].insert(id, at: 0)
     }
 
     /// After a failure: queues the task again. While some connected, unquarantined worker that serves its

@@ -70,7 +70,7 @@ public struct Coordinator: Sendable {
         /// A score task's results (`perItem[i]` for prompt `indices[i]` of the iteration), stored in
         /// place with one look-up of the RM's list, and the task counted as done.
         mutating func record(_ perItem: [[Double]], of rm: String, at indices: [Int], base: Int) {
-            Self.store(perItem, at: indices, base: base, into: &scores[rm]!)
+            Self.store(perItem, at: indices, base: base, into: &scores[held: rm])
             remainingTasks -= 1
         }
 
@@ -480,7 +480,7 @@ public struct Coordinator: Sendable {
                 "iteration \(iteration) batch \(batch.indexInIteration): \(promptsByRM.keys.sorted().joined(separator: ", ")) selected"
             ))
         for id in created {
-            let task = tasks[id]!
+            let task = tasks[held: id]
             let key = Recovery.ShardKey(batch: global, rm: task.rm, firstPrompt: task.indices[0])
             if let scores = recovery.scores.removeValue(forKey: key), validate(scores, for: task) == nil {
                 complete(task, scores: scores, journaled: true, &actions)
@@ -494,7 +494,7 @@ public struct Coordinator: Sendable {
 
     /// Prompt `index` (within the iteration) of open batch `global`.
     func prompt(_ index: Int, inBatch global: Int) -> PromptRecord {
-        let b = batches[global]!
+        let b = batches[held: global]
         return b.prompts[index - b.range.lowerBound]
     }
 
@@ -553,7 +553,7 @@ public struct Coordinator: Sendable {
             }
             if !unit.offsets.isEmpty { distinctRMs.insert(rmName) }
             // The unit's score lists, looked up once (not per prompt): the selected RM's, or every RM's.
-            let lists = arm != nil ? [batch.scores[rmName]!] : plan.armNames.map { batch.scores[$0]! }
+            let lists = arm != nil ? [batch.scores[held: rmName]] : plan.armNames.map { batch.scores[held: $0] }
             let agreement = plan.strategy == .agreement && arm == nil
             let threshold = plan.agreementThreshold
             var unitAccuracy = LabelPairAccuracy()

@@ -336,3 +336,24 @@ public struct CoreFailure: Error, Equatable, Sendable, CustomStringConvertible {
         self.message = message
     }
 }
+
+extension Dictionary {
+    /// The value for a key the core stored itself (a task, a worker, a batch it holds): every caller got
+    /// the key from the same state, so a missing one is a broken invariant of the core, not bad input,
+    /// and stops with the type and the key named instead of a bare force-unwrap.
+    subscript(held key: Key) -> Value {
+        get {
+            guard let value = self[key] else { Self.missing(key) }
+            return value
+        }
+        _modify {
+            guard self[key] != nil else { Self.missing(key) }
+            yield &self[key]!
+        }
+    }
+
+    private static func missing(_ key: Key) -> Never {
+        preconditionFailure(
+            "internal invariant broken: no \(Value.self) held for key \(key) (the core looks up only keys it stored)")
+    }
+}

@@ -192,10 +192,10 @@ struct SummaryBuilder: Equatable, Sendable {
             it.ensureFamily(run.task)
             it.summary.pairs += run.outputs
             it.accuracy.add(run.accuracy)
-            it.families[run.task]!.summary.prompts += run.prompts
-            it.families[run.task]!.summary.selections[run.rm, default: 0] += run.prompts
-            it.families[run.task]!.summary.pairs += run.outputs
-            it.families[run.task]!.accuracy.add(run.accuracy)
+            it.families[held: run.task].summary.prompts += run.prompts
+            it.families[held: run.task].summary.selections[run.rm, default: 0] += run.prompts
+            it.families[held: run.task].summary.pairs += run.outputs
+            it.families[held: run.task].accuracy.add(run.accuracy)
         }
         iterations.append(it)
         for arm in arms { self.arms[arm].batches += 1 }
@@ -216,7 +216,7 @@ struct SummaryBuilder: Equatable, Sendable {
         func flush() {
             guard let (task, n) = run else { return }
             it.ensureFamily(task)
-            it.families[task]!.summary.rmCalls[rm, default: 0] += n
+            it.families[held: task].summary.rmCalls[rm, default: 0] += n
         }
         for offset in offsets {
             let n = prompts[offset].candidates.count
@@ -241,9 +241,9 @@ struct SummaryBuilder: Equatable, Sendable {
                 s.labelledPairs = acc.accuracy.labelledPairs
                 s.labelAccuracy = acc.accuracy.value
                 s.tasks = acc.familyOrder.map { name in
-                    var f = acc.families[name]!.summary
-                    f.labelledPairs = acc.families[name]!.accuracy.labelledPairs
-                    f.labelAccuracy = acc.families[name]!.accuracy.value
+                    var f = acc.families[held: name].summary
+                    f.labelledPairs = acc.families[held: name].accuracy.labelledPairs
+                    f.labelAccuracy = acc.families[held: name].accuracy.value
                     return f
                 }
                 return s
