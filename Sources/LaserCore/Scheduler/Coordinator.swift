@@ -534,7 +534,9 @@ public struct Coordinator: Sendable {
         }
     }
 
-    mutating func emit(_ batch: Batch, global: Int, _ actions: inout [CoordinatorAction]) {
+    /// What a batch's units give: pairs or best-of-n choices, label accuracy, and the bandit's updates
+    /// (rewards now, or units that wait for the trainer's loss). Reads the plan and the batch only.
+    struct BatchOutputs {
         var pairs: [PreferencePair] = []
         var choices: [BestOfNChoice] = []
         var accuracy = LabelPairAccuracy()
@@ -542,8 +544,17 @@ public struct Coordinator: Sendable {
         var lossUnits: [(arm: Int, context: [Double], probability: Double)] = []
         var tally = BatchTally()
         var distinctRMs: Set<String> = []
+    }
+
+    /// Step 1 of `emit`: pairs (or choices) per unit from its RM's scores, and what the bandit learns.
+    func outputs(of batch: Batch) -> BatchOutputs {
+        var out = BatchOutputs()
         let prompts = batch.prompts
-        if plan.mode == .pairs { pairs.reserveCapacity(prompts.count) } else { choices.reserveCapacity(prompts.count) }
+        if plan.mode == .pairs {
+            out.pairs.reserveCapacity(prompts.count)
+        } else {
+            out.choices.reserveCapacity(prompts.count)
+        }
         for unit in batch.units {
             var arm: Int?
             let rmName: String
@@ -551,7 +562,7 @@ public struct Coordinator: Sendable {
             case .arm(let k): rmName = plan.rewardModels[k].name; arm = k
             case .ensemble: rmName = "ensemble"
             }
-            if !unit.offsets.isEmpty { distinctRMs.insert(rmName) }
+            if !unit.offsets.isEmpty { out.distinctRMs.insert(rmName) }
             // The unit's score lists, looked up once (not per prompt): the selected RM's, or every RM's.
             let lists = arm != nil ? [batch.scores[held: rmName]] : plan.armNames.map { batch.scores[held: $0] }
             let agreement = plan.strategy == .agreement && arm == nil
@@ -583,13 +594,13 @@ public struct Coordinator: Sendable {
                             chosenCorrect: candidates[c].correct, rejectedCorrect: candidates[r].correct,
                             messagesJSON: prompts[offset].messagesJSON)
                         promptAccuracy.add(chosenCorrect: pair.chosenCorrect, rejectedCorrect: pair.rejectedCorrect)
-                        pairs.append(pair)
+                        out.pairs.append(pair)
                         promptOutput += 1
                     }
                 case .bestOfN:
                     // The best candidate; ties go to the earliest.
                     let best = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
-                    choices.append(
+                    out.choices.append(
                         BestOfNChoice(
                             prompt: prompts[offset].prompt, messagesJSON: prompts[offset].messagesJSON,
                             responseJSON: candidates[best].json, score: scores[best],
@@ -599,31 +610,35 @@ public struct Coordinator: Sendable {
                     promptAccuracy.add(choiceCorrect: candidates[best].correct)
                     promptOutput += 1
                 }
-                tally.add(task: prompts[offset].task, rm: rmName, outputs: promptOutput, accuracy: promptAccuracy)
+                out.tally.add(task: prompts[offset].task, rm: rmName, outputs: promptOutput, accuracy: promptAccuracy)
                 unitAccuracy.add(promptAccuracy)
                 unitOutput += promptOutput
             }
-            accuracy.add(unitAccuracy)
+            out.accuracy.add(unitAccuracy)
             guard let arm else { continue }
             switch plan.rewardSource {
             case .labelPairAccuracy:
                 // Labels exist but the RM produced no labelled pair: it gave the trainer nothing, reward 0.
                 if labelled {
-                    updates.append(
+                    out.updates.append(
                         .reward(
                             raw: unitAccuracy.value ?? 0, arm: arm, context: unit.context, probability: unit.probability
                         ))
                 }
             case .trainerLoss, .predictionGain, .probeProgress:
                 if unitOutput == 0 {
-                    updates.append(.penalty(arm: arm, context: unit.context, probability: unit.probability))
+                    out.updates.append(.penalty(arm: arm, context: unit.context, probability: unit.probability))
                 } else {
-                    lossUnits.append((arm, unit.context, unit.probability))
+                    out.lossUnits.append((arm, unit.context, unit.probability))
                 }
             }
         }
-        // The texts the batch keeps, copied out of its input lines (about 2 KiB per prompt out of 8),
-        // so that a batch waiting for the disk or a trainer does not hold all of them.
+        return out
+    }
+
+    /// Step 2 of `emit`: the texts the batch keeps, copied out of its input lines (about 2 KiB per
+    /// prompt out of 8), so that a batch waiting for the disk or a trainer does not hold all of them.
+    static func compactTexts(_ pairs: inout [PreferencePair], _ choices: inout [BestOfNChoice]) {
         var texts: [JSONText] = []
         texts.reserveCapacity(2 * pairs.count + choices.count)
         for pair in pairs { texts.append(pair.chosenJSON); texts.append(pair.rejectedJSON) }
@@ -631,6 +646,13 @@ public struct Coordinator: Sendable {
         let kept = JSONText.packed(texts)
         for i in pairs.indices { (pairs[i].chosenJSON, pairs[i].rejectedJSON) = (kept[2 * i], kept[2 * i + 1]) }
         for i in choices.indices { choices[i].responseJSON = kept[2 * pairs.count + i] }
+    }
+
+    mutating func emit(_ batch: Batch, global: Int, _ actions: inout [CoordinatorAction]) {
+        var out = outputs(of: batch)
+        Self.compactTexts(&out.pairs, &out.choices)
+        let (pairs, choices, accuracy, updates, lossUnits, tally, distinctRMs) =
+            (out.pairs, out.choices, out.accuracy, out.updates, out.lossUnits, out.tally, out.distinctRMs)
         let rmLabel = distinctRMs.count == 1 ? distinctRMs.first! : "mixed"
         let raw: Double? =
             plan.rewardSource == .labelPairAccuracy
