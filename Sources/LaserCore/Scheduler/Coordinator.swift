@@ -395,19 +395,53 @@ public struct Coordinator: Sendable {
         staged = nil
         let prompts = read.prompts
         let global = nextGlobal
-        // Batch-level: one decision on the mean context; instance-level: one per prompt, all made with
-        // the same bandit state (feedback of batches <= t - D only).
-        var units: [SelectionUnit]
+        var units = selectionUnits(prompts, count: range.count)
+        lastContext = units.last?.context
+        guard decide(&units, global: global, &actions) else { return false }
+        var batch = Batch(
+            indexInIteration: nextBatchInIteration + 1, range: range, prompts: prompts, units: units, scores: [:],
+            remainingTasks: 0)
+        let (promptsByRM, created) = makeScoreTasks(for: &batch, global: global)
+        batches[global] = batch
+        nextGlobal += 1
+        nextBatchInIteration += 1
+        actions.append(
+            .log(
+                .debug,
+                "iteration \(iteration) batch \(batch.indexInIteration): \(promptsByRM.keys.sorted().joined(separator: ", ")) selected"
+            ))
+        for id in created {
+            let task = tasks[held: id]
+            let key = Recovery.ShardKey(batch: global, rm: task.rm, firstPrompt: task.indices[0])
+            if let scores = recovery.scores.removeValue(forKey: key), validate(scores, for: task) == nil {
+                complete(task, scores: scores, journaled: true, &actions)
+            } else {
+                queues[task.rm, default: []].append(id)
+            }
+        }
+        if batch.remainingTasks == 0 { completeBatches(&actions) }
+        return true
+    }
+
+    /// Step 1 of `select`: the decisions to make. Batch-level: one on the mean context; instance-level:
+    /// one per prompt, all made with the same bandit state (feedback of batches <= t - D only).
+    func selectionUnits(_ prompts: [PromptRecord], count: Int) -> [SelectionUnit] {
+        let units: [SelectionUnit]
         switch plan.granularity {
         case .batch:
             let context = HashingFeaturizerMean.mean(prompts.map(\.context), dimension: plan.contextDimension)
-            units = [SelectionUnit(offsets: 0..<range.count, selection: .ensemble, context: context)]
+            units = [SelectionUnit(offsets: 0..<count, selection: .ensemble, context: context)]
         case .instance:
             units = prompts.enumerated().map {
                 SelectionUnit(offsets: $0.offset..<($0.offset + 1), selection: .ensemble, context: $0.element.context)
             }
         }
-        lastContext = units.last?.context
+        return units
+    }
+
+    /// Step 2 of `select`: the bandit's choice per unit, or the journal's where the batch was selected
+    /// before a restart (selections already made stay made). False when the journal does not fit.
+    mutating func decide(_ units: inout [SelectionUnit], global: Int, _ actions: inout [CoordinatorAction]) -> Bool {
         let drawn = units.enumerated().map {
             selector.selectWithProbability(context: $0.element.context, batch: global, unit: $0.offset)
         }
@@ -442,6 +476,17 @@ public struct Coordinator: Sendable {
             if case .arm(let k) = chosen[i] { units[i].probability = selector.probability(of: k) }
             if plan.bandit.record != .none { units[i].bounds = selector.bounds(context: units[i].context) }
         }
+        return true
+    }
+
+    /// Step 3 of `select`: the score tasks of a selected batch, one per shard of each RM's prompts;
+    /// returns which prompts each RM scores and the new tasks' ids.
+    mutating func makeScoreTasks(
+        for batch: inout Batch, global: Int
+    ) -> (promptsByRM: [String: [Int]], created: [UInt64]) {
+        let units = batch.units
+        let range = batch.range
+        let prompts = batch.prompts
         // Which prompts each RM scores.
         var promptsByRM: [String: [Int]] = [:]
         for unit in units {
@@ -454,9 +499,6 @@ public struct Coordinator: Sendable {
                 promptsByRM[rm, default: []].append(contentsOf: unit.offsets.map { range.lowerBound + $0 })
             }
         }
-        var batch = Batch(
-            indexInIteration: nextBatchInIteration + 1, range: range, prompts: prompts, units: units, scores: [:],
-            remainingTasks: 0)
         var created: [UInt64] = []
         for rm in plan.armNames {
             guard let indices = promptsByRM[rm]?.sorted() else { continue }
@@ -471,25 +513,7 @@ public struct Coordinator: Sendable {
                 batch.remainingTasks += 1
             }
         }
-        batches[global] = batch
-        nextGlobal += 1
-        nextBatchInIteration += 1
-        actions.append(
-            .log(
-                .debug,
-                "iteration \(iteration) batch \(batch.indexInIteration): \(promptsByRM.keys.sorted().joined(separator: ", ")) selected"
-            ))
-        for id in created {
-            let task = tasks[held: id]
-            let key = Recovery.ShardKey(batch: global, rm: task.rm, firstPrompt: task.indices[0])
-            if let scores = recovery.scores.removeValue(forKey: key), validate(scores, for: task) == nil {
-                complete(task, scores: scores, journaled: true, &actions)
-            } else {
-                queues[task.rm, default: []].append(id)
-            }
-        }
-        if batch.remainingTasks == 0 { completeBatches(&actions) }
-        return true
+        return (promptsByRM, created)
     }
 
     /// Prompt `index` (within the iteration) of open batch `global`.
