@@ -34,13 +34,16 @@ let package = Package(
         // A small Swift face for libzmq: context, sockets, multipart frames, poll.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Wire messages as Swift value types; the only module that touches protobuf-c structs.
-        .target(name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan", "CProtoCheck"]),
+        // Typed errors: CodedError, one code enum per kind of error (docs/user-guide.md#exit-status).
+        .target(name: "LaserErrors"),
+        .target(
+            name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan", "CProtoCheck", "LaserErrors"]),
         // Seeded PRNG and stable hashes: the same numbers in every process, so runs replay exactly.
         .target(name: "StableRandom"),
         // The functional core: bandit, pairs, rewards, contexts, the coordinator state machine. No I/O.
         .target(name: "LaserCore", dependencies: ["LaserWire", "StableRandom"]),
         // Built-in deterministic rule-based reward models.
-        .target(name: "LaserRewardModels", dependencies: ["StableRandom"]),
+        .target(name: "LaserRewardModels", dependencies: ["StableRandom", "LaserErrors"]),
         // The embedded demo dataset, generated from a seed.
         .target(name: "LaserDemo", dependencies: ["StableRandom"]),
         // The imperative shell: config, files, sockets, processes.

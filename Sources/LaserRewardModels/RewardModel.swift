@@ -1,3 +1,4 @@
+import LaserErrors
 /// What a reward model is asked to score: one prompt and its candidate responses.
 public struct ScoringRequest: Sendable, Equatable {
     /// Stable id of the prompt within the run (used, for example, to seed noise deterministically).
@@ -68,17 +69,14 @@ public struct RewardModelSpec: Sendable, Equatable, Hashable, Codable {
 }
 
 /// Why a reward model could not be built or could not score a request.
-public struct RewardModelError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable, Equatable {
-        /// A definition that cannot be built (a kind, a param; exit status 6 at start).
-        case definition
-        /// A call that failed: a server's answer, a child process, a score that is not finite.
-        case scoring
-    }
-    public var description: String
-    public var code: Code
-    public init(_ description: String, code: Code = .scoring) {
-        self.description = description
-        self.code = code
-    }
+public typealias RewardModelError = CodedError<RewardModelErrorCode>
+
+/// The codes of ``RewardModelError``.
+public enum RewardModelErrorCode: String, ErrorCode {
+    /// A definition that cannot be built (a kind, a param; exit status 6 at start).
+    case definition
+    /// A call that failed: a server's answer, a child process, a score that is not finite.
+    case scoring
+
+    public static var unspecified: Self { .scoring }
 }

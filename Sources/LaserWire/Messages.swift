@@ -1,3 +1,4 @@
+import LaserErrors
 /// The protocol version this build speaks (Envelope.protocol_version).
 public let laserProtocolVersion: UInt32 = 1
 
@@ -325,17 +326,14 @@ public struct FeedbackAck: Equatable, Sendable {
 
 /// Why bytes could not be turned into a `WireMessage`.
 /// Bytes that are not a valid laser message (exit status 7 when it stops a command).
-public struct WireError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable, Equatable {
-        /// Not a protobuf Envelope, or fields out of range.
-        case malformed
-        /// A protocol_version this side does not speak.
-        case version
-    }
-    public var description: String
-    public var code: Code
-    public init(_ description: String, code: Code = .malformed) {
-        self.description = description
-        self.code = code
-    }
+public typealias WireError = CodedError<WireErrorCode>
+
+/// The codes of ``WireError``.
+public enum WireErrorCode: String, ErrorCode {
+    /// Not a protobuf Envelope, or fields out of range.
+    case malformed
+    /// A protocol_version this side does not speak.
+    case version
+
+    public static var unspecified: Self { .malformed }
 }

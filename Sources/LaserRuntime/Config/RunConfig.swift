@@ -1,3 +1,4 @@
+import LaserErrors
 import Foundation
 import LaserCore
 import LaserRewardModels
@@ -118,25 +119,22 @@ public struct RunConfig: Equatable, Sendable {
 
 /// A problem with a config file: where, what, and what to do.
 /// A config, a CLI flag or a run directory's state that stops a run from starting (exit status 2).
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable, Equatable {
-        /// A key, a value or a flag is wrong (the message names it).
-        case invalid
-        /// The run directory holds a run and --resume was not given.
-        case runExists = "run-exists"
-        /// A resume with a config that differs in what shapes the output.
-        case configChanged = "config-changed"
-        /// A resume whose input of a started iteration changed.
-        case inputChanged = "input-changed"
-        /// The reward source can never deliver a reward for this input.
-        case rewardUnavailable = "reward-unavailable"
-    }
-    public var description: String
-    public var code: Code
-    public init(_ description: String, code: Code = .invalid) {
-        self.description = description
-        self.code = code
-    }
+public typealias ConfigError = CodedError<ConfigErrorCode>
+
+/// The codes of ``ConfigError``.
+public enum ConfigErrorCode: String, ErrorCode {
+    /// A key, a value or a flag is wrong (the message names it).
+    case invalid
+    /// The run directory holds a run and --resume was not given.
+    case runExists = "run-exists"
+    /// A resume with a config that differs in what shapes the output.
+    case configChanged = "config-changed"
+    /// A resume whose input of a started iteration changed.
+    case inputChanged = "input-changed"
+    /// The reward source can never deliver a reward for this input.
+    case rewardUnavailable = "reward-unavailable"
+
+    public static var unspecified: Self { .invalid }
 }
 
 extension RunConfig {

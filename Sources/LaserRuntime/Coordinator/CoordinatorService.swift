@@ -1,3 +1,4 @@
+import LaserErrors
 import CZeroMQ
 import Foundation
 import LaserCore
@@ -506,16 +507,13 @@ public final class CoordinatorService {
 
 /// Why a run stopped before completing.
 /// A run that started and could not go on (exit status 1); resumable.
-public struct RunFailure: Error, CustomStringConvertible, Equatable {
-    public enum Code: Sendable, Equatable {
-        case general
-        /// The core stopped the run (CoreFailure's code says why).
-        case core(CoreFailure.Code)
-    }
-    public var description: String
-    public var code: Code
-    public init(_ description: String, code: Code = .general) {
-        self.description = description
-        self.code = code
-    }
+public typealias RunFailure = CodedError<RunFailureCode>
+
+/// The codes of ``RunFailure``.
+public enum RunFailureCode: ErrorCode {
+    case general
+    /// The core stopped the run (CoreFailure's code says why).
+    case core(CoreFailure.Code)
+
+    public static var unspecified: Self { .general }
 }

@@ -1,3 +1,4 @@
+import LaserErrors
 import Foundation
 import LaserCore
 import LaserRewardModels
@@ -6,23 +7,20 @@ import StableRandom
 
 /// A problem with an input line: file, line, what is wrong and what to do.
 /// An input file that cannot be used (exit status 3); the message names file and line.
-public struct InputError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable, Equatable {
-        /// A line that is not a valid prompt record.
-        case invalidLine = "invalid-line"
-        /// A line longer than one message may carry.
-        case lineTooLong = "line-too-long"
-        /// The file does not exist or cannot be read.
-        case unreadable
-        /// An on-policy iteration's file did not come within input.wait_timeout_s.
-        case waitTimedOut = "wait-timed-out"
-    }
-    public var description: String
-    public var code: Code
-    public init(_ description: String, code: Code = .invalidLine) {
-        self.description = description
-        self.code = code
-    }
+public typealias InputError = CodedError<InputErrorCode>
+
+/// The codes of ``InputError``.
+public enum InputErrorCode: String, ErrorCode {
+    /// A line that is not a valid prompt record.
+    case invalidLine = "invalid-line"
+    /// A line longer than one message may carry.
+    case lineTooLong = "line-too-long"
+    /// The file does not exist or cannot be read.
+    case unreadable
+    /// An on-policy iteration's file did not come within input.wait_timeout_s.
+    case waitTimedOut = "wait-timed-out"
+
+    public static var unspecified: Self { .invalidLine }
 }
 
 /// Reads one iteration's JSONL input into validated `PromptRecord`s, streaming: memory does not grow

@@ -1,3 +1,4 @@
+import LaserErrors
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -5,24 +6,24 @@ import Glibc
 
 /// A file-system failure with the path, the errno text and what to do.
 /// A file laser must write or read in its run directory (or an export) that it cannot (exit status 4).
-public struct StorageError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable, Equatable {
-        case io
-        /// ENOSPC or EDQUOT: nothing written is lost; free space and resume.
-        case diskFull = "disk-full"
-        /// A folder that is not a laser run directory, or holds nothing to read yet.
-        case notARun = "not-a-run"
-        /// An output folder that is not empty (export without --force).
-        case outputNotEmpty = "output-not-empty"
-        /// Another laser process holds the run directory (its lock).
-        case runDirectoryInUse = "run-directory-in-use"
-    }
-    public var description: String
-    public var code: Code
-    public init(_ description: String, code: Code = .io) {
-        self.description = description
-        self.code = code
-    }
+public typealias StorageError = CodedError<StorageErrorCode>
+
+/// The codes of ``StorageError``.
+public enum StorageErrorCode: String, ErrorCode {
+    case io
+    /// ENOSPC or EDQUOT: nothing written is lost; free space and resume.
+    case diskFull = "disk-full"
+    /// A folder that is not a laser run directory, or holds nothing to read yet.
+    case notARun = "not-a-run"
+    /// An output folder that is not empty (export without --force).
+    case outputNotEmpty = "output-not-empty"
+    /// Another laser process holds the run directory (its lock).
+    case runDirectoryInUse = "run-directory-in-use"
+
+    public static var unspecified: Self { .io }
+}
+
+extension StorageError {
 
     static func errno(_ what: String, _ path: String, _ code: Int32 = Glibc.errno) -> StorageError {
         let hint =

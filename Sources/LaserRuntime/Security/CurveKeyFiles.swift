@@ -1,3 +1,4 @@
+import LaserErrors
 import Foundation
 import ZeroMQ
 #if canImport(Glibc)
@@ -6,19 +7,16 @@ import Glibc
 
 /// A problem with a key file or allow-list folder: the path, what is wrong, and what to do.
 /// A CURVE key file that cannot be used (exit status 5).
-public struct KeyFileError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable, Equatable {
-        /// Missing, unreadable or not a key.
-        case invalid
-        /// A secret key group or others may read (refused, as ssh does).
-        case insecurePermissions = "insecure-permissions"
-    }
-    public var description: String
-    public var code: Code
-    public init(_ description: String, code: Code = .invalid) {
-        self.description = description
-        self.code = code
-    }
+public typealias KeyFileError = CodedError<KeyFileErrorCode>
+
+/// The codes of ``KeyFileError``.
+public enum KeyFileErrorCode: String, ErrorCode {
+    /// Missing, unreadable or not a key.
+    case invalid
+    /// A secret key group or others may read (refused, as ssh does).
+    case insecurePermissions = "insecure-permissions"
+
+    public static var unspecified: Self { .invalid }
 }
 
 /// CURVE key files as `laser keygen` writes them.
