@@ -261,6 +261,24 @@ extension RunConfig {
         var c = RunConfig(inputs: resolved, iterations: iterations ?? resolved.count, rewardModels: specs)
         c.inputPattern = pattern
         c.seed = UInt64(try r.int("seed", min: 0) ?? 0)
+        try parseSelection(r, into: &c, specs: specs, baseDirectory: baseDirectory)
+        try parsePlacement(r, into: &c, specs: specs, baseDirectory: baseDirectory)
+        try parseBatching(r, into: &c, specs: specs, baseDirectory: baseDirectory)
+        try parseReward(r, into: &c, specs: specs, baseDirectory: baseDirectory)
+        try parseDeployment(r, into: &c, specs: specs, baseDirectory: baseDirectory)
+        if c.mode == .bestOfN && c.rewardSource.fromTrainer {
+            throw r.error(
+                "reward.source",
+                "\(c.rewardSource.rawValue) does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy"
+            )
+        }
+        return c
+    }
+
+    /// `parse`, the selection strategy and its bandit: preset, strategy, fixed_rm, linucb, bandit, thompson, exp3, agreement.
+    fileprivate static func parseSelection(
+        _ r: Section, into c: inout RunConfig, specs: [RewardModelSpec], baseDirectory: String
+    ) throws {
         // A preset sets defaults; keys given beside it override them.
         if let p = try r.string("preset") {
             guard let preset = RunConfig.presets[p] else {
@@ -359,6 +377,12 @@ extension RunConfig {
                 throw a.error("threshold", "must be at most 1, got \(c.agreementThreshold)")
             }
         }
+    }
+
+    /// `parse`, placement: which workers host which RMs.
+    fileprivate static func parsePlacement(
+        _ r: Section, into c: inout RunConfig, specs: [RewardModelSpec], baseDirectory: String
+    ) throws {
         if let p = try r.section("placement") {
             try p.allow(["by_worker", "by_label", "idle_report_s"])
             c.placement.idleReportSeconds = try p.double("idle_report_s", min: 0) ?? c.placement.idleReportSeconds
@@ -384,6 +408,12 @@ extension RunConfig {
                 c.placement[keyPath: target] = out
             }
         }
+    }
+
+    /// `parse`, batching and pairs: batch_size, shard_size, pipeline_depth, granularity, mode, context, pairs.
+    fileprivate static func parseBatching(
+        _ r: Section, into c: inout RunConfig, specs: [RewardModelSpec], baseDirectory: String
+    ) throws {
         c.batchSize = try r.int("batch_size", min: 1) ?? c.batchSize
         c.shardSize = try r.int("shard_size", min: 1) ?? c.shardSize
         c.pipelineDepth = try r.int("pipeline_depth", min: 1) ?? c.pipelineDepth
@@ -425,6 +455,12 @@ extension RunConfig {
             c.pairs.maxPairs = try p.int("max_pairs", min: 1) ?? c.pairs.maxPairs
             c.pairs.margin = try p.double("margin", min: 0) ?? c.pairs.margin
         }
+    }
+
+    /// `parse`, reward: the bandit's reward source and its settings.
+    fileprivate static func parseReward(
+        _ r: Section, into c: inout RunConfig, specs: [RewardModelSpec], baseDirectory: String
+    ) throws {
         if let w = try r.section("reward") {
             try w.allow(["source", "normalize", "max_abs_loss", "allow_unrewarded", "probe_size", "probe_consensus"])
             c.probeSize = try w.int("probe_size", min: 1) ?? c.probeSize
@@ -453,6 +489,12 @@ extension RunConfig {
             }
             c.normalizeRewards = try w.bool("normalize") ?? c.normalizeRewards
         }
+    }
+
+    /// `parse`, where it runs: network, workers, security, metrics.
+    fileprivate static func parseDeployment(
+        _ r: Section, into c: inout RunConfig, specs: [RewardModelSpec], baseDirectory: String
+    ) throws {
         if let n = try r.section("network") {
             try n.allow([
                 "bind", "heartbeat_ms", "liveness", "lease_ms", "max_attempts", "max_message_bytes",
@@ -512,13 +554,6 @@ extension RunConfig {
             }
             c.metrics.bind = try m.string("bind") ?? c.metrics.bind
         }
-        if c.mode == .bestOfN && c.rewardSource.fromTrainer {
-            throw r.error(
-                "reward.source",
-                "\(c.rewardSource.rawValue) does not go with mode: best-of-n (nothing is trained); use label-pair-accuracy"
-            )
-        }
-        return c
     }
 }
 
