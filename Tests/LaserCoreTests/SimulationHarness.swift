@@ -59,6 +59,8 @@ struct Simulation {
     var failureCode: CoreFailure.Code?
     /// The core's log lines, in order.
     var logs: [String] = []
+    /// The structured fields of each log line (same order as `logs`).
+    var logFields: [LogFields] = []
     /// As the shell does on a resume: batches the core says need no candidate texts get them empty.
     var blankSettledTexts = true
     /// PreferenceBatches that reached the trainer with an empty text (must stay 0).
@@ -144,7 +146,9 @@ struct Simulation {
             case .journal(let record, let sync):
                 journal.append(record)
                 if sync { durable = journal.count }
-            case .log(_, let text): logs.append(text)
+            case .log(_, let text, let fields):
+                logs.append(text)
+                logFields.append(fields)
             case .finish(let s): finished = s
             case .fail(let f):
                 failure = f.message

@@ -60,4 +60,19 @@ import Testing
                     ))
             ])
     }
+
+    /// Log lines carry fields (swift-log metadata; the JSON log format writes them): a worker's failed
+    /// task names the iteration, the worker, the task, its RM and its batch.
+    @Test func logLinesCarryTheRunsCoordinatesAsFields() throws {
+        var sim = Simulation(
+            plan: Fixtures.plan(iterations: 1), iterations: Fixtures.iterations(1, prompts: 16, seed: 2),
+            workers: [("good", 1, .good), ("bad", 1, .failing)], seed: 1)
+        sim.run()
+        let i = try #require(sim.logs.firstIndex { $0.contains("failed task") })
+        let fields = sim.logFields[i]
+        #expect(fields["iteration"] == "1" && fields["worker"] == "bad", "\(fields)")
+        #expect(
+            fields["task"] != nil && fields["batch"] != nil && Fixtures.rms.map(\.name).contains(fields["rm"] ?? ""),
+            "\(fields)")
+    }
 }

@@ -189,6 +189,44 @@ public struct Coordinator: Sendable {
 
     /// The single state-changing entry point.
     public mutating func handle(_ event: CoordinatorEvent, now: Instant) -> [CoordinatorAction] {
+        var actions = transition(event, now: now)
+        // Every log line carries where the run is and whom the event came from, as fields.
+        if actions.contains(where: { if case .log = $0 { return true } else { return false } }) {
+            let context = logContext(for: event)
+            for i in actions.indices {
+                if case .log(let level, let text, let fields) = actions[i] {
+                    actions[i] = .log(level, text, context.merging(fields) { $1 })
+                }
+            }
+        }
+        return actions
+    }
+
+    /// The fields every log line of a transition gets: the iteration, and the peer, worker or trainer
+    /// and task the event is about.
+    func logContext(for event: CoordinatorEvent) -> LogFields {
+        var fields: LogFields = [:]
+        if iteration > 0 { fields["iteration"] = String(iteration) }
+        if case .message(let peer, let message) = event {
+            if let w = workers[peer] {
+                fields["worker"] = PeerText.printable(w.workerID)
+            } else if let t = trainer, t.peer == peer {
+                fields["trainer"] = PeerText.printable(t.trainerID)
+            } else {
+                fields["peer"] = "\(peer)"
+            }
+            if case .scoreResult(let result) = message {
+                fields["task"] = String(result.taskID)
+                if let task = tasks[result.taskID] {
+                    fields["rm"] = task.rm
+                    fields["batch"] = String(task.batch)
+                }
+            }
+        }
+        return fields
+    }
+
+    mutating func transition(_ event: CoordinatorEvent, now: Instant) -> [CoordinatorAction] {
         var actions: [CoordinatorAction] = []
         switch event {
         case .start:

@@ -235,7 +235,9 @@ public enum CoordinatorAction: Sendable, Equatable {
     case emitBatch(EmittedBatch)
     /// Append this record to the journal (`sync`: make it durable before going on).
     case journal(JournalRecord, sync: Bool)
-    case log(LogLevel, String)
+    /// A log line and its structured fields (`iteration`, `batch`, `task`, `worker`, `rm`, `peer`),
+    /// which the shell passes to swift-log as metadata (the JSON log format carries them as fields).
+    case log(LogLevel, String, LogFields = [:])
     /// The run completed.
     case finish(RunSummary)
     /// The run cannot complete; the message says why and what to do.
@@ -357,3 +359,6 @@ extension Dictionary {
             "internal invariant broken: no \(Value.self) held for key \(key) (the core looks up only keys it stored)")
     }
 }
+
+/// Structured fields of a log line (swift-log metadata in the shell).
+public typealias LogFields = [String: String]

@@ -395,12 +395,13 @@ public final class CoordinatorService {
             if output?.submit(.journal(record, sync: sync)) == false {
                 outcome = .failure(output?.error ?? RunFailure("the output thread stopped"))
             }
-        case .log(let level, let text):
+        case .log(let level, let text, let fields):
+            let metadata = fields.isEmpty ? nil : fields.mapValues { Logger.MetadataValue.string($0) }
             switch level {
-            case .debug: logger.debug("\(text)")
-            case .info: logger.info("\(text)")
-            case .warning: logger.warning("\(text)")
-            case .error: logger.error("\(text)")
+            case .debug: logger.debug("\(text)", metadata: metadata)
+            case .info: logger.info("\(text)", metadata: metadata)
+            case .warning: logger.warning("\(text)", metadata: metadata)
+            case .error: logger.error("\(text)", metadata: metadata)
             }
         case .finish(let summary):
             if let error = output?.flush() {
