@@ -36,14 +36,16 @@ let package = Package(
         // Wire messages as Swift value types; the only module that touches protobuf-c structs.
         // Typed errors: CodedError, one code enum per kind of error (docs/user-guide.md#exit-status).
         .target(name: "LaserErrors"),
+        // Threads and locked state: Locked<State>, startThread, SendablePointer (the one home of each).
+        .target(name: "LaserSync"),
         .target(
             name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan", "CProtoCheck", "LaserErrors"]),
         // Seeded PRNG and stable hashes: the same numbers in every process, so runs replay exactly.
         .target(name: "StableRandom"),
         // The functional core: bandit, pairs, rewards, contexts, the coordinator state machine. No I/O.
-        .target(name: "LaserCore", dependencies: ["LaserWire", "StableRandom"]),
+        .target(name: "LaserCore", dependencies: ["LaserWire", "StableRandom", "LaserSync"]),
         // Built-in deterministic rule-based reward models.
-        .target(name: "LaserRewardModels", dependencies: ["StableRandom", "LaserErrors"]),
+        .target(name: "LaserRewardModels", dependencies: ["StableRandom", "LaserErrors", "LaserSync"]),
         // The embedded demo dataset, generated from a seed.
         .target(name: "LaserDemo", dependencies: ["StableRandom"]),
         // The imperative shell: config, files, sockets, processes.
@@ -51,6 +53,7 @@ let package = Package(
             name: "LaserRuntime",
             dependencies: [
                 "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo", "StableRandom", "CJSONScan",
+                "LaserSync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -70,7 +73,7 @@ let package = Package(
         .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
         .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ", "CJSONScan"]),
         .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
-        .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime", "CJSONScan"]),
+        .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime", "CJSONScan", "LaserSync"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LaserWire", "ZeroMQ"]),
     ]
 )

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import LaserSync
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -267,12 +268,12 @@ final class CholeskyStorage: @unchecked Sendable {
                 let pieces = Self.pieces(d: d, count: 4)
                 let queue = PieceQueue(arms: arms, pieces: pieces.count, first: pending)
                 out.withUnsafeMutableBufferPointer { buffer in
-                    let out = SendablePointer(buffer.baseAddress!)
+                    let out = SendablePointer(buffer)  // each thread writes only its own arms' elements
                     DispatchQueue.concurrentPerform(iterations: workers) { _ in
                         while let (k, n) = queue.next() {
                             if n == 0 { self.begin(arm: k, x, rotate: k == pending) }
                             self.sweep(arm: k, columns: pieces[n], rotate: k == pending)
-                            if n == pieces.count - 1 { out.pointer[k] = self.finish(arm: k) }
+                            if n == pieces.count - 1 { out[k] = self.finish(arm: k) }
                             queue.done(arm: k)
                         }
                     }
@@ -413,12 +414,6 @@ final class PieceQueue: @unchecked Sendable {
         done[k] += 1
         pthread_mutex_unlock(mutex)
     }
-}
-
-/// A pointer handed to the threads of one select; each writes only its own arms' elements.
-struct SendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
 }
 
 /// Column-block kernels on one packed lower-triangular factor (column j at `offset(j, d)`, rows j..d-1).

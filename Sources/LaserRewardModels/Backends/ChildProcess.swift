@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -320,9 +321,7 @@ private final class StderrTail: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "rm-stderr"
-        thread.start()
+        startThread(named: "rm-stderr") { [self] in run() }
     }
 
     func waitForEnd(timeoutMs: Int) {

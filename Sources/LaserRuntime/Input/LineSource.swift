@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 import LaserCore
 import LaserWire
@@ -274,7 +275,7 @@ public final class PromptStream {
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 for i in stride(from: w, to: n, by: workers) {
                     let (number, range) = ranges[i]
-                    slots.buffer[i] = Result {
+                    slots[i] = Result {
                         try reader.parse(
                             bytes: UnsafeRawBufferPointer(rebasing: all.bytes[range]), where: "\(path):\(number)",
                             defaultID: "line-\(number)", skim: !texts, trusted: canonical?.contains(number) ?? false,
@@ -344,15 +345,4 @@ struct StreamDigest {
     func finish() -> String {
         digestHex(SplitMix64.mix(h0, h1, h2, h3, total, FNV1a.hash(tail)))
     }
-}
-
-/// Hands a buffer to `concurrentPerform`'s threads, each writing its own elements.
-struct SendablePointer<T>: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<T>
-    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
-}
-
-struct SendableRawBytes: @unchecked Sendable {
-    let bytes: UnsafeRawBufferPointer
-    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 }

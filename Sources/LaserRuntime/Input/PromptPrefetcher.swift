@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 import LaserCore
 
@@ -24,12 +25,7 @@ final class PromptPrefetcher: @unchecked Sendable {
         self.batchSize = batchSize
         self.depth = max(1, depth)
         self.textsNeeded = textsNeeded
-        let thread = Thread { [self] in
-            nameThisThread("laser-input")
-            run()
-        }
-        thread.name = "laser-input"
-        thread.start()
+        startThread(named: "laser-input") { [self] in run() }
     }
 
     deinit { stop() }
@@ -84,10 +80,9 @@ final class PromptPrefetcher: @unchecked Sendable {
 
 /// Validates an iteration's input on a thread of its own, so the coordinator keeps serving its socket
 /// (Hellos, heartbeats, results) while a big file is scanned.
-final class InputLoader: @unchecked Sendable {
+final class InputLoader: Sendable {
     let iteration: Int
-    private let lock = NSLock()
-    private var result: Result<(scan: PromptReader.Scan, stream: PromptStream), Error>?
+    private let result = Locked<Result<(scan: PromptReader.Scan, stream: PromptStream), Error>?>(nil)
 
     /// `recorded`: the journal's digest and prompt count for this input (a resume), if any.
     /// `validated`: the scan made at start (InputValidation) when the file is still the one scanned then.
@@ -96,8 +91,7 @@ final class InputLoader: @unchecked Sendable {
         validated: PromptReader.Scan? = nil
     ) {
         self.iteration = iteration
-        let thread = Thread { [self] in
-            nameThisThread("laser-scan")
+        startThread(named: "laser-scan") { [result] in
             let r = Result { () -> (scan: PromptReader.Scan, stream: PromptStream) in
                 // Scanned at start and unchanged since (the stream checks the file's identity): no second
                 // pass. (An earlier digest that differs goes the long way, for the legacy digest rule.)
@@ -110,28 +104,12 @@ final class InputLoader: @unchecked Sendable {
                     ?? reader.scan(path: path)
                 return (scan, try PromptStream(path: path, scan: scan, reader: reader))
             }
-            lock.lock()
-            result = r
-            lock.unlock()
+            result.withLock { $0 = r }
         }
-        thread.name = "laser-scan"
-        thread.start()
     }
 
     /// The outcome once the scan is over; nil while it runs.
     func poll() -> Result<(scan: PromptReader.Scan, stream: PromptStream), Error>? {
-        lock.lock()
-        defer { lock.unlock() }
-        return result
+        result.withLock { $0 }
     }
-}
-
-/// Names the calling thread for the OS (top -H, perf and gdb show it; Foundation's Thread.name does
-/// not reach the kernel on Linux, and pthread_setname_np is not imported): at most 15 characters.
-func nameThisThread(_ name: String) {
-    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    let bytes = Array(name.utf8.prefix(15))
-    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    close(fd)
 }

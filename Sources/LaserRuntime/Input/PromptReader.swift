@@ -1,3 +1,4 @@
+import LaserSync
 import LaserErrors
 import Foundation
 import LaserCore
@@ -127,7 +128,7 @@ public struct PromptReader: Sendable {
                     DispatchQueue.concurrentPerform(iterations: threads) { t in
                         for i in stride(from: t, to: n, by: threads) {
                             let line = group[i]
-                            slots.buffer[i] = Result {
+                            slots[i] = Result {
                                 let (record, canonical) = try reader.parseLine(
                                     bytes: UnsafeRawBufferPointer(rebasing: all.bytes[line.range]),
                                     where: "\(path):\(line.number)", defaultID: "line-\(line.number)", idOnly: true)

@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -104,9 +105,7 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         defer { lock.unlock() }
         guard !started else { return }
         started = true
-        let thread = Thread { [self] in serve() }
-        thread.name = "laser-metrics-http"
-        thread.start()
+        startThread(named: "laser-metrics") { [self] in serve() }
     }
 
     /// Stops serving and waits for the thread (at most one poll interval).

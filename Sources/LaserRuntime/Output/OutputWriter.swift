@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 import LaserCore
 import Logging
@@ -47,12 +48,7 @@ final class OutputWriter: @unchecked Sendable {
         self.runDirectory = runDirectory
         self.journal = journal
         self.logger = logger
-        let thread = Thread { [self] in
-            nameThisThread("laser-output")
-            run()
-        }
-        thread.name = "laser-output"
-        thread.start()
+        startThread(named: "laser-output") { [self] in run() }
     }
 
     /// Queues a job (waits while `maxQueued` are queued). False once a job failed: see `error`.

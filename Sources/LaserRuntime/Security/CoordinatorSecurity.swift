@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 import LaserWire
 import Logging
@@ -79,18 +80,19 @@ struct PeerRoles: Sendable {
 
 /// Handshake refusals logged sparingly (the first ten, then every 10,000th): a stranger retrying costs
 /// no log space. Called from the ZAP and monitor threads.
-final class RefusalLog: @unchecked Sendable {  // the count is guarded by `lock`
-    private let lock = NSLock()
-    private var count = 0
+final class RefusalLog: Sendable {
+    private let count = Locked(0)
 
     func allow() -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        count += 1
-        return count <= 10 || count % 10_000 == 0
+        count.withLock { count in
+            count += 1
+            return count <= 10 || count % 10_000 == 0
+        }
     }
 
     var suffix: String {
-        lock.lock(); defer { lock.unlock() }
-        return count == 10 ? " (further refusals: one in 10,000 logged)" : count > 10 ? " (\(count) so far)" : ""
+        count.withLock { count in
+            count == 10 ? " (further refusals: one in 10,000 logged)" : count > 10 ? " (\(count) so far)" : ""
+        }
     }
 }

@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 import LaserRewardModels
 import LaserWire
@@ -42,9 +43,7 @@ final class ScoringPool: @unchecked Sendable {
         wakeFD = fds[0]
         wakeWriteFD = fds[1]
         for i in 0..<threadCount {
-            let thread = Thread { [self] in runThread() }
-            thread.name = "scoring-\(i + 1)"
-            thread.start()
+            startThread(named: "scoring-\(i + 1)") { [self] in runThread() }
         }
     }
 

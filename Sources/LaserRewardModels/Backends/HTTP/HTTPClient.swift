@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -146,11 +147,10 @@ final class HTTPClient: @unchecked Sendable {
             box.set(data: data, response: response as? HTTPURLResponse, error: error)
         }
         task.resume()
-        guard box.wait(timeoutMs: timeoutMs) else {
+        guard let (data, response, failure) = box.wait(timeoutMs: timeoutMs) else {
             task.cancel()
             return .transient("no response within \(timeoutMs) ms (timeout_ms)")
         }
-        let (data, response, failure) = box.result
         if let failure {
             let nsError = failure as NSError
             if nsError.domain == NSURLErrorDomain && nsError.code == NSURLErrorTimedOut {
@@ -184,30 +184,23 @@ final class HTTPClient: @unchecked Sendable {
 }
 
 /// Hands a URLSession completion to the waiting scoring thread.
-private final class ResponseBox: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var done = false
-    private(set) var result: (Data?, HTTPURLResponse?, Error?) = (nil, nil, nil)
+private struct ResponseBox: Sendable {
+    private struct Answer: @unchecked Sendable {  // Data and URLResponse are immutable once delivered
+        var data: Data?
+        var response: HTTPURLResponse?
+        var error: Error?
+    }
+    private let answer = Locked<Answer?>(nil)
 
     func set(data: Data?, response: HTTPURLResponse?, error: Error?) {
-        condition.lock()
-        if !done {
-            result = (data, response, error)
-            done = true
-            condition.broadcast()
-        }
-        condition.unlock()
+        answer.update { if $0 == nil { $0 = Answer(data: data, response: response, error: error) } }
     }
 
-    /// Whether the response came within the time.
-    func wait(timeoutMs: Int) -> Bool {
-        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
-        condition.lock()
-        defer { condition.unlock() }
-        while !done {
-            if !condition.wait(until: deadline) { return done }
+    /// The answer, or nil when it did not come within the time.
+    func wait(timeoutMs: Int) -> (Data?, HTTPURLResponse?, Error?)? {
+        answer.wait(until: { $0 != nil }, deadline: Date().addingTimeInterval(Double(timeoutMs) / 1000)) { a in
+            (a!.data, a!.response, a!.error)
         }
-        return true
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import LaserSync
 
 /// A reward model behind an HTTP server: OpenRLHF's `/get_reward`, vLLM's `/classify` and `/pooling`,
 /// SGLang's `/v1/embeddings` and `/v1/classify`, or a cross-encoder behind `/score`
@@ -248,23 +249,18 @@ struct CandidateChunks {
 
 /// Results filled in by parallel iterations: each slot once, then read in order (the first error,
 /// by slot, is thrown).
-final class ParallelResults<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Result<T, Error>?]
+struct ParallelResults<T>: Sendable {
+    private let slots: Locked<[Result<T, Error>?]>
 
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    init(count: Int) { slots = Locked(Array(repeating: nil, count: count)) }
 
     func set(_ i: Int, _ body: () throws -> T) {
         let result = Result { try body() }
-        lock.lock()
-        slots[i] = result
-        lock.unlock()
+        slots.withLock { $0[i] = result }
     }
 
     func values() throws -> [T] {
-        lock.lock()
-        defer { lock.unlock() }
-        return try slots.map { try $0!.get() }
+        try slots.withLock { try $0.map { try $0!.get() } }
     }
 }
 
@@ -279,12 +275,10 @@ func inParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     let group = DispatchGroup()
     for i in 1..<count {
         group.enter()
-        let thread = Thread {
+        startThread(named: "laser-http", stackSize: 1 << 20) {
             body(i)
             group.leave()
         }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
     body(0)
     group.wait()
