@@ -250,18 +250,8 @@ func factorErrors(_ l: [Double], _ a: ExactGram) -> (backward: Double, inverse: 
         }
     }
     var inverse = 0.0
-    var y = [Double](repeating: 0, count: d)
     for c in 0..<d {
-        for i in 0..<d { y[i] = a.at(i, c) }
-        for j in 0..<d {
-            y[j] /= l[j * d + j]
-            for i in (j + 1)..<d { y[i] -= l[i * d + j] * y[j] }
-        }
-        for j in stride(from: d - 1, through: 0, by: -1) {
-            var s = y[j]
-            for i in (j + 1)..<d { s -= l[i * d + j] * y[i] }
-            y[j] = s / l[j * d + j]
-        }
+        let y = LinUCB.solve(factor: l, dimension: d, (0..<d).map { a.at($0, c) })
         for i in 0..<d { inverse = max(inverse, abs(y[i] - (i == c ? 1 : 0))) }
     }
     return (worst / scale, inverse)

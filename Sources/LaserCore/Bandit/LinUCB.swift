@@ -109,8 +109,12 @@ public struct LinUCB: Equatable, Sendable {
     public func theta(arm k: Int) -> [Double] {
         precondition((0..<armCount).contains(k))
         let (l, b) = storage.dense(arm: k)
-        let d = dimension
-        // L y = b, then L^T theta = y, in Float64 from the Float32 factor.
+        return Self.solve(factor: l, dimension: dimension, b)
+    }
+
+    /// x with L L^T x = b, for a dense lower-triangular L (row-major, d x d), in Float64: L y = b, then
+    /// L^T x = y. (theta from the Float32 factor; the benchmark's inverse-error check uses it too.)
+    public static func solve(factor l: [Double], dimension d: Int, _ b: [Double]) -> [Double] {
         var y = b
         for j in 0..<d {
             y[j] /= l[j * d + j]
