@@ -17,15 +17,14 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "ZeroMQ endpoint to bind (overrides network.bind), e.g. tcp://0.0.0.0:5555.")
     var bind: String?
 
-    @Flag(help: "Use a CURVE secret key file that group or others may read (refused otherwise, as ssh does).")
-    var allowInsecureKeyPermissions = false
-
     @Flag(help: "No live progress line.")
     var noProgress = false
 
     @OptionGroup var runDirectory: RunDirectoryOptions
 
     @OptionGroup var metrics: MetricsOptions
+
+    @OptionGroup var keyFiles: KeyFileOptions
 
     @OptionGroup var logging: LoggingOptions
 
@@ -45,7 +44,7 @@ struct CoordinatorCommand: ParsableCommand {
                 if let problem = Endpoint.problem(bind, bind: true) { throw ConfigError("--bind \(problem)") }
                 c.bind = bind
             }
-            c.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
+            c.security.allowInsecureKeyPermissions = keyFiles.allowInsecureKeyPermissions
             try metrics.apply(to: &c)
             let validated = try ValidatedInputs.check(c)
             if let warning = validated.unrewardedWarning { logger.warning("\(warning)") }

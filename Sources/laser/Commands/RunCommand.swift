@@ -47,12 +47,11 @@ struct Run: ParsableCommand {
     )
     var simulateTrainer: Double?
 
-    @Flag(help: "Use CURVE secret key files that group or others may read (refused otherwise, as ssh does).")
-    var allowInsecureKeyPermissions = false
-
     @OptionGroup var runDirectory: RunDirectoryOptions
 
     @OptionGroup var metrics: MetricsOptions
+
+    @OptionGroup var keyFiles: KeyFileOptions
 
     @OptionGroup var logging: LoggingOptions
 
@@ -165,7 +164,7 @@ struct Run: ParsableCommand {
     /// The command line's overrides of the config.
     func applyOverrides(_ c: inout RunConfig) throws {
         if let workers { c.localWorkers = workers }
-        c.security.allowInsecureKeyPermissions = allowInsecureKeyPermissions
+        c.security.allowInsecureKeyPermissions = keyFiles.allowInsecureKeyPermissions
         if let seed { c.seed = seed }
         try metrics.apply(to: &c)
         if let strategy { c.strategy = strategy }

@@ -65,8 +65,7 @@ struct WorkerCommand: ParsableCommand {
     )
     var key: String?
 
-    @Flag(help: "Use a --key file that group or others may read (refused otherwise, as ssh does).")
-    var allowInsecureKeyPermissions = false
+    @OptionGroup var keyFiles: KeyFileOptions
 
     @OptionGroup var logging: LoggingOptions
 
@@ -95,7 +94,7 @@ struct WorkerCommand: ParsableCommand {
             options.metricsBind = metricsBind
             if let serverKey, let key {
                 try options.useCurve(
-                    serverKeyFile: serverKey, keyFile: key, allowInsecurePermissions: allowInsecureKeyPermissions
+                    serverKeyFile: serverKey, keyFile: key, allowInsecurePermissions: keyFiles.allowInsecureKeyPermissions
                 ) { logger.warning("\($0)") }
             }
             let worker = try WorkerService(options: options, logger: logger)

@@ -198,3 +198,9 @@ struct MetricsOptions: ParsableArguments {
         try applyMetricsOptions(port: metricsPort, bind: metricsBind, to: &config)
     }
 }
+
+/// `--allow-insecure-key-permissions` (`run`, `coordinator`, `worker`).
+struct KeyFileOptions: ParsableArguments {
+    @Flag(help: "Use CURVE secret key files that group or others may read (refused otherwise, as ssh does).")
+    var allowInsecureKeyPermissions = false
+}
