@@ -44,13 +44,25 @@ public struct Coordinator: Sendable {
 
     // The iteration being worked on.
     var iteration = 0
-    var loading = false
-    var iterationDone = false
+    /// Where the iteration's input stands (one state instead of four flags).
+    enum InputState: Sendable {
+        /// `.loadIteration` was sent; waiting for `.iterationOpened`.
+        case loading
+        /// The iteration is open; the next batch's prompts are not asked for, asked for, or read.
+        case open(NextBatch)
+        /// Every batch of the last iteration is emitted (the run ends once all feedback is applied).
+        case done
+    }
+    enum NextBatch: Sendable {
+        case notAsked
+        case reading
+        case staged(first: Int, prompts: [PromptRecord])
+    }
+    var input = InputState.open(.notAsked)
+    var isLoading: Bool { if case .loading = input { return true } else { return false } }
+    var isOpen: Bool { if case .open = input { return true } else { return false } }
     /// Prompts in the iteration (they are read a batch at a time, see `.readPrompts`).
     var promptCount = 0
-    /// Prompts read for the next batch to select, and whether a read was asked for.
-    var staged: (first: Int, prompts: [PromptRecord])?
-    var reading = false
     var iterationStart = Instant(nanoseconds: 0)
     var batchRanges: [Range<Int>] = []
     var nextBatchInIteration = 0
@@ -233,7 +245,7 @@ public struct Coordinator: Sendable {
             guard phase == .idle else { break }
             phase = .running
             startedAt = now
-            loading = true
+            input = .loading
             let epoch = recovery.epochs
             // Task ids carry the incarnation, so results addressed to an earlier one never match.
             nextTaskID = UInt64(epoch) << 32 | 1
@@ -247,7 +259,7 @@ public struct Coordinator: Sendable {
             }
             actions.append(.loadIteration(1))
         case .iterationOpened(let n, let count, let digest):
-            guard phase == .running, loading, n == iteration + 1 else {
+            guard phase == .running, isLoading, n == iteration + 1 else {
                 actions.append(.log(.warning, "ignored iteration \(n): not the one requested"))
                 break
             }
@@ -265,14 +277,15 @@ public struct Coordinator: Sendable {
             }
             begin(iteration: n, promptCount: count, now: now, &actions)
         case .promptsRead(let n, let first, let read):
-            guard phase == .running, reading, n == iteration, nextBatchInIteration < batchRanges.count,
+            guard phase == .running, case .open(.reading) = input, n == iteration,
+                nextBatchInIteration < batchRanges.count,
                 first == batchRanges[nextBatchInIteration].lowerBound
             else {
                 actions.append(
                     .log(.warning, "ignored prompts of iteration \(n) from \(first): not the ones requested"))
                 break
             }
-            reading = false
+            input = .open(.notAsked)
             guard read.count == batchRanges[nextBatchInIteration].count else {
                 fail(
                     .inputShrank,
@@ -280,7 +293,7 @@ public struct Coordinator: Sendable {
                     &actions)
                 break
             }
-            staged = (first, read)
+            input = .open(.staged(first: first, prompts: read))
         case .probePromptsRead(let n, let read):
             guard phase == .running, probe == .reading, n == 1, !read.isEmpty else {
                 actions.append(.log(.warning, "ignored probe prompts of iteration \(n): not asked for"))
@@ -334,12 +347,9 @@ public struct Coordinator: Sendable {
     // MARK: iterations and batches
 
     mutating func begin(iteration n: Int, promptCount count: Int, now: Instant, _ actions: inout [CoordinatorAction]) {
-        loading = false
-        iterationDone = false
+        input = .open(.notAsked)
         iteration = n
         promptCount = count
-        staged = nil
-        reading = false
         iterationStart = now
         firstGlobalOfIteration = nextGlobal
         nextBatchInIteration = 0
@@ -352,7 +362,7 @@ public struct Coordinator: Sendable {
     }
 
     var selectionsExhausted: Bool {
-        iteration == plan.iterations && !loading && nextBatchInIteration == batchRanges.count
+        iteration == plan.iterations && !isLoading && nextBatchInIteration == batchRanges.count
     }
 
     mutating func advance(now: Instant, _ actions: inout [CoordinatorAction]) {
@@ -360,7 +370,7 @@ public struct Coordinator: Sendable {
         while progressed && phase == .running {
             progressed = false
             // Select batch t only once the feedback of exactly batches 0...t-D has been applied.
-            while phase == .running, !loading, iteration > 0, !probePending, nextBatchInIteration < batchRanges.count,
+            while phase == .running, !isLoading, iteration > 0, !probePending, nextBatchInIteration < batchRanges.count,
                 applied >= nextGlobal - plan.pipelineDepth + 1
             {
                 guard select(now: now, &actions) else { break }
@@ -374,10 +384,9 @@ public struct Coordinator: Sendable {
                 progressed = true
             }
         }
-        if phase == .running, iteration > 0, !loading, !iterationDone,
-            nextBatchInIteration == batchRanges.count, nextToEmit == nextGlobal
+        if phase == .running, iteration > 0, isOpen, nextBatchInIteration == batchRanges.count, nextToEmit == nextGlobal
         {
-            iterationDone = true
+            input = .done
             let seconds = now.milliseconds(since: iterationStart) / 1000
             summary.setWallSeconds(seconds)
             actions.append(
@@ -385,12 +394,12 @@ public struct Coordinator: Sendable {
                     .info,
                     "iteration \(iteration) complete: \(batchRanges.count) batches in \(String(format2(seconds))) s"))
             if iteration < plan.iterations {
-                loading = true
+                input = .loading
                 actions.append(.loadIteration(iteration + 1))
             }
         }
         // The run ends when the last iteration is emitted and every feedback (trainer losses too) applied.
-        if phase == .running, iterationDone, iteration == plan.iterations, applied == nextGlobal {
+        if phase == .running, case .done = input, iteration == plan.iterations, applied == nextGlobal {
             phase = .finished
             for peer in workers.keys.sorted() { actions.append(.send(to: peer, .shutdown(reason: "run complete"))) }
             if let t = trainer { actions.append(.send(to: t.peer, .shutdown(reason: "run complete"))) }
@@ -423,15 +432,13 @@ public struct Coordinator: Sendable {
     /// Selects the next batch; false while its prompts are still being read.
     mutating func select(now: Instant, _ actions: inout [CoordinatorAction]) -> Bool {
         let range = batchRanges[nextBatchInIteration]
-        guard let read = staged, read.first == range.lowerBound else {
-            if !reading {
-                reading = true
-                actions.append(.readPrompts(iteration: iteration, range: range))
-            }
+        guard case .open(.staged(let first, let prompts)) = input, first == range.lowerBound else {
+            if case .open(.reading) = input { return false }
+            input = .open(.reading)
+            actions.append(.readPrompts(iteration: iteration, range: range))
             return false
         }
-        staged = nil
-        let prompts = read.prompts
+        input = .open(.notAsked)
         let global = nextGlobal
         var units = selectionUnits(prompts, count: range.count)
         lastContext = units.last?.context
@@ -790,7 +797,7 @@ public struct Coordinator: Sendable {
     /// The summary so far, with the wall time of an unfinished iteration up to `now` (a stopped run).
     public func summary(now: Instant) -> RunSummary {
         var s = summary.build()
-        if phase == .running, iteration > 0, !iterationDone, !loading, let last = s.iterations.indices.last {
+        if phase == .running, iteration > 0, isOpen, let last = s.iterations.indices.last {
             s.iterations[last].wallSeconds = now.milliseconds(since: iterationStart) / 1000
         }
         return s
