@@ -63,6 +63,9 @@ public final class CoordinatorService {
         self.config = config
         self.validated = validated
         self.runDirectory = runDirectory
+        // Every line of this coordinator names its run (a field in --log-format json).
+        var logger = logger
+        logger[metadataKey: "run"] = .string(runDirectory.path)
         self.logger = logger
         // One writer per run directory, before anything in it is read or written (Output/RunDirectoryLock.swift).
         try RunDirectoryLock.acquire(runDirectory.path)

@@ -89,6 +89,10 @@ public final class WorkerService {
 
     public init(options: WorkerOptions, logger: Logger) throws {
         self.options = options
+        // Every line of this worker says which worker and which coordinator (fields in --log-format json).
+        var logger = logger
+        logger[metadataKey: "worker"] = .string(options.workerID)
+        logger[metadataKey: "coordinator"] = .string(options.endpoint)
         self.logger = logger
         context = try ZMQContext()
     }
@@ -181,7 +185,9 @@ public final class WorkerService {
             if registered {
                 try send(.scoreResult(result))
             } else {
-                logger.info("dropping the result of task \(result.taskID) (not registered with a coordinator now)")
+                logger.info(
+                    "dropping the result of task \(result.taskID) (not registered with a coordinator now)",
+                    metadata: ["task": .string(String(result.taskID))])
             }
         }
     }
