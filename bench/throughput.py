@@ -104,6 +104,7 @@ batch_size: {args.batch_size}
 shard_size: {args.shard_size}
 pipeline_depth: {args.pipeline_depth}
 pairs: {{mode: best-vs-worst}}
+reward: {{allow_unrewarded: true}}  # unlabelled synthetic input: throughput only, the bandit learns nothing
 reward_models:
   - {{name: null-rm, kind: null-rm}}
 network: {{heartbeat_ms: 1000, liveness: 10, lease_ms: 120000}}

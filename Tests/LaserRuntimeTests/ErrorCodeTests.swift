@@ -44,4 +44,19 @@ import Testing
         let rm = caught { try RewardModelCatalog.make(RewardModelSpec(name: "h", kind: "http", params: ["api": "openrlhf"]), runSeed: 0) }
         #expect((rm as? RewardModelError)?.code == .definition, "\(String(describing: rm))")
     }
+
+    /// A run started with reward.allow_unrewarded resumes: its config.yaml keeps the key (the throughput
+    /// benchmark's resume of a finished run failed without it), and the key does not change the digest.
+    @Test func allowUnrewardedSurvivesTheRunsConfigFile() throws {
+        let dir = temporaryDirectory()
+        let text = "input: [in.jsonl]\nreward: {allow_unrewarded: true}\nreward_models: [{name: len, kind: length}]\n"
+        try text.write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        let config = try RunConfig.load(path: dir + "/c.yaml")
+        #expect(config.allowUnrewarded)
+        let again = try RunConfig.parse(yaml: config.yaml(), source: "config.yaml", baseDirectory: dir)
+        #expect(again.allowUnrewarded && again.semanticDigest == config.semanticDigest)
+        var strict = config
+        strict.allowUnrewarded = false
+        #expect(strict.semanticDigest == config.semanticDigest)
+    }
 }

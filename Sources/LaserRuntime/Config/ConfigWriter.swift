@@ -39,6 +39,7 @@ extension RunConfig {
         c.placement = defaults.placement
         c.metrics = defaults.metrics
         c.inputPattern?.waitTimeoutSeconds = InputPattern(directory: "", pattern: "").waitTimeoutSeconds
+        c.allowUnrewarded = defaults.allowUnrewarded
         return c.yaml()
     }
 
@@ -87,6 +88,8 @@ extension RunConfig {
         if maxAbsLoss != defaults.maxAbsLoss { y += "  max_abs_loss: \(maxAbsLoss)\n" }
         if probeSize != defaults.probeSize { y += "  probe_size: \(probeSize)\n" }
         if probeConsensus != defaults.probeConsensus { y += "  probe_consensus: \(probeConsensus.rawValue)\n" }
+        // Not output-shaping, but a resume (which reads this file) must start the same way.
+        if allowUnrewarded { y += "  allow_unrewarded: true\n" }
         y += "reward_models:\n"
         for rm in rewardModels {
             y += "  - name: \(q(rm.name))\n    kind: \(q(rm.kind))\n"
