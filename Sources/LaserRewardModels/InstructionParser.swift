@@ -76,7 +76,7 @@ enum InstructionParser {
 
     /// Apple documents NSRegularExpression as immutable and thread-safe, but not every SDK marks it
     /// Sendable; the box lets the compiled patterns be shared statics on all platforms.
-    private struct CompiledPattern: @unchecked Sendable {
+    private struct CompiledPattern: @unchecked Sendable {  // NSRegularExpression is immutable and thread-safe once compiled
         let regex: NSRegularExpression
     }
 

@@ -145,7 +145,7 @@ public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomSt
 }
 
 /// Immutable bytes that `JSONText`s point into (a batch's input lines, or one escaped text).
-public final class JSONTextStorage: @unchecked Sendable {
+public final class JSONTextStorage: @unchecked Sendable {  // immutable bytes once built
     // @unchecked: written before init returns, read-only after, freed in deinit.
     let base: UnsafeMutableRawPointer
     public let count: Int

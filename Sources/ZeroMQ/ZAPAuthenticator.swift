@@ -71,7 +71,7 @@ public final class ZAPAuthenticator {
 
 /// Everything the handler thread uses. Immutable apart from the lock-guarded fields; the socket
 /// itself is a local of `run()`, so no other thread can reach it.
-private final class ZAPHandlerState: @unchecked Sendable {
+private final class ZAPHandlerState: @unchecked Sendable {  // its socket is used by the ZAP thread only; `stopRequested` is behind `lock`
     let context: ZMQContext
     let domain: String
     let allowed: Set<[UInt8]>

@@ -20,7 +20,7 @@ public struct ZMQError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A libzmq context. One per process; sockets keep it alive.
-public final class ZMQContext: @unchecked Sendable {
+public final class ZMQContext: @unchecked Sendable {  // a libzmq context is thread-safe by libzmq's contract
     let handle: UnsafeMutableRawPointer
 
     public init() throws {

@@ -144,7 +144,7 @@ public struct LinUCB: Equatable, Sendable {
 }
 
 /// The factors, `b`, and the deferred update; all access goes through `locked`.
-final class CholeskyStorage: @unchecked Sendable {
+final class CholeskyStorage: @unchecked Sendable {  // raw factor memory: each select thread touches only its own arms
     let arms: Int
     let d: Int
     /// Floats per packed factor, d(d+1)/2.

@@ -82,7 +82,7 @@ enum ChildIOError: Error {
 /// The child gets its own process group, so a shell command line and everything it starts are
 /// signalled together. Not thread-safe: one caller at a time (``SubprocessRM`` hands each child to
 /// one thread at a time).
-final class ChildProcess: @unchecked Sendable {
+final class ChildProcess: @unchecked Sendable {  // pipes and the pid are used by one scoring thread at a time (the RM hands out children)
     let pid: pid_t
     private var stdinFD: Int32
     private var stdoutFD: Int32

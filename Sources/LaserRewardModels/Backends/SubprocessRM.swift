@@ -18,7 +18,7 @@ import Foundation
 /// Thread safety: a pool of at most `processes` children (default 1); each request has one child
 /// to itself, and requests beyond that wait for a free child. One child per GPU model is the usual
 /// choice: two threads then share it in turn rather than loading the model twice.
-public final class SubprocessRM: RewardModel, @unchecked Sendable {
+public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool of children is behind `condition`
     public let name: String
     /// The command: argv (no shell) or `["/bin/sh", "-c", line]`.
     public let argv: [String]

@@ -6,7 +6,7 @@ import LaserCore
 /// mini-batches are parsed while the coordinator's thread serves sockets, so parsing (the largest
 /// share of a coordinator's CPU time with long candidates) overlaps everything else. Batches come
 /// out in order, `batchSize` prompts each (the last one shorter), as the core asks for them.
-final class PromptPrefetcher: @unchecked Sendable {
+final class PromptPrefetcher: @unchecked Sendable {  // its queue is behind `condition`; the stream is used by its thread only
     private let stream: PromptStream
     private let batchSize: Int
     private let depth: Int

@@ -5,7 +5,7 @@ import LaserCore
 /// current iteration, prompts scored / total, batches emitted, candidates/s, ETA, workers alive and
 /// how busy, and each RM's share of the decisions so far), cut to the terminal's width. Otherwise (CI,
 /// Slurm, a pipe): one plain timestamped line every `plainInterval` seconds and one at the end.
-public final class ProgressPrinter: @unchecked Sendable {
+public final class ProgressPrinter: @unchecked Sendable {  // called only from the coordinator thread (onProgress, onStatus): never shared
     private let enabled: Bool
     private let isTerminal: Bool
     private let plainInterval: Double

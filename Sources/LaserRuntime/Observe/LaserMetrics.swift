@@ -6,7 +6,7 @@ import Prometheus
 /// The coordinator's Prometheus metrics (every name: docs/user-guide.md#metrics). Updated only on the
 /// coordinator's thread, from the core's events and a once-a-second status snapshot; the registry is
 /// thread-safe, so the HTTP thread can render it at any time.
-public final class LaserMetrics: @unchecked Sendable {
+public final class LaserMetrics: @unchecked Sendable {  // swift-prometheus metrics are thread-safe; updated from the coordinator thread only
     public let registry = PrometheusCollectorRegistry()
 
     /// Latency buckets (seconds) for RM calls: sub-millisecond rule-based RMs up to minutes for a big judge.

@@ -11,7 +11,7 @@ import Glibc
 ///
 /// Why not swift-nio or hummingbird: a scrape every few seconds needs none of their concurrency, and
 /// they would add minutes to every clean CI build (docs/architecture.md#dependencies).
-public final class MetricsHTTPServer: @unchecked Sendable {
+public final class MetricsHTTPServer: @unchecked Sendable {  // the listening fd is used by its serving thread; `stopping` is behind `lock`
     /// The address actually bound (port 0 resolves to a free port).
     public let host: String
     public let port: Int

@@ -5,7 +5,7 @@ import Prometheus
 /// A worker's own Prometheus metrics (`laser worker --metrics-port`): what its RMs cost and how busy
 /// it is, seen from the worker (the coordinator's metrics add the round trip). Updated on the
 /// worker's socket thread; the registry is thread-safe for the HTTP thread.
-public final class WorkerMetrics: @unchecked Sendable {
+public final class WorkerMetrics: @unchecked Sendable {  // used from the worker's socket thread only; the metrics registry is thread-safe for scrapes
     public let registry = PrometheusCollectorRegistry()
     private let slots: Int
     private var outstanding: [UInt64: (rm: String, candidates: Int)] = [:]

@@ -9,7 +9,7 @@ import Logging
 /// only once the file is durable. The coordinator's main thread then never waits for a disk (batch
 /// files and journal syncs were a fifth of its time). After the first failure (a full disk) nothing
 /// more is written, as before: no record may claim a batch whose file did not make it.
-final class OutputWriter: @unchecked Sendable {
+final class OutputWriter: @unchecked Sendable {  // its queue is behind `condition`; files and the journal are written by its thread only
     enum Job {
         case batch(EmittedBatch)
         case journal(JournalRecord, sync: Bool)

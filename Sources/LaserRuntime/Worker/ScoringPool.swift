@@ -10,7 +10,7 @@ import LaserWire
 /// `scoreBatch`, appends the result to a lock-protected list and writes a byte to a pipe that the
 /// socket thread polls together with its DEALER socket. The socket thread then ``takeResults()``
 /// and sends them. Only the socket thread touches the socket.
-final class ScoringPool: @unchecked Sendable {
+final class ScoringPool: @unchecked Sendable {  // queue and results behind `condition`; it also owns a wake pipe the socket thread polls
     private struct Job {
         var task: ScoreTask
         var model: (any RewardModel)?

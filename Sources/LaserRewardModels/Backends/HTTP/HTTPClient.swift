@@ -14,7 +14,7 @@ import FoundationNetworking
 /// whichever threads send them.
 ///
 /// Thread-safe: URLSession is, and the rest is behind a lock or a semaphore.
-final class HTTPClient: @unchecked Sendable {
+final class HTTPClient: @unchecked Sendable {  // URLSession is thread-safe; `closed` and the session are behind `lock`
     /// Prefixed to every error: "reward model 'x' (http vllm-pooling http://...)".
     let owner: String
     let timeoutMs: Int

@@ -11,7 +11,7 @@ import LaserSync
 /// than `max_batch` is split). The requests go out in parallel, at most `max_concurrency` in flight
 /// for this RM on this worker, and the scores are put back in order. vLLM APIs learn the server's
 /// version once, from `GET /version` or the `version` param, to send the right raw-score switch.
-public final class HTTPRM: RewardModel, @unchecked Sendable {
+public final class HTTPRM: RewardModel, Sendable {
     /// Kept for callers of the old name.
     public typealias API = ServerAPI
 
@@ -33,8 +33,9 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
 
     let client: HTTPClient
     private let log: BackendLog
-    private let versionLock = NSLock()
-    private var activation: ActivationSwitch?
+    /// The raw-score switch, learnt once (the lock is held across the first GET /version, so parallel
+    /// first calls ask once).
+    private let activation = Locked<ActivationSwitch?>(nil)
 
     public var maxBatchCandidates: Int? { maxBatch }
 
@@ -139,9 +140,15 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
     /// The raw-score switch for this server's version, learnt once (vLLM APIs; nil for the others).
     func activationSwitch() throws -> ActivationSwitch? {
         guard api.needsVersion else { return nil }
-        versionLock.lock()
-        defer { versionLock.unlock() }
-        if let activation { return activation }
+        return try activation.withLock { learnt in
+            if let learnt { return learnt }
+            let chosen = try learnActivationSwitch()
+            learnt = chosen
+            return chosen
+        }
+    }
+
+    private func learnActivationSwitch() throws -> ActivationSwitch {
         let version: ServerVersion
         let source: String
         if let configuredVersion {
@@ -170,7 +177,6 @@ public final class HTTPRM: RewardModel, @unchecked Sendable {
         }
         let chosen = ActivationSwitch.forVLLM(api, version)
         log("rm \(name): vLLM \(version) (from \(source)), \(api.rawValue): \(chosen.logText)")
-        activation = chosen
         return chosen
     }
 }

@@ -17,7 +17,7 @@ import Foundation
 /// 4. The score is the response tokens' sum (`reduce: sum`), their mean (`mean`), or the implicit
 ///    DPO reward `beta * (sum - sum_ref)` (`dpo`), with `sum_ref` from `ref_url` (the reference
 ///    model, same tokenizer) as RewardBench scores DPO models.
-public final class LogLikelihoodRM: RewardModel, @unchecked Sendable {
+public final class LogLikelihoodRM: RewardModel, Sendable {
     public enum Reduce: String, Sendable, CaseIterable { case sum, mean, dpo }
     public enum Template: String, Sendable, CaseIterable { case chat, none }
 
