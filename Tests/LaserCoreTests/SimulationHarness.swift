@@ -275,20 +275,12 @@ struct Simulation {
         }
         guard let i = workers.firstIndex(where: { $0.peer == peer }), !workers[i].dead else { return }
         if workers[i].behaviour == .rogue { forge(from: i) }
-        if case .disconnect = message {
-            // A real worker says Hello again when the coordinator no longer knows it.
-            feed(
-                .message(
-                    from: peer,
-                    .hello(
-                        Hello(
-                            workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
-                            softwareVersion: "sim",
-                            acceptsJSONCandidates: workers[i].json))))
-            return
-        }
-        if case .reject(_, let retry) = message, retry > 0 {
-            // Refused for now (its id looks taken): a real worker says Hello again after `retry` ms.
+        // A real worker says Hello again when the coordinator no longer knows it (Disconnect), or after
+        // `retry` ms when it was refused for now (its id looks taken).
+        var helloAgain = false
+        if case .disconnect = message { helloAgain = true }
+        if case .reject(_, let retry) = message, retry > 0 { helloAgain = true }
+        if helloAgain {
             feed(
                 .message(
                     from: peer,

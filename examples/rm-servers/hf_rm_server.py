@@ -191,7 +191,6 @@ def main():
     args = parser.parse_args()
     if not (args.rm or args.lm):
         parser.error("give --rm, --lm or both")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     Handler.models = Models(args.rm, args.lm, args.ref_lm, args.device)
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True

@@ -91,29 +91,30 @@ extension Coordinator {
         guard let b = batches.removeValue(forKey: Self.probeBatch) else { return }
         var pairs: [TrainerPair] = []
         let scores = b.prompts.indices.map { offset in plan.armNames.map { b.scores[held: $0][offset]! } }
-        var weights: [Double]?
+        // Each prompt's probe pairs: by the weighted vote, or by unanimity.
+        var chosenPairs: [[(chosen: Int, rejected: Int)]]?
         if plan.probeConsensus == .weighted {
             let competence = ProbeWeights.competences(scores)
-            weights = competence.map(ProbeWeights.logOdds)
+            let weights = competence.map(ProbeWeights.logOdds)
             let shown = zip(plan.armNames, competence).map { "\($0) \(String(format: "%.2f", $1))" }.joined(
                 separator: ", ")
             actions.append(.log(.info, "probe: RM competences estimated from their agreement (2p - 1): \(shown)"))
             // Too little agreement to estimate anything: the unanimous rule, said in the log.
-            if competence.allSatisfy({ $0 == 0 })
-                || !scores.contains(where: { !ProbeWeights.weightedPairs($0, weights: weights!).isEmpty })
-            {
-                weights = nil
+            let weighted = scores.map { ProbeWeights.weightedPairs($0, weights: weights) }
+            if competence.allSatisfy({ $0 == 0 }) || weighted.allSatisfy(\.isEmpty) {
                 actions.append(
                     .log(
                         .warning,
                         "probe: the RMs' agreement on \(b.prompts.count) prompts gives no usable competence estimate; using the unanimous rule (raise reward.probe_size)"
                     ))
+            } else {
+                chosenPairs = weighted
             }
         }
         for (offset, p) in b.prompts.enumerated() {
             let perRM = scores[offset]
             let combined = ScoreEnsemble.combine(perRM)
-            let chosen = weights.map { ProbeWeights.weightedPairs(perRM, weights: $0) } ?? Self.consensusPairs(perRM)
+            let chosen = chosenPairs?[offset] ?? Self.consensusPairs(perRM)
             for (c, r) in chosen {
                 pairs.append(
                     TrainerPair(

@@ -46,10 +46,8 @@ public enum DatasetExport {
             }
         }
         var lines: [(text: Substring, row: [String: JSONValue], source: String)] = []
-        var allText: [String] = []
         for file in files {
             let text = try String(contentsOfFile: file, encoding: .utf8)
-            allText.append(text)
             for (i, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
                 let parsed = try? Array(line.utf8).withUnsafeBytes { try JSONLineParser.parse($0) }
                 guard case .object(let members)? = parsed else {
