@@ -637,6 +637,141 @@ void   laser__v1__disconnect__free_unpacked
   assert(message->base.descriptor == &laser__v1__disconnect__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   laser__v1__load_rm__init
+                     (Laser__V1__LoadRM         *message)
+{
+  static const Laser__V1__LoadRM init_value = LASER__V1__LOAD_RM__INIT;
+  *message = init_value;
+}
+size_t laser__v1__load_rm__get_packed_size
+                     (const Laser__V1__LoadRM *message)
+{
+  assert(message->base.descriptor == &laser__v1__load_rm__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__load_rm__pack
+                     (const Laser__V1__LoadRM *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__load_rm__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__load_rm__pack_to_buffer
+                     (const Laser__V1__LoadRM *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__load_rm__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__LoadRM *
+       laser__v1__load_rm__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__LoadRM *)
+     protobuf_c_message_unpack (&laser__v1__load_rm__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__load_rm__free_unpacked
+                     (Laser__V1__LoadRM *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__load_rm__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   laser__v1__rmload__init
+                     (Laser__V1__RMLoad         *message)
+{
+  static const Laser__V1__RMLoad init_value = LASER__V1__RMLOAD__INIT;
+  *message = init_value;
+}
+size_t laser__v1__rmload__get_packed_size
+                     (const Laser__V1__RMLoad *message)
+{
+  assert(message->base.descriptor == &laser__v1__rmload__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__rmload__pack
+                     (const Laser__V1__RMLoad *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__rmload__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__rmload__pack_to_buffer
+                     (const Laser__V1__RMLoad *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__rmload__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__RMLoad *
+       laser__v1__rmload__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__RMLoad *)
+     protobuf_c_message_unpack (&laser__v1__rmload__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__rmload__free_unpacked
+                     (Laser__V1__RMLoad *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__rmload__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   laser__v1__rmstate__init
+                     (Laser__V1__RMState         *message)
+{
+  static const Laser__V1__RMState init_value = LASER__V1__RMSTATE__INIT;
+  *message = init_value;
+}
+size_t laser__v1__rmstate__get_packed_size
+                     (const Laser__V1__RMState *message)
+{
+  assert(message->base.descriptor == &laser__v1__rmstate__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__rmstate__pack
+                     (const Laser__V1__RMState *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__rmstate__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__rmstate__pack_to_buffer
+                     (const Laser__V1__RMState *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__rmstate__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__RMState *
+       laser__v1__rmstate__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__RMState *)
+     protobuf_c_message_unpack (&laser__v1__rmstate__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__rmstate__free_unpacked
+                     (Laser__V1__RMState *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__rmstate__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   laser__v1__shutdown__init
                      (Laser__V1__Shutdown         *message)
 {
@@ -997,7 +1132,7 @@ void   laser__v1__feedback_ack__free_unpacked
   assert(message->base.descriptor == &laser__v1__feedback_ack__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[15] =
+static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[17] =
 {
   {
     "protocol_version",
@@ -1108,6 +1243,30 @@ static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[15]
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "load_rm",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, load_rm),
+    &laser__v1__load_rm__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rm_state",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Envelope, body_case),
+    offsetof(Laser__V1__Envelope, rm_state),
+    &laser__v1__rmstate__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "trainer_hello",
     20,
     PROTOBUF_C_LABEL_NONE,
@@ -1181,28 +1340,29 @@ static const ProtobufCFieldDescriptor laser__v1__envelope__field_descriptors[15]
   },
 };
 static const unsigned laser__v1__envelope__field_indices_by_name[] = {
-  12,   /* field[12] = batch_feedback */
+  14,   /* field[14] = batch_feedback */
   7,   /* field[7] = disconnect */
-  13,   /* field[13] = feedback_ack */
+  15,   /* field[15] = feedback_ack */
   4,   /* field[4] = heartbeat */
   1,   /* field[1] = hello */
-  11,   /* field[11] = preference_batch */
-  14,   /* field[14] = probe_set */
+  9,   /* field[9] = load_rm */
+  13,   /* field[13] = preference_batch */
+  16,   /* field[16] = probe_set */
   0,   /* field[0] = protocol_version */
   3,   /* field[3] = reject */
+  10,   /* field[10] = rm_state */
   6,   /* field[6] = score_result */
   5,   /* field[5] = score_task */
   8,   /* field[8] = shutdown */
-  9,   /* field[9] = trainer_hello */
-  10,   /* field[10] = trainer_welcome */
+  11,   /* field[11] = trainer_hello */
+  12,   /* field[12] = trainer_welcome */
   2,   /* field[2] = welcome */
 };
-static const ProtobufCIntRange laser__v1__envelope__number_ranges[3 + 1] =
+static const ProtobufCIntRange laser__v1__envelope__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 10, 1 },
-  { 20, 9 },
-  { 0, 15 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
 {
@@ -1212,14 +1372,14 @@ const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
   "Laser__V1__Envelope",
   "laser.v1",
   sizeof(Laser__V1__Envelope),
-  15,
+  17,
   laser__v1__envelope__field_descriptors,
   laser__v1__envelope__field_indices_by_name,
-  3,  laser__v1__envelope__number_ranges,
+  2,  laser__v1__envelope__number_ranges,
   (ProtobufCMessageInit) laser__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[6] =
+static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[8] =
 {
   {
     "worker_id",
@@ -1293,11 +1453,37 @@ static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[6] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rm_capacity",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__Hello, rm_capacity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "loaded",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Laser__V1__Hello, n_loaded),
+    offsetof(Laser__V1__Hello, loaded),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__hello__field_indices_by_name[] = {
   5,   /* field[5] = json_candidates */
   4,   /* field[4] = labels */
+  7,   /* field[7] = loaded */
   1,   /* field[1] = reward_models */
+  6,   /* field[6] = rm_capacity */
   2,   /* field[2] = slots */
   3,   /* field[3] = software_version */
   0,   /* field[0] = worker_id */
@@ -1305,7 +1491,7 @@ static const unsigned laser__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange laser__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
 {
@@ -1315,7 +1501,7 @@ const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
   "Laser__V1__Hello",
   "laser.v1",
   sizeof(Laser__V1__Hello),
-  6,
+  8,
   laser__v1__hello__field_descriptors,
   laser__v1__hello__field_indices_by_name,
   1,  laser__v1__hello__number_ranges,
@@ -2029,6 +2215,198 @@ const ProtobufCMessageDescriptor laser__v1__disconnect__descriptor =
   laser__v1__disconnect__field_indices_by_name,
   1,  laser__v1__disconnect__number_ranges,
   (ProtobufCMessageInit) laser__v1__disconnect__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__load_rm__field_descriptors[3] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__LoadRM, request_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "load",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Laser__V1__LoadRM, n_load),
+    offsetof(Laser__V1__LoadRM, load),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unload",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Laser__V1__LoadRM, n_unload),
+    offsetof(Laser__V1__LoadRM, unload),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__load_rm__field_indices_by_name[] = {
+  1,   /* field[1] = load */
+  0,   /* field[0] = request_id */
+  2,   /* field[2] = unload */
+};
+static const ProtobufCIntRange laser__v1__load_rm__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor laser__v1__load_rm__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.LoadRM",
+  "LoadRM",
+  "Laser__V1__LoadRM",
+  "laser.v1",
+  sizeof(Laser__V1__LoadRM),
+  3,
+  laser__v1__load_rm__field_descriptors,
+  laser__v1__load_rm__field_indices_by_name,
+  1,  laser__v1__load_rm__number_ranges,
+  (ProtobufCMessageInit) laser__v1__load_rm__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__rmload__field_descriptors[3] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__RMLoad, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "load_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__RMLoad, load_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__RMLoad, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__rmload__field_indices_by_name[] = {
+  2,   /* field[2] = error */
+  1,   /* field[1] = load_ms */
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange laser__v1__rmload__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor laser__v1__rmload__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.RMLoad",
+  "RMLoad",
+  "Laser__V1__RMLoad",
+  "laser.v1",
+  sizeof(Laser__V1__RMLoad),
+  3,
+  laser__v1__rmload__field_descriptors,
+  laser__v1__rmload__field_indices_by_name,
+  1,  laser__v1__rmload__number_ranges,
+  (ProtobufCMessageInit) laser__v1__rmload__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__rmstate__field_descriptors[3] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__RMState, request_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "loaded",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Laser__V1__RMState, n_loaded),
+    offsetof(Laser__V1__RMState, loaded),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "loads",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__RMState, n_loads),
+    offsetof(Laser__V1__RMState, loads),
+    &laser__v1__rmload__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__rmstate__field_indices_by_name[] = {
+  1,   /* field[1] = loaded */
+  2,   /* field[2] = loads */
+  0,   /* field[0] = request_id */
+};
+static const ProtobufCIntRange laser__v1__rmstate__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor laser__v1__rmstate__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.RMState",
+  "RMState",
+  "Laser__V1__RMState",
+  "laser.v1",
+  sizeof(Laser__V1__RMState),
+  3,
+  laser__v1__rmstate__field_descriptors,
+  laser__v1__rmstate__field_indices_by_name,
+  1,  laser__v1__rmstate__number_ranges,
+  (ProtobufCMessageInit) laser__v1__rmstate__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor laser__v1__shutdown__field_descriptors[1] =

@@ -39,6 +39,10 @@ public protocol RewardModel: Sendable {
     /// Releases what the RM holds (child processes, connections). The worker calls it when it
     /// exits or replaces its RMs. The default does nothing.
     func close()
+    /// Makes the RM ready to score (a capacity-limited worker calls it when the coordinator's placement
+    /// asks it to load this RM, docs/placement.md); it may take minutes. The default does nothing: the
+    /// RM is ready once built. ``close()`` is its unload.
+    func load() throws
     /// How many candidates one backend call should carry at most, for backends that batch on a GPU
     /// server (`max_batch`): the worker then hands queued tasks for this RM to one ``scoreBatch(_:)``
     /// call up to this many candidates. nil (the default): one call per task.
@@ -51,6 +55,8 @@ extension RewardModel {
     }
 
     public func close() {}
+
+    public func load() throws {}
 
     public var maxBatchCandidates: Int? { nil }
 }

@@ -3,7 +3,7 @@ public enum RewardModelCatalog {
     /// Every kind ``make(_:runSeed:)`` accepts.
     public static let kinds: [String] = [
         "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-        "simulated-latency", "null-rm", "subprocess", "http",
+        "simulated-latency", "simulated-load", "null-rm", "subprocess", "http",
     ]
 
     /// Kinds that only compute on the text they are given: no process, no network, no file. A worker
@@ -11,7 +11,7 @@ public enum RewardModelCatalog {
     /// builds only from its own `--rm-config` (docs/security.md).
     public static let builtInKinds: Set<String> = [
         "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-        "simulated-latency", "null-rm",
+        "simulated-latency", "simulated-load", "null-rm",
     ]
     /// Kinds that start processes or call servers: defined on the worker's side only.
     public static let backendKinds: Set<String> = ["subprocess", "http"]
@@ -28,7 +28,7 @@ public enum RewardModelCatalog {
     }
 
     /// Kinds that wrap another kind named by their `base` param.
-    static let wrapperKinds: Set<String> = ["noisy", "simulated-latency"]
+    static let wrapperKinds: Set<String> = ["noisy", "simulated-latency", "simulated-load"]
 
     /// Builds the RM a spec describes. `runSeed` seeds RMs with randomness (``NoisyRM``) so that a
     /// run replays exactly. Throws for an unknown kind and for missing, malformed or unknown params.
@@ -50,8 +50,8 @@ public enum RewardModelCatalog {
             return InstructionFollowingRM(name: spec.name)
         case "noisy":
             return try NoisyRM(name: spec.name, params: spec.params, runSeed: runSeed)
-        case "simulated-latency":
-            return try SimulatedLatencyRM(name: spec.name, params: spec.params, runSeed: runSeed)
+        case "simulated-latency", "simulated-load":
+            return try SimulatedLatencyRM(name: spec.name, params: spec.params, runSeed: runSeed, kind: spec.kind)
         case "null-rm":
             try rejectParams(spec)
             return NullRM(name: spec.name)

@@ -47,6 +47,8 @@ public enum WireCodec {
             m.pointee.software_version = arena.string(h.softwareVersion)
             (m.pointee.n_labels, m.pointee.labels) = arena.strings(h.labels)
             m.pointee.json_candidates = h.acceptsJSONCandidates ? 1 : 0
+            m.pointee.rm_capacity = h.rmCapacity
+            (m.pointee.n_loaded, m.pointee.loaded) = arena.strings(h.loaded)
             env.body_case = LASER__V1__ENVELOPE__BODY_HELLO
             env.hello = m
         case .welcome(let w):
@@ -162,6 +164,29 @@ public enum WireCodec {
             m.pointee.reason = arena.string(reason)
             env.body_case = LASER__V1__ENVELOPE__BODY_SHUTDOWN
             env.shutdown = m
+        case .loadRM(let l):
+            let m = arena.make(Laser__V1__LoadRM.self, laser__v1__load_rm__init)
+            m.pointee.request_id = l.requestID
+            (m.pointee.n_load, m.pointee.load) = arena.strings(l.load)
+            (m.pointee.n_unload, m.pointee.unload) = arena.strings(l.unload)
+            env.body_case = LASER__V1__ENVELOPE__BODY_LOAD_RM
+            env.load_rm = m
+        case .rmState(let r):
+            let m = arena.make(Laser__V1__RMState.self, laser__v1__rmstate__init)
+            m.pointee.request_id = r.requestID
+            (m.pointee.n_loaded, m.pointee.loaded) = arena.strings(r.loaded)
+            let loads = arena.array(UnsafeMutablePointer<Laser__V1__RMLoad>?.self, count: r.loads.count)
+            for (i, load) in r.loads.enumerated() {
+                let one = arena.make(Laser__V1__RMLoad.self, laser__v1__rmload__init)
+                one.pointee.name = arena.string(load.name)
+                one.pointee.load_ms = load.loadMs
+                one.pointee.error = arena.string(load.error)
+                loads[i] = one
+            }
+            m.pointee.n_loads = r.loads.count
+            m.pointee.loads = loads
+            env.body_case = LASER__V1__ENVELOPE__BODY_RM_STATE
+            env.rm_state = m
         case .trainerHello(let h):
             let m = arena.make(Laser__V1__TrainerHello.self, laser__v1__trainer_hello__init)
             m.pointee.trainer_id = arena.string(h.trainerID)
@@ -270,7 +295,8 @@ public enum WireCodec {
                     slots: h.slots,
                     softwareVersion: try text(h.software_version, "Hello.software_version"),
                     labels: try texts(h.n_labels, h.labels, "Hello.labels"),
-                    acceptsJSONCandidates: h.json_candidates != 0))
+                    acceptsJSONCandidates: h.json_candidates != 0, rmCapacity: h.rm_capacity,
+                    loaded: try texts(h.n_loaded, h.loaded, "Hello.loaded")))
         case LASER__V1__ENVELOPE__BODY_WELCOME:
             let w = e.welcome!.pointee
             var defs: [RewardModelDefinition] = []
@@ -362,6 +388,24 @@ public enum WireCodec {
             return .disconnect(reason: try text(e.disconnect!.pointee.reason, "Disconnect.reason"))
         case LASER__V1__ENVELOPE__BODY_SHUTDOWN:
             return .shutdown(reason: try text(e.shutdown!.pointee.reason, "Shutdown.reason"))
+        case LASER__V1__ENVELOPE__BODY_LOAD_RM:
+            let l = e.load_rm!.pointee
+            return .loadRM(
+                LoadRM(
+                    requestID: l.request_id, load: try texts(l.n_load, l.load, "LoadRM.load"),
+                    unload: try texts(l.n_unload, l.unload, "LoadRM.unload")))
+        case LASER__V1__ENVELOPE__BODY_RM_STATE:
+            let r = e.rm_state!.pointee
+            var loads: [RMState.Load] = []
+            for i in 0..<r.n_loads {
+                let one = r.loads[i]!.pointee
+                loads.append(
+                    RMState.Load(
+                        name: try text(one.name, "RMLoad.name"), loadMs: one.load_ms,
+                        error: try text(one.error, "RMLoad.error")))
+            }
+            return .rmState(
+                RMState(requestID: r.request_id, loaded: try texts(r.n_loaded, r.loaded, "RMState.loaded"), loads: loads))
         case LASER__V1__ENVELOPE__BODY_TRAINER_HELLO:
             let h = e.trainer_hello!.pointee
             return .trainerHello(

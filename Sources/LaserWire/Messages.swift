@@ -19,6 +19,10 @@ public enum WireMessage: Equatable, Sendable {
     case batchFeedback(BatchFeedback)
     case feedbackAck(FeedbackAck)
     case probeSet(ProbeSet)
+    /// coordinator -> worker with `Hello.rmCapacity > 0`: change the loaded RMs (docs/placement.md).
+    case loadRM(LoadRM)
+    /// worker -> coordinator: the loaded RMs after a ``LoadRM`` (or unprompted, request id 0).
+    case rmState(RMState)
 
     /// The message's name as in the proto file, for logs and errors.
     public var kind: String {
@@ -37,6 +41,8 @@ public enum WireMessage: Equatable, Sendable {
         case .batchFeedback: return "BatchFeedback"
         case .feedbackAck: return "FeedbackAck"
         case .probeSet: return "ProbeSet"
+        case .loadRM: return "LoadRM"
+        case .rmState: return "RMState"
         }
     }
 }
@@ -52,11 +58,18 @@ public struct Hello: Equatable, Sendable {
     public var labels: [String]
     /// The worker reads candidates sent as JSON-escaped bytes (`ScoreItem.candidates_json`).
     public var acceptsJSONCandidates: Bool
+    /// 0: a static worker (every offered RM loaded). M > 0: at most M RMs loaded at once, moved by
+    /// ``LoadRM`` (docs/placement.md); `rewardModels` then lists what it can load.
+    public var rmCapacity: UInt32
+    /// With `rmCapacity > 0`: the RMs loaded now.
+    public var loaded: [String]
 
     public init(
         workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String, labels: [String] = [],
-        acceptsJSONCandidates: Bool = false
+        acceptsJSONCandidates: Bool = false, rmCapacity: UInt32 = 0, loaded: [String] = []
     ) {
+        self.rmCapacity = rmCapacity
+        self.loaded = loaded
         self.workerID = workerID
         self.rewardModels = rewardModels
         self.slots = slots
@@ -308,6 +321,46 @@ public struct ProbeSet: Equatable, Sendable {
     public init(pairs: [TrainerPair], prompts: UInt32) {
         self.pairs = pairs
         self.prompts = prompts
+    }
+}
+
+/// coordinator -> worker: make the loaded set `loaded - unload + load` (unload first), then answer
+/// with an ``RMState`` that echoes `requestID`.
+public struct LoadRM: Equatable, Sendable {
+    public var requestID: UInt64
+    public var load: [String]
+    public var unload: [String]
+
+    public init(requestID: UInt64, load: [String], unload: [String]) {
+        self.requestID = requestID
+        self.load = load
+        self.unload = unload
+    }
+}
+
+/// worker -> coordinator: the RMs loaded now, and how each requested load went.
+public struct RMState: Equatable, Sendable {
+    /// One requested load: its time, or why it failed (`error` non-empty: not loaded).
+    public struct Load: Equatable, Sendable {
+        public var name: String
+        public var loadMs: UInt32
+        public var error: String
+
+        public init(name: String, loadMs: UInt32, error: String = "") {
+            self.name = name
+            self.loadMs = loadMs
+            self.error = error
+        }
+    }
+
+    public var requestID: UInt64
+    public var loaded: [String]
+    public var loads: [Load]
+
+    public init(requestID: UInt64, loaded: [String], loads: [Load] = []) {
+        self.requestID = requestID
+        self.loaded = loaded
+        self.loads = loads
     }
 }
 

@@ -42,6 +42,26 @@ struct Simulation {
         var dead = false
         var outstanding = 0
         var lastHeartbeat = Instant(nanoseconds: 0)
+        /// Dynamic placement: 0 static; M > 0 holds at most M RMs, moved by LoadRM.
+        var capacity: UInt32 = 0
+        var loaded: Set<String> = []
+        /// Loads of these RMs fail; the worker dies on receiving its `diesOnLoad`-th LoadRM (mid-load).
+        var failLoads: Set<String> = []
+        var diesOnLoad: Int?
+        var loadsSeen = 0
+    }
+
+    /// Worker -> coordinator messages that take time (a load), delivered once `now` reaches their time.
+    var later: [(due: Instant, peer: PeerID, message: WireMessage)] = []
+    /// Score tasks that reached a capacity-limited worker for an RM it had not loaded (must stay 0).
+    var tasksForUnloadedRMs = 0
+
+    func hello(_ i: Int) -> WireMessage {
+        .hello(
+            Hello(
+                workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
+                softwareVersion: "sim", labels: workers[i].labels, acceptsJSONCandidates: workers[i].json,
+                rmCapacity: workers[i].capacity, loaded: workers[i].loaded.sorted()))
     }
 
     var core: Coordinator
@@ -159,16 +179,7 @@ struct Simulation {
 
     mutating func run(maxSteps: Int = 200_000) {
         feed(.start)
-        for i in workers.indices {
-            feed(
-                .message(
-                    from: workers[i].peer,
-                    .hello(
-                        Hello(
-                            workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
-                            softwareVersion: "sim", labels: workers[i].labels,
-                            acceptsJSONCandidates: workers[i].json))))
-        }
+        for i in workers.indices { feed(.message(from: workers[i].peer, hello(i))) }
         if let t = trainerPeer {
             feed(
                 .message(
@@ -184,6 +195,12 @@ struct Simulation {
                 continue
             }
             now = now.adding(milliseconds: rng.next() % 20)
+            while let next = later.indices.first(where: { later[$0].due <= now }) {
+                let (_, peer, message) = later.remove(at: next)
+                if let i = workers.firstIndex(where: { $0.peer == peer }), !workers[i].dead {
+                    feed(.message(from: peer, message))
+                }
+            }
             if !toWorkers.isEmpty && rng.next() % 8 != 0 {
                 var pick = Int(rng.next() % UInt64(toWorkers.count))
                 // One connection delivers in order (ZeroMQ keeps a pipe's order): the trainer gets its
@@ -281,17 +298,25 @@ struct Simulation {
         if case .disconnect = message { helloAgain = true }
         if case .reject(_, let retry) = message, retry > 0 { helloAgain = true }
         if helloAgain {
-            feed(
-                .message(
-                    from: peer,
-                    .hello(
-                        Hello(
-                            workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
-                            softwareVersion: "sim",
-                            acceptsJSONCandidates: workers[i].json))))
+            feed(.message(from: peer, hello(i)))
+            return
+        }
+        if case .loadRM(let request) = message {
+            load(request, worker: i)
             return
         }
         guard case .scoreTask(let task) = message else { return }
+        if workers[i].capacity > 0 && !workers[i].loaded.contains(task.rewardModel) {
+            tasksForUnloadedRMs += 1
+            feed(
+                .message(
+                    from: peer,
+                    .scoreResult(
+                        ScoreResult(
+                            taskID: task.taskID, attempt: task.attempt, outcome: .failure("RM not loaded"),
+                            elapsedMicros: 5))))
+            return
+        }
         tasksByCandidateForm[task.candidatesAsJSON, default: 0] += 1
         if task.candidatesAsJSON != workers[i].json { wrongCandidateForm += 1 }
         workers[i].outstanding += 1
@@ -332,6 +357,28 @@ struct Simulation {
                     .scoreResult(
                         ScoreResult(taskID: task.taskID, attempt: task.attempt, outcome: outcome, elapsedMicros: 5))))
         }
+    }
+
+    /// A capacity-limited worker's LoadRM: unload at once, load over 50-300 ms of simulated time (loads in
+    /// `failLoads` fail), then RMState; or it dies here when this is its `diesOnLoad`-th LoadRM.
+    mutating func load(_ request: LoadRM, worker i: Int) {
+        workers[i].loadsSeen += 1
+        if workers[i].diesOnLoad == workers[i].loadsSeen {
+            workers[i].dead = true
+            return
+        }
+        workers[i].loaded.subtract(request.unload)
+        var loads: [RMState.Load] = []
+        for rm in request.load where !workers[i].loaded.contains(rm) {
+            if workers[i].failLoads.contains(rm) || workers[i].loaded.count >= Int(workers[i].capacity) {
+                loads.append(RMState.Load(name: rm, loadMs: 0, error: "simulated load failure"))
+            } else {
+                workers[i].loaded.insert(rm)
+                loads.append(RMState.Load(name: rm, loadMs: 120))
+            }
+        }
+        let state = RMState(requestID: request.requestID, loaded: workers[i].loaded.sorted(), loads: loads)
+        later.append((now.adding(milliseconds: 50 + rng.next() % 250), workers[i].peer, .rmState(state)))
     }
 
     /// What a rogue sends besides its answers: results for task ids it guesses (this incarnation's ids

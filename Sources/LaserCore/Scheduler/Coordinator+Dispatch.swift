@@ -11,7 +11,7 @@ extension Coordinator {
             let maxSkipped = 64
             while let queue = queues[rm], position < queue.count, skipped < maxSkipped,
                 workers.values.contains(where: {
-                    $0.free > 0 && $0.quarantinedUntil == nil && $0.rewardModels.contains(rm)
+                    $0.free > 0 && $0.quarantinedUntil == nil && $0.ready(rm)
                 })
             {
                 let id = queue[position]
@@ -22,7 +22,7 @@ extension Coordinator {
                 // no other worker serves this RM at all.
                 let holders = tasks[held: id].holders
                 let alternativeExists = workers.contains {
-                    !avoid.contains($0.key) && $0.value.rewardModels.contains(rm) && $0.value.quarantinedUntil == nil
+                    !avoid.contains($0.key) && $0.value.ready(rm) && $0.value.quarantinedUntil == nil
                         && holders[$0.key] == nil
                 }
                 var best: PeerID?
@@ -40,7 +40,7 @@ extension Coordinator {
                 }
                 // Never to a worker that still holds it (an expired lease), nor to a quarantined one.
                 for (peer, w) in workers
-                where w.free > 0 && w.rewardModels.contains(rm) && w.quarantinedUntil == nil
+                where w.free > 0 && w.ready(rm) && w.quarantinedUntil == nil
                     && holders[peer] == nil && !(alternativeExists && avoid.contains(peer))
                 {
                     if best == nil || better(peer, than: best!) { best = peer }
@@ -119,6 +119,7 @@ extension Coordinator {
             if tasks[id] != nil { tasks[held: id].holders = holders }
             if phase != .running { return }
         }
+        placementTick(now: now, &actions)
         reportIdleWorkers(now: now, &actions)
         for rm in plan.armNames where !(queues[rm] ?? []).isEmpty {
             let served = workers.values.contains { $0.rewardModels.contains(rm) }
@@ -145,7 +146,8 @@ extension Coordinator {
         guard !busy.isEmpty else { return }
         for peer in workers.keys.sorted() {
             let w = workers[held: peer]
-            guard now.milliseconds(since: w.joined) > window, w.inFlight.isEmpty,
+            // Capacity-limited workers are moved by placement, not reported.
+            guard w.capacity == 0, now.milliseconds(since: w.joined) > window, w.inFlight.isEmpty,
                 w.rewardModels.isDisjoint(with: busy),
                 w.reportedIdle.map({ now.milliseconds(since: $0) > window }) ?? true
             else { continue }

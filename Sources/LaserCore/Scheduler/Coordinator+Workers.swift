@@ -65,6 +65,8 @@ extension Coordinator {
             break
         case .scoreResult(let result):
             handle(result, from: peer, now: now, &actions)
+        case .rmState(let state):
+            receive(state, from: peer, now: now, &actions)
         default:
             summary.counters.malformedMessages += 1
             if logLimiter.allow("coordinator-only") {
@@ -95,6 +97,12 @@ extension Coordinator {
             if let p = PeerText.identifierProblem(label, what: "label", maxBytes: Self.maxIDBytes) {
                 return "worker '\(id)': \(p)"
             }
+        }
+        if hello.rmCapacity > 0 && hello.loaded.count > Int(hello.rmCapacity) {
+            return "worker '\(id)' says it has \(hello.loaded.count) RMs loaded but a capacity of \(hello.rmCapacity)"
+        }
+        if hello.loaded.count > Self.maxOfferedRMs {
+            return "worker '\(id)' lists \(hello.loaded.count) loaded RMs; at most \(Self.maxOfferedRMs) are allowed"
         }
         if hello.rewardModels.count > Self.maxOfferedRMs {
             return "worker '\(id)' offers \(hello.rewardModels.count) RMs; at most \(Self.maxOfferedRMs) are allowed"
@@ -190,17 +198,25 @@ extension Coordinator {
             }
             slots = plan.scheduler.maxSlotsPerWorker
         }
-        workers[peer] = Worker(
+        var worker = Worker(
             workerID: hello.workerID, rewardModels: Set(served), slots: Int(slots), lastHeard: now, lastSent: now,
             joined: now,
             acceptsJSONCandidates: hello.acceptsJSONCandidates)
+        if hello.rmCapacity > 0 {
+            // Capacity-limited: placement decides what it loads; what it kept across a reconnect counts
+            // as loaded just now (its residency starts again).
+            worker.capacity = Int(min(hello.rmCapacity, UInt32(Self.maxOfferedRMs)))
+            worker.loaded = Set(hello.loaded).intersection(served)
+            for rm in worker.loaded { worker.loadedAt[rm] = now }
+        }
+        workers[peer] = worker
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
         if logLimiter.allow("joined", first: 100) {
             actions.append(
                 .log(
                     .info,
-                    "worker \(id) joined: \(slots) slots, RMs \(served.joined(separator: ", "))\(logLimiter.suffix("joined"))"
+                    "worker \(id) joined: \(slots) slots, RMs \(served.joined(separator: ", "))\(hello.rmCapacity > 0 ? " (capacity \(worker.capacity), loaded: \(plan.armNames.filter(worker.loaded.contains).joined(separator: ", ")))" : "")\(logLimiter.suffix("joined"))"
                 ))
         }
         actions.append(
@@ -310,6 +326,7 @@ extension Coordinator {
                 return
             }
             workers[held: peer].failureStreak = 0
+            noteScoringTime(task, elapsedMicros: result.elapsedMicros)
             provenWorkers[task.rm, default: []].insert(workerID)
             complete(tasks[held: result.taskID], scores: perItem, journaled: false, &actions)
         }

@@ -35,7 +35,22 @@ public struct Coordinator: Sendable {
         var failureStreak = 0
         /// Gets no tasks until then (it failed too many in a row); nil: not quarantined.
         var quarantinedUntil: Instant?
+        /// Dynamic placement (Placement.swift): 0 for a static worker, which serves all of `rewardModels`;
+        /// M > 0: it holds at most M RMs, `loaded`, and `rewardModels` is what it may load.
+        var capacity = 0
+        var loaded: Set<String> = []
+        /// When each loaded RM was loaded (minimum residency).
+        var loadedAt: [String: Instant] = [:]
+        /// RMs whose load failed on this connection: not asked again.
+        var cannotLoad: Set<String> = []
+        var pendingLoad: PendingLoad?
         var free: Int { slots - inFlight.count }
+
+        /// Whether a task for `rm` may go to it now: a static worker that serves it, or a capacity-limited
+        /// one that has it loaded and is not about to unload it.
+        func ready(_ rm: String) -> Bool {
+            capacity == 0 ? rewardModels.contains(rm) : loaded.contains(rm) && !(pendingLoad?.unload.contains(rm) ?? false)
+        }
     }
     /// When each RM last had a task dispatched (for the idle-worker report).
     var lastDispatch: [String: Instant] = [:]
@@ -180,6 +195,8 @@ public struct Coordinator: Sendable {
     var provenWorkers: [String: Set<String>] = [:]
     /// Peer-driven log lines are rate-limited per kind.
     var logLimiter = LogLimiter()
+    /// Dynamic placement's bookkeeping (Placement.swift).
+    var placement = PlacementState()
     /// The context of the most recent decision (for status displays: the arms' current UCB).
     var lastContext: [Double]?
 
@@ -339,6 +356,7 @@ public struct Coordinator: Sendable {
         }
         if phase == .running {
             advance(now: now, &actions)
+            place(now: now, &actions)
             dispatch(now: now, &actions)
         }
         return actions
@@ -447,6 +465,7 @@ public struct Coordinator: Sendable {
             indexInIteration: nextBatchInIteration + 1, range: range, prompts: prompts, units: units, scores: [:],
             remainingTasks: 0)
         let (promptsByRM, created) = makeScoreTasks(for: &batch, global: global)
+        noteSelected(plan.armNames.filter { promptsByRM[$0] != nil })
         batches[global] = batch
         nextGlobal += 1
         nextBatchInIteration += 1

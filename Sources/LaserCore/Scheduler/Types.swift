@@ -77,6 +77,8 @@ public struct Placement: Equatable, Sendable {
     /// How long a worker may host only RMs that received no task while others did, before it is
     /// reported as idle (log and counter), so the operator can move it to a busy RM.
     public var idleReportSeconds: Double = 30
+    /// How capacity-limited workers are moved (Placement.swift, docs/placement.md).
+    public var dynamic = DynamicPlacementSettings()
 
     public init(byWorker: [String: [String]] = [:], byLabel: [String: [String]] = [:], idleReportSeconds: Double = 30) {
         self.byWorker = byWorker

@@ -58,6 +58,12 @@ public struct RunSummary: Equatable, Sendable, Codable {
         public var workersQuarantined = 0
         /// Hellos and TrainerHellos refused (malformed ids, unknown RMs, a live trainer already connected, ...).
         public var hellosRefused = 0
+        /// Dynamic placement: RMs loaded on capacity-limited workers, loads of an RM a worker had held
+        /// before (reloads, included in loads), unloads, and loads that failed or timed out.
+        public var rmLoads = 0
+        public var rmReloads = 0
+        public var rmUnloads = 0
+        public var rmLoadFailures = 0
         public init() {}
 
         /// Snake-case names as in summary.json (the encoder's conversion would write "duplicate_worker_i_ds").
@@ -70,6 +76,8 @@ public struct RunSummary: Equatable, Sendable, Codable {
             case idleWorkerReports = "idle_worker_reports", duplicateWorkerIDs = "duplicate_worker_ids"
             case foreignResults = "foreign_results", slotsCapped = "slots_capped"
             case workersQuarantined = "workers_quarantined", hellosRefused = "hellos_refused"
+            case rmLoads = "rm_loads", rmReloads = "rm_reloads", rmUnloads = "rm_unloads"
+            case rmLoadFailures = "rm_load_failures"
         }
     }
 }

@@ -29,6 +29,9 @@ typedef struct Laser__V1__ScoreSuccess Laser__V1__ScoreSuccess;
 typedef struct Laser__V1__ScoreFailure Laser__V1__ScoreFailure;
 typedef struct Laser__V1__ScoreResult Laser__V1__ScoreResult;
 typedef struct Laser__V1__Disconnect Laser__V1__Disconnect;
+typedef struct Laser__V1__LoadRM Laser__V1__LoadRM;
+typedef struct Laser__V1__RMLoad Laser__V1__RMLoad;
+typedef struct Laser__V1__RMState Laser__V1__RMState;
 typedef struct Laser__V1__Shutdown Laser__V1__Shutdown;
 typedef struct Laser__V1__TrainerHello Laser__V1__TrainerHello;
 typedef struct Laser__V1__TrainerWelcome Laser__V1__TrainerWelcome;
@@ -54,6 +57,8 @@ typedef enum {
   LASER__V1__ENVELOPE__BODY_SCORE_RESULT = 15,
   LASER__V1__ENVELOPE__BODY_DISCONNECT = 16,
   LASER__V1__ENVELOPE__BODY_SHUTDOWN = 17,
+  LASER__V1__ENVELOPE__BODY_LOAD_RM = 18,
+  LASER__V1__ENVELOPE__BODY_RM_STATE = 19,
   LASER__V1__ENVELOPE__BODY_TRAINER_HELLO = 20,
   LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME = 21,
   LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH = 22,
@@ -80,6 +85,11 @@ struct  Laser__V1__Envelope
     Laser__V1__ScoreResult *score_result;
     Laser__V1__Disconnect *disconnect;
     Laser__V1__Shutdown *shutdown;
+    /*
+     * Dynamic placement (docs/placement.md): only with workers that declare Hello.rm_capacity.
+     */
+    Laser__V1__LoadRM *load_rm;
+    Laser__V1__RMState *rm_state;
     /*
      * Trainer endpoint (20-39).
      */
@@ -131,10 +141,21 @@ struct  Laser__V1__Hello
    * (A worker without the field gets ScoreItem.candidates.)
    */
   protobuf_c_boolean json_candidates;
+  /*
+   * Dynamic placement (docs/placement.md). 0 (the default): a static worker that serves every RM it
+   * offers at once, as before. M > 0: the worker holds at most M of its RMs loaded at once and loads or
+   * unloads them when the coordinator sends LoadRM; `reward_models` then lists what it CAN load.
+   */
+  uint32_t rm_capacity;
+  /*
+   * With rm_capacity > 0: the RMs loaded now (empty for a fresh worker; after a reconnect, what it kept).
+   */
+  size_t n_loaded;
+  char **loaded;
 };
 #define LASER__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0,NULL }
 
 
 /*
@@ -352,6 +373,71 @@ struct  Laser__V1__Disconnect
 #define LASER__V1__DISCONNECT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__disconnect__descriptor) \
     , (char *)protobuf_c_empty_string }
+
+
+/*
+ * coordinator -> worker (rm_capacity > 0 only): change the loaded set to loaded - unload + load. The
+ * worker unloads first, then loads, and answers with one RMState carrying the same request_id. The
+ * coordinator sends at most one LoadRM per worker at a time and never unloads an RM the worker still
+ * has score tasks for. Names are the run's RM names; the worker builds each RM from its own definition
+ * (never from this message), so a LoadRM cannot make a worker run anything it was not started with.
+ */
+struct  Laser__V1__LoadRM
+{
+  ProtobufCMessage base;
+  uint64_t request_id;
+  size_t n_load;
+  char **load;
+  size_t n_unload;
+  char **unload;
+};
+#define LASER__V1__LOAD_RM__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__load_rm__descriptor) \
+    , 0, 0,NULL, 0,NULL }
+
+
+/*
+ * One RM's outcome in an RMState.
+ */
+struct  Laser__V1__RMLoad
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * How long the load took (milliseconds), measured by the worker.
+   */
+  uint32_t load_ms;
+  /*
+   * Non-empty: the load failed and this says why (the RM is not loaded).
+   */
+  char *error;
+};
+#define LASER__V1__RMLOAD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__rmload__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * worker -> coordinator: the loaded set after a LoadRM (request_id echoed; 0 when unprompted).
+ */
+struct  Laser__V1__RMState
+{
+  ProtobufCMessage base;
+  uint64_t request_id;
+  /*
+   * Every RM loaded now, after the request.
+   */
+  size_t n_loaded;
+  char **loaded;
+  /*
+   * One entry per RM the request asked to load: its load time, or why it failed.
+   */
+  size_t n_loads;
+  Laser__V1__RMLoad **loads;
+};
+#define LASER__V1__RMSTATE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__rmstate__descriptor) \
+    , 0, 0,NULL, 0,NULL }
 
 
 /*
@@ -799,6 +885,63 @@ Laser__V1__Disconnect *
 void   laser__v1__disconnect__free_unpacked
                      (Laser__V1__Disconnect *message,
                       ProtobufCAllocator *allocator);
+/* Laser__V1__LoadRM methods */
+void   laser__v1__load_rm__init
+                     (Laser__V1__LoadRM         *message);
+size_t laser__v1__load_rm__get_packed_size
+                     (const Laser__V1__LoadRM   *message);
+size_t laser__v1__load_rm__pack
+                     (const Laser__V1__LoadRM   *message,
+                      uint8_t             *out);
+size_t laser__v1__load_rm__pack_to_buffer
+                     (const Laser__V1__LoadRM   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__LoadRM *
+       laser__v1__load_rm__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__load_rm__free_unpacked
+                     (Laser__V1__LoadRM *message,
+                      ProtobufCAllocator *allocator);
+/* Laser__V1__RMLoad methods */
+void   laser__v1__rmload__init
+                     (Laser__V1__RMLoad         *message);
+size_t laser__v1__rmload__get_packed_size
+                     (const Laser__V1__RMLoad   *message);
+size_t laser__v1__rmload__pack
+                     (const Laser__V1__RMLoad   *message,
+                      uint8_t             *out);
+size_t laser__v1__rmload__pack_to_buffer
+                     (const Laser__V1__RMLoad   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__RMLoad *
+       laser__v1__rmload__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__rmload__free_unpacked
+                     (Laser__V1__RMLoad *message,
+                      ProtobufCAllocator *allocator);
+/* Laser__V1__RMState methods */
+void   laser__v1__rmstate__init
+                     (Laser__V1__RMState         *message);
+size_t laser__v1__rmstate__get_packed_size
+                     (const Laser__V1__RMState   *message);
+size_t laser__v1__rmstate__pack
+                     (const Laser__V1__RMState   *message,
+                      uint8_t             *out);
+size_t laser__v1__rmstate__pack_to_buffer
+                     (const Laser__V1__RMState   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__RMState *
+       laser__v1__rmstate__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__rmstate__free_unpacked
+                     (Laser__V1__RMState *message,
+                      ProtobufCAllocator *allocator);
 /* Laser__V1__Shutdown methods */
 void   laser__v1__shutdown__init
                      (Laser__V1__Shutdown         *message);
@@ -995,6 +1138,15 @@ typedef void (*Laser__V1__ScoreResult_Closure)
 typedef void (*Laser__V1__Disconnect_Closure)
                  (const Laser__V1__Disconnect *message,
                   void *closure_data);
+typedef void (*Laser__V1__LoadRM_Closure)
+                 (const Laser__V1__LoadRM *message,
+                  void *closure_data);
+typedef void (*Laser__V1__RMLoad_Closure)
+                 (const Laser__V1__RMLoad *message,
+                  void *closure_data);
+typedef void (*Laser__V1__RMState_Closure)
+                 (const Laser__V1__RMState *message,
+                  void *closure_data);
 typedef void (*Laser__V1__Shutdown_Closure)
                  (const Laser__V1__Shutdown *message,
                   void *closure_data);
@@ -1039,6 +1191,9 @@ extern const ProtobufCMessageDescriptor laser__v1__score_success__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__score_failure__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__score_result__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__disconnect__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__load_rm__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__rmload__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__rmstate__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__shutdown__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__trainer_hello__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__trainer_welcome__descriptor;

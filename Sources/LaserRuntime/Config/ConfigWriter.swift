@@ -99,6 +99,13 @@ extension RunConfig {
         }
         if placement != Placement() {
             y += "placement:\n  idle_report_s: \(placement.idleReportSeconds)\n"
+            let d = placement.dynamic
+            if d != DynamicPlacementSettings() {
+                y += "  dynamic:\n"
+                if let m = d.minResidencySeconds { y += "    min_residency_s: \(m)\n" }
+                y += "    recent_selections: \(d.recentSelections)\n    assumed_load_s: \(d.assumedLoadSeconds)\n"
+                y += "    load_timeout_s: \(d.loadTimeoutSeconds)\n"
+            }
             for (key, table) in [("by_worker", placement.byWorker), ("by_label", placement.byLabel)]
             where !table.isEmpty {
                 y +=
@@ -115,6 +122,7 @@ extension RunConfig {
             "  max_slots_per_worker: \(scheduler.maxSlotsPerWorker)\n  quarantine_after: \(scheduler.quarantineAfter)\n"
         y += "  quarantine_seconds: \(scheduler.quarantineSeconds)\n"
         y += "workers:\n  local: \(localWorkers)\n  slots: \(workerSlots)\n"
+        if workerRMCapacity > 0 { y += "  rm_capacity: \(workerRMCapacity)\n" }
         // Only when set: an unsecured config stays as before, and a user can append a security section.
         if security != SecuritySettings() {
             y += "security:\n  curve: \(security.curve)\n"

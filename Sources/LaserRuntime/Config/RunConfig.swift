@@ -61,6 +61,8 @@ public struct RunConfig: Equatable, Sendable {
     /// Local worker processes `laser run` starts (0: only external workers).
     public var localWorkers = 3
     public var workerSlots = 2
+    /// Local workers' `--rm-capacity` (0: static, every RM loaded; docs/placement.md).
+    public var workerRMCapacity = 0
     /// CurveZMQ between coordinator and workers (`security:`; off by default).
     public var security = SecuritySettings()
     /// The Prometheus /metrics endpoint (`metrics:`; off unless a port is given).
@@ -384,8 +386,17 @@ extension RunConfig {
         _ r: Section, into c: inout RunConfig, specs: [RewardModelSpec], baseDirectory: String
     ) throws {
         if let p = try r.section("placement") {
-            try p.allow(["by_worker", "by_label", "idle_report_s"])
+            try p.allow(["by_worker", "by_label", "idle_report_s", "dynamic"])
             c.placement.idleReportSeconds = try p.double("idle_report_s", min: 0) ?? c.placement.idleReportSeconds
+            if let d = try p.section("dynamic") {
+                try d.allow(["min_residency_s", "recent_selections", "assumed_load_s", "load_timeout_s"])
+                var s = c.placement.dynamic
+                s.minResidencySeconds = try d.double("min_residency_s", min: 0) ?? s.minResidencySeconds
+                s.recentSelections = try d.int("recent_selections", min: 0) ?? s.recentSelections
+                s.assumedLoadSeconds = try d.double("assumed_load_s", min: 0) ?? s.assumedLoadSeconds
+                s.loadTimeoutSeconds = try d.double("load_timeout_s", min: 1) ?? s.loadTimeoutSeconds
+                c.placement.dynamic = s
+            }
             for (key, target) in [("by_worker", \Placement.byWorker), ("by_label", \Placement.byLabel)]
                 as [(String, WritableKeyPath<Placement, [String: [String]]>)]
             {
@@ -514,9 +525,10 @@ extension RunConfig {
             c.maxMessageBytes = Int64(try n.int("max_message_bytes", min: 1024) ?? Int(c.maxMessageBytes))
         }
         if let w = try r.section("workers") {
-            try w.allow(["local", "slots"])
+            try w.allow(["local", "slots", "rm_capacity"])
             c.localWorkers = try w.int("local", min: 0) ?? c.localWorkers
             c.workerSlots = try w.int("slots", min: 1) ?? c.workerSlots
+            c.workerRMCapacity = try w.int("rm_capacity", min: 0) ?? c.workerRMCapacity
         }
         if let s = try r.section("security") {
             try s.allow(["curve", "server_key", "allowed_clients", "allowed_workers", "allowed_trainers"])

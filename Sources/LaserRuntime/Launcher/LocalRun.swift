@@ -60,7 +60,7 @@ public struct LocalRun {
             p.arguments =
                 [
                     "worker", "--connect", service.endpoint, "--id", "local-\(i)",
-                    "--slots", "\(config.workerSlots)", "--give-up-after", "30", "--parent-pid", "\(getpid())",
+                    "--slots", "\(config.workerSlots)", "--rm-capacity", "\(config.workerRMCapacity)", "--give-up-after", "30", "--parent-pid", "\(getpid())",
                     "--rm-config", rmConfig, "--max-message-bytes", "\(max(config.maxMessageBytes, 256 << 20))",
                 ] + (secured.workerArguments[i] ?? []) + workerArguments
             return p

@@ -13,6 +13,9 @@ public struct WorkerOptions: Sendable {
     /// RMs defined on this side (`--rm-config`): the only subprocess and HTTP RMs this worker runs.
     public var localDefinitions: [RewardModelSpec] = []
     public var slots: UInt32
+    /// Dynamic placement (docs/placement.md): 0 loads every RM at once (static); M > 0 holds at most M
+    /// loaded and loads or unloads them when the coordinator says (`--rm-capacity`).
+    public var rmCapacity: UInt32 = 0
     /// Give up when no coordinator has answered for this long (0: keep trying forever).
     public var giveUpAfterSeconds: Double
     public var maxMessageBytes: Int64
@@ -68,6 +71,9 @@ public final class WorkerService {
     /// child processes); other definitions replace them.
     private var modelDefinitions: ([RewardModelDefinition], UInt64)?
     private var pool: ScoringPool?
+    /// With `rmCapacity > 0`: the definitions it may load (from the last Welcome) and its loader.
+    private var loadable: [String: RewardModelSpec] = [:]
+    private var loader: RMLoader?
     private var metrics: WorkerMetrics?
     private var metricsServer: MetricsHTTPServer?
     /// The metrics URL once the endpoint listens.
@@ -119,6 +125,7 @@ public final class WorkerService {
             let ready = try ZMQPoller.poll(
                 [(socket!, .readable)], readableFileDescriptors: [pool.wakeFD], timeoutMs: 50)
             if ready.fileDescriptors[0] { try sendResults(pool) }
+            try sendLoads()
             if ready.sockets[0].contains(.readable) {
                 while let frames = try socket!.receive(nonBlocking: true) {
                     lastHeard = Date()
@@ -195,6 +202,7 @@ public final class WorkerService {
     /// On exit: close the RMs first (child processes get SIGTERM, so calls in progress return),
     /// then stop the threads.
     private func stopScoring(_ pool: ScoringPool) {
+        loader?.stop()
         for model in models.values { model.close() }
         models = [:]
         modelDefinitions = nil
@@ -222,7 +230,8 @@ public final class WorkerService {
             .hello(
                 Hello(
                     workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
-                    softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true)),
+                    softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true,
+                    rmCapacity: options.rmCapacity, loaded: options.rmCapacity > 0 ? models.keys.sorted() : [])),
             nonBlocking: true)
         {
             logger.debug("the hello could not be queued yet (no connection); retrying")
@@ -258,6 +267,15 @@ public final class WorkerService {
                     }
                 }
                 for old in models.values { old.close() }
+                if options.rmCapacity > 0 {
+                    // Capacity-limited: every definition is checked now (built, never loaded); an RM is
+                    // loaded only when the coordinator's LoadRM asks (docs/placement.md).
+                    for model in built.values { model.close() }
+                    built = [:]
+                    loadable = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0) })
+                    loader?.stop()
+                    loader = RMLoader(runSeed: welcome.runSeed)
+                }
                 models = built
                 modelDefinitions = (welcome.rewardModels, welcome.runSeed)
             }
@@ -289,14 +307,73 @@ public final class WorkerService {
         case .shutdown(let reason):
             logger.info("coordinator shut this worker down: \(PeerText.printable(reason))")
             return .shutdown(reason)
+        case .loadRM(let request):
+            try startLoad(request)
         case .scoreTask(let task):
             metrics?.taskStarted(task)
             pool?.submit(task, model: models[task.rewardModel], served: Array(models.keys))
-        case .hello, .scoreResult, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck,
+        case .hello, .scoreResult, .rmState, .trainerHello, .trainerWelcome, .preferenceBatch, .batchFeedback, .feedbackAck,
             .probeSet:
             logger.warning("coordinator sent \(message.kind), which only workers send; ignored")
         }
         return nil
+    }
+}
+
+extension WorkerService {
+    /// A LoadRM: unload first (here: cheap), then hand the loads to the loader thread; RMState follows
+    /// from ``sendLoads()`` once they are done. Only names this worker defines are loaded, from its own
+    /// definitions, and never more than its capacity.
+    fileprivate func startLoad(_ request: LoadRM) throws {
+        guard options.rmCapacity > 0, let loader else {
+            logger.warning("coordinator sent LoadRM, but this worker has no --rm-capacity (static); ignored")
+            return
+        }
+        for name in request.unload {
+            guard let model = models.removeValue(forKey: name) else { continue }
+            model.close()
+            logger.info("unloaded RM \(PeerText.printable(name))", metadata: ["rm": .string(name)])
+        }
+        var specs: [RewardModelSpec] = []
+        var refused: [(name: String, why: String)] = []
+        var room = Int(options.rmCapacity) - models.count
+        for name in request.load {
+            if models[name] != nil { continue }
+            guard let spec = loadable[name] else {
+                refused.append((name, "worker \(options.workerID) does not define RM \(PeerText.printable(name))"))
+                continue
+            }
+            guard room > 0 else {
+                refused.append((name, "worker \(options.workerID) is at its capacity of \(options.rmCapacity) RM(s)"))
+                continue
+            }
+            room -= 1
+            specs.append(spec)
+        }
+        logger.info(
+            "loading \(specs.isEmpty ? "nothing" : specs.map(\.name).joined(separator: ", ")) (request \(request.requestID))")
+        loader.submit(RMLoader.Request(requestID: request.requestID, specs: specs, refused: refused))
+    }
+
+    /// Installs what the loader finished and reports each request's RMState.
+    fileprivate func sendLoads() throws {
+        guard let loader else { return }
+        for done in loader.finished() {
+            for (name, model) in done.models {
+                models[name]?.close()
+                models[name] = model
+            }
+            for load in done.loads {
+                if load.error.isEmpty {
+                    logger.info("loaded RM \(load.name) in \(load.loadMs) ms", metadata: ["rm": .string(load.name)])
+                } else {
+                    logger.warning("could not load RM \(load.name): \(load.error)", metadata: ["rm": .string(load.name)])
+                }
+            }
+            if registered {
+                try send(.rmState(RMState(requestID: done.requestID, loaded: models.keys.sorted(), loads: done.loads)))
+            }
+        }
     }
 }
 

@@ -35,6 +35,12 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(
         help:
+            "How many of its RMs this worker holds loaded at once (0: all, loaded at start). With M > 0 the coordinator's placement tells it which to load and unload as the bandit's choices shift (docs/placement.md)."
+    )
+    var rmCapacity: UInt32 = 0
+
+    @Option(
+        help:
             "Largest message accepted from the coordinator, in bytes (keep it at least the run's network.max_message_bytes)."
     )
     var maxMessageBytes: Int64 = 256 << 20
@@ -87,6 +93,7 @@ struct WorkerCommand: ParsableCommand {
                 endpoint: connect, workerID: name, rewardModels: offer.offered, slots: slots,
                 giveUpAfterSeconds: giveUpAfter, maxMessageBytes: maxMessageBytes)
             options.localDefinitions = local
+            options.rmCapacity = rmCapacity
             options.parentPID = parentPid
             options.labels = labels
             // MetricsHTTPServer checks the port and the address and says what is wrong.
