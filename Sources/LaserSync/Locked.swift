@@ -36,7 +36,12 @@ public final class Locked<State>: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while !ready(state) {
-            if !condition.wait(until: deadline) && !ready(state) { return nil }
+            // No deadline: a plain wait (Foundation on Linux traps converting .distantFuture to a timespec).
+            if deadline == .distantFuture {
+                condition.wait()
+            } else if !condition.wait(until: deadline) && !ready(state) {
+                return nil
+            }
         }
         return try body(&state)
     }

@@ -30,6 +30,17 @@ import Testing
         #expect(box.wait(until: { $0 != nil }, deadline: Date().addingTimeInterval(10)) { $0 } == 42)
     }
 
+    /// Without a deadline (the default, .distantFuture) it waits on the condition itself: Foundation on
+    /// Linux traps when it turns .distantFuture into a timespec (it crashed the RM loader thread).
+    @Test func waitWithoutADeadlineReturnsOnceReady() {
+        let box = Locked<Int?>(nil)
+        startThread(named: "locked-test") {
+            usleep(50_000)
+            box.update { $0 = 7 }
+        }
+        #expect(box.wait(until: { $0 != nil }) { $0 } == 7)
+    }
+
     @Test func aSendablePointerWritesDisjointSlotsFromThreads() {
         var values = [Int](repeating: 0, count: 64)
         values.withUnsafeMutableBufferPointer { buffer in

@@ -465,7 +465,7 @@ public struct Coordinator: Sendable {
             indexInIteration: nextBatchInIteration + 1, range: range, prompts: prompts, units: units, scores: [:],
             remainingTasks: 0)
         let (promptsByRM, created) = makeScoreTasks(for: &batch, global: global)
-        noteSelected(plan.armNames.filter { promptsByRM[$0] != nil })
+        noteSelected(plan.armNames.filter { promptsByRM[$0] != nil }, prompts: prompts)
         batches[global] = batch
         nextGlobal += 1
         nextBatchInIteration += 1

@@ -6,19 +6,19 @@ import LaserWire
 
 /// The config section `placement`'s dynamic part.
 public struct DynamicPlacementSettings: Equatable, Sendable {
-    /// An RM loaded on a worker stays at least this long before it may be unloaded; nil: as long as its
+    /// An RM loaded on a worker stays at least this long before it may be unloaded; nil: three times its
     /// (measured or assumed) load time.
     public var minResidencySeconds: Double?
     /// How many recent selections count as "recent": the last replica of an RM picked among them is
     /// unloaded only for an RM that has no replica at all.
-    public var recentSelections = 8
+    public var recentSelections = 32
     /// An RM's load time before a worker has reported one (seconds).
     public var assumedLoadSeconds: Double = 30
     /// A LoadRM not answered within this long counts as failed.
     public var loadTimeoutSeconds: Double = 900
 
     public init(
-        minResidencySeconds: Double? = nil, recentSelections: Int = 8, assumedLoadSeconds: Double = 30,
+        minResidencySeconds: Double? = nil, recentSelections: Int = 32, assumedLoadSeconds: Double = 30,
         loadTimeoutSeconds: Double = 900
     ) {
         self.minResidencySeconds = minResidencySeconds
@@ -34,6 +34,9 @@ struct PlacementInput: Sendable {
         var name: String
         /// Candidates queued or out with workers.
         var backlogCandidates: Int
+        /// Candidates it is expected to get from prompts not selected yet: its share of the recent
+        /// selections times the candidates still to come (the bandit's recent choices predict its next).
+        var expectedCandidates: Double = 0
         /// Seconds one slot takes per candidate (measured from results); nil: not measured yet.
         var secondsPerCandidate: Double?
         var loadSeconds: Double
@@ -66,21 +69,28 @@ struct PlacementMove: Equatable, Sendable {
 }
 
 /// The placement rule, a pure function of its input (docs/placement.md#the-rule):
-/// 1. an RM's drain time is its backlog x seconds per candidate / the slots serving it;
+/// 1. an RM's drain time is its demand (backlog plus expected) x seconds per candidate / the slots
+///    serving it (infinite for an RM with a backlog and no slot: it is cold);
 /// 2. the RM with the longest drain time that pays for a load (no replica at all, or a drain time longer
 ///    than its load time) gets one more replica, on the worker where that costs least: a free capacity
-///    spot, else the RM whose removal hurts least (idle and not recent, then idle and recent but not its
-///    last replica, then a busy one whose drain time after the move stays shorter than the gain);
+///    spot, else the RM whose removal hurts least: idle and not picked recently; then idle but recent,
+///    and then busy, where it keeps another replica and its drain time after the move plus the load
+///    stays below the target's drain time (the last replica of a recent RM goes only to a cold RM);
 /// 3. an RM stays at least its minimum residency; repeat while a move pays.
 enum PlacementRule {
+    /// How much longer the target's drain time must be than the source's after the move plus the load.
+    static let margin = 1.5
+
     static func plan(_ input: PlacementInput) -> [PlacementMove] {
         var service = input.fixedSlots
         for w in input.workers { for rm in w.loaded { service[rm, default: 0] += w.slots } }
         let byName = Dictionary(uniqueKeysWithValues: input.rms.map { ($0.name, $0) })
         func drain(_ rm: String, slots: Int) -> Double {
-            guard let r = byName[rm], r.backlogCandidates > 0 else { return 0 }
-            guard slots > 0 else { return .infinity }
-            return Double(r.backlogCandidates) * (r.secondsPerCandidate ?? 0) / Double(slots)
+            guard let r = byName[rm] else { return 0 }
+            let demand = Double(r.backlogCandidates) + r.expectedCandidates
+            guard demand > 0 else { return 0 }
+            if slots <= 0 && r.backlogCandidates > 0 { return .infinity }
+            return demand * (r.secondsPerCandidate ?? 0) / Double(max(1, slots))
         }
         var free = input.workers
         var moves: [PlacementMove] = []
@@ -88,7 +98,9 @@ enum PlacementRule {
         while !free.isEmpty {
             // The neediest RM that a load pays for.
             let wanting = input.rms.enumerated().compactMap { (order, r) -> (Double, Int, PlacementInput.RM)? in
-                guard !blocked.contains(r.name), r.backlogCandidates > 0 else { return nil }
+                guard !blocked.contains(r.name), r.backlogCandidates > 0 || r.expectedCandidates > 0 else {
+                    return nil
+                }
                 let d = drain(r.name, slots: service[r.name, default: 0])
                 guard d == .infinity || d > r.loadSeconds else { return nil }
                 return (d, order, r)
@@ -104,13 +116,15 @@ enum PlacementRule {
                     guard let r = byName[e], (w.residency[e] ?? 0) >= r.minResidencySeconds else { continue }
                     let left = service[e, default: 0] - w.slots
                     let after = drain(e, slots: left)
-                    if r.backlogCandidates == 0 {
-                        if !r.recent {
-                            options.append(((1, 0, w.workerID), e))
-                        } else if left > 0 || cold {
-                            options.append(((2, 0, w.workerID), e))
-                        }
-                    } else if left > 0, after + target.loadSeconds < need {
+                    // Taking a replica from an RM that is in use pays only by a clear margin (half again
+                    // its drain time after the move plus the load): estimates of demand are noisy, and a
+                    // move on noise is a reload later.
+                    let pays = PlacementRule.margin * (after + target.loadSeconds) < need
+                    if r.backlogCandidates == 0 && !r.recent {
+                        options.append(((1, 0, w.workerID), e))
+                    } else if r.backlogCandidates == 0 && (cold || (left > 0 && pays)) {
+                        options.append(((2, after, w.workerID), e))
+                    } else if r.backlogCandidates > 0, left > 0, pays {
                         options.append(((3, after, w.workerID), e))
                     }
                 }
@@ -139,8 +153,11 @@ struct PlacementState: Sendable {
     var loadSeconds: [String: Double] = [:]
     /// Seconds per candidate per slot, per RM (moving average of results).
     var secondsPerCandidate: [String: Double] = [:]
-    /// The RMs of the most recent selections, oldest first.
-    var recent: [String] = []
+    /// The RMs of each of the most recent selected batches, oldest first.
+    var recent: [[String]] = []
+    /// Candidates per prompt, on average over the batches selected so far.
+    var candidatesPerPrompt: Double = 0
+    var promptsSeen = 0
     /// RMs each worker (by id) has loaded at some point in this incarnation: a load of one again is a reload.
     var everLoaded: [String: Set<String>] = [:]
 }
@@ -169,12 +186,23 @@ extension Coordinator {
         for task in tasks.values {
             backlog[task.rm, default: 0] += candidateCount(of: task)
         }
-        let recent = Set(placement.recent)
+        let recent = Set(placement.recent.joined())
+        // Candidates still to come: the iteration's unselected prompts and, as an estimate, later
+        // iterations of the same size.
+        let selected = nextBatchInIteration < batchRanges.count ? batchRanges[nextBatchInIteration].lowerBound : promptCount
+        let promptsLeft = max(0, promptCount - selected) + max(0, plan.iterations - iteration) * promptCount
+        let candidatesLeft = Double(promptsLeft) * placement.candidatesPerPrompt
+        let window = Double(max(1, placement.recent.count))
+        // Before an RM's first result: the mean of the others' (one kind of GPU), or before any result a
+        // nominal second per candidate, so that every load pays and workers spread by demand at once.
+        let measured = placement.secondsPerCandidate.values
+        let fallback = measured.isEmpty ? 1.0 : measured.reduce(0, +) / Double(measured.count)
         let rms = plan.armNames.map { name in
             PlacementInput.RM(
                 name: name, backlogCandidates: backlog[name] ?? 0,
-                secondsPerCandidate: placement.secondsPerCandidate[name], loadSeconds: loadSeconds(name),
-                minResidencySeconds: plan.placement.dynamic.minResidencySeconds ?? loadSeconds(name),
+                expectedCandidates: candidatesLeft * Double(placement.recent.filter { $0.contains(name) }.count) / window,
+                secondsPerCandidate: placement.secondsPerCandidate[name] ?? fallback, loadSeconds: loadSeconds(name),
+                minResidencySeconds: plan.placement.dynamic.minResidencySeconds ?? 3 * loadSeconds(name),
                 recent: recent.contains(name))
         }
         var fixed: [String: Int] = [:]
@@ -301,10 +329,17 @@ extension Coordinator {
         placement.secondsPerCandidate[task.rm] = placement.secondsPerCandidate[task.rm].map { 0.8 * $0 + 0.2 * x } ?? x
     }
 
-    /// The RMs a batch was selected for join the recent-selection window.
-    mutating func noteSelected(_ rms: [String]) {
-        placement.recent.append(contentsOf: rms)
+    /// The RMs a batch was selected for join the recent-selection window; its prompts, the average.
+    mutating func noteSelected(_ rms: [String], prompts: [PromptRecord]) {
+        placement.recent.append(rms)
         let keep = max(0, plan.placement.dynamic.recentSelections)
         if placement.recent.count > keep { placement.recent.removeFirst(placement.recent.count - keep) }
+        let n = prompts.count
+        guard n > 0 else { return }
+        let mean = Double(prompts.reduce(0) { $0 + $1.candidates.count }) / Double(n)
+        let total = placement.promptsSeen + n
+        placement.candidatesPerPrompt =
+            (placement.candidatesPerPrompt * Double(placement.promptsSeen) + mean * Double(n)) / Double(total)
+        placement.promptsSeen = total
     }
 }

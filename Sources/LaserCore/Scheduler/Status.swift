@@ -93,11 +93,17 @@ public struct WorkerStatus: Sendable, Equatable {
     public var secondsSinceHeard: Double
     /// Seconds since it registered.
     public var secondsConnected: Double
+    /// A capacity-limited worker (docs/placement.md): the RMs loaded now, and those it is loading; nil for
+    /// a static worker (it holds all of `rewardModels`).
+    public var loaded: [String]?
+    public var loading: [String] = []
 
     public init(
         workerID: String, rewardModels: [String], slots: Int, inFlight: Int, secondsSinceHeard: Double,
-        secondsConnected: Double
+        secondsConnected: Double, loaded: [String]? = nil, loading: [String] = []
     ) {
+        self.loaded = loaded
+        self.loading = loading
         self.workerID = workerID
         self.rewardModels = rewardModels
         self.slots = slots
@@ -180,7 +186,9 @@ extension Coordinator {
                 workerID: w.workerID, rewardModels: plan.armNames.filter { w.rewardModels.contains($0) },
                 slots: w.slots,
                 inFlight: w.inFlight.count, secondsSinceHeard: max(0, now.milliseconds(since: w.lastHeard) / 1000),
-                secondsConnected: max(0, now.milliseconds(since: w.joined) / 1000))
+                secondsConnected: max(0, now.milliseconds(since: w.joined) / 1000),
+                loaded: w.capacity > 0 ? plan.armNames.filter { w.ready($0) } : nil,
+                loading: w.pendingLoad.map { p in plan.armNames.filter { p.load.contains($0) } } ?? [])
         }.sorted { $0.workerID < $1.workerID }
         return CoordinatorStatus(
             phase: phaseNow, strategy: plan.strategy.rawValue, iteration: iteration, iterations: plan.iterations,

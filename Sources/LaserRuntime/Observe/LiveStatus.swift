@@ -54,6 +54,13 @@ public struct LiveStatus: Codable, Equatable, Sendable {
         public var slots: Int
         public var inFlight: Int
         public var secondsSinceHeard: Double
+        /// Capacity-limited workers (docs/placement.md): the RMs loaded, and being loaded; absent for a
+        /// static worker, which holds all of `reward_models`.
+        public var loaded: [String]? = nil
+        public var loading: [String]? = nil
+
+        /// The RMs it can score now.
+        public var ready: [String] { loaded ?? rewardModels }
     }
 
     public struct Arm: Codable, Equatable, Sendable {
@@ -94,7 +101,8 @@ extension LiveStatus {
             workers: s.workers.map {
                 Worker(
                     id: $0.workerID, rewardModels: $0.rewardModels, slots: $0.slots, inFlight: $0.inFlight,
-                    secondsSinceHeard: ($0.secondsSinceHeard * 10).rounded() / 10)
+                    secondsSinceHeard: ($0.secondsSinceHeard * 10).rounded() / 10, loaded: $0.loaded,
+                    loading: $0.loading.isEmpty ? nil : $0.loading)
             },
             arms: s.arms.map {
                 // A non-finite number has no JSON form: shown as absent rather than failing the whole file.

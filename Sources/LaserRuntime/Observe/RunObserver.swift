@@ -224,6 +224,18 @@ public struct TimelinePoint: Codable, Equatable, Sendable {
     public var workers: Int
     public var slots: Int
     public var busySlots: Int
+    /// Per RM: slots that hold it loaded, slots loading it, and tasks of it out (busy slots); for the
+    /// report's placement chart. Absent in timelines of earlier versions.
+    public var rms: [RMSlots]?
+
+    public struct RMSlots: Codable, Equatable, Sendable {
+        public var rm: String
+        public var loaded: Int
+        public var loading: Int
+        public var busy: Int
+        /// Slots that hold the RM and have no task of it.
+        public var idle: Int { max(0, loaded - busy) }
+    }
 
     public init(_ s: LiveStatus) {
         time = (s.updatedAt * 1000).rounded() / 1000
@@ -237,6 +249,12 @@ public struct TimelinePoint: Codable, Equatable, Sendable {
         workers = s.workers.count
         slots = s.totalSlots
         busySlots = s.busySlots
+        rms = s.queue.map { q in
+            RMSlots(
+                rm: q.rm, loaded: s.workers.filter { $0.ready.contains(q.rm) }.reduce(0) { $0 + $1.slots },
+                loading: s.workers.filter { $0.loading?.contains(q.rm) ?? false }.reduce(0) { $0 + $1.slots },
+                busy: q.inFlight)
+        }
     }
 
     func line() -> String {

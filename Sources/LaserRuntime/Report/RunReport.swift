@@ -188,6 +188,7 @@ public enum RunReport {
                 id: "chart-workers", title: "Workers connected", xTitle: "seconds since start", yTitle: "workers",
                 series: [.init(name: "workers connected", color: SVGChart.color(2), points: workers)],
                 yRange: 0...max(1, (workers.map(\.y).max() ?? 1) + 1), height: 180, gapAfter: gap)
+            h += placementCharts(d, t, gap: gap)
         } else {
             h += note(
                 d.timeline == nil
@@ -231,5 +232,42 @@ public enum RunReport {
         var t = "<table><tr>" + head.map { "<th>\(SVGChart.escape($0))</th>" }.joined() + "</tr>\n"
         for r in rows.dropFirst() { t += "<tr>" + r.map { "<td>\(SVGChart.escape($0))</td>" }.joined() + "</tr>\n" }
         return t + "</table>\n"
+    }
+}
+
+extension RunReport {
+    /// Dynamic placement (docs/placement.md): per RM over time, the slots holding it, loading it, and
+    /// holding it idle (no task of it). Only for runs with capacity-limited workers (rm_loads > 0).
+    static func placementCharts(_ d: ReportData, _ t: [TimelinePoint], gap: Double) -> String {
+        let loads = d.summary.counters.first { $0.0 == "rm_loads" }?.1 ?? 0
+        guard loads > 0, t.contains(where: { $0.rms != nil }) else { return "" }
+        let t0 = t[0].time
+        let reloads = d.summary.counters.first { $0.0 == "rm_reloads" }?.1 ?? 0
+        let failures = d.summary.counters.first { $0.0 == "rm_load_failures" }?.1 ?? 0
+        var h = "<h3>Placement: where the RMs were</h3>\n"
+        h +=
+            "<p class=\"desc\">Capacity-limited workers, moved by the coordinator: \(loads) loads (\(reloads) of an RM the worker had held before), \(failures) failed. Per RM, from <code>timeline.jsonl</code> (one sample a second): slots holding it, slots loading it, and slots holding it with no task of it (idle).</p>\n"
+        let colors = d.rmColors
+        func series(_ value: (TimelinePoint.RMSlots) -> Int) -> [SVGChart.Series] {
+            colors.compactMap { rm, color in
+                let points = t.compactMap { p -> (x: Double, y: Double)? in
+                    guard let r = p.rms?.first(where: { $0.rm == rm }) else { return nil }
+                    return (p.time - t0, Double(value(r)))
+                }
+                return points.isEmpty ? nil : SVGChart.Series(name: rm, color: color, points: points)
+            }
+        }
+        for (id, title, y, value) in [
+            ("chart-placement-loaded", "Slots holding each RM", "slots", { (r: TimelinePoint.RMSlots) in r.loaded }),
+            ("chart-placement-loading", "Slots loading each RM", "slots", { (r: TimelinePoint.RMSlots) in r.loading }),
+            ("chart-placement-idle", "Idle slots per RM (loaded, no task)", "slots", { (r: TimelinePoint.RMSlots) in r.idle }),
+        ] as [(String, String, String, (TimelinePoint.RMSlots) -> Int)] {
+            let s = series(value)
+            let top = s.flatMap { $0.points.map(\.y) }.max() ?? 1
+            h += SVGChart.lines(
+                id: id, title: title, xTitle: "seconds since start", yTitle: y, series: s, yRange: 0...max(1, top + 1),
+                height: 200, gapAfter: gap)
+        }
+        return h
     }
 }

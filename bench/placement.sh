@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Dynamic placement (issue 17): static vs dynamic vs unconstrained vs the score ensemble, plus a bandit
+# that switches RMs every batch, with K simulated-load RMs (a SIMULATION: each sleeps per prompt and per
+# load). bench/placement.py --help has the method; docs/placement.md#measured-benchplacementsh the
+# figures. The last line is one JSON object.
+#
+#   bench/placement.sh                    # full size: 16 workers, 20 ms/prompt, 2 s loads (~3.5 min)
+#   bench/placement.sh --quick            # smaller input, 10 ms/prompt, 0.5 s loads (~1 min, < 3 min)
+#   bench/placement.sh --laser PATH       # a binary built elsewhere: no build
+#
+# Without --laser it first builds the release binary (swift build -c release --product laser).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+laser=""
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --laser) laser="$2"; shift 2 ;;
+    --laser=*) laser="${1#--laser=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if [ -z "$laser" ]; then
+  swift build -c release --product laser >&2
+  laser=.build/release/laser
+fi
+exec python3 bench/placement.py --laser "$laser" "${args[@]+"${args[@]}"}"
