@@ -43,6 +43,9 @@ public protocol RewardModel: Sendable {
     /// asks it to load this RM, docs/placement.md); it may take minutes. The default does nothing: the
     /// RM is ready once built. ``close()`` is its unload.
     func load() throws
+    /// The opposite of ``load()`` (a capacity-limited worker calls it before releasing the RM with
+    /// ``close()``): hand the GPU back, for example a server's sleep endpoint. The default does nothing.
+    func unload() throws
     /// How many candidates one backend call should carry at most, for backends that batch on a GPU
     /// server (`max_batch`): the worker then hands queued tasks for this RM to one ``scoreBatch(_:)``
     /// call up to this many candidates. nil (the default): one call per task.
@@ -57,6 +60,8 @@ extension RewardModel {
     public func close() {}
 
     public func load() throws {}
+
+    public func unload() throws {}
 
     public var maxBatchCandidates: Int? { nil }
 }

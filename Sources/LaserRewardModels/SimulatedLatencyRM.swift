@@ -31,6 +31,8 @@ public struct SimulatedLatencyRM: RewardModel {
         try base.load()
     }
 
+    public func unload() throws { try base.unload() }
+
     public func score(_ request: ScoringRequest) throws -> [Double] {
         if milliseconds > 0 { usleep(useconds_t(milliseconds * 1000)) }
         return try base.score(request)

@@ -71,6 +71,28 @@ import Testing
         #expect(try replay.posts(flavor, "/classify") == 1 && replay.posts(flavor, "/pooling") == 1)
     }
 
+    /// Dynamic placement's hooks (docs/placement.md): unload POSTs `unload_url` (vLLM: /sleep?level=1), after
+    /// which the server answers 503; load POSTs `load_url` (/wake_up) and scoring works again.
+    @Test func placementHooksPutAVLLMServerToSleepAndWakeItUp() throws {
+        let flavor = "vllm-0.13.0"
+        let base = replay.urls[flavor]!
+        let sink = Backends.LogSink()
+        let rm = try httpRM(
+            flavor, "/classify", "vllm-classify",
+            ["retries": "0", "load_url": base + "/wake_up", "unload_url": base + "/sleep?level=1"], sink: sink)
+        #expect(close(try rm.scoreBatch(requests), expected()))
+        try rm.unload()
+        #expect(try replay.posts(flavor, "/sleep?level=1") == 1)
+        #expect(failure { _ = try rm.scoreBatch(requests) }.contains("503"))
+        try rm.load()
+        #expect(try replay.posts(flavor, "/wake_up") == 1)
+        #expect(close(try rm.scoreBatch(requests), expected()))
+        // A hook URL is checked like any URL.
+        #expect(
+            failure { _ = try httpRM(flavor, "/classify", "vllm-classify", ["load_url": "ftp://x"], sink: sink) }
+                .contains("load_url"))
+    }
+
     @Test func theAliasPrecedenceBugOfVLLM0_11_1To0_13_0IsWhyTheVersionMatters() throws {
         // Told (wrongly) that the server is 0.11.0, laser sends "activation": false, which vLLM 0.13.0
         // reads as use_activation=true: the scores come back after sigmoid.

@@ -50,6 +50,24 @@ import Testing
     /// The scores the misbehaving script gives when it behaves.
     let lengths = Backends.requests.map { $0.candidates.map { Double($0.count) } }
 
+    /// Dynamic placement's load starts the child at once (its start-up is the load time); the first
+    /// request then uses it, and close (the unload) stops it.
+    @Test func loadStartsTheChildAndTheFirstRequestUsesIt() throws {
+        let sink = Backends.LogSink()
+        let rm = try SubprocessRM(
+            name: "example", params: ["command": "python3 '\(Backends.subprocessExample)'"], log: sink.log)
+        defer { rm.close() }
+        #expect(rm.childPIDs.isEmpty)
+        try rm.load()
+        let pid = rm.childPIDs
+        #expect(pid.count == 1)
+        _ = try rm.scoreBatch(Backends.requests)
+        #expect(rm.childPIDs == pid, "the loaded child scores the first request")
+        try rm.unload()
+        rm.close()
+        #expect(rm.childPIDs.isEmpty)
+    }
+
     @Test func exampleScriptScoresABatchAndIsKept() throws {
         let sink = Backends.LogSink()
         let rm = try SubprocessRM(

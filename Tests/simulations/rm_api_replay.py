@@ -91,6 +91,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     flavor = ""
     counts, lock = {}, threading.Lock()
+    # vLLM sleep mode (VLLM_SERVER_DEV_MODE=1, --enable-sleep-mode): POST /sleep?level=N, POST /wake_up;
+    # a sleeping server answers the model's endpoints with 503 (vLLM docs, "Sleep Mode").
+    sleeping = {}
 
     def do_GET(self):
         if self.path == "/counts":
@@ -127,6 +130,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send(404, {"detail": "Not Found"})
 
     def vllm(self, version, path, body):
+        route = path.split("?")[0]
+        if route in ("/sleep", "/wake_up"):
+            with self.lock:
+                self.sleeping[self.flavor] = route == "/sleep"
+            return self.send_empty(200)
+        if self.sleeping.get(self.flavor) and route in ("/classify", "/pooling", "/score", "/v1/completions"):
+            return self.send(503, {"error": {"message": "The model is sleeping. Wake it up with /wake_up.",
+                                             "type": "ServiceUnavailableError", "code": 503}})
         if v(version) >= (0, 26) and "normalize" in body and path in ("/classify", "/pooling"):
             return self.send(400, {"error": {"message": "Parameter `normalize` was removed; use `use_activation` instead.",
                                              "type": "BadRequestError", "param": "normalize", "code": 400}})
@@ -194,6 +205,11 @@ class Handler(BaseHTTPRequestHandler):
                 out.append(total)
             return self.send(200, {"sums": out})
         self.send(404, {"detail": "Not Found"})
+
+    def send_empty(self, status):
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def send(self, status, value):
         data = json.dumps(value).encode()

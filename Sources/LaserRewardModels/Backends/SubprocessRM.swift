@@ -119,6 +119,26 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
         try scoreBatch([request])[0]
     }
 
+    /// Dynamic placement's load: starts one child now, so its start-up is the load time rather than the
+    /// first task's (as far as the child loads its model before it reads its first request).
+    public func load() throws {
+        var child = try checkOut()
+        if child == nil {
+            do {
+                let c = try ChildProcess(
+                    argv: argv, environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 },
+                    workdir: workdir, logPrefix: "rm \(name)", log: log)
+                register(c)
+                log("rm \(name): started child pid \(c.pid) (load): \(excerpt(commandText, limit: 200))")
+                child = c
+            } catch {
+                checkIn(nil)
+                throw self.error("\(error)")
+            }
+        }
+        checkIn(child)
+    }
+
     public func scoreBatch(_ requests: [ScoringRequest]) throws -> [[Double]] {
         guard !requests.isEmpty else { return [] }
         var child = try checkOut()

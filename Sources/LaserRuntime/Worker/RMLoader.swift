@@ -13,11 +13,15 @@ final class RMLoader: Sendable {
         var specs: [RewardModelSpec]
         /// Names asked for that this worker cannot load (not defined here, over capacity): reported failed.
         var refused: [(name: String, why: String)]
+        /// RMs to unload first (already out of the worker's table: no task reaches them).
+        var unloading: [(name: String, model: any RewardModel)] = []
     }
     struct Finished: Sendable {
         var requestID: UInt64
         var models: [(name: String, model: any RewardModel)]
         var loads: [RMState.Load]
+        /// Unload hooks that failed (logged; the RM is released all the same).
+        var unloadErrors: [String] = []
     }
     private struct State {
         var queue: [Request] = []
@@ -52,6 +56,10 @@ final class RMLoader: Sendable {
             s.stopped ? nil : s.queue.first
         }) ?? nil {
             var done = Finished(requestID: request.requestID, models: [], loads: [])
+            for (name, model) in request.unloading {
+                do { try model.unload() } catch { done.unloadErrors.append("RM \(name): \(error)") }
+                model.close()
+            }
             for (name, why) in request.refused { done.loads.append(RMState.Load(name: name, loadMs: 0, error: why)) }
             for spec in request.specs {
                 let start = DispatchTime.now().uptimeNanoseconds

@@ -329,10 +329,11 @@ extension WorkerService {
             logger.warning("coordinator sent LoadRM, but this worker has no --rm-capacity (static); ignored")
             return
         }
+        var unloading: [(name: String, model: any RewardModel)] = []
         for name in request.unload {
             guard let model = models.removeValue(forKey: name) else { continue }
-            model.close()
-            logger.info("unloaded RM \(PeerText.printable(name))", metadata: ["rm": .string(name)])
+            unloading.append((name, model))
+            logger.info("unloading RM \(PeerText.printable(name))", metadata: ["rm": .string(name)])
         }
         var specs: [RewardModelSpec] = []
         var refused: [(name: String, why: String)] = []
@@ -352,13 +353,15 @@ extension WorkerService {
         }
         logger.info(
             "loading \(specs.isEmpty ? "nothing" : specs.map(\.name).joined(separator: ", ")) (request \(request.requestID))")
-        loader.submit(RMLoader.Request(requestID: request.requestID, specs: specs, refused: refused))
+        loader.submit(
+            RMLoader.Request(requestID: request.requestID, specs: specs, refused: refused, unloading: unloading))
     }
 
     /// Installs what the loader finished and reports each request's RMState.
     fileprivate func sendLoads() throws {
         guard let loader else { return }
         for done in loader.finished() {
+            for problem in done.unloadErrors { logger.warning("unload hook failed: \(problem); released all the same") }
             for (name, model) in done.models {
                 models[name]?.close()
                 models[name] = model

@@ -32,6 +32,9 @@ public final class HTTPRM: RewardModel, Sendable {
     public let configuredVersion: ServerVersion?
 
     let client: HTTPClient
+    /// Dynamic placement's hooks (`load_url`, `unload_url`).
+    public let loadURL: URL?
+    public let unloadURL: URL?
     private let log: BackendLog
     /// The raw-score switch, learnt once (the lock is held across the first GET /version, so parallel
     /// first calls ask once).
@@ -43,9 +46,11 @@ public final class HTTPRM: RewardModel, Sendable {
         name: String, url: URL, api: ServerAPI, maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000,
         retries: Int = 3, backoffMs: Int = 500, separator: String = "", model: String? = nil, task: String? = nil,
         labelIndex: Int = -1, version: ServerVersion? = nil, apiKeyEnvironmentVariable: String? = nil,
-        log: @escaping BackendLog = standardErrorLog
+        loadURL: URL? = nil, unloadURL: URL? = nil, log: @escaping BackendLog = standardErrorLog
     ) {
         precondition(maxBatch > 0)
+        self.loadURL = loadURL
+        self.unloadURL = unloadURL
         self.name = name
         self.url = url
         self.api = api
@@ -96,8 +101,13 @@ public final class HTTPRM: RewardModel, Sendable {
             name: name, url: common.url, api: api, maxBatch: common.maxBatch, maxConcurrency: common.maxConcurrency,
             timeoutMs: common.timeoutMs, retries: common.retries, backoffMs: common.backoffMs, separator: separator,
             model: model, task: task, labelIndex: labelIndex, version: version,
-            apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, log: log)
+            apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, loadURL: common.loadURL,
+            unloadURL: common.unloadURL, log: log)
     }
+
+    public func load() throws { try HTTPParams.callHook(loadURL, "load (load_url)", client: client) }
+
+    public func unload() throws { try HTTPParams.callHook(unloadURL, "unload (unload_url)", client: client) }
 
     public func score(_ request: ScoringRequest) throws -> [Double] {
         try scoreBatch([request])[0]
@@ -192,6 +202,10 @@ struct HTTPParams {
     var retries: Int
     var backoffMs: Int
     var apiKeyEnvironmentVariable: String?
+    /// Dynamic placement's hooks (docs/placement.md): POSTed on load and unload (vLLM sleep mode:
+    /// `/wake_up` and `/sleep?level=1`).
+    var loadURL: URL?
+    var unloadURL: URL?
 
     init(_ reader: inout ParamReader, apiNames: [String]) throws {
         url = try Self.url(&reader, "url", example: "http://127.0.0.1:5000/get_reward")
@@ -211,6 +225,17 @@ struct HTTPParams {
         backoffMs = try reader.integer(
             "backoff_ms", default: 500, range: 0...600_000, expected: "milliseconds, 0 to 600000")
         apiKeyEnvironmentVariable = reader.string("api_key_env").flatMap { $0.isEmpty ? nil : $0 }
+        for (key, target) in [("load_url", \HTTPParams.loadURL), ("unload_url", \HTTPParams.unloadURL)]
+            as [(String, WritableKeyPath<HTTPParams, URL?>)]
+        {
+            if let text = reader.string(key), !text.isEmpty { self[keyPath: target] = try Self.parseURL(reader, key, text) }
+        }
+    }
+
+    /// POSTs a placement hook (an empty JSON object; vLLM's sleep endpoints read only the query).
+    static func callHook(_ url: URL?, _ what: String, client: HTTPClient) throws {
+        guard let url else { return }
+        _ = try client.post(url, body: Array("{}".utf8), what: what) { _ in .success(()) }
     }
 
     static func url(_ reader: inout ParamReader, _ key: String, example: String) throws -> URL {

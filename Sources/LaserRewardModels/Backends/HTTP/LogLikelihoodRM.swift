@@ -33,6 +33,9 @@ public final class LogLikelihoodRM: RewardModel, Sendable {
     public let referenceModel: String?
     public let maxBatch: Int
     let client: HTTPClient
+    /// Dynamic placement's hooks (`load_url`, `unload_url`).
+    public let loadURL: URL?
+    public let unloadURL: URL?
 
     public var maxBatchCandidates: Int? { maxBatch }
 
@@ -41,9 +44,12 @@ public final class LogLikelihoodRM: RewardModel, Sendable {
         separator: String = "",
         model: String? = nil, referenceURL: URL? = nil, referenceModel: String? = nil, tokenizeURL: URL? = nil,
         maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000, retries: Int = 3, backoffMs: Int = 500,
-        apiKeyEnvironmentVariable: String? = nil, log: @escaping BackendLog = standardErrorLog
+        apiKeyEnvironmentVariable: String? = nil, loadURL: URL? = nil, unloadURL: URL? = nil,
+        log: @escaping BackendLog = standardErrorLog
     ) {
         precondition(maxBatch > 0 && (reduce != .dpo || referenceURL != nil))
+        self.loadURL = loadURL
+        self.unloadURL = unloadURL
         self.name = name
         self.url = url
         self.reduce = reduce
@@ -106,10 +112,15 @@ public final class LogLikelihoodRM: RewardModel, Sendable {
             referenceURL: referenceURL, referenceModel: referenceModel, tokenizeURL: tokenizeURL,
             maxBatch: common.maxBatch,
             maxConcurrency: common.maxConcurrency, timeoutMs: common.timeoutMs, retries: common.retries,
-            backoffMs: common.backoffMs, apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, log: log)
+            backoffMs: common.backoffMs, apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable,
+            loadURL: common.loadURL, unloadURL: common.unloadURL, log: log)
     }
 
     public func close() { client.close() }
+
+    public func load() throws { try HTTPParams.callHook(loadURL, "load (load_url)", client: client) }
+
+    public func unload() throws { try HTTPParams.callHook(unloadURL, "unload (unload_url)", client: client) }
 
     public func score(_ request: ScoringRequest) throws -> [Double] {
         try scoreBatch([request])[0]
