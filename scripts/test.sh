@@ -28,4 +28,7 @@ else
   # training through laser, the on-policy loop. Installs torch, transformers, trl and datasets into
   # .venv-ml the first time (scripts/ml-env.sh prints how long that took).
   Tests/realstack/run.sh
+  # The Ray launcher on a local Ray cluster (ray start --head, loopback only), with a killed worker actor
+  # that Ray restarts; installs ray into .venv-ray the first time.
+  scripts/ray-test.sh
 fi
