@@ -210,6 +210,7 @@ extension Coordinator {
             for rm in worker.loaded { worker.loadedAt[rm] = now }
         }
         workers[peer] = worker
+        placement.dirty = true
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
         if logLimiter.allow("joined", first: 100) {
@@ -238,6 +239,7 @@ extension Coordinator {
         _ actions: inout [CoordinatorAction]
     ) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
+        placement.dirty = true
         if peerByWorkerID[worker.workerID] == peer { peerByWorkerID[worker.workerID] = nil }
         summary.counters.workersLost += 1
         if logLimiter.allow("removed", first: 100) {

@@ -160,6 +160,12 @@ struct PlacementState: Sendable {
     var promptsSeen = 0
     /// RMs each worker (by id) has loaded at some point in this incarnation: a load of one again is a reload.
     var everLoaded: [String: Set<String>] = [:]
+    /// The rule runs when something it reads changed in kind (a selection, a worker's loaded set, a
+    /// worker joining or leaving) or `replanAfterMs` after its last run (backlogs drain continuously),
+    /// not on every result: its cost grows with tasks and workers.
+    var dirty = true
+    var lastPlanned: Instant?
+    static let replanAfterMs = 50.0
 }
 
 /// A LoadRM that is out with a worker (or waiting until the worker's tasks for `unload` are done).
@@ -182,6 +188,16 @@ extension Coordinator {
     /// Plans moves for the free capacity-limited workers and sends the LoadRMs that can go now.
     mutating func place(now: Instant, _ actions: inout [CoordinatorAction]) {
         guard hasDynamicWorkers else { return }
+        if placement.dirty || placement.lastPlanned.map({ now.milliseconds(since: $0) >= PlacementState.replanAfterMs }) ?? true {
+            placement.dirty = false
+            placement.lastPlanned = now
+            plan(now: now)
+        }
+        sendPendingLoads(now: now, &actions)
+    }
+
+    /// Runs the rule and records its moves as pending LoadRMs.
+    mutating func plan(now: Instant) {
         var backlog: [String: Int] = [:]
         for task in tasks.values {
             backlog[task.rm, default: 0] += candidateCount(of: task)
@@ -228,7 +244,10 @@ extension Coordinator {
             workers[held: move.peer].pendingLoad = PendingLoad(
                 requestID: id, load: [move.load], unload: move.unload.map { [$0] } ?? [], sent: nil)
         }
-        // Send what can go: a LoadRM waits until the worker has no task of an RM it unloads.
+    }
+
+    /// Sends what can go: a LoadRM waits until the worker has no task of an RM it unloads.
+    mutating func sendPendingLoads(now: Instant, _ actions: inout [CoordinatorAction]) {
         for peer in workers.keys.sorted() {
             guard let pending = workers[held: peer].pendingLoad, pending.sent == nil else { continue }
             let busy = workers[held: peer].inFlight.contains { tasks[$0].map { pending.unload.contains($0.rm) } ?? false }
@@ -299,6 +318,7 @@ extension Coordinator {
         w.loaded = loaded
         if asked { w.pendingLoad = nil }
         workers[peer] = w
+        placement.dirty = true
     }
 
     /// LoadRMs that got no answer within `load_timeout_s` count as failed loads.
@@ -312,6 +332,7 @@ extension Coordinator {
             workers[held: peer].cannotLoad.formUnion(pending.load)
             workers[held: peer].loaded.subtract(pending.unload)
             workers[held: peer].pendingLoad = nil
+            placement.dirty = true
             actions.append(
                 .log(
                     .warning,
@@ -332,6 +353,7 @@ extension Coordinator {
     /// The RMs a batch was selected for join the recent-selection window; its prompts, the average.
     mutating func noteSelected(_ rms: [String], prompts: [PromptRecord]) {
         placement.recent.append(rms)
+        placement.dirty = true
         let keep = max(0, plan.placement.dynamic.recentSelections)
         if placement.recent.count > keep { placement.recent.removeFirst(placement.recent.count - keep) }
         let n = prompts.count
