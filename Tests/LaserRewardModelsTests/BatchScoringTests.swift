@@ -34,7 +34,8 @@ import Testing
             let params =
                 kind == "noisy"
                 ? ["base": "answer-match", "sigma": "0.5"]
-                : kind == "simulated-latency" ? ["base": "length", "ms": "0"] : [:]
+                : kind == "simulated-latency" ? ["base": "length", "ms": "0"]
+                    : kind == "simulated-load" ? ["base": "length", "load_ms": "0"] : [:]
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: kind, kind: kind, params: params), runSeed: 3)
             #expect(try rm.scoreBatch(requests) == requests.map { try rm.score($0) }, "\(kind)")
             #expect(try rm.scoreBatch([]) == [])

@@ -7,8 +7,8 @@ import Testing
             let params =
                 kind == "noisy"
                 ? ["base": "self-consistency", "sigma": "0.1"]
-                : kind == "simulated-latency"
-                    ? ["base": "length", "ms": "0"]
+                : kind == "simulated-latency" || kind == "simulated-load"
+                    ? ["base": "length", "ms": "0", "load_ms": kind == "simulated-load" ? "0" : nil].compactMapValues { $0 }
                     : kind == "subprocess"
                         ? ["command": "python3 rm.py"]  // builds without starting anything
                         : kind == "http" ? ["url": "http://127.0.0.1:1/get_reward", "api": "openrlhf"] : [:]  // connects to nothing
@@ -19,8 +19,28 @@ import Testing
         #expect(
             Set(RewardModelCatalog.kinds) == [
                 "answer-match", "self-consistency", "arithmetic-check", "length", "instruction-following", "noisy",
-                "simulated-latency", "null-rm", "subprocess", "http",
+                "simulated-latency", "simulated-load", "null-rm", "subprocess", "http",
             ])
+    }
+
+    /// The simulated-load SIMULATION: its load sleeps `load_ms` (dynamic placement's tests and benchmark),
+    /// `load_fail: "yes"` makes it fail, and it scores as its base.
+    @Test func simulatedLoadSleepsOnLoadAndCanFail() throws {
+        let rm = try RewardModelCatalog.make(
+            RewardModelSpec(name: "s", kind: "simulated-load", params: ["base": "length", "load_ms": "50"]), runSeed: 1)
+        let start = ContinuousClock.now
+        try rm.load()
+        #expect(ContinuousClock.now - start >= .milliseconds(45))
+        let request = ScoringRequest(promptID: "a", prompt: "p", candidates: ["x", "yy"])
+        let base = try RewardModelCatalog.make(RewardModelSpec(name: "b", kind: "length"), runSeed: 1)
+        #expect(try rm.score(request) == base.score(request))
+        let failing = try RewardModelCatalog.make(
+            RewardModelSpec(name: "f", kind: "simulated-load", params: ["base": "length", "load_ms": "0", "load_fail": "yes"]),
+            runSeed: 1)
+        #expect(throws: RewardModelError.self) { try failing.load() }
+        #expect(throws: RewardModelError.self) {
+            try RewardModelCatalog.make(RewardModelSpec(name: "m", kind: "simulated-load", params: ["base": "length"]), runSeed: 1)
+        }
     }
 
     /// The NULL RM's scores do not depend on the request: 0, -1, -2, ... by position.
@@ -69,7 +89,8 @@ import Testing
             let params =
                 kind == "noisy"
                 ? ["base": "arithmetic-check", "sigma": "2"]
-                : kind == "simulated-latency" ? ["base": "answer-match", "ms": "0"] : [:]
+                : kind == "simulated-latency" ? ["base": "answer-match", "ms": "0"]
+                    : kind == "simulated-load" ? ["base": "answer-match", "load_ms": "0"] : [:]
             let rm = try RewardModelCatalog.make(RewardModelSpec(name: kind, kind: kind, params: params), runSeed: 7)
             for prompt in prompts {
                 for reference in [nil, "", "9", String(repeating: "9", count: 400)] as [String?] {
