@@ -32,7 +32,7 @@ let package = Package(
         // Refuses protobuf wire bytes whose string fields hold a NUL (protobuf-c would cut them silently).
         .target(name: "CProtoCheck", dependencies: ["CProtobufC"]),
         // A small Swift face for libzmq: context, sockets, multipart frames, poll.
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "LaserSync"]),
         // Wire messages as Swift value types; the only module that touches protobuf-c structs.
         // Typed errors: CodedError, one code enum per kind of error (docs/user-guide.md#exit-status).
         .target(name: "LaserErrors"),

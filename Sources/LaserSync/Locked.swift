@@ -28,13 +28,26 @@ public final class Locked<State>: @unchecked Sendable {
         return try body(&state)
     }
 
+    /// Wakes every thread waiting in `wait` without changing anything (after `withLock` changes that
+    /// only sometimes matter to them: a caller that wakes a waiter only for urgent work).
+    public func notifyAll() {
+        condition.lock()
+        condition.broadcast()
+        condition.unlock()
+    }
+
     /// Waits until `ready(state)` holds (re-checked after every `update`), then runs `body` under the
-    /// lock; nil when `deadline` passes first.
+    /// lock; nil when `deadline` passes first. `notify`: wake the other waiters after `body` (when it
+    /// changed something they wait for, as `update` does).
     public func wait<R>(
-        until ready: (State) -> Bool, deadline: Date = .distantFuture, _ body: (inout State) throws -> R
+        until ready: (State) -> Bool, deadline: Date = .distantFuture, notify: Bool = false,
+        _ body: (inout State) throws -> R
     ) rethrows -> R? {
         condition.lock()
-        defer { condition.unlock() }
+        defer {
+            if notify { condition.broadcast() }
+            condition.unlock()
+        }
         while !ready(state) {
             // No deadline: a plain wait (Foundation on Linux traps converting .distantFuture to a timespec).
             if deadline == .distantFuture {

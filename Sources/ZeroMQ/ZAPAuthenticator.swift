@@ -1,3 +1,4 @@
+import LaserSync
 import Foundation
 
 /// One answer the ZAP handler gave: who asked, and whether they got in.
@@ -46,9 +47,7 @@ public final class ZAPAuthenticator {
             }
         }
         state = ZAPHandlerState(context: context, domain: domain, allowed: keys, onDecision: onDecision)
-        let thread = Thread { [state] in state.run() }
-        thread.name = "laser.zap"
-        thread.start()
+        startThread(named: "laser-zap") { [state] in state.run() }
         state.started.wait()
         if let error = state.startError {
             state.join()
@@ -71,22 +70,26 @@ public final class ZAPAuthenticator {
 
 /// Everything the handler thread uses. Immutable apart from the lock-guarded fields; the socket
 /// itself is a local of `run()`, so no other thread can reach it.
-private final class ZAPHandlerState: @unchecked Sendable {  // its socket is used by the ZAP thread only; `stopRequested` is behind `lock`
+private final class ZAPHandlerState: Sendable {
     let context: ZMQContext
     let domain: String
     let allowed: Set<[UInt8]>
     let onDecision: (@Sendable (ZAPDecision) -> Void)?
     let started = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    /// Written by the thread before `started` is signalled, read after: the semaphore orders them.
-    private(set) var startError: Error?
+    /// What the handler thread shares (its socket is a local of `run()`, reachable from no other thread).
+    private struct Shared {
+        var startError: Error?
+        var stopRequested = false
+        var joined = false
+        var allowedCount = 0
+        var deniedCount = 0
+        var failure: Error?
+    }
+    private let shared = Locked(Shared())
 
-    private let lock = NSLock()
-    private var stopRequested = false
-    private var joined = false
-    private var allowedCount = 0
-    private var deniedCount = 0
-    private var failure: Error?
+    /// Why the handler could not start (set before `started` is signalled).
+    var startError: Error? { shared.withLock { $0.startError } }
 
     /// How often the loop looks at the stop flag: the longest `stop()` waits.
     static let pollMs = 50
@@ -98,28 +101,19 @@ private final class ZAPHandlerState: @unchecked Sendable {  // its socket is use
         self.onDecision = onDecision
     }
 
-    func counts() -> (allowed: Int, denied: Int) {
-        lock.lock(); defer { lock.unlock() }
-        return (allowedCount, deniedCount)
-    }
+    func counts() -> (allowed: Int, denied: Int) { shared.withLock { ($0.allowedCount, $0.deniedCount) } }
 
-    func loopFailure() -> Error? {
-        lock.lock(); defer { lock.unlock() }
-        return failure
-    }
+    func loopFailure() -> Error? { shared.withLock { $0.failure } }
 
-    private var shouldStop: Bool {
-        lock.lock(); defer { lock.unlock() }
-        return stopRequested
-    }
+    private var shouldStop: Bool { shared.withLock { $0.stopRequested } }
 
     /// Asks the thread to stop and waits until it has closed its socket. Safe to call twice.
     func join() {
-        lock.lock()
-        stopRequested = true
-        let wait = !joined
-        joined = true
-        lock.unlock()
+        let wait = shared.withLock { s -> Bool in
+            s.stopRequested = true
+            defer { s.joined = true }
+            return !s.joined
+        }
         if wait { finished.wait() }
     }
 
@@ -130,7 +124,7 @@ private final class ZAPHandlerState: @unchecked Sendable {  // its socket is use
             socket = try ZMQSocket(context, type: .rep)
             try socket.bind(ZAPAuthenticator.endpoint)
         } catch {
-            startError = error
+            shared.withLock { $0.startError = error }
             started.signal()
             return
         }
@@ -146,17 +140,13 @@ private final class ZAPHandlerState: @unchecked Sendable {  // its socket is use
                 let (reply, decision) = answer(request)
                 // Counted and reported before the reply, so whoever sees the handshake's outcome
                 // also sees the count.
-                lock.lock()
-                if decision.allowed { allowedCount += 1 } else { deniedCount += 1 }
-                lock.unlock()
+                shared.withLock { if decision.allowed { $0.allowedCount += 1 } else { $0.deniedCount += 1 } }
                 onDecision?(decision)
                 try socket.send(reply)
             } catch {
                 // Leaving closes the socket and unbinds the endpoint; with ZAP_ENFORCE_DOMAIN every
                 // later handshake then fails, so a broken handler fails closed.
-                lock.lock()
-                failure = error
-                lock.unlock()
+                shared.withLock { $0.failure = error }
                 return
             }
         }

@@ -93,6 +93,35 @@ import Testing
                 .contains("load_url"))
     }
 
+    /// The command hooks run on the worker (/bin/sh -c, from its own definition): a failing one and one
+    /// that overruns `hook_timeout_ms` fail the step with what to look at.
+    @Test func placementHookCommandsRunOnTheWorker() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hooks-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sink = Backends.LogSink()
+        let rm = try httpRM(
+            "vllm-0.13.0", "/classify", "vllm-classify",
+            ["load_command": "touch '\(dir)/loaded'", "unload_command": "exit 3"], sink: sink)
+        try rm.load()
+        #expect(FileManager.default.fileExists(atPath: dir + "/loaded"))
+        #expect(failure { try rm.unload() }.contains("unload_command ended with exit status 3"))
+        let slow = try httpRM(
+            "vllm-0.13.0", "/classify", "vllm-classify", ["load_command": "sleep 5", "hook_timeout_ms": "100"],
+            sink: sink)
+        let start = Date()
+        #expect(failure { try slow.load() }.contains("did not finish within 100 ms"))
+        #expect(Date().timeIntervalSince(start) < 4)
+        // A server the load command starts in the background keeps running after the command returns.
+        let background = try httpRM(
+            "vllm-0.13.0", "/classify", "vllm-classify", ["load_command": "sleep 30 & echo $! > '\(dir)/server.pid'"],
+            sink: sink)
+        try background.load()
+        let pid = Int32(try String(contentsOfFile: dir + "/server.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
+        #expect(kill(pid, 0) == 0, "the background process was killed with its hook")
+        kill(pid, SIGKILL)
+    }
+
     @Test func theAliasPrecedenceBugOfVLLM0_11_1To0_13_0IsWhyTheVersionMatters() throws {
         // Told (wrongly) that the server is 0.11.0, laser sends "activation": false, which vLLM 0.13.0
         // reads as use_activation=true: the scores come back after sigmoid.

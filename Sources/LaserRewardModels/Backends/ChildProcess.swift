@@ -261,6 +261,33 @@ final class ChildProcess: @unchecked Sendable {  // pipes and the pid are used b
     /// Stops the child: SIGTERM to its process group (if `terminate`), up to `graceMs` for it to
     /// exit, then SIGKILL to the group; reaps it and closes the pipes. Returns how it ended.
     @discardableResult
+    /// Runs `command` with /bin/sh -c to completion, its output (stdout too) to `log`, no input: for
+    /// placement hooks. What it starts in the background keeps running; if it is not done within
+    /// `timeoutMs`, its process group is stopped (SIGTERM, then SIGKILL after 2 s). Returns how it
+    /// ended when that was not a zero exit status, else nil.
+    static func runToCompletion(_ command: String, timeoutMs: Int, logPrefix: String, log: @escaping BackendLog)
+        throws -> String?
+    {
+        let child = try ChildProcess(
+            argv: ["/bin/sh", "-c", "exec 1>&2\n" + command], environment: ProcessInfo.processInfo.environment,
+            workdir: nil, logPrefix: logPrefix, log: log)
+        _ = Glibc.close(child.stdinFD)
+        child.stdinFD = -1
+        let deadline = monotonicMs() + UInt64(timeoutMs)
+        while !child.hasExited && monotonicMs() < deadline { usleep(10_000) }
+        guard child.hasExited else {
+            let how = child.stop(graceMs: 2000, terminate: true)
+            return "did not finish within \(timeoutMs) ms; stopped it (\(how))"
+        }
+        var status: Int32 = 0
+        var rc: pid_t
+        repeat { rc = waitpid(child.pid, &status, 0) } while rc < 0 && errno == EINTR
+        child.reaped = rc == child.pid ? status : -1
+        _ = Glibc.close(child.stdoutFD)
+        child.stdoutFD = -1
+        return child.reaped == 0 ? nil : describe(child.reaped!)
+    }
+
     func stop(graceMs: Int, terminate: Bool) -> String {
         if let status = reaped { return Self.describe(status) }
         if terminate && !hasExited { kill(-pid, SIGTERM) }
@@ -300,13 +327,15 @@ final class ChildProcess: @unchecked Sendable {  // pipes and the pid are used b
 }
 
 /// Reads a child's stderr on a thread of its own: each line to the log, the last ones kept.
-private final class StderrTail: @unchecked Sendable {
+private final class StderrTail: Sendable {
     private let fd: Int32
     private let prefix: String
     private let log: BackendLog
-    private let condition = NSCondition()
-    private var tail: [String] = []
-    private var ended = false
+    private struct Tail {
+        var lines: [String] = []
+        var ended = false
+    }
+    private let tail = Locked(Tail())
 
     init(fd: Int32, prefix: String, log: @escaping BackendLog) {
         self.fd = fd
@@ -314,21 +343,14 @@ private final class StderrTail: @unchecked Sendable {
         self.log = log
     }
 
-    var lines: [String] {
-        condition.lock()
-        defer { condition.unlock() }
-        return tail
-    }
+    var lines: [String] { tail.withLock { $0.lines } }
 
     func start() {
         startThread(named: "rm-stderr") { [self] in run() }
     }
 
     func waitForEnd(timeoutMs: Int) {
-        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
-        condition.lock()
-        while !ended && condition.wait(until: deadline) {}
-        condition.unlock()
+        _ = tail.wait(until: \.ended, deadline: Date().addingTimeInterval(Double(timeoutMs) / 1000)) { _ in }
     }
 
     private func run() {
@@ -350,19 +372,16 @@ private final class StderrTail: @unchecked Sendable {
         }
         if !partial.isEmpty { emit(partial) }
         _ = Glibc.close(fd)
-        condition.lock()
-        ended = true
-        condition.broadcast()
-        condition.unlock()
+        tail.update { $0.ended = true }
     }
 
     private func emit(_ bytes: [UInt8]) {
         var line = String(decoding: bytes, as: UTF8.self)
         if line.hasSuffix("\r") { line.removeLast() }
         log(prefix + line)
-        condition.lock()
-        tail.append(line.count > 300 ? String(line.prefix(300)) + "..." : line)
-        if tail.count > 20 { tail.removeFirst(tail.count - 20) }
-        condition.unlock()
+        tail.withLock {
+            $0.lines.append(line.count > 300 ? String(line.prefix(300)) + "..." : line)
+            if $0.lines.count > 20 { $0.lines.removeFirst($0.lines.count - 20) }
+        }
     }
 }

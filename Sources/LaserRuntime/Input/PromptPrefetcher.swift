@@ -6,15 +6,17 @@ import LaserCore
 /// mini-batches are parsed while the coordinator's thread serves sockets, so parsing (the largest
 /// share of a coordinator's CPU time with long candidates) overlaps everything else. Batches come
 /// out in order, `batchSize` prompts each (the last one shorter), as the core asks for them.
-final class PromptPrefetcher: @unchecked Sendable {  // its queue is behind `condition`; the stream is used by its thread only
+final class PromptPrefetcher: @unchecked Sendable {  // `stream` (not Sendable) is used by its thread only; the rest is Locked
     private let stream: PromptStream
     private let batchSize: Int
     private let depth: Int
-    private let condition = NSCondition()
-    /// Parsed batches not yet taken, in order, with the index of their first prompt.
-    private var ready: [(first: Int, result: Result<[PromptRecord], Error>)] = []
-    private var stopped = false
-    private var done = false
+    private struct Queue {
+        /// Parsed batches not yet taken, in order, with the index of their first prompt.
+        var ready: [(first: Int, result: Result<[PromptRecord], Error>)] = []
+        var stopped = false
+        var done = false
+    }
+    private let queue = Locked(Queue())
     /// Whether the batch at this position in the iteration (0-based) needs its candidate texts.
     private let textsNeeded: @Sendable (Int) -> Bool
 
@@ -31,11 +33,8 @@ final class PromptPrefetcher: @unchecked Sendable {  // its queue is behind `con
     deinit { stop() }
 
     private func run() {
-        while true {
-            condition.lock()
-            while ready.count >= depth && !stopped { condition.wait() }
-            if stopped { condition.unlock(); return }
-            condition.unlock()
+        let depth = self.depth
+        while queue.wait(until: { $0.ready.count < depth || $0.stopped }, { !$0.stopped }) == true {
             let first = stream.position
             let result = Result { try stream.next(batchSize, texts: textsNeeded(first / batchSize)) }
             let last: Bool
@@ -43,25 +42,21 @@ final class PromptPrefetcher: @unchecked Sendable {  // its queue is behind `con
             case .success(let records): last = records.count < batchSize || stream.position >= stream.scan.prompts
             case .failure: last = true
             }
-            condition.lock()
-            ready.append((first, result))
-            if last { done = true }
-            condition.broadcast()
-            condition.unlock()
+            queue.update {
+                $0.ready.append((first, result))
+                if last { $0.done = true }
+            }
             if last { return }
         }
     }
 
     /// The prompts of `range` (the next batch in order), waiting for the thread if needed.
     func take(_ range: Range<Int>) throws -> [PromptRecord] {
-        condition.lock()
-        defer { condition.unlock() }
-        while ready.isEmpty {
-            if done { return [] }  // the file ended: the core reports the short read
-            condition.wait()
+        let next = queue.wait(until: { !$0.ready.isEmpty || $0.done }, notify: true) { q in
+            q.ready.isEmpty ? nil : q.ready.removeFirst()
         }
-        let (first, result) = ready.removeFirst()
-        condition.broadcast()
+        // The file ended: the core reports the short read.
+        guard let (first, result) = next ?? nil else { return [] }
         let records = try result.get()
         guard first == range.lowerBound else {
             throw RunFailure("internal error: prompts \(range) asked for, but the input is at \(first)")
@@ -70,12 +65,7 @@ final class PromptPrefetcher: @unchecked Sendable {  // its queue is behind `con
     }
 
     /// Lets the thread finish (after the batch it is parsing, if any).
-    func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
+    func stop() { queue.update { $0.stopped = true } }
 }
 
 /// Validates an iteration's input on a thread of its own, so the coordinator keeps serving its socket

@@ -11,16 +11,15 @@ import Glibc
 ///
 /// Why not swift-nio or hummingbird: a scrape every few seconds needs none of their concurrency, and
 /// they would add minutes to every clean CI build (docs/architecture.md#dependencies).
-public final class MetricsHTTPServer: @unchecked Sendable {  // the listening fd is used by its serving thread; `stopping` is behind `lock`
+public final class MetricsHTTPServer: Sendable {
     /// The address actually bound (port 0 resolves to a free port).
     public let host: String
     public let port: Int
     private let fd: Int32
     private let body: @Sendable () -> [UInt8]
-    private let lock = NSLock()
-    private var stopping = false
+    /// Whether `start` ran, and whether `stop` did (the serving thread checks between polls).
+    private let flags = Locked((started: false, stopping: false))
     private let done = DispatchSemaphore(value: 0)
-    private var started = false
 
     /// Binds and listens (so a port in use fails here, before the run starts); `start` serves.
     public init(host: String, port: Int, body: @escaping @Sendable () -> [UInt8]) throws {
@@ -101,27 +100,23 @@ public final class MetricsHTTPServer: @unchecked Sendable {  // the listening fd
     }
 
     public func start() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !started else { return }
-        started = true
-        startThread(named: "laser-metrics") { [self] in serve() }
+        let first = flags.withLock { f -> Bool in
+            defer { f.started = true }
+            return !f.started
+        }
+        if first { startThread(named: "laser-metrics") { [self] in serve() } }
     }
 
     /// Stops serving and waits for the thread (at most one poll interval).
     public func stop() {
-        lock.lock()
-        let wasStarted = started && !stopping
-        stopping = true
-        lock.unlock()
-        if wasStarted { done.wait() }
+        let wasServing = flags.withLock { f -> Bool in
+            defer { f.stopping = true }
+            return f.started && !f.stopping
+        }
+        if wasServing { done.wait() }
     }
 
-    private var shouldStop: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stopping
-    }
+    private var shouldStop: Bool { flags.withLock { $0.stopping } }
 
     /// Most connections served at once; a new one beyond that pushes out the one closest to its deadline.
     static let maxConnections = 32

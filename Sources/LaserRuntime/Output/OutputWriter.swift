@@ -9,7 +9,7 @@ import Logging
 /// only once the file is durable. The coordinator's main thread then never waits for a disk (batch
 /// files and journal syncs were a fifth of its time). After the first failure (a full disk) nothing
 /// more is written, as before: no record may claim a batch whose file did not make it.
-final class OutputWriter: @unchecked Sendable {  // its queue is behind `condition`; files and the journal are written by its thread only
+final class OutputWriter: @unchecked Sendable {  // the journal and run directory (not Sendable) are used by its thread only; the queue is Locked
     enum Job {
         case batch(EmittedBatch)
         case journal(JournalRecord, sync: Bool)
@@ -29,14 +29,18 @@ final class OutputWriter: @unchecked Sendable {  // its queue is behind `conditi
     private let runDirectory: RunDirectory
     private let journal: JournalFile
     private let logger: Logger
-    private let condition = NSCondition()
-    private var queue: [Job] = []
-    private var head = 0
-    private var busy = false
-    private var stopped = false
-    private var failure: Error?
-    /// (seconds, sync) of each journal write (one or more records) since the last `takeJournalTimings`.
-    private var timings: [(Double, Bool)] = []
+    private struct Queue {
+        var jobs: [Job] = []
+        /// Jobs before `head` are taken by the thread.
+        var head = 0
+        var busy = false
+        var stopped = false
+        var failure: Error?
+        /// (seconds, sync) of each journal write (one or more records) since the last `takeJournalTimings`.
+        var timings: [(Double, Bool)] = []
+        var queued: Int { jobs.count - head }
+    }
+    private let queue = Locked(Queue())
     /// Jobs queued before `submit` waits for the thread (a disk slower than the run).
     static let maxQueued = 256
     /// Queued jobs that wake the thread even when none is urgent.
@@ -54,45 +58,34 @@ final class OutputWriter: @unchecked Sendable {  // its queue is behind `conditi
     /// Queues a job (waits while `maxQueued` are queued). False once a job failed: see `error`.
     @discardableResult
     func submit(_ job: Job) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.count - head >= Self.maxQueued && failure == nil { condition.wait() }
-        guard failure == nil else { return false }
-        queue.append(job)
-        if job.isUrgent || queue.count - head >= Self.wakeAfter { condition.broadcast() }
-        return true
+        let max = Self.maxQueued
+        let outcome = queue.wait(until: { $0.queued < max || $0.failure != nil }) { q -> (accepted: Bool, wake: Bool) in
+            guard q.failure == nil else { return (false, false) }
+            q.jobs.append(job)
+            return (true, job.isUrgent || q.queued >= Self.wakeAfter)
+        }
+        // Only urgent work (or a long queue) wakes the thread; other records wait for its next look.
+        if outcome?.wake == true { queue.notifyAll() }
+        return outcome?.accepted ?? false
     }
 
     /// The first failure, if any.
-    var error: Error? {
-        condition.lock()
-        defer { condition.unlock() }
-        return failure
-    }
+    var error: Error? { queue.withLock { $0.failure } }
 
     /// Waits until every queued job is carried out (or one failed); returns the failure, if any.
     func flush() -> Error? {
-        condition.lock()
-        defer { condition.unlock() }
-        condition.broadcast()  // the thread may be waiting out `maxDelay` with records queued
-        while (head < queue.count || busy) && failure == nil { condition.wait() }
-        return failure
+        queue.notifyAll()  // the thread may be waiting out `maxDelay` with records queued
+        return queue.wait(until: { ($0.queued == 0 && !$0.busy) || $0.failure != nil }) { $0.failure } ?? nil
     }
 
     /// Ends the thread once the queue is empty.
-    func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
+    func stop() { queue.update { $0.stopped = true } }
 
     func takeJournalTimings() -> [(seconds: Double, sync: Bool)] {
-        condition.lock()
-        defer { condition.unlock() }
-        let t = timings
-        timings.removeAll(keepingCapacity: true)
-        return t.map { (seconds: $0.0, sync: $0.1) }
+        queue.withLock { q in
+            defer { q.timings.removeAll(keepingCapacity: true) }
+            return q.timings.map { (seconds: $0.0, sync: $0.1) }
+        }
     }
 
     /// Takes every queued job at once and carries them out in order. Journal records are framed into
@@ -103,21 +96,26 @@ final class OutputWriter: @unchecked Sendable {  // its queue is behind `conditi
     private func run() {
         var group: [Job] = []
         while true {
-            condition.lock()
-            while head == queue.count && !stopped {
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Self.maxDelay))
-            }
-            if head == queue.count || failure != nil { condition.unlock(); return }
-            group.removeAll(keepingCapacity: true)
-            group.append(contentsOf: queue[head...])
-            head = queue.count
-            if head > 1024 && head * 2 > queue.count {
-                queue.removeFirst(head)
-                head = 0
-            }
-            busy = true
-            condition.broadcast()
-            condition.unlock()
+            // Look at least every `maxDelay`: records that are not urgent do not wake this thread.
+            var taken: Bool??
+            repeat {
+                taken = queue.wait(
+                    until: { $0.queued > 0 || $0.stopped }, deadline: Date(timeIntervalSinceNow: Self.maxDelay),
+                    notify: true
+                ) { q -> Bool? in
+                    if q.queued == 0 || q.failure != nil { return nil }
+                    group.removeAll(keepingCapacity: true)
+                    group.append(contentsOf: q.jobs[q.head...])
+                    q.head = q.jobs.count
+                    if q.head > 1024 && q.head * 2 > q.jobs.count {
+                        q.jobs.removeFirst(q.head)
+                        q.head = 0
+                    }
+                    q.busy = true
+                    return true
+                }
+            } while taken == nil
+            guard taken! != nil else { return }
             var written: [(Double, Bool)] = []
             var caught: Error?
             do {
@@ -147,13 +145,12 @@ final class OutputWriter: @unchecked Sendable {  // its queue is behind `conditi
             } catch {
                 caught = error
             }
-            condition.lock()
-            busy = false
-            timings.append(contentsOf: written)
-            if let caught, failure == nil { failure = caught }
-            condition.broadcast()
-            let failed = failure != nil
-            condition.unlock()
+            let failed = queue.update { q -> Bool in
+                q.busy = false
+                q.timings.append(contentsOf: written)
+                if let caught, q.failure == nil { q.failure = caught }
+                return q.failure != nil
+            }
             if failed { return }
         }
     }

@@ -10,23 +10,26 @@ import LaserWire
 /// `scoreBatch`, appends the result to a lock-protected list and writes a byte to a pipe that the
 /// socket thread polls together with its DEALER socket. The socket thread then ``takeResults()``
 /// and sends them. Only the socket thread touches the socket.
-final class ScoringPool: @unchecked Sendable {  // queue and results behind `condition`; it also owns a wake pipe the socket thread polls
+final class ScoringPool: Sendable {
     private struct Job {
         var task: ScoreTask
         var model: (any RewardModel)?
         var served: [String]
+    }
+    private struct State {
+        var queue: [Job] = []
+        var results: [ScoreResult] = []
+        /// Jobs taken by a thread and not finished.
+        var scoring = 0
+        var stopped = false
+        var finishedThreads = 0
     }
 
     let workerID: String
     /// Readable when results are waiting (poll it with the socket).
     let wakeFD: Int32
     private let wakeWriteFD: Int32
-    private let condition = NSCondition()
-    private var queue: [Job] = []
-    private var results: [ScoreResult] = []
-    private var scoring = 0
-    private var stopped = false
-    private var finishedThreads = 0
+    private let state = Locked(State())
     private let threadCount: Int
 
     init(threads: Int, workerID: String) throws {
@@ -49,62 +52,52 @@ final class ScoringPool: @unchecked Sendable {  // queue and results behind `con
 
     /// Queues a task. `model` nil: the worker does not serve that RM (`served` says what it does).
     func submit(_ task: ScoreTask, model: (any RewardModel)?, served: [String]) {
-        condition.lock()
-        queue.append(Job(task: task, model: model, served: served))
-        condition.signal()
-        condition.unlock()
+        state.update { $0.queue.append(Job(task: task, model: model, served: served)) }
     }
 
     /// Finished results, oldest first; empties the wake pipe.
     func takeResults() -> [ScoreResult] {
         var sink = [UInt8](repeating: 0, count: 256)
         while sink.withUnsafeMutableBytes({ read(wakeFD, $0.baseAddress!, $0.count) }) > 0 {}
-        condition.lock()
-        defer { condition.unlock() }
-        let out = results
-        results.removeAll()
-        return out
+        return state.withLock { s in
+            defer { s.results.removeAll() }
+            return s.results
+        }
     }
 
     /// Tasks queued or being scored.
-    var inFlight: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return queue.count + scoring
-    }
+    var inFlight: Int { state.withLock { $0.queue.count + $0.scoring } }
 
     /// Stops the threads: queued tasks are dropped, idle threads exit. Waits up to `timeout`
     /// seconds for threads busy in an RM call (close the RMs first so those calls return).
     func stop(timeout: Double) {
-        condition.lock()
-        stopped = true
-        queue.removeAll()
-        condition.broadcast()
-        let deadline = Date().addingTimeInterval(timeout)
-        while finishedThreads < threadCount && condition.wait(until: deadline) {}
-        condition.unlock()
+        state.update {
+            $0.stopped = true
+            $0.queue.removeAll()
+        }
+        let count = threadCount
+        _ = state.wait(until: { $0.finishedThreads >= count }, deadline: Date().addingTimeInterval(timeout)) { _ in }
     }
 
     private func runThread() {
         while true {
-            condition.lock()
-            while queue.isEmpty && !stopped { condition.wait() }
-            if stopped {
-                finishedThreads += 1
-                condition.broadcast()
-                condition.unlock()
-                return
+            let taken = state.wait(until: { !$0.queue.isEmpty || $0.stopped }, notify: true) { s -> [Job]? in
+                if s.stopped {
+                    s.finishedThreads += 1
+                    return nil
+                }
+                let jobs = Self.takeJobs(&s.queue)
+                s.scoring += jobs.count
+                return jobs
             }
-            let jobs = takeJobs()
-            scoring += jobs.count
-            condition.unlock()
+            guard let jobs = taken ?? nil else { return }
 
             let scored = ScoringPool.score(jobs.map { ($0.task, $0.model, $0.served) }, workerID: workerID)
 
-            condition.lock()
-            scoring -= jobs.count
-            if !stopped { results.append(contentsOf: scored) }
-            condition.unlock()
+            state.withLock { s in
+                s.scoring -= jobs.count
+                if !s.stopped { s.results.append(contentsOf: scored) }
+            }
             var byte: UInt8 = 1
             _ = write(wakeWriteFD, &byte, 1)  // EAGAIN: the pipe is full, the socket thread is awake anyway
         }
@@ -113,7 +106,7 @@ final class ScoringPool: @unchecked Sendable {  // queue and results behind `con
     /// The oldest queued job, plus (for an RM with a `maxBatchCandidates`, such as an HTTP RM's
     /// `max_batch`) later queued jobs for the same RM while their candidates fit, oldest first, so a
     /// GPU server gets full batches. Called with the lock held and the queue not empty.
-    private func takeJobs() -> [Job] {
+    private static func takeJobs(_ queue: inout [Job]) -> [Job] {
         let first = queue.removeFirst()
         guard let limit = first.model?.maxBatchCandidates else { return [first] }
         var jobs = [first]

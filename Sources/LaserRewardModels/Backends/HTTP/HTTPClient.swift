@@ -23,7 +23,7 @@ final class HTTPClient: @unchecked Sendable {  // URLSession is thread-safe; `cl
     let maxConcurrency: Int
     /// The name of an environment variable of the worker holding a bearer token.
     let apiKeyEnvironmentVariable: String?
-    private let log: BackendLog
+    let log: BackendLog
     private let slots: DispatchSemaphore
     private let lock = NSLock()
     /// Made on first use: building an RM (the coordinator does, to check the config) opens nothing.

@@ -32,9 +32,8 @@ public final class HTTPRM: RewardModel, Sendable {
     public let configuredVersion: ServerVersion?
 
     let client: HTTPClient
-    /// Dynamic placement's hooks (`load_url`, `unload_url`).
-    public let loadURL: URL?
-    public let unloadURL: URL?
+    /// Dynamic placement's hooks (`load_url`, `unload_url`, `load_command`, `unload_command`).
+    public let hooks: PlacementHooks
     private let log: BackendLog
     /// The raw-score switch, learnt once (the lock is held across the first GET /version, so parallel
     /// first calls ask once).
@@ -46,11 +45,10 @@ public final class HTTPRM: RewardModel, Sendable {
         name: String, url: URL, api: ServerAPI, maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000,
         retries: Int = 3, backoffMs: Int = 500, separator: String = "", model: String? = nil, task: String? = nil,
         labelIndex: Int = -1, version: ServerVersion? = nil, apiKeyEnvironmentVariable: String? = nil,
-        loadURL: URL? = nil, unloadURL: URL? = nil, log: @escaping BackendLog = standardErrorLog
+        hooks: PlacementHooks = PlacementHooks(), log: @escaping BackendLog = standardErrorLog
     ) {
         precondition(maxBatch > 0)
-        self.loadURL = loadURL
-        self.unloadURL = unloadURL
+        self.hooks = hooks
         self.name = name
         self.url = url
         self.api = api
@@ -101,13 +99,12 @@ public final class HTTPRM: RewardModel, Sendable {
             name: name, url: common.url, api: api, maxBatch: common.maxBatch, maxConcurrency: common.maxConcurrency,
             timeoutMs: common.timeoutMs, retries: common.retries, backoffMs: common.backoffMs, separator: separator,
             model: model, task: task, labelIndex: labelIndex, version: version,
-            apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, loadURL: common.loadURL,
-            unloadURL: common.unloadURL, log: log)
+            apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable, hooks: common.hooks, log: log)
     }
 
-    public func load() throws { try HTTPParams.callHook(loadURL, "load (load_url)", client: client) }
+    public func load() throws { try hooks.load(client) }
 
-    public func unload() throws { try HTTPParams.callHook(unloadURL, "unload (unload_url)", client: client) }
+    public func unload() throws { try hooks.unload(client) }
 
     public func score(_ request: ScoringRequest) throws -> [Double] {
         try scoreBatch([request])[0]
@@ -206,6 +203,9 @@ struct HTTPParams {
     /// `/wake_up` and `/sleep?level=1`).
     var loadURL: URL?
     var unloadURL: URL?
+    /// Or commands, run with /bin/sh -c on the worker (from its own --rm-config only), for servers whose
+    /// start and stop the operator scripts (`systemctl start vllm-rm@8000`, `docker start ...`).
+    var hooks = PlacementHooks()
 
     init(_ reader: inout ParamReader, apiNames: [String]) throws {
         url = try Self.url(&reader, "url", example: "http://127.0.0.1:5000/get_reward")
@@ -230,13 +230,16 @@ struct HTTPParams {
         {
             if let text = reader.string(key), !text.isEmpty { self[keyPath: target] = try Self.parseURL(reader, key, text) }
         }
+        hooks.loadCommand = reader.string("load_command").flatMap { $0.isEmpty ? nil : $0 }
+        hooks.unloadCommand = reader.string("unload_command").flatMap { $0.isEmpty ? nil : $0 }
+        hooks.timeoutMs = try reader.integer(
+            "hook_timeout_ms", default: 900_000, range: 1...86_400_000,
+            expected: "milliseconds a load or unload command may take, 1 to 86400000")
+        hooks.loadURL = loadURL
+        hooks.unloadURL = unloadURL
     }
 
-    /// POSTs a placement hook (an empty JSON object; vLLM's sleep endpoints read only the query).
-    static func callHook(_ url: URL?, _ what: String, client: HTTPClient) throws {
-        guard let url else { return }
-        _ = try client.post(url, body: Array("{}".utf8), what: what) { _ in .success(()) }
-    }
+
 
     static func url(_ reader: inout ParamReader, _ key: String, example: String) throws -> URL {
         let text = try reader.requiredString(key, expected: "the endpoint's URL, for example \(example)")
@@ -313,4 +316,47 @@ func inParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     }
     body(0)
     group.wait()
+}
+
+/// Dynamic placement's load and unload steps of an HTTP RM (docs/placement.md): a URL to POST (vLLM
+/// sleep mode's `/wake_up` and `/sleep?level=1`), and/or a command the worker runs (`/bin/sh -c`, from
+/// its own `--rm-config` only, never from the coordinator). The command's output goes to the worker's
+/// log; a non-zero exit status or a timeout fails the load.
+public struct PlacementHooks: Sendable, Equatable {
+    public var loadURL: URL?
+    public var unloadURL: URL?
+    public var loadCommand: String?
+    public var unloadCommand: String?
+    public var timeoutMs = 900_000
+
+    public init() {}
+
+    func load(_ client: HTTPClient) throws {
+        try run(loadCommand, "load_command", client)
+        try post(loadURL, "load (load_url)", client)
+    }
+
+    func unload(_ client: HTTPClient) throws {
+        try post(unloadURL, "unload (unload_url)", client)
+        try run(unloadCommand, "unload_command", client)
+    }
+
+    private func post(_ url: URL?, _ what: String, _ client: HTTPClient) throws {
+        guard let url else { return }
+        _ = try client.post(url, body: Array("{}".utf8), what: what) { _ in .success(()) }
+    }
+
+    private func run(_ command: String?, _ key: String, _ client: HTTPClient) throws {
+        guard let command else { return }
+        let outcome: String?
+        do {
+            outcome = try ChildProcess.runToCompletion(
+                command, timeoutMs: timeoutMs, logPrefix: "\(key): ", log: client.log)
+        } catch { throw client.error("\(key) could not start: \(error)") }
+        if let outcome {
+            let hint = outcome.hasPrefix("did not finish") ? " (hook_timeout_ms)" : ""
+            let how = outcome.hasPrefix("did not finish") ? outcome : "ended with \(outcome)"
+            throw client.error("\(key) \(how)\(hint) (its output is in the worker's log): \(command)")
+        }
+    }
 }

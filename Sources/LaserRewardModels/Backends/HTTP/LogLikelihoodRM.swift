@@ -33,9 +33,8 @@ public final class LogLikelihoodRM: RewardModel, Sendable {
     public let referenceModel: String?
     public let maxBatch: Int
     let client: HTTPClient
-    /// Dynamic placement's hooks (`load_url`, `unload_url`).
-    public let loadURL: URL?
-    public let unloadURL: URL?
+    /// Dynamic placement's hooks (`load_url`, `unload_url`, `load_command`, `unload_command`).
+    public let hooks: PlacementHooks
 
     public var maxBatchCandidates: Int? { maxBatch }
 
@@ -44,12 +43,11 @@ public final class LogLikelihoodRM: RewardModel, Sendable {
         separator: String = "",
         model: String? = nil, referenceURL: URL? = nil, referenceModel: String? = nil, tokenizeURL: URL? = nil,
         maxBatch: Int = 64, maxConcurrency: Int = 8, timeoutMs: Int = 60_000, retries: Int = 3, backoffMs: Int = 500,
-        apiKeyEnvironmentVariable: String? = nil, loadURL: URL? = nil, unloadURL: URL? = nil,
+        apiKeyEnvironmentVariable: String? = nil, hooks: PlacementHooks = PlacementHooks(),
         log: @escaping BackendLog = standardErrorLog
     ) {
         precondition(maxBatch > 0 && (reduce != .dpo || referenceURL != nil))
-        self.loadURL = loadURL
-        self.unloadURL = unloadURL
+        self.hooks = hooks
         self.name = name
         self.url = url
         self.reduce = reduce
@@ -113,14 +111,14 @@ public final class LogLikelihoodRM: RewardModel, Sendable {
             maxBatch: common.maxBatch,
             maxConcurrency: common.maxConcurrency, timeoutMs: common.timeoutMs, retries: common.retries,
             backoffMs: common.backoffMs, apiKeyEnvironmentVariable: common.apiKeyEnvironmentVariable,
-            loadURL: common.loadURL, unloadURL: common.unloadURL, log: log)
+            hooks: common.hooks, log: log)
     }
 
     public func close() { client.close() }
 
-    public func load() throws { try HTTPParams.callHook(loadURL, "load (load_url)", client: client) }
+    public func load() throws { try hooks.load(client) }
 
-    public func unload() throws { try HTTPParams.callHook(unloadURL, "unload (unload_url)", client: client) }
+    public func unload() throws { try hooks.unload(client) }
 
     public func score(_ request: ScoringRequest) throws -> [Double] {
         try scoreBatch([request])[0]
