@@ -11,6 +11,14 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def demo_data(laser, out, per_task, iterations, seed):
+    """Writes `laser demo-data` into `out`; returns the input files, iteration 1 first."""
+    import subprocess
+    subprocess.run([laser, "demo-data", "--out", out, "--iterations", str(iterations), "--prompts-per-task",
+                    str(per_task), "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL)
+    return [os.path.join(out, "input", f"iteration-{i}.jsonl") for i in range(1, iterations + 1)]
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import free_port, log, reap, wait_for
+from benchlib import demo_data, free_port, log, reap, wait_for
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--laser", default=".build/release/laser")
@@ -89,17 +89,8 @@ def proc_cpu(pid):
 
 # One demo data set for every run: iteration 1 (warm-up) and iteration 2 (measured) are different
 # files of the same generator, so the measured prompts are not the warm-up's.
-def demo(per_task, name):
-    out = os.path.join(work, name)
-    subprocess.run([laser, "demo-data", "--out", out, "--iterations", "2", "--prompts-per-task", str(per_task),
-                    "--seed", str(args.seed)], check=True, stdout=subprocess.DEVNULL)
-    return out
-
-
-warm_dir = demo(args.warmup_prompts_per_task, "warmup")
-meas_dir = demo(args.prompts_per_task, "measured")
-warmup_file = os.path.join(warm_dir, "input", "iteration-1.jsonl")
-measured_file = os.path.join(meas_dir, "input", "iteration-2.jsonl")
+warmup_file = demo_data(laser, os.path.join(work, "warmup"), args.warmup_prompts_per_task, 2, args.seed)[0]
+measured_file = demo_data(laser, os.path.join(work, "measured"), args.prompts_per_task, 2, args.seed)[1]
 with open(measured_file) as f:
     candidates = [len(json.loads(line)["candidates"]) for line in f if line.strip()]
 n_prompts = len(candidates)

@@ -10,19 +10,4 @@
 #
 # Without --laser it first builds the release binary (swift build -c release --product laser), like
 # bench/throughput.sh; with --laser PATH it builds nothing and runs that binary.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-laser=""
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --laser) laser="$2"; shift 2 ;;
-    --laser=*) laser="${1#--laser=}"; shift ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-if [ -z "$laser" ]; then
-  swift build -c release --product laser >&2
-  laser=.build/release/laser
-fi
-exec python3 bench/ensemble-cost.py --laser "$laser" "${args[@]+"${args[@]}"}"
+exec "$(dirname "$0")/with-laser.sh" bench/ensemble-cost.py "$@"

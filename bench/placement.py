@@ -37,7 +37,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import log  # noqa: E402
+from benchlib import demo_data, log  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--laser", default=".build/release/laser")
@@ -73,10 +73,7 @@ work = tempfile.mkdtemp(prefix="laser-placement-")
 
 
 def demo(per_task, name):
-    out = os.path.join(work, name)
-    subprocess.run([laser, "demo-data", "--out", out, "--iterations", str(args.iterations), "--prompts-per-task",
-                    str(per_task), "--seed", str(args.seed)], check=True, stdout=subprocess.DEVNULL)
-    return [os.path.join(out, "input", f"iteration-{i}.jsonl") for i in range(1, args.iterations + 1)]
+    return demo_data(laser, os.path.join(work, name), per_task, args.iterations, args.seed)
 
 
 def config(path, inputs, bases, strategy, workers, capacity, by_worker=None):

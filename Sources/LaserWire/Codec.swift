@@ -40,44 +40,11 @@ public enum WireCodec {
         env.protocol_version = laserProtocolVersion
         switch message {
         case .hello(let h):
-            let m = arena.make(Laser__V1__Hello.self, laser__v1__hello__init)
-            m.pointee.worker_id = arena.string(h.workerID)
-            (m.pointee.n_reward_models, m.pointee.reward_models) = arena.strings(h.rewardModels)
-            m.pointee.slots = h.slots
-            m.pointee.software_version = arena.string(h.softwareVersion)
-            (m.pointee.n_labels, m.pointee.labels) = arena.strings(h.labels)
-            m.pointee.json_candidates = h.acceptsJSONCandidates ? 1 : 0
-            m.pointee.rm_capacity = h.rmCapacity
-            (m.pointee.n_loaded, m.pointee.loaded) = arena.strings(h.loaded)
             env.body_case = LASER__V1__ENVELOPE__BODY_HELLO
-            env.hello = m
+            env.hello = build(h, arena)
         case .welcome(let w):
-            let m = arena.make(Laser__V1__Welcome.self, laser__v1__welcome__init)
-            m.pointee.coordinator_id = arena.string(w.coordinatorID)
-            m.pointee.heartbeat_interval_ms = w.heartbeatIntervalMs
-            m.pointee.liveness = w.liveness
-            m.pointee.run_seed = w.runSeed
-            let specs = arena.array(UnsafeMutablePointer<Laser__V1__RewardModelSpec>?.self, count: w.rewardModels.count)
-            for (i, def) in w.rewardModels.enumerated() {
-                let s = arena.make(Laser__V1__RewardModelSpec.self, laser__v1__reward_model_spec__init)
-                s.pointee.name = arena.string(def.name)
-                s.pointee.kind = arena.string(def.kind)
-                let keys = def.params.keys.sorted()  // sorted: identical bytes for identical specs
-                let params = arena.array(UnsafeMutablePointer<Laser__V1__Param>?.self, count: keys.count)
-                for (j, key) in keys.enumerated() {
-                    let p = arena.make(Laser__V1__Param.self, laser__v1__param__init)
-                    p.pointee.key = arena.string(key)
-                    p.pointee.value = arena.string(def.params[key]!)
-                    params[j] = p
-                }
-                s.pointee.n_params = keys.count
-                s.pointee.params = params
-                specs[i] = s
-            }
-            m.pointee.n_reward_models = w.rewardModels.count
-            m.pointee.reward_models = specs
             env.body_case = LASER__V1__ENVELOPE__BODY_WELCOME
-            env.welcome = m
+            env.welcome = build(w, arena)
         case .reject(let reason, let retryAfterMs):
             let m = arena.make(Laser__V1__Reject.self, laser__v1__reject__init)
             m.pointee.reason = arena.string(reason)
@@ -89,71 +56,11 @@ public enum WireCodec {
             env.body_case = LASER__V1__ENVELOPE__BODY_HEARTBEAT
             env.heartbeat = m
         case .scoreTask(let t):
-            let m = arena.make(Laser__V1__ScoreTask.self, laser__v1__score_task__init)
-            m.pointee.task_id = t.taskID
-            m.pointee.attempt = t.attempt
-            m.pointee.reward_model = arena.string(t.rewardModel)
-            m.pointee.iteration = t.iteration
-            let items = arena.array(UnsafeMutablePointer<Laser__V1__ScoreItem>?.self, count: t.items.count)
-            for (i, item) in t.items.enumerated() {
-                let s = arena.make(Laser__V1__ScoreItem.self, laser__v1__score_item__init)
-                s.pointee.prompt_id = arena.string(item.promptID)
-                s.pointee.prompt = arena.string(item.prompt)
-                if t.candidatesAsJSON {
-                    // No copy: protobuf-c packs straight from the texts' storage (kept by the arena).
-                    let candidates = item.candidateTexts
-                    let texts = arena.array(ProtobufCBinaryData.self, count: candidates.count)
-                    for (j, text) in candidates.enumerated() {
-                        arena.keep(text.storage)
-                        texts[j] = ProtobufCBinaryData(
-                            len: text.escapedCount,
-                            data: UnsafeMutablePointer(
-                                mutating: text.escapedPointer.assumingMemoryBound(to: UInt8.self)))
-                    }
-                    s.pointee.n_candidates_json = candidates.count
-                    s.pointee.candidates_json = texts
-                } else {
-                    (s.pointee.n_candidates, s.pointee.candidates) = arena.strings(item.candidates)
-                }
-                if let reference = item.reference {
-                    s.pointee.reference = arena.string(reference)
-                    s.pointee.has_reference = 1
-                }
-                items[i] = s
-            }
-            m.pointee.n_items = t.items.count
-            m.pointee.items = items
             env.body_case = LASER__V1__ENVELOPE__BODY_SCORE_TASK
-            env.score_task = m
+            env.score_task = build(t, arena)
         case .scoreResult(let r):
-            let m = arena.make(Laser__V1__ScoreResult.self, laser__v1__score_result__init)
-            m.pointee.task_id = r.taskID
-            m.pointee.attempt = r.attempt
-            m.pointee.elapsed_us = r.elapsedMicros
-            switch r.outcome {
-            case .success(let perItem):
-                let s = arena.make(Laser__V1__ScoreSuccess.self, laser__v1__score_success__init)
-                let items = arena.array(UnsafeMutablePointer<Laser__V1__ItemScores>?.self, count: perItem.count)
-                for (i, scores) in perItem.enumerated() {
-                    let it = arena.make(Laser__V1__ItemScores.self, laser__v1__item_scores__init)
-                    let values = arena.array(Double.self, count: scores.count)
-                    for (j, v) in scores.enumerated() { values[j] = v }
-                    it.pointee.n_scores = scores.count
-                    it.pointee.scores = values
-                    items[i] = it
-                }
-                s.pointee.n_items = perItem.count
-                s.pointee.items = items
-                m.pointee.outcome_case = LASER__V1__SCORE_RESULT__OUTCOME_SUCCESS
-                m.pointee.success = s
-            case .failure(let text):
-                let f = arena.make(Laser__V1__ScoreFailure.self, laser__v1__score_failure__init)
-                f.pointee.message = arena.string(text)
-                m.pointee.outcome_case = LASER__V1__SCORE_RESULT__OUTCOME_FAILURE
-                m.pointee.failure = f
-            }
             env.body_case = LASER__V1__ENVELOPE__BODY_SCORE_RESULT
-            env.score_result = m
+            env.score_result = build(r, arena)
         case .disconnect(let reason):
             let m = arena.make(Laser__V1__Disconnect.self, laser__v1__disconnect__init)
             m.pointee.reason = arena.string(reason)
@@ -165,90 +72,233 @@ public enum WireCodec {
             env.body_case = LASER__V1__ENVELOPE__BODY_SHUTDOWN
             env.shutdown = m
         case .loadRM(let l):
-            let m = arena.make(Laser__V1__LoadRM.self, laser__v1__load_rm__init)
-            m.pointee.request_id = l.requestID
-            (m.pointee.n_load, m.pointee.load) = arena.strings(l.load)
-            (m.pointee.n_unload, m.pointee.unload) = arena.strings(l.unload)
             env.body_case = LASER__V1__ENVELOPE__BODY_LOAD_RM
-            env.load_rm = m
+            env.load_rm = build(l, arena)
         case .rmState(let r):
-            let m = arena.make(Laser__V1__RMState.self, laser__v1__rmstate__init)
-            m.pointee.request_id = r.requestID
-            (m.pointee.n_loaded, m.pointee.loaded) = arena.strings(r.loaded)
-            let loads = arena.array(UnsafeMutablePointer<Laser__V1__RMLoad>?.self, count: r.loads.count)
-            for (i, load) in r.loads.enumerated() {
-                let one = arena.make(Laser__V1__RMLoad.self, laser__v1__rmload__init)
-                one.pointee.name = arena.string(load.name)
-                one.pointee.load_ms = load.loadMs
-                one.pointee.error = arena.string(load.error)
-                loads[i] = one
-            }
-            m.pointee.n_loads = r.loads.count
-            m.pointee.loads = loads
             env.body_case = LASER__V1__ENVELOPE__BODY_RM_STATE
-            env.rm_state = m
+            env.rm_state = build(r, arena)
         case .trainerHello(let h):
-            let m = arena.make(Laser__V1__TrainerHello.self, laser__v1__trainer_hello__init)
-            m.pointee.trainer_id = arena.string(h.trainerID)
-            m.pointee.window = h.window
-            m.pointee.software_version = arena.string(h.softwareVersion)
             env.body_case = LASER__V1__ENVELOPE__BODY_TRAINER_HELLO
-            env.trainer_hello = m
+            env.trainer_hello = build(h, arena)
         case .trainerWelcome(let w):
-            let m = arena.make(Laser__V1__TrainerWelcome.self, laser__v1__trainer_welcome__init)
-            m.pointee.coordinator_id = arena.string(w.coordinatorID)
-            m.pointee.heartbeat_interval_ms = w.heartbeatIntervalMs
-            m.pointee.liveness = w.liveness
-            m.pointee.wants_loss = w.wantsLoss ? 1 : 0
-            m.pointee.wants_loss_after = w.wantsLossAfter ? 1 : 0
-            m.pointee.wants_probe_losses = w.wantsProbeLosses ? 1 : 0
             env.body_case = LASER__V1__ENVELOPE__BODY_TRAINER_WELCOME
-            env.trainer_welcome = m
+            env.trainer_welcome = build(w, arena)
         case .preferenceBatch(let b):
-            let m = arena.make(Laser__V1__PreferenceBatch.self, laser__v1__preference_batch__init)
-            m.pointee.global_batch = b.globalBatch
-            m.pointee.iteration = b.iteration
-            m.pointee.batch = b.batch
-            m.pointee.reward_model = arena.string(b.rewardModel)
-            m.pointee.path = arena.string(b.path)
-            m.pointee.n_pairs = b.pairs.count
-            m.pointee.pairs = encodePairs(b.pairs, arena)
             env.body_case = LASER__V1__ENVELOPE__BODY_PREFERENCE_BATCH
-            env.preference_batch = m
+            env.preference_batch = build(b, arena)
         case .probeSet(let p):
-            let m = arena.make(Laser__V1__ProbeSet.self, laser__v1__probe_set__init)
-            m.pointee.prompts = p.prompts
-            m.pointee.n_pairs = p.pairs.count
-            m.pointee.pairs = encodePairs(p.pairs, arena)
             env.body_case = LASER__V1__ENVELOPE__BODY_PROBE_SET
-            env.probe_set = m
+            env.probe_set = build(p, arena)
         case .batchFeedback(let f):
-            let m = arena.make(Laser__V1__BatchFeedback.self, laser__v1__batch_feedback__init)
-            m.pointee.global_batch = f.globalBatch
-            m.pointee.loss = f.loss
-            m.pointee.iteration = f.iteration
-            m.pointee.batch = f.batch
-            if let after = f.lossAfter {
-                m.pointee.loss_after = after
-                m.pointee.has_loss_after = 1
-            }
-            if let probe = f.probeLosses {
-                m.pointee.probe_loss_before = probe.before
-                m.pointee.probe_loss_after = probe.after
-                m.pointee.has_probe_losses = 1
-            }
             env.body_case = LASER__V1__ENVELOPE__BODY_BATCH_FEEDBACK
-            env.batch_feedback = m
+            env.batch_feedback = build(f, arena)
         case .feedbackAck(let a):
-            let m = arena.make(Laser__V1__FeedbackAck.self, laser__v1__feedback_ack__init)
-            m.pointee.global_batch = a.globalBatch
-            m.pointee.accepted = a.accepted ? 1 : 0
-            m.pointee.reason = arena.string(a.reason)
             env.body_case = LASER__V1__ENVELOPE__BODY_FEEDBACK_ACK
-            env.feedback_ack = m
+            env.feedback_ack = build(a, arena)
         }
         // The arena (and the texts it keeps) back every pointer in `env`: alive until packed.
         return withExtendedLifetime(arena) { withUnsafePointer(to: &env) { body($0) } }
+    }
+
+    // One builder per message with fields: its protobuf-c struct, allocated in the arena.
+
+    private static func build(_ h: Hello, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__Hello> {
+        let m = arena.make(Laser__V1__Hello.self, laser__v1__hello__init)
+        m.pointee.worker_id = arena.string(h.workerID)
+        (m.pointee.n_reward_models, m.pointee.reward_models) = arena.strings(h.rewardModels)
+        m.pointee.slots = h.slots
+        m.pointee.software_version = arena.string(h.softwareVersion)
+        (m.pointee.n_labels, m.pointee.labels) = arena.strings(h.labels)
+        m.pointee.json_candidates = h.acceptsJSONCandidates ? 1 : 0
+        m.pointee.rm_capacity = h.rmCapacity
+        (m.pointee.n_loaded, m.pointee.loaded) = arena.strings(h.loaded)
+        return m
+    }
+
+    private static func build(_ w: Welcome, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__Welcome> {
+        let m = arena.make(Laser__V1__Welcome.self, laser__v1__welcome__init)
+        m.pointee.coordinator_id = arena.string(w.coordinatorID)
+        m.pointee.heartbeat_interval_ms = w.heartbeatIntervalMs
+        m.pointee.liveness = w.liveness
+        m.pointee.run_seed = w.runSeed
+        let specs = arena.array(UnsafeMutablePointer<Laser__V1__RewardModelSpec>?.self, count: w.rewardModels.count)
+        for (i, def) in w.rewardModels.enumerated() {
+            let s = arena.make(Laser__V1__RewardModelSpec.self, laser__v1__reward_model_spec__init)
+            s.pointee.name = arena.string(def.name)
+            s.pointee.kind = arena.string(def.kind)
+            let keys = def.params.keys.sorted()  // sorted: identical bytes for identical specs
+            let params = arena.array(UnsafeMutablePointer<Laser__V1__Param>?.self, count: keys.count)
+            for (j, key) in keys.enumerated() {
+                let p = arena.make(Laser__V1__Param.self, laser__v1__param__init)
+                p.pointee.key = arena.string(key)
+                p.pointee.value = arena.string(def.params[key]!)
+                params[j] = p
+            }
+            s.pointee.n_params = keys.count
+            s.pointee.params = params
+            specs[i] = s
+        }
+        m.pointee.n_reward_models = w.rewardModels.count
+        m.pointee.reward_models = specs
+        return m
+    }
+
+    private static func build(_ t: ScoreTask, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__ScoreTask> {
+        let m = arena.make(Laser__V1__ScoreTask.self, laser__v1__score_task__init)
+        m.pointee.task_id = t.taskID
+        m.pointee.attempt = t.attempt
+        m.pointee.reward_model = arena.string(t.rewardModel)
+        m.pointee.iteration = t.iteration
+        let items = arena.array(UnsafeMutablePointer<Laser__V1__ScoreItem>?.self, count: t.items.count)
+        for (i, item) in t.items.enumerated() {
+            let s = arena.make(Laser__V1__ScoreItem.self, laser__v1__score_item__init)
+            s.pointee.prompt_id = arena.string(item.promptID)
+            s.pointee.prompt = arena.string(item.prompt)
+            if t.candidatesAsJSON {
+                // No copy: protobuf-c packs straight from the texts' storage (kept by the arena).
+                let candidates = item.candidateTexts
+                let texts = arena.array(ProtobufCBinaryData.self, count: candidates.count)
+                for (j, text) in candidates.enumerated() {
+                    arena.keep(text.storage)
+                    texts[j] = ProtobufCBinaryData(
+                        len: text.escapedCount,
+                        data: UnsafeMutablePointer(
+                            mutating: text.escapedPointer.assumingMemoryBound(to: UInt8.self)))
+                }
+                s.pointee.n_candidates_json = candidates.count
+                s.pointee.candidates_json = texts
+            } else {
+                (s.pointee.n_candidates, s.pointee.candidates) = arena.strings(item.candidates)
+            }
+            if let reference = item.reference {
+                s.pointee.reference = arena.string(reference)
+                s.pointee.has_reference = 1
+            }
+            items[i] = s
+        }
+        m.pointee.n_items = t.items.count
+        m.pointee.items = items
+        return m
+    }
+
+    private static func build(_ r: ScoreResult, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__ScoreResult> {
+        let m = arena.make(Laser__V1__ScoreResult.self, laser__v1__score_result__init)
+        m.pointee.task_id = r.taskID
+        m.pointee.attempt = r.attempt
+        m.pointee.elapsed_us = r.elapsedMicros
+        switch r.outcome {
+        case .success(let perItem):
+            let s = arena.make(Laser__V1__ScoreSuccess.self, laser__v1__score_success__init)
+            let items = arena.array(UnsafeMutablePointer<Laser__V1__ItemScores>?.self, count: perItem.count)
+            for (i, scores) in perItem.enumerated() {
+                let it = arena.make(Laser__V1__ItemScores.self, laser__v1__item_scores__init)
+                let values = arena.array(Double.self, count: scores.count)
+                for (j, v) in scores.enumerated() { values[j] = v }
+                it.pointee.n_scores = scores.count
+                it.pointee.scores = values
+                items[i] = it
+            }
+            s.pointee.n_items = perItem.count
+            s.pointee.items = items
+            m.pointee.outcome_case = LASER__V1__SCORE_RESULT__OUTCOME_SUCCESS
+            m.pointee.success = s
+        case .failure(let text):
+            let f = arena.make(Laser__V1__ScoreFailure.self, laser__v1__score_failure__init)
+            f.pointee.message = arena.string(text)
+            m.pointee.outcome_case = LASER__V1__SCORE_RESULT__OUTCOME_FAILURE
+            m.pointee.failure = f
+        }
+        return m
+    }
+
+    private static func build(_ l: LoadRM, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__LoadRM> {
+        let m = arena.make(Laser__V1__LoadRM.self, laser__v1__load_rm__init)
+        m.pointee.request_id = l.requestID
+        (m.pointee.n_load, m.pointee.load) = arena.strings(l.load)
+        (m.pointee.n_unload, m.pointee.unload) = arena.strings(l.unload)
+        return m
+    }
+
+    private static func build(_ r: RMState, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__RMState> {
+        let m = arena.make(Laser__V1__RMState.self, laser__v1__rmstate__init)
+        m.pointee.request_id = r.requestID
+        (m.pointee.n_loaded, m.pointee.loaded) = arena.strings(r.loaded)
+        let loads = arena.array(UnsafeMutablePointer<Laser__V1__RMLoad>?.self, count: r.loads.count)
+        for (i, load) in r.loads.enumerated() {
+            let one = arena.make(Laser__V1__RMLoad.self, laser__v1__rmload__init)
+            one.pointee.name = arena.string(load.name)
+            one.pointee.load_ms = load.loadMs
+            one.pointee.error = arena.string(load.error)
+            loads[i] = one
+        }
+        m.pointee.n_loads = r.loads.count
+        m.pointee.loads = loads
+        return m
+    }
+
+    private static func build(_ h: TrainerHello, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__TrainerHello> {
+        let m = arena.make(Laser__V1__TrainerHello.self, laser__v1__trainer_hello__init)
+        m.pointee.trainer_id = arena.string(h.trainerID)
+        m.pointee.window = h.window
+        m.pointee.software_version = arena.string(h.softwareVersion)
+        return m
+    }
+
+    private static func build(_ w: TrainerWelcome, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__TrainerWelcome> {
+        let m = arena.make(Laser__V1__TrainerWelcome.self, laser__v1__trainer_welcome__init)
+        m.pointee.coordinator_id = arena.string(w.coordinatorID)
+        m.pointee.heartbeat_interval_ms = w.heartbeatIntervalMs
+        m.pointee.liveness = w.liveness
+        m.pointee.wants_loss = w.wantsLoss ? 1 : 0
+        m.pointee.wants_loss_after = w.wantsLossAfter ? 1 : 0
+        m.pointee.wants_probe_losses = w.wantsProbeLosses ? 1 : 0
+        return m
+    }
+
+    private static func build(_ b: PreferenceBatch, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__PreferenceBatch> {
+        let m = arena.make(Laser__V1__PreferenceBatch.self, laser__v1__preference_batch__init)
+        m.pointee.global_batch = b.globalBatch
+        m.pointee.iteration = b.iteration
+        m.pointee.batch = b.batch
+        m.pointee.reward_model = arena.string(b.rewardModel)
+        m.pointee.path = arena.string(b.path)
+        m.pointee.n_pairs = b.pairs.count
+        m.pointee.pairs = encodePairs(b.pairs, arena)
+        return m
+    }
+
+    private static func build(_ p: ProbeSet, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__ProbeSet> {
+        let m = arena.make(Laser__V1__ProbeSet.self, laser__v1__probe_set__init)
+        m.pointee.prompts = p.prompts
+        m.pointee.n_pairs = p.pairs.count
+        m.pointee.pairs = encodePairs(p.pairs, arena)
+        return m
+    }
+
+    private static func build(_ f: BatchFeedback, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__BatchFeedback> {
+        let m = arena.make(Laser__V1__BatchFeedback.self, laser__v1__batch_feedback__init)
+        m.pointee.global_batch = f.globalBatch
+        m.pointee.loss = f.loss
+        m.pointee.iteration = f.iteration
+        m.pointee.batch = f.batch
+        if let after = f.lossAfter {
+            m.pointee.loss_after = after
+            m.pointee.has_loss_after = 1
+        }
+        if let probe = f.probeLosses {
+            m.pointee.probe_loss_before = probe.before
+            m.pointee.probe_loss_after = probe.after
+            m.pointee.has_probe_losses = 1
+        }
+        return m
+    }
+
+    private static func build(_ a: FeedbackAck, _ arena: Arena) -> UnsafeMutablePointer<Laser__V1__FeedbackAck> {
+        let m = arena.make(Laser__V1__FeedbackAck.self, laser__v1__feedback_ack__init)
+        m.pointee.global_batch = a.globalBatch
+        m.pointee.accepted = a.accepted ? 1 : 0
+        m.pointee.reason = arena.string(a.reason)
+        return m
     }
 
     /// Decodes one Envelope. Throws `WireError` for anything that is not a well-formed message of

@@ -123,20 +123,23 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
     /// first task's (as far as the child loads its model before it reads its first request).
     public func load() throws {
         var child = try checkOut()
-        if child == nil {
-            do {
-                let c = try ChildProcess(
-                    argv: argv, environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 },
-                    workdir: workdir, logPrefix: "rm \(name)", log: log)
-                register(c)
-                log("rm \(name): started child pid \(c.pid) (load): \(excerpt(commandText, limit: 200))")
-                child = c
-            } catch {
-                checkIn(nil)
-                throw self.error("\(error)")
-            }
+        do {
+            if child == nil { child = try startChild(why: " (load)") }
+        } catch {
+            checkIn(nil)
+            throw self.error("\(error)")
         }
         checkIn(child)
+    }
+
+    /// A new child, registered (so `close` reaches it) and logged.
+    private func startChild(why: String = "") throws -> ChildProcess {
+        let c = try ChildProcess(
+            argv: argv, environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 },
+            workdir: workdir, logPrefix: "rm \(name)", log: log)
+        register(c)
+        log("rm \(name): started child pid \(c.pid)\(why): \(excerpt(commandText, limit: 200))")
+        return c
     }
 
     public func scoreBatch(_ requests: [ScoringRequest]) throws -> [[Double]] {
@@ -149,14 +152,7 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
                 log("rm \(name): child pid \(c.pid) exited while idle (\(how))\(stderrSuffix(c)); starting a new one")
                 child = nil
             }
-            if child == nil {
-                let c = try ChildProcess(
-                    argv: argv, environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 },
-                    workdir: workdir, logPrefix: "rm \(name)", log: log)
-                register(c)
-                log("rm \(name): started child pid \(c.pid): \(excerpt(commandText, limit: 200))")
-                child = c
-            }
+            if child == nil { child = try startChild() }
         } catch {
             checkIn(nil)
             throw self.error("\(error)")

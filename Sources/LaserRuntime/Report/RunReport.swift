@@ -188,7 +188,8 @@ public enum RunReport {
                 id: "chart-workers", title: "Workers connected", xTitle: "seconds since start", yTitle: "workers",
                 series: [.init(name: "workers connected", color: SVGChart.color(2), points: workers)],
                 yRange: 0...max(1, (workers.map(\.y).max() ?? 1) + 1), height: 180, gapAfter: gap)
-            h += placementCharts(d, t, gap: gap)
+            // The whole timeline: the first loads happen before anything is scored.
+            h += placementCharts(d, all, gap: gap)
         } else {
             h += note(
                 d.timeline == nil
@@ -246,7 +247,7 @@ extension RunReport {
         let failures = d.summary.counters.first { $0.0 == "rm_load_failures" }?.1 ?? 0
         var h = "<h3>Placement: where the RMs were</h3>\n"
         h +=
-            "<p class=\"desc\">Capacity-limited workers, moved by the coordinator: \(loads) loads (\(reloads) of an RM the worker had held before), \(failures) failed. Per RM, from <code>timeline.jsonl</code> (one sample a second): slots holding it, slots loading it, and slots holding it with no task of it (idle).</p>\n"
+            "<p class=\"desc\">Capacity-limited workers, moved by the coordinator: \(loads) loads (\(reloads) of an RM the worker had held before), \(failures) failed. Per RM, from <code>timeline.jsonl</code> (one sample a second, from the run's start, so the first loads show): slots holding it, slots loading it, and slots holding it with no task of it (idle).</p>\n"
         let colors = d.rmColors
         func series(_ value: (TimelinePoint.RMSlots) -> Int) -> [SVGChart.Series] {
             colors.compactMap { rm, color in
