@@ -3,6 +3,7 @@
 # Python driver with --laser PATH; without --laser it first builds the release binary
 # (swift build -c release --product laser) and uses .build/release/laser.
 set -euo pipefail
+caller=$(pwd)
 cd "$(dirname "$0")/.."
 driver="$1"; shift
 laser=""
@@ -14,6 +15,7 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
   esac
 done
+case "$laser" in /*|"") ;; *) laser="$caller/$laser" ;; esac  # relative to where it was called
 if [ -z "$laser" ]; then
   swift build -c release --product laser >&2
   laser=.build/release/laser
