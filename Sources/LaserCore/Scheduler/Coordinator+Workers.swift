@@ -482,7 +482,7 @@ extension Coordinator {
 
     mutating func fail(_ code: CoreFailure.Code, _ message: String, _ actions: inout [CoordinatorAction]) {
         guard phase == .running else { return }
-        phase = .failed
+        life = .failed
         for peer in workers.keys.sorted() {
             actions.append(.send(to: peer, .shutdown(reason: "run failed: \(message)")))
         }

@@ -14,7 +14,22 @@ public struct Coordinator: Sendable {
     var summary: SummaryBuilder
 
     enum Phase: Equatable { case idle, running, finished, failed }
-    var phase = Phase.idle
+    /// The run's life, with the data only a running run has: where the current iteration's input stands.
+    enum Life: Sendable {
+        case idle
+        case running(InputState)
+        case finished
+        case failed
+    }
+    var life = Life.idle
+    var phase: Phase {
+        switch life {
+        case .idle: return .idle
+        case .running: return .running
+        case .finished: return .finished
+        case .failed: return .failed
+        }
+    }
 
     // Workers, by the ROUTER identity of their connection.
     struct Worker: Sendable {
@@ -73,7 +88,22 @@ public struct Coordinator: Sendable {
         case reading
         case staged(first: Int, prompts: [PromptRecord])
     }
-    var input = InputState.open(.notAsked)
+    /// The input's state while the run runs (`life`'s payload). Before the start it reads as nothing asked
+    /// yet, after the end as done; it is set only while running (the run's end cannot be undone by an input
+    /// event).
+    var input: InputState {
+        get {
+            switch life {
+            case .running(let state): return state
+            case .idle: return .open(.notAsked)
+            case .finished, .failed: return .done
+            }
+        }
+        set {
+            guard case .running = life else { return }
+            life = .running(newValue)
+        }
+    }
     var isLoading: Bool { if case .loading = input { return true } else { return false } }
     var isOpen: Bool { if case .open = input { return true } else { return false } }
     /// Prompts in the iteration (they are read a batch at a time, see `.readPrompts`).
@@ -260,9 +290,8 @@ public struct Coordinator: Sendable {
         switch event {
         case .start:
             guard phase == .idle else { break }
-            phase = .running
+            life = .running(.loading)
             startedAt = now
-            input = .loading
             let epoch = recovery.epochs
             // Task ids carry the incarnation, so results addressed to an earlier one never match.
             nextTaskID = UInt64(epoch) << 32 | 1
@@ -418,7 +447,7 @@ public struct Coordinator: Sendable {
         }
         // The run ends when the last iteration is emitted and every feedback (trainer losses too) applied.
         if phase == .running, case .done = input, iteration == plan.iterations, applied == nextGlobal {
-            phase = .finished
+            life = .finished
             for peer in workers.keys.sorted() { actions.append(.send(to: peer, .shutdown(reason: "run complete"))) }
             if let t = trainer { actions.append(.send(to: t.peer, .shutdown(reason: "run complete"))) }
             actions.append(.finish(summary.build()))
