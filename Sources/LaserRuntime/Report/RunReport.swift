@@ -62,7 +62,28 @@ public enum RunReport {
         h += card("\(calls)", "RM calls (candidates)") + card(String(format: "%.1f s", wall), "wall time")
         h += "</div>\n"
 
-        // 1. RM chosen over batches, by task family.
+        h += choicesSection(d)
+        h += rewardSection(d)
+        h += accuracySection(d)
+        h += throughputSection(d)
+        h += agreementSection(d)
+
+        // Operational counters.
+        h += "<h2>Scheduler counters</h2>\n"
+        h += table(
+            [["counter", "value"]] + s.counters.map { [$0.0.replacingOccurrences(of: "_", with: " "), "\($0.1)"] })
+
+        h +=
+            "<footer>Made by laser \(e(laserVersion)) on \(e(ISO8601DateFormatter().string(from: generated))) from \(e(d.path)). Self-contained: no network needed to view it.</footer>\n"
+        h += "</main></body></html>\n"
+        return h
+    }
+
+    /// The RM chosen over the run, by task family.
+    static func choicesSection(_ d: ReportData) -> String {
+        let e = SVGChart.escape
+        let s = d.summary
+        var h = ""
         h += "<h2>RM chosen over the run, by task family</h2>\n"
         if let byBatch = d.familySelections {
             h +=
@@ -90,8 +111,14 @@ public enum RunReport {
                         .filter { $0.2.contains { $0 > 0 } }, normalise: true, height: 190)
             }
         }
+        return h
+    }
 
-        // 2. Reward per arm over time.
+    /// Each arm's reward over time.
+    static func rewardSection(_ d: ReportData) -> String {
+        let e = SVGChart.escape
+        let s = d.summary
+        var h = ""
         h += "<h2>Reward per arm over time</h2>\n"
         let rewardSeries = d.rewardSeries
         if rewardSeries.isEmpty {
@@ -111,8 +138,13 @@ public enum RunReport {
             ])
         }
         h += table(armRows)
+        return h
+    }
 
-        // 3. Label-based pair accuracy per iteration.
+    /// Label-based pair accuracy per iteration.
+    static func accuracySection(_ d: ReportData) -> String {
+        let s = d.summary
+        var h = ""
         h += "<h2>Label-based pair accuracy per iteration</h2>\n"
         let accuracy = d.accuracySeries
         if accuracy.isEmpty {
@@ -138,8 +170,12 @@ public enum RunReport {
             ])
         }
         h += table(itRows)
+        return h
+    }
 
-        // 4. Throughput and utilisation.
+    /// Throughput and utilisation over time (and placement, with capacity-limited workers).
+    static func throughputSection(_ d: ReportData) -> String {
+        var h = ""
         h += "<h2>Throughput and worker utilisation</h2>\n"
         if let all = d.timeline, all.count >= 3 {
             // The scoring window: from the sample before the first candidate was scored to the one after
@@ -197,8 +233,12 @@ public enum RunReport {
                     : "The run was too short for the once-a-second timeline (fewer than 3 samples); longer runs show throughput and utilisation over time here."
             )
         }
+        return h
+    }
 
-        // 5. Agreement between RMs.
+    /// Agreement between RMs.
+    static func agreementSection(_ d: ReportData) -> String {
+        var h = ""
         h += "<h2>Agreement between reward models</h2>\n"
         if let m = d.agreement {
             h +=
@@ -209,15 +249,6 @@ public enum RunReport {
         } else {
             h += note(d.agreementNote)
         }
-
-        // Operational counters.
-        h += "<h2>Scheduler counters</h2>\n"
-        h += table(
-            [["counter", "value"]] + s.counters.map { [$0.0.replacingOccurrences(of: "_", with: " "), "\($0.1)"] })
-
-        h +=
-            "<footer>Made by laser \(e(laserVersion)) on \(e(ISO8601DateFormatter().string(from: generated))) from \(e(d.path)). Self-contained: no network needed to view it.</footer>\n"
-        h += "</main></body></html>\n"
         return h
     }
 
