@@ -136,6 +136,19 @@ import Testing
         #expect(actions.contains { if case .send(_, .disconnect) = $0 { return true } else { return false } })
     }
 
+    /// An RM whose load fails on every worker is not hidden: the waiting tasks are reported with the
+    /// workers whose loads failed.
+    @Test func anRMNoWorkerCanLoadIsReportedNamingTheFailedLoads() throws {
+        var sim = Simulation(
+            plan: Self.plan(.fixed, depth: 1), iterations: data, workers: [("gpu0", 1, .good)], seed: 1)
+        sim.workers[0].capacity = 1
+        sim.workers[0].failLoads = ["noise-a"]
+        sim.run(maxSteps: 4000)
+        #expect(sim.finished == nil)
+        #expect(sim.core.summary.counters.rmLoadFailures >= 1)
+        #expect(sim.logs.contains { $0.contains("for RM noise-a are waiting") && $0.contains("its load failed on gpu0") })
+    }
+
     // MARK: whole runs
 
     /// The determinism matrix with capacity-limited workers: strategies, depths, capacities, worker

@@ -122,7 +122,12 @@ extension Coordinator {
         placementTick(now: now, &actions)
         reportIdleWorkers(now: now, &actions)
         for rm in plan.armNames where !(queues[rm] ?? []).isEmpty {
-            let served = workers.values.contains { $0.rewardModels.contains(rm) }
+            // Served: a static worker that hosts it, or a capacity-limited one that holds it or may still
+            // load it (not one whose load of it failed).
+            let served = workers.values.contains {
+                $0.capacity == 0 ? $0.rewardModels.contains(rm) : $0.ready(rm) || $0.rewardModels.contains(rm) && !$0.cannotLoad.contains(rm)
+            }
+            let failedLoads = workers.values.filter { $0.cannotLoad.contains(rm) }.map(\.workerID).sorted()
             // Not in the first seconds of a run: workers need a moment to connect.
             let settled = startedAt.map { now.milliseconds(since: $0) > 10_000 } ?? true
             if !served, settled, starvationWarned[rm].map({ now.milliseconds(since: $0) > 10_000 }) ?? true {
@@ -130,7 +135,9 @@ extension Coordinator {
                 actions.append(
                     .log(
                         .warning,
-                        "\(queues[held: rm].count) task(s) for RM \(rm) are waiting: no connected worker serves it. Start a worker with --rm \(rm) (or without --rm)."
+                        failedLoads.isEmpty
+                            ? "\(queues[held: rm].count) task(s) for RM \(rm) are waiting: no connected worker serves it. Start a worker with --rm \(rm) (or without --rm)."
+                            : "\(queues[held: rm].count) task(s) for RM \(rm) are waiting: no connected worker serves it, and its load failed on \(failedLoads.prefix(5).map { PeerText.printable($0) }.joined(separator: ", "))\(failedLoads.count > 5 ? " and \(failedLoads.count - 5) more" : "") (see their logs). Fix the RM's definition on those workers, or start a worker that can load it."
                     ))
             }
         }
