@@ -38,14 +38,18 @@ let package = Package(
         .target(name: "LaserErrors"),
         // Threads and locked state: Locked<State>, startThread, SendablePointer (the one home of each).
         .target(name: "LaserSync"),
+        // JSON: the one JSONValue, the input reader's strict line parser, the lenient parser and sorted writer
+        // of the RM backends, and JSONText (candidates kept escaped), over the SSE2 scan of CJSONScan.
+        .target(name: "LaserJSON", dependencies: ["CJSONScan"]),
         .target(
-            name: "LaserWire", dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan", "CProtoCheck", "LaserErrors"]),
+            name: "LaserWire",
+            dependencies: ["LaserProtoC", "CProtobufC", "CJSONScan", "CProtoCheck", "LaserErrors", "LaserJSON"]),
         // Seeded PRNG and stable hashes: the same numbers in every process, so runs replay exactly.
         .target(name: "StableRandom"),
         // The functional core: bandit, pairs, rewards, contexts, the coordinator state machine. No I/O.
         .target(name: "LaserCore", dependencies: ["LaserWire", "StableRandom", "LaserSync"]),
         // Built-in deterministic rule-based reward models.
-        .target(name: "LaserRewardModels", dependencies: ["StableRandom", "LaserErrors", "LaserSync"]),
+        .target(name: "LaserRewardModels", dependencies: ["StableRandom", "LaserErrors", "LaserSync", "LaserJSON"]),
         // The embedded demo dataset, generated from a seed.
         .target(name: "LaserDemo", dependencies: ["StableRandom"]),
         // The imperative shell: config, files, sockets, processes.
@@ -53,7 +57,7 @@ let package = Package(
             name: "LaserRuntime",
             dependencies: [
                 "LaserCore", "LaserWire", "ZeroMQ", "LaserRewardModels", "LaserDemo", "StableRandom", "CJSONScan",
-                "LaserSync",
+                "LaserSync", "LaserJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -71,9 +75,9 @@ let package = Package(
             name: "laser-bench", dependencies: ["LaserCore", "LaserRuntime", "StableRandom", "CJSONScan"]),
 
         .testTarget(name: "LaserCoreTests", dependencies: ["LaserCore", "StableRandom"]),
-        .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ", "CJSONScan"]),
-        .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo"]),
-        .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime", "CJSONScan", "LaserSync"]),
+        .testTarget(name: "LaserWireTests", dependencies: ["LaserWire", "ZeroMQ", "CJSONScan", "LaserJSON"]),
+        .testTarget(name: "LaserRewardModelsTests", dependencies: ["LaserRewardModels", "LaserDemo", "LaserJSON"]),
+        .testTarget(name: "LaserRuntimeTests", dependencies: ["LaserRuntime", "CJSONScan", "LaserSync", "LaserJSON"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LaserWire", "ZeroMQ"]),
     ]
 )

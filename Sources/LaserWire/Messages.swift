@@ -1,3 +1,4 @@
+@_exported import LaserJSON
 import LaserErrors
 /// The protocol version this build speaks (Envelope.protocol_version).
 public let laserProtocolVersion: UInt32 = 1

@@ -1,3 +1,4 @@
+import LaserJSON
 import CJSONScan
 import Foundation
 import StableRandom

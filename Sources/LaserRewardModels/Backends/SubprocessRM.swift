@@ -1,3 +1,4 @@
+import LaserJSON
 import Foundation
 
 /// A reward model in a child process of the worker (typically a Python script with a model on a
@@ -83,13 +84,13 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
         let workdir = reader.string("workdir").flatMap { $0.isEmpty ? nil : $0 }
         var environment: [String: String] = [:]
         if let text = reader.string("env"), !text.isEmpty {
-            guard case .object(let members)? = try? JSONValue.parse(text) else {
+            guard let members = (try? JSONValue.parse(text))?.members else {
                 throw reader.invalid("env", text, expected: "a mapping of variable names to values")
             }
             for (key, value) in members {
                 switch value {
                 case .string(let s): environment[key] = s
-                case .number(let d): environment[key] = d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)"
+                case .number(let literal, _): environment[key] = literal  // as written: 8 stays "8", 0.5 "0.5"
                 case .bool(let b): environment[key] = b ? "true" : "false"
                 default: throw reader.invalid("env", text, expected: "a mapping of variable names to strings")
                 }
@@ -283,7 +284,7 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
 
     /// The request line (without the newline): keys sorted, `reference` only when there is one.
     static func requestLine(id: UInt64, _ requests: [ScoringRequest]) -> String {
-        JSONValue.object([
+        JSONValue.object(sorting: [
             "id": .number(Double(id)),
             "prompts": .array(
                 requests.map { request in
@@ -293,7 +294,7 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
                         "candidates": .array(request.candidates.map { .string($0) }),
                     ]
                     if let reference = request.reference { item["reference"] = .string(reference) }
-                    return .object(item)
+                    return .object(sorting: item)
                 }),
         ]).serialized
     }
@@ -315,7 +316,7 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
             throw ReplyError(
                 message: "reply is \(value.typeName), not an object {\"id\", \"scores\"}: \"\(excerpt(line))\"")
         }
-        guard case .number(let replyID)? = value["id"] else {
+        guard case .number(_, let replyID)? = value["id"] else {
             throw ReplyError(message: "reply has no numeric \"id\" (expected \(id)): \"\(excerpt(line))\"")
         }
         guard replyID == Double(id) else {
@@ -351,7 +352,7 @@ public final class SubprocessRM: RewardModel, @unchecked Sendable {  // its pool
             var scores: [Double] = []
             scores.reserveCapacity(items.count)
             for (index, item) in items.enumerated() {
-                guard case .number(let d) = item else {
+                guard case .number(_, let d) = item else {
                     throw ReplyError(
                         message: "score \(index) of prompt '\(request.promptID)' is \(item.typeName), not a number")
                 }

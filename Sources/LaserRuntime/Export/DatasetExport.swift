@@ -1,3 +1,4 @@
+import LaserJSON
 import Foundation
 
 /// `laser export RUN_DIR --format parquet|jsonl --out DIR`: a run's batch files as one dataset that

@@ -1,3 +1,4 @@
+import LaserJSON
 import LaserWire
 
 /// TRL's conversational format in the input: a `prompt` that is a list of `{"role", "content"}`

@@ -1,3 +1,4 @@
+import LaserJSON
 import LaserSync
 import LaserErrors
 import Foundation

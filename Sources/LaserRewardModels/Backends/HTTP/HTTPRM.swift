@@ -1,3 +1,4 @@
+import LaserJSON
 import Foundation
 import LaserSync
 

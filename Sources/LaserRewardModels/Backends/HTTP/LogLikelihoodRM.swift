@@ -1,3 +1,4 @@
+import LaserJSON
 import Foundation
 
 /// A reward model that scores a response by its log-likelihood under a language model served with an
@@ -228,8 +229,8 @@ enum LogLikelihood {
         var members: [String: JSONValue] = [:]
         switch template {
         case .chat:
-            var messages: [JSONValue] = [.object(["role": .string("user"), "content": .string(prompt)])]
-            if let response { messages.append(.object(["role": .string("assistant"), "content": .string(response)])) }
+            var messages: [JSONValue] = [.object(sorting: ["role": .string("user"), "content": .string(prompt)])]
+            if let response { messages.append(.object(sorting: ["role": .string("assistant"), "content": .string(response)])) }
             members["messages"] = .array(messages)
             members["add_generation_prompt"] = .bool(response == nil)
             members["add_special_tokens"] = .bool(false)  // the template writes them
@@ -238,7 +239,7 @@ enum LogLikelihood {
             members["add_special_tokens"] = .bool(true)
         }
         if let model { members["model"] = .string(model) }
-        return Array(JSONValue.object(members).serialized.utf8)
+        return Array(JSONValue.object(sorting: members).serialized.utf8)
     }
 
     static func tokens(_ body: [UInt8]) -> Result<[Int], RewardModelError> {
@@ -253,7 +254,7 @@ enum LogLikelihood {
         }
         var ids: [Int] = []
         for item in list {
-            guard case .number(let d) = item, let id = Int(exactly: d) else {
+            guard case .number(_, let d) = item, let id = Int(exactly: d) else {
                 return .failure(RewardModelError("a token id is not an integer: \"\(excerpt(body))\""))
             }
             ids.append(id)
@@ -271,7 +272,7 @@ enum LogLikelihood {
             "temperature": .number(0),
         ]
         if let model { members["model"] = .string(model) }
-        return Array(JSONValue.object(members).serialized.utf8)
+        return Array(JSONValue.object(sorting: members).serialized.utf8)
     }
 
     /// Each sequence's token log-probabilities (the first, which has none, as 0), placed by `index`.
@@ -287,7 +288,7 @@ enum LogLikelihood {
         }
         var out = [[Double]?](repeating: nil, count: lengths.count)
         for (i, choice) in choices.enumerated() {
-            guard case .number(let indexValue)? = choice["index"], let index = Int(exactly: indexValue),
+            guard case .number(_, let indexValue)? = choice["index"], let index = Int(exactly: indexValue),
                 (0..<lengths.count).contains(index), out[index] == nil
             else {
                 return fail(
@@ -306,7 +307,7 @@ enum LogLikelihood {
             var row: [Double] = []
             for (t, item) in list.prefix(lengths[index]).enumerated() {
                 switch item {
-                case .number(let d) where d.isFinite && d <= 1e-9: row.append(d)
+                case .number(_, let d) where d.isFinite && d <= 1e-9: row.append(d)
                 case .null where t == 0: row.append(0)
                 default:
                     return fail(

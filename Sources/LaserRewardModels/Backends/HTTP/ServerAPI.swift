@@ -1,3 +1,4 @@
+import LaserJSON
 /// The request and response shapes of the RM servers laser speaks over HTTP, version by version.
 /// Pure: bytes in, scores or a message out; the transport is ``HTTPClient``, the flow ``HTTPRM``.
 ///
@@ -143,7 +144,7 @@ struct APIRequest {
             if api == .sglangEmbeddings { members["encoding_format"] = .string("float") }
         }
         if let model, api != .openrlhf { members["model"] = .string(model) }
-        return Array(JSONValue.object(members).serialized.utf8)
+        return Array(JSONValue.object(sorting: members).serialized.utf8)
     }
 }
 
@@ -171,7 +172,7 @@ struct APIResponse {
             }
             scores = []
             for (i, item) in list.enumerated() {
-                guard case .number(let d) = item else {
+                guard case .number(_, let d) = item else {
                     return fail("\(key)[\(i)] is \(item.typeName), not a number: \"\(excerpt(body))\"")
                 }
                 scores.append(d)
@@ -186,7 +187,7 @@ struct APIResponse {
             scores = [Double](repeating: .nan, count: count)
             var seen = Set<Int>()
             for (i, entry) in data.enumerated() {
-                guard case .number(let indexValue)? = entry["index"], let index = Int(exactly: indexValue),
+                guard case .number(_, let indexValue)? = entry["index"], let index = Int(exactly: indexValue),
                     (0..<count).contains(index), seen.insert(index).inserted
                 else {
                     return fail("data[\(i)] has no valid \"index\" (0..<\(count), each once): \"\(excerpt(body))\"")
@@ -219,7 +220,7 @@ struct APIResponse {
             return .failure(
                 RewardModelError("\(what) has \(vector.count) entries; label_index \(labelIndex) is outside it"))
         }
-        guard case .number(let d) = vector[i] else {
+        guard case .number(_, let d) = vector[i] else {
             return .failure(RewardModelError("\(what)[\(i)] is \(vector[i].typeName)"))
         }
         return .success(d)
@@ -228,7 +229,7 @@ struct APIResponse {
     private func score(of entry: JSONValue) -> Result<Double, RewardModelError> {
         switch api {
         case .crossEncoder:
-            guard case .number(let d)? = entry["score"] else {
+            guard case .number(_, let d)? = entry["score"] else {
                 return .failure(RewardModelError("no numeric \"score\""))
             }
             return .success(d)
@@ -246,7 +247,7 @@ struct APIResponse {
             // A number; a vector (labels of the sequence); or per-token rows, of which the last
             // token's is the sequence's reward (*ForRewardModeling, token_classify).
             switch entry["data"] {
-            case .number(let d)?: return .success(d)
+            case .number(_, let d)?: return .success(d)
             case .array(let rows)?
             where rows.contains(where: { if case .array = $0 { return true } else { return false } }):
                 guard case .array(let last)? = rows.last else {
@@ -291,7 +292,7 @@ enum ServerErrorBody {
         if case .string(let m)? = error["message"] { text = m }
         var extras: [String] = []
         if case .string(let t)? = error["type"] { extras.append(t) }
-        if case .number(let c)? = error["code"] { extras.append("code \(Int(c))") }
+        if case .number(_, let c)? = error["code"] { extras.append("code \(Int(c))") }
         return extras.isEmpty ? text : "\(text) (\(extras.joined(separator: ", ")))"
     }
 

@@ -1,55 +1,28 @@
 import CJSONScan
 import Foundation
-import LaserWire
-
-/// A JSON value as the input reader needs it. Numbers keep their literal text (an id `7` stays "7").
-enum JSONValue: Equatable {
-    case string(String)
-    /// A string kept JSON-escaped, in place (inside arrays, when the parser is given the line's storage;
-    /// see `JSONLineParser.parseReportingNUL(escapedIn:)`).
-    case text(JSONText)
-    /// Equal when the literals are equal.
-    case number(literal: String, value: Double)
-    case bool(Bool)
-    case null
-    case array([JSONValue])
-    case object([JSONMember])
-
-    /// The last value of `key` (JSON allows repeats; the last one wins, as in most parsers).
-    subscript(key: String) -> JSONValue? {
-        guard case .object(let members) = self else { return nil }
-        return members.last { $0.key == key }?.value
-    }
-}
-
-/// One key and value of a JSON object, in the order of the text.
-struct JSONMember: Equatable {
-    var key: String
-    var value: JSONValue
-}
 
 /// Why a line is not JSON, with the byte offset where the parser stopped.
-struct JSONSyntaxError: Error, CustomStringConvertible {
-    var message: String
-    var offset: Int
-    var description: String { "\(message) at character \(offset + 1)" }
+public struct JSONSyntaxError: Error, CustomStringConvertible {
+    public var message: String
+    public var offset: Int
+    public var description: String { "\(message) at character \(offset + 1)" }
 }
 
 /// A strict RFC 8259 parser over one line's bytes, written for the input reader's hot path: no
 /// Foundation bridging, one pass, strings copied once into Swift Strings (UTF-8 validated).
 /// Depth is limited so a hostile line cannot exhaust the stack.
-struct JSONLineParser {
+public struct JSONLineParser {
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
     private var depth = 0
     static let maxDepth = 64
 
     /// Whether a `\u0000` escape put a NUL into some string.
-    private(set) var sawNUL = false
+    public private(set) var sawNUL = false
     /// Whether some string is escaped another way than laser writes (`\/`, `\u00e9`, ...).
-    private(set) var sawNonCanonical = false
+    public private(set) var sawNonCanonical = false
 
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue { try parseReportingNUL(bytes).value }
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue { try parseReportingNUL(bytes).value }
 
     /// `materialize: false` (a validating pass that only needs short fields): strings longer than
     /// `longString` bytes are checked exactly as usual but come back empty, saving their copy.
@@ -63,7 +36,7 @@ struct JSONLineParser {
     /// laser's way, `canonical` below): those strings are only stepped over to their closing quote, not
     /// checked again.
     /// `canonical` in the result: no string of the line is escaped another way than laser writes.
-    static func parseReportingNUL(
+    public static func parseReportingNUL(
         _ bytes: UnsafeRawBufferPointer, materialize: Bool = true, skim: Bool = false, trusted: Bool = false,
         escapedIn: (storage: JSONTextStorage, offset: Int)? = nil
     ) throws -> (value: JSONValue, sawNUL: Bool, canonical: Bool) {
@@ -87,7 +60,7 @@ struct JSONLineParser {
     private var escapedIn: (storage: JSONTextStorage, offset: Int)?
     /// Where strings with escapes are decoded: as long as the line (freed by `parseReportingNUL`).
     private var scratch: UnsafeMutablePointer<UInt8>?
-    static let longString = 256
+    public static let longString = 256
 
     private func error(_ message: String) -> JSONSyntaxError { JSONSyntaxError(message: message, offset: i) }
 
@@ -328,13 +301,13 @@ struct JSONLineParser {
 /// The scan both the input parser and the output writer spend their time in: the next byte that a
 /// JSON string cannot hold as is ('"', '\\' or a control character). SSE2, 16 bytes per step, in
 /// `CJSONScan` (Swift's SIMD types have no movemask); a portable loop elsewhere.
-enum JSONScan {
+public enum JSONScan {
     /// The first index in from..<end holding '"', '\\' or a byte below 0x20, or `end`. Makes
     /// `nonASCII` non-zero if it passed a byte >= 0x80.
     @inline(__always)
-    static func findSpecial(_ base: UnsafeRawPointer, from: Int, end: Int, high nonASCII: inout UInt32) -> Int {
+    public static func findSpecial(_ base: UnsafeRawPointer, from: Int, end: Int, high nonASCII: inout UInt32) -> Int {
         Int(laser_json_find_special(base.assumingMemoryBound(to: UInt8.self), from, end, &nonASCII))
     }
 
-    static func isASCII(_ nonASCII: UInt32) -> Bool { nonASCII == 0 }
+    public static func isASCII(_ nonASCII: UInt32) -> Bool { nonASCII == 0 }
 }

@@ -14,8 +14,8 @@ import Glibc
 /// bytes are referenced in the batch's line buffer, sent to workers as they are (ScoreItem.candidates_json)
 /// and copied into batch files between quotes. `string` decodes when a String is needed (an RM, labels).
 public struct JSONText: Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
-    let storage: JSONTextStorage
-    let range: Range<Int>
+    public let storage: JSONTextStorage
+    public let range: Range<Int>
 
     /// `bytes[range]` of `storage` must be an escaped body in laser's form (see the type's comment).
     public init(storage: JSONTextStorage, range: Range<Int>) {

@@ -1,38 +1,65 @@
 import Foundation
 
-/// A parsed JSON value: the backends' replies are read into this, the requests written from it.
-///
-/// A small parser of its own rather than JSONSerialization: it keeps numbers and booleans apart
-/// (`true` is not the score 1), accepts the tokens `NaN`, `Infinity` and `-Infinity` that Python's
-/// `json.dumps` writes by default (so a reply with a NaN score is reported as a non-finite score,
-/// not as "not JSON"), and writes keys in sorted order (the same bytes for the same request).
-enum JSONValue: Equatable, Sendable {
+/// A JSON value: laser's one type for JSON. The input reader parses its lines into it
+/// (``JSONLineParser``: strict RFC 8259, one pass, candidate texts kept escaped in place as `.text`), and
+/// the RM backends read their servers' replies into it and write their requests from it (``parse(_:)``,
+/// which also accepts the tokens `NaN`, `Infinity` and `-Infinity` that Python's `json.dumps` writes, so a
+/// reply with a NaN score is reported as a non-finite score rather than "not JSON"; ``serialized``, keys
+/// sorted, so the same request has the same bytes).
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
-    case number(Double)
+    /// A number and its literal text as written: an id `7` stays "7". Built in code (``number(_:)``):
+    /// the shortest text of the value.
+    case number(literal: String, value: Double)
     case string(String)
+    /// A string kept JSON-escaped, in place (the input reader's candidates; see
+    /// ``JSONLineParser/parseReportingNUL(_:materialize:skim:escapedIn:)``).
+    case text(JSONText)
     case array([JSONValue])
-    case object([String: JSONValue])
+    /// Members in the order of the text; a repeated key's last value wins on lookup (as in most parsers).
+    case object([JSONMember])
 
-    subscript(key: String) -> JSONValue? {
-        if case .object(let members) = self { return members[key] }
+    /// A number built in code.
+    public static func number(_ value: Double) -> JSONValue { .number(literal: literalText(value), value: value) }
+
+    /// An object built in code from a dictionary: members in key order.
+    public static func object(sorting members: [String: JSONValue]) -> JSONValue {
+        .object(members.keys.sorted().map { JSONMember(key: $0, value: members[$0]!) })
+    }
+
+    /// The last value of `key`, for an object.
+    public subscript(key: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        return members.last { $0.key == key }?.value
+    }
+
+    /// The members as a dictionary (the last of a repeated key), for an object.
+    public var members: [String: JSONValue]? {
+        guard case .object(let list) = self else { return nil }
+        return Dictionary(list.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+    }
+
+    /// The value of a number.
+    public var number: Double? {
+        if case .number(_, let value) = self { return value }
         return nil
     }
 
-    var typeName: String {
+    public var typeName: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
         case .number: return "a number"
-        case .string: return "a string"
+        case .string, .text: return "a string"
         case .array: return "an array"
         case .object: return "an object"
         }
     }
 
-    /// Compact JSON text, object keys sorted. Non-finite numbers (which JSON cannot express) are
-    /// written as `null`; requests never contain any.
-    var serialized: String {
+    /// Compact JSON text, object keys sorted (a repeated key once, its last value). Non-finite numbers
+    /// (which JSON cannot express) are written as `null`; requests never contain any.
+    public var serialized: String {
         var out = ""
         write(to: &out)
         return out
@@ -42,15 +69,10 @@ enum JSONValue: Equatable, Sendable {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
-        case .number(let d):
-            if !d.isFinite {
-                out += "null"
-            } else if d == d.rounded(), abs(d) < 1e15 {
-                out += String(Int64(d))
-            } else {
-                out += "\(d)"
-            }
+        case .number(let literal, let value):
+            out += value.isFinite ? (literal.isEmpty ? Self.literalText(value) : literal) : "null"
         case .string(let s): JSONValue.writeString(s, to: &out)
+        case .text(let t): JSONValue.writeString(t.string, to: &out)
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {
@@ -58,7 +80,8 @@ enum JSONValue: Equatable, Sendable {
                 item.write(to: &out)
             }
             out += "]"
-        case .object(let members):
+        case .object:
+            let members = self.members!
             out += "{"
             for (i, key) in members.keys.sorted().enumerated() {
                 if i > 0 { out += "," }
@@ -68,6 +91,12 @@ enum JSONValue: Equatable, Sendable {
             }
             out += "}"
         }
+    }
+
+    /// A finite value's JSON text: integers without a fraction, others in Swift's shortest form.
+    static func literalText(_ d: Double) -> String {
+        guard d.isFinite else { return d.isNaN ? "NaN" : (d < 0 ? "-Infinity" : "Infinity") }
+        return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)"
     }
 
     private static func writeString(_ s: String, to out: inout String) {
@@ -92,8 +121,10 @@ enum JSONValue: Equatable, Sendable {
         out += "\""
     }
 
-    /// Parses one JSON document (surrounding whitespace allowed). Throws ``JSONParseError``.
-    static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+    /// Parses one JSON document (surrounding whitespace allowed), leniently: Python's `NaN`,
+    /// `Infinity` and `-Infinity` are numbers. Throws ``JSONParseError``. (The input reader's strict,
+    /// faster parser is ``JSONLineParser``.)
+    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
         var parser = JSONParser(bytes: Array(bytes))
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
@@ -102,13 +133,26 @@ enum JSONValue: Equatable, Sendable {
         return value
     }
 
-    static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
+    public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
 }
 
-struct JSONParseError: Error, CustomStringConvertible {
-    var description: String
+/// One key and value of a JSON object, in the order of the text.
+public struct JSONMember: Equatable, Sendable {
+    public var key: String
+    public var value: JSONValue
+
+    public init(key: String, value: JSONValue) {
+        self.key = key
+        self.value = value
+    }
 }
 
+/// Why a text is not JSON (``JSONValue/parse(_:)``), with the byte offset.
+public struct JSONParseError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The lenient parser of ``JSONValue/parse(_:)``.
 private struct JSONParser {
     let bytes: [UInt8]
     var index = 0
@@ -138,7 +182,7 @@ private struct JSONParser {
         switch bytes[index] {
         case UInt8(ascii: "{"):
             index += 1
-            var members: [String: JSONValue] = [:]
+            var members: [JSONMember] = []
             skipWhitespace()
             if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
             while true {
@@ -151,7 +195,7 @@ private struct JSONParser {
                 guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
                 skipWhitespace()
-                members[key] = try value(depth: depth + 1)
+                members.append(JSONMember(key: key, value: try value(depth: depth + 1)))
                 skipWhitespace()
                 guard index < bytes.count else { throw error("unexpected end of input in an object") }
                 if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
@@ -181,19 +225,19 @@ private struct JSONParser {
         case UInt8(ascii: "n"):
             if literal("null") { return .null }
         case UInt8(ascii: "N"):
-            if literal("NaN") { return .number(.nan) }
+            if literal("NaN") { return .number(literal: "NaN", value: .nan) }
         case UInt8(ascii: "I"):
-            if literal("Infinity") { return .number(.infinity) }
+            if literal("Infinity") { return .number(literal: "Infinity", value: .infinity) }
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            if literal("-Infinity") { return .number(-.infinity) }
-            return .number(try number())
+            if literal("-Infinity") { return .number(literal: "-Infinity", value: -.infinity) }
+            return try number()
         default:
             break
         }
         throw error("unexpected character '\(String(decoding: [bytes[index]], as: UTF8.self))'")
     }
 
-    mutating func number() throws -> Double {
+    mutating func number() throws -> JSONValue {
         let start = index
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
         func digits() -> Int {
@@ -215,7 +259,7 @@ private struct JSONParser {
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         guard let d = Double(text) else { throw error("malformed number") }
-        return d
+        return .number(literal: text, value: d)
     }
 
     mutating func string() throws -> String {
@@ -279,12 +323,3 @@ private struct JSONParser {
     }
 }
 
-/// The first `limit` characters of a text, for error messages (a reply may be a whole HTML page).
-func excerpt(_ text: String, limit: Int = 200) -> String {
-    let flat = text.replacingOccurrences(of: "\n", with: "\\n")
-    return flat.count <= limit ? flat : String(flat.prefix(limit)) + "..."
-}
-
-func excerpt(_ bytes: some Collection<UInt8>, limit: Int = 200) -> String {
-    excerpt(String(decoding: bytes.prefix(limit * 4), as: UTF8.self), limit: limit)
-}
