@@ -97,6 +97,51 @@ void   laser__v1__hello__free_unpacked
   assert(message->base.descriptor == &laser__v1__hello__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   laser__v1__rmweight__init
+                     (Laser__V1__RMWeight         *message)
+{
+  static const Laser__V1__RMWeight init_value = LASER__V1__RMWEIGHT__INIT;
+  *message = init_value;
+}
+size_t laser__v1__rmweight__get_packed_size
+                     (const Laser__V1__RMWeight *message)
+{
+  assert(message->base.descriptor == &laser__v1__rmweight__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t laser__v1__rmweight__pack
+                     (const Laser__V1__RMWeight *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &laser__v1__rmweight__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t laser__v1__rmweight__pack_to_buffer
+                     (const Laser__V1__RMWeight *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &laser__v1__rmweight__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Laser__V1__RMWeight *
+       laser__v1__rmweight__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Laser__V1__RMWeight *)
+     protobuf_c_message_unpack (&laser__v1__rmweight__descriptor,
+                                allocator, len, data);
+}
+void   laser__v1__rmweight__free_unpacked
+                     (Laser__V1__RMWeight *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &laser__v1__rmweight__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   laser__v1__reward_model_spec__init
                      (Laser__V1__RewardModelSpec         *message)
 {
@@ -1379,7 +1424,7 @@ const ProtobufCMessageDescriptor laser__v1__envelope__descriptor =
   (ProtobufCMessageInit) laser__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[8] =
+static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[10] =
 {
   {
     "worker_id",
@@ -1477,13 +1522,39 @@ static const ProtobufCFieldDescriptor laser__v1__hello__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "memory_budget",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__Hello, memory_budget),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rm_memory",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Laser__V1__Hello, n_rm_memory),
+    offsetof(Laser__V1__Hello, rm_memory),
+    &laser__v1__rmweight__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned laser__v1__hello__field_indices_by_name[] = {
   5,   /* field[5] = json_candidates */
   4,   /* field[4] = labels */
   7,   /* field[7] = loaded */
+  8,   /* field[8] = memory_budget */
   1,   /* field[1] = reward_models */
   6,   /* field[6] = rm_capacity */
+  9,   /* field[9] = rm_memory */
   2,   /* field[2] = slots */
   3,   /* field[3] = software_version */
   0,   /* field[0] = worker_id */
@@ -1491,7 +1562,7 @@ static const unsigned laser__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange laser__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
 {
@@ -1501,11 +1572,62 @@ const ProtobufCMessageDescriptor laser__v1__hello__descriptor =
   "Laser__V1__Hello",
   "laser.v1",
   sizeof(Laser__V1__Hello),
-  8,
+  10,
   laser__v1__hello__field_descriptors,
   laser__v1__hello__field_indices_by_name,
   1,  laser__v1__hello__number_ranges,
   (ProtobufCMessageInit) laser__v1__hello__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor laser__v1__rmweight__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__RMWeight, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "memory",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Laser__V1__RMWeight, memory),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned laser__v1__rmweight__field_indices_by_name[] = {
+  1,   /* field[1] = memory */
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange laser__v1__rmweight__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor laser__v1__rmweight__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "laser.v1.RMWeight",
+  "RMWeight",
+  "Laser__V1__RMWeight",
+  "laser.v1",
+  sizeof(Laser__V1__RMWeight),
+  2,
+  laser__v1__rmweight__field_descriptors,
+  laser__v1__rmweight__field_indices_by_name,
+  1,  laser__v1__rmweight__number_ranges,
+  (ProtobufCMessageInit) laser__v1__rmweight__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor laser__v1__reward_model_spec__field_descriptors[3] =

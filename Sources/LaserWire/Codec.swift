@@ -112,6 +112,17 @@ public enum WireCodec {
         m.pointee.json_candidates = h.acceptsJSONCandidates ? 1 : 0
         m.pointee.rm_capacity = h.rmCapacity
         (m.pointee.n_loaded, m.pointee.loaded) = arena.strings(h.loaded)
+        m.pointee.memory_budget = h.memoryBudget
+        let names = h.rmMemory.keys.sorted()
+        let weights = arena.array(UnsafeMutablePointer<Laser__V1__RMWeight>?.self, count: names.count)
+        for (i, name) in names.enumerated() {
+            let w = arena.make(Laser__V1__RMWeight.self, laser__v1__rmweight__init)
+            w.pointee.name = arena.string(name)
+            w.pointee.memory = h.rmMemory[name]!
+            weights[i] = w
+        }
+        m.pointee.n_rm_memory = names.count
+        m.pointee.rm_memory = weights
         return m
     }
 
@@ -338,15 +349,20 @@ public enum WireCodec {
         switch e.body_case {
         case LASER__V1__ENVELOPE__BODY_HELLO:
             let h = e.hello!.pointee
-            return .hello(
-                Hello(
-                    workerID: try text(h.worker_id, "Hello.worker_id"),
-                    rewardModels: try texts(h.n_reward_models, h.reward_models, "Hello.reward_models"),
-                    slots: h.slots,
-                    softwareVersion: try text(h.software_version, "Hello.software_version"),
-                    labels: try texts(h.n_labels, h.labels, "Hello.labels"),
-                    acceptsJSONCandidates: h.json_candidates != 0, rmCapacity: h.rm_capacity,
-                    loaded: try texts(h.n_loaded, h.loaded, "Hello.loaded")))
+            var hello = Hello(
+                workerID: try text(h.worker_id, "Hello.worker_id"),
+                rewardModels: try texts(h.n_reward_models, h.reward_models, "Hello.reward_models"),
+                slots: h.slots,
+                softwareVersion: try text(h.software_version, "Hello.software_version"),
+                labels: try texts(h.n_labels, h.labels, "Hello.labels"),
+                acceptsJSONCandidates: h.json_candidates != 0, rmCapacity: h.rm_capacity,
+                loaded: try texts(h.n_loaded, h.loaded, "Hello.loaded"))
+            hello.memoryBudget = h.memory_budget
+            for i in 0..<h.n_rm_memory {
+                let w = h.rm_memory[i]!.pointee
+                hello.rmMemory[try text(w.name, "RMWeight.name")] = w.memory
+            }
+            return .hello(hello)
         case LASER__V1__ENVELOPE__BODY_WELCOME:
             let w = e.welcome!.pointee
             var defs: [RewardModelDefinition] = []

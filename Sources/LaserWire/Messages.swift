@@ -64,11 +64,17 @@ public struct Hello: Equatable, Sendable {
     public var rmCapacity: UInt32
     /// With `rmCapacity > 0`: the RMs loaded now.
     public var loaded: [String]
+    /// Optional: a memory budget (0: none) and each RM's weight against it.
+    public var memoryBudget: Double = 0
+    public var rmMemory: [String: Double] = [:]
 
     public init(
         workerID: String, rewardModels: [String], slots: UInt32, softwareVersion: String, labels: [String] = [],
-        acceptsJSONCandidates: Bool = false, rmCapacity: UInt32 = 0, loaded: [String] = []
+        acceptsJSONCandidates: Bool = false, rmCapacity: UInt32 = 0, loaded: [String] = [],
+        memoryBudget: Double = 0, rmMemory: [String: Double] = [:]
     ) {
+        self.memoryBudget = memoryBudget
+        self.rmMemory = rmMemory
         self.rmCapacity = rmCapacity
         self.loaded = loaded
         self.workerID = workerID

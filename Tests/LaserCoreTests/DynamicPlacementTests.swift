@@ -81,6 +81,22 @@ import Testing
         #expect(PlacementRule.plan(cold) == [PlacementMove(peer: PeerID([1]), load: "b", unload: "a")])
     }
 
+    /// A memory budget: two RMs fit the count of 2 but not the budget, so the second takes the first's place.
+    @Test func aMemoryBudgetLimitsWhatFitsBesidesTheCount() {
+        var w = Self.worker(1, loaded: ["a"], capacity: 2)
+        w.memoryBudget = 1.0
+        w.memory = ["a": 0.6, "b": 0.5, "c": 0.3]
+        let b = PlacementRule.plan(
+            PlacementInput(rms: [Self.rm("a", backlog: 0), Self.rm("b", backlog: 4000)], fixedSlots: [:], workers: [w]))
+        #expect(b == [PlacementMove(peer: PeerID([1]), load: "b", unload: "a")])
+        let c = PlacementRule.plan(
+            PlacementInput(rms: [Self.rm("a", backlog: 0), Self.rm("c", backlog: 4000)], fixedSlots: [:], workers: [w]))
+        #expect(c == [PlacementMove(peer: PeerID([1]), load: "c", unload: nil)])
+        #expect(PlacementRule.fits(["a", "c"], capacity: 2, budget: 1.0, memory: w.memory))
+        #expect(!PlacementRule.fits(["a", "b"], capacity: 2, budget: 1.0, memory: w.memory))
+        #expect(!PlacementRule.fits(["a", "b", "c"], capacity: 2, budget: 0, memory: [:]))
+    }
+
     @Test func theLastReplicaOfAnRMWithWorkIsNeverTaken() {
         let moves = PlacementRule.plan(
             PlacementInput(
@@ -165,11 +181,20 @@ import Testing
                 plan: plan, iterations: data, workers: (0..<count).map { ("gpu\($0)", UInt32(1 + $0 % 2), .good) },
                 seed: seed)
             for i in sim.workers.indices { sim.workers[i].capacity = UInt32(1 + (Int(seed) + i) % 2) }
+            if seed % 2 == 1 {
+                // Capacity 3, but a memory budget that holds oracle (0.7) alone or the two others together.
+                for i in sim.workers.indices {
+                    sim.workers[i].capacity = 3
+                    sim.workers[i].memoryBudget = 1.0
+                    sim.workers[i].rmMemory = ["oracle": 0.7, "noise-a": 0.5, "noise-b": 0.5]
+                }
+            }
             sim.run()
             let summary = try sim.requireSummary()
             #expect(sim.output == reference.output, "seed \(seed)")
             #expect(sim.core.selector == reference.core.selector, "seed \(seed)")
             #expect(sim.tasksForUnloadedRMs == 0, "seed \(seed)")
+            #expect(sim.overBudgetLoads == 0, "seed \(seed): asked to load beyond the memory budget")
             loads += summary.counters.rmLoads
         }
         #expect(loads > 8)

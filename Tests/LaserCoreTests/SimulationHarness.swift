@@ -48,6 +48,9 @@ struct Simulation {
         /// Loads of these RMs fail; the worker dies on receiving its `diesOnLoad`-th LoadRM (mid-load).
         var failLoads: Set<String> = []
         var diesOnLoad: Int?
+        /// Optional memory budget (0: none) and RM weights, sent in its Hello and kept by its loads.
+        var memoryBudget = 0.0
+        var rmMemory: [String: Double] = [:]
         var loadsSeen = 0
     }
 
@@ -55,13 +58,16 @@ struct Simulation {
     var later: [(due: Instant, peer: PeerID, message: WireMessage)] = []
     /// Score tasks that reached a capacity-limited worker for an RM it had not loaded (must stay 0).
     var tasksForUnloadedRMs = 0
+    /// Loads a worker refused because they would exceed its memory budget (the coordinator must not ask).
+    var overBudgetLoads = 0
 
     func hello(_ i: Int) -> WireMessage {
         .hello(
             Hello(
                 workerID: workers[i].id, rewardModels: workers[i].rms, slots: workers[i].slots,
                 softwareVersion: "sim", labels: workers[i].labels, acceptsJSONCandidates: workers[i].json,
-                rmCapacity: workers[i].capacity, loaded: workers[i].loaded.sorted()))
+                rmCapacity: workers[i].capacity, loaded: workers[i].loaded.sorted(),
+                memoryBudget: workers[i].memoryBudget, rmMemory: workers[i].rmMemory))
     }
 
     var core: Coordinator
@@ -370,7 +376,10 @@ struct Simulation {
         workers[i].loaded.subtract(request.unload)
         var loads: [RMState.Load] = []
         for rm in request.load where !workers[i].loaded.contains(rm) {
-            if workers[i].failLoads.contains(rm) || workers[i].loaded.count >= Int(workers[i].capacity) {
+            let used = workers[i].loaded.reduce(0.0) { $0 + (workers[i].rmMemory[$1] ?? 0) }
+            let overBudget = workers[i].memoryBudget > 0 && used + (workers[i].rmMemory[rm] ?? 0) > workers[i].memoryBudget
+            if workers[i].failLoads.contains(rm) || workers[i].loaded.count >= Int(workers[i].capacity) || overBudget {
+                overBudgetLoads += overBudget ? 1 : 0
                 loads.append(RMState.Load(name: rm, loadMs: 0, error: "simulated load failure"))
             } else {
                 workers[i].loaded.insert(rm)

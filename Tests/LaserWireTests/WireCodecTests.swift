@@ -9,6 +9,16 @@ import Testing
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "")),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "", labels: ["a100", "node-7"])),
         .hello(Hello(workerID: "w", rewardModels: [], slots: 1, softwareVersion: "", acceptsJSONCandidates: true)),
+        // Dynamic placement: capacity, what is loaded, a memory budget and weights.
+        .hello(
+            Hello(
+                workerID: "gpu0", rewardModels: ["a", "b"], slots: 2, softwareVersion: "", rmCapacity: 2, loaded: ["b"],
+                memoryBudget: 80, rmMemory: ["a": 70, "b": 17.5])),
+        .loadRM(LoadRM(requestID: 7, load: ["a"], unload: ["b"])),
+        .rmState(
+            RMState(
+                requestID: 7, loaded: ["a"],
+                loads: [RMState.Load(name: "a", loadMs: 2150), RMState.Load(name: "c", loadMs: 0, error: "out of memory")])),
         .welcome(
             Welcome(
                 coordinatorID: "c", heartbeatIntervalMs: 1000, liveness: 5,

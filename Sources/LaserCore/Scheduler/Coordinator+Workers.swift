@@ -101,6 +101,23 @@ extension Coordinator {
         if hello.rmCapacity > 0 && hello.loaded.count > Int(hello.rmCapacity) {
             return "worker '\(id)' says it has \(hello.loaded.count) RMs loaded but a capacity of \(hello.rmCapacity)"
         }
+        if hello.memoryBudget != 0 || !hello.rmMemory.isEmpty {
+            guard hello.rmCapacity > 0 else {
+                return "worker '\(id)' sent a memory budget without rm_capacity; a budget applies to capacity-limited workers only"
+            }
+            guard hello.memoryBudget.isFinite, hello.memoryBudget >= 0 else {
+                return "worker '\(id)' declared memory budget \(hello.memoryBudget); it must be a finite number >= 0"
+            }
+            if hello.rmMemory.count > Self.maxOfferedRMs {
+                return "worker '\(id)' sent \(hello.rmMemory.count) RM weights; at most \(Self.maxOfferedRMs) are allowed"
+            }
+            if let bad = hello.rmMemory.first(where: { !$0.value.isFinite || $0.value < 0 }) {
+                return "worker '\(id)' gave RM \(PeerText.printable(bad.key)) the weight \(bad.value); weights must be finite numbers >= 0"
+            }
+            if hello.memoryBudget > 0, hello.loaded.reduce(0.0, { $0 + (hello.rmMemory[$1] ?? 0) }) > hello.memoryBudget + 1e-9 {
+                return "worker '\(id)' says its loaded RMs weigh more than its memory budget \(hello.memoryBudget)"
+            }
+        }
         if hello.loaded.count > Self.maxOfferedRMs {
             return "worker '\(id)' lists \(hello.loaded.count) loaded RMs; at most \(Self.maxOfferedRMs) are allowed"
         }
@@ -206,6 +223,8 @@ extension Coordinator {
             // Capacity-limited: placement decides what it loads; what it kept across a reconnect counts
             // as loaded just now (its residency starts again).
             worker.capacity = Int(min(hello.rmCapacity, UInt32(Self.maxOfferedRMs)))
+            worker.memoryBudget = hello.memoryBudget
+            worker.memory = hello.rmMemory.filter { served.contains($0.key) }
             worker.loaded = Set(hello.loaded).intersection(served)
             for rm in worker.loaded { worker.loadedAt[rm] = now }
         }

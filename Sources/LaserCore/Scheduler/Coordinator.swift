@@ -53,6 +53,9 @@ public struct Coordinator: Sendable {
         /// Dynamic placement (Placement.swift): 0 for a static worker, which serves all of `rewardModels`;
         /// M > 0: it holds at most M RMs, `loaded`, and `rewardModels` is what it may load.
         var capacity = 0
+        /// Optional: a memory budget (0: none) and each RM's weight against it (Hello.memory_budget).
+        var memoryBudget = 0.0
+        var memory: [String: Double] = [:]
         var loaded: Set<String> = []
         /// When each loaded RM was loaded (minimum residency).
         var loadedAt: [String: Instant] = [:]
@@ -60,6 +63,11 @@ public struct Coordinator: Sendable {
         var cannotLoad: Set<String> = []
         var pendingLoad: PendingLoad?
         var free: Int { slots - inFlight.count }
+
+        /// Whether `set` may be loaded at once: at most `capacity` RMs, their weights within the budget.
+        func fits(_ set: Set<String>) -> Bool {
+            PlacementRule.fits(set, capacity: capacity, budget: memoryBudget, memory: memory)
+        }
 
         /// Whether a task for `rm` may go to it now: a static worker that serves it, or a capacity-limited
         /// one that has it loaded and is not about to unload it.

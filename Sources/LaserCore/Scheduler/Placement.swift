@@ -53,6 +53,9 @@ struct PlacementInput: Sendable {
         var loaded: Set<String>
         /// Seconds each loaded RM has been loaded.
         var residency: [String: Double]
+        /// Optional memory budget (0: none) and the RMs' weights.
+        var memoryBudget = 0.0
+        var memory: [String: Double] = [:]
     }
     var rms: [RM]
     /// Slots of static workers (and of capacity-limited ones with a LoadRM out) per RM that serve it.
@@ -80,6 +83,14 @@ struct PlacementMove: Equatable, Sendable {
 enum PlacementRule {
     /// How much longer the target's drain time must be than the source's after the move plus the load.
     static let margin = 1.5
+
+    /// Whether `set` may be loaded at once on a worker: at most `capacity` RMs and, with a budget, their
+    /// weights adding up to no more than it (an RM without a weight weighs 0).
+    static func fits(_ set: Set<String>, capacity: Int, budget: Double, memory: [String: Double]) -> Bool {
+        guard set.count <= capacity else { return false }
+        guard budget > 0 else { return true }
+        return set.reduce(0.0) { $0 + (memory[$1] ?? 0) } <= budget + 1e-9
+    }
 
     static func plan(_ input: PlacementInput) -> [PlacementMove] {
         var service = input.fixedSlots
@@ -111,9 +122,14 @@ enum PlacementRule {
             var best: (rank: (Int, Double, String), index: Int, unload: String?)?
             for (i, w) in free.enumerated() where w.loadable.contains(target.name) && !w.loaded.contains(target.name) {
                 var options: [((Int, Double, String), String?)] = []
-                if w.loaded.count < w.capacity { options.append(((0, 0, w.workerID), nil)) }
+                func fits(_ set: Set<String>) -> Bool {
+                    PlacementRule.fits(set, capacity: w.capacity, budget: w.memoryBudget, memory: w.memory)
+                }
+                if fits(w.loaded.union([target.name])) { options.append(((0, 0, w.workerID), nil)) }
                 for e in w.loaded.sorted() {
-                    guard let r = byName[e], (w.residency[e] ?? 0) >= r.minResidencySeconds else { continue }
+                    guard let r = byName[e], (w.residency[e] ?? 0) >= r.minResidencySeconds,
+                        fits(w.loaded.subtracting([e]).union([target.name]))
+                    else { continue }
                     let left = service[e, default: 0] - w.slots
                     let after = drain(e, slots: left)
                     // Taking a replica from an RM that is in use pays only by a clear margin (half again
@@ -236,7 +252,8 @@ extension Coordinator {
                 PlacementInput.Worker(
                     peer: peer, workerID: w.workerID, capacity: w.capacity, slots: w.slots,
                     loadable: w.rewardModels.subtracting(w.cannotLoad), loaded: w.loaded,
-                    residency: w.loadedAt.mapValues { now.milliseconds(since: $0) / 1000 }))
+                    residency: w.loadedAt.mapValues { now.milliseconds(since: $0) / 1000 },
+                    memoryBudget: w.memoryBudget, memory: w.memory))
         }
         for move in PlacementRule.plan(PlacementInput(rms: rms, fixedSlots: fixed, workers: movable)) {
             let id = placement.nextRequestID
@@ -287,11 +304,11 @@ extension Coordinator {
             return
         }
         let loaded = Set(state.loaded)
-        guard loaded.isSubset(of: w.rewardModels), loaded.count <= w.capacity else {
+        guard loaded.isSubset(of: w.rewardModels), w.fits(loaded) else {
             dropMisbehaving(
                 peer,
                 why:
-                    "its RMState lists \(loaded.count) loaded RM(s) (\(state.loaded.prefix(8).map { PeerText.printable($0) }.joined(separator: ", "))), beyond its capacity \(w.capacity) or what it may load",
+                    "its RMState lists \(loaded.count) loaded RM(s) (\(state.loaded.prefix(8).map { PeerText.printable($0) }.joined(separator: ", "))), beyond its capacity \(w.capacity)\(w.memoryBudget > 0 ? " or memory budget \(w.memoryBudget)" : "") or what it may load",
                 now: now, &actions)
             return
         }

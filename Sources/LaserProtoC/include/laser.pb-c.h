@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Laser__V1__Envelope Laser__V1__Envelope;
 typedef struct Laser__V1__Hello Laser__V1__Hello;
+typedef struct Laser__V1__RMWeight Laser__V1__RMWeight;
 typedef struct Laser__V1__RewardModelSpec Laser__V1__RewardModelSpec;
 typedef struct Laser__V1__Param Laser__V1__Param;
 typedef struct Laser__V1__Welcome Laser__V1__Welcome;
@@ -152,10 +153,32 @@ struct  Laser__V1__Hello
    */
   size_t n_loaded;
   char **loaded;
+  /*
+   * Optional, with rm_capacity > 0: a memory budget (for example GB of GPU memory) and each RM's
+   * weight against it; the loaded RMs' weights never add up to more than the budget. 0 / empty: only
+   * the count rm_capacity limits. An RM without a weight weighs 0.
+   */
+  double memory_budget;
+  size_t n_rm_memory;
+  Laser__V1__RMWeight **rm_memory;
 };
 #define LASER__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&laser__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0,NULL, 0, 0,NULL }
+
+
+/*
+ * One RM's weight against Hello.memory_budget.
+ */
+struct  Laser__V1__RMWeight
+{
+  ProtobufCMessage base;
+  char *name;
+  double memory;
+};
+#define LASER__V1__RMWEIGHT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&laser__v1__rmweight__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -657,6 +680,25 @@ Laser__V1__Hello *
 void   laser__v1__hello__free_unpacked
                      (Laser__V1__Hello *message,
                       ProtobufCAllocator *allocator);
+/* Laser__V1__RMWeight methods */
+void   laser__v1__rmweight__init
+                     (Laser__V1__RMWeight         *message);
+size_t laser__v1__rmweight__get_packed_size
+                     (const Laser__V1__RMWeight   *message);
+size_t laser__v1__rmweight__pack
+                     (const Laser__V1__RMWeight   *message,
+                      uint8_t             *out);
+size_t laser__v1__rmweight__pack_to_buffer
+                     (const Laser__V1__RMWeight   *message,
+                      ProtobufCBuffer     *buffer);
+Laser__V1__RMWeight *
+       laser__v1__rmweight__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   laser__v1__rmweight__free_unpacked
+                     (Laser__V1__RMWeight *message,
+                      ProtobufCAllocator *allocator);
 /* Laser__V1__RewardModelSpec methods */
 void   laser__v1__reward_model_spec__init
                      (Laser__V1__RewardModelSpec         *message);
@@ -1102,6 +1144,9 @@ typedef void (*Laser__V1__Envelope_Closure)
 typedef void (*Laser__V1__Hello_Closure)
                  (const Laser__V1__Hello *message,
                   void *closure_data);
+typedef void (*Laser__V1__RMWeight_Closure)
+                 (const Laser__V1__RMWeight *message,
+                  void *closure_data);
 typedef void (*Laser__V1__RewardModelSpec_Closure)
                  (const Laser__V1__RewardModelSpec *message,
                   void *closure_data);
@@ -1179,6 +1224,7 @@ typedef void (*Laser__V1__FeedbackAck_Closure)
 
 extern const ProtobufCMessageDescriptor laser__v1__envelope__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__hello__descriptor;
+extern const ProtobufCMessageDescriptor laser__v1__rmweight__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__reward_model_spec__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__param__descriptor;
 extern const ProtobufCMessageDescriptor laser__v1__welcome__descriptor;

@@ -16,6 +16,10 @@ public struct WorkerOptions: Sendable {
     /// Dynamic placement (docs/placement.md): 0 loads every RM at once (static); M > 0 holds at most M
     /// loaded and loads or unloads them when the coordinator says (`--rm-capacity`).
     public var rmCapacity: UInt32 = 0
+    /// Optional, with `rmCapacity > 0`: a memory budget (0: none) and each RM's weight against it
+    /// (`--memory-budget`, `--rm-memory NAME=WEIGHT`).
+    public var memoryBudget = 0.0
+    public var rmMemory: [String: Double] = [:]
     /// Give up when no coordinator has answered for this long (0: keep trying forever).
     public var giveUpAfterSeconds: Double
     public var maxMessageBytes: Int64
@@ -231,7 +235,8 @@ public final class WorkerService {
                 Hello(
                     workerID: options.workerID, rewardModels: options.rewardModels, slots: options.slots,
                     softwareVersion: laserVersion, labels: options.labels, acceptsJSONCandidates: true,
-                    rmCapacity: options.rmCapacity, loaded: options.rmCapacity > 0 ? models.keys.sorted() : [])),
+                    rmCapacity: options.rmCapacity, loaded: options.rmCapacity > 0 ? models.keys.sorted() : [],
+                    memoryBudget: options.memoryBudget, rmMemory: options.rmMemory)),
             nonBlocking: true)
         {
             logger.debug("the hello could not be queued yet (no connection); retrying")
@@ -338,6 +343,7 @@ extension WorkerService {
         var specs: [RewardModelSpec] = []
         var refused: [(name: String, why: String)] = []
         var room = Int(options.rmCapacity) - models.count
+        var memoryLeft = options.memoryBudget - models.keys.reduce(0.0) { $0 + (options.rmMemory[$1] ?? 0) }
         for name in request.load {
             if models[name] != nil { continue }
             guard let spec = loadable[name] else {
@@ -348,7 +354,14 @@ extension WorkerService {
                 refused.append((name, "worker \(options.workerID) is at its capacity of \(options.rmCapacity) RM(s)"))
                 continue
             }
+            let weight = options.rmMemory[name] ?? 0
+            guard options.memoryBudget <= 0 || weight <= memoryLeft + 1e-9 else {
+                refused.append(
+                    (name, "worker \(options.workerID) has \(memoryLeft) of its memory budget \(options.memoryBudget) left; RM \(PeerText.printable(name)) weighs \(weight)"))
+                continue
+            }
             room -= 1
+            memoryLeft -= weight
             specs.append(spec)
         }
         logger.info(

@@ -41,6 +41,18 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(
         help:
+            "With dynamic placement: the memory its loaded RMs may take in all (for example GB of GPU memory), against the weights of --rm-memory. Alone, it implies --rm-capacity with no count limit."
+    )
+    var memoryBudget: Double = 0
+
+    @Option(
+        name: .customLong("rm-memory"),
+        help: "An RM's weight against --memory-budget, as NAME=WEIGHT (for example skywork-8b=17); repeat for several. Unnamed RMs weigh 0."
+    )
+    var rmMemory: [String] = []
+
+    @Option(
+        help:
             "Largest message accepted from the coordinator, in bytes (keep it at least the run's network.max_message_bytes)."
     )
     var maxMessageBytes: Int64 = 256 << 20
@@ -94,6 +106,22 @@ struct WorkerCommand: ParsableCommand {
                 giveUpAfterSeconds: giveUpAfter, maxMessageBytes: maxMessageBytes)
             options.localDefinitions = local
             options.rmCapacity = rmCapacity
+            guard memoryBudget.isFinite, memoryBudget >= 0 else {
+                throw ValidationError("--memory-budget must be a number >= 0")
+            }
+            for entry in rmMemory {
+                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, let weight = Double(parts[1]), weight.isFinite, weight >= 0
+                else {
+                    throw ValidationError("--rm-memory \(entry): expected NAME=WEIGHT with a number >= 0, for example skywork-8b=17")
+                }
+                options.rmMemory[parts[0]] = weight
+            }
+            if !options.rmMemory.isEmpty && memoryBudget == 0 {
+                throw ValidationError("--rm-memory needs --memory-budget (the weights are measured against it)")
+            }
+            options.memoryBudget = memoryBudget
+            if memoryBudget > 0 && rmCapacity == 0 { options.rmCapacity = 256 }  // the budget alone limits
             options.parentPID = parentPid
             options.labels = labels
             // MetricsHTTPServer checks the port and the address and says what is wrong.
