@@ -6,7 +6,7 @@ import Testing
 /// bandit that switches RMs, against the same run with static workers: the same bytes, and the loads
 /// counted in summary.json.
 @Suite(.serialized) struct PlacementEndToEndTests {
-    func job(capacity: Int, strategy: String) throws -> String {
+    func job(capacity: Int, strategy: String, workers extra: String = "") throws -> String {
         let data = Laser.temporaryDirectory()
         let (code, _, err) = try Laser.run(["demo-data", "--out", data, "--iterations", "2", "--prompts-per-task", "12"])
         try #require(code == 0, "\(err)")
@@ -23,7 +23,7 @@ import Testing
             reward_models:
             \(rms)
             network: {heartbeat_ms: 200, liveness: 10, lease_ms: 20000}
-            workers: {local: 3, slots: 1, rm_capacity: \(capacity)}
+            workers: {local: 3, slots: 1, rm_capacity: \(capacity)\(extra)}
             placement: {dynamic: {min_residency_s: 0.1, assumed_load_s: 0.15}}
             """
         let path = data + "/placement.yaml"
@@ -54,5 +54,19 @@ import Testing
             #expect(counters["rm_unloads", default: 0] >= 1, "\(counters)")
         }
         #expect((reference.summary["counters"] as! [String: Int])["rm_loads"] == 0)
+    }
+
+    /// A memory budget instead of a count (workers.memory_budget, rm_memory): each local worker holds
+    /// length (0.6) with nothing else, or the two others (0.5 each) together.
+    @Test func aMemoryBudgetGivesTheStaticRunsBytes() throws {
+        let reference = try run(try job(capacity: 0, strategy: "random"))
+        let budget = try run(
+            try job(
+                capacity: 0, strategy: "random",
+                workers: ", memory_budget: 1.0, rm_memory: {length: 0.6, self-consistency: 0.5, arithmetic-check: 0.5}"))
+        #expect(budget.files == reference.files)
+        let counters = budget.summary["counters"] as! [String: Int]
+        #expect(counters["rm_loads", default: 0] >= 3, "\(counters)")
+        #expect(counters["rm_load_failures", default: 0] == 0, "a load beyond the budget was asked for: \(counters)")
     }
 }

@@ -123,6 +123,10 @@ extension RunConfig {
         y += "  quarantine_seconds: \(scheduler.quarantineSeconds)\n"
         y += "workers:\n  local: \(localWorkers)\n  slots: \(workerSlots)\n"
         if workerRMCapacity > 0 { y += "  rm_capacity: \(workerRMCapacity)\n" }
+        if workerMemoryBudget > 0 { y += "  memory_budget: \(workerMemoryBudget)\n" }
+        if !workerRMMemory.isEmpty {
+            y += "  rm_memory: {\(workerRMMemory.keys.sorted().map { "\(q($0)): \(workerRMMemory[$0]!)" }.joined(separator: ", "))}\n"
+        }
         // Only when set: an unsecured config stays as before, and a user can append a security section.
         if security != SecuritySettings() {
             y += "security:\n  curve: \(security.curve)\n"

@@ -63,6 +63,9 @@ public struct RunConfig: Equatable, Sendable {
     public var workerSlots = 2
     /// Local workers' `--rm-capacity` (0: static, every RM loaded; docs/placement.md).
     public var workerRMCapacity = 0
+    /// Local workers' `--memory-budget` and `--rm-memory` weights (0 / empty: none).
+    public var workerMemoryBudget = 0.0
+    public var workerRMMemory: [String: Double] = [:]
     /// CurveZMQ between coordinator and workers (`security:`; off by default).
     public var security = SecuritySettings()
     /// The Prometheus /metrics endpoint (`metrics:`; off unless a port is given).
@@ -525,10 +528,25 @@ extension RunConfig {
             c.maxMessageBytes = Int64(try n.int("max_message_bytes", min: 1024) ?? Int(c.maxMessageBytes))
         }
         if let w = try r.section("workers") {
-            try w.allow(["local", "slots", "rm_capacity"])
+            try w.allow(["local", "slots", "rm_capacity", "memory_budget", "rm_memory"])
             c.localWorkers = try w.int("local", min: 0) ?? c.localWorkers
             c.workerSlots = try w.int("slots", min: 1) ?? c.workerSlots
             c.workerRMCapacity = try w.int("rm_capacity", min: 0) ?? c.workerRMCapacity
+            c.workerMemoryBudget = try w.double("memory_budget", min: 0) ?? c.workerMemoryBudget
+            if let raw = w.map["rm_memory"] {
+                guard let m = raw as? [String: Any] else { throw w.error("rm_memory", "must map RM names to weights") }
+                for (name, value) in m {
+                    guard let weight = (value as? NSNumber)?.doubleValue ?? (value as? Double), weight.isFinite, weight >= 0
+                    else { throw w.error("rm_memory.\(name)", "must be a number >= 0") }
+                    guard c.rewardModels.contains(where: { $0.name == name }) else {
+                        throw w.error("rm_memory.\(name)", "names no RM of reward_models")
+                    }
+                    c.workerRMMemory[name] = weight
+                }
+                guard c.workerMemoryBudget > 0 else {
+                    throw w.error("rm_memory", "needs workers.memory_budget (the weights are measured against it)")
+                }
+            }
         }
         if let s = try r.section("security") {
             try s.allow(["curve", "server_key", "allowed_clients", "allowed_workers", "allowed_trainers"])

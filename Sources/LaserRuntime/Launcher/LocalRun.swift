@@ -52,6 +52,13 @@ public struct LocalRun {
         // run on them without the coordinator ever sending a command or URL (docs/security.md).
         let rmConfig = runDirectory.path + "/local-workers.yaml"
         if config.localWorkers > 0 { try AtomicFile.write(config.yaml(), to: rmConfig) }
+        var memoryArguments: [String] = []
+        if config.workerMemoryBudget > 0 {
+            memoryArguments = ["--memory-budget", "\(config.workerMemoryBudget)"]
+            for name in config.workerRMMemory.keys.sorted() {
+                memoryArguments += ["--rm-memory", "\(name)=\(config.workerRMMemory[name]!)"]
+            }
+        }
         let supervisor = LocalWorkers(
             count: config.localWorkers, logsDirectory: runDirectory.logsDirectory, logger: logger
         ) { i in
@@ -62,7 +69,7 @@ public struct LocalRun {
                     "worker", "--connect", service.endpoint, "--id", "local-\(i)",
                     "--slots", "\(config.workerSlots)", "--rm-capacity", "\(config.workerRMCapacity)", "--give-up-after", "30", "--parent-pid", "\(getpid())",
                     "--rm-config", rmConfig, "--max-message-bytes", "\(max(config.maxMessageBytes, 256 << 20))",
-                ] + (secured.workerArguments[i] ?? []) + workerArguments
+                ] + memoryArguments + (secured.workerArguments[i] ?? []) + workerArguments
             return p
         }
         try supervisor.startAll(executable: executable)
