@@ -127,11 +127,11 @@ extension Coordinator {
             let served = workers.values.contains {
                 $0.capacity == 0 ? $0.rewardModels.contains(rm) : $0.ready(rm) || $0.rewardModels.contains(rm) && !$0.cannotLoad.contains(rm)
             }
-            let failedLoads = workers.values.filter { $0.cannotLoad.contains(rm) }.map(\.workerID).sorted()
             // Not in the first seconds of a run: workers need a moment to connect.
             let settled = startedAt.map { now.milliseconds(since: $0) > 10_000 } ?? true
             if !served, settled, starvationWarned[rm].map({ now.milliseconds(since: $0) > 10_000 }) ?? true {
                 starvationWarned[rm] = now
+                let failedLoads = workers.values.filter { $0.cannotLoad.contains(rm) }.map(\.workerID).sorted()
                 actions.append(
                     .log(
                         .warning,

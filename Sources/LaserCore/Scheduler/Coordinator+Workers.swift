@@ -230,6 +230,7 @@ extension Coordinator {
         }
         workers[peer] = worker
         placement.dirty = true
+        if worker.capacity > 0 { placement.dynamicWorkers += 1 }
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
         if logLimiter.allow("joined", first: 100) {
@@ -259,6 +260,7 @@ extension Coordinator {
     ) {
         guard let worker = workers.removeValue(forKey: peer) else { return }
         placement.dirty = true
+        if worker.capacity > 0 { placement.dynamicWorkers -= 1 }
         if peerByWorkerID[worker.workerID] == peer { peerByWorkerID[worker.workerID] = nil }
         summary.counters.workersLost += 1
         if logLimiter.allow("removed", first: 100) {

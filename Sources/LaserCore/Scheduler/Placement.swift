@@ -181,6 +181,8 @@ struct PlacementState: Sendable {
     /// not on every result: its cost grows with tasks and workers.
     var dirty = true
     var lastPlanned: Instant?
+    /// Connected capacity-limited workers.
+    var dynamicWorkers = 0
     static let replanAfterMs = 50.0
 }
 
@@ -194,8 +196,9 @@ struct PendingLoad: Sendable {
 }
 
 extension Coordinator {
-    /// Whether any connected worker is capacity-limited (only then does placement run).
-    var hasDynamicWorkers: Bool { workers.values.contains { $0.capacity > 0 } }
+    /// Whether any connected worker is capacity-limited (only then does placement run). A count kept
+    /// where workers join and leave, so static runs pay nothing per result.
+    var hasDynamicWorkers: Bool { placement.dynamicWorkers > 0 }
 
     func loadSeconds(_ rm: String) -> Double {
         placement.loadSeconds[rm] ?? plan.placement.dynamic.assumedLoadSeconds

@@ -258,9 +258,6 @@ final class ChildProcess: @unchecked Sendable {  // pipes and the pid are used b
         return info.si_signo == SIGCHLD
     }
 
-    /// Stops the child: SIGTERM to its process group (if `terminate`), up to `graceMs` for it to
-    /// exit, then SIGKILL to the group; reaps it and closes the pipes. Returns how it ended.
-    @discardableResult
     /// Runs `command` with /bin/sh -c to completion, its output (stdout too) to `log`, no input: for
     /// placement hooks. What it starts in the background keeps running; if it is not done within
     /// `timeoutMs`, its process group is stopped (SIGTERM, then SIGKILL after 2 s). Returns how it
@@ -279,15 +276,15 @@ final class ChildProcess: @unchecked Sendable {  // pipes and the pid are used b
             let how = child.stop(graceMs: 2000, terminate: true)
             return "did not finish within \(timeoutMs) ms; stopped it (\(how))"
         }
-        var status: Int32 = 0
-        var rc: pid_t
-        repeat { rc = waitpid(child.pid, &status, 0) } while rc < 0 && errno == EINTR
-        child.reaped = rc == child.pid ? status : -1
+        let status = child.reap()
         _ = Glibc.close(child.stdoutFD)
         child.stdoutFD = -1
-        return child.reaped == 0 ? nil : describe(child.reaped!)
+        return status == 0 ? nil : describe(status)
     }
 
+    /// Stops the child: SIGTERM to its process group (if `terminate`), up to `graceMs` for it to
+    /// exit, then SIGKILL to the group; reaps it and closes the pipes. Returns how it ended.
+    @discardableResult
     func stop(graceMs: Int, terminate: Bool) -> String {
         if let status = reaped { return Self.describe(status) }
         if terminate && !hasExited { kill(-pid, SIGTERM) }
@@ -296,16 +293,23 @@ final class ChildProcess: @unchecked Sendable {  // pipes and the pid are used b
         // The leader is a zombie or still running, so the group id cannot have been reused:
         // this reaches only what the command started.
         kill(-pid, SIGKILL)
-        var status: Int32 = 0
-        var rc: pid_t
-        repeat { rc = waitpid(pid, &status, 0) } while rc < 0 && errno == EINTR
-        reaped = rc == pid ? status : -1
+        reap()
         _ = Glibc.close(stdinFD)
         _ = Glibc.close(stdoutFD)
         stdinFD = -1
         stdoutFD = -1
         stderrTail.waitForEnd(timeoutMs: 1000)
         return Self.describe(reaped!)
+    }
+
+    /// Waits for the leader to exit and records its status (-1 when it cannot be read).
+    @discardableResult
+    private func reap() -> Int32 {
+        var status: Int32 = 0
+        var rc: pid_t
+        repeat { rc = waitpid(pid, &status, 0) } while rc < 0 && errno == EINTR
+        reaped = rc == pid ? status : -1
+        return reaped!
     }
 
     static func describe(_ status: Int32) -> String {

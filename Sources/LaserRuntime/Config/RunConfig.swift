@@ -122,7 +122,6 @@ public struct RunConfig: Equatable, Sendable {
     ]
 }
 
-/// A problem with a config file: where, what, and what to do.
 /// A config, a CLI flag or a run directory's state that stops a run from starting (exit status 2).
 public typealias ConfigError = CodedError<ConfigErrorCode>
 

@@ -4,7 +4,6 @@ import Foundation
 import Glibc
 #endif
 
-/// A file-system failure with the path, the errno text and what to do.
 /// A file laser must write or read in its run directory (or an export) that it cannot (exit status 4).
 public typealias StorageError = CodedError<StorageErrorCode>
 

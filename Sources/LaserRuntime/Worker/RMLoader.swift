@@ -46,9 +46,6 @@ final class RMLoader: Sendable {
         }
     }
 
-    /// Requests queued or loading.
-    var busy: Bool { state.withLock { !$0.queue.isEmpty } }
-
     func stop() { state.update { $0.stopped = true } }
 
     private func loop() {

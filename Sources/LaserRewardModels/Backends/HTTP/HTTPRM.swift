@@ -200,12 +200,8 @@ struct HTTPParams {
     var retries: Int
     var backoffMs: Int
     var apiKeyEnvironmentVariable: String?
-    /// Dynamic placement's hooks (docs/placement.md): POSTed on load and unload (vLLM sleep mode:
-    /// `/wake_up` and `/sleep?level=1`).
-    var loadURL: URL?
-    var unloadURL: URL?
-    /// Or commands, run with /bin/sh -c on the worker (from its own --rm-config only), for servers whose
-    /// start and stop the operator scripts (`systemctl start vllm-rm@8000`, `docker start ...`).
+    /// Dynamic placement's load and unload steps (`load_url`, `unload_url`, `load_command`,
+    /// `unload_command`, `hook_timeout_ms`; ``PlacementHooks``).
     var hooks = PlacementHooks()
 
     init(_ reader: inout ParamReader, apiNames: [String]) throws {
@@ -226,18 +222,16 @@ struct HTTPParams {
         backoffMs = try reader.integer(
             "backoff_ms", default: 500, range: 0...600_000, expected: "milliseconds, 0 to 600000")
         apiKeyEnvironmentVariable = reader.string("api_key_env").flatMap { $0.isEmpty ? nil : $0 }
-        for (key, target) in [("load_url", \HTTPParams.loadURL), ("unload_url", \HTTPParams.unloadURL)]
-            as [(String, WritableKeyPath<HTTPParams, URL?>)]
+        for (key, target) in [("load_url", \PlacementHooks.loadURL), ("unload_url", \PlacementHooks.unloadURL)]
+            as [(String, WritableKeyPath<PlacementHooks, URL?>)]
         {
-            if let text = reader.string(key), !text.isEmpty { self[keyPath: target] = try Self.parseURL(reader, key, text) }
+            if let text = reader.string(key), !text.isEmpty { hooks[keyPath: target] = try Self.parseURL(reader, key, text) }
         }
         hooks.loadCommand = reader.string("load_command").flatMap { $0.isEmpty ? nil : $0 }
         hooks.unloadCommand = reader.string("unload_command").flatMap { $0.isEmpty ? nil : $0 }
         hooks.timeoutMs = try reader.integer(
             "hook_timeout_ms", default: 900_000, range: 1...86_400_000,
             expected: "milliseconds a load or unload command may take, 1 to 86400000")
-        hooks.loadURL = loadURL
-        hooks.unloadURL = unloadURL
     }
 
 
