@@ -27,7 +27,10 @@ RECOMMENDED = dict({"strategy": "linucb", "alpha": 2.0, "reward": "probe-progres
 # The probe weighted by label-free RM competences (reward.probe_consensus: weighted), aimed at the noise
 # failure of the unanimous probe; it also runs in the noise condition.
 WEIGHTED_LABEL = "probe-progress a=2, fair start, weighted probe"
-NOISE_ROWS = (RECOMMENDED_LABEL, "paper preset", WEIGHTED_LABEL)
+# The probe that needs a selective RM's opinion on every pair (reward.probe_consensus: selective),
+# aimed at the same failure: two dense RMs (length and a noisy RM) agreeing by chance.
+SELECTIVE_LABEL = "probe-progress a=2, fair start, selective probe"
+NOISE_ROWS = (RECOMMENDED_LABEL, "paper preset", WEIGHTED_LABEL, SELECTIVE_LABEL)
 
 
 def study_methods(quick):
@@ -47,6 +50,7 @@ def study_methods(quick):
             ("probe-progress a=2, fair start, probe 256", dict(RECOMMENDED, probe_size=256)),
             ("probe-progress a=2, fair start, DPO probe loss", dict(RECOMMENDED, probe_loss="dpo")),
             (WEIGHTED_LABEL, dict(RECOMMENDED, probe_consensus="weighted")),
+            (SELECTIVE_LABEL, dict(RECOMMENDED, probe_consensus="selective")),
             ("thompson probe-progress, fair start", dict(RECOMMENDED, strategy="thompson", v=0.5)),
             ("thompson probe-progress, calibrated priors", dict(RECOMMENDED, strategy="thompson", v=0.5, priors="CALIBRATED")),
             ("thompson loss, calibrated priors", dict({"strategy": "thompson", "v": 0.5, "reward": "trainer-loss", "priors": "CALIBRATED"}, **FAIR_START)),

@@ -111,6 +111,21 @@ extension Coordinator {
                 chosenPairs = weighted
             }
         }
+        if plan.probeConsensus == .selective {
+            let rates = ProbeSelectivity.opinionRates(scores)
+            let selective = rates.map { $0 <= ProbeSelectivity.maximumOpinionRate }
+            let shown = zip(plan.armNames, rates).map { "\($0) \(String(format: "%.2f", $1))" }.joined(separator: ", ")
+            actions.append(.log(.info, "probe: share of candidate pairs each RM has an opinion on: \(shown)"))
+            if selective.contains(true) {
+                chosenPairs = scores.map { Self.consensusPairs($0, selective: selective) }
+            } else {
+                actions.append(
+                    .log(
+                        .warning,
+                        "probe: every RM has an opinion on more than \(Int(ProbeSelectivity.maximumOpinionRate * 100)) % of the probe's pairs, so none is selective; using the unanimous rule"
+                    ))
+            }
+        }
         for (offset, p) in b.prompts.enumerated() {
             let perRM = scores[offset]
             let combined = ScoreEnsemble.combine(perRM)
@@ -137,22 +152,55 @@ extension Coordinator {
     }
 
     /// The consensus pairs of one prompt, (chosen, rejected) in candidate order: at least two RMs score
-    /// the two candidates differently, and all that do prefer the same one.
-    static func consensusPairs(_ perRM: [[Double]]) -> [(chosen: Int, rejected: Int)] {
+    /// the two candidates differently, and all that do prefer the same one. With `selective` (one flag
+    /// per RM), at least one of the RMs with an opinion must be selective.
+    static func consensusPairs(_ perRM: [[Double]], selective: [Bool]? = nil) -> [(chosen: Int, rejected: Int)] {
         guard let n = perRM.first?.count else { return [] }
         var out: [(Int, Int)] = []
         for i in 0..<n {
             for j in (i + 1)..<max(i + 1, n) {
-                var opinions = 0, forFirst = 0
-                for s in perRM where s[i] != s[j] {
+                var opinions = 0, forFirst = 0, selectiveOpinions = 0
+                for (a, s) in perRM.enumerated() where s[i] != s[j] {
                     opinions += 1
                     if s[i] > s[j] { forFirst += 1 }
+                    if selective?[a] ?? true { selectiveOpinions += 1 }
                 }
-                guard opinions >= 2 else { continue }
+                guard opinions >= 2, selectiveOpinions >= 1 else { continue }
                 if forFirst == opinions { out.append((i, j)) } else if forFirst == 0 { out.append((j, i)) }
             }
         }
         return out
+    }
+}
+
+/// reward.probe_consensus: selective. The unanimous rule counts two RMs that agree as a consensus,
+/// but an RM with an opinion on nearly every pair (a length prior; any RM with noise on its scores,
+/// which breaks every tie) agrees with another dense RM on about half of all pairs by chance, and a
+/// probe made of those pairs rewards whatever the dense RMs share (docs/evaluation.md: under noise the
+/// unanimous probe rewards length). Here a pair also needs an opinion from a selective RM, one that
+/// has an opinion on at most half of the probe's candidate pairs (a verifier, a vote, a checker that
+/// abstains where it cannot tell); dense RMs still confirm or veto. With no selective RM at all (every
+/// RM scores on a continuous scale) the rule is the unanimous one, and the log says so.
+enum ProbeSelectivity {
+    /// An RM is selective when it has an opinion on at most this share of the probe's candidate pairs.
+    static let maximumOpinionRate = 0.5
+
+    /// Per RM, the share of the probe's candidate pairs (every prompt, every two candidates) it scores
+    /// differently. `scores`: prompt, RM, candidate.
+    static func opinionRates(_ scores: [[[Double]]]) -> [Double] {
+        let k = scores.first?.count ?? 0
+        var opinions = Array(repeating: 0, count: k)
+        var pairs = 0
+        for perRM in scores {
+            let n = perRM.first?.count ?? 0
+            for i in 0..<n {
+                for j in (i + 1)..<max(i + 1, n) {
+                    pairs += 1
+                    for a in 0..<k where perRM[a][i] != perRM[a][j] { opinions[a] += 1 }
+                }
+            }
+        }
+        return opinions.map { pairs == 0 ? 0 : Double($0) / Double(pairs) }
     }
 }
 

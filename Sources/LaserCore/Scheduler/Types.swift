@@ -316,6 +316,10 @@ public enum ProbeConsensus: String, Sendable, Equatable, CaseIterable, Codable {
     /// Each RM's vote weighted by its competence estimated from agreement between RMs (no labels):
     /// a pair is kept when the weighted vote makes it at least 90 % likely.
     case weighted
+    /// As unanimous, and at least one RM with an opinion is selective: it has an opinion on at most
+    /// half of the probe's candidate pairs. Two dense RMs (a length prior, a noisy RM) agreeing is
+    /// not enough on its own (ProbeSelectivity).
+    case selective
 }
 
 /// Why the core stopped a run (the shell reports it and exits; the run is resumable once fixed).
