@@ -105,8 +105,8 @@ import Testing
                 plan.rewardSource = source
                 plan.probeSize = 8
                 plan.bandit = BanditOptions(warmStart: .roundRobin, ties: .seeded, firstReward: .neutral)
-                // Both probe rules (from the seed, so the other draws stay as they were).
-                plan.probeConsensus = seed % 2 == 0 ? .unanimous : .weighted
+                // Every probe rule (from the seed, so the other draws stay as they were).
+                plan.probeConsensus = ProbeConsensus.allCases[Int(seed % UInt64(ProbeConsensus.allCases.count))]
             }
             let key = "\(strategy)-\(depth)-\(source.rawValue)-\(plan.probeConsensus.rawValue)"
             if references[key] == nil { references[key] = reference(plan, data: small) }

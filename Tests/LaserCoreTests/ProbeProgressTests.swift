@@ -132,9 +132,9 @@ import Testing
 
     /// The determinism matrix and the fault campaign for probe-progress: worker counts, message order,
     /// pipeline depth and coordinator crashes (during the probe too) give the same bytes and bandit state.
-    @Test(arguments: [(1, ProbeConsensus.unanimous), (2, .unanimous), (2, .weighted)])
+    @Test(arguments: [(1, ProbeConsensus.unanimous), (2, .unanimous), (2, .weighted), (2, .balanced)])
     func deterministicAndCrashSafe(depth: Int, consensus: ProbeConsensus) throws {
-        let probeSize = consensus == .weighted ? 40 : 12
+        let probeSize = consensus == .unanimous ? 12 : 40
         var base = plan(depth: depth, probeSize: probeSize, consensus: consensus)
         if consensus == .weighted {
             // Weights need RMs that agree beyond chance: two more oracles ("oracle..." scores "right..." high).
@@ -149,7 +149,9 @@ import Testing
                 expected.logs.contains { $0.hasPrefix("probe: RM competences estimated") }
                     && !expected.logs.contains { $0.contains("using the unanimous rule") },
                 "\(expected.logs.filter { $0.hasPrefix("probe") })")
-            _ = ("\(expected.logs.filter { $0.hasPrefix("probe") })")
+        }
+        if consensus == .balanced {
+            #expect(expected.logs.contains { $0.hasPrefix("probe: pairs each RM gives on the probe prompts") })
         }
         var crashes = 0
         for seed in 0..<12 as Range<UInt64> {
@@ -214,5 +216,53 @@ import Testing
         #expect(Coordinator.consensusPairs(prompt).isEmpty)
         // Two weak voters that disagree leave the pair out.
         #expect(ProbeWeights.weightedPairs([[2, 1], [1, 2]], weights: [1, 1]).isEmpty)
+    }
+
+    /// reward.probe_consensus balanced, against its definition written out: each RM's own pairs (the
+    /// run's pair policy) on every probe prompt; m = the smallest count among RMs with at least
+    /// minimumPairs; exactly m distinct pairs of each such RM, none of the others; seeded.
+    @Test func balancedProbeTakesTheSameNumberOfEachRMsOwnPairs() {
+        var rng = SplitMix64(seed: 21)
+        let policy = PairPolicy(mode: .bestVsRest, maxPairs: 3)
+        var sampledDiffers = false
+        for round in 0..<200 {
+            let k = 1 + Int(rng.next() % 4), prompts = 1 + Int(rng.next() % 12)
+            // Per RM a share of ties, so some RMs give few pairs (below the minimum) and some many.
+            let levels = (0..<k).map { _ in 1 + Int(rng.next() % 6) }
+            let aligned = (0..<prompts).map { _ in
+                let n = 2 + Int(rng.next() % 4)
+                return (0..<k).map { a in (0..<n).map { _ in Double(rng.next() % UInt64(levels[a])) } }
+            }
+            var own: [[[Int]]] = Array(repeating: [], count: k)
+            for (offset, perRM) in aligned.enumerated() {
+                for a in 0..<k {
+                    own[a] += policy.pairs(scores: perRM[a]).map { [offset, $0.chosen, $0.rejected] }
+                }
+            }
+            let eligible = own.map(\.count).filter { $0 >= ProbeBalance.minimumPairs }
+            let picked = ProbeBalance.pairs(aligned, policy: policy, seed: UInt64(round))
+            #expect(picked.counts == own.map(\.count))
+            guard let m = eligible.min() else {
+                #expect(picked.pairs.isEmpty && picked.perRM == 0)
+                continue
+            }
+            #expect(picked.perRM == m)
+            for a in 0..<k {
+                let mine = picked.pairs.filter { $0.rm == a }.map { [$0.offset, $0.chosen, $0.rejected] }
+                if own[a].count < ProbeBalance.minimumPairs {
+                    #expect(mine.isEmpty)
+                    continue
+                }
+                #expect(mine.count == m && Set(mine).count == m)
+                #expect(mine.allSatisfy { own[a].contains($0) })
+                if own[a].count > m && mine != Array(own[a].prefix(m)) { sampledDiffers = true }
+            }
+            let again = ProbeBalance.pairs(aligned, policy: policy, seed: UInt64(round))
+            #expect(again.pairs.map { [$0.offset, $0.rm, $0.chosen, $0.rejected] } == picked.pairs.map {
+                [$0.offset, $0.rm, $0.chosen, $0.rejected]
+            })
+        }
+        // The sample is a seeded draw, not the first m.
+        #expect(sampledDiffers)
     }
 }

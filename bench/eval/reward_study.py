@@ -27,10 +27,10 @@ RECOMMENDED = dict({"strategy": "linucb", "alpha": 2.0, "reward": "probe-progres
 # The probe weighted by label-free RM competences (reward.probe_consensus: weighted), aimed at the noise
 # failure of the unanimous probe; it also runs in the noise condition.
 WEIGHTED_LABEL = "probe-progress a=2, fair start, weighted probe"
-# The probe that needs a selective RM's opinion on every pair (reward.probe_consensus: selective),
-# aimed at the same failure: two dense RMs (length and a noisy RM) agreeing by chance.
-SELECTIVE_LABEL = "probe-progress a=2, fair start, selective probe"
-NOISE_ROWS = (RECOMMENDED_LABEL, "paper preset", WEIGHTED_LABEL, SELECTIVE_LABEL)
+# The balanced probe (reward.probe_consensus: balanced): every RM's own pairs, the same number from
+# each, no vote; aimed at the same failure (a consensus probe is what the densest RMs say).
+BALANCED_LABEL = "probe-progress a=2, fair start, balanced probe"
+NOISE_ROWS = (RECOMMENDED_LABEL, "paper preset", WEIGHTED_LABEL, BALANCED_LABEL, BALANCED_LABEL + ", a=4", BALANCED_LABEL + ", probe 256")
 
 
 def study_methods(quick):
@@ -50,7 +50,9 @@ def study_methods(quick):
             ("probe-progress a=2, fair start, probe 256", dict(RECOMMENDED, probe_size=256)),
             ("probe-progress a=2, fair start, DPO probe loss", dict(RECOMMENDED, probe_loss="dpo")),
             (WEIGHTED_LABEL, dict(RECOMMENDED, probe_consensus="weighted")),
-            (SELECTIVE_LABEL, dict(RECOMMENDED, probe_consensus="selective")),
+            (BALANCED_LABEL, dict(RECOMMENDED, probe_consensus="balanced")),
+            (BALANCED_LABEL + ", a=4", dict(RECOMMENDED, probe_consensus="balanced", alpha=4.0)),
+            (BALANCED_LABEL + ", probe 256", dict(RECOMMENDED, probe_consensus="balanced", probe_size=256)),
             ("thompson probe-progress, fair start", dict(RECOMMENDED, strategy="thompson", v=0.5)),
             ("thompson probe-progress, calibrated priors", dict(RECOMMENDED, strategy="thompson", v=0.5, priors="CALIBRATED")),
             ("thompson loss, calibrated priors", dict({"strategy": "thompson", "v": 0.5, "reward": "trainer-loss", "priors": "CALIBRATED"}, **FAIR_START)),

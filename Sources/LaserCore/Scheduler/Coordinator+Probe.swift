@@ -7,6 +7,8 @@ import LaserWire
 /// and every RM with an opinion prefers the same one. They go to the trainer once per session
 /// (`ProbeSet`), and each batch's reward is the decrease of the trainer's loss on them across that
 /// batch's step: a label-free measure of how much the batch taught the policy what every RM agrees on.
+/// `reward.probe_consensus` chooses the pairs: unanimous (above), weighted (ProbeWeights) or balanced
+/// (ProbeBalance: each RM's own pairs, the same number from each).
 ///
 /// The probe is a batch of its own (key `probeBatch` in `batches`, never emitted): its score tasks,
 /// their journal records and their replay after a crash are those of any batch, so a resumed run
@@ -86,7 +88,7 @@ extension Coordinator {
         }
     }
 
-    /// Every RM has scored the probe: its consensus pairs, sent to the trainer if one is connected.
+    /// Every RM has scored the probe: its pairs, sent to the trainer if one is connected.
     mutating func finishProbe(_ actions: inout [CoordinatorAction]) {
         guard let b = batches.removeValue(forKey: Self.probeBatch) else { return }
         var pairs: [TrainerPair] = []
@@ -111,61 +113,63 @@ extension Coordinator {
                 chosenPairs = weighted
             }
         }
-        if plan.probeConsensus == .selective {
-            let rates = ProbeSelectivity.opinionRates(scores)
-            let selective = rates.map { $0 <= ProbeSelectivity.maximumOpinionRate }
-            let shown = zip(plan.armNames, rates).map { "\($0) \(String(format: "%.2f", $1))" }.joined(separator: ", ")
-            actions.append(.log(.info, "probe: share of candidate pairs each RM has an opinion on: \(shown)"))
-            if selective.contains(true) {
-                chosenPairs = scores.map { Self.consensusPairs($0, selective: selective) }
-            } else {
-                actions.append(
-                    .log(
-                        .warning,
-                        "probe: every RM has an opinion on more than \(Int(ProbeSelectivity.maximumOpinionRate * 100)) % of the probe's pairs, so none is selective; using the unanimous rule"
-                    ))
+        // (prompt offset, chosen, rejected, the scores to show): balanced takes each RM's own pairs
+        // and scores; the consensus rules take the pairs of each prompt with the combined scores.
+        var selected: [(offset: Int, chosen: Int, rejected: Int, scores: [Double])] = []
+        if plan.probeConsensus == .balanced {
+            let picked = ProbeBalance.pairs(scores, policy: plan.pairPolicy, seed: plan.seed)
+            let shown = zip(plan.armNames, picked.counts).map { "\($0) \($1)" }.joined(separator: ", ")
+            actions.append(
+                .log(
+                    .info,
+                    "probe: pairs each RM gives on the probe prompts: \(shown); \(picked.perRM) from each RM with at least \(ProbeBalance.minimumPairs)"
+                ))
+            selected = picked.pairs.map { ($0.offset, $0.chosen, $0.rejected, scores[$0.offset][$0.rm]) }
+        } else {
+            for offset in b.prompts.indices {
+                let perRM = scores[offset]
+                let combined = ScoreEnsemble.combine(perRM)
+                for (c, r) in chosenPairs?[offset] ?? Self.consensusPairs(perRM) {
+                    selected.append((offset, c, r, combined))
+                }
             }
         }
-        for (offset, p) in b.prompts.enumerated() {
-            let perRM = scores[offset]
-            let combined = ScoreEnsemble.combine(perRM)
-            let chosen = chosenPairs?[offset] ?? Self.consensusPairs(perRM)
-            for (c, r) in chosen {
-                pairs.append(
-                    TrainerPair(
-                        prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
-                        chosenScore: combined[c], rejectedScore: combined[r], promptID: p.id))
-            }
+        for (offset, c, r, shown) in selected {
+            let p = b.prompts[offset]
+            pairs.append(
+                TrainerPair(
+                    prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
+                    chosenScore: shown[c], rejectedScore: shown[r], promptID: p.id))
         }
         guard !pairs.isEmpty else {
             fail(
                 .probeImpossible,
-                "the probe's \(b.prompts.count) prompts gave no consensus pair (no pair of candidates that two or more RMs rank and all of them rank the same way); raise reward.probe_size, or choose another reward.source",
+                plan.probeConsensus == .balanced
+                    ? "the probe's \(b.prompts.count) prompts gave no RM \(ProbeBalance.minimumPairs) pairs or more; raise reward.probe_size, or choose another reward.source"
+                    : "the probe's \(b.prompts.count) prompts gave no consensus pair (no pair of candidates that two or more RMs rank and all of them rank the same way); raise reward.probe_size, or choose another reward.source",
                 &actions)
             return
         }
         let calls = b.prompts.reduce(0) { $0 + $1.candidates.count } * plan.armNames.count
         summary.probe = RunSummary.ProbeSummary(prompts: b.prompts.count, pairs: pairs.count, rmCalls: calls)
-        actions.append(.log(.info, "probe ready: \(pairs.count) consensus pairs from \(b.prompts.count) prompts"))
+        actions.append(.log(.info, "probe ready: \(pairs.count) pairs from \(b.prompts.count) prompts"))
         probe = .ready(ProbeSet(pairs: pairs, prompts: UInt32(b.prompts.count)))
         if let t = trainer { actions.append(.send(to: t.peer, .probeSet(probeSet!))) }
     }
 
     /// The consensus pairs of one prompt, (chosen, rejected) in candidate order: at least two RMs score
-    /// the two candidates differently, and all that do prefer the same one. With `selective` (one flag
-    /// per RM), at least one of the RMs with an opinion must be selective.
-    static func consensusPairs(_ perRM: [[Double]], selective: [Bool]? = nil) -> [(chosen: Int, rejected: Int)] {
+    /// the two candidates differently, and all that do prefer the same one.
+    static func consensusPairs(_ perRM: [[Double]]) -> [(chosen: Int, rejected: Int)] {
         guard let n = perRM.first?.count else { return [] }
         var out: [(Int, Int)] = []
         for i in 0..<n {
             for j in (i + 1)..<max(i + 1, n) {
-                var opinions = 0, forFirst = 0, selectiveOpinions = 0
-                for (a, s) in perRM.enumerated() where s[i] != s[j] {
+                var opinions = 0, forFirst = 0
+                for s in perRM where s[i] != s[j] {
                     opinions += 1
                     if s[i] > s[j] { forFirst += 1 }
-                    if selective?[a] ?? true { selectiveOpinions += 1 }
                 }
-                guard opinions >= 2, selectiveOpinions >= 1 else { continue }
+                guard opinions >= 2 else { continue }
                 if forFirst == opinions { out.append((i, j)) } else if forFirst == 0 { out.append((j, i)) }
             }
         }
@@ -173,34 +177,47 @@ extension Coordinator {
     }
 }
 
-/// reward.probe_consensus: selective. The unanimous rule counts two RMs that agree as a consensus,
-/// but an RM with an opinion on nearly every pair (a length prior; any RM with noise on its scores,
-/// which breaks every tie) agrees with another dense RM on about half of all pairs by chance, and a
-/// probe made of those pairs rewards whatever the dense RMs share (docs/evaluation.md: under noise the
-/// unanimous probe rewards length). Here a pair also needs an opinion from a selective RM, one that
-/// has an opinion on at most half of the probe's candidate pairs (a verifier, a vote, a checker that
-/// abstains where it cannot tell); dense RMs still confirm or veto. With no selective RM at all (every
-/// RM scores on a continuous scale) the rule is the unanimous one, and the log says so.
-enum ProbeSelectivity {
-    /// An RM is selective when it has an opinion on at most this share of the probe's candidate pairs.
-    static let maximumOpinionRate = 0.5
+/// reward.probe_consensus: balanced. A consensus probe is a subset of what the densest RMs say: an RM
+/// with an opinion on nearly every pair (a length prior, any RM with noise on its scores) must agree
+/// with every consensus pair, so training on that RM's batches lowers the probe's loss most, right or
+/// wrong (docs/evaluation.md). The balanced probe takes no vote: it holds each RM's own pairs on the
+/// probe prompts, made by the run's pair policy (the pairs that RM would emit), and the same number m
+/// from each RM (a seeded sample; m is the smallest count among RMs with at least `minimumPairs`).
+/// The probe's mean loss is then the mean over RMs of the loss on each RM's pairs, so a batch's
+/// reward is how much its step moved the policy towards what the RMs say on average: an RM's own view
+/// is one of K equal parts, its errors count only where the others do not share them, and pairs the
+/// RMs dispute enter both ways and cancel. A noisy RM's random pairs pull no direction.
+enum ProbeBalance {
+    /// An RM with fewer pairs than this on the probe stays out of it (it still is an arm).
+    static let minimumPairs = 8
 
-    /// Per RM, the share of the probe's candidate pairs (every prompt, every two candidates) it scores
-    /// differently. `scores`: prompt, RM, candidate.
-    static func opinionRates(_ scores: [[[Double]]]) -> [Double] {
+    struct Picked {
+        /// (prompt offset, RM index, chosen, rejected), RM by RM.
+        var pairs: [(offset: Int, rm: Int, chosen: Int, rejected: Int)]
+        /// Pairs each RM gave before sampling, and the number taken from each RM in the probe.
+        var counts: [Int]
+        var perRM: Int
+    }
+
+    /// `scores`: prompt, RM, candidate.
+    static func pairs(_ scores: [[[Double]]], policy: PairPolicy, seed: UInt64) -> Picked {
         let k = scores.first?.count ?? 0
-        var opinions = Array(repeating: 0, count: k)
-        var pairs = 0
-        for perRM in scores {
-            let n = perRM.first?.count ?? 0
-            for i in 0..<n {
-                for j in (i + 1)..<max(i + 1, n) {
-                    pairs += 1
-                    for a in 0..<k where perRM[a][i] != perRM[a][j] { opinions[a] += 1 }
-                }
+        var own = Array(repeating: [(offset: Int, rm: Int, chosen: Int, rejected: Int)](), count: k)
+        for (offset, perRM) in scores.enumerated() {
+            for rm in 0..<k {
+                for (c, r) in policy.pairs(scores: perRM[rm]) { own[rm].append((offset, rm, c, r)) }
             }
         }
-        return opinions.map { pairs == 0 ? 0 : Double($0) / Double(pairs) }
+        let counts = own.map(\.count)
+        guard let m = counts.filter({ $0 >= minimumPairs }).min() else {
+            return Picked(pairs: [], counts: counts, perRM: 0)
+        }
+        var out: [(offset: Int, rm: Int, chosen: Int, rejected: Int)] = []
+        for rm in 0..<k where own[rm].count >= m {
+            let order = BanditOptions.permutation(own[rm].count, seed: seed, tag: 0x9B0BE, UInt64(rm), 0)
+            out += order.prefix(m).sorted().map { own[rm][$0] }
+        }
+        return Picked(pairs: out, counts: counts, perRM: m)
     }
 }
 

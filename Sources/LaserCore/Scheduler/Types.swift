@@ -316,10 +316,10 @@ public enum ProbeConsensus: String, Sendable, Equatable, CaseIterable, Codable {
     /// Each RM's vote weighted by its competence estimated from agreement between RMs (no labels):
     /// a pair is kept when the weighted vote makes it at least 90 % likely.
     case weighted
-    /// As unanimous, and at least one RM with an opinion is selective: it has an opinion on at most
-    /// half of the probe's candidate pairs. Two dense RMs (a length prior, a noisy RM) agreeing is
-    /// not enough on its own (ProbeSelectivity).
-    case selective
+    /// Not a consensus: every RM's own pairs on the probe prompts (the run's pair policy), the same
+    /// number from each RM, so the probe's mean loss is the mean over RMs of each RM's loss
+    /// (ProbeBalance). Pairs the RMs dispute enter both ways and cancel.
+    case balanced
 }
 
 /// Why the core stopped a run (the shell reports it and exits; the run is resumable once fixed).

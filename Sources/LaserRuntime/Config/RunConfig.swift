@@ -36,7 +36,7 @@ public struct RunConfig: Equatable, Sendable {
     public var bandit = BanditOptions()
     /// reward.probe_size: prompts every RM scores once for probe-progress's probe.
     public var probeSize = 64
-    /// reward.probe_consensus: unanimous (default), weighted or selective.
+    /// reward.probe_consensus: unanimous (default), weighted or balanced.
     public var probeConsensus = ProbeConsensus.unanimous
     /// strategy thompson: `thompson.v` and per-RM priors (by RM name; from `laser calibrate`).
     public var thompsonV = 0.5
