@@ -528,9 +528,11 @@ struct  Laser__V1__TrainerWelcome
 
 /*
  * coordinator -> trainer (reward.source = probe-progress): the label-free probe, sent once per trainer
- * session, after TrainerWelcome and before any PreferenceBatch. Its pairs are the consensus pairs of a
- * sample of prompts scored by every RM: pairs on which at least two RMs have an opinion (different
- * scores) and every RM with an opinion prefers the same candidate. Keep them; do not train on them.
+ * session, after TrainerWelcome and before any PreferenceBatch. Its pairs come from a sample of prompts
+ * scored by every RM: by default the consensus pairs (at least two RMs have an opinion, i.e. different
+ * scores, and every RM with an opinion prefers the same candidate); with reward.probe_consensus
+ * balanced, the same number of each RM's own pairs. A pair can repeat or appear both ways: the probe
+ * loss is the plain mean over the listed pairs, repeats included. Keep them; do not train on them.
  */
 struct  Laser__V1__ProbeSet
 {
