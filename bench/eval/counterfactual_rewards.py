@@ -5,7 +5,8 @@ under a label probe (every right-vs-wrong pair of the probe prompts; needs label
 
 A reward can only steer the bandit if, on the same batch, it ranks the RMs as the label probe does.
 This prints, per probe rule and RM, the mean reward and its z (mean / sd over batches); on the demo
-also per task family. The trajectory picks RMs uniformly at random (seeded), so no RM is favoured by
+also per task family; "paired": each RM's reward minus the mean over all RMs on the same batch and
+policy state (the RMs that give pairs on that batch), whose z shows how much of the noise is shared. The trajectory picks RMs uniformly at random (seeded), so no RM is favoured by
 the path. RM scores come from the study's score-ensemble runs (every RM scores every batch there, see
 their journals); the noise condition adds N(0, 0.3) to the best RM's scores, as the study's `noisy` RM
 does (seeded here, not the same draws).
@@ -16,7 +17,6 @@ does (seeded here, not the same draws).
 import argparse
 import copy
 import json
-import math
 import os
 import random
 import statistics
@@ -134,6 +134,7 @@ def main():
                 family = data.iterations[it][b0]["task"] if args.dataset == "demo" else None
                 before = {k: policy.loss(v) for k, v in probes.items()}
                 batch = {rm: [p for i in idxs for p in pairs(it, i, best_vs_rest(S[(it, i)][rm]))] for rm in rms}
+                values = {}
                 for rm in rms:
                     if not batch[rm]:
                         continue
@@ -142,9 +143,16 @@ def main():
                     q.step(batch[rm])
                     for k, v in probes.items():
                         value = before[k] - q.loss(v)
+                        values.setdefault(k, {})[rm] = value
                         agg.setdefault((k, None), {}).setdefault(rm, []).append(value)
                         if family:
                             agg.setdefault((k, family), {}).setdefault(rm, []).append(value)
+                # Paired: each RM's reward minus the mean over the RMs on the same batch and state.
+                for k, d in values.items():
+                    if len(d) >= 2:
+                        mean = sum(d.values()) / len(d)
+                        for rm, value in d.items():
+                            agg.setdefault((k + ", paired", None), {}).setdefault(rm, []).append(value - mean)
                 arm = path.choice(rms)
                 if batch[arm]:
                     policy.step(batch[arm])

@@ -174,7 +174,7 @@ def write_config(path, inputs, setting, method, seed, condition, noisy_rm, laten
     lines += ["linucb:", "  alpha: %g" % m.get("alpha", 0.1), "  lambda: 1.0",
               "granularity: %s" % m.get("granularity", "batch"),
               "batch_size: %d" % setting.batch_size, "shard_size: 4", "pipeline_depth: 1",
-              "context:", "  dimension: %d" % setting.context_dim, "  ngrams: 2",
+              "context:", "  dimension: %d" % m.get("context_dim", setting.context_dim), "  ngrams: 2",
               "pairs:", "  mode: best-vs-rest", "  max_pairs: 10", "  margin: 0.0",
               "reward:", "  source: %s" % m.get("reward", "trainer-loss"), "  normalize: true",
               "  probe_size: %d" % m.get("probe_size", 64),
