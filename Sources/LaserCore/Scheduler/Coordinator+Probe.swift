@@ -91,55 +91,12 @@ extension Coordinator {
     /// Every RM has scored the probe: its pairs, sent to the trainer if one is connected.
     mutating func finishProbe(_ actions: inout [CoordinatorAction]) {
         guard let b = batches.removeValue(forKey: Self.probeBatch) else { return }
-        var pairs: [TrainerPair] = []
         let scores = b.prompts.indices.map { offset in plan.armNames.map { b.scores[held: $0][offset]! } }
-        // Each prompt's probe pairs: by the weighted vote, or by unanimity.
-        var chosenPairs: [[(chosen: Int, rejected: Int)]]?
-        if plan.probeConsensus == .weighted {
-            let competence = ProbeWeights.competences(scores)
-            let weights = competence.map(ProbeWeights.logOdds)
-            let shown = zip(plan.armNames, competence).map { "\($0) \(String(format: "%.2f", $1))" }.joined(
-                separator: ", ")
-            actions.append(.log(.info, "probe: RM competences estimated from their agreement (2p - 1): \(shown)"))
-            // Too little agreement to estimate anything: the unanimous rule, said in the log.
-            let weighted = scores.map { ProbeWeights.weightedPairs($0, weights: weights) }
-            if competence.allSatisfy({ $0 == 0 }) || weighted.allSatisfy(\.isEmpty) {
-                actions.append(
-                    .log(
-                        .warning,
-                        "probe: the RMs' agreement on \(b.prompts.count) prompts gives no usable competence estimate; using the unanimous rule (raise reward.probe_size)"
-                    ))
-            } else {
-                chosenPairs = weighted
-            }
-        }
-        // (prompt offset, chosen, rejected, the scores to show): balanced takes each RM's own pairs
-        // and scores; the consensus rules take the pairs of each prompt with the combined scores.
-        var selected: [(offset: Int, chosen: Int, rejected: Int, scores: [Double])] = []
-        if plan.probeConsensus == .balanced {
-            let picked = ProbeBalance.pairs(scores, policy: plan.pairPolicy, seed: plan.seed)
-            let shown = zip(plan.armNames, picked.counts).map { "\($0) \($1)" }.joined(separator: ", ")
-            actions.append(
-                .log(
-                    .info,
-                    "probe: pairs each RM gives on the probe prompts: \(shown); \(picked.perRM) from each RM with at least \(ProbeBalance.minimumPairs)"
-                ))
-            selected = picked.pairs.map { ($0.offset, $0.chosen, $0.rejected, scores[$0.offset][$0.rm]) }
-        } else {
-            for offset in b.prompts.indices {
-                let perRM = scores[offset]
-                let combined = ScoreEnsemble.combine(perRM)
-                for (c, r) in chosenPairs?[offset] ?? Self.consensusPairs(perRM) {
-                    selected.append((offset, c, r, combined))
-                }
-            }
-        }
-        for (offset, c, r, shown) in selected {
+        let pairs = probePairs(scores, &actions).map { offset, c, r, shown in
             let p = b.prompts[offset]
-            pairs.append(
-                TrainerPair(
-                    prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
-                    chosenScore: shown[c], rejectedScore: shown[r], promptID: p.id))
+            return TrainerPair(
+                prompt: p.prompt, chosen: p.candidates[c].text, rejected: p.candidates[r].text,
+                chosenScore: shown[c], rejectedScore: shown[r], promptID: p.id)
         }
         guard !pairs.isEmpty else {
             fail(
@@ -155,6 +112,50 @@ extension Coordinator {
         actions.append(.log(.info, "probe ready: \(pairs.count) pairs from \(b.prompts.count) prompts"))
         probe = .ready(ProbeSet(pairs: pairs, prompts: UInt32(b.prompts.count)))
         if let t = trainer { actions.append(.send(to: t.peer, .probeSet(probeSet!))) }
+    }
+
+    /// The probe's pairs by reward.probe_consensus, as (prompt offset, chosen, rejected, the scores the
+    /// pair shows): balanced takes each RM's own pairs with that RM's scores; the consensus rules take
+    /// each prompt's pairs with the RMs' combined scores. `scores`: prompt, RM, candidate.
+    func probePairs(_ scores: [[[Double]]], _ actions: inout [CoordinatorAction])
+        -> [(offset: Int, chosen: Int, rejected: Int, scores: [Double])]
+    {
+        if plan.probeConsensus == .balanced {
+            let picked = ProbeBalance.pairs(scores, policy: plan.pairPolicy, seed: plan.seed)
+            let shown = zip(plan.armNames, picked.counts).map { "\($0) \($1)" }.joined(separator: ", ")
+            actions.append(
+                .log(
+                    .info,
+                    "probe: pairs each RM gives on the probe prompts: \(shown); \(picked.perRM) from each RM with at least \(ProbeBalance.minimumPairs)"
+                ))
+            return picked.pairs.map { ($0.offset, $0.chosen, $0.rejected, scores[$0.offset][$0.rm]) }
+        }
+        // Each prompt's pairs: by the weighted vote, or by unanimity.
+        var chosenPairs: [[(chosen: Int, rejected: Int)]]?
+        if plan.probeConsensus == .weighted {
+            let competence = ProbeWeights.competences(scores)
+            let weights = competence.map(ProbeWeights.logOdds)
+            let shown = zip(plan.armNames, competence).map { "\($0) \(String(format: "%.2f", $1))" }.joined(
+                separator: ", ")
+            actions.append(.log(.info, "probe: RM competences estimated from their agreement (2p - 1): \(shown)"))
+            // Too little agreement to estimate anything: the unanimous rule, said in the log.
+            let weighted = scores.map { ProbeWeights.weightedPairs($0, weights: weights) }
+            if competence.allSatisfy({ $0 == 0 }) || weighted.allSatisfy(\.isEmpty) {
+                actions.append(
+                    .log(
+                        .warning,
+                        "probe: the RMs' agreement on \(scores.count) prompts gives no usable competence estimate; using the unanimous rule (raise reward.probe_size)"
+                    ))
+            } else {
+                chosenPairs = weighted
+            }
+        }
+        var out: [(offset: Int, chosen: Int, rejected: Int, scores: [Double])] = []
+        for (offset, perRM) in scores.enumerated() {
+            let combined = ScoreEnsemble.combine(perRM)
+            for (c, r) in chosenPairs?[offset] ?? Self.consensusPairs(perRM) { out.append((offset, c, r, combined)) }
+        }
+        return out
     }
 
     /// The consensus pairs of one prompt, (chosen, rejected) in candidate order: at least two RMs score
@@ -194,8 +195,9 @@ enum ProbeBalance {
     struct Picked {
         /// (prompt offset, RM index, chosen, rejected), RM by RM.
         var pairs: [(offset: Int, rm: Int, chosen: Int, rejected: Int)]
-        /// Pairs each RM gave before sampling, and the number taken from each RM in the probe.
+        /// Pairs each RM gave before sampling.
         var counts: [Int]
+        /// The number taken from each RM in the probe (m; 0 when no RM has minimumPairs).
         var perRM: Int
     }
 
