@@ -125,7 +125,9 @@ extension Coordinator {
             // Served: a static worker that hosts it, or a capacity-limited one that holds it or may still
             // load it (not one whose load of it failed).
             let served = workers.values.contains {
-                $0.capacity == 0 ? $0.rewardModels.contains(rm) : $0.ready(rm) || $0.rewardModels.contains(rm) && !$0.cannotLoad.contains(rm)
+                $0.capacity == 0
+                    ? $0.rewardModels.contains(rm)
+                    : $0.ready(rm) || $0.rewardModels.contains(rm) && !$0.cannotLoad.contains(rm)
             }
             // Not in the first seconds of a run: workers need a moment to connect.
             let settled = startedAt.map { now.milliseconds(since: $0) > 10_000 } ?? true
@@ -166,6 +168,18 @@ extension Coordinator {
                     "worker \(w.workerID) hosts only RMs that got no task in the last \(Int(plan.placement.idleReportSeconds)) s (\(w.rewardModels.sorted().joined(separator: ", "))) while \(busy.joined(separator: ", ")) are busy; restart it with --rm \(busy[0]) (or change placement) to put it to work"
                 ))
         }
+    }
+}
+
+extension Coordinator {
+    /// Logs `text` if the limiter lets this kind through (the first `first`, then every 10,000th), with
+    /// the limiter's note once it starts to apply. The caller builds the text either way: these are
+    /// joins, removals and refusals, rare next to the messages that carry work.
+    mutating func logLimited(
+        _ level: LogLevel, _ kind: String, first: Int = 10, _ text: String, _ actions: inout [CoordinatorAction]
+    ) {
+        guard logLimiter.allow(kind, first: first) else { return }
+        actions.append(.log(level, text + logLimiter.suffix(kind)))
     }
 }
 

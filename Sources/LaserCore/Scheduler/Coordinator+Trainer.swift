@@ -170,9 +170,7 @@ extension Coordinator {
         _ f: BatchFeedback, global: Int, _ reason: String, _ peer: PeerID, _ actions: inout [CoordinatorAction]
     ) {
         summary.counters.lossesRejected += 1
-        if logLimiter.allow("loss-refused") {
-            actions.append(.log(.warning, "refused a loss from \(peer): \(reason)\(logLimiter.suffix("loss-refused"))"))
-        }
+        logLimited(.warning, "loss-refused", "refused a loss from \(peer): \(reason)", &actions)
         actions.append(
             .send(
                 to: peer,

@@ -34,13 +34,10 @@ extension Coordinator {
                 trainer!.lastHeard = now
                 if message != .heartbeat {
                     summary.counters.malformedMessages += 1
-                    if logLimiter.allow("trainer-sent-other") {
-                        actions.append(
-                            .log(
-                                .warning,
-                                "trainer \(PeerText.printable(trainer!.trainerID)) sent \(message.kind), which a trainer does not send; ignored\(logLimiter.suffix("trainer-sent-other"))"
-                            ))
-                    }
+                    logLimited(
+                        .warning, "trainer-sent-other",
+                        "trainer \(PeerText.printable(trainer!.trainerID)) sent \(message.kind), which a trainer does not send; ignored",
+                        &actions)
                 }
                 return
             }
@@ -48,12 +45,11 @@ extension Coordinator {
         guard workers[peer] != nil else {
             // After a coordinator restart workers are unknown: tell them to say Hello again.
             summary.counters.unknownPeerMessages += 1
-            if case .scoreResult = message, logLimiter.allow("unknown-peer-result") {
-                actions.append(
-                    .log(
-                        .info,
-                        "a result from unknown peer \(peer) (not registered, or registered with an earlier coordinator); dropped\(logLimiter.suffix("unknown-peer-result"))"
-                    ))
+            if case .scoreResult = message {
+                logLimited(
+                    .info, "unknown-peer-result",
+                    "a result from unknown peer \(peer) (not registered, or registered with an earlier coordinator); dropped",
+                    &actions)
             }
             actions.append(.send(to: peer, .disconnect(reason: "unknown peer: send Hello first")))
             return
@@ -69,13 +65,10 @@ extension Coordinator {
             receive(state, from: peer, now: now, &actions)
         default:
             summary.counters.malformedMessages += 1
-            if logLimiter.allow("coordinator-only") {
-                actions.append(
-                    .log(
-                        .warning,
-                        "worker \(PeerText.printable(workers[held: peer].workerID)) sent \(message.kind), which only a coordinator sends; ignored\(logLimiter.suffix("coordinator-only"))"
-                    ))
-            }
+            logLimited(
+                .warning, "coordinator-only",
+                "worker \(PeerText.printable(workers[held: peer].workerID)) sent \(message.kind), which only a coordinator sends; ignored",
+                &actions)
         }
     }
 
@@ -103,18 +96,23 @@ extension Coordinator {
         }
         if hello.memoryBudget != 0 || !hello.rmMemory.isEmpty {
             guard hello.rmCapacity > 0 else {
-                return "worker '\(id)' sent a memory budget without rm_capacity; a budget applies to capacity-limited workers only"
+                return
+                    "worker '\(id)' sent a memory budget without rm_capacity; a budget applies to capacity-limited workers only"
             }
             guard hello.memoryBudget.isFinite, hello.memoryBudget >= 0 else {
                 return "worker '\(id)' declared memory budget \(hello.memoryBudget); it must be a finite number >= 0"
             }
             if hello.rmMemory.count > Self.maxOfferedRMs {
-                return "worker '\(id)' sent \(hello.rmMemory.count) RM weights; at most \(Self.maxOfferedRMs) are allowed"
+                return
+                    "worker '\(id)' sent \(hello.rmMemory.count) RM weights; at most \(Self.maxOfferedRMs) are allowed"
             }
             if let bad = hello.rmMemory.first(where: { !$0.value.isFinite || $0.value < 0 }) {
-                return "worker '\(id)' gave RM \(PeerText.printable(bad.key)) the weight \(bad.value); weights must be finite numbers >= 0"
+                return
+                    "worker '\(id)' gave RM \(PeerText.printable(bad.key)) the weight \(bad.value); weights must be finite numbers >= 0"
             }
-            if hello.memoryBudget > 0, hello.loaded.reduce(0.0, { $0 + (hello.rmMemory[$1] ?? 0) }) > hello.memoryBudget + 1e-9 {
+            if hello.memoryBudget > 0,
+                hello.loaded.reduce(0.0, { $0 + (hello.rmMemory[$1] ?? 0) }) > hello.memoryBudget + 1e-9
+            {
                 return "worker '\(id)' says its loaded RMs weigh more than its memory budget \(hello.memoryBudget)"
             }
         }
@@ -138,9 +136,7 @@ extension Coordinator {
         _ peer: PeerID, _ problem: String, retryAfterMs: UInt32 = 0, _ actions: inout [CoordinatorAction]
     ) {
         summary.counters.hellosRefused += 1
-        if logLimiter.allow("hello-refused") {
-            actions.append(.log(.warning, "refused \(peer): \(problem)\(logLimiter.suffix("hello-refused"))"))
-        }
+        logLimited(.warning, "hello-refused", "refused \(peer): \(problem)", &actions)
         actions.append(.send(to: peer, .reject(reason: problem, retryAfterMs: retryAfterMs)))
     }
 
@@ -165,13 +161,10 @@ extension Coordinator {
                 // An unanswered holder is most likely a stale socket of this same worker: the heartbeat
                 // the coordinator sends it within one interval finds it gone, so retry soon.
                 let retry = holder.answered ? plan.scheduler.deadAfterMs : plan.scheduler.heartbeatIntervalMs
-                if logLimiter.allow("duplicate-id") {
-                    actions.append(
-                        .log(
-                            .warning,
-                            "a second connection says it is worker '\(id)' while that worker is connected and alive; refused for now (give each worker a unique --id)\(logLimiter.suffix("duplicate-id"))"
-                        ))
-                }
+                logLimited(
+                    .warning, "duplicate-id",
+                    "a second connection says it is worker '\(id)' while that worker is connected and alive; refused for now (give each worker a unique --id)",
+                    &actions)
                 summary.counters.hellosRefused += 1
                 actions.append(
                     .send(
@@ -206,13 +199,10 @@ extension Coordinator {
         var slots = hello.slots
         if slots > plan.scheduler.maxSlotsPerWorker {
             summary.counters.slotsCapped += 1
-            if logLimiter.allow("slots-capped") {
-                actions.append(
-                    .log(
-                        .warning,
-                        "worker \(id) declared \(slots) slots; it gets at most \(plan.scheduler.maxSlotsPerWorker) (network.max_slots_per_worker)\(logLimiter.suffix("slots-capped"))"
-                    ))
-            }
+            logLimited(
+                .warning, "slots-capped",
+                "worker \(id) declared \(slots) slots; it gets at most \(plan.scheduler.maxSlotsPerWorker) (network.max_slots_per_worker)",
+                &actions)
             slots = plan.scheduler.maxSlotsPerWorker
         }
         var worker = Worker(
@@ -233,13 +223,10 @@ extension Coordinator {
         if worker.capacity > 0 { placement.dynamicWorkers += 1 }
         peerByWorkerID[hello.workerID] = peer
         summary.counters.workersRegistered += 1
-        if logLimiter.allow("joined", first: 100) {
-            actions.append(
-                .log(
-                    .info,
-                    "worker \(id) joined: \(slots) slots, RMs \(served.joined(separator: ", "))\(hello.rmCapacity > 0 ? " (capacity \(worker.capacity), loaded: \(plan.armNames.filter(worker.loaded.contains).joined(separator: ", ")))" : "")\(logLimiter.suffix("joined"))"
-                ))
-        }
+        logLimited(
+            .info, "joined", first: 100,
+            "worker \(id) joined: \(slots) slots, RMs \(served.joined(separator: ", "))\(hello.rmCapacity > 0 ? " (capacity \(worker.capacity), loaded: \(plan.armNames.filter(worker.loaded.contains).joined(separator: ", ")))" : "")",
+            &actions)
         actions.append(
             .send(
                 to: peer,
@@ -263,13 +250,10 @@ extension Coordinator {
         if worker.capacity > 0 { placement.dynamicWorkers -= 1 }
         if peerByWorkerID[worker.workerID] == peer { peerByWorkerID[worker.workerID] = nil }
         summary.counters.workersLost += 1
-        if logLimiter.allow("removed", first: 100) {
-            actions.append(
-                .log(
-                    .warning,
-                    "worker \(PeerText.printable(worker.workerID)) removed: \(reason); \(worker.inFlight.count) task(s) go back to the queue\(logLimiter.suffix("removed"))"
-                ))
-        }
+        logLimited(
+            .warning, "removed", first: 100,
+            "worker \(PeerText.printable(worker.workerID)) removed: \(reason); \(worker.inFlight.count) task(s) go back to the queue",
+            &actions)
         for id in worker.inFlight.sorted() {
             guard tasks[id] != nil else { continue }
             tasks[held: id].holders[peer] = nil
@@ -327,24 +311,18 @@ extension Coordinator {
         tasks[held: result.taskID].holders[peer] = nil
         switch result.outcome {
         case .failure(let message):
-            if logLimiter.allow("rm-failed", first: 100) {
-                actions.append(
-                    .log(
-                        .warning,
-                        "RM \(task.rm) failed task \(task.id) on worker \(id) (attempt \(task.attempt)): \(PeerText.printable(message))\(logLimiter.suffix("rm-failed"))"
-                    ))
-            }
+            logLimited(
+                .warning, "rm-failed", first: 100,
+                "RM \(task.rm) failed task \(task.id) on worker \(id) (attempt \(task.attempt)): \(PeerText.printable(message))",
+                &actions)
             charge(task.id, to: peer, error: "worker \(id): \(PeerText.printable(message))", now: now, &actions)
         case .success(let perItem):
             if let problem = validate(perItem, for: task) {
                 summary.counters.invalidResults += 1
-                if logLimiter.allow("invalid-result") {
-                    actions.append(
-                        .log(
-                            .error,
-                            "worker \(id) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried\(logLimiter.suffix("invalid-result"))"
-                        ))
-                }
+                logLimited(
+                    .error, "invalid-result",
+                    "worker \(id) sent an invalid result for task \(task.id) (RM \(task.rm)): \(problem); the task is retried",
+                    &actions)
                 charge(task.id, to: peer, error: "worker \(id) sent an invalid result: \(problem)", now: now, &actions)
                 return
             }
@@ -359,13 +337,7 @@ extension Coordinator {
         _ result: ScoreResult, from id: String, _ why: String, _ actions: inout [CoordinatorAction]
     ) {
         summary.counters.foreignResults += 1
-        if logLimiter.allow("foreign-result") {
-            actions.append(
-                .log(
-                    .warning,
-                    "worker \(id) sent a result it may not send: \(why); dropped\(logLimiter.suffix("foreign-result"))")
-            )
-        }
+        logLimited(.warning, "foreign-result", "worker \(id) sent a result it may not send: \(why); dropped", &actions)
     }
 
     /// A failure (an RM error or an invalid result) charged to the worker that sent it: the task avoids
@@ -393,13 +365,10 @@ extension Coordinator {
         }
         workers[held: peer].quarantinedUntil = now.adding(milliseconds: UInt64(plan.scheduler.quarantineSeconds * 1000))
         summary.counters.workersQuarantined += 1
-        if logLimiter.allow("quarantined") {
-            actions.append(
-                .log(
-                    .warning,
-                    "worker \(PeerText.printable(w.workerID)) failed \(w.failureStreak) tasks in a row; it gets no tasks for \(plan.scheduler.quarantineSeconds) s (network.quarantine_after, quarantine_seconds)\(logLimiter.suffix("quarantined"))"
-                ))
-        }
+        logLimited(
+            .warning, "quarantined",
+            "worker \(PeerText.printable(w.workerID)) failed \(w.failureStreak) tasks in a row; it gets no tasks for \(plan.scheduler.quarantineSeconds) s (network.quarantine_after, quarantine_seconds)",
+            &actions)
     }
 
     func validate(_ perItem: [[Double]], for task: ScoreTaskState) -> String? {

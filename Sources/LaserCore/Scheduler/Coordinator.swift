@@ -72,7 +72,8 @@ public struct Coordinator: Sendable {
         /// Whether a task for `rm` may go to it now: a static worker that serves it, or a capacity-limited
         /// one that has it loaded and is not about to unload it.
         func ready(_ rm: String) -> Bool {
-            capacity == 0 ? rewardModels.contains(rm) : loaded.contains(rm) && !(pendingLoad?.unload.contains(rm) ?? false)
+            capacity == 0
+                ? rewardModels.contains(rm) : loaded.contains(rm) && !(pendingLoad?.unload.contains(rm) ?? false)
         }
     }
     /// When each RM last had a task dispatched (for the idle-worker report).
@@ -358,13 +359,10 @@ public struct Coordinator: Sendable {
             receive(message, from: peer, now: now, &actions)
         case .undecodable(let peer, let reason):
             summary.counters.malformedMessages += 1
-            if logLimiter.allow("undecodable") {
-                actions.append(
-                    .log(
-                        .warning,
-                        "peer \(peer) sent a message that does not decode (\(PeerText.printable(reason))); dropped (\(summary.counters.malformedMessages) so far). Is it a laser worker of the same version?\(logLimiter.suffix("undecodable"))"
-                    ))
-            }
+            logLimited(
+                .warning, "undecodable",
+                "peer \(peer) sent a message that does not decode (\(PeerText.printable(reason))); dropped (\(summary.counters.malformedMessages) so far). Is it a laser worker of the same version?",
+                &actions)
             // A registered worker's message that cannot be matched to anything (a result without an
             // outcome, say) must not leave its slot taken: the worker is removed and says Hello again.
             dropMisbehaving(peer, why: "it sent a message that does not decode", now: now, &actions)

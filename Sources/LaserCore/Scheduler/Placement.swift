@@ -207,7 +207,9 @@ extension Coordinator {
     /// Plans moves for the free capacity-limited workers and sends the LoadRMs that can go now.
     mutating func place(now: Instant, _ actions: inout [CoordinatorAction]) {
         guard hasDynamicWorkers else { return }
-        if placement.dirty || placement.lastPlanned.map({ now.milliseconds(since: $0) >= PlacementState.replanAfterMs }) ?? true {
+        if placement.dirty
+            || placement.lastPlanned.map({ now.milliseconds(since: $0) >= PlacementState.replanAfterMs }) ?? true
+        {
             placement.dirty = false
             placement.lastPlanned = now
             plan(now: now)
@@ -224,7 +226,8 @@ extension Coordinator {
         let recent = Set(placement.recent.joined())
         // Candidates still to come: the iteration's unselected prompts and, as an estimate, later
         // iterations of the same size.
-        let selected = nextBatchInIteration < batchRanges.count ? batchRanges[nextBatchInIteration].lowerBound : promptCount
+        let selected =
+            nextBatchInIteration < batchRanges.count ? batchRanges[nextBatchInIteration].lowerBound : promptCount
         let promptsLeft = max(0, promptCount - selected) + max(0, plan.iterations - iteration) * promptCount
         let candidatesLeft = Double(promptsLeft) * placement.candidatesPerPrompt
         let window = Double(max(1, placement.recent.count))
@@ -235,7 +238,8 @@ extension Coordinator {
         let rms = plan.armNames.map { name in
             PlacementInput.RM(
                 name: name, backlogCandidates: backlog[name] ?? 0,
-                expectedCandidates: candidatesLeft * Double(placement.recent.filter { $0.contains(name) }.count) / window,
+                expectedCandidates: candidatesLeft * Double(placement.recent.filter { $0.contains(name) }.count)
+                    / window,
                 secondsPerCandidate: placement.secondsPerCandidate[name] ?? fallback, loadSeconds: loadSeconds(name),
                 minResidencySeconds: plan.placement.dynamic.minResidencySeconds ?? 3 * loadSeconds(name),
                 recent: recent.contains(name))
@@ -270,7 +274,9 @@ extension Coordinator {
     mutating func sendPendingLoads(now: Instant, _ actions: inout [CoordinatorAction]) {
         for peer in workers.keys.sorted() {
             guard let pending = workers[held: peer].pendingLoad, pending.sent == nil else { continue }
-            let busy = workers[held: peer].inFlight.contains { tasks[$0].map { pending.unload.contains($0.rm) } ?? false }
+            let busy = workers[held: peer].inFlight.contains {
+                tasks[$0].map { pending.unload.contains($0.rm) } ?? false
+            }
             if busy { continue }
             workers[held: peer].pendingLoad!.sent = now
             workers[held: peer].lastSent = now
@@ -281,7 +287,8 @@ extension Coordinator {
                     "placement: worker \(PeerText.printable(w.workerID)) loads \(pending.load.joined(separator: ", "))\(pending.unload.isEmpty ? "" : " (unloading \(pending.unload.joined(separator: ", ")))")",
                     ["rm": pending.load.joined(separator: ",")]))
             actions.append(
-                .send(to: peer, .loadRM(LoadRM(requestID: pending.requestID, load: pending.load, unload: pending.unload)))
+                .send(
+                    to: peer, .loadRM(LoadRM(requestID: pending.requestID, load: pending.load, unload: pending.unload)))
             )
         }
     }
@@ -297,13 +304,9 @@ extension Coordinator {
         let id = PeerText.printable(w.workerID)
         guard w.capacity > 0 else {
             summary.counters.malformedMessages += 1
-            if logLimiter.allow("rmstate-static") {
-                actions.append(
-                    .log(
-                        .warning,
-                        "worker \(id) sent RMState but declared no rm_capacity (a static worker); ignored\(logLimiter.suffix("rmstate-static"))"
-                    ))
-            }
+            logLimited(
+                .warning, "rmstate-static",
+                "worker \(id) sent RMState but declared no rm_capacity (a static worker); ignored", &actions)
             return
         }
         let loaded = Set(state.loaded)
@@ -321,7 +324,8 @@ extension Coordinator {
                 summary.counters.rmLoads += 1
                 if placement.everLoaded[w.workerID, default: []].contains(load.name) { summary.counters.rmReloads += 1 }
                 placement.everLoaded[w.workerID, default: []].insert(load.name)
-                placement.loadSeconds[load.name] = max(placement.loadSeconds[load.name] ?? 0, Double(load.loadMs) / 1000)
+                placement.loadSeconds[load.name] = max(
+                    placement.loadSeconds[load.name] ?? 0, Double(load.loadMs) / 1000)
             } else {
                 summary.counters.rmLoadFailures += 1
                 w.cannotLoad.insert(load.name)
